@@ -1,0 +1,21 @@
+/**
+ * Validation of options at the API boundary with zod. A failure throws a {@link ConfigError} whose message
+ * names each bad field (`window.size: expected a positive number, got -5`) and whose `issues` carry them
+ * as data.
+ * @module
+ */
+import type { z } from "zod";
+import { type ConfigIssue, ConfigError } from "./errors.ts";
+
+/** Parses `input` with `schema`, or throws a ConfigError naming `where` and every bad field. */
+export function validate<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues: ConfigIssue[] = result.error.issues.map((i) => ({
+    path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))],
+    code: i.code,
+    message: i.message,
+  }));
+  const text = issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+  throw new ConfigError(`invalid options for ${where}: ${text}`, issues, { cause: result.error });
+}

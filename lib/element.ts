@@ -1,0 +1,96 @@
+/**
+ * The elements that flow through a stream: records, plus the in-band control elements that travel in order
+ * with them (watermarks, checkpoint barriers, end-of-stream) and side-output records (late data, dead
+ * letters). Keeping control elements in band, as Flink does, makes results deterministic: a window fires
+ * exactly between the same two records on every run.
+ *
+ * Users never see these envelopes unless they ask for them: `map`, `filter` and friends take plain values.
+ * @module
+ */
+
+/** Key of a keyed stream. Keys are stored in state, so they must be serialisable scalars. */
+export type Key = string | number;
+
+/** A data record: the user's value, its event time in epoch ms, and the key once the stream is keyed. */
+export interface StreamRecord<T> {
+  readonly kind: "record";
+  readonly value: T;
+  readonly timestamp: number;
+  readonly key: Key | undefined;
+  /** The source split (Kafka partition, NATS stream, ...) the record came from, for per-split watermarks. */
+  readonly split: string | undefined;
+}
+
+/** Event time has reached `timestamp`: no more records with timestamp ≤ it are expected. */
+export interface Watermark {
+  readonly kind: "watermark";
+  readonly timestamp: number;
+}
+
+/** A checkpoint barrier: everything before it belongs to checkpoint `checkpointId`. */
+export interface Barrier {
+  readonly kind: "barrier";
+  readonly checkpointId: number;
+}
+
+/** The input is exhausted. Followed by nothing; operators flush and complete. */
+export interface EndOfStream {
+  readonly kind: "end";
+}
+
+/** A record routed to a named side output (late data, dead letters), with the reason it went there. */
+export interface SideRecord {
+  readonly kind: "side";
+  readonly tag: string;
+  readonly value: unknown;
+  readonly timestamp: number;
+  readonly reason: string;
+}
+
+/** Anything that flows through a stream of `T`. */
+export type Element<T> = StreamRecord<T> | Watermark | Barrier | EndOfStream | SideRecord;
+
+/** A non-record element, passed through by stateless operators unchanged. */
+export type ControlElement = Watermark | Barrier | EndOfStream | SideRecord;
+
+/** Builds a record. */
+export function record<T>(value: T, timestamp: number, key?: Key, split?: string): StreamRecord<T> {
+  return { kind: "record", value, timestamp, key, split };
+}
+
+/** Builds a watermark. */
+export function watermark(timestamp: number): Watermark {
+  return { kind: "watermark", timestamp };
+}
+
+/** The single end-of-stream element. */
+export const END: EndOfStream = Object.freeze({ kind: "end" });
+
+/** The watermark that closes all of event time, emitted at the end of a bounded input. */
+export const MAX_WATERMARK: number = Number.POSITIVE_INFINITY;
+
+/** The watermark before any record was seen. */
+export const MIN_WATERMARK: number = Number.NEGATIVE_INFINITY;
+
+/** Builds a side-output record. */
+export function sideRecord(tag: string, value: unknown, timestamp: number, reason: string): SideRecord {
+  return { kind: "side", tag, value, timestamp, reason };
+}
+
+/** A typed handle for a side output. The type parameter is the type of the values routed there. */
+export interface OutputTag<T> {
+  readonly id: string;
+  /** Phantom field that carries the value type; never set. */
+  readonly __type?: T;
+}
+
+/** Creates a side-output tag. */
+export function outputTag<T>(id: string): OutputTag<T> {
+  return { id };
+}
+
+/** The tag to which windows route records that arrive after their allowed lateness. */
+export const LATE_DATA: OutputTag<unknown> = outputTag("late");
+
+/** The tag to which sources and operators route bad input, with the reason. */
+export const DEAD_LETTERS: OutputTag<unknown> = outputTag("dead-letter");

@@ -1,0 +1,140 @@
+/**
+ * Errors. Every error Gress throws is a {@link GressError} with a stable `code`, so callers branch on the
+ * code, never on the message. Subclasses take `cause` through the standard ErrorOptions.
+ *
+ * `isGressError(e, code?)` checks a brand symbol from the global symbol registry instead of `instanceof`, so
+ * it still works when two copies of the package are loaded (a notebook and a library, say).
+ *
+ * @example
+ * ```ts
+ * try { validate(schema, input, "window") } catch (e) { if (isGressError(e, "ERR_CONFIG")) console.log(e.issues) }
+ * ```
+ * @module
+ */
+
+const BRAND: unique symbol = Symbol.for("gress.error") as never;
+
+/** The stable error codes. New codes may be added; existing ones never change meaning. */
+export type GressErrorCode =
+  | "ERR_CONFIG"
+  | "ERR_STATE"
+  | "ERR_CHECKPOINT"
+  | "ERR_SOURCE"
+  | "ERR_SINK"
+  | "ERR_PATTERN"
+  | "ERR_USER_FUNCTION"
+  | "ERR_BAD_RECORD"
+  | "ERR_CLOSED";
+
+/** One problem found while validating options: where it is, and what was expected. */
+export interface ConfigIssue {
+  readonly path: readonly (string | number)[];
+  readonly code: string;
+  readonly message: string;
+}
+
+/** Options accepted by every Gress error constructor. */
+export interface GressErrorOptions extends ErrorOptions {
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** Base class of all Gress errors. */
+export class GressError extends Error {
+  readonly code: GressErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: GressErrorCode, message: string, options?: GressErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.details = options?.details ?? {};
+    Object.defineProperty(this, BRAND, { value: true });
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid options or configuration. `issues` names each bad field. */
+export class ConfigError extends GressError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(message: string, issues: readonly ConfigIssue[], options?: GressErrorOptions) {
+    super("ERR_CONFIG", message, options);
+    this.issues = issues;
+  }
+}
+
+/** A state backend failed to read, write, snapshot or restore. */
+export class StateError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_STATE", message, options);
+  }
+}
+
+/** A checkpoint could not be taken, committed or restored. */
+export class CheckpointError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_CHECKPOINT", message, options);
+  }
+}
+
+/** A source failed (connection, decoding of positions, ...). */
+export class SourceError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_SOURCE", message, options);
+  }
+}
+
+/** A sink failed to write or commit. */
+export class SinkError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_SINK", message, options);
+  }
+}
+
+/** An invalid pattern definition. */
+export class PatternError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_PATTERN", message, options);
+  }
+}
+
+/** A user function (map, filter, aggregate, ...) threw. `details.operator` names the operator. */
+export class UserFunctionError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_USER_FUNCTION", message, options);
+  }
+}
+
+/** A record that cannot be processed (malformed, fails its schema). It goes to a dead-letter output. */
+export class BadRecordError extends GressError {
+  constructor(message: string, options?: GressErrorOptions) {
+    super("ERR_BAD_RECORD", message, options);
+  }
+}
+
+/** True when `e` is a Gress error (from any loaded copy of the package), optionally with the given code. */
+export function isGressError(e: unknown, code?: GressErrorCode): e is GressError {
+  if (typeof e !== "object" || e === null || (e as Record<symbol, unknown>)[BRAND] !== true) return false;
+  return code === undefined || (e as GressError).code === code;
+}
+
+/** All error classes in one namespace, for `errors.ConfigError` style access. */
+export const errors: {
+  readonly GressError: typeof GressError;
+  readonly ConfigError: typeof ConfigError;
+  readonly StateError: typeof StateError;
+  readonly CheckpointError: typeof CheckpointError;
+  readonly SourceError: typeof SourceError;
+  readonly SinkError: typeof SinkError;
+  readonly PatternError: typeof PatternError;
+  readonly UserFunctionError: typeof UserFunctionError;
+  readonly BadRecordError: typeof BadRecordError;
+} = {
+  GressError,
+  ConfigError,
+  StateError,
+  CheckpointError,
+  SourceError,
+  SinkError,
+  PatternError,
+  UserFunctionError,
+  BadRecordError,
+};

@@ -1,0 +1,45 @@
+/**
+ * Gress: stream processing and complex event processing for TypeScript, on RxJS.
+ *
+ * A {@link Job} owns a pipeline's clock, state and metrics; sources become {@link Stream}s; operators follow
+ * Flink's semantics for event time, windows, keyed state and timers.
+ *
+ * @example
+ * ```ts
+ * import { Job, nexmark, boundedOutOfOrderness, tumbling, sinkFn } from "gress";
+ * const job = new Job({ name: "bids" });
+ * job.source(nexmark({ count: 10_000 }))
+ *   .filter((e) => e.type === "bid")
+ *   .withTimestamps(boundedOutOfOrderness(1_000, { timestamp: (e) => e.dateTime }))
+ *   .keyBy((e) => (e.type === "bid" ? e.auction : -1))
+ *   .window(tumbling(10_000))
+ *   .count()
+ *   .sinkTo(sinkFn("print", (r) => console.log(r)));
+ * await job.run();
+ * ```
+ * @module
+ */
+export * from "./aggregate.ts";
+export { type CancelTimer, type Clock, SystemClock, VirtualClock } from "./clock.ts";
+export { validate } from "./config.ts";
+export * from "./element.ts";
+export * from "./errors.ts";
+export { FlowControl } from "./flow.ts";
+export { Job, type JobOptions, type OperatorContext, type SourceOptions, type UserErrorPolicy } from "./job.ts";
+export { JobMetrics, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";
+export { operate, type OperatorBody } from "./operate.ts";
+export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
+export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
+export type { Sink } from "./sink.ts";
+export { sinkFn } from "./sink.ts";
+export type { Position, Positions, Source, SourceContext } from "./source.ts";
+export * from "./sources/from.ts";
+export * from "./sources/generator.ts";
+export * from "./state/backend.ts";
+export * from "./state/keyed.ts";
+export { MemoryStateBackend, memoryState } from "./state/memory.ts";
+export { KeyedStream, type OperatorOptions, Stream, WindowedStream } from "./stream.ts";
+export { type Timer, TimerService } from "./timers.ts";
+export * from "./watermarks.ts";
+export * from "./windows/assigners.ts";
+export * from "./windows/triggers.ts";

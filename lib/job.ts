@@ -1,0 +1,283 @@
+/**
+ * A job: the environment a pipeline runs in, like Flink's StreamExecutionEnvironment. It owns the clock,
+ * the state backend, the metrics registry and flow control; it creates sources, numbers operators, and runs
+ * every sink registered on it.
+ *
+ * Sources start on the next microtask after they are subscribed, so that `run()` can subscribe every branch
+ * of the pipeline first and no branch misses the beginning.
+ *
+ * @example
+ * ```ts
+ * const job = new Job({ name: "clicks" });
+ * job.fromIterable([1, 2, 3]).map((x) => x * 2).sinkTo(sinkFn("log", console.log));
+ * await job.run();
+ * ```
+ * @module
+ */
+import { Observable, type Subscription } from "rxjs";
+import { z } from "zod";
+import { type Clock, SystemClock } from "./clock.ts";
+import { validate } from "./config.ts";
+import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { GressError } from "./errors.ts";
+import { FlowControl } from "./flow.ts";
+import { JobMetrics, type OperatorMetrics } from "./metrics.ts";
+import type { Positions, Source, SourceContext } from "./source.ts";
+import type { StateBackend } from "./state/backend.ts";
+import { MemoryStateBackend } from "./state/memory.ts";
+import { Stream } from "./stream.ts";
+
+/** What to do when a user function throws on a record. */
+export type UserErrorPolicy = "dead-letter" | "fail";
+
+/** Options of a job. */
+export interface JobOptions {
+  /** Job name, used in metrics and checkpoints. Default "gress". */
+  readonly name?: string;
+  /** Processing time. Default: the system clock. */
+  readonly clock?: Clock;
+  /** Keyed state. Default: in memory. */
+  readonly state?: StateBackend;
+  /** Default bound on unacknowledged writes per sink. Default 1024. */
+  readonly maxInFlight?: number;
+  /** A throwing map/filter/... sends the record to dead letters (default) or fails the job. */
+  readonly onUserError?: UserErrorPolicy;
+}
+
+const jobOptionsSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.' or '-'")
+    .optional(),
+  clock: z.custom<Clock>((c) => typeof (c as Clock)?.now === "function", "a Clock").optional(),
+  state: z.custom<StateBackend>((s) => typeof (s as StateBackend)?.table === "function", "a StateBackend").optional(),
+  maxInFlight: z.number().int().positive().optional(),
+  onUserError: z.enum(["dead-letter", "fail"]).optional(),
+});
+
+/** What every operator gets from its job. */
+export interface OperatorContext {
+  readonly id: string;
+  readonly job: Job;
+  readonly clock: Clock;
+  readonly state: StateBackend;
+  readonly metrics: OperatorMetrics;
+  readonly onUserError: UserErrorPolicy;
+}
+
+/** Options of `job.source()`. */
+export interface SourceOptions {
+  /** Start positions, e.g. from a restored checkpoint. */
+  readonly from?: Positions;
+}
+
+interface RegisteredSource {
+  readonly source: Source<unknown>;
+}
+
+/** A runnable job. */
+export class Job {
+  readonly name: string;
+  readonly clock: Clock;
+  readonly state: StateBackend;
+  readonly metrics: JobMetrics;
+  readonly flow: FlowControl = new FlowControl();
+  readonly maxInFlight: number;
+  readonly onUserError: UserErrorPolicy;
+  readonly #operatorIds = new Set<string>();
+  readonly #counters = new Map<string, number>();
+  readonly #sources: RegisteredSource[] = [];
+  readonly #runners: (() => Observable<unknown>)[] = [];
+  #subscriptions: Subscription[] = [];
+
+  constructor(options: JobOptions = {}) {
+    const o = validate(jobOptionsSchema, options, "job");
+    this.name = o.name ?? "gress";
+    this.clock = o.clock ?? new SystemClock();
+    this.state = o.state ?? new MemoryStateBackend();
+    this.maxInFlight = o.maxInFlight ?? 1024;
+    this.onUserError = o.onUserError ?? "dead-letter";
+    this.metrics = new JobMetrics(this.name);
+  }
+
+  /**
+   * Allocates the id of a new operator. Ids are `kind-N` in construction order unless the user gives a
+   * `uid`; state and checkpoints are stored under them, so a uid keeps state across pipeline edits.
+   */
+  operator(kind: string, uid?: string): OperatorContext {
+    let id = uid;
+    if (id === undefined) {
+      const n = (this.#counters.get(kind) ?? 0) + 1;
+      this.#counters.set(kind, n);
+      id = `${kind}-${n}`;
+    }
+    if (!/^[A-Za-z0-9_.:-]+$/.test(id)) {
+      throw validateUidError(id);
+    }
+    if (this.#operatorIds.has(id)) throw new GressError("ERR_CONFIG", `operator uid "${id}" is used twice in job "${this.name}"`);
+    this.#operatorIds.add(id);
+    return {
+      id,
+      job: this,
+      clock: this.clock,
+      state: this.state,
+      metrics: this.metrics.operator(id),
+      onUserError: this.onUserError,
+    };
+  }
+
+  /** A stream from a {@link Source}. */
+  source<T>(source: Source<T>, options: SourceOptions = {}): Stream<T> {
+    const metrics = this.metrics.source(source.name);
+    this.#sources.push({ source: source as Source<unknown> });
+    const job = this;
+    const elements = new Observable<Element<T>>((subscriber) => {
+      let ended = false;
+      const ctx: SourceContext<T> = {
+        emit(value, timestamp, split) {
+          if (ended) return;
+          metrics.emitted++;
+          subscriber.next(record(value, timestamp ?? job.clock.now(), undefined, split ?? source.name));
+        },
+        deadLetter(value, reason) {
+          if (ended) return;
+          job.metrics.operator(`source:${source.name}`).deadLetters++;
+          subscriber.next(sideRecord(DEAD_LETTERS.id, value, job.clock.now(), reason));
+        },
+        end() {
+          if (ended) return;
+          ended = true;
+          subscriber.next(watermark(MAX_WATERMARK));
+          subscriber.next(END);
+          subscriber.complete();
+        },
+        fail(error) {
+          if (ended) return;
+          ended = true;
+          subscriber.error(error);
+        },
+        get paused() {
+          return job.flow.paused;
+        },
+        clock: job.clock,
+      };
+      const unlisten = job.flow.listen((paused) => {
+        metrics.paused = paused;
+        if (paused) source.pause();
+        else source.resume();
+      });
+      let closed = false;
+      // Start on a microtask: every branch subscribes first, so none misses the first records.
+      queueMicrotask(() => {
+        if (closed) return;
+        Promise.resolve()
+          .then(() => source.open(ctx, options.from))
+          .catch((e: unknown) => ctx.fail(e));
+      });
+      return () => {
+        closed = true;
+        ended = true;
+        unlisten();
+        void Promise.resolve()
+          .then(() => source.close())
+          .catch(() => {});
+      };
+    });
+    return new Stream<T>(this, elements);
+  }
+
+  /** A bounded stream of the values of an iterable. `timestamp` assigns event time (default: processing time). */
+  fromIterable<T>(values: Iterable<T>, options: { name?: string; timestamp?: (value: T, index: number) => number } = {}): Stream<T> {
+    return this.source(iterableSource(options.name ?? `iterable-${this.#sources.length + 1}`, values, options.timestamp));
+  }
+
+  /** Registers a runner (a sink chain) to be subscribed by run(). Used by Stream.sinkTo. */
+  register(runner: () => Observable<unknown>): void {
+    this.#runners.push(runner);
+  }
+
+  /** Sources registered so far. */
+  get sources(): readonly Source<unknown>[] {
+    return this.#sources.map((s) => s.source);
+  }
+
+  /** Subscribes every registered sink chain; resolves when all have completed, rejects on the first error. */
+  run(): Promise<void> {
+    if (this.#runners.length === 0) return Promise.reject(new GressError("ERR_CONFIG", `job "${this.name}" has no sinks`));
+    return new Promise<void>((resolve, reject) => {
+      let pending = this.#runners.length;
+      for (const runner of this.#runners) {
+        this.#subscriptions.push(
+          runner().subscribe({
+            error: (e: unknown) => {
+              this.cancel();
+              reject(e);
+            },
+            complete: () => {
+              if (--pending === 0) resolve();
+            },
+          }),
+        );
+      }
+    });
+  }
+
+  /** Stops every running chain and closes the sources. */
+  cancel(): void {
+    const subs = this.#subscriptions;
+    this.#subscriptions = [];
+    for (const s of subs) s.unsubscribe();
+  }
+}
+
+function validateUidError(id: string): GressError {
+  return new GressError("ERR_CONFIG", `operator uid "${id}" may only contain letters, digits, '_', '.', ':' or '-'`);
+}
+
+/** A source over an iterable, emitting in batches and honouring pause/resume. Position = index. */
+function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value: T, index: number) => number): Source<T> {
+  let iterator: Iterator<T> | undefined;
+  let index = 0;
+  let paused = false;
+  let closed = false;
+  let ctxRef: SourceContext<T> | undefined;
+  const pump = (): void => {
+    const ctx = ctxRef;
+    if (ctx === undefined || iterator === undefined || closed) return;
+    // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too.
+    for (let n = 0; n < 4096; n++) {
+      if (paused || closed) return;
+      const step = iterator.next();
+      if (step.done === true) {
+        ctx.end();
+        return;
+      }
+      ctx.emit(step.value, timestamp ? timestamp(step.value, index) : undefined, name);
+      index++;
+    }
+    setTimeout(pump, 0);
+  };
+  return {
+    name,
+    open(ctx, from) {
+      ctxRef = ctx;
+      iterator = values[Symbol.iterator]();
+      // Replay from a position: skip what was already emitted before the restore.
+      const skip = typeof from?.[name] === "number" ? (from[name] as number) : 0;
+      while (index < skip && iterator.next().done !== true) index++;
+      pump();
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      setTimeout(pump, 0);
+    },
+    positions: () => ({ [name]: index }),
+    close() {
+      closed = true;
+    },
+  };
+}

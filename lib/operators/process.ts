@@ -1,0 +1,194 @@
+import { Observable } from "rxjs";
+import { type Element, type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
+import type { OperatorContext } from "../job.ts";
+import {
+  type Expirable,
+  type KeyContext,
+  type ListState,
+  listState,
+  type MapState,
+  mapState,
+  type StateOptions,
+  type ValueState,
+  valueState,
+} from "../state/keyed.ts";
+import { TimerService, type Timer } from "../timers.ts";
+import { handleUserError } from "./user-error.ts";
+
+/** Keyed state available to a process function, scoped to the current key. */
+export interface KeyedStateAccess {
+  value<S>(name: string, options?: StateOptions): ValueState<S>;
+  map<MK extends string | number, MV>(name: string, options?: StateOptions): MapState<MK, MV>;
+  list<S>(name: string, options?: StateOptions): ListState<S>;
+}
+
+/** Timers of the current key. */
+export interface TimerAccess {
+  registerEventTime(time: number): void;
+  deleteEventTime(time: number): void;
+  registerProcessingTime(time: number): void;
+  deleteProcessingTime(time: number): void;
+}
+
+/** What a process function sees for each record or timer. */
+export interface ProcessContext<K extends Key, O> {
+  readonly key: K;
+  /** Timestamp of the current record, or the firing time of the current timer. */
+  readonly timestamp: number;
+  readonly currentWatermark: number;
+  readonly currentProcessingTime: number;
+  readonly state: KeyedStateAccess;
+  readonly timers: TimerAccess;
+  /** Emits a value, by default with the current timestamp. */
+  emit(value: O, timestamp?: number): void;
+  /** Emits a value to a side output. */
+  output<S>(tag: OutputTag<S>, value: S, reason?: string): void;
+}
+
+/** A keyed process function, like Flink's KeyedProcessFunction. */
+export interface ProcessFunction<T, K extends Key, O> {
+  processElement(value: T, ctx: ProcessContext<K, O>): void;
+  onTimer?(time: number, domain: "event" | "processing", ctx: ProcessContext<K, O>): void;
+}
+
+/**
+ * Runs a user process function per record with keyed state and event-time/processing-time timers.
+ * State handles are created on first use by name and kept; they always read the current key's state.
+ * Event-time timers fire when the watermark passes them, before the watermark is forwarded.
+ *
+ * @example
+ * ```ts
+ * keyed.process({
+ *   processElement(v, ctx) {
+ *     const n = ctx.state.value<number>("n");
+ *     n.update((n.value() ?? 0) + 1);
+ *     ctx.timers.registerEventTime(ctx.timestamp + 60_000);
+ *   },
+ *   onTimer(t, _d, ctx) { ctx.emit(ctx.state.value<number>("n").value() ?? 0) },
+ * })
+ * ```
+ * @param ctx the operator's context
+ * @param fn the process function
+ * @returns an operator on keyed element streams
+ */
+export function processElements<T, K extends Key, O>(
+  ctx: OperatorContext,
+  fn: ProcessFunction<T, K, O>,
+): (source: Observable<Element<T>>) => Observable<Element<O>> {
+  const m = ctx.metrics;
+  const wmState = ctx.state.table<number>(ctx.id, "watermark");
+  return (source) =>
+    new Observable<Element<O>>((downstream) => {
+      const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
+      let wm = wmState.get("", "") ?? MIN_WATERMARK;
+      let timestamp = 0;
+      let closed = false;
+      const keyCtx: KeyContext = {
+        currentKey: undefined,
+        namespace: "",
+        eventTime: () => wm,
+        processingTime: () => ctx.clock.now(),
+      };
+      const handles = new Map<string, unknown>();
+      const expirables: Expirable[] = [];
+      const handle = <H extends Expirable>(kind: string, name: string, make: () => H): H => {
+        const id = `${kind}:${name}`;
+        let h = handles.get(id) as H | undefined;
+        if (h === undefined) {
+          h = make();
+          handles.set(id, h);
+          expirables.push(h);
+        }
+        return h;
+      };
+      const state: KeyedStateAccess = {
+        value: <S>(name: string, options?: StateOptions) => handle("v", name, () => valueState<S>(ctx.state.table(ctx.id, `v:${name}`), keyCtx, options)),
+        map: <MK extends string | number, MV>(name: string, options?: StateOptions) => handle("m", name, () => mapState<MK, MV>(ctx.state.table(ctx.id, `m:${name}`), keyCtx, options)),
+        list: <S>(name: string, options?: StateOptions) => handle("l", name, () => listState<S>(ctx.state.table(ctx.id, `l:${name}`), keyCtx, options)),
+      };
+      const currentKey = (): Key => keyCtx.currentKey as Key;
+      const timerAccess: TimerAccess = {
+        registerEventTime: (t) => timers.registerEventTime(currentKey(), "", t),
+        deleteEventTime: (t) => timers.deleteEventTime(currentKey(), "", t),
+        registerProcessingTime: (t) => timers.registerProcessingTime(currentKey(), "", t),
+        deleteProcessingTime: (t) => timers.deleteProcessingTime(currentKey(), "", t),
+      };
+      const pctx: ProcessContext<K, O> = {
+        get key() {
+          return keyCtx.currentKey as K;
+        },
+        get timestamp() {
+          return timestamp;
+        },
+        get currentWatermark() {
+          return wm;
+        },
+        get currentProcessingTime() {
+          return ctx.clock.now();
+        },
+        state,
+        timers: timerAccess,
+        emit(value, ts) {
+          m.recordsOut++;
+          downstream.next({ kind: "record", value, timestamp: ts ?? timestamp, key: keyCtx.currentKey, split: undefined });
+        },
+        output(tag, value, reason) {
+          downstream.next(sideRecord(tag.id, value, timestamp, reason ?? ctx.id));
+        },
+      };
+      const fire = (t: Timer, domain: "event" | "processing"): void => {
+        keyCtx.currentKey = t.key;
+        timestamp = t.time;
+        fn.onTimer?.(t.time, domain, pctx);
+      };
+      timers.onProcessingTime((due) => {
+        if (closed) return;
+        try {
+          for (const t of due) fire(t, "processing");
+        } catch (err) {
+          downstream.error(err);
+        }
+      });
+      const onRecord = (e: StreamRecord<T>): void => {
+        m.recordsIn++;
+        if (e.key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
+        keyCtx.currentKey = e.key;
+        timestamp = e.timestamp;
+        try {
+          fn.processElement(e.value, pctx);
+        } catch (err) {
+          handleUserError(ctx, downstream, e, err);
+        }
+      };
+      const subscription = source.subscribe({
+        next(e) {
+          try {
+            switch (e.kind) {
+              case "record":
+                return onRecord(e);
+              case "watermark":
+                if (e.timestamp <= wm) return;
+                wm = e.timestamp;
+                m.watermark = wm;
+                wmState.put("", "", wm);
+                for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
+                  for (const t of due) fire(t, "event");
+                }
+                return downstream.next(e);
+              default:
+                return downstream.next(e);
+            }
+          } catch (err) {
+            downstream.error(err);
+          }
+        },
+        error: (err) => downstream.error(err),
+        complete: () => downstream.complete(),
+      });
+      return () => {
+        closed = true;
+        timers.close();
+        subscription.unsubscribe();
+      };
+    });
+}

@@ -1,0 +1,339 @@
+import { Observable, type Subscriber } from "rxjs";
+import type { Aggregator } from "../aggregate.ts";
+import type { CancelTimer } from "../clock.ts";
+import { type Element, type Key, LATE_DATA, MIN_WATERMARK, sideRecord, type StreamRecord } from "../element.ts";
+import type { OperatorContext } from "../job.ts";
+import { TimerService, type Timer } from "../timers.ts";
+import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
+import type { Trigger, TriggerContext, TriggerResult } from "../windows/triggers.ts";
+import { handleUserError } from "./user-error.ts";
+
+/** When a window result was emitted relative to the watermark. */
+export type FireTiming = "early" | "on-time" | "late";
+
+/** The output of a window: its key, bounds, aggregate result, and when it was emitted. */
+export interface WindowResult<K, R> {
+  readonly key: K;
+  readonly start: number;
+  readonly end: number;
+  readonly value: R;
+  readonly timing: FireTiming;
+}
+
+/** Options of a windowed aggregation. */
+export interface WindowOptions<T> {
+  /** Keep windows this long after they close; late records within it re-fire an updated result. Default 0. */
+  readonly allowedLatenessMs?: number;
+  /** Side output for records past the allowed lateness. Default LATE_DATA ("late"). */
+  readonly lateTag?: string;
+  /** Replaces the default event-time trigger. Required for global windows. */
+  readonly trigger?: Trigger<T>;
+  /** Early (speculative) results before the window closes: every N records and/or every T ms. */
+  readonly early?: { readonly everyCount?: number; readonly everyMs?: number };
+}
+
+type Sessions = [start: number, end: number][];
+
+/**
+ * Keyed event-time windows with incremental aggregation, allowed lateness, late side output, early firings
+ * and custom triggers — Flink's WindowOperator. Each (key, window) holds one accumulator in keyed state
+ * (namespace = window start); timers at the window's last timestamp and at its cleanup time live in the
+ * operator's timer service, so both survive a restore.
+ *
+ * A record is late for a window when the window's cleanup time (end − 1 + allowed lateness) is at or before
+ * the watermark. A record that is late for every window it belongs to goes to the late side output and is
+ * counted; none is dropped silently.
+ *
+ * @param ctx the operator's context
+ * @param assigner which windows a record belongs to
+ * @param agg the incremental aggregation
+ * @param options lateness, trigger, early firing
+ * @returns an operator from keyed records to window results
+ */
+export function windowElements<T, A, R>(
+  ctx: OperatorContext,
+  assigner: WindowAssigner<T>,
+  agg: Aggregator<T, A, R>,
+  options: WindowOptions<T> = {},
+): (source: Observable<Element<T>>) => Observable<Element<WindowResult<Key, R>>> {
+  const m = ctx.metrics;
+  const lateness = options.allowedLatenessMs ?? 0;
+  const lateTag = options.lateTag ?? LATE_DATA.id;
+  const trigger = options.trigger;
+  const everyCount = options.early?.everyCount;
+  const everyMs = options.early?.everyMs;
+  if (assigner.kind === "global" && trigger === undefined) {
+    throw new TypeError(`window operator "${ctx.id}": a global window needs a trigger (option "trigger")`);
+  }
+  const accs = ctx.state.table<A>(ctx.id, "acc");
+  const sessions = ctx.state.table<Sessions>(ctx.id, "sessions");
+  const triggerState = ctx.state.table<unknown>(ctx.id, "trigger");
+  const earlyCounts = ctx.state.table<number>(ctx.id, "early");
+  const wmState = ctx.state.table<number>(ctx.id, "watermark");
+
+  return (source) =>
+    new Observable<Element<WindowResult<Key, R>>>((downstream) => {
+      const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
+      let wm = wmState.get("", "") ?? MIN_WATERMARK;
+      const dirty = new Map<Key, Set<number>>();
+      let cancelEarly: CancelTimer | undefined;
+      let closed = false;
+
+      const cleanupTime = (w: Window): number =>
+        assigner.kind === "global" ? Number.POSITIVE_INFINITY : maxTimestamp(w) + lateness;
+      const windowOf = (key: Key, start: number): Window | undefined => {
+        switch (assigner.kind) {
+          case "tumbling":
+          case "sliding":
+            return { start, end: start + assigner.size };
+          case "global":
+            return GLOBAL_WINDOW;
+          case "session": {
+            const s = sessions.get(key, "")?.find(([st]) => st === start);
+            return s === undefined ? undefined : { start: s[0], end: s[1] };
+          }
+        }
+      };
+
+      const emit = (key: Key, w: Window, timing: FireTiming): void => {
+        const acc = accs.get(key, w.start);
+        if (acc === undefined) return;
+        m.recordsOut++;
+        const value: WindowResult<Key, R> = { key, start: w.start, end: w.end, value: agg.result(acc), timing };
+        downstream.next({ kind: "record", value, timestamp: maxTimestamp(w), key, split: undefined });
+      };
+      const triggerCtx = (key: Key, w: Window): TriggerContext => ({
+        currentWatermark: wm,
+        currentProcessingTime: ctx.clock.now(),
+        registerEventTimeTimer: (t) => timers.registerEventTime(key, w.start, t),
+        registerProcessingTimeTimer: (t) => timers.registerProcessingTime(key, w.start, t),
+        deleteEventTimeTimer: (t) => timers.deleteEventTime(key, w.start, t),
+        deleteProcessingTimeTimer: (t) => timers.deleteProcessingTime(key, w.start, t),
+        getState: <S>(name: string) => triggerState.get(key, `${w.start}|${name}`) as S | undefined,
+        setState: (name, v) => triggerState.put(key, `${w.start}|${name}`, v),
+        clearState: (name) => triggerState.delete(key, `${w.start}|${name}`),
+      });
+      /** Drops a window's accumulator, timers and trigger state for good. */
+      const purgeWindow = (key: Key, w: Window): void => {
+        accs.delete(key, w.start);
+        earlyCounts.delete(key, w.start);
+        dirty.get(key)?.delete(w.start);
+        if (trigger !== undefined) trigger.clear(w, triggerCtx(key, w));
+        else timers.deleteEventTime(key, w.start, maxTimestamp(w));
+        timers.deleteEventTime(key, w.start, cleanupTime(w));
+        if (assigner.kind === "session") {
+          const list = (sessions.get(key, "") ?? []).filter(([s]) => s !== w.start);
+          if (list.length === 0) sessions.delete(key, "");
+          else sessions.put(key, "", list);
+        }
+      };
+      const apply = (key: Key, w: Window, result: TriggerResult, timing: FireTiming): void => {
+        if (result === "fire" || result === "fire_and_purge") emit(key, w, timing);
+        if (result === "purge" || result === "fire_and_purge") {
+          accs.delete(key, w.start);
+          earlyCounts.delete(key, w.start);
+        }
+      };
+      const timingNow = (w: Window): FireTiming =>
+        assigner.kind === "global" ? "on-time" : maxTimestamp(w) <= wm ? "late" : "early";
+
+      /** Folds a record into window `w` (already merged for sessions). Returns false if `w` is late. */
+      const addToWindow = (rec: StreamRecord<T>, key: Key, w: Window, seed: A | undefined): void => {
+        const existing = seed ?? accs.get(key, w.start);
+        const acc = agg.add(existing ?? agg.create(), rec.value);
+        accs.put(key, w.start, acc);
+        if (existing === undefined && assigner.kind !== "global") {
+          if (trigger === undefined) timers.registerEventTime(key, w.start, maxTimestamp(w));
+          if (lateness > 0) timers.registerEventTime(key, w.start, cleanupTime(w));
+        }
+        if (trigger !== undefined) {
+          apply(key, w, trigger.onElement(rec.value, rec.timestamp, w, triggerCtx(key, w)), timingNow(w));
+        } else if (maxTimestamp(w) <= wm) {
+          emit(key, w, "late");
+          return;
+        }
+        if (everyCount !== undefined && maxTimestamp(w) > wm) {
+          const n = (earlyCounts.get(key, w.start) ?? 0) + 1;
+          if (n >= everyCount) {
+            earlyCounts.delete(key, w.start);
+            emit(key, w, "early");
+          } else earlyCounts.put(key, w.start, n);
+        }
+        if (everyMs !== undefined) {
+          let set = dirty.get(key);
+          if (set === undefined) dirty.set(key, (set = new Set()));
+          set.add(w.start);
+        }
+      };
+
+      const isLate = (w: Window): boolean => cleanupTime(w) <= wm;
+
+      const processRecord = (rec: StreamRecord<T>): void => {
+        const key = rec.key;
+        if (key === undefined) throw new TypeError(`window operator "${ctx.id}" needs a keyed stream`);
+        const ts = rec.timestamp;
+        let placed = false;
+        switch (assigner.kind) {
+          case "tumbling": {
+            const start = windowStart(ts, assigner.size, assigner.offset);
+            const w = { start, end: start + assigner.size };
+            if (!isLate(w)) {
+              addToWindow(rec, key, w, undefined);
+              placed = true;
+            }
+            break;
+          }
+          case "sliding": {
+            const last = windowStart(ts, assigner.slide, assigner.offset);
+            for (let start = last; start > ts - assigner.size; start -= assigner.slide) {
+              const w = { start, end: start + assigner.size };
+              if (isLate(w)) continue;
+              addToWindow(rec, key, w, undefined);
+              placed = true;
+            }
+            break;
+          }
+          case "global":
+            addToWindow(rec, key, GLOBAL_WINDOW, undefined);
+            placed = true;
+            break;
+          case "session": {
+            const gap = assigner.gapOf(rec.value);
+            if (!(gap > 0) || !Number.isFinite(gap)) throw new RangeError(`session gap must be a positive finite number, got ${gap}`);
+            const list = sessions.get(key, "") ?? [];
+            let start = ts;
+            let end = ts + gap;
+            const overlapping: Sessions = [];
+            const rest: Sessions = [];
+            for (const s of list) {
+              // Windows that touch are merged, as in Flink: [0,10) and [10,20) form one session.
+              if (s[0] <= end && s[1] >= start) overlapping.push(s);
+              else rest.push(s);
+            }
+            for (const [s, e] of overlapping) {
+              if (s < start) start = s;
+              if (e > end) end = e;
+            }
+            const merged = { start, end };
+            if (isLate(merged)) break;
+            let seed: A | undefined;
+            for (const [s, e] of overlapping) {
+              const acc = accs.get(key, s);
+              if (acc !== undefined) seed = seed === undefined ? acc : agg.merge(seed, acc);
+              if (s !== start || e !== end) {
+                // The old window's timers and state move to the merged window.
+                accs.delete(key, s);
+                earlyCounts.delete(key, s);
+                dirty.get(key)?.delete(s);
+                timers.deleteEventTime(key, s, e - 1);
+                timers.deleteEventTime(key, s, e - 1 + lateness);
+                if (trigger !== undefined) trigger.clear({ start: s, end: e }, triggerCtx(key, { start: s, end: e }));
+              }
+            }
+            const isNew = !overlapping.some(([s, e]) => s === start && e === end);
+            rest.push([start, end]);
+            sessions.put(key, "", rest);
+            if (isNew && seed !== undefined) {
+              // A merged window is new to the timers even though its accumulator is not.
+              if (trigger === undefined) timers.registerEventTime(key, start, end - 1);
+              if (lateness > 0) timers.registerEventTime(key, start, end - 1 + lateness);
+            }
+            addToWindow(rec, key, merged, seed);
+            placed = true;
+            break;
+          }
+        }
+        if (!placed) {
+          m.lateRecords++;
+          downstream.next(sideRecord(lateTag, rec.value, ts, `late: watermark ${wm} passed the window's allowed lateness`));
+        }
+        m.buffered = accs.size;
+      };
+
+      const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
+        const w = windowOf(t.key, t.namespace as number);
+        if (w === undefined) return;
+        if (trigger !== undefined) {
+          const c = triggerCtx(t.key, w);
+          const result = domain === "event" ? trigger.onEventTime(t.time, w, c) : trigger.onProcessingTime(t.time, w, c);
+          apply(t.key, w, result, domain === "event" && t.time === maxTimestamp(w) ? "on-time" : timingNow(w));
+        } else if (domain === "event" && t.time === maxTimestamp(w)) {
+          emit(t.key, w, "on-time");
+        }
+        if (domain === "event" && t.time >= cleanupTime(w)) purgeWindow(t.key, w);
+      };
+
+      timers.onProcessingTime((due) => {
+        if (closed) return;
+        try {
+          for (const t of due) fireTimer(t, "processing");
+          m.buffered = accs.size;
+        } catch (err) {
+          downstream.error(err);
+        }
+      });
+      if (everyMs !== undefined) {
+        const tick = (): void => {
+          cancelEarly = ctx.clock.setTimer(ctx.clock.now() + everyMs, () => {
+            if (closed) return;
+            const batch = [...dirty];
+            dirty.clear();
+            for (const [key, starts] of batch) {
+              for (const start of starts) {
+                const w = windowOf(key, start);
+                if (w !== undefined && maxTimestamp(w) > wm) emit(key, w, "early");
+              }
+            }
+            tick();
+          });
+        };
+        tick();
+      }
+
+      const onElement = (e: Element<T>, down: Subscriber<Element<WindowResult<Key, R>>>): void => {
+        switch (e.kind) {
+          case "record":
+            m.recordsIn++;
+            try {
+              processRecord(e);
+            } catch (err) {
+              handleUserError(ctx, down, e, err);
+            }
+            return;
+          case "watermark": {
+            if (e.timestamp <= wm) return;
+            wm = e.timestamp;
+            m.watermark = wm;
+            wmState.put("", "", wm);
+            // Timers may register further due timers (a trigger's own), so drain until none is due.
+            for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
+              for (const t of due) fireTimer(t, "event");
+            }
+            m.buffered = accs.size;
+            down.next(e);
+            return;
+          }
+          default:
+            down.next(e);
+        }
+      };
+
+      const subscription = source.subscribe({
+        next: (e) => {
+          try {
+            onElement(e, downstream);
+          } catch (err) {
+            downstream.error(err);
+          }
+        },
+        error: (err) => downstream.error(err),
+        complete: () => downstream.complete(),
+      });
+      return () => {
+        closed = true;
+        cancelEarly?.();
+        timers.close();
+        subscription.unsubscribe();
+      };
+    });
+}

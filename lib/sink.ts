@@ -1,0 +1,31 @@
+/**
+ * The sink contract. `write` returns a promise; the job bounds the number of unresolved writes per sink and
+ * pauses the sources while the bound is reached, so pressure flows back to the sources instead of into a
+ * queue. Sinks that take part in exactly-once (issue: checkpoints) also implement the two-phase-commit
+ * methods, keyed by checkpoint id.
+ * @module
+ */
+import type { StreamRecord } from "./element.ts";
+
+/** A destination for results. */
+export interface Sink<T> {
+  readonly name: string;
+  /** Called once before the first write. */
+  open?(): void | Promise<void>;
+  /** Writes one value. The returned promise resolves when the sink accepted it. */
+  write(value: T, record: StreamRecord<T>): void | Promise<void>;
+  /** Called after the last write of a bounded input, before close. */
+  flush?(): void | Promise<void>;
+  close?(): void | Promise<void>;
+  /** Two-phase commit: make everything written so far ready to commit under `checkpointId`. */
+  preCommit?(checkpointId: number): Promise<unknown>;
+  /** Two-phase commit: commit what preCommit prepared. Idempotent. */
+  commit?(checkpointId: number, handle: unknown): Promise<void>;
+  /** Two-phase commit: abort what preCommit prepared. Idempotent. */
+  abort?(checkpointId: number, handle: unknown): Promise<void>;
+}
+
+/** A sink that calls a function for each value. */
+export function sinkFn<T>(name: string, write: (value: T) => void | Promise<void>): Sink<T> {
+  return { name, write: (value) => write(value) };
+}

@@ -1,0 +1,50 @@
+/**
+ * The source contract. A source pushes values into a {@link SourceContext}; the job wraps that in an
+ * Observable of elements. Sources that can replay (Kafka, NATS JetStream, files, the generator) report a
+ * position per split, open from a position, and are acknowledged up to a position once a checkpoint that
+ * contains it is durable.
+ *
+ * Flow control: the job calls `pause()` when downstream is under pressure and `resume()` when it is not.
+ * A source must stop emitting promptly while paused (the generator checks before every record).
+ * @module
+ */
+import type { Clock } from "./clock.ts";
+
+/** A source's position in one split (an offset, a sequence number, a byte offset...). JSON-serialisable. */
+export type Position = string | number | boolean | null | readonly Position[] | { readonly [k: string]: Position };
+
+/** Position per split. */
+export type Positions = Readonly<Record<string, Position>>;
+
+/** What a running source emits into. */
+export interface SourceContext<T> {
+  /** Emits a value. `timestamp` defaults to the current processing time; `split` to the source's name. */
+  emit(value: T, timestamp?: number, split?: string): void;
+  /** Routes bad input to the dead-letter output with the reason, and counts it. Never throws. */
+  deadLetter(value: unknown, reason: string): void;
+  /** Signals the end of a bounded input. */
+  end(): void;
+  /** Fails the job with this error. */
+  fail(error: unknown): void;
+  /** True while the job asks the source to hold back. */
+  readonly paused: boolean;
+  readonly clock: Clock;
+}
+
+/** A source of values. */
+export interface Source<T> {
+  /** Unique within the job; used in metrics and checkpoints. */
+  readonly name: string;
+  /** Starts producing, from `from` if given (after a restore), else from the source's configured start. */
+  open(ctx: SourceContext<T>, from?: Positions): void | Promise<void>;
+  /** Stop emitting until resume(). */
+  pause(): void;
+  /** Continue after pause(). */
+  resume(): void;
+  /** Current position per split: everything before it has been emitted. Replayable sources only. */
+  positions?(): Positions;
+  /** Tells the upstream system that everything before `positions` is safely checkpointed. */
+  ack?(positions: Positions): Promise<void>;
+  /** Releases resources. */
+  close(): void | Promise<void>;
+}

@@ -1,0 +1,137 @@
+/**
+ * Streams from plain JavaScript: an Observable, an iterable or an async iterable. Each becomes a source of
+ * a job (a new job unless `job` is given), so the result has event time, watermarks and the whole operator
+ * set.
+ *
+ * An Observable cannot be paused. While the job asks sources to hold back, its values wait in a buffer
+ * bounded by `maxBuffered`; past that the job fails with a SourceError instead of growing without limit.
+ *
+ * @example
+ * ```ts
+ * const s = fromObservable(interval(100), { timestamp: () => Date.now() });
+ * ```
+ * @module
+ */
+import type { Observable, Subscription } from "rxjs";
+import { SourceError } from "../errors.ts";
+import { Job } from "../job.ts";
+import type { Positions, Source, SourceContext } from "../source.ts";
+import type { Stream } from "../stream.ts";
+
+/** Options shared by the `from*` constructors. */
+export interface FromOptions<T> {
+  /** The job the stream belongs to. Default: a new job. */
+  readonly job?: Job;
+  /** Source name (metrics, checkpoints). */
+  readonly name?: string;
+  /** Event time of a value. Default: the processing time at which it arrives. */
+  readonly timestamp?: (value: T) => number;
+  /** Bound on values held while paused (Observables only). Default 65 536. */
+  readonly maxBuffered?: number;
+}
+
+let counter = 0;
+
+/** A stream of the values of an Observable; it ends when the Observable completes. */
+export function fromObservable<T>(observable: Observable<T>, options: FromOptions<T> = {}): Stream<T> {
+  const name = options.name ?? `observable-${++counter}`;
+  const maxBuffered = options.maxBuffered ?? 65_536;
+  const stamp = options.timestamp;
+  let subscription: Subscription | undefined;
+  let ctxRef: SourceContext<T> | undefined;
+  let paused = false;
+  let completed = false;
+  const held: T[] = [];
+  const deliver = (ctx: SourceContext<T>, value: T): void => ctx.emit(value, stamp ? stamp(value) : ctx.clock.now(), name);
+  const source: Source<T> = {
+    name,
+    open(ctx) {
+      ctxRef = ctx;
+      subscription = observable.subscribe({
+        next(value) {
+          if (!paused) return deliver(ctx, value);
+          if (held.length >= maxBuffered) {
+            subscription?.unsubscribe();
+            return ctx.fail(
+              new SourceError(`source "${name}" cannot pause and held ${maxBuffered} values while downstream was busy; raise maxBuffered or slow the input`),
+            );
+          }
+          held.push(value);
+        },
+        error: (err: unknown) => ctx.fail(new SourceError(`source "${name}" failed: ${String(err)}`, { cause: err })),
+        complete() {
+          completed = true;
+          if (held.length === 0) ctx.end();
+        },
+      });
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      const ctx = ctxRef;
+      if (ctx === undefined) return;
+      while (held.length > 0 && !paused) deliver(ctx, held.shift() as T);
+      if (completed && held.length === 0) ctx.end();
+    },
+    close() {
+      subscription?.unsubscribe();
+    },
+  };
+  return (options.job ?? new Job()).source(source);
+}
+
+/** A bounded stream of an iterable's values. */
+export function fromIterable<T>(values: Iterable<T>, options: Omit<FromOptions<T>, "maxBuffered"> = {}): Stream<T> {
+  const job = options.job ?? new Job();
+  const stamp = options.timestamp;
+  return job.fromIterable(values, {
+    name: options.name ?? `iterable-${++counter}`,
+    ...(stamp ? { timestamp: (v: T) => stamp(v) } : {}),
+  });
+}
+
+/** A stream of an async iterable's values, pulled one at a time, so pausing simply stops pulling. */
+export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<FromOptions<T>, "maxBuffered"> = {}): Stream<T> {
+  const name = options.name ?? `async-iterable-${++counter}`;
+  const stamp = options.timestamp;
+  let paused = false;
+  let closed = false;
+  let wake: (() => void) | undefined;
+  let index = 0;
+  const source: Source<T> = {
+    name,
+    async open(ctx, from?: Positions) {
+      const skip = typeof from?.[name] === "number" ? (from[name] as number) : 0;
+      const iterator = values[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          while (paused && !closed) await new Promise<void>((r) => (wake = r));
+          if (closed) return;
+          const step = await iterator.next();
+          if (step.done === true) return ctx.end();
+          if (index++ < skip) continue;
+          ctx.emit(step.value, stamp ? stamp(step.value) : ctx.clock.now(), name);
+        }
+      } catch (err) {
+        ctx.fail(new SourceError(`source "${name}" failed: ${String(err)}`, { cause: err }));
+      } finally {
+        if (closed) await iterator.return?.();
+      }
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      wake?.();
+    },
+    positions: () => ({ [name]: index }),
+    close() {
+      closed = true;
+      wake?.();
+    },
+  };
+  return (options.job ?? new Job()).source(source);
+}

@@ -1,0 +1,57 @@
+/**
+ * The state backend contract. Keyed state lives in tables, one per (operator, state name). A table maps
+ * (key, namespace) to a value; the namespace is the window, pattern or map entry the value belongs to, or
+ * `""` for plain keyed state.
+ *
+ * Every backend (memory now, LMDB for production) implements this one interface and passes one shared test
+ * suite, so user code never changes when the backend does. Writes are cheap, in-memory operations; a durable
+ * backend batches them and makes them durable at checkpoints, never one transaction per event.
+ * @module
+ */
+import type { Key } from "../element.ts";
+
+/** Scope of a value inside a key: a window start, a pattern step, a map-state entry, or "". */
+export type Namespace = string | number;
+
+/** One table of keyed state. */
+export interface StateTable<V> {
+  /** The value at (key, ns), or undefined. */
+  get(key: Key, ns: Namespace): V | undefined;
+  /** Stores a value at (key, ns). Values must be structured-cloneable plain data. */
+  put(key: Key, ns: Namespace, value: V): void;
+  /** Removes (key, ns). */
+  delete(key: Key, ns: Namespace): void;
+  /** All (namespace, value) pairs of one key. */
+  entriesOf(key: Key): IterableIterator<[Namespace, V]>;
+  /** Every (key, namespace, value) in the table. Used for restore, TTL cleanup and snapshots. */
+  entries(): IterableIterator<[Key, Namespace, V]>;
+  /** Removes every namespace of a key. */
+  deleteKey(key: Key): void;
+  /** Number of (key, namespace) entries. */
+  readonly size: number;
+}
+
+/** A serialisable copy of a backend's state, as written by a checkpoint or savepoint. */
+export interface StateSnapshot {
+  /** table id → [key, namespace, value] triples */
+  readonly tables: Readonly<Record<string, readonly (readonly [Key, Namespace, unknown])[]>>;
+}
+
+/** A keyed state backend. */
+export interface StateBackend {
+  /** "memory", "lmdb", ... */
+  readonly kind: string;
+  /** Opens (or returns the already open) table `name` of operator `operatorId`. */
+  table<V>(operatorId: string, name: string): StateTable<V>;
+  /** A consistent copy of all tables. */
+  snapshot(): StateSnapshot;
+  /** Replaces all state with a snapshot. */
+  restore(snapshot: StateSnapshot): void;
+  /** Releases resources. */
+  close(): Promise<void>;
+}
+
+/** The id of a table inside a backend: operator and state name. */
+export function tableId(operatorId: string, name: string): string {
+  return `${operatorId}/${name}`;
+}

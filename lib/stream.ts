@@ -1,0 +1,223 @@
+/**
+ * The fluent stream API. A {@link Stream} wraps an RxJS Observable of {@link Element}s; each method appends
+ * one operator and returns a new stream. Users work with plain values — envelopes, watermarks and barriers
+ * stay inside — and `toObservable()` hands plain values back to RxJS.
+ *
+ * A stream consumed by more than one downstream (two sinks, a side output and the main output) is shared,
+ * so the pipeline upstream of it runs once, as a Flink job graph would.
+ *
+ * @example
+ * ```ts
+ * job.source(rides)
+ *   .withTimestamps(boundedOutOfOrderness(5_000, { timestamp: (r) => r.at }))
+ *   .filter((r) => r.kind === "request")
+ *   .keyBy((r) => r.area)
+ *   .window(tumbling(5 * 60_000))
+ *   .count()
+ *   .sinkTo(sinkFn("print", console.log));
+ * ```
+ * @module
+ */
+import { Observable, filter as rxFilter, map as rxMap, share } from "rxjs";
+import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, max, min, reduce, sum } from "./aggregate.ts";
+import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
+import { record } from "./element.ts";
+import type { Job } from "./job.ts";
+import { filterElements } from "./operators/filter.ts";
+import { flatMapElements } from "./operators/flat-map.ts";
+import { keyByElements } from "./operators/key-by.ts";
+import { mapElements } from "./operators/map.ts";
+import { type ProcessFunction, processElements } from "./operators/process.ts";
+import { sinkElements } from "./operators/sink.ts";
+import { tapElements } from "./operators/tap.ts";
+import { unionElements } from "./operators/union.ts";
+import { type WindowOptions, type WindowResult, windowElements } from "./operators/window.ts";
+import { withTimestampsElements } from "./operators/with-timestamps.ts";
+import type { Sink } from "./sink.ts";
+import type { WatermarkStrategy } from "./watermarks.ts";
+import type { WindowAssigner } from "./windows/assigners.ts";
+
+/** Options of stateful operators. */
+export interface OperatorOptions {
+  /** Stable id for the operator's state across pipeline changes (like Flink's uid). */
+  readonly uid?: string;
+}
+
+/** A stream of values of type T. */
+export class Stream<T> {
+  readonly job: Job;
+  readonly #source: Observable<Element<T>>;
+  #consumers = 0;
+  #shared: Observable<Element<T>> | undefined;
+
+  constructor(job: Job, elements: Observable<Element<T>>) {
+    this.job = job;
+    this.#source = elements;
+  }
+
+  /** The element stream. Shared once a second consumer exists, so upstream runs once. */
+  get elements(): Observable<Element<T>> {
+    if (this.#consumers <= 1) return this.#source;
+    this.#shared ??= this.#source.pipe(share());
+    return this.#shared;
+  }
+
+  /** Declares one more consumer and returns the elements it should subscribe to (lazily). */
+  #consume(): Observable<Element<T>> {
+    this.#consumers++;
+    return new Observable<Element<T>>((subscriber) => this.elements.subscribe(subscriber));
+  }
+
+  #then<O>(op: (source: Observable<Element<T>>) => Observable<Element<O>>): Stream<O> {
+    return new Stream<O>(this.job, op(this.#consume()));
+  }
+
+  /** Transforms each value. */
+  map<O>(project: (value: T) => O): Stream<O> {
+    return this.#then(mapElements(this.job.operator("map"), project));
+  }
+
+  /** Keeps the values that satisfy `predicate`. */
+  filter<S extends T>(predicate: (value: T) => value is S): Stream<S>;
+  filter(predicate: (value: T) => boolean): Stream<T>;
+  filter(predicate: (value: T) => boolean): Stream<T> {
+    return this.#then(filterElements(this.job.operator("filter"), predicate));
+  }
+
+  /** Replaces each value by zero or more values. */
+  flatMap<O>(project: (value: T) => Iterable<O>): Stream<O> {
+    return this.#then(flatMapElements(this.job.operator("flatMap"), project));
+  }
+
+  /** Runs a side effect per value. */
+  tap(effect: (value: T) => void): Stream<T> {
+    return this.#then(tapElements(this.job.operator("tap"), effect));
+  }
+
+  /** Merges streams of the same type; the watermark is the minimum of the inputs'. */
+  union(...others: Stream<T>[]): Stream<T> {
+    const inputs = [this.#consume(), ...others.map((o) => o.#consume())];
+    return new Stream<T>(this.job, unionElements(this.job.operator("union"), inputs));
+  }
+
+  /** Assigns event time and watermarks. */
+  withTimestamps(strategy: WatermarkStrategy<T>): Stream<T> {
+    return this.#then(withTimestampsElements(this.job.operator("watermarks"), strategy));
+  }
+
+  /** Partitions the stream by key, for keyed state, windows and patterns. */
+  keyBy<K extends Key>(selector: (value: T) => K): KeyedStream<T, K> {
+    const op = keyByElements(this.job.operator("keyBy"), selector);
+    return new KeyedStream<T, K>(this.job, op(this.#consume()));
+  }
+
+  /** The values routed to side output `tag` anywhere upstream (late data, dead letters, user outputs). */
+  sideOutput<S>(tag: OutputTag<S>): Stream<S> {
+    return this.#then((source) =>
+      source.pipe(
+        rxFilter((e): e is SideRecord => e.kind === "side" && e.tag === tag.id),
+        rxMap((e) => record(e.value as S, e.timestamp)),
+      ),
+    );
+  }
+
+  /** Side output with the full side records, including the reason each value was routed there. */
+  sideRecords(tag: OutputTag<unknown>): Observable<SideRecord> {
+    return this.#consume().pipe(rxFilter((e): e is SideRecord => e.kind === "side" && e.tag === tag.id));
+  }
+
+  /** Escape hatch: applies a custom operator on the raw element stream. */
+  transform<O>(operator: (elements: Observable<Element<T>>) => Observable<Element<O>>): Stream<O> {
+    return this.#then(operator);
+  }
+
+  /** Escape hatch: the records with timestamp and key. */
+  records(): Observable<StreamRecord<T>> {
+    return this.#consume().pipe(rxFilter((e): e is StreamRecord<T> => e.kind === "record"));
+  }
+
+  /** The plain values, as an RxJS Observable. Subscribing runs the pipeline. */
+  toObservable(): Observable<T> {
+    return this.records().pipe(rxMap((r) => r.value));
+  }
+
+  /** Subscribes now and resolves with every value once the input ends. For bounded inputs and tests. */
+  collect(): Promise<T[]> {
+    return new Promise<T[]>((resolve, reject) => {
+      const out: T[] = [];
+      this.toObservable().subscribe({ next: (v) => out.push(v), error: reject, complete: () => resolve(out) });
+    });
+  }
+
+  /** Writes the stream to a sink when the job runs. At most `maxInFlight` writes are pending at once. */
+  sinkTo(sink: Sink<T>, options: { maxInFlight?: number } = {}): void {
+    const elements = this.#consume();
+    const op = sinkElements(this.job, sink, options.maxInFlight ?? this.job.maxInFlight);
+    this.job.register(() => op(elements));
+  }
+}
+
+/** A stream partitioned by key. */
+export class KeyedStream<T, K extends Key> extends Stream<T> {
+  /** Groups the keyed stream into windows. */
+  window(assigner: WindowAssigner<T>, options: WindowOptions<T> = {}): WindowedStream<T, K> {
+    return new WindowedStream<T, K>(this, assigner, options);
+  }
+
+  /** Runs a keyed process function with state and timers. */
+  process<O>(fn: ProcessFunction<T, K, O>, options: OperatorOptions = {}): Stream<O> {
+    return this.transform(processElements(this.job.operator("process", options.uid), fn));
+  }
+}
+
+/** A keyed stream grouped into windows, waiting for its aggregation. */
+export class WindowedStream<T, K extends Key> {
+  readonly #input: KeyedStream<T, K>;
+  readonly #assigner: WindowAssigner<T>;
+  readonly #options: WindowOptions<T>;
+
+  constructor(input: KeyedStream<T, K>, assigner: WindowAssigner<T>, options: WindowOptions<T>) {
+    this.#input = input;
+    this.#assigner = assigner;
+    this.#options = options;
+  }
+
+  /** Aggregates each window incrementally with `agg`. */
+  aggregate<A, R>(agg: Aggregator<T, A, R>, options: OperatorOptions = {}): Stream<WindowResult<K, R>> {
+    const ctx = this.#input.job.operator("window", options.uid);
+    const op = windowElements(ctx, this.#assigner, agg, this.#options);
+    return this.#input.transform(op) as unknown as Stream<WindowResult<K, R>>;
+  }
+  /** Number of records per window. */
+  count(options?: OperatorOptions): Stream<WindowResult<K, number>> {
+    return this.aggregate(count<T>(), options);
+  }
+  /** Sum of a field per window. */
+  sum(field: (value: T) => number, options?: OperatorOptions): Stream<WindowResult<K, number>> {
+    return this.aggregate(sum(field), options);
+  }
+  /** Mean of a field per window. */
+  avg(field: (value: T) => number, options?: OperatorOptions): Stream<WindowResult<K, number>> {
+    return this.aggregate(avg(field), options);
+  }
+  /** Minimum of a field per window. */
+  min(field: (value: T) => number, options?: OperatorOptions): Stream<WindowResult<K, number | undefined>> {
+    return this.aggregate(min(field), options);
+  }
+  /** Maximum of a field per window. */
+  max(field: (value: T) => number, options?: OperatorOptions): Stream<WindowResult<K, number | undefined>> {
+    return this.aggregate(max(field), options);
+  }
+  /** Folds the values of each window with `combine`. */
+  reduce(combine: (a: T, b: T) => T, options?: OperatorOptions): Stream<WindowResult<K, T | undefined>> {
+    return this.aggregate(reduce(combine), options);
+  }
+  /** Every value of each window, as a list (memory grows with the window). */
+  collectAll(options?: OperatorOptions): Stream<WindowResult<K, T[]>> {
+    return this.aggregate(collectAll<T>(), options);
+  }
+  /** A custom aggregation given inline. */
+  aggregateWith<A, R>(spec: Parameters<typeof customAggregate<T, A, R>>[0], options?: OperatorOptions): Stream<WindowResult<K, R>> {
+    return this.aggregate(customAggregate(spec), options);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Watermark strategies: how event time is read from records and how far behind the largest timestamp seen
+ * the watermark trails. A generator runs per source split; the `withTimestamps` operator merges the splits'
+ * watermarks by minimum, leaves idle splits out, and never lets the result move backwards.
+ *
+ * Emission is periodic: after every `everyRecords` records and every `everyMs` of processing time, the
+ * merged watermark is emitted if it advanced.
+ *
+ * @example
+ * ```ts
+ * rides.withTimestamps(boundedOutOfOrderness(5_000, { timestamp: (r) => r.at, idleTimeoutMs: 30_000 }))
+ * ```
+ * @module
+ */
+import { z } from "zod";
+import { validate } from "./config.ts";
+import { MIN_WATERMARK } from "./element.ts";
+
+/** Tracks one split and proposes a watermark. */
+export interface WatermarkGenerator {
+  /** Observes the timestamp of a record of this split. */
+  onEvent(timestamp: number): void;
+  /** The watermark this split allows now. */
+  current(): number;
+}
+
+/** A complete watermark strategy. */
+export interface WatermarkStrategy<T> {
+  /** Extracts event time from a value; by default the record keeps the timestamp its source gave it. */
+  readonly timestamp?: ((value: T, sourceTimestamp: number) => number) | undefined;
+  /** Creates the generator of one split. */
+  readonly generator: () => WatermarkGenerator;
+  /** A split that sent nothing for this long (processing time) no longer holds the watermark back. */
+  readonly idleTimeoutMs?: number | undefined;
+  /** Emit after this many records. Default 100. */
+  readonly everyRecords: number;
+  /** Emit after this much processing time. Default 200 ms. */
+  readonly everyMs: number;
+  /**
+   * Heartbeat: when no record arrived for this long, advance the watermark as if processing time were event
+   * time (now − the strategy's delay), so windows and timeouts close on a quiet stream. Off by default.
+   */
+  readonly heartbeatMs?: number | undefined;
+  /** How far the heartbeat keeps the watermark behind processing time. */
+  readonly heartbeatDelayMs: number;
+}
+
+/** Options shared by the built-in strategies. */
+export interface WatermarkOptions<T> {
+  readonly timestamp?: (value: T, sourceTimestamp: number) => number;
+  readonly idleTimeoutMs?: number;
+  readonly everyRecords?: number;
+  readonly everyMs?: number;
+  readonly heartbeatMs?: number;
+}
+
+const optionsSchema = z.strictObject({
+  timestamp: z.function().optional(),
+  idleTimeoutMs: z.number().positive().optional(),
+  everyRecords: z.number().int().positive().optional(),
+  everyMs: z.number().positive().optional(),
+  heartbeatMs: z.number().positive().optional(),
+});
+
+function strategy<T>(
+  where: string,
+  options: WatermarkOptions<T>,
+  generator: () => WatermarkGenerator,
+  delay: number,
+): WatermarkStrategy<T> {
+  const o = validate(optionsSchema, options, where);
+  return {
+    timestamp: options.timestamp,
+    generator,
+    idleTimeoutMs: o.idleTimeoutMs,
+    everyRecords: o.everyRecords ?? 100,
+    everyMs: o.everyMs ?? 200,
+    heartbeatMs: o.heartbeatMs,
+    heartbeatDelayMs: delay,
+  };
+}
+
+/**
+ * Records may arrive up to `maxOutOfOrdernessMs` behind the largest timestamp seen; the watermark is
+ * `max − maxOutOfOrdernessMs − 1`, so a record that is exactly that much behind is still on time.
+ */
+export function boundedOutOfOrderness<T>(maxOutOfOrdernessMs: number, options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
+  validate(z.number().nonnegative(), maxOutOfOrdernessMs, "boundedOutOfOrderness.maxOutOfOrdernessMs");
+  return strategy("boundedOutOfOrderness", options, () => {
+    let max = MIN_WATERMARK;
+    return {
+      onEvent(ts) {
+        if (ts > max) max = ts;
+      },
+      current: () => max - maxOutOfOrdernessMs - 1,
+    };
+  }, maxOutOfOrdernessMs);
+}
+
+/** Timestamps never decrease within a split: the watermark is the largest timestamp seen minus 1. */
+export function monotonic<T>(options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
+  return boundedOutOfOrderness(0, options);
+}
+
+/** A user-defined generator per split, with the same periodic emission and idleness as the built-ins. */
+export function customWatermarks<T>(generator: () => WatermarkGenerator, options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
+  return strategy("customWatermarks", options, generator, 0);
+}

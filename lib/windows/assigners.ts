@@ -1,0 +1,67 @@
+/**
+ * Window assigners: which windows a record belongs to. Time windows are half-open `[start, end)` in event
+ * time; a window's last timestamp is `end − 1`, and it fires when the watermark reaches that.
+ *
+ * - tumbling(size): fixed, non-overlapping windows aligned to the epoch (plus an optional offset).
+ * - sliding(size, slide): fixed windows that start every `slide`; a record is in size/slide of them.
+ * - session({ gap } | { gapOf }): per-key windows that grow while records arrive less than a gap apart, and
+ *   merge when a record bridges two of them. The gap may depend on the record (dynamic gap).
+ * - global(): one window per key for all time; it needs a trigger to ever fire.
+ * @module
+ */
+import { z } from "zod";
+import { validate } from "../config.ts";
+
+/** A window `[start, end)`. */
+export interface Window {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** The global window's bounds: finite, so that they serialise. */
+export const GLOBAL_WINDOW: Window = Object.freeze({ start: Number.MIN_SAFE_INTEGER, end: Number.MAX_SAFE_INTEGER });
+
+/** The last timestamp that belongs to a window. */
+export function maxTimestamp(w: Window): number {
+  return w.end - 1;
+}
+
+/** Assigns records to windows. */
+export type WindowAssigner<T> =
+  | { readonly kind: "tumbling"; readonly size: number; readonly offset: number }
+  | { readonly kind: "sliding"; readonly size: number; readonly slide: number; readonly offset: number }
+  | { readonly kind: "session"; readonly gapOf: (value: T) => number }
+  | { readonly kind: "global" };
+
+const positive = z.number().positive().finite();
+
+/** Fixed-size, non-overlapping windows. */
+export function tumbling<T>(sizeMs: number, options: { offsetMs?: number } = {}): WindowAssigner<T> {
+  validate(positive, sizeMs, "tumbling.sizeMs");
+  const offset = validate(z.number().finite().default(0), options.offsetMs, "tumbling.offsetMs");
+  return { kind: "tumbling", size: sizeMs, offset };
+}
+
+/** Fixed-size windows that start every `slideMs`. */
+export function sliding<T>(sizeMs: number, slideMs: number, options: { offsetMs?: number } = {}): WindowAssigner<T> {
+  validate(z.object({ sizeMs: positive, slideMs: positive }), { sizeMs, slideMs }, "sliding");
+  const offset = validate(z.number().finite().default(0), options.offsetMs, "sliding.offsetMs");
+  return { kind: "sliding", size: sizeMs, slide: slideMs, offset };
+}
+
+/** Session windows with a fixed gap (`{ gapMs }`) or a gap computed per record (`{ gapOf }`). */
+export function session<T>(options: { gapMs: number } | { gapOf: (value: T) => number }): WindowAssigner<T> {
+  if ("gapOf" in options && typeof options.gapOf === "function") return { kind: "session", gapOf: options.gapOf };
+  const gap = validate(z.object({ gapMs: positive }), options, "session").gapMs;
+  return { kind: "session", gapOf: () => gap };
+}
+
+/** A single window per key for all time; combine with a trigger. */
+export function global<T>(): WindowAssigner<T> {
+  return { kind: "global" };
+}
+
+/** Start of the window of size `size` (with `offset`) that holds `ts`. Correct for negative timestamps too. */
+export function windowStart(ts: number, size: number, offset: number): number {
+  return ts - ((((ts - offset) % size) + size) % size);
+}

@@ -1,0 +1,102 @@
+/**
+ * Triggers decide when a window emits. Time windows use the event-time trigger unless told otherwise: fire
+ * when the watermark passes the window's end, and fire again for each late record within the allowed
+ * lateness. A custom trigger sees every record and every timer it registered, as in Flink, and answers with
+ * a {@link TriggerResult}.
+ * @module
+ */
+import type { Window } from "./assigners.ts";
+import { maxTimestamp } from "./assigners.ts";
+
+/** What a trigger asks the window to do. `purge` drops the window's accumulator. */
+export type TriggerResult = "continue" | "fire" | "purge" | "fire_and_purge";
+
+/** What a trigger can do and see, scoped to the current key and window. */
+export interface TriggerContext {
+  readonly currentWatermark: number;
+  readonly currentProcessingTime: number;
+  registerEventTimeTimer(time: number): void;
+  registerProcessingTimeTimer(time: number): void;
+  deleteEventTimeTimer(time: number): void;
+  deleteProcessingTimeTimer(time: number): void;
+  /** Per-window, per-trigger state (counts, flags), stored in keyed state. */
+  getState<S>(name: string): S | undefined;
+  setState<S>(name: string, value: S): void;
+  clearState(name: string): void;
+}
+
+/** A custom trigger. */
+export interface Trigger<T> {
+  readonly name: string;
+  onElement(value: T, timestamp: number, window: Window, ctx: TriggerContext): TriggerResult;
+  onEventTime(time: number, window: Window, ctx: TriggerContext): TriggerResult;
+  onProcessingTime(time: number, window: Window, ctx: TriggerContext): TriggerResult;
+  /** Called when the window is purged for good; release timers and state here. */
+  clear(window: Window, ctx: TriggerContext): void;
+}
+
+/** Fires when the watermark passes the end of the window (and for late records within the lateness). */
+export function eventTimeTrigger<T>(): Trigger<T> {
+  return {
+    name: "eventTime",
+    onElement(_v, _ts, w, ctx) {
+      if (maxTimestamp(w) <= ctx.currentWatermark) return "fire";
+      ctx.registerEventTimeTimer(maxTimestamp(w));
+      return "continue";
+    },
+    onEventTime: (time, w) => (time === maxTimestamp(w) ? "fire" : "continue"),
+    onProcessingTime: () => "continue",
+    clear(w, ctx) {
+      ctx.deleteEventTimeTimer(maxTimestamp(w));
+    },
+  };
+}
+
+/** Fires every `n` records; purges after firing unless `purge: false` (then the count restarts, data stays). */
+export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): Trigger<T> {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`countTrigger: n must be a positive integer, got ${n}`);
+  const purge = options.purge ?? true;
+  return {
+    name: "count",
+    onElement(_v, _ts, _w, ctx) {
+      const c = (ctx.getState<number>("count") ?? 0) + 1;
+      if (c < n) {
+        ctx.setState("count", c);
+        return "continue";
+      }
+      ctx.clearState("count");
+      return purge ? "fire_and_purge" : "fire";
+    },
+    onEventTime: () => "continue",
+    onProcessingTime: () => "continue",
+    clear(_w, ctx) {
+      ctx.clearState("count");
+    },
+  };
+}
+
+/** Fires `intervalMs` of processing time after the first record of each round; purges on firing. */
+export function processingTimeTrigger<T>(intervalMs: number): Trigger<T> {
+  if (!(intervalMs > 0)) throw new RangeError(`processingTimeTrigger: intervalMs must be positive, got ${intervalMs}`);
+  return {
+    name: "processingTime",
+    onElement(_v, _ts, _w, ctx) {
+      if (ctx.getState<number>("due") === undefined) {
+        const due = ctx.currentProcessingTime + intervalMs;
+        ctx.setState("due", due);
+        ctx.registerProcessingTimeTimer(due);
+      }
+      return "continue";
+    },
+    onEventTime: () => "continue",
+    onProcessingTime(_t, _w, ctx) {
+      ctx.clearState("due");
+      return "fire_and_purge";
+    },
+    clear(_w, ctx) {
+      const due = ctx.getState<number>("due");
+      if (due !== undefined) ctx.deleteProcessingTimeTimer(due);
+      ctx.clearState("due");
+    },
+  };
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+// Runs the same node:test files on Node (node --test with tsx), Bun (bun test) and Deno (deno test), and
+// ends with one line "N passed, N failed". Exits non-zero if any runtime fails or runs no test.
+//
+//   node scripts/test.mjs [--runtime node|bun|deno]... [--suite unit|property|crash|integration]...
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const pick = (flag) => args.flatMap((a, i) => (args[i - 1] === flag ? [a] : []));
+const runtimes = pick("--runtime").length > 0 ? pick("--runtime") : ["node", "bun", "deno"];
+// Integration tests need the services (scripts/services up); they run only when asked for.
+const suites = pick("--suite").length > 0 ? pick("--suite") : ["unit", "property", "crash"];
+
+function files(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith(".test.ts") ? [p] : [];
+  });
+}
+const testFiles = suites.flatMap((s) => files(join("tests", s))).sort();
+if (testFiles.length === 0) {
+  console.error(`no test files in ${suites.join(", ")}`);
+  console.log("0 passed, 1 failed");
+  process.exit(1);
+}
+
+const bin = (name) => join("node_modules", ".bin", name);
+const env = { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" };
+const commands = {
+  node: [process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...testFiles]],
+  bun: [bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./${f}`)]],
+  deno: [bin("deno"), ["test", "-A", "--no-check", "--unstable-sloppy-imports", ...testFiles]],
+};
+
+// Each runner's own summary is parsed; a missing summary counts as a failure of that runtime.
+const parse = {
+  node: (out) => ({ pass: num(out, /^# pass (\d+)/m), fail: num(out, /^# fail (\d+)/m) + num(out, /^# cancelled (\d+)/m) }),
+  bun: (out) => ({ pass: num(out, /^\s*(\d+) pass/m), fail: num(out, /^\s*(\d+) fail/m) }),
+  deno: (out) => {
+    const m = /(ok|FAILED) \| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/.exec(out);
+    return m ? { pass: Number(m[3] ?? m[2]), fail: Number(m[5] ?? m[4]) } : { pass: Number.NaN, fail: Number.NaN };
+  },
+};
+function num(out, re) {
+  const m = re.exec(out);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+let passed = 0;
+let failed = 0;
+let bad = false;
+for (const rt of runtimes) {
+  const [cmd, cmdArgs] = commands[rt] ?? [];
+  if (cmd === undefined) throw new Error(`unknown runtime ${rt}`);
+  console.log(`\n=== ${rt}: ${testFiles.length} files ===`);
+  const started = Date.now();
+  const r = spawnSync(cmd, cmdArgs, { env, encoding: "utf8", maxBuffer: 256 * 1024 * 1024, timeout: 30 * 60_000 });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
+  const out = `${r.stdout ?? ""}\n${r.stderr ?? ""}`.replace(/\u001b\[[0-9;]*m/g, "");
+  process.stdout.write(out.split("\n").slice(-80).join("\n"));
+  const { pass, fail } = parse[rt](out);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (Number.isNaN(pass) || Number.isNaN(fail) || pass === 0) {
+    console.log(`\n${rt}: no test summary found (exit ${r.status}, ${seconds}s) — counted as failed`);
+    failed++;
+    bad = true;
+    continue;
+  }
+  console.log(`\n${rt}: ${pass} passed, ${fail} failed (exit ${r.status}, ${seconds}s)`);
+  passed += pass;
+  failed += fail;
+  if (fail > 0 || r.status !== 0) bad = true;
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(bad ? 1 : 0);
