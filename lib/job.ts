@@ -22,6 +22,7 @@ import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, wat
 import { GressError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics } from "./metrics.ts";
+import { runSoon } from "./runtime.ts";
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
@@ -255,7 +256,7 @@ function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value
       ctx.emit(step.value, timestamp ? timestamp(step.value, index) : undefined, name);
       index++;
     }
-    setTimeout(pump, 0);
+    runSoon(pump);
   };
   return {
     name,
@@ -273,7 +274,7 @@ function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value
     resume() {
       if (!paused) return;
       paused = false;
-      setTimeout(pump, 0);
+      runSoon(pump);
     },
     positions: () => ({ [name]: index }),
     close() {

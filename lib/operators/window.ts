@@ -137,36 +137,39 @@ export function windowElements<T, A, R>(
       const timingNow = (w: Window): FireTiming =>
         assigner.kind === "global" ? "on-time" : maxTimestamp(w) <= wm ? "late" : "early";
 
-      /** Folds a record into window `w` (already merged for sessions). Returns false if `w` is late. */
-      const addToWindow = (rec: StreamRecord<T>, key: Key, w: Window, seed: A | undefined): void => {
-        const existing = seed ?? accs.get(key, w.start);
+      /** Folds a record into window [start, end) (already merged for sessions), seeded by `seed` if given. */
+      const addToWindow = (rec: StreamRecord<T>, key: Key, start: number, end: number, seed: A | undefined): void => {
+        const existing = seed ?? accs.get(key, start);
         const acc = agg.add(existing ?? agg.create(), rec.value);
-        accs.put(key, w.start, acc);
+        accs.put(key, start, acc);
+        const last = end - 1;
         if (existing === undefined && assigner.kind !== "global") {
-          if (trigger === undefined) timers.registerEventTime(key, w.start, maxTimestamp(w));
-          if (lateness > 0) timers.registerEventTime(key, w.start, cleanupTime(w));
+          if (trigger === undefined) timers.registerEventTime(key, start, last);
+          if (lateness > 0) timers.registerEventTime(key, start, last + lateness);
         }
         if (trigger !== undefined) {
+          const w = { start, end };
           apply(key, w, trigger.onElement(rec.value, rec.timestamp, w, triggerCtx(key, w)), timingNow(w));
-        } else if (maxTimestamp(w) <= wm) {
-          emit(key, w, "late");
+        } else if (last <= wm) {
+          emit(key, { start, end }, "late");
           return;
         }
-        if (everyCount !== undefined && maxTimestamp(w) > wm) {
-          const n = (earlyCounts.get(key, w.start) ?? 0) + 1;
+        if (everyCount !== undefined && last > wm) {
+          const n = (earlyCounts.get(key, start) ?? 0) + 1;
           if (n >= everyCount) {
-            earlyCounts.delete(key, w.start);
-            emit(key, w, "early");
-          } else earlyCounts.put(key, w.start, n);
+            earlyCounts.delete(key, start);
+            emit(key, { start, end }, "early");
+          } else earlyCounts.put(key, start, n);
         }
         if (everyMs !== undefined) {
           let set = dirty.get(key);
           if (set === undefined) dirty.set(key, (set = new Set()));
-          set.add(w.start);
+          set.add(start);
         }
       };
 
-      const isLate = (w: Window): boolean => cleanupTime(w) <= wm;
+      // Late for good: the window's cleanup time (end − 1 + lateness) has passed. Global windows never are.
+      const isLate = (end: number): boolean => assigner.kind !== "global" && end - 1 + lateness <= wm;
 
       const processRecord = (rec: StreamRecord<T>): void => {
         const key = rec.key;
@@ -176,9 +179,9 @@ export function windowElements<T, A, R>(
         switch (assigner.kind) {
           case "tumbling": {
             const start = windowStart(ts, assigner.size, assigner.offset);
-            const w = { start, end: start + assigner.size };
-            if (!isLate(w)) {
-              addToWindow(rec, key, w, undefined);
+            const end = start + assigner.size;
+            if (!isLate(end)) {
+              addToWindow(rec, key, start, end, undefined);
               placed = true;
             }
             break;
@@ -186,15 +189,15 @@ export function windowElements<T, A, R>(
           case "sliding": {
             const last = windowStart(ts, assigner.slide, assigner.offset);
             for (let start = last; start > ts - assigner.size; start -= assigner.slide) {
-              const w = { start, end: start + assigner.size };
-              if (isLate(w)) continue;
-              addToWindow(rec, key, w, undefined);
+              const end = start + assigner.size;
+              if (isLate(end)) continue;
+              addToWindow(rec, key, start, end, undefined);
               placed = true;
             }
             break;
           }
           case "global":
-            addToWindow(rec, key, GLOBAL_WINDOW, undefined);
+            addToWindow(rec, key, GLOBAL_WINDOW.start, GLOBAL_WINDOW.end, undefined);
             placed = true;
             break;
           case "session": {
@@ -214,8 +217,7 @@ export function windowElements<T, A, R>(
               if (s < start) start = s;
               if (e > end) end = e;
             }
-            const merged = { start, end };
-            if (isLate(merged)) break;
+            if (isLate(end)) break;
             let seed: A | undefined;
             for (const [s, e] of overlapping) {
               const acc = accs.get(key, s);
@@ -238,7 +240,7 @@ export function windowElements<T, A, R>(
               if (trigger === undefined) timers.registerEventTime(key, start, end - 1);
               if (lateness > 0) timers.registerEventTime(key, start, end - 1 + lateness);
             }
-            addToWindow(rec, key, merged, seed);
+            addToWindow(rec, key, start, end, seed);
             placed = true;
             break;
           }

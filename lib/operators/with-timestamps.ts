@@ -7,7 +7,10 @@ import { handleUserError } from "./user-error.ts";
 
 interface SplitState {
   readonly generator: WatermarkGenerator;
+  /** Processing time at which the split was last seen active (updated at each emission check). */
   lastActive: number;
+  /** A record arrived since the last emission check. Avoids reading the clock per record. */
+  seen: boolean;
 }
 
 /**
@@ -35,6 +38,7 @@ export function withTimestampsElements<T>(
       let emitted = MIN_WATERMARK;
       let sinceEmit = 0;
       let lastRecordAt = clock.now();
+      let seenAny = false;
       let cancelTick: CancelTimer | undefined;
       let done = false;
 
@@ -47,9 +51,17 @@ export function withTimestampsElements<T>(
       const emitMerged = (): void => {
         sinceEmit = 0;
         const now = clock.now();
+        if (seenAny) {
+          lastRecordAt = now;
+          seenAny = false;
+        }
         let min = Number.POSITIVE_INFINITY;
         let active = 0;
         for (const s of splits.values()) {
+          if (s.seen) {
+            s.lastActive = now;
+            s.seen = false;
+          }
           if (strategy.idleTimeoutMs !== undefined && now - s.lastActive >= strategy.idleTimeoutMs) continue;
           active++;
           const w = s.generator.current();
@@ -96,12 +108,11 @@ export function withTimestampsElements<T>(
           const split = e.split ?? "";
           let s = splits.get(split);
           if (s === undefined) {
-            s = { generator: strategy.generator(), lastActive: 0 };
+            s = { generator: strategy.generator(), lastActive: clock.now(), seen: true };
             splits.set(split, s);
           }
-          const now = clock.now();
-          s.lastActive = now;
-          lastRecordAt = now;
+          s.seen = true;
+          seenAny = true;
           s.generator.onEvent(ts);
           m.recordsOut++;
           downstream.next(ts === e.timestamp ? e : { kind: "record", value: e.value, timestamp: ts, key: e.key, split: e.split });

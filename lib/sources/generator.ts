@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import { validate } from "../config.ts";
+import { runSoon } from "../runtime.ts";
 import type { Positions, Source, SourceContext } from "../source.ts";
 
 /** 32-bit mix of (seed, index, salt): a counter-based PRNG, so any event can be regenerated alone. */
@@ -159,7 +160,7 @@ export class GeneratorSource<T> implements Source<T> {
       this.#scheduled = false;
       this.#pump();
     };
-    if (delayMs <= 0) setTimeout(run, 0);
+    if (delayMs <= 0) runSoon(run);
     else this.#ctx?.clock.setTimer(this.#ctx.clock.now() + delayMs, run);
   }
 
@@ -274,8 +275,8 @@ export function rides(options: RideOptions = {}): GeneratorSource<RideEvent> {
     ...rest,
     make(i, at, r) {
       const hot = (((Math.floor((at - start) / (15 * 60_000)) % areas) + areas) % areas);
-      if (r.next() < 0.45) return { type: "driver", id: i, area: `area-${r.int(areas)}`, at };
-      const area = r.next() < 0.5 ? hot : r.int(areas);
+      if (r.next() < 0.5) return { type: "driver", id: i, area: `area-${r.int(areas)}`, at };
+      const area = r.next() < 0.12 ? hot : r.int(areas);
       return { type: "request", id: i, area: `area-${area}`, at };
     },
   });

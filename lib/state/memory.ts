@@ -10,25 +10,47 @@ import { type Namespace, type StateBackend, type StateSnapshot, type StateTable,
 class MemoryTable<V> implements StateTable<V> {
   readonly rows: Map<Key, Map<Namespace, V>> = new Map();
   #size = 0;
+  // The row of the last key touched: operators read and then write the same key, so the second lookup of
+  // the pair is free.
+  #lastKey: Key | undefined;
+  #lastRow: Map<Namespace, V> | undefined;
 
+  #row(key: Key): Map<Namespace, V> | undefined {
+    if (key === this.#lastKey) return this.#lastRow;
+    const row = this.rows.get(key);
+    if (row !== undefined) {
+      this.#lastKey = key;
+      this.#lastRow = row;
+    }
+    return row;
+  }
   get(key: Key, ns: Namespace): V | undefined {
-    return this.rows.get(key)?.get(ns);
+    return this.#row(key)?.get(ns);
   }
   put(key: Key, ns: Namespace, value: V): void {
-    let row = this.rows.get(key);
+    let row = this.#row(key);
     if (row === undefined) {
       row = new Map();
       this.rows.set(key, row);
+      this.#lastKey = key;
+      this.#lastRow = row;
     }
     const before = row.size;
     row.set(ns, value);
     this.#size += row.size - before;
   }
   delete(key: Key, ns: Namespace): void {
-    const row = this.rows.get(key);
+    const row = this.#row(key);
     if (row === undefined || !row.delete(ns)) return;
     this.#size--;
-    if (row.size === 0) this.rows.delete(key);
+    if (row.size === 0) this.#dropRow(key);
+  }
+  #dropRow(key: Key): void {
+    this.rows.delete(key);
+    if (key === this.#lastKey) {
+      this.#lastKey = undefined;
+      this.#lastRow = undefined;
+    }
   }
   *entriesOf(key: Key): IterableIterator<[Namespace, V]> {
     const row = this.rows.get(key);
@@ -41,7 +63,7 @@ class MemoryTable<V> implements StateTable<V> {
     const row = this.rows.get(key);
     if (row === undefined) return;
     this.#size -= row.size;
-    this.rows.delete(key);
+    this.#dropRow(key);
   }
   get size(): number {
     return this.#size;
@@ -49,6 +71,8 @@ class MemoryTable<V> implements StateTable<V> {
   clear(): void {
     this.rows.clear();
     this.#size = 0;
+    this.#lastKey = undefined;
+    this.#lastRow = undefined;
   }
 }
 

@@ -1,0 +1,350 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { from, lastValueFrom, Observable, of, Subject, toArray } from "rxjs";
+import {
+  DEAD_LETTERS,
+  type Element,
+  END,
+  fromAsyncIterable,
+  fromIterable,
+  fromObservable,
+  isGressError,
+  Job,
+  record,
+  Stream,
+  sinkFn,
+  UserFunctionError,
+  VirtualClock,
+  watermark,
+} from "../../lib/index.ts";
+import { TestDriver } from "../../lib/testing/index.ts";
+
+describe("stateless operators", () => {
+  it("map transforms each value and keeps its timestamp", () => {
+    const d = new TestDriver<number, string>((s) => s.map((x) => `v${x * 2}`));
+    d.pipeInput(1, 10).pipeInput(2, 20);
+    const out = d.readOutputRecords();
+    assert.deepEqual(
+      out.map((r) => [r.value, r.timestamp]),
+      [
+        ["v2", 10],
+        ["v4", 20],
+      ],
+    );
+  });
+
+  it("filter keeps only values that satisfy the predicate", () => {
+    const d = new TestDriver<number, number>((s) => s.filter((x) => x % 2 === 0));
+    d.pipeInputs([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+      [4, 4],
+    ]);
+    assert.deepEqual(d.readOutput(), [2, 4]);
+  });
+
+  it("flatMap replaces a value by zero or more values with the original timestamp", () => {
+    const d = new TestDriver<string, string>((s) => s.flatMap((line) => line.split(" ").filter((w) => w !== "")));
+    d.pipeInput("a b c", 5).pipeInput("", 6).pipeInput("d", 7);
+    const out = d.readOutputRecords();
+    assert.deepEqual(
+      out.map((r) => [r.value, r.timestamp]),
+      [
+        ["a", 5],
+        ["b", 5],
+        ["c", 5],
+        ["d", 7],
+      ],
+    );
+  });
+
+  it("tap sees every value and passes it on unchanged", () => {
+    const seen: number[] = [];
+    const d = new TestDriver<number, number>((s) => s.tap((x) => seen.push(x)));
+    d.pipeInput(3, 1).pipeInput(4, 2);
+    assert.deepEqual(seen, [3, 4]);
+    assert.deepEqual(d.readOutput(), [3, 4]);
+  });
+
+  it("stateless operators pass watermarks through in order", () => {
+    const d = new TestDriver<number, number>((s) => s.map((x) => x + 1).filter(() => true));
+    d.pipeInput(1, 1).advanceWatermark(5).advanceWatermark(9);
+    assert.deepEqual(d.readWatermarks(), [5, 9]);
+  });
+
+  it("counts records in and out per operator", () => {
+    const d = new TestDriver<number, number>((s) => s.filter((x) => x > 1));
+    d.pipeInputs([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+    const m = d.job.metrics.operators().find((o) => o.operator === "filter-1");
+    assert.equal(m?.recordsIn, 3);
+    assert.equal(m?.recordsOut, 2);
+  });
+});
+
+describe("union", () => {
+  it("interleaves records and emits the minimum of the inputs' watermarks", () => {
+    const job = new Job({ name: "union", clock: new VirtualClock() });
+    const a = new Subject<Element<string>>();
+    const b = new Subject<Element<string>>();
+    const out: Element<string>[] = [];
+    new Stream<string>(job, a).union(new Stream<string>(job, b)).elements.subscribe((e) => out.push(e));
+    a.next(record("a1", 1));
+    b.next(record("b1", 2));
+    a.next(watermark(10));
+    assert.deepEqual(
+      out.filter((e) => e.kind === "watermark"),
+      [],
+      "no watermark until every input has one",
+    );
+    b.next(watermark(4));
+    a.next(watermark(12));
+    b.next(watermark(8));
+    b.next(watermark(20));
+    assert.deepEqual(
+      out.filter((e) => e.kind === "record").map((e) => (e.kind === "record" ? e.value : "")),
+      ["a1", "b1"],
+    );
+    assert.deepEqual(
+      out.filter((e) => e.kind === "watermark").map((e) => (e.kind === "watermark" ? e.timestamp : 0)),
+      [4, 8, 12],
+    );
+  });
+
+  it("an ended input no longer holds the watermark back, and end-of-stream comes once after all inputs end", () => {
+    const job = new Job({ name: "union2", clock: new VirtualClock() });
+    const a = new Subject<Element<number>>();
+    const b = new Subject<Element<number>>();
+    const out: Element<number>[] = [];
+    let completed = false;
+    new Stream<number>(job, a).union(new Stream<number>(job, b)).elements.subscribe({
+      next: (e) => out.push(e),
+      complete: () => (completed = true),
+    });
+    a.next(watermark(5));
+    b.next(watermark(3));
+    b.next(END);
+    b.complete();
+    assert.equal(completed, false);
+    a.next(watermark(7));
+    a.next(END);
+    a.complete();
+    assert.equal(completed, true);
+    assert.deepEqual(
+      out.map((e) => (e.kind === "watermark" ? e.timestamp : e.kind)),
+      [3, 5, 7, Number.POSITIVE_INFINITY, "end"],
+    );
+  });
+
+  it("unions two bounded sources of one job into one sink", async () => {
+    const job = new Job({ name: "u3" });
+    const got: number[] = [];
+    job
+      .fromIterable([1, 2, 3])
+      .union(job.fromIterable([10, 20]))
+      .sinkTo(sinkFn("collect", (v) => void got.push(v)));
+    await job.run();
+    assert.deepEqual(
+      got.sort((x, y) => x - y),
+      [1, 2, 3, 10, 20],
+    );
+  });
+});
+
+describe("keyBy", () => {
+  it("sets the key of each record", () => {
+    const d = new TestDriver<{ k: string }, { k: string }>((s) => s.keyBy((v) => v.k));
+    d.pipeInput({ k: "x" }, 1);
+    assert.deepEqual(
+      d.readOutputRecords().map((r) => r.key),
+      ["x"],
+    );
+  });
+
+  it("a record whose key is not a string or finite number goes to dead letters with the reason", () => {
+    const d = new TestDriver<{ k: unknown }, { k: unknown }>((s) => s.keyBy((v) => v.k as string));
+    d.pipeInput({ k: null }, 1).pipeInput({ k: { nested: true } }, 2).pipeInput({ k: Number.NaN }, 3).pipeInput({ k: "ok" }, 4);
+    assert.deepEqual(
+      d.readOutput().map((v) => v.k),
+      ["ok"],
+    );
+    const dead = d.readSideRecords(DEAD_LETTERS);
+    assert.equal(dead.length, 3);
+    assert.deepEqual(dead[0]?.value, { k: null });
+    assert.match(dead[0]?.reason ?? "", /^keyBy-1: key must be a string or a finite number, got null$/);
+    assert.match(dead[1]?.reason ?? "", /got object/);
+    assert.match(dead[2]?.reason ?? "", /got number/);
+    assert.equal(d.job.metrics.operator("keyBy-1").deadLetters, 3);
+  });
+});
+
+describe("user function errors", () => {
+  it("a throwing map sends the record to dead letters with the operator and message, and goes on", () => {
+    const d = new TestDriver<number, number>((s) =>
+      s.map((x) => {
+        if (x === 2) throw new Error("two is bad");
+        return x * 10;
+      }),
+    );
+    d.pipeInput(1, 1).pipeInput(2, 2).pipeInput(3, 3);
+    assert.deepEqual(d.readOutput(), [10, 30]);
+    const dead = d.readSideRecords(DEAD_LETTERS);
+    assert.deepEqual(
+      dead.map((r) => [r.value, r.timestamp, r.reason]),
+      [[2, 2, "map-1: two is bad"]],
+    );
+    assert.equal(d.job.metrics.operator("map-1").deadLetters, 1);
+  });
+
+  it("throwing filter, flatMap and tap also dead-letter instead of crashing", () => {
+    const boom = (): never => {
+      throw new Error("boom");
+    };
+    const d = new TestDriver<number, number>((s) =>
+      s
+        .filter((x) => (x === 1 ? boom() : true))
+        .flatMap((x) => (x === 2 ? boom() : [x]))
+        .tap((x) => (x === 3 ? boom() : undefined)),
+    );
+    d.pipeInput(1, 1).pipeInput(2, 2).pipeInput(3, 3).pipeInput(4, 4);
+    assert.deepEqual(d.readOutput(), [4]);
+    assert.deepEqual(
+      d.readSideRecords(DEAD_LETTERS).map((r) => r.reason),
+      ["filter-1: boom", "flatMap-1: boom", "tap-1: boom"],
+    );
+  });
+
+  it('with onUserError "fail" the pipeline fails with a UserFunctionError naming the operator', () => {
+    const cause = new Error("no");
+    const d = new TestDriver<number, number>(
+      (s) =>
+        s.map((x) => {
+          if (x > 1) throw cause;
+          return x;
+        }),
+      { onUserError: "fail" },
+    );
+    d.pipeInput(1, 1);
+    assert.throws(
+      () => d.pipeInput(2, 2),
+      (e: unknown) => {
+        assert.ok(e instanceof UserFunctionError);
+        assert.equal(e.code, "ERR_USER_FUNCTION");
+        assert.equal(e.details.operator, "map-1");
+        assert.match(e.message, /operator "map-1"/);
+        assert.equal(e.cause, cause);
+        return true;
+      },
+    );
+  });
+
+  it('with onUserError "fail" job.run() rejects with the UserFunctionError', async () => {
+    const job = new Job({ name: "failing", onUserError: "fail" });
+    job
+      .fromIterable([1, 2, 3])
+      .filter((x) => {
+        if (x === 3) throw new TypeError("bad three");
+        return true;
+      })
+      .sinkTo(sinkFn("null", () => {}));
+    await assert.rejects(job.run(), (e: unknown) => {
+      assert.ok(isGressError(e, "ERR_USER_FUNCTION"));
+      assert.equal(e.details.operator, "filter-1");
+      return true;
+    });
+  });
+});
+
+describe("RxJS interop", () => {
+  it("fromObservable turns an Observable into a stream and toObservable gives plain values back", async () => {
+    const values = await lastValueFrom(
+      fromObservable(of(1, 2, 3))
+        .map((x) => x * 2)
+        .toObservable()
+        .pipe(toArray()),
+    );
+    assert.deepEqual(values, [2, 4, 6]);
+  });
+
+  it("fromObservable stamps values with the given timestamp function", async () => {
+    const recs = await lastValueFrom(
+      fromObservable(from([{ at: 5 }, { at: 9 }]), { timestamp: (v) => v.at })
+        .records()
+        .pipe(toArray()),
+    );
+    assert.deepEqual(
+      recs.map((r) => r.timestamp),
+      [5, 9],
+    );
+  });
+
+  it("fromObservable fails the stream with a SourceError when the Observable errors", async () => {
+    const failing = new Observable<number>((s) => {
+      s.next(1);
+      s.error(new Error("upstream broke"));
+    });
+    await assert.rejects(fromObservable(failing, { name: "broken" }).collect(), (e: unknown) => {
+      assert.ok(isGressError(e, "ERR_SOURCE"));
+      assert.match(e.message, /source "broken" failed: .*upstream broke/);
+      return true;
+    });
+  });
+
+  it("fromIterable is a bounded stream of the iterable's values", async () => {
+    assert.deepEqual(await fromIterable(new Set(["a", "b"])).collect(), ["a", "b"]);
+  });
+
+  it("fromIterable with a timestamp function assigns event time", async () => {
+    const recs = await lastValueFrom(
+      fromIterable([3, 1, 2], { timestamp: (v) => v * 100 })
+        .records()
+        .pipe(toArray()),
+    );
+    assert.deepEqual(
+      recs.map((r) => [r.value, r.timestamp]),
+      [
+        [3, 300],
+        [1, 100],
+        [2, 200],
+      ],
+    );
+  });
+
+  it("fromAsyncIterable pulls every value of an async generator", async () => {
+    async function* gen(): AsyncGenerator<number> {
+      for (let i = 0; i < 5; i++) {
+        await Promise.resolve();
+        yield i;
+      }
+    }
+    assert.deepEqual(await fromAsyncIterable(gen()).collect(), [0, 1, 2, 3, 4]);
+  });
+
+  it("streams built with from* share a job when given one, and run with job.run()", async () => {
+    const job = new Job({ name: "shared" });
+    const got: string[] = [];
+    fromIterable(["x", "y"], { job })
+      .map((s) => s.toUpperCase())
+      .sinkTo(sinkFn("collect", (v) => void got.push(v)));
+    await job.run();
+    assert.deepEqual(got, ["X", "Y"]);
+  });
+
+  it("a stream consumed by two sinks runs its source once", async () => {
+    const job = new Job({ name: "fanout" });
+    let pulled = 0;
+    const s = job.fromIterable([1, 2, 3]).tap(() => pulled++);
+    const a: number[] = [];
+    const b: number[] = [];
+    s.sinkTo(sinkFn("a", (v) => void a.push(v)));
+    s.map((x) => -x).sinkTo(sinkFn("b", (v) => void b.push(v)));
+    await job.run();
+    assert.equal(pulled, 3);
+    assert.deepEqual(a, [1, 2, 3]);
+    assert.deepEqual(b, [-1, -2, -3]);
+  });
+});
