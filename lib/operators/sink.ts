@@ -56,7 +56,8 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
         try {
           result = ready ? sink.write(e.value, e) : opened.then(() => sink.write(e.value, e));
         } catch (err) {
-          return onError(err, "write");
+          onError(err, "write");
+          return;
         }
         if (result instanceof Promise) result.then(settle, (err: unknown) => onError(err, "write"));
         else settle();

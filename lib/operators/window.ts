@@ -144,7 +144,9 @@ export function windowElements<T, A, R>(
         accs.put(key, start, acc);
         const last = end - 1;
         if (existing === undefined && assigner.kind !== "global") {
-          if (trigger === undefined) timers.registerEventTime(key, start, last);
+          // A window that is already past its end (a late record within the lateness) fires "late" below,
+          // not again from an on-time timer, as with Flink's EventTimeTrigger.
+          if (trigger === undefined && last > wm) timers.registerEventTime(key, start, last);
           if (lateness > 0) timers.registerEventTime(key, start, last + lateness);
         }
         if (trigger !== undefined) {
@@ -237,7 +239,7 @@ export function windowElements<T, A, R>(
             sessions.put(key, "", rest);
             if (isNew && seed !== undefined) {
               // A merged window is new to the timers even though its accumulator is not.
-              if (trigger === undefined) timers.registerEventTime(key, start, end - 1);
+              if (trigger === undefined && end - 1 > wm) timers.registerEventTime(key, start, end - 1);
               if (lateness > 0) timers.registerEventTime(key, start, end - 1 + lateness);
             }
             addToWindow(rec, key, start, end, seed);

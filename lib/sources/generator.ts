@@ -171,11 +171,17 @@ export class GeneratorSource<T> implements Source<T> {
     if (this.#rate !== undefined) {
       const elapsed = ctx.clock.now() - this.#rateOrigin;
       const allowed = Math.floor((elapsed * this.#rate) / 1000) - (this.#next - this.#rateBase);
-      if (allowed <= 0) return this.#schedule(Math.max(1, Math.ceil(1000 / this.#rate)));
+      if (allowed <= 0) {
+        this.#schedule(Math.max(1, Math.ceil(1000 / this.#rate)));
+        return;
+      }
       budget = Math.min(budget, allowed);
     }
     for (let n = 0; n < budget; n++) {
-      if (this.#next >= this.#count) return ctx.end();
+      if (this.#next >= this.#count) {
+        ctx.end();
+        return;
+      }
       if (this.#paused || this.#closed) return;
       const e = this.event(this.#next);
       this.#next++;
