@@ -114,13 +114,15 @@ export function windowElements<T, A, R>(
         clearState: (name) => triggerState.delete(key, `${w.start}|${name}`),
       });
       /** Drops a window's accumulator, timers and trigger state for good. */
+      // Called from the cleanup timer, which the timer service has already removed: only the window's other
+      // timer (the firing time, when lateness > 0) still needs deleting. This runs once per window per key,
+      // so it matters for throughput.
       const purgeWindow = (key: Key, w: Window): void => {
         accs.delete(key, w.start);
-        earlyCounts.delete(key, w.start);
-        dirty.get(key)?.delete(w.start);
+        if (everyCount !== undefined) earlyCounts.delete(key, w.start);
+        if (everyMs !== undefined) dirty.get(key)?.delete(w.start);
         if (trigger !== undefined) trigger.clear(w, triggerCtx(key, w));
-        else timers.deleteEventTime(key, w.start, maxTimestamp(w));
-        timers.deleteEventTime(key, w.start, cleanupTime(w));
+        else if (lateness > 0) timers.deleteEventTime(key, w.start, maxTimestamp(w));
         if (assigner.kind === "session") {
           const list = (sessions.get(key, "") ?? []).filter(([s]) => s !== w.start);
           if (list.length === 0) sessions.delete(key, "");
@@ -137,10 +139,13 @@ export function windowElements<T, A, R>(
       const timingNow = (w: Window): FireTiming =>
         assigner.kind === "global" ? "on-time" : maxTimestamp(w) <= wm ? "late" : "early";
 
-      /** Folds a record into window [start, end) (already merged for sessions), seeded by `seed` if given. */
-      const addToWindow = (rec: StreamRecord<T>, key: Key, start: number, end: number, seed: A | undefined): void => {
+      /**
+       * Folds a record into window [start, end) (already merged for sessions), seeded by `seed` if given.
+       * `folded` is the accumulator with the record already added, when the caller had to compute it first.
+       */
+      const addToWindow = (rec: StreamRecord<T>, key: Key, start: number, end: number, seed: A | undefined, folded?: A): void => {
         const existing = seed ?? accs.get(key, start);
-        const acc = agg.add(existing ?? agg.create(), rec.value);
+        const acc = folded ?? agg.add(existing ?? agg.create(), rec.value);
         accs.put(key, start, acc);
         const last = end - 1;
         if (existing === undefined && assigner.kind !== "global") {
@@ -221,9 +226,13 @@ export function windowElements<T, A, R>(
             }
             if (isLate(end)) break;
             let seed: A | undefined;
-            for (const [s, e] of overlapping) {
+            for (const [s] of overlapping) {
               const acc = accs.get(key, s);
               if (acc !== undefined) seed = seed === undefined ? acc : agg.merge(seed, acc);
+            }
+            // Fold the record in before any state changes: a throwing aggregate leaves the sessions as they were.
+            const folded = agg.add(seed ?? agg.create(), rec.value);
+            for (const [s, e] of overlapping) {
               if (s !== start || e !== end) {
                 // The old window's timers and state move to the merged window.
                 accs.delete(key, s);
@@ -242,7 +251,7 @@ export function windowElements<T, A, R>(
               if (trigger === undefined && end - 1 > wm) timers.registerEventTime(key, start, end - 1);
               if (lateness > 0) timers.registerEventTime(key, start, end - 1 + lateness);
             }
-            addToWindow(rec, key, start, end, seed);
+            addToWindow(rec, key, start, end, seed, folded);
             placed = true;
             break;
           }

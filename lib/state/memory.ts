@@ -10,6 +10,7 @@ import { type Namespace, type StateBackend, type StateSnapshot, type StateTable,
 class MemoryTable<V> implements StateTable<V> {
   readonly rows: Map<Key, Map<Namespace, V>> = new Map();
   #size = 0;
+  #emptyRows = 0;
   // The row of the last key touched: operators read and then write the same key, so the second lookup of
   // the pair is free.
   #lastKey: Key | undefined;
@@ -34,6 +35,8 @@ class MemoryTable<V> implements StateTable<V> {
       this.rows.set(key, row);
       this.#lastKey = key;
       this.#lastRow = row;
+    } else if (row.size === 0 && this.#emptyRows > 0) {
+      this.#emptyRows--;
     }
     const before = row.size;
     row.set(ns, value);
@@ -43,7 +46,15 @@ class MemoryTable<V> implements StateTable<V> {
     const row = this.#row(key);
     if (row === undefined || !row.delete(ns)) return;
     this.#size--;
-    if (row.size === 0) this.#dropRow(key);
+    // An emptied row is kept for a while: window state empties and refills a key's row once per window, and
+    // re-allocating the Map each time showed up as GC pressure. Empty rows are swept once they dominate.
+    if (row.size === 0 && ++this.#emptyRows > 1024 && this.#emptyRows * 2 > this.rows.size) this.#sweep();
+  }
+  #sweep(): void {
+    for (const [key, row] of this.rows) if (row.size === 0) this.rows.delete(key);
+    this.#emptyRows = 0;
+    this.#lastKey = undefined;
+    this.#lastRow = undefined;
   }
   #dropRow(key: Key): void {
     this.rows.delete(key);
@@ -53,7 +64,7 @@ class MemoryTable<V> implements StateTable<V> {
     }
   }
   *entriesOf(key: Key): IterableIterator<[Namespace, V]> {
-    const row = this.rows.get(key);
+    const row = this.#row(key);
     if (row !== undefined) yield* [...row];
   }
   *entries(): IterableIterator<[Key, Namespace, V]> {
@@ -71,6 +82,7 @@ class MemoryTable<V> implements StateTable<V> {
   clear(): void {
     this.rows.clear();
     this.#size = 0;
+    this.#emptyRows = 0;
     this.#lastKey = undefined;
     this.#lastRow = undefined;
   }
