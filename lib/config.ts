@@ -9,13 +9,24 @@ import { type ConfigIssue, ConfigError } from "./errors.ts";
 
 /** Parses `input` with `schema`, or throws a ConfigError naming `where` and every bad field. */
 export function validate<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {
-  const result = schema.safeParse(input);
+  const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;
   const issues: ConfigIssue[] = result.error.issues.map((i) => ({
     path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))],
     code: i.code,
-    message: i.message,
+    message: "input" in i && i.code !== "unrecognized_keys" ? `${i.message}, got ${show(i.input)}` : i.message,
   }));
   const text = issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-  throw new ConfigError(`invalid options for ${where}: ${text}`, issues, { cause: result.error });
+  throw new ConfigError(`invalid options: ${text}`, issues, { cause: result.error });
+}
+
+function show(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "bigint") return `${value}n`;
+  try {
+    const text = JSON.stringify(value) ?? String(value);
+    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  } catch {
+    return String(value);
+  }
 }

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { main, parseArgs } from "../../lib/cli.ts";
+import { Job, sinkFn } from "../../lib/index.ts";
+import { serveMetrics } from "../../lib/server.ts";
+
+/** Runs `fn` with console.log/error captured. */
+async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => void out.push(a.join(" "));
+  console.error = (...a: unknown[]) => void err.push(a.join(" "));
+  try {
+    const code = await fn();
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+describe("gress CLI", () => {
+  it("parses positionals, --flag value, --flag=value and bare flags", () => {
+    assert.deepEqual(parseArgs(["run", "p.ts", "--port", "0", "--name=x", "--verbose"]), {
+      positional: ["run", "p.ts"],
+      flags: { port: "0", name: "x", verbose: "true" },
+    });
+  });
+
+  it("demo runs surge pricing on generated rides and prints surging areas and a summary", async () => {
+    const r = await capture(() => main(["demo", "--events", "40000", "--rate", "10000000"]));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /surge ×\d\.\d/);
+    const done = /done: 40,000 events in [\d.]+ s, (\d+) windows, (\d+) with surge/.exec(r.out);
+    assert.ok(done, r.out.slice(-500));
+    assert.ok(Number(done[1]) > 0 && Number(done[2]) > 0 && Number(done[2]) < Number(done[1]));
+  });
+
+  it("run loads a pipeline module, runs it to the end and serves metrics meanwhile", async () => {
+    const fixture = new URL("./fixtures/pipeline.ts", import.meta.url).pathname;
+    const r = await capture(() => main(["run", fixture, "--port", "0"]));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
+    const mod = (await import("./fixtures/pipeline.ts")) as { written: number[] };
+    assert.deepEqual(mod.written, [10, 20, 30, 40]);
+  });
+
+  it("rejects a bad flag value with the field named, and an unknown command with usage", async () => {
+    const bad = await capture(() => main(["demo", "--events", "-3"]));
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /ERR_CONFIG: invalid options: demo\.events: Too small: expected number to be >0, got -3/);
+    const unknown = await capture(() => main(["frobnicate"]));
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /usage:/);
+  });
+});
+
+describe("metrics server", () => {
+  it("serves Prometheus text, health, status JSON and the live page", async () => {
+    const job = new Job({ name: "served" });
+    job.fromIterable([1, 2, 3]).map((x) => x + 1).sinkTo(sinkFn("null", () => {}));
+    await job.run();
+    const server = await serveMetrics(job, { status: "running" }, 0);
+    try {
+      const base = `http://127.0.0.1:${server.port}`;
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /gress_records_in_total\{operator="map-1",job="served"\} 3/);
+      assert.match(metrics, /# TYPE gress_records_in_total counter/);
+      const health = await fetch(`${base}/health`);
+      assert.equal(health.status, 200);
+      assert.deepEqual(await health.json(), { status: "running", job: "served" });
+      const status = (await (await fetch(`${base}/status`)).json()) as { operators: { id: string; out: number }[] };
+      assert.deepEqual(status.operators.find((o) => o.id === "map-1")?.out, 3);
+      assert.match(await (await fetch(`${base}/`)).text(), /<title>Gress<\/title>/);
+      assert.equal((await fetch(`${base}/nope`)).status, 404);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("reports 503 on /health once the job failed", async () => {
+    const job = new Job({ name: "failing" });
+    const server = await serveMetrics(job, { status: "failed", error: "boom" }, 0);
+    try {
+      const res = await fetch(`http://127.0.0.1:${server.port}/health`);
+      assert.equal(res.status, 503);
+      assert.deepEqual(await res.json(), { status: "failed", job: "failing", error: "boom" });
+    } finally {
+      await server.close();
+    }
+  });
+});
