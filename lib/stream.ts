@@ -95,8 +95,8 @@ export class Stream<T> {
   }
 
   /** Merges streams of the same type; the watermark is the minimum of the inputs'. */
-  union(...others: Stream<T>[]): Stream<T> {
-    const inputs = [this.#consume(), ...others.map((o) => o.#consume())];
+  union<U extends T>(...others: Stream<U>[]): Stream<T> {
+    const inputs: Observable<Element<T>>[] = [this.#consume(), ...others.map((o) => o.#consume())];
     return new Stream<T>(this.job, unionElements(this.job.operator("union"), inputs));
   }
 

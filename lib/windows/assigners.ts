@@ -30,7 +30,7 @@ export function maxTimestamp(w: Window): number {
 export type WindowAssigner<T> =
   | { readonly kind: "tumbling"; readonly size: number; readonly offset: number }
   | { readonly kind: "sliding"; readonly size: number; readonly slide: number; readonly offset: number }
-  | { readonly kind: "session"; readonly gapOf: (value: T) => number }
+  | { readonly kind: "session"; gapOf(value: T): number }
   | { readonly kind: "global" };
 
 const positive = z.number().positive().finite();
