@@ -19,15 +19,16 @@ export interface Timer {
 
 type Domain = "e" | "p";
 
-class TimerHeap {
-  readonly #items: Timer[] = [];
+/** A binary min-heap of timers by time. */
+export class TimerHeap<T extends Timer = Timer> {
+  readonly #items: T[] = [];
   get size(): number {
     return this.#items.length;
   }
-  peek(): Timer | undefined {
+  peek(): T | undefined {
     return this.#items[0];
   }
-  push(t: Timer): void {
+  push(t: T): void {
     const a = this.#items;
     a.push(t);
     let i = a.length - 1;
@@ -39,7 +40,7 @@ class TimerHeap {
     }
     a[i] = t;
   }
-  pop(): Timer | undefined {
+  pop(): T | undefined {
     const a = this.#items;
     const top = a[0];
     const last = a.pop();

@@ -1,12 +1,24 @@
 import { Observable, type Subscriber } from "rxjs";
+import { z } from "zod";
 import type { Aggregator } from "../aggregate.ts";
 import type { CancelTimer } from "../clock.ts";
+import { validate } from "../config.ts";
 import { type Element, type Key, LATE_DATA, MIN_WATERMARK, sideRecord, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { TimerService, type Timer } from "../timers.ts";
+import { type Timer, TimerHeap, TimerService } from "../timers.ts";
 import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
 import type { Trigger, TriggerContext, TriggerResult } from "../windows/triggers.ts";
+import { ConfigError } from "../errors.ts";
 import { handleUserError } from "./user-error.ts";
+
+const windowOptionsSchema = z.strictObject({
+  allowedLatenessMs: z.number().nonnegative().optional(),
+  lateTag: z.string().min(1).optional(),
+  trigger: z.custom<Trigger<unknown>>((t) => typeof (t as Trigger<unknown>)?.onElement === "function", "a Trigger").optional(),
+  early: z
+    .strictObject({ everyCount: z.number().int().positive().optional(), everyMs: z.number().positive().finite().optional() })
+    .optional(),
+});
 
 /** When a window result was emitted relative to the watermark. */
 export type FireTiming = "early" | "on-time" | "late";
@@ -56,6 +68,7 @@ export function windowElements<T, A, R>(
   agg: Aggregator<T, A, R>,
   options: WindowOptions<T> = {},
 ): (source: Observable<Element<T>>) => Observable<Element<WindowResult<Key, R>>> {
+  validate(windowOptionsSchema, options, "window");
   const m = ctx.metrics;
   const lateness = options.allowedLatenessMs ?? 0;
   const lateTag = options.lateTag ?? LATE_DATA.id;
@@ -63,7 +76,9 @@ export function windowElements<T, A, R>(
   const everyCount = options.early?.everyCount;
   const everyMs = options.early?.everyMs;
   if (assigner.kind === "global" && trigger === undefined) {
-    throw new TypeError(`window operator "${ctx.id}": a global window needs a trigger (option "trigger")`);
+    throw new ConfigError(`invalid options for window "${ctx.id}": window.trigger: a global window needs a trigger`, [
+      { path: ["window", "trigger"], code: "required", message: "a global window needs a trigger" },
+    ]);
   }
   const accs = ctx.state.table<A>(ctx.id, "acc");
   const sessions = ctx.state.table<Sessions>(ctx.id, "sessions");
@@ -74,8 +89,37 @@ export function windowElements<T, A, R>(
   return (source) =>
     new Observable<Element<WindowResult<Key, R>>>((downstream) => {
       const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
+      // With the default trigger, a window's two event-time timers (its last timestamp, and its cleanup time
+      // when there is lateness) follow from the window itself. They are kept in an in-memory heap and rebuilt
+      // from the accumulators after a restore, instead of being written to state: that saves several state
+      // operations per window and key. A popped timer is checked against the live window, so a timer of a
+      // session that has since merged into a larger one is ignored.
+      // Each in-memory timer remembers the end of the window it was set for, to recognise stale ones.
+      const ownTimers = trigger === undefined ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
+      const registerWindowTimer = (key: Key, start: number, end: number, time: number): void => {
+        if (ownTimers === undefined) return timers.registerEventTime(key, start, time);
+        ownTimers.push({ time, key, namespace: start, end });
+      };
+      const deleteWindowTimer = (key: Key, start: number, time: number): void => {
+        if (ownTimers === undefined) timers.deleteEventTime(key, start, time);
+      };
+      const dueWindowTimers = (upTo: number): Timer[] => {
+        if (ownTimers === undefined) return timers.dueEventTimers(upTo);
+        const due: Timer[] = [];
+        for (let t = ownTimers.peek(); t !== undefined && t.time <= upTo; t = ownTimers.peek()) due.push(ownTimers.pop()!);
+        return due;
+      };
       let wm = wmState.get("", "") ?? MIN_WATERMARK;
       const dirty = new Map<Key, Set<number>>();
+      const rebuildOwnTimers = (): void => {
+        if (ownTimers === undefined) return;
+        for (const [key, start] of accs.entries()) {
+          const w = windowOf(key, start as number);
+          if (w === undefined || assigner.kind === "global") continue;
+          if (maxTimestamp(w) > wm) registerWindowTimer(key, w.start, w.end, maxTimestamp(w));
+          if (lateness > 0) registerWindowTimer(key, w.start, w.end, maxTimestamp(w) + lateness);
+        }
+      };
       let cancelEarly: CancelTimer | undefined;
       let closed = false;
 
@@ -122,7 +166,7 @@ export function windowElements<T, A, R>(
         if (everyCount !== undefined) earlyCounts.delete(key, w.start);
         if (everyMs !== undefined) dirty.get(key)?.delete(w.start);
         if (trigger !== undefined) trigger.clear(w, triggerCtx(key, w));
-        else if (lateness > 0) timers.deleteEventTime(key, w.start, maxTimestamp(w));
+        else if (lateness > 0) deleteWindowTimer(key, w.start, maxTimestamp(w));
         if (assigner.kind === "session") {
           const list = (sessions.get(key, "") ?? []).filter(([s]) => s !== w.start);
           if (list.length === 0) sessions.delete(key, "");
@@ -151,8 +195,8 @@ export function windowElements<T, A, R>(
         if (existing === undefined && assigner.kind !== "global") {
           // A window that is already past its end (a late record within the lateness) fires "late" below,
           // not again from an on-time timer, as with Flink's EventTimeTrigger.
-          if (trigger === undefined && last > wm) timers.registerEventTime(key, start, last);
-          if (lateness > 0) timers.registerEventTime(key, start, last + lateness);
+          if (trigger === undefined && last > wm) registerWindowTimer(key, start, end, last);
+          if (lateness > 0) registerWindowTimer(key, start, end, last + lateness);
         }
         if (trigger !== undefined) {
           const w = { start, end };
@@ -238,8 +282,8 @@ export function windowElements<T, A, R>(
                 accs.delete(key, s);
                 earlyCounts.delete(key, s);
                 dirty.get(key)?.delete(s);
-                timers.deleteEventTime(key, s, e - 1);
-                timers.deleteEventTime(key, s, e - 1 + lateness);
+                deleteWindowTimer(key, s, e - 1);
+                deleteWindowTimer(key, s, e - 1 + lateness);
                 if (trigger !== undefined) trigger.clear({ start: s, end: e }, triggerCtx(key, { start: s, end: e }));
               }
             }
@@ -248,8 +292,8 @@ export function windowElements<T, A, R>(
             sessions.put(key, "", rest);
             if (isNew && seed !== undefined) {
               // A merged window is new to the timers even though its accumulator is not.
-              if (trigger === undefined && end - 1 > wm) timers.registerEventTime(key, start, end - 1);
-              if (lateness > 0) timers.registerEventTime(key, start, end - 1 + lateness);
+              if (trigger === undefined && end - 1 > wm) registerWindowTimer(key, start, end, end - 1);
+              if (lateness > 0) registerWindowTimer(key, start, end, end - 1 + lateness);
             }
             addToWindow(rec, key, start, end, seed, folded);
             placed = true;
@@ -266,6 +310,8 @@ export function windowElements<T, A, R>(
       const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
         const w = windowOf(t.key, t.namespace as number);
         if (w === undefined) return;
+        // An in-memory timer of a window that has since been merged or purged is stale.
+        if (ownTimers !== undefined && ((t as Timer & { end?: number }).end !== w.end || accs.get(t.key, w.start) === undefined)) return;
         if (trigger !== undefined) {
           const c = triggerCtx(t.key, w);
           const result = domain === "event" ? trigger.onEventTime(t.time, w, c) : trigger.onProcessingTime(t.time, w, c);
@@ -319,7 +365,7 @@ export function windowElements<T, A, R>(
             m.watermark = wm;
             wmState.put("", "", wm);
             // Timers may register further due timers (a trigger's own), so drain until none is due.
-            for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
+            for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
               for (const t of due) fireTimer(t, "event");
             }
             m.buffered = accs.size;
@@ -331,6 +377,8 @@ export function windowElements<T, A, R>(
         }
       };
 
+      // After a restore the accumulators are back but the in-memory timers are not: derive them.
+      rebuildOwnTimers();
       const subscription = source.subscribe({
         next: (e) => {
           try {
