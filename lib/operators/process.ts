@@ -1,5 +1,6 @@
 import { Observable } from "rxjs";
 import { type Element, type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
+import { UserFunctionError } from "../errors.ts";
 import type { OperatorContext } from "../job.ts";
 import {
   type Expirable,
@@ -82,11 +83,15 @@ export function processElements<T, K extends Key, O>(
       const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
       let wm = wmState.get("", "") ?? MIN_WATERMARK;
       let timestamp = 0;
+      // Event time of the last record or event-time timer handled (a processing-time timer keeps it). State
+      // TTL in event time reads max(watermark, this), so an entry written before the first watermark gets
+      // a finite write time instead of −∞ (which would make it expire at once).
+      let eventTimestamp = MIN_WATERMARK;
       let closed = false;
       const keyCtx: KeyContext = {
         currentKey: undefined,
         namespace: "",
-        eventTime: () => wm,
+        eventTime: () => Math.max(eventTimestamp, wm),
         processingTime: () => ctx.clock.now(),
       };
       const handles = new Map<string, unknown>();
@@ -139,7 +144,14 @@ export function processElements<T, K extends Key, O>(
       const fire = (t: Timer, domain: "event" | "processing"): void => {
         keyCtx.currentKey = t.key;
         timestamp = t.time;
-        fn.onTimer?.(t.time, domain, pctx);
+        if (domain === "event") eventTimestamp = t.time;
+        try {
+          fn.onTimer?.(t.time, domain, pctx);
+        } catch (err) {
+          // No record to dead-letter: a failing timer fails the job, naming the operator.
+          const message = err instanceof Error ? err.message : String(err);
+          throw new UserFunctionError(`onTimer of operator "${ctx.id}" threw: ${message}`, { cause: err, details: { operator: ctx.id } });
+        }
       };
       timers.onProcessingTime((due) => {
         if (closed) return;
@@ -154,6 +166,7 @@ export function processElements<T, K extends Key, O>(
         if (e.key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
         keyCtx.currentKey = e.key;
         timestamp = e.timestamp;
+        eventTimestamp = e.timestamp;
         try {
           fn.processElement(e.value, pctx);
         } catch (err) {

@@ -75,6 +75,9 @@ export function windowElements<T, A, R>(
   const trigger = options.trigger;
   const everyCount = options.early?.everyCount;
   const everyMs = options.early?.everyMs;
+  // A window needs its own cleanup timer unless the default trigger's firing timer already is one (no
+  // lateness). With a custom trigger there may be no event-time timer at all, and the window would never go.
+  const ownCleanupTimer = lateness > 0 || trigger !== undefined;
   if (assigner.kind === "global" && trigger === undefined) {
     throw new ConfigError(`invalid options for window "${ctx.id}": window.trigger: a global window needs a trigger`, [
       { path: ["window", "trigger"], code: "required", message: "a global window needs a trigger" },
@@ -97,8 +100,8 @@ export function windowElements<T, A, R>(
       // Each in-memory timer remembers the end of the window it was set for, to recognise stale ones.
       const ownTimers = trigger === undefined ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
       const registerWindowTimer = (key: Key, start: number, end: number, time: number): void => {
-        if (ownTimers === undefined) return timers.registerEventTime(key, start, time);
-        ownTimers.push({ time, key, namespace: start, end });
+        if (ownTimers === undefined) timers.registerEventTime(key, start, time);
+        else ownTimers.push({ time, key, namespace: start, end });
       };
       const deleteWindowTimer = (key: Key, start: number, time: number): void => {
         if (ownTimers === undefined) timers.deleteEventTime(key, start, time);
@@ -196,7 +199,7 @@ export function windowElements<T, A, R>(
           // A window that is already past its end (a late record within the lateness) fires "late" below,
           // not again from an on-time timer, as with Flink's EventTimeTrigger.
           if (trigger === undefined && last > wm) registerWindowTimer(key, start, end, last);
-          if (lateness > 0) registerWindowTimer(key, start, end, last + lateness);
+          if (ownCleanupTimer) registerWindowTimer(key, start, end, last + lateness);
         }
         if (trigger !== undefined) {
           const w = { start, end };
@@ -226,6 +229,7 @@ export function windowElements<T, A, R>(
         const key = rec.key;
         if (key === undefined) throw new TypeError(`window operator "${ctx.id}" needs a keyed stream`);
         const ts = rec.timestamp;
+        if (!Number.isFinite(ts)) throw new TypeError(`record timestamp must be a finite number, got ${ts}`);
         let placed = false;
         switch (assigner.kind) {
           case "tumbling": {
@@ -293,7 +297,7 @@ export function windowElements<T, A, R>(
             if (isNew && seed !== undefined) {
               // A merged window is new to the timers even though its accumulator is not.
               if (trigger === undefined && end - 1 > wm) registerWindowTimer(key, start, end, end - 1);
-              if (lateness > 0) registerWindowTimer(key, start, end, end - 1 + lateness);
+              if (ownCleanupTimer) registerWindowTimer(key, start, end, end - 1 + lateness);
             }
             addToWindow(rec, key, start, end, seed, folded);
             placed = true;

@@ -5,7 +5,8 @@
  *
  * TTL: a state with `ttl` stores its last-write time beside the value and treats an expired entry as absent
  * (and deletes it) on read. `expireAll()` sweeps a whole table; the engine calls it at checkpoints. Time is
- * event time (the operator's watermark) or processing time (the job's Clock), as configured.
+ * event time (the operator's watermark, or the timestamp of the element being processed if that is later) or
+ * processing time (the job's Clock), as configured.
  * @module
  */
 import { z } from "zod";

@@ -3,7 +3,7 @@
  * time; a window's last timestamp is `end − 1`, and it fires when the watermark reaches that.
  *
  * - tumbling(size): fixed, non-overlapping windows aligned to the epoch (plus an optional offset).
- * - sliding(size, slide): fixed windows that start every `slide`; a record is in size/slide of them.
+ * - sliding(size, slide): fixed windows that start every `slide` (slide ≤ size); a record is in size/slide of them.
  * - session({ gap } | { gapOf }): per-key windows that grow while records arrive less than a gap apart, and
  *   merge when a record bridges two of them. The gap may depend on the record (dynamic gap).
  * - global(): one window per key for all time; it needs a trigger to ever fire.
@@ -44,7 +44,14 @@ export function tumbling<T>(sizeMs: number, options: { offsetMs?: number } = {})
 
 /** Fixed-size windows that start every `slideMs`. */
 export function sliding<T>(sizeMs: number, slideMs: number, options: { offsetMs?: number } = {}): WindowAssigner<T> {
-  validate(z.object({ sizeMs: positive, slideMs: positive }), { sizeMs, slideMs }, "sliding");
+  validate(
+    z.object({ sizeMs: positive, slideMs: positive }).refine((o) => o.slideMs <= o.sizeMs, {
+      path: ["slideMs"],
+      message: "must not exceed sizeMs: a record between two windows would belong to none",
+    }),
+    { sizeMs, slideMs },
+    "sliding",
+  );
   const offset = validate(z.number().finite().default(0), options.offsetMs, "sliding.offsetMs");
   return { kind: "sliding", size: sizeMs, slide: slideMs, offset };
 }

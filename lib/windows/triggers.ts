@@ -5,6 +5,8 @@
  * a {@link TriggerResult}.
  * @module
  */
+import { z } from "zod";
+import { validate } from "../config.ts";
 import type { Window } from "./assigners.ts";
 import { maxTimestamp } from "./assigners.ts";
 
@@ -54,7 +56,7 @@ export function eventTimeTrigger<T>(): Trigger<T> {
 
 /** Fires every `n` records; purges after firing unless `purge: false` (then the count restarts, data stays). */
 export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): Trigger<T> {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`countTrigger: n must be a positive integer, got ${n}`);
+  validate(z.number().int().positive(), n, "countTrigger.n");
   const purge = options.purge ?? true;
   return {
     name: "count",
@@ -77,7 +79,7 @@ export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): T
 
 /** Fires `intervalMs` of processing time after the first record of each round; purges on firing. */
 export function processingTimeTrigger<T>(intervalMs: number): Trigger<T> {
-  if (!(intervalMs > 0)) throw new RangeError(`processingTimeTrigger: intervalMs must be positive, got ${intervalMs}`);
+  validate(z.number().positive().finite(), intervalMs, "processingTimeTrigger.intervalMs");
   return {
     name: "processingTime",
     onElement(_v, _ts, _w, ctx) {
