@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if ! python3 -c "import nbconvert, jupyter_client" 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check nbconvert jupyter_client ipykernel
 fi
-npx deno jupyter --install >/dev/null 2>&1
+npx deno jupyter --install --force >/dev/null 2>&1
 out=$(mktemp -d)
 for nb in examples/*.ipynb; do
   (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$nb")" --output "$out/$(basename "$nb")" \
