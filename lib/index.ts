@@ -38,6 +38,8 @@ export * from "./sources/generator.ts";
 export * from "./state/backend.ts";
 export * from "./state/keyed.ts";
 export { MemoryStateBackend, memoryState } from "./state/memory.ts";
+export { LmdbStateBackend, type LmdbStateOptions, lmdbState } from "./state/lmdb.ts";
+export * from "./checkpoint/index.ts";
 export { KeyedStream, type OperatorOptions, Stream, WindowedStream } from "./stream.ts";
 export { type Timer, TimerService } from "./timers.ts";
 export * from "./watermarks.ts";

@@ -16,6 +16,7 @@
  */
 import { Observable, type Subscription } from "rxjs";
 import { z } from "zod";
+import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
 import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
@@ -43,6 +44,11 @@ export interface JobOptions {
   readonly maxInFlight?: number;
   /** A throwing map/filter/... sends the record to dead letters (default) or fails the job. */
   readonly onUserError?: UserErrorPolicy;
+  /**
+   * Periodic checkpoints and recovery (needs the `lmdb` state backend). With them the job restores its last
+   * completed checkpoint on start and gives exactly-once results with replayable sources and 2PC sinks.
+   */
+  readonly checkpoints?: CheckpointOptions;
 }
 
 const jobOptionsSchema = z.strictObject({
@@ -54,6 +60,7 @@ const jobOptionsSchema = z.strictObject({
   state: z.custom<StateBackend>((s) => typeof (s as StateBackend)?.table === "function", "a StateBackend").optional(),
   maxInFlight: z.number().int().positive().optional(),
   onUserError: z.enum(["dead-letter", "fail"]).optional(),
+  checkpoints: z.custom<CheckpointOptions>((c) => typeof c === "object" && c !== null, "checkpoint options").optional(),
 });
 
 /** What every operator gets from its job. */
@@ -72,6 +79,15 @@ export interface SourceOptions {
   readonly from?: Positions;
 }
 
+/** A source as the checkpoint coordinator sees it while the job runs. */
+export interface RunningSource {
+  readonly source: Source<unknown>;
+  /** Puts a checkpoint barrier into the source's stream, in order with its records. */
+  injectBarrier(checkpointId: number): void;
+  /** True once the source emitted its last record (bounded input). */
+  readonly finished: boolean;
+}
+
 interface RegisteredSource {
   readonly source: Source<unknown>;
 }
@@ -85,11 +101,16 @@ export class Job {
   readonly flow: FlowControl = new FlowControl();
   readonly maxInFlight: number;
   readonly onUserError: UserErrorPolicy;
+  /** The checkpoint coordinator, when the job was created with `checkpoints`. */
+  readonly checkpoints: CheckpointCoordinator | undefined;
   readonly #operatorIds = new Set<string>();
   readonly #counters = new Map<string, number>();
   readonly #sources: RegisteredSource[] = [];
   readonly #runners: (() => Observable<unknown>)[] = [];
   #subscriptions: Subscription[] = [];
+  readonly #running = new Set<RunningSource>();
+  #fail: ((error: unknown) => void) | undefined;
+  #cancelled: (() => void) | undefined;
 
   constructor(options: JobOptions = {}) {
     const o = validate(jobOptionsSchema, options, "job");
@@ -99,6 +120,8 @@ export class Job {
     this.maxInFlight = o.maxInFlight ?? 1024;
     this.onUserError = o.onUserError ?? "dead-letter";
     this.metrics = new JobMetrics(this.name);
+    // Last: recovery reads the last checkpoint now, so that sources created next start from its positions.
+    this.checkpoints = o.checkpoints === undefined ? undefined : new CheckpointCoordinator(this, o.checkpoints);
   }
 
   /**
@@ -132,12 +155,30 @@ export class Job {
     const metrics = this.metrics.source(source.name);
     this.#sources.push({ source: source as Source<unknown> });
     const job = this;
+    const coordinator = this.checkpoints;
+    const from = options.from ?? coordinator?.positionsOf(source.name);
     const elements = new Observable<Element<T>>((subscriber) => {
       let ended = false;
+      let finished = false;
+      const running: RunningSource = {
+        source: source as Source<unknown>,
+        injectBarrier(checkpointId) {
+          if (!ended) subscriber.next({ kind: "barrier", checkpointId });
+        },
+        get finished() {
+          return finished;
+        },
+      };
+      const complete = (): void => {
+        if (ended) return;
+        ended = true;
+        subscriber.next(END);
+        subscriber.complete();
+      };
       const ctx: SourceContext<T> = {
         emit(value, timestamp, split) {
-          if (ended) return;
-          metrics.emitted++;
+          if (ended || finished) return;
+          if (metrics.emitted++ === 0) coordinator?.processing();
           subscriber.next(record(value, timestamp ?? job.clock.now(), undefined, split ?? source.name));
         },
         deadLetter(value, reason) {
@@ -146,11 +187,13 @@ export class Job {
           subscriber.next(sideRecord(DEAD_LETTERS.id, value, job.clock.now(), reason));
         },
         end() {
-          if (ended) return;
-          ended = true;
+          if (ended || finished) return;
+          finished = true;
+          coordinator?.processing();
           subscriber.next(watermark(MAX_WATERMARK));
-          subscriber.next(END);
-          subscriber.complete();
+          // With checkpoints, the input ends only after a final checkpoint committed everything before it.
+          if (coordinator === undefined) complete();
+          else coordinator.sourceFinished(running, complete);
         },
         fail(error) {
           if (ended) return;
@@ -168,16 +211,18 @@ export class Job {
         else source.resume();
       });
       let closed = false;
+      job.#running.add(running);
       // Start on a microtask: every branch subscribes first, so none misses the first records.
       queueMicrotask(() => {
         if (closed) return;
         Promise.resolve()
-          .then(() => source.open(ctx, options.from))
+          .then(() => source.open(ctx, from))
           .catch((e: unknown) => ctx.fail(e));
       });
       return () => {
         closed = true;
         ended = true;
+        job.#running.delete(running);
         unlisten();
         void Promise.resolve()
           .then(() => source.close())
@@ -202,32 +247,69 @@ export class Job {
     return this.#sources.map((s) => s.source);
   }
 
-  /** Subscribes every registered sink chain; resolves when all have completed, rejects on the first error. */
-  run(): Promise<void> {
-    if (this.#runners.length === 0) return Promise.reject(new GressError("ERR_CONFIG", `job "${this.name}" has no sinks`));
-    return new Promise<void>((resolve, reject) => {
-      let pending = this.#runners.length;
-      for (const runner of this.#runners) {
-        this.#subscriptions.push(
-          runner().subscribe({
-            error: (e: unknown) => {
-              this.cancel();
-              reject(e);
-            },
-            complete: () => {
-              if (--pending === 0) resolve();
-            },
-          }),
-        );
-      }
-    });
+  /** The sources running now (subscribed and not torn down). Used by the checkpoint coordinator. */
+  get runningSources(): readonly RunningSource[] {
+    return [...this.#running];
   }
 
-  /** Stops every running chain and closes the sources. */
+  /**
+   * Subscribes every registered sink chain; resolves when all have completed, rejects on the first error.
+   * With checkpoints, first recovers (resolves the pending sink transactions of the restored checkpoint) and
+   * then takes checkpoints until the input ends.
+   */
+  async run(): Promise<void> {
+    if (this.#runners.length === 0) throw new GressError("ERR_CONFIG", `job "${this.name}" has no sinks`);
+    const coordinator = this.checkpoints;
+    // The Clock's timers are unref'd; a running job (a throttled source, periodic checkpoints) keeps the
+    // process alive until it completes.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      await coordinator?.recover();
+      await new Promise<void>((resolve, reject) => {
+        let pending = this.#runners.length;
+        let failed = false;
+        this.#fail = (e: unknown) => {
+          if (failed) return;
+          failed = true;
+          this.#cancelled = undefined;
+          this.cancel();
+          reject(e);
+        };
+        this.#cancelled = resolve;
+        for (const runner of this.#runners) {
+          this.#subscriptions.push(
+            runner().subscribe({
+              error: (e: unknown) => this.#fail?.(e),
+              complete: () => {
+                if (--pending === 0 && !failed) resolve();
+              },
+            }),
+          );
+        }
+        coordinator?.start();
+      });
+    } finally {
+      clearInterval(keepAlive);
+      this.#fail = undefined;
+      this.#cancelled = undefined;
+      coordinator?.stop();
+    }
+  }
+
+  /** Fails the running job with `error` (used by the checkpoint coordinator when a checkpoint fails). */
+  fail(error: unknown): void {
+    this.#fail?.(error);
+  }
+
+  /** Stops every running chain and closes the sources; a pending `run()` resolves. */
   cancel(): void {
     const subs = this.#subscriptions;
     this.#subscriptions = [];
     for (const s of subs) s.unsubscribe();
+    const cancelled = this.#cancelled;
+    this.#cancelled = undefined;
+    this.checkpoints?.stop();
+    cancelled?.();
   }
 }
 

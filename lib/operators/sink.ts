@@ -1,5 +1,6 @@
 import { Observable } from "rxjs";
 import type { Element } from "../element.ts";
+import type { SinkParticipant } from "../checkpoint/coordinator.ts";
 import { SinkError } from "../errors.ts";
 import type { Job } from "../job.ts";
 import type { Sink } from "../sink.ts";
@@ -10,6 +11,11 @@ import type { Sink } from "../sink.ts";
  * the input the operator waits for every write, flushes and closes the sink, then completes.
  * A failed write fails the job with a SinkError that names the sink.
  *
+ * Checkpoint barriers: when one arrives the operator holds back what follows it (and pauses the sources),
+ * waits for every pending write, calls `sink.preCommit(checkpointId)` and reports the handle to the job's
+ * checkpoint coordinator; then it lets the held elements through. A barrier is handled once even when it
+ * arrives on several paths (a union of sources).
+ *
  * @param job the job (flow control, metrics)
  * @param sink the destination
  * @param maxInFlight the bound on unresolved writes
@@ -19,6 +25,7 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
   const m = job.metrics.sink(sink.name);
   m.maxInFlight = maxInFlight;
   const who = `sink:${sink.name}`;
+  const participant: SinkParticipant | undefined = job.checkpoints?.registerSink(sink as Sink<unknown>);
   const fail = (err: unknown, what: string): SinkError =>
     new SinkError(`sink "${sink.name}" failed to ${what}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -27,19 +34,21 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
   return (source) =>
     new Observable<never>((downstream) => {
       let failed = false;
-      let drained: (() => void) | undefined;
+      const drainWaiters: (() => void)[] = [];
       const onError = (err: unknown, what: string): void => {
         if (failed) return;
         failed = true;
         job.flow.release(who);
+        job.flow.release(`${who}:barrier`);
         downstream.error(fail(err, what));
       };
       const settle = (): void => {
         m.inFlight--;
         m.written++;
         if (m.inFlight <= maxInFlight >> 1) job.flow.release(who);
-        if (m.inFlight === 0) drained?.();
+        if (m.inFlight === 0) for (const w of drainWaiters.splice(0)) w();
       };
+      const drained = (): Promise<void> => (m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
       const opened = Promise.resolve().then(() => sink.open?.());
       let ready = false;
       void opened.then(
@@ -62,29 +71,70 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
         if (result instanceof Promise) result.then(settle, (err: unknown) => onError(err, "write"));
         else settle();
       };
+
+      // Elements after a barrier wait here until the pre-commit for that barrier was issued.
+      const COMPLETE = Symbol("complete");
+      const held: (Element<T> | typeof COMPLETE)[] = [];
+      let heldAt = 0;
+      let gated = false;
+      let lastBarrier = 0;
+      const barrier = (checkpointId: number): void => {
+        if (checkpointId <= lastBarrier || failed) return;
+        lastBarrier = checkpointId;
+        gated = true;
+        job.flow.press(`${who}:barrier`);
+        const handle = drained()
+          .then(() => opened)
+          .then(() => sink.preCommit?.(checkpointId));
+        participant?.prepared(checkpointId, handle);
+        handle.then(
+          () => {
+            gated = false;
+            job.flow.release(`${who}:barrier`);
+            while (!gated && heldAt < held.length) handle_(held[heldAt++]!);
+            if (heldAt === held.length) {
+              held.length = 0;
+              heldAt = 0;
+            }
+          },
+          (err: unknown) => onError(err, `pre-commit checkpoint ${checkpointId}`),
+        );
+      };
+      participant?.attach(barrier);
+      const finish = (): void => {
+        drained()
+          .then(() => opened)
+          .then(() => sink.flush?.())
+          .then(() => sink.close?.())
+          .then(
+            () => {
+              if (!failed) downstream.complete();
+            },
+            (err: unknown) => onError(err, "flush or close"),
+          );
+      };
+      const handle_ = (e: Element<T> | typeof COMPLETE): void => {
+        if (e === COMPLETE) finish();
+        else if (e.kind === "record") write(e);
+        else if (e.kind === "barrier") barrier(e.checkpointId);
+      };
+      const accept = (e: Element<T> | typeof COMPLETE): void => {
+        if (gated) held.push(e);
+        else handle_(e);
+      };
       const subscription = source.subscribe({
-        next: write,
+        next: accept,
         error: (err) => {
           failed = true;
           job.flow.release(who);
+          job.flow.release(`${who}:barrier`);
           downstream.error(err);
         },
-        complete: () => {
-          const allWritten = m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => (drained = r));
-          allWritten
-            .then(() => opened)
-            .then(() => sink.flush?.())
-            .then(() => sink.close?.())
-            .then(
-              () => {
-                if (!failed) downstream.complete();
-              },
-              (err: unknown) => onError(err, "flush or close"),
-            );
-        },
+        complete: () => accept(COMPLETE),
       });
       return () => {
         job.flow.release(who);
+        job.flow.release(`${who}:barrier`);
         subscription.unsubscribe();
       };
     });

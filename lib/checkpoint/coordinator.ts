@@ -1,0 +1,361 @@
+/**
+ * The checkpoint coordinator: periodic, exactly-once checkpoints of a job on the LMDB state backend, and
+ * recovery from the last one.
+ *
+ * One checkpoint, in order:
+ *  1. between two turns of the event loop (no source is mid-batch, so no record is in flight in the
+ *     synchronous pipeline) read every source's position and put a barrier into every source;
+ *  2. the barriers pass through the operators in the same turn, so every operator's state now reflects
+ *     exactly the records before them: capture the state backend's changes (synchronously);
+ *  3. each sink drains its pending writes when its barrier arrives and pre-commits; wait for the handles;
+ *  4. write the state changes, the positions and the sink handles in one LMDB transaction; wait for
+ *     `flushed`;
+ *  5. only then commit the sinks (idempotent) and acknowledge the sources.
+ * A crash before 4 is durable replays from the previous checkpoint and aborts the pre-committed data (the
+ * file sink deletes stale temporary files); a crash after it re-commits the recorded handles on restart.
+ *
+ * When every source has ended, a final checkpoint commits the rest, and only then does the input end.
+ * Recovery happens when the job is created (positions for `job.source()`) and when it runs (pending sink
+ * transactions); the time until records flow again is reported in `JobMetrics.recoverySeconds` and the log.
+ * @module
+ */
+import { z } from "zod";
+import type { CancelTimer } from "../clock.ts";
+import { validate } from "../config.ts";
+import { CheckpointError, ConfigError } from "../errors.ts";
+import type { Job, RunningSource } from "../job.ts";
+import type { Sink } from "../sink.ts";
+import type { Positions } from "../source.ts";
+import { LmdbStateBackend } from "../state/lmdb.ts";
+import { failpoint } from "./failpoints.ts";
+import { restoreSavepointInto, type SavepointInfo, writeSavepointFrom } from "./savepoint.ts";
+import { type CheckpointRecord, latestCheckpoint, listCheckpoints, recordCheckpoint } from "./storage.ts";
+
+/** Options of `new Job({ checkpoints })`. */
+export interface CheckpointOptions {
+  /** Time between the start of two checkpoints, in ms of the job's Clock. */
+  readonly intervalMs: number;
+  /** Minimum time from the end of one checkpoint to the start of the next. Default 0. */
+  readonly minPauseMs?: number;
+  /** Checkpoint records kept. Default 3. */
+  readonly retain?: number;
+  /** A checkpoint that does not complete within this time fails the job. Default 60 000. */
+  readonly timeoutMs?: number;
+  /** Start from this savepoint directory when the state directory holds no checkpoint of it yet. */
+  readonly fromSavepoint?: string;
+  /** Where recovery and failures are logged. Default: console.error. */
+  readonly log?: (message: string) => void;
+}
+
+const optionsSchema = z.strictObject({
+  intervalMs: z.number().positive(),
+  minPauseMs: z.number().nonnegative().optional(),
+  retain: z.number().int().positive().optional(),
+  timeoutMs: z.number().positive().optional(),
+  fromSavepoint: z.string().min(1).optional(),
+  log: z.custom<(m: string) => void>((f) => typeof f === "function", "a function").optional(),
+});
+
+/** A sink taking part in checkpoints; created by the sink operator. */
+export interface SinkParticipant {
+  /** The sink operator reports the promise of its pre-commit for a checkpoint. */
+  prepared(checkpointId: number, handle: Promise<unknown>): void;
+  /** The sink operator's barrier handler, for sinks whose input dropped the barrier. */
+  attach(onBarrier: (checkpointId: number) => void): void;
+}
+
+interface SinkEntry {
+  readonly sink: Sink<unknown>;
+  onBarrier: ((checkpointId: number) => void) | undefined;
+  readonly handles: Map<number, Promise<unknown>>;
+}
+
+/** Statistics of one completed checkpoint. */
+export interface CheckpointStats {
+  readonly id: number;
+  readonly changedEntries: number;
+  readonly durationSeconds: number;
+  readonly final: boolean;
+}
+
+/** Coordinates checkpoints and recovery of one job. Created by the Job when `checkpoints` is set. */
+export class CheckpointCoordinator {
+  readonly job: Job;
+  readonly backend: LmdbStateBackend;
+  /** The checkpoint the job restored on start, if any. */
+  readonly restored: CheckpointRecord | undefined;
+  readonly #interval: number;
+  readonly #minPause: number;
+  readonly #retain: number;
+  readonly #timeout: number;
+  readonly #log: (message: string) => void;
+  readonly #sinks = new Map<string, SinkEntry>();
+  readonly #finished = new Map<RunningSource, () => void>();
+  readonly #started: number;
+  #lastId: number;
+  #savepointId: string | undefined;
+  #timer: CancelTimer | undefined;
+  #inProgress: Promise<void> | undefined;
+  #running = false;
+  #finalTaken = false;
+  #recovering = false;
+  #urgent = false;
+  /** Completed checkpoints of this run. */
+  readonly history: CheckpointStats[] = [];
+
+  constructor(job: Job, options: CheckpointOptions) {
+    this.#started = performance.now();
+    this.job = job;
+    const o = validate(optionsSchema, options, "checkpoints");
+    if (!(job.state instanceof LmdbStateBackend)) {
+      throw new ConfigError(`job "${job.name}": checkpoints need a durable state backend (lmdbState), not "${job.state.kind}"`, [
+        { path: ["checkpoints"], code: "custom", message: "needs state: lmdbState({ path })" },
+      ]);
+    }
+    this.backend = job.state;
+    this.#interval = o.intervalMs;
+    this.#minPause = o.minPauseMs ?? 0;
+    this.#retain = o.retain ?? 3;
+    this.#timeout = o.timeoutMs ?? 60_000;
+    this.#log = o.log ?? ((m) => console.error(`gress: ${m}`));
+    this.restored = this.#restore(o.fromSavepoint);
+    this.#lastId = this.restored?.id ?? 0;
+    this.#savepointId = this.restored?.savepoint;
+    this.backend.onDirtyLimit(() => this.#requestUrgent());
+  }
+
+  #restore(fromSavepoint: string | undefined): CheckpointRecord | undefined {
+    const meta = this.backend.meta;
+    if (this.backend.hasUncheckpointedState && fromSavepoint === undefined) {
+      throw new CheckpointError(
+        `state directory "${this.backend.path}" holds state written without checkpoints (or an interrupted savepoint restore); remove it, or restore a savepoint into it`,
+      );
+    }
+    const latest = latestCheckpoint(meta);
+    if (fromSavepoint === undefined) return latest;
+    const info = restoreSavepointInto(fromSavepoint, this.backend, this.job.name, latest);
+    if (info.restoredNow) this.#log(`restored savepoint ${info.savepoint.id} (checkpoint ${info.savepoint.checkpointId}) from ${fromSavepoint}`);
+    return latestCheckpoint(meta);
+  }
+
+  /** The positions a source starts from after recovery, or undefined for a fresh start. */
+  positionsOf(sourceName: string): Positions | undefined {
+    return this.restored?.positions[sourceName];
+  }
+
+  /** Retained checkpoint records, oldest first. */
+  checkpoints(): CheckpointRecord[] {
+    return listCheckpoints(this.backend.meta);
+  }
+
+  /** Registers a sink (called by the sink operator at pipeline construction). */
+  registerSink(sink: Sink<unknown>): SinkParticipant {
+    if (this.#sinks.has(sink.name)) throw new ConfigError(`job "${this.job.name}": two sinks are named "${sink.name}"; checkpoints key sink transactions by name`, [{ path: ["sink", "name"], code: "custom", message: "sink names must be unique" }]);
+    const entry: SinkEntry = { sink, onBarrier: undefined, handles: new Map() };
+    this.#sinks.set(sink.name, entry);
+    return {
+      prepared: (id, handle) => {
+        if (!entry.handles.has(id)) entry.handles.set(id, handle);
+      },
+      attach: (onBarrier) => {
+        entry.onBarrier = onBarrier;
+      },
+    };
+  }
+
+  /** Resolves the restored checkpoint's pending sink transactions. Called by `job.run()` before sources open. */
+  async recover(): Promise<void> {
+    const cp = this.restored;
+    for (const rs of this.job.sources) {
+      if (rs.positions === undefined) {
+        throw new ConfigError(`job "${this.job.name}": source "${rs.name}" cannot report positions, so it cannot be checkpointed`, [
+          { path: ["source", rs.name], code: "custom", message: "a replayable source (positions/open from) is needed" },
+        ]);
+      }
+    }
+    if (cp === undefined) return;
+    this.#recovering = true;
+    const entries = Object.entries(cp.sinks);
+    let n = 0;
+    for (const [name, handle] of entries) {
+      // Half-way through, a crash here must leave the commits retryable (they are idempotent).
+      if (n++ === entries.length >> 1) failpoint("recovery");
+      const entry = this.#sinks.get(name);
+      if (entry === undefined) {
+        this.#log(`checkpoint ${cp.id}: sink "${name}" is not in the job any more; its pending transaction stays uncommitted`);
+        continue;
+      }
+      try {
+        await entry.sink.commit?.(cp.id, handle);
+      } catch (err) {
+        throw new CheckpointError(`recovery: sink "${name}" failed to commit checkpoint ${cp.id}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
+    if (entries.length === 0) failpoint("recovery");
+  }
+
+  /** Called once when records flow again after start; ends the recovery measurement. */
+  processing(): void {
+    if (!this.#recovering) return;
+    this.#recovering = false;
+    const seconds = (performance.now() - this.#started) / 1000;
+    this.job.metrics.recoverySeconds = seconds;
+    const cp = this.restored;
+    if (cp !== undefined) this.#log(`job "${this.job.name}" recovered checkpoint ${cp.id} in ${(seconds * 1000).toFixed(1)} ms`);
+  }
+
+  /** Starts the periodic checkpoints (called by `job.run()`). */
+  start(): void {
+    this.#running = true;
+    this.#schedule(this.#interval);
+  }
+
+  /** Stops the periodic checkpoints. */
+  stop(): void {
+    this.#running = false;
+    this.#timer?.();
+    this.#timer = undefined;
+  }
+
+  /** A source has ended: when all have, take the final checkpoint, then let the input end. */
+  sourceFinished(source: RunningSource, end: () => void): void {
+    this.#finished.set(source, end);
+    if (this.job.runningSources.every((s) => s.finished)) void this.#finish();
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#finalTaken) return;
+    this.#finalTaken = true;
+    this.stop();
+    try {
+      await this.#inProgress;
+      await this.trigger(true);
+    } catch (err) {
+      return this.job.fail(err);
+    }
+    const ends = [...this.#finished.values()];
+    this.#finished.clear();
+    for (const end of ends) end();
+  }
+
+  #schedule(delay: number): void {
+    if (!this.#running) return;
+    this.#timer?.();
+    const clock = this.job.clock;
+    this.#timer = clock.setTimer(clock.now() + delay, () => {
+      this.#timer = undefined;
+      if (this.#inProgress !== undefined || this.#finalTaken) return;
+      this.trigger(false).catch((err: unknown) => this.job.fail(err));
+    });
+  }
+
+  #requestUrgent(): void {
+    // The dirty set is full: checkpoint now, and hold the sources until it is captured.
+    this.#urgent = true;
+    this.job.flow.press("checkpoint:dirty-state");
+    if (this.#inProgress === undefined && this.#running) this.#schedule(0);
+  }
+
+  /**
+   * Takes one checkpoint now (see the module comment). Resolves when it is durable, the sinks committed and
+   * the sources acknowledged. Normally driven by the interval; `final` marks the end-of-input checkpoint.
+   */
+  trigger(final = false): Promise<void> {
+    if (this.#inProgress !== undefined) return this.#inProgress.then(() => this.trigger(final));
+    const p = this.#checkpoint(final).finally(() => {
+      this.#inProgress = undefined;
+    });
+    this.#inProgress = p;
+    return p;
+  }
+
+  async #checkpoint(final: boolean): Promise<void> {
+    const clock = this.job.clock;
+    const began = performance.now();
+    const id = ++this.#lastId;
+    if (id > 1 || this.restored !== undefined) failpoint("between-checkpoints");
+    const sources = this.job.runningSources;
+    const positions: Record<string, Positions> = {};
+    for (const s of sources) positions[s.source.name] = s.source.positions?.() ?? {};
+    for (const s of sources) s.injectBarrier(id);
+    // Sinks whose input dropped the barrier (a filter on side outputs) are aligned directly: the pipeline is
+    // synchronous, so they have seen every record before it.
+    for (const entry of this.#sinks.values()) if (!entry.handles.has(id)) entry.onBarrier?.(id);
+    const capture = this.backend.capture();
+    if (this.#urgent) {
+      this.#urgent = false;
+      this.job.flow.release("checkpoint:dirty-state");
+    }
+    let cancelTimeout: CancelTimer | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      cancelTimeout = clock.setTimer(clock.now() + this.#timeout, () =>
+        reject(new CheckpointError(`checkpoint ${id} did not complete within ${this.#timeout} ms`)),
+      );
+    });
+    timedOut.catch(() => {});
+    try {
+      const sinks: Record<string, unknown> = {};
+      const names: string[] = [];
+      const pending: Promise<unknown>[] = [];
+      for (const [name, entry] of this.#sinks) {
+        const h = entry.handles.get(id);
+        if (h === undefined) continue;
+        entry.handles.delete(id);
+        names.push(name);
+        pending.push(h);
+      }
+      const handles = await Promise.race([Promise.all(pending), timedOut]);
+      names.forEach((name, i) => {
+        if (handles[i] !== undefined) sinks[name] = handles[i];
+      });
+      const record: CheckpointRecord = {
+        id,
+        job: this.job.name,
+        at: clock.now(),
+        positions,
+        sinks,
+        final,
+        changedEntries: capture.entries,
+        ...(this.#savepointId === undefined ? {} : { savepoint: this.#savepointId }),
+      };
+      await Promise.race([
+        this.backend.commit(
+          capture,
+          () => recordCheckpoint(this.backend.meta, record, this.#retain),
+          () => failpoint("checkpoint-snapshot"),
+        ),
+        timedOut,
+      ]);
+      failpoint("after-commit");
+      await this.backend.flushed();
+      failpoint("after-flush");
+      for (const [name, handle] of Object.entries(sinks)) await this.#sinks.get(name)?.sink.commit?.(id, handle);
+      failpoint("after-sink-commit");
+      for (const s of sources) {
+        const pos = positions[s.source.name];
+        if (pos !== undefined) await s.source.ack?.(pos);
+      }
+    } catch (err) {
+      throw err instanceof CheckpointError ? err : new CheckpointError(`checkpoint ${id} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      cancelTimeout?.();
+    }
+    const durationSeconds = (performance.now() - began) / 1000;
+    this.job.metrics.lastCheckpointDurationSeconds = durationSeconds;
+    this.job.metrics.checkpointsCompleted++;
+    this.history.push({ id, changedEntries: capture.entries, durationSeconds, final });
+    if (this.history.length > 100) this.history.shift();
+    if (!final) {
+      const sinceStart = durationSeconds * 1000;
+      this.#schedule(this.#urgent ? 0 : Math.max(this.#minPause, this.#interval - sinceStart));
+    }
+  }
+
+  /** Takes a checkpoint now and writes it as a savepoint into `dir` (which must not exist or be empty). */
+  async savepoint(dir: string): Promise<SavepointInfo> {
+    await this.trigger(false);
+    const cp = latestCheckpoint(this.backend.meta);
+    if (cp === undefined) throw new CheckpointError("no checkpoint to write as a savepoint");
+    return writeSavepointFrom(this.backend, cp, dir);
+  }
+}

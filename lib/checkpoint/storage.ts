@@ -1,0 +1,53 @@
+/**
+ * Where checkpoints are recorded: the `meta` database of the LMDB state environment, written in the same
+ * transaction as the state they describe. A checkpoint record holds the checkpoint id, the source positions
+ * and the sinks' pending (pre-committed) transaction handles; `latest` points at the last completed one.
+ *
+ * The state itself is kept once, in place, at its latest checkpoint (each checkpoint writes only what
+ * changed). The records of the last `retain` checkpoints are kept for inspection and savepoints of
+ * recent history; older records are pruned in the same transaction.
+ * @module
+ */
+import type { Database, Key as LmdbKey } from "lmdb";
+import type { Positions } from "../source.ts";
+
+/** What a completed checkpoint recorded besides the state. */
+export interface CheckpointRecord {
+  readonly id: number;
+  readonly job: string;
+  /** Processing time (the job's Clock) when the checkpoint was triggered. */
+  readonly at: number;
+  /** Source name → that source's positions. */
+  readonly positions: Readonly<Record<string, Positions>>;
+  /** Sink name → the handle its preCommit returned (committed after this record is durable). */
+  readonly sinks: Readonly<Record<string, unknown>>;
+  /** True for the checkpoint taken when every source had ended. */
+  readonly final: boolean;
+  /** State entries written by this checkpoint (changes only). */
+  readonly changedEntries: number;
+  /** Set when the state came from a savepoint: that savepoint's id. */
+  readonly savepoint?: string;
+}
+
+type Meta = Database<unknown, LmdbKey>;
+
+/** The last completed checkpoint, or undefined when none was taken. */
+export function latestCheckpoint(meta: Meta): CheckpointRecord | undefined {
+  const id = meta.get("latest");
+  if (typeof id !== "number") return undefined;
+  return meta.get(["checkpoint", id]) as CheckpointRecord | undefined;
+}
+
+/** Every retained checkpoint record, oldest first. */
+export function listCheckpoints(meta: Meta): CheckpointRecord[] {
+  const out: CheckpointRecord[] = [];
+  for (const { value } of meta.getRange({ start: ["checkpoint"], end: ["checkpoint\u0000"] })) out.push(value as CheckpointRecord);
+  return out;
+}
+
+/** Writes a record and moves `latest` to it, pruning records older than the last `retain`. Call inside the commit transaction. */
+export function recordCheckpoint(meta: Meta, record: CheckpointRecord, retain: number): void {
+  meta.put(["checkpoint", record.id], record);
+  meta.put("latest", record.id);
+  for (const { key } of meta.getRange({ start: ["checkpoint"], end: ["checkpoint", record.id - retain + 1] })) meta.remove(key);
+}

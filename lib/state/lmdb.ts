@@ -1,0 +1,591 @@
+/**
+ * The LMDB state backend, for production: keyed state in an LMDB environment on disk (npm `lmdb`), read
+ * through its memory map, so state may be larger than RAM.
+ *
+ * Reads and writes never make a transaction per event. Reads look, in order, at
+ *  1. the dirty set — entries written since the last checkpoint capture (a tombstone marks a delete);
+ *  2. the committing set — the entries captured by the checkpoint being written now;
+ *  3. a bounded cache of decoded values (and of known-absent entries);
+ *  4. LMDB itself (a memory-mapped B-tree lookup).
+ * Writes go to the dirty set only. LMDB therefore holds exactly the state of the last completed checkpoint,
+ * which is what makes recovery a matter of opening the directory. Memory is bounded by the cache size plus
+ * the dirty set; when the dirty set reaches `maxDirtyEntries` the backend asks its checkpoint coordinator
+ * for an early checkpoint (without one it spills the set to disk, marked as not belonging to a checkpoint).
+ *
+ * Checkpoints: {@link LmdbStateBackend.capture} (synchronous, at the barrier) freezes the dirty set into the
+ * committing set with values deep-copied; {@link LmdbStateBackend.commit} writes it — only what changed, so
+ * checkpoints are incremental — together with the caller's metadata (checkpoint id, source positions, sink
+ * handles) in one LMDB transaction, and {@link LmdbStateBackend.flushed} resolves once that is on disk.
+ *
+ * Layout: database `state` maps `[tableNo, key, namespace]` (ordered-binary) to msgpack values (structured
+ * clone: Map, Set, Date, bigint survive); database `meta` holds the table registry (`["table", id]` →
+ * `{ no, size }`) and whatever the checkpoint storage puts there.
+ *
+ * @example
+ * ```ts
+ * const job = new Job({ name: "fraud", state: lmdbState({ path: "./state/fraud" }), checkpoints: { intervalMs: 1000 } });
+ * ```
+ * @module
+ */
+import { type Database, type Key as LmdbKey, open, type RootDatabase } from "lmdb";
+import { mkdirSync } from "node:fs";
+import { z } from "zod";
+import { validate } from "../config.ts";
+import type { Key } from "../element.ts";
+import { StateError } from "../errors.ts";
+import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, tableId } from "./backend.ts";
+
+/** Options of the LMDB backend. */
+export interface LmdbStateOptions {
+  /** Directory of the LMDB environment; created if missing. */
+  readonly path: string;
+  /** Maximum size of the memory map in bytes (virtual; the file grows as needed). Default 16 GiB. */
+  readonly mapSize?: number;
+  /** Decoded values (and known-absent entries) kept in memory. Default 100 000. */
+  readonly cacheEntries?: number;
+  /** Dirty entries at which an early checkpoint is requested (or the set is spilled). Default 1 000 000. */
+  readonly maxDirtyEntries?: number;
+  /**
+   * "fsync" (default): a commit is flushed with fsync and survives power loss. "process": no fsync — the
+   * state survives the process being killed but not the machine losing power. Checkpoints wait for `flushed`
+   * in both cases.
+   */
+  readonly durability?: "fsync" | "process";
+}
+
+const optionsSchema = z.strictObject({
+  path: z.string().min(1),
+  mapSize: z.number().int().min(1 << 20).optional(),
+  cacheEntries: z.number().int().nonnegative().optional(),
+  maxDirtyEntries: z.number().int().positive().optional(),
+  durability: z.enum(["fsync", "process"]).optional(),
+});
+
+const TOMBSTONE: unique symbol = Symbol("deleted");
+const ABSENT: unique symbol = Symbol("absent");
+type Slot = unknown;
+type Layer = Map<Key, Map<Namespace, Slot>>;
+
+/** The entries a checkpoint captured: frozen copies, ready to be written. */
+export interface StateCapture {
+  /** Number of changed (key, namespace) entries, deletes included. */
+  readonly entries: number;
+  /** Sequence number of the capture. */
+  readonly seq: number;
+}
+
+interface CaptureData extends StateCapture {
+  readonly rows: [no: number, key: Key, ns: Namespace, value: Slot][];
+  readonly sizes: [id: string, no: number, size: number][];
+  readonly cleared: boolean;
+}
+
+interface TableInfo {
+  readonly no: number;
+  size: number;
+}
+
+const isPrimitive = (v: unknown): boolean => v === null || (typeof v !== "object" && typeof v !== "function");
+
+/** One table: a view over the backend's layers for one table number. */
+class LmdbTable<V> implements StateTable<V> {
+  readonly id: string;
+  readonly no: number;
+  readonly #b: LmdbStateBackend;
+  readonly #info: TableInfo;
+  dirty: Layer = new Map();
+  dirtyCount = 0;
+  committing: Layer | undefined;
+
+  constructor(backend: LmdbStateBackend, id: string, info: TableInfo) {
+    this.#b = backend;
+    this.id = id;
+    this.no = info.no;
+    this.#info = info;
+  }
+
+  #layered(key: Key, ns: Namespace): Slot | typeof ABSENT {
+    const d = this.dirty.get(key)?.get(ns);
+    if (d !== undefined) return d;
+    const c = this.committing?.get(key)?.get(ns);
+    if (c !== undefined) return c;
+    return ABSENT;
+  }
+
+  get(key: Key, ns: Namespace): V | undefined {
+    const slot = this.#layered(key, ns);
+    if (slot !== ABSENT) return slot === TOMBSTONE ? undefined : (slot as V);
+    return this.#b.readStored(this.no, key, ns) as V | undefined;
+  }
+  #exists(key: Key, ns: Namespace): boolean {
+    const slot = this.#layered(key, ns);
+    if (slot !== ABSENT) return slot !== TOMBSTONE;
+    return this.#b.storedExists(this.no, key, ns);
+  }
+  #setDirty(key: Key, ns: Namespace, slot: Slot): void {
+    let row = this.dirty.get(key);
+    if (row === undefined) this.dirty.set(key, (row = new Map()));
+    const before = row.size;
+    row.set(ns, slot);
+    if (row.size > before) {
+      this.dirtyCount++;
+      this.#b.dirtyGrew();
+    }
+  }
+  /** True when (key, ns) exists below the dirty layer: in the checkpoint being committed, or on disk. */
+  #existsBelow(key: Key, ns: Namespace): boolean {
+    const c = this.committing?.get(key)?.get(ns);
+    if (c !== undefined) return c !== TOMBSTONE;
+    return this.#b.storedExists(this.no, key, ns);
+  }
+  put(key: Key, ns: Namespace, value: V): void {
+    if (value === undefined) throw new StateError(`state table "${this.id}": cannot store undefined at (${String(key)}, ${String(ns)}); use delete`);
+    if (!this.#exists(key, ns)) this.#info.size++;
+    this.#setDirty(key, ns, value);
+  }
+  delete(key: Key, ns: Namespace): void {
+    const row = this.dirty.get(key);
+    const d = row?.get(ns);
+    if (d === TOMBSTONE) return;
+    if (d !== undefined) {
+      this.#info.size--;
+      // Created since the last capture and never stored below: forget it instead of writing a tombstone,
+      // so short-lived entries (a window opened and fired between two checkpoints) cost the disk nothing.
+      if (this.#existsBelow(key, ns)) row!.set(ns, TOMBSTONE);
+      else {
+        row!.delete(ns);
+        if (row!.size === 0) this.dirty.delete(key);
+        this.dirtyCount--;
+        this.#b.dirtyShrank();
+      }
+      return;
+    }
+    if (!this.#existsBelow(key, ns)) return;
+    this.#info.size--;
+    this.#setDirty(key, ns, TOMBSTONE);
+  }
+  *entriesOf(key: Key): IterableIterator<[Namespace, V]> {
+    const out = new Map<Namespace, Slot>();
+    for (const [ns, v] of this.#b.storedEntriesOf(this.no, key)) out.set(ns, v);
+    for (const layer of [this.committing, this.dirty]) {
+      const row = layer?.get(key);
+      if (row !== undefined) for (const [ns, v] of row) out.set(ns, v);
+    }
+    for (const [ns, v] of out) if (v !== TOMBSTONE) yield [ns, v as V];
+  }
+  *entries(): IterableIterator<[Key, Namespace, V]> {
+    const dirty = this.dirty;
+    const committing = this.committing;
+    const shadowed = (k: Key, ns: Namespace): boolean => dirty.get(k)?.has(ns) === true || committing?.get(k)?.has(ns) === true;
+    // Overlay entries first (copied, so callers may write while iterating), then LMDB's, minus shadowed.
+    const overlay: [Key, Namespace, V][] = [];
+    for (const [k, row] of committing ?? []) {
+      for (const [ns, v] of row) if (v !== TOMBSTONE && dirty.get(k)?.has(ns) !== true) overlay.push([k, ns, v as V]);
+    }
+    for (const [k, row] of dirty) for (const [ns, v] of row) if (v !== TOMBSTONE) overlay.push([k, ns, v as V]);
+    yield* overlay;
+    for (const [k, ns, v] of this.#b.storedEntries(this.no)) if (!shadowed(k, ns)) yield [k, ns, v as V];
+  }
+  deleteKey(key: Key): void {
+    for (const [ns] of [...this.entriesOf(key)]) this.delete(key, ns);
+  }
+  get size(): number {
+    return this.#info.size;
+  }
+  /** Freezes the dirty layer into the committing layer; returns its rows with values deep-copied. */
+  freeze(rows: [number, Key, Namespace, Slot][]): void {
+    if (this.dirtyCount === 0) {
+      this.committing = undefined;
+      return;
+    }
+    for (const [k, row] of this.dirty) {
+      for (const [ns, v] of row) rows.push([this.no, k, ns, v === TOMBSTONE || isPrimitive(v) ? v : structuredClone(v)]);
+    }
+    this.committing = this.dirty;
+    this.dirty = new Map();
+    this.dirtyCount = 0;
+  }
+  reset(): void {
+    this.dirty = new Map();
+    this.dirtyCount = 0;
+    this.committing = undefined;
+    this.#info.size = 0;
+  }
+}
+
+/** Keyed state in LMDB with a dirty set, a committing set and a bounded cache. See the module comment. */
+export class LmdbStateBackend implements StateBackend {
+  readonly kind = "lmdb";
+  readonly path: string;
+  readonly root: RootDatabase;
+  /** Metadata database shared with the checkpoint storage (same environment, same transactions). */
+  readonly meta: Database<unknown, LmdbKey>;
+  readonly #state: Database<unknown, LmdbKey>;
+  readonly #tables = new Map<string, LmdbTable<unknown>>();
+  readonly #infos = new Map<string, TableInfo>();
+  // A two-generation cache: new entries go to `young`; when it holds half the budget it becomes `old` and the
+  // previous old generation is dropped. A hit in `old` moves the entry back to `young`. O(1), no LRU list.
+  #young = new Map<string, Slot>();
+  #old = new Map<string, Slot>();
+  readonly #cacheCap: number;
+  readonly #dirtyLimit: number;
+  #nextNo = 1;
+  #dirtyTotal = 0;
+  #captureSeq = 0;
+  #committing: CaptureData | undefined;
+  #cleared = false;
+  #closed = false;
+  #spilling = false;
+  #onDirtyLimit: (() => void) | undefined;
+  /** Cache statistics, for the benchmark and metrics. */
+  readonly stats: { hits: number; misses: number; reads: number } = { hits: 0, misses: 0, reads: 0 };
+
+  constructor(options: LmdbStateOptions) {
+    const o = validate(optionsSchema, options, "lmdb state");
+    this.path = o.path;
+    this.#cacheCap = o.cacheEntries ?? 100_000;
+    this.#dirtyLimit = o.maxDirtyEntries ?? 1_000_000;
+    try {
+      mkdirSync(o.path, { recursive: true });
+      this.root = open({
+        path: o.path,
+        mapSize: o.mapSize ?? 16 * 1024 ** 3,
+        maxDbs: 8,
+        noSync: o.durability === "process",
+        cache: false,
+      });
+      this.#state = this.root.openDB({ name: "state", cache: false, encoder: { structuredClone: true } } as never);
+      this.meta = this.root.openDB({ name: "meta", cache: false, encoder: { structuredClone: true } } as never);
+    } catch (err) {
+      throw new StateError(`cannot open LMDB state at "${o.path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    for (const { key, value } of this.meta.getRange({ start: ["table"], end: ["table\u0000"] })) {
+      const id = (key as [string, string])[1];
+      const info = value as TableInfo;
+      this.#infos.set(id, { no: info.no, size: info.size });
+      if (info.no >= this.#nextNo) this.#nextNo = info.no + 1;
+    }
+  }
+
+  table<V>(operatorId: string, name: string): StateTable<V> {
+    this.#open();
+    const id = tableId(operatorId, name);
+    let table = this.#tables.get(id);
+    if (table === undefined) {
+      let info = this.#infos.get(id);
+      if (info === undefined) this.#infos.set(id, (info = { no: this.#nextNo++, size: 0 }));
+      table = new LmdbTable(this, id, info);
+      this.#tables.set(id, table);
+    }
+    return table as LmdbTable<V>;
+  }
+
+  /** Ids of every table, including tables known from disk that nobody opened yet. */
+  tableIds(): string[] {
+    return [...this.#infos.keys()];
+  }
+
+  /** Values held by the read cache (at most `cacheEntries`). */
+  get cachedEntries(): number {
+    return this.#young.size + this.#old.size;
+  }
+
+  /** Entries changed since the last capture. */
+  get dirtyEntries(): number {
+    return this.#dirtyTotal;
+  }
+
+  /** Called (once per crossing) when the dirty set reaches `maxDirtyEntries`. Set by the checkpoint coordinator. */
+  onDirtyLimit(listener: (() => void) | undefined): void {
+    this.#onDirtyLimit = listener;
+  }
+
+  /** @internal */
+  dirtyShrank(): void {
+    this.#dirtyTotal--;
+  }
+
+  /** @internal bookkeeping of the tables */
+  dirtyGrew(): void {
+    if (++this.#dirtyTotal !== this.#dirtyLimit) return;
+    if (this.#onDirtyLimit !== undefined) this.#onDirtyLimit();
+    else if (this.#committing === undefined && !this.#spilling) this.#spill();
+  }
+
+  #spill(): void {
+    // No coordinator: keep memory bounded by writing the dirty set out. It belongs to no checkpoint, so it is
+    // marked and a coordinator refuses to recover from it.
+    this.#spilling = true;
+    queueMicrotask(() => {
+      if (this.#committing !== undefined || this.#closed) {
+        this.#spilling = false;
+        return;
+      }
+      const capture = this.capture();
+      this.commit(capture, () => this.meta.put("uncheckpointed", true)).then(
+        () => (this.#spilling = false),
+        () => (this.#spilling = false),
+      );
+    });
+  }
+
+  /** True when the directory holds state written without a checkpoint (by a job that ran without checkpoints). */
+  get hasUncheckpointedState(): boolean {
+    return this.meta.get("uncheckpointed") === true;
+  }
+
+  #cacheKey(no: number, key: Key, ns: Namespace): string {
+    return `${no}${typeof key === "number" ? "#" : "$"}${key}\u0000${typeof ns === "number" ? "#" : "$"}${ns}`;
+  }
+  /** @internal read of the checkpointed value through the cache */
+  readStored(no: number, key: Key, ns: Namespace): unknown {
+    this.stats.reads++;
+    if (this.#cleared) return undefined;
+    if (this.#cacheCap === 0) {
+      this.stats.misses++;
+      return this.#state.get([no, key, ns]);
+    }
+    const ck = this.#cacheKey(no, key, ns);
+    const cached = this.#cached(ck);
+    if (cached !== undefined) {
+      this.stats.hits++;
+      return cached === ABSENT ? undefined : cached;
+    }
+    this.stats.misses++;
+    const v = this.#state.get([no, key, ns]);
+    this.#remember(ck, v === undefined ? ABSENT : v);
+    return v;
+  }
+  #cached(ck: string): Slot | undefined {
+    const y = this.#young.get(ck);
+    if (y !== undefined) return y;
+    const o = this.#old.get(ck);
+    if (o !== undefined) {
+      this.#old.delete(ck);
+      this.#remember(ck, o);
+    }
+    return o;
+  }
+  #remember(ck: string, v: Slot): void {
+    this.#young.set(ck, v);
+    if (this.#young.size >= this.#cacheCap >> 1 || this.#young.size >= this.#cacheCap) {
+      this.#old = this.#young;
+      this.#young = new Map();
+    }
+  }
+  #uncache(ck: string): void {
+    this.#young.delete(ck);
+    this.#old.delete(ck);
+  }
+  /** @internal */
+  storedExists(no: number, key: Key, ns: Namespace): boolean {
+    if (this.#cleared) return false;
+    if (this.#cacheCap > 0) {
+      const cached = this.#cached(this.#cacheKey(no, key, ns));
+      if (cached !== undefined) return cached !== ABSENT;
+    }
+    return this.#state.doesExist([no, key, ns]);
+  }
+  /** @internal */
+  *storedEntriesOf(no: number, key: Key): IterableIterator<[Namespace, unknown]> {
+    if (this.#cleared) return;
+    for (const { key: k, value } of this.#state.getRange({ start: [no, key] })) {
+      const [n, kk, ns] = k as [number, Key, Namespace];
+      if (n !== no || kk !== key) return;
+      yield [ns, value];
+    }
+  }
+  /** @internal */
+  *storedEntries(no: number): IterableIterator<[Key, Namespace, unknown]> {
+    if (this.#cleared) return;
+    for (const { key: k, value } of this.#state.getRange({ start: [no], end: [no + 1] })) {
+      const [, kk, ns] = k as [number, Key, Namespace];
+      yield [kk, ns, value];
+    }
+  }
+
+  /**
+   * Freezes every change since the last capture (synchronously, at the barrier). Until {@link commit}
+   * resolves, reads see the frozen values; writes go to a fresh dirty set. One capture at a time.
+   */
+  capture(): StateCapture {
+    this.#open();
+    if (this.#committing !== undefined) throw new StateError("a state capture is still being committed");
+    const rows: [number, Key, Namespace, Slot][] = [];
+    for (const t of this.#tables.values()) t.freeze(rows);
+    const sizes: [string, number, number][] = [];
+    for (const [id, info] of this.#infos) sizes.push([id, info.no, info.size]);
+    const capture: CaptureData = { entries: rows.length, seq: ++this.#captureSeq, rows, sizes, cleared: this.#cleared };
+    this.#dirtyTotal = 0;
+    this.#committing = capture;
+    return { entries: capture.entries, seq: capture.seq };
+  }
+
+  /**
+   * Writes a capture and the caller's metadata (`writeMeta` runs inside the transaction and may put into
+   * {@link meta}) in one LMDB transaction. Resolves when the transaction is committed (visible); await
+   * {@link flushed} for durability. `midway` runs inside the transaction after half of the rows.
+   */
+  commit(capture: StateCapture, writeMeta: () => void, midway?: () => void): Promise<void> {
+    const data = this.#committing;
+    if (data === undefined || data.seq !== capture.seq) return Promise.reject(new StateError(`state capture ${capture.seq} is not the one being committed`));
+    const state = this.#state;
+    const half = data.rows.length >> 1;
+    const written = this.root.transaction(() => {
+      if (data.cleared) state.clearSync();
+      let n = 0;
+      for (const [no, key, ns, v] of data.rows) {
+        if (n++ === half) midway?.();
+        if (v === TOMBSTONE) state.remove([no, key, ns]);
+        else state.put([no, key, ns], v);
+      }
+      if (data.rows.length === 0) midway?.();
+      for (const [id, no, size] of data.sizes) this.meta.put(["table", id], { no, size });
+      writeMeta();
+    });
+    return Promise.resolve(written).then(
+      () => {
+        if (data.cleared) this.#cleared = false;
+        // Cached values of the rows just written are stale now (reads went to the upper layers until here).
+        if (this.cachedEntries > 0) for (const [no, key, ns] of data.rows) this.#uncache(this.#cacheKey(no, key, ns));
+        this.#committing = undefined;
+        for (const t of this.#tables.values()) t.committing = undefined;
+      },
+      (err: unknown) => {
+        throw new StateError(`LMDB commit of state capture ${data.seq} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      },
+    );
+  }
+
+  /** Resolves when every committed transaction is flushed to disk. */
+  flushed(): Promise<void> {
+    return Promise.resolve(this.root.flushed).then(() => undefined);
+  }
+
+  snapshot(): StateSnapshot {
+    this.#open();
+    const tables: Record<string, [Key, Namespace, unknown][]> = {};
+    for (const id of this.tableIds()) {
+      const [op, ...rest] = id.split("/");
+      const t = this.table<unknown>(op ?? "", rest.join("/"));
+      tables[id] = [...t.entries()].map(([k, ns, v]) => [k, ns, isPrimitive(v) ? v : structuredClone(v)]);
+    }
+    return { tables };
+  }
+
+  /** Replaces all state with a snapshot: the disk state is dropped at the next commit, the rows become dirty. */
+  restore(snapshot: StateSnapshot): void {
+    this.#open();
+    if (this.#committing !== undefined) throw new StateError("cannot restore while a checkpoint is being committed");
+    this.#cleared = true;
+    this.#young.clear();
+    this.#old.clear();
+    this.#dirtyTotal = 0;
+    for (const t of this.#tables.values()) t.reset();
+    for (const info of this.#infos.values()) info.size = 0;
+    for (const [id, rows] of Object.entries(snapshot.tables)) {
+      const [operatorId, ...rest] = id.split("/");
+      const table = this.table<unknown>(operatorId ?? "", rest.join("/"));
+      for (const [k, ns, v] of rows) table.put(k, ns, isPrimitive(v) ? v : structuredClone(v));
+    }
+  }
+
+  /**
+   * Every (table id, key, namespace, value) stored on disk — the state of the last completed checkpoint —
+   * read in one LMDB read transaction, so the rows and `readMeta` below are one consistent snapshot.
+   * `use` runs with a reader of the meta database bound to the same transaction.
+   */
+  readCheckpointed<R>(use: (rows: () => IterableIterator<[string, Key, Namespace, unknown]>, readMeta: (key: LmdbKey) => unknown) => R): R {
+    this.#open();
+    const txn = this.root.useReadTransaction();
+    try {
+      const names = new Map<number, string>();
+      for (const { key, value } of this.meta.getRange({ start: ["table"], end: ["table\u0000"], transaction: txn })) {
+        names.set((value as TableInfo).no, (key as [string, string])[1]);
+      }
+      const state = this.#state;
+      function* rows(): IterableIterator<[string, Key, Namespace, unknown]> {
+        for (const { key, value } of state.getRange({ transaction: txn })) {
+          const [no, k, ns] = key as [number, Key, Namespace];
+          yield [names.get(no) ?? `#${no}`, k, ns, value];
+        }
+      }
+      return use(rows, (key) => this.meta.get(key, { transaction: txn }));
+    } finally {
+      txn.done();
+    }
+  }
+
+  /**
+   * Replaces everything on disk with `rows`, synchronously, in batches of `batch` rows (so memory stays
+   * bounded), then runs `writeMeta` in the last transaction. Until that transaction commits the directory is
+   * marked as holding uncheckpointed state, so an interrupted import is never mistaken for a checkpoint.
+   */
+  importSync(rows: Iterable<readonly [string, Key, Namespace, unknown]>, writeMeta: () => void, batch = 20_000): number {
+    this.#open();
+    if (this.#committing !== undefined) throw new StateError("cannot import while a checkpoint is being committed");
+    const meta = this.meta;
+    this.root.transactionSync(() => {
+      this.#state.clearSync();
+      for (const { key } of meta.getRange()) meta.remove(key);
+      meta.put("uncheckpointed", true);
+    });
+    this.#tables.clear();
+    this.#infos.clear();
+    this.#young.clear();
+    this.#old.clear();
+    this.#dirtyTotal = 0;
+    this.#cleared = false;
+    this.#nextNo = 1;
+    let pending: (readonly [string, Key, Namespace, unknown])[] = [];
+    let total = 0;
+    const flush = (): void => {
+      const chunk = pending;
+      pending = [];
+      this.root.transactionSync(() => {
+        for (const [id, key, ns, value] of chunk) {
+          let info = this.#infos.get(id);
+          if (info === undefined) this.#infos.set(id, (info = { no: this.#nextNo++, size: 0 }));
+          info.size++;
+          this.#state.put([info.no, key, ns], value);
+        }
+      });
+    };
+    for (const row of rows) {
+      pending.push(row);
+      total++;
+      if (pending.length >= batch) flush();
+    }
+    flush();
+    this.root.transactionSync(() => {
+      for (const [id, info] of this.#infos) meta.put(["table", id], { no: info.no, size: info.size });
+      meta.remove("uncheckpointed");
+      writeMeta();
+    });
+    return total;
+  }
+
+  /** Drops the cache (the next reads are cold). For benchmarks. */
+  dropCache(): void {
+    this.#young.clear();
+    this.#old.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#tables.clear();
+    this.#young.clear();
+    this.#old.clear();
+    await this.root.close();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new StateError(`LMDB state at "${this.path}" is closed`);
+  }
+}
+
+/** Opens (or creates) an LMDB state backend. */
+export function lmdbState(options: LmdbStateOptions): LmdbStateBackend {
+  return new LmdbStateBackend(options);
+}

@@ -1,0 +1,135 @@
+/**
+ * What only the LMDB backend promises, beyond the shared suite (state-backends.test.ts): durability at
+ * checkpoints and only at checkpoints, incremental captures, bounded memory, and clear errors.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { isGressError, Job } from "../../lib/index.ts";
+import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), "gress-lmdb-"));
+  dirs.push(d);
+  return d;
+};
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const open = (path: string, extra: Partial<ConstructorParameters<typeof LmdbStateBackend>[0]> = {}): LmdbStateBackend =>
+  new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, ...extra });
+const checkpoint = async (b: LmdbStateBackend): Promise<number> => {
+  const c = b.capture();
+  await b.commit(c, () => {});
+  await b.flushed();
+  return c.entries;
+};
+
+describe("LMDB state backend", () => {
+  it("a reopened directory holds exactly the last checkpoint: later writes are not on disk", async () => {
+    const dir = tempDir();
+    const b = open(dir);
+    const t = b.table<number>("op", "t");
+    t.put("a", "", 1);
+    t.put("b", "", 2);
+    await checkpoint(b);
+    t.put("a", "", 10);
+    t.delete("b", "");
+    t.put("c", "", 3);
+    await b.close();
+    const again = open(dir);
+    const t2 = again.table<number>("op", "t");
+    assert.deepEqual([t2.get("a", ""), t2.get("b", ""), t2.get("c", ""), t2.size], [1, 2, undefined, 2]);
+    await again.close();
+  });
+
+  it("checkpoints are incremental: a capture holds only the entries changed since the previous one", async () => {
+    const b = open(tempDir());
+    const t = b.table<number>("op", "t");
+    for (let i = 0; i < 1000; i++) t.put(i, "", i);
+    assert.equal(await checkpoint(b), 1000);
+    t.put(1, "", -1);
+    t.put(1, "", -2);
+    t.delete(2, "");
+    t.put(5000, "", 5);
+    assert.equal(await checkpoint(b), 3);
+    assert.equal(await checkpoint(b), 0);
+    assert.deepEqual([t.get(1, ""), t.get(2, ""), t.get(5000, ""), t.size], [-2, undefined, 5, 1000]);
+    await b.close();
+  });
+
+  it("while a capture is being committed, reads see it and new writes go to the next capture", async () => {
+    const b = open(tempDir());
+    const t = b.table<{ n: number }>("op", "t");
+    const v = { n: 1 };
+    t.put("a", "", v);
+    const c = b.capture();
+    // Mutating the live object after the capture must not change what the checkpoint writes.
+    v.n = 2;
+    t.put("a", "", v);
+    const committed = b.commit(c, () => {});
+    assert.deepEqual(t.get("a", ""), { n: 2 });
+    assert.throws(() => b.capture(), (e: unknown) => isGressError(e, "ERR_STATE"));
+    await committed;
+    assert.equal(b.dirtyEntries, 1);
+    await b.close();
+    const again = open(b.path);
+    assert.deepEqual(again.table("op", "t").get("a", ""), { n: 1 }, "the checkpoint holds the value at capture time");
+    await again.close();
+  });
+
+  it("state larger than the cache: memory holds at most cacheEntries decoded values, and every value reads back", async () => {
+    const b = open(tempDir(), { cacheEntries: 100 });
+    const t = b.table<string>("op", "t");
+    for (let i = 0; i < 20_000; i++) t.put(i, "", `value-${i}`);
+    await checkpoint(b);
+    for (let i = 0; i < 20_000; i++) assert.equal(t.get(i, ""), `value-${i}`);
+    assert.ok(b.cachedEntries <= 100, `cache holds ${b.cachedEntries} entries`);
+    assert.equal(b.dirtyEntries, 0);
+    await b.close();
+  });
+
+  it("reaching maxDirtyEntries asks the listener (the coordinator) for a checkpoint, once per crossing", async () => {
+    const b = open(tempDir(), { maxDirtyEntries: 10 });
+    let asked = 0;
+    b.onDirtyLimit(() => asked++);
+    const t = b.table<number>("op", "t");
+    for (let i = 0; i < 25; i++) t.put(i, "", i);
+    assert.equal(asked, 1);
+    await checkpoint(b);
+    for (let i = 0; i < 10; i++) t.put(i, "x", i);
+    assert.equal(asked, 2);
+    await b.close();
+  });
+
+  it("without a coordinator, a full dirty set is spilled to disk and marked, and checkpoints refuse that directory", async () => {
+    const dir = tempDir();
+    const b = open(dir, { maxDirtyEntries: 5 });
+    const t = b.table<number>("op", "t");
+    for (let i = 0; i < 5; i++) t.put(i, "", i);
+    await new Promise((r) => setTimeout(r, 50));
+    await b.flushed();
+    assert.equal(b.dirtyEntries, 0);
+    assert.equal(b.hasUncheckpointedState, true);
+    assert.equal(t.get(3, ""), 3);
+    await b.close();
+    assert.throws(
+      () => new Job({ name: "j", state: open(dir), checkpoints: { intervalMs: 100 } }),
+      (e: unknown) => isGressError(e, "ERR_CHECKPOINT") && /written without checkpoints/.test((e as Error).message),
+    );
+  });
+
+  it("bad options are a ConfigError naming the field; storing undefined is a StateError", async () => {
+    assert.throws(
+      () => new LmdbStateBackend({ path: "", cacheEntries: -1 }),
+      (e: unknown) => isGressError(e, "ERR_CONFIG") && /lmdb state\.path/.test((e as Error).message) && /cacheEntries/.test((e as Error).message),
+    );
+    const b = open(tempDir());
+    assert.throws(() => b.table("op", "t").put("k", "", undefined), (e: unknown) => isGressError(e, "ERR_STATE") && /op\/t/.test((e as Error).message));
+    await b.close();
+    assert.throws(() => b.table("op", "t"), (e: unknown) => isGressError(e, "ERR_STATE") && /closed/.test((e as Error).message));
+  });
+});
