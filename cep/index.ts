@@ -1,0 +1,63 @@
+/**
+ * gress/cep: complex event processing and correlation.
+ *
+ * - {@link pattern} builds a typed pattern (FlinkCEP's Pattern API: contiguities, quantifiers, iterative
+ *   conditions, groups, `within`, after-match skip strategies). A pattern is also plain JSON data.
+ * - {@link match} compiles it to an NFA and runs it per key over a stream, in event time (records sorted
+ *   until the watermark passes them) or processing time. It emits completed matches and timed-out partial
+ *   matches as one typed stream; absences ("A not followed by B within 5 min") complete when the time passes.
+ *   Partial matches share a versioned, reference-counted buffer in keyed state, so checkpoints cover them.
+ * - {@link intervalJoin}, {@link windowJoin} and {@link tableJoin} correlate two keyed streams in event time.
+ *
+ * @example
+ * ```ts
+ * import { pattern, match, isMatch } from "gress/cep";
+ * const p = pattern<Tx>()
+ *   .begin("small").where((t) => t.amount < 2).times(3)
+ *   .followedBy("large").where((t) => t.amount > 500)
+ *   .within(10 * 60_000);
+ * match(tx.keyBy((t) => t.card), p).filter(isMatch).sinkTo(alerts);
+ * ```
+ * @module
+ */
+export { type Cond, compile, compileCondition, type Nfa } from "./compile.ts";
+export type { Joined, Sided } from "./joins/common.ts";
+export { type IntervalJoinOptions, intervalJoin } from "./joins/interval.ts";
+export { type TableJoined, type TableJoinOptions, tableJoin } from "./joins/table.ts";
+export { type WindowJoined, type WindowJoinOptions, windowJoin } from "./joins/window.ts";
+
+export {
+  CEP_OVERFLOW,
+  type DroppedPartialMatch,
+  isMatch,
+  isTimeout,
+  type Match,
+  type MatchEvents,
+  type MatchOptions,
+  match,
+  matchElements,
+  type PatternResult,
+  type Timeout,
+} from "./matcher.ts";
+export type { LimitPolicy } from "./nfa.ts";
+export {
+  type Condition,
+  type ConditionContext,
+  type ConditionInput,
+  type ConditionRegistry,
+  type ConditionSpec,
+  type Contiguity,
+  type FieldCondition,
+  type FieldOp,
+  type NamedCondition,
+  named,
+  Pattern,
+  type PatternSpec,
+  pattern,
+  type QuantifierSpec,
+  type SkipStrategy,
+  type StepKind,
+  type StepSpec,
+  skip,
+  validatePattern,
+} from "./pattern.ts";

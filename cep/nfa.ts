@@ -1,0 +1,358 @@
+/**
+ * Runs a compiled {@link Nfa} for one key at a time, with FlinkCEP's semantics. The state of a key
+ * ({@link KeyNfaState}) is plain data: its partial matches (each a state id, a shared-buffer node, the start
+ * time and event, and the time of the last event), the completed matches held back by a skip strategy, and
+ * two counters. The caller loads and stores it in keyed state; this module never keeps anything of its own.
+ *
+ * Per event: first time out what the event's timestamp has expired, then advance every partial match and the
+ * implicit start computation along the edges whose conditions hold (proceed edges are followed with the same
+ * event), then hand completed matches to the after-match skip strategy.
+ * @module
+ */
+import type { Key } from "../lib/element.ts";
+import { StateError } from "../lib/errors.ts";
+import { type Cond, type Edge, IGNORE, type Nfa, type NState, PROCEED } from "./compile.ts";
+import type { ConditionContext, SkipStrategy } from "./pattern.ts";
+import type { MatchedEvent, SharedBuffer } from "./shared-buffer.ts";
+
+/** A partial match: NFA state, shared-buffer node, start timestamp and event seq, last event timestamp. */
+export interface PartialMatch {
+  s: number;
+  n: number;
+  st: number;
+  ss: number;
+  pt: number;
+}
+
+/** The NFA state of one key, stored in keyed state. */
+export interface KeyNfaState {
+  /** Partial matches, ordered by (start timestamp, start event). */
+  p: PartialMatch[];
+  /** Completed matches held until no earlier partial match is alive (skip strategies other than noSkip). */
+  c: PartialMatch[];
+  /** Next event sequence number and node id. */
+  seq: number;
+  nid: number;
+}
+
+/** What to do when a key reaches its limit of partial matches. */
+export type LimitPolicy = "drop-oldest" | "reject-new" | "fail";
+
+/** Callbacks through which the runner reports results. */
+export interface NfaOutput {
+  match(key: Key, events: MatchedEvent[], timestamp: number): void;
+  timeout(key: Key, events: MatchedEvent[], timeoutAt: number): void;
+  /** A partial match dropped at the per-key limit. */
+  dropped(key: Key, events: MatchedEvent[]): void;
+  /** A condition threw on the current event. */
+  conditionError(error: unknown): void;
+}
+
+/** Creates an empty key state. */
+export function emptyKeyState(): KeyNfaState {
+  return { p: [], c: [], seq: 0, nid: 0 };
+}
+
+const earlier = (a: PartialMatch, b: PartialMatch): number => a.st - b.st || a.ss - b.ss;
+
+/** The NFA runtime of one operator. */
+export class NfaRunner {
+  readonly nfa: Nfa;
+  readonly buffer: SharedBuffer;
+  readonly #out: NfaOutput;
+  readonly #limit: number;
+  readonly #policy: LimitPolicy;
+  readonly #skip: SkipStrategy;
+  readonly #skipStep: number;
+  readonly #states: readonly NState[];
+  readonly #stepWithin: readonly number[];
+  readonly #within: number;
+  /** Per state id: whether the state has proceed (epsilon) edges. */
+  readonly #proceeds: readonly boolean[];
+  // Per-event scratch, reused to keep the hot path allocation-free.
+  #key: Key = "";
+  #ks: KeyNfaState = emptyKeyState();
+  #value: unknown;
+  #ts = 0;
+  #seq = -1;
+  #failed = false;
+  #stack: NState[] = [];
+  readonly #ctx: ConditionContext<unknown, string> & { node: number };
+
+  constructor(nfa: Nfa, buffer: SharedBuffer, out: NfaOutput, limit: number, policy: LimitPolicy) {
+    this.nfa = nfa;
+    this.buffer = buffer;
+    this.#out = out;
+    this.#limit = limit;
+    this.#policy = policy;
+    this.#skip = nfa.spec.skip;
+    this.#skipStep = "step" in this.#skip ? nfa.stepNames.indexOf(this.#skip.step) : -1;
+    this.#states = nfa.states;
+    this.#stepWithin = nfa.stepWithin;
+    this.#within = nfa.within;
+    this.#proceeds = nfa.states.map((st) => st.edges.some((e) => e.action === PROCEED));
+    const self = this;
+    const stepNames = nfa.stepNames;
+    const ctx: ConditionContext<unknown, string> & { node: number } = {
+      node: -1,
+      // No `this`: a condition may destructure the context.
+      eventsFor(step: string): readonly unknown[] {
+        const idx = stepNames.indexOf(step);
+        if (idx < 0 || ctx.node < 0) return [];
+        return self.buffer.eventsOfStep(self.#key, ctx.node, idx);
+      },
+      get timestamp() {
+        return self.#ts;
+      },
+    };
+    this.#ctx = ctx;
+  }
+
+  /** Earliest time at which a partial match of `ks` times out, or Infinity. */
+  nextDeadline(ks: KeyNfaState): number {
+    let d = Number.POSITIVE_INFINITY;
+    for (const p of ks.p) {
+      const a = p.st + this.#within;
+      const b = p.pt + this.#stepWithin[p.s]!;
+      if (a < d) d = a;
+      if (b < d) d = b;
+    }
+    return d;
+  }
+
+  /** Times out the partial matches of `key` that `time` has expired. */
+  advanceTime(key: Key, ks: KeyNfaState, time: number): void {
+    if (ks.p.length === 0) return;
+    this.#key = key;
+    let potential: PartialMatch[] | undefined;
+    let kept: PartialMatch[] | undefined;
+    for (let i = 0; i < ks.p.length; i++) {
+      const p = ks.p[i]!;
+      const byStep = this.#stepWithin[p.s]!;
+      const first = this.#within !== Number.POSITIVE_INFINITY && time - p.st >= this.#within;
+      const prev = byStep !== Number.POSITIVE_INFINITY && time - p.pt >= byStep;
+      if (!first && !prev) {
+        kept?.push(p);
+        continue;
+      }
+      kept ??= ks.p.slice(0, i);
+      const deadline = prev ? p.pt + byStep : p.st + this.#within;
+      if (this.#states[p.s]!.type === "pending") {
+        // An absence at the end of the pattern: the time bound passed without the forbidden event. The
+        // match is stamped with the moment it became certain.
+        (potential ??= []).push({ s: p.s, n: p.n, st: p.st, ss: p.ss, pt: deadline });
+        continue;
+      }
+      this.#out.timeout(key, this.buffer.materialize(key, p.n), deadline);
+      this.buffer.release(key, p.n);
+    }
+    if (kept === undefined) return;
+    ks.p = kept;
+    if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
+  }
+
+  /** Processes one event of `key` (timeouts first). Returns false if a condition threw on it. */
+  processEvent(key: Key, ks: KeyNfaState, value: unknown, ts: number): boolean {
+    this.advanceTime(key, ks, ts);
+    this.#key = key;
+    this.#ks = ks;
+    this.#value = value;
+    this.#ts = ts;
+    this.#seq = -1;
+    this.#failed = false;
+    const old = ks.p;
+    // Reuse the empty list of a key without partial matches: most events start nothing.
+    const next: PartialMatch[] = old.length === 0 ? old : [];
+    let potential: PartialMatch[] | undefined;
+    for (let i = 0; i < old.length; i++) potential = this.#advance(old[i]!, false, next, potential);
+    potential = this.#advance(undefined, true, next, potential);
+    ks.p = next;
+    if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
+    if (next.length > this.#limit) this.#enforceLimit(key, ks);
+    return !this.#failed;
+  }
+
+  /** Drops every partial match of `key` and emits the completed ones it held back (end of input). */
+  flush(key: Key, ks: KeyNfaState): void {
+    this.#key = key;
+    for (const p of ks.p) this.buffer.release(key, p.n);
+    ks.p = [];
+    const held = ks.c;
+    ks.c = [];
+    for (const m of held) this.#emit(m, m.pt);
+  }
+
+  #test(cond: Cond | null, node: number): boolean {
+    if (cond === null) return true;
+    this.#ctx.node = node;
+    try {
+      return cond(this.#value, this.#ctx) === true;
+    } catch (err) {
+      if (!this.#failed) this.#out.conditionError(err);
+      this.#failed = true;
+      return false;
+    }
+  }
+
+  /** Edges (take/ignore) enabled for `state`, following proceed edges; undefined when none. */
+  #decisions(state: NState, node: number): Edge[] | undefined {
+    let edges: Edge[] | undefined;
+    // Common case first: a state without proceed edges needs no stack.
+    if (!this.#proceeds[state.id]) {
+      for (const e of state.edges) if (this.#test(e.cond, node)) (edges ??= []).push(e);
+      return edges;
+    }
+    const stack = this.#stack;
+    stack.length = 0;
+    stack.push(state);
+    let guard = 0;
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      for (const e of s.edges) {
+        if (!this.#test(e.cond, node)) continue;
+        if (e.action === PROCEED) {
+          // Epsilon cycles (looping groups with optional inner steps) are cut after a bounded walk.
+          if (++guard < 1024) stack.push(e.target);
+        } else (edges ??= []).push(e);
+      }
+    }
+    return edges;
+  }
+
+  #finalAfterProceed(state: NState, node: number): boolean {
+    if (!this.#proceeds[state.id]) return false;
+    const stack: NState[] = [state];
+    let guard = 0;
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      for (const e of s.edges) {
+        if (e.action !== PROCEED || !this.#test(e.cond, node)) continue;
+        if (e.target.type === "final") return true;
+        if (++guard < 1024) stack.push(e.target);
+      }
+    }
+    return false;
+  }
+
+  #advance(p: PartialMatch | undefined, isStart: boolean, next: PartialMatch[], potentialIn: PartialMatch[] | undefined): PartialMatch[] | undefined {
+    let potential = potentialIn;
+    const key = this.#key;
+    const node = p === undefined ? -1 : p.n;
+    const state = p === undefined ? this.nfa.start : this.#states[p.s]!;
+    const enabled = this.#decisions(state, node);
+    if (enabled === undefined) {
+      if (p !== undefined) this.buffer.release(key, node);
+      return potential;
+    }
+    const results: PartialMatch[] = [];
+    let discard = false;
+    for (const e of enabled) {
+      if (e.action === IGNORE) {
+        if (isStart) continue;
+        this.buffer.retain(key, node);
+        results.push({ s: e.target.id, n: node, st: p!.st, ss: p!.ss, pt: p!.pt });
+        continue;
+      }
+      if (e.target.type === "stop") {
+        discard = true;
+        continue;
+      }
+      if (this.#seq < 0) {
+        this.#seq = this.#ks.seq++;
+        this.buffer.putEvent(key, this.#seq, this.#value, this.#ts);
+      }
+      const id = this.#ks.nid++;
+      this.buffer.addNode(key, id, this.#seq, e.source.step, node);
+      const st = p === undefined ? this.#ts : p.st;
+      const ss = p === undefined ? this.#seq : p.ss;
+      results.push({ s: e.target.id, n: id, st, ss, pt: this.#ts });
+      if (e.target.type !== "final" && this.#finalAfterProceed(e.target, node)) {
+        this.buffer.retain(key, id);
+        results.push({ s: -1, n: id, st, ss, pt: this.#ts });
+      }
+    }
+    for (const r of results) {
+      if (r.s === -1 || this.#states[r.s]!.type === "final") {
+        (potential ??= []).push(r);
+      } else if (discard) {
+        this.buffer.release(key, r.n);
+      } else {
+        next.push(r);
+      }
+    }
+    if (p !== undefined) this.buffer.release(key, node);
+    return potential;
+  }
+
+  #completed(ks: KeyNfaState, potential: PartialMatch[]): void {
+    if (this.#skip.kind === "noSkip") {
+      for (const m of potential) this.#emit(m, m.pt);
+      return;
+    }
+    for (const m of potential) {
+      let i = ks.c.length;
+      while (i > 0 && earlier(ks.c[i - 1]!, m) > 0) i--;
+      ks.c.splice(i, 0, m);
+    }
+    // A match is released only when no partial match that started earlier is alive: that one could still
+    // complete, and the skip strategy must see matches in start order.
+    while (ks.c.length > 0 && (ks.p.length === 0 || earlier(ks.c[0]!, ks.p[0]!) <= 0)) {
+      const m = ks.c.shift()!;
+      const events = this.buffer.materialize(this.#key, m.n);
+      const pruneBelow = this.#pruningPoint(events);
+      if (pruneBelow !== undefined) {
+        ks.p = this.#prune(ks.p, pruneBelow);
+        ks.c = this.#prune(ks.c, pruneBelow);
+      }
+      this.#out.match(this.#key, events, m.pt);
+      this.buffer.release(this.#key, m.n);
+    }
+  }
+
+  /** Partial matches that start before this sequence number (exclusive bound) are discarded. */
+  #pruningPoint(events: MatchedEvent[]): number | undefined {
+    switch (this.#skip.kind) {
+      case "noSkip":
+        return undefined;
+      case "skipToNext":
+        return events[0]!.seq + 1;
+      case "skipPastLastEvent":
+        return events[events.length - 1]!.seq + 1;
+      case "skipToFirst": {
+        const e = events.find((x) => x.step === this.#skipStep);
+        return e?.seq;
+      }
+      case "skipToLast": {
+        let seq: number | undefined;
+        for (const e of events) if (e.step === this.#skipStep) seq = e.seq;
+        return seq;
+      }
+    }
+  }
+
+  #prune(list: PartialMatch[], below: number): PartialMatch[] {
+    const out: PartialMatch[] = [];
+    for (const p of list) {
+      if (p.ss < below) this.buffer.release(this.#key, p.n);
+      else out.push(p);
+    }
+    return out;
+  }
+
+  #emit(m: PartialMatch, ts: number): void {
+    this.#out.match(this.#key, this.buffer.materialize(this.#key, m.n), ts);
+    this.buffer.release(this.#key, m.n);
+  }
+
+  #enforceLimit(key: Key, ks: KeyNfaState): void {
+    const excess = ks.p.length - this.#limit;
+    if (this.#policy === "fail") {
+      throw new StateError(`CEP: key ${JSON.stringify(key)} has ${ks.p.length} partial matches, over the limit of ${this.#limit} (maxPartialMatches)`);
+    }
+    const dropped = this.#policy === "drop-oldest" ? ks.p.splice(0, excess) : ks.p.splice(ks.p.length - excess, excess);
+    for (const p of dropped) {
+      this.#out.dropped(key, this.buffer.materialize(key, p.n));
+      this.buffer.release(key, p.n);
+    }
+  }
+}
