@@ -2,21 +2,27 @@
  * The `gress` command line.
  *
  *   gress demo [--events N] [--rate N] [--port P]   surge pricing on generated rides, no services needed
- *   gress run <pipeline.ts> [--port P] [--name N]   runs a pipeline module with /metrics, /health and a live page
+ *   gress run <pipeline.ts> [--port P] [--name N] [--checkpoint-interval MS] [--state-dir DIR] [--from-savepoint DIR]
+ *                                                   runs a pipeline module with /metrics, /health and a live page;
+ *                                                   with checkpoints, state lives in LMDB and a restart recovers
+ *   gress savepoint <job> [--state-dir DIR] [--to DIR]
+ *                                                   writes the job's last checkpoint as a savepoint directory
  *
  * A pipeline module default-exports `(job: Job) => void | Promise<void>` that builds the pipeline on the job
  * (sources, operators, sinks); the CLI owns the job, the metrics server and the process lifecycle.
  * @module
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
+import { writeSavepoint } from "./checkpoint/savepoint.ts";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
 import { Job } from "./job.ts";
 import { type JobHealth, type MetricsServer, serveMetrics } from "./server.ts";
 import { sinkFn } from "./sink.ts";
 import { rides } from "./sources/generator.ts";
+import { lmdbState } from "./state/lmdb.ts";
 
 /** Parsed `--flag value` pairs and positional arguments. */
 export interface ParsedArgs {
@@ -44,8 +50,14 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 
 const USAGE = `usage:
   gress demo [--events N] [--rate EVENTS_PER_S] [--port P]
-  gress run <pipeline.ts> [--name JOB] [--port P]
+  gress run <pipeline.ts> [--name JOB] [--port P] [--checkpoint-interval MS] [--state-dir DIR] [--from-savepoint DIR]
+  gress savepoint <job> [--state-dir DIR] [--to DIR]
 `;
+
+/** Where a job keeps its LMDB state unless told otherwise. */
+function defaultStateDir(job: string): string {
+  return join("state", job);
+}
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
 
@@ -115,14 +127,46 @@ async function demo(flags: Record<string, string>): Promise<void> {
 /** Runs a user pipeline module. */
 async function runPipeline(file: string | undefined, flags: Record<string, string>): Promise<void> {
   if (file === undefined) throw new Error(`missing pipeline file\n${USAGE}`);
-  const o = validate(z.object({ name: z.string().optional(), port: portSchema.default(9464) }), flags, "run");
+  const o = validate(
+    z.object({
+      name: z.string().optional(),
+      port: portSchema.default(9464),
+      "checkpoint-interval": z.coerce.number().int().positive().optional(),
+      "state-dir": z.string().min(1).optional(),
+      "from-savepoint": z.string().min(1).optional(),
+    }),
+    flags,
+    "run",
+  );
   const mod = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown };
   if (typeof mod.default !== "function") {
     throw new Error(`${file} must default-export a function (job: Job) => void that builds the pipeline`);
   }
-  const job = new Job({ name: o.name ?? file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-") });
+  const name = o.name ?? file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-");
+  const interval = o["checkpoint-interval"] ?? (o["from-savepoint"] !== undefined || o["state-dir"] !== undefined ? 1_000 : undefined);
+  const job =
+    interval === undefined
+      ? new Job({ name })
+      : new Job({
+          name,
+          state: lmdbState({ path: o["state-dir"] ?? defaultStateDir(name) }),
+          checkpoints: {
+            intervalMs: interval,
+            ...(o["from-savepoint"] !== undefined ? { fromSavepoint: o["from-savepoint"] } : {}),
+          },
+        });
   await (mod.default as (job: Job) => unknown)(job);
   await withServer(job, o.port, () => job.run());
+}
+
+/** Writes the last completed checkpoint of a job as a savepoint. */
+async function savepoint(jobName: string | undefined, flags: Record<string, string>): Promise<void> {
+  if (jobName === undefined) throw new Error(`missing job name\n${USAGE}`);
+  const o = validate(z.object({ "state-dir": z.string().min(1).optional(), to: z.string().min(1).optional() }), flags, "savepoint");
+  const stateDir = o["state-dir"] ?? defaultStateDir(jobName);
+  const target = o.to ?? join("savepoints", `${jobName}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  const info = await writeSavepoint(stateDir, target);
+  console.log(`savepoint ${info.id} of job "${info.job}" (checkpoint ${info.checkpointId}) written to ${target}`);
 }
 
 /** Entry point; returns the process exit code. */
@@ -136,6 +180,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 0;
       case "run":
         await runPipeline(rest[0], flags);
+        return 0;
+      case "savepoint":
+        await savepoint(rest[0], flags);
         return 0;
       default:
         console.error(USAGE);

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { main, parseArgs } from "../../lib/cli.ts";
 import { Job, sinkFn } from "../../lib/index.ts";
@@ -45,6 +48,41 @@ describe("gress CLI", () => {
     assert.match(r.out, /metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/);
     const mod = (await import("./fixtures/pipeline.ts")) as { written: number[] };
     assert.deepEqual(mod.written, [10, 20, 30, 40]);
+  });
+
+  it("run with checkpoints, then savepoint, then run --from-savepoint resumes the state and the input position", async () => {
+    const root = mkdtempSync(join(tmpdir(), "gress-cli-"));
+    const fixture = new URL("./fixtures/counting-pipeline.ts", import.meta.url).pathname;
+    const mod = (await import("./fixtures/counting-pipeline.ts")) as { emitted: string[] };
+    try {
+      process.env.GRESS_FIXTURE_INPUT = "a,b,a";
+      const first = await capture(() =>
+        main(["run", fixture, "--port", "0", "--name", "words", "--state-dir", join(root, "s1"), "--checkpoint-interval", "20"]),
+      );
+      assert.equal(first.code, 0, first.err);
+      assert.deepEqual(mod.emitted.splice(0), ["a:1", "b:1", "a:2"]);
+
+      const sp = await capture(() => main(["savepoint", "words", "--state-dir", join(root, "s1"), "--to", join(root, "sp")]));
+      assert.equal(sp.code, 0, sp.err);
+      assert.match(sp.out, /savepoint \S+ of job "words" \(checkpoint \d+\) written to /);
+
+      // The input grew by two words; the restored job starts after the third and remembers the counts.
+      process.env.GRESS_FIXTURE_INPUT = "a,b,a,c,a";
+      const second = await capture(() =>
+        main(["run", fixture, "--port", "0", "--name", "words", "--state-dir", join(root, "s2"), "--from-savepoint", join(root, "sp")]),
+      );
+      assert.equal(second.code, 0, second.err);
+      assert.deepEqual(mod.emitted.splice(0), ["c:1", "a:3"]);
+    } finally {
+      delete process.env.GRESS_FIXTURE_INPUT;
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("savepoint of a job without state fails with a clear error", async () => {
+    const r = await capture(() => main(["savepoint", "nothing-here", "--state-dir", join(tmpdir(), "gress-no-such-dir")]));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /gress-no-such-dir/);
   });
 
   it("rejects a bad flag value with the field named, and an unknown command with usage", async () => {
