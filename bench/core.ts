@@ -75,8 +75,16 @@ export async function run(): Promise<void> {
   for (const keys of [1_000, 10]) await workloads(keys);
 }
 
+/** Throws unless a workload produced the expected number of outputs (so every input event was processed). */
+function check(what: string, got: number, want: number): void {
+  if (got !== want) throw new Error(`${what}: ${got} outputs, expected ${want}; the measurement would be invalid`);
+}
+
 async function workloads(KEYS: number): Promise<void> {
   const input = events(KEYS);
+  // Expected outputs, computed directly: records passing the filter, and (key, window) pairs.
+  const mapFilterOut = input.filter((e) => e.price * 1.1 > 500).length;
+  const windowsOut = new Set(input.map((e) => `${e.key}|${e.ts - (e.ts % WINDOW)}`)).size;
   console.log(`${fmt(N)} events, ${KEYS} keys, ${WINDOW} ms tumbling windows, 10 events per ms of event time`);
 
   const mapFilterGress = async (): Promise<number> => {
@@ -88,31 +96,35 @@ async function workloads(KEYS: number): Promise<void> {
       .filter((e) => e.price > 500)
       .sinkTo(sinkFn("count", () => void out++));
     await job.run();
+    check("gress map/filter", out, mapFilterOut);
     return N;
   };
   const mapFilterRx = async (): Promise<number> => {
-    await drain(
+    const out = await drain(
       from(input).pipe(
         map((e) => ({ key: e.key, price: e.price * 1.1, ts: e.ts })),
         filter((e) => e.price > 500),
       ),
     );
+    check("rx map/filter", out, mapFilterOut);
     return N;
   };
   const tumblingGress = async (): Promise<number> => {
     const job = new Job({ name: "bench-tumbling" });
+    let out = 0;
     job
       .fromIterable(input, { timestamp: (e) => e.ts })
       .withTimestamps(boundedOutOfOrderness(0))
       .keyBy((e) => e.key)
       .window(tumbling(WINDOW))
       .count()
-      .sinkTo(sinkFn("count", () => {}));
+      .sinkTo(sinkFn("count", () => void out++));
     await job.run();
+    check("gress tumbling count", out, windowsOut);
     return N;
   };
   const tumblingRx = async (): Promise<number> => {
-    await drain(from(input).pipe(tumblingCount(WINDOW)));
+    check("rx tumbling count", await drain(from(input).pipe(tumblingCount(WINDOW))), windowsOut);
     return N;
   };
 

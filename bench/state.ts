@@ -67,18 +67,25 @@ async function latency(): Promise<void> {
 async function workload(): Promise<void> {
   const events = 3_000_000;
   const keys = 1_000;
+  // Every run (either backend) must read all events and emit the same window results as the first run.
+  let expectedResults: number | undefined;
   const runJob = async (state: StateBackend, checkpoints: boolean): Promise<number> => {
     const job = new Job({ name: "bench", state, ...(checkpoints ? { checkpoints: { intervalMs: 1000, log: () => {} } } : {}) });
+    let results = 0;
     job
       .source(generator({ name: "events", seed: 1, count: events, eventsPerSecond: 10_000, make: (_i, _t, r) => r.int(keys) }))
       .withTimestamps(boundedOutOfOrderness(0))
       .keyBy((k) => k)
       .window(tumbling(1000))
       .count()
-      .sinkTo({ name: "discard", write: () => {} });
+      .sinkTo({ name: "count", write: () => void results++ });
     await job.run();
     await state.close();
-    return events;
+    const read = job.metrics.source("events").emitted;
+    if (read !== events) throw new Error(`the job read ${read} of ${events} events; the measurement would be invalid`);
+    expectedResults ??= results;
+    if (results !== expectedResults) throw new Error(`${results} window results, another run gave ${expectedResults}`);
+    return read;
   };
   await compare(
     "keyed tumbling count (LMDB, cp 1s)",

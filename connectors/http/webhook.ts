@@ -1,0 +1,100 @@
+/**
+ * Webhook sink: POSTs each result as JSON to a URL, with an `Idempotency-Key` header so the receiver can
+ * drop the duplicates that retries and replays after a recovery produce. Failed deliveries are retried with
+ * bounded exponential backoff (network errors, 408, 425, 429 and 5xx; a Retry-After is honoured up to
+ * `maxDelayMs`). Other 4xx answers, or running out of attempts, fail the write with a SinkError.
+ *
+ * The default key is `<sink name>-<n>` with `n` the write's ordinal in this run; give `idempotencyKey`
+ * (a function of the record, for example its id and window end) for keys that are stable across restarts.
+ *
+ * @example
+ * ```ts
+ * stream.sinkTo(webhookSink({ name: "alerts", url: "https://example.com/hook", idempotencyKey: (a) => a.id }));
+ * ```
+ * @module
+ */
+import type { StreamRecord } from "../../lib/element.ts";
+import { SinkError } from "../../lib/errors.ts";
+import type { Sink } from "../../lib/sink.ts";
+
+/** Options of {@link webhookSink}. */
+export interface WebhookSinkOptions<T> {
+  readonly name: string;
+  readonly url: string;
+  /** Extra request headers (e.g. authorization). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** The idempotency key of a record. Default: `<name>-<ordinal>`. */
+  readonly idempotencyKey?: (value: T, record: StreamRecord<T>) => string;
+  /** The request body. Default: JSON of the value. */
+  readonly body?: (value: T) => string;
+  /** Attempts per record, the first included. Default 5. */
+  readonly maxAttempts?: number;
+  /** First retry delay; doubled per attempt. Default 100 ms. */
+  readonly baseDelayMs?: number;
+  /** Largest delay between attempts. Default 5000 ms. */
+  readonly maxDelayMs?: number;
+  /** Timeout of one request. Default 10 000 ms. */
+  readonly timeoutMs?: number;
+}
+
+/** Counts of a webhook sink. */
+export interface WebhookCounts {
+  delivered: number;
+  retries: number;
+}
+
+const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/**
+ * Creates a webhook sink.
+ * @param options target URL, retries, idempotency key
+ * @returns the sink; `counts` says how many were delivered and retried
+ */
+export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { readonly counts: WebhookCounts } {
+  const maxAttempts = options.maxAttempts ?? 5;
+  const base = options.baseDelayMs ?? 100;
+  const maxDelay = options.maxDelayMs ?? 5000;
+  const timeout = options.timeoutMs ?? 10_000;
+  const counts: WebhookCounts = { delivered: 0, retries: 0 };
+  let ordinal = 0;
+  const fail = (message: string, cause?: unknown): SinkError =>
+    new SinkError(`webhook sink "${options.name}" (${options.url}): ${message}`, { cause, details: { sink: options.name } });
+
+  return {
+    name: options.name,
+    counts,
+    async write(value, record) {
+      const key = options.idempotencyKey ? options.idempotencyKey(value, record) : `${options.name}-${++ordinal}`;
+      const body = options.body ? options.body(value) : JSON.stringify(value);
+      let lastProblem = "";
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        let retryAfterMs: number | undefined;
+        try {
+          const res = await fetch(options.url, {
+            method: "POST",
+            headers: { "content-type": "application/json", "idempotency-key": key, ...options.headers },
+            body,
+            signal: AbortSignal.timeout(timeout),
+          });
+          await res.arrayBuffer().catch(() => undefined);
+          if (res.ok) {
+            counts.delivered++;
+            return;
+          }
+          if (!RETRYABLE.has(res.status)) throw fail(`rejected with HTTP ${res.status} (not retried)`);
+          lastProblem = `HTTP ${res.status}`;
+          const ra = Number(res.headers.get("retry-after"));
+          if (Number.isFinite(ra) && ra >= 0) retryAfterMs = ra * 1000;
+        } catch (e) {
+          if (e instanceof SinkError) throw e;
+          lastProblem = e instanceof Error ? e.message : String(e);
+        }
+        if (attempt === maxAttempts) break;
+        counts.retries++;
+        const backoff = Math.min(maxDelay, base * 2 ** (attempt - 1));
+        await new Promise((r) => setTimeout(r, Math.min(maxDelay, retryAfterMs ?? backoff)));
+      }
+      throw fail(`gave up after ${maxAttempts} attempts, last: ${lastProblem}`);
+    },
+  };
+}

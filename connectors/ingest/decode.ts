@@ -1,0 +1,122 @@
+/**
+ * Decoding of raw message bytes into values, shared by every source. A decoder never throws: it returns the
+ * value, or the reason the bytes are bad, so the source can route them to the dead-letter output and go on.
+ *
+ * Bad input it recognises: oversized messages (checked before any parsing), invalid UTF-8 (a fatal
+ * TextDecoder), malformed JSON, `__proto__` keys (refused, so a later merge of the value cannot pollute
+ * Object.prototype), and values that fail an optional zod schema (the reason names each bad field).
+ * @module
+ */
+import type { z } from "zod";
+
+/** The outcome of decoding one message. */
+export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
+
+/** Turns the bytes of one message into a value, or says why it cannot. Never throws. */
+export type Decoder<T> = (bytes: Uint8Array | null) => Decoded<T>;
+
+/** Options of {@link jsonDecoder}. */
+export interface JsonDecoderOptions<T> {
+  /** Values must match this schema; the parsed output of the schema is emitted. */
+  readonly schema?: z.ZodType<T>;
+  /** Messages larger than this many bytes are refused before parsing. Default 1 MiB. */
+  readonly maxBytes?: number;
+}
+
+/** Default bound on one message. */
+export const DEFAULT_MAX_BYTES: number = 1024 * 1024;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Decodes UTF-8 text; invalid byte sequences are an error, never replaced silently. */
+export function decodeUtf8(bytes: Uint8Array): Decoded<string> {
+  try {
+    return { ok: true, value: utf8.decode(bytes) };
+  } catch {
+    return { ok: false, reason: "invalid UTF-8" };
+  }
+}
+
+/** Refuses `__proto__` keys anywhere in a document. */
+function refuseProto(key: string, value: unknown): unknown {
+  if (key === "__proto__") throw new ForbiddenKey();
+  return value;
+}
+class ForbiddenKey extends Error {}
+
+/**
+ * Parses JSON without allowing `__proto__` keys. The reviver only runs when the text could contain such a
+ * key (literally, or spelled with `\u` escapes), so ordinary documents parse at JSON.parse speed.
+ */
+export function parseJsonSafely(text: string): Decoded<unknown> {
+  try {
+    const suspicious = text.includes("__proto__") || text.includes("\\u");
+    return { ok: true, value: suspicious ? JSON.parse(text, refuseProto) : JSON.parse(text) };
+  } catch (e) {
+    if (e instanceof ForbiddenKey) return { ok: false, reason: 'forbidden key "__proto__"' };
+    return { ok: false, reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+/** Describes the zod issues of a failed parse: `schema violation: amount: expected number; ...`. */
+export function schemaReason(error: z.ZodError): string {
+  const parts = error.issues.slice(0, 5).map((i) => `${i.path.length > 0 ? i.path.join(".") : "(root)"}: ${i.message}`);
+  if (error.issues.length > 5) parts.push(`and ${error.issues.length - 5} more`);
+  return `schema violation: ${parts.join("; ")}`;
+}
+
+/**
+ * A decoder for JSON messages: size check, strict UTF-8, safe JSON, then the optional schema.
+ *
+ * @example
+ * ```ts
+ * const decode = jsonDecoder({ schema: z.object({ id: z.number() }), maxBytes: 64 * 1024 });
+ * decode(new TextEncoder().encode('{"id":1}')); // { ok: true, value: { id: 1 } }
+ * ```
+ * @param options schema and size bound
+ * @returns a decoder that never throws
+ */
+export function jsonDecoder<T = unknown>(options: JsonDecoderOptions<T> = {}): Decoder<T> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  const schema = options.schema;
+  return (bytes) => {
+    if (bytes === null) return { ok: false, reason: "empty message (null value)" };
+    if (bytes.byteLength > maxBytes) return { ok: false, reason: `oversized: ${bytes.byteLength} bytes > limit ${maxBytes}` };
+    const text = decodeUtf8(bytes);
+    if (!text.ok) return text;
+    const parsed = parseJsonSafely(text.value);
+    if (!parsed.ok) return parsed;
+    if (schema === undefined) return parsed as Decoded<T>;
+    const checked = schema.safeParse(parsed.value);
+    return checked.success ? { ok: true, value: checked.data } : { ok: false, reason: schemaReason(checked.error) };
+  };
+}
+
+/** A decoder for UTF-8 text messages, with the same size bound. */
+export function textDecoder(options: { readonly maxBytes?: number } = {}): Decoder<string> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  return (bytes) => {
+    if (bytes === null) return { ok: false, reason: "empty message (null value)" };
+    if (bytes.byteLength > maxBytes) return { ok: false, reason: `oversized: ${bytes.byteLength} bytes > limit ${maxBytes}` };
+    return decodeUtf8(bytes);
+  };
+}
+
+/** What a dead letter from a source carries: where the bytes came from and a bounded preview of them. */
+export interface SourceDeadLetter {
+  readonly source: string;
+  readonly split: string;
+  readonly position: number | string;
+  readonly size: number;
+  /** The first bytes, decoded leniently (invalid sequences become U+FFFD). */
+  readonly preview: string;
+}
+
+const lenient = new TextDecoder("utf-8");
+
+/** Builds the dead-letter value of a bad message; the preview is bounded so a huge message is not kept. */
+export function deadLetterOf(source: string, split: string, position: number | string, bytes: Uint8Array | null, previewBytes = 256): SourceDeadLetter {
+  const size = bytes?.byteLength ?? 0;
+  const preview = bytes === null ? "" : lenient.decode(bytes.subarray(0, previewBytes));
+  return { source, split, position, size, preview };
+}

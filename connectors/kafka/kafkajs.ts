@@ -1,0 +1,261 @@
+/**
+ * The {@link KafkaClient} on kafkajs 2.2.4 (pinned: the transactional producer below uses its internal
+ * modules, which no longer change).
+ *
+ * Why internals: a pre-committed transaction must be committable by a *later* process after a crash
+ * (Flink's "resume transaction"). kafkajs neither exposes the producer id and epoch of a transaction nor
+ * lets anyone but the producer send EndTxn, and it lacks KIP-447. So the transactional producer is put
+ * together from kafkajs' own parts (cluster, EOS manager, message producer), which exposes the id and epoch
+ * for the handle, and `endTransaction` sends EndTxn for a handle to the transaction coordinator directly.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createRequire } from "node:module";
+import { type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message } from "kafkajs";
+import type {
+  BatchHandler,
+  ConsumerOptions,
+  EndTransactionResult,
+  KafkaClient,
+  KafkaConsumer,
+  KafkaTransactionalProducer,
+  PartitionOffset,
+  ProducerRecord,
+  TransactionalProducerOptions,
+  TransactionHandle,
+} from "./client.ts";
+
+const require = createRequire(import.meta.url);
+
+// kafkajs internals (CommonJS). Typed loosely here and nowhere else.
+interface EosManager {
+  initProducerId(): Promise<void>;
+  beginTransaction(): void;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+  isInTransaction(): boolean;
+  getProducerId(): string;
+  getProducerEpoch(): number;
+}
+interface Broker {
+  endTxn(request: { transactionalId: string; producerId: string; producerEpoch: number; transactionResult: boolean }): Promise<unknown>;
+}
+interface Cluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  refreshMetadataIfNecessary(): Promise<void>;
+  findGroupCoordinator(request: { groupId: string; coordinatorType: number }): Promise<Broker>;
+  retry: unknown;
+}
+type CreateCluster = (o: { allowAutoTopicCreation?: boolean; instrumentationEmitter?: unknown; maxInFlightRequests?: number | null }) => Cluster;
+type SendBatch = (r: { acks: number; topicMessages: { topic: string; messages: Message[] }[] }) => Promise<unknown>;
+
+const createEosManager = require("kafkajs/src/producer/eosManager/index.js") as (o: Record<string, unknown>) => EosManager;
+const createMessageProducer = require("kafkajs/src/producer/messageProducer.js") as (o: Record<string, unknown>) => { sendBatch: SendBatch };
+const createRetry = require("kafkajs/src/retry/index.js") as (o: unknown) => unknown;
+const { DefaultPartitioner } = require("kafkajs/src/producer/partitioners/index.js") as { DefaultPartitioner: () => unknown };
+const InstrumentationEmitter = require("kafkajs/src/instrumentation/emitter.js") as new () => unknown;
+const TRANSACTION_COORDINATOR = 1;
+
+/** Protocol errors that mean "this transaction was already finished or superseded". */
+const ALREADY_ENDED = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"]);
+const RETRIABLE = new Set(["CONCURRENT_TRANSACTIONS", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"]);
+
+/** Options of {@link kafkajsClient}. */
+export interface KafkajsClientOptions {
+  readonly brokers: readonly string[];
+  readonly clientId?: string;
+  /** kafkajs log level. Default "nothing": failures reach Gress as errors, retried protocol errors are noise. */
+  readonly logLevel?: "nothing" | "error" | "warn" | "info" | "debug";
+}
+
+const levels = { nothing: logLevel.NOTHING, error: logLevel.ERROR, warn: logLevel.WARN, info: logLevel.INFO, debug: logLevel.DEBUG };
+
+function toBuffer(v: Uint8Array | string | null): Buffer | string | null {
+  if (v === null || typeof v === "string" || Buffer.isBuffer(v)) return v;
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function toMessage(r: ProducerRecord): Message {
+  const m: Message = { key: toBuffer(r.key), value: toBuffer(r.value) };
+  if (r.partition !== undefined) m.partition = r.partition;
+  if (r.timestamp !== undefined) m.timestamp = String(r.timestamp);
+  return m;
+}
+
+function errorType(e: unknown): string | undefined {
+  return typeof e === "object" && e !== null && typeof (e as { type?: unknown }).type === "string" ? (e as { type: string }).type : undefined;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A {@link KafkaClient} backed by kafkajs. */
+export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
+  const kafka = new Kafka({
+    brokers: [...options.brokers],
+    clientId: options.clientId ?? "gress",
+    logLevel: levels[options.logLevel ?? "nothing"],
+  });
+  const createClusterSymbol = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster");
+  if (createClusterSymbol === undefined) throw new Error("kafkajs internals changed: no createCluster (Gress needs kafkajs 2.2.4)");
+  const createCluster = (kafka as unknown as Record<symbol, CreateCluster>)[createClusterSymbol] as CreateCluster;
+  const rootLogger = (kafka as unknown as { logger(): { namespace(n: string): unknown } }).logger();
+  let admin: ReturnType<Kafka["admin"]> | undefined;
+  const adminReady = async (): Promise<ReturnType<Kafka["admin"]>> => {
+    if (admin === undefined) {
+      admin = kafka.admin();
+      await admin.connect();
+    }
+    return admin;
+  };
+
+  return {
+    consumer: (o) => consumer(kafka, o),
+    transactionalProducer: (o) => transactionalProducer(createCluster, rootLogger, o),
+    async endTransaction(handle: TransactionHandle, commit: boolean): Promise<EndTransactionResult> {
+      const cluster = createCluster({ instrumentationEmitter: new InstrumentationEmitter() });
+      await cluster.connect();
+      try {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await cluster.refreshMetadataIfNecessary();
+            const broker = await cluster.findGroupCoordinator({ groupId: handle.transactionalId, coordinatorType: TRANSACTION_COORDINATOR });
+            await broker.endTxn({ ...handle, transactionResult: commit });
+            return "ended";
+          } catch (e) {
+            const type = errorType(e);
+            if (type !== undefined && ALREADY_ENDED.has(type)) return "already-ended";
+            if (type !== undefined && RETRIABLE.has(type) && attempt < 50) {
+              await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)));
+              continue;
+            }
+            throw e;
+          }
+        }
+      } finally {
+        await cluster.disconnect();
+      }
+    },
+    async endOffsets(topic) {
+      const a = await adminReady();
+      const offsets = await a.fetchTopicOffsets(topic);
+      return new Map(offsets.map((o) => [o.partition, Number(o.high)]));
+    },
+    async createTopic(topic, partitions) {
+      const a = await adminReady();
+      await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+    },
+    async close() {
+      await admin?.disconnect();
+      admin = undefined;
+    },
+  };
+}
+
+function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
+  const c: Consumer = kafka.consumer({
+    groupId: o.groupId,
+    readUncommitted: o.readCommitted === false,
+    sessionTimeout: o.sessionTimeoutMs ?? 10_000,
+    heartbeatInterval: Math.max(500, Math.floor((o.sessionTimeoutMs ?? 10_000) / 5)),
+    rebalanceTimeout: Math.max(o.sessionTimeoutMs ?? 10_000, 10_000),
+    maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
+    maxWaitTimeInMs: 100,
+    allowAutoTopicCreation: false,
+  });
+  const advanced: ((t: PartitionOffset) => void)[] = [];
+  c.on(c.events.END_BATCH_PROCESS, (e) => {
+    const p = e.payload as { topic: string; partition: number; lastOffset: string };
+    const target = { topic: p.topic, partition: p.partition, offset: Number(p.lastOffset) + 1 };
+    for (const l of advanced) l(target);
+  });
+  return {
+    async start(handler: BatchHandler) {
+      await c.connect();
+      await c.subscribe({ topics: [...o.topics], fromBeginning: o.fromBeginning });
+      await c.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: async ({ batch, resolveOffset, isStale, isRunning }) => {
+          if (!isRunning() || isStale()) return;
+          const messages = batch.messages.map(convert);
+          const next = await handler({ topic: batch.topic, partition: batch.partition, messages });
+          // Resolve up to what the handler consumed; kafkajs fetches the rest again.
+          if (next > 0 && !isStale()) resolveOffset(String(next - 1));
+        },
+      });
+    },
+    seek(t) {
+      c.seek({ topic: t.topic, partition: t.partition, offset: String(t.offset) });
+    },
+    pause(topics) {
+      c.pause(topics.map((topic) => ({ topic })));
+    },
+    resume(topics) {
+      c.resume(topics.map((topic) => ({ topic })));
+    },
+    async commit(offsets) {
+      await c.commitOffsets(offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: String(x.offset) })));
+    },
+    onPositionAdvanced(listener) {
+      advanced.push(listener);
+    },
+    async stop() {
+      await c.disconnect();
+    },
+  };
+}
+
+function convert(m: KafkajsMessage): { offset: number; timestamp: number; key: Uint8Array | null; value: Uint8Array | null } {
+  return { offset: Number(m.offset), timestamp: Number(m.timestamp), key: m.key ?? null, value: m.value ?? null };
+}
+
+function transactionalProducer(createCluster: CreateCluster, rootLogger: { namespace(n: string): unknown }, o: TransactionalProducerOptions): KafkaTransactionalProducer {
+  const cluster = createCluster({ allowAutoTopicCreation: true, maxInFlightRequests: 1, instrumentationEmitter: new InstrumentationEmitter() });
+  const logger = rootLogger.namespace("Producer");
+  let connected = false;
+  const eos = createEosManager({
+    logger,
+    cluster,
+    transactionTimeout: o.transactionTimeoutMs ?? 60_000,
+    transactional: true,
+    transactionalId: o.transactionalId,
+  });
+  const { sendBatch } = createMessageProducer({
+    logger,
+    cluster,
+    partitioner: DefaultPartitioner(),
+    eosManager: eos,
+    idempotent: true,
+    retrier: createRetry({ ...(cluster.retry as object), retries: Number.MAX_SAFE_INTEGER }),
+    getConnectionStatus: () => (connected ? "connected" : "disconnected"),
+  });
+  return {
+    async connect() {
+      await cluster.connect();
+      connected = true;
+      // InitProducerId: bumps the epoch, fencing older producers, and aborts what they left open.
+      await eos.initProducerId();
+    },
+    async begin(newEpoch) {
+      if (newEpoch) await eos.initProducerId();
+      eos.beginTransaction();
+    },
+    get inTransaction() {
+      return eos.isInTransaction();
+    },
+    async send(topic, records) {
+      await sendBatch({ acks: -1, topicMessages: [{ topic, messages: records.map(toMessage) }] });
+    },
+    handle() {
+      return { transactionalId: o.transactionalId, producerId: String(eos.getProducerId()), producerEpoch: eos.getProducerEpoch() };
+    },
+    commit: () => eos.commit(),
+    abort: () => eos.abort(),
+    async disconnect() {
+      connected = false;
+      await cluster.disconnect();
+    },
+  };
+}

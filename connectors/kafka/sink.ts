@@ -1,0 +1,250 @@
+/**
+ * The Kafka sink: an idempotent, transactional producer with one transaction per checkpoint.
+ *
+ * - `write` adds a record to the current batch; batches are sent inside the open transaction, and the write's
+ *   promise resolves once its batch is acknowledged by the brokers (so pressure flows back to the job).
+ * - `preCommit(id)` seals the open transaction and returns its handle `{ transactionalId, producerId,
+ *   producerEpoch }` — the checkpoint stores it. Records written after it are held until the sealed
+ *   transaction is committed (a producer has one open transaction at a time).
+ * - `commit(id, handle)` commits: directly when this producer sealed it, else (recovery in a new process) by
+ *   sending EndTxn for the handle to the transaction coordinator. Idempotent. Every transaction starts under
+ *   a new producer epoch, so a handle names exactly one transaction: a repeated EndTxn for an old handle is
+ *   fenced ("already-ended") instead of ending whatever transaction is open now.
+ * - The transactional id is static per job and sink (`transactionalId`, default `gress-<sink name>`), since
+ *   kafkajs lacks KIP-447. `open()` initialises the producer id, which fences the previous incarnation and
+ *   aborts the transaction it left open — so leftovers never block read_committed readers for long. Recovery
+ *   commits the checkpointed transaction *before* `open()`, so that one survives.
+ *
+ * Without checkpoints (`semantic: "at-least-once"`, or a bounded job without checkpoints), each batch is
+ * committed on its own, or what is open is committed by `flush()` at the end of the input.
+ * @module
+ */
+import { z } from "zod";
+import { validate } from "../../lib/config.ts";
+import { SinkError } from "../../lib/errors.ts";
+import type { Sink } from "../../lib/sink.ts";
+import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
+import { kafkajsClient } from "./kafkajs.ts";
+
+/** Options of {@link kafkaSink}. */
+export interface KafkaSinkOptions<T> {
+  /** Sink name, unique in the job. */
+  readonly name: string;
+  readonly brokers?: readonly string[];
+  readonly client?: KafkaClient;
+  readonly topic: string;
+  /** Message value. Default: JSON text of the value. */
+  readonly serialize?: (value: T) => Uint8Array | string | null;
+  /** Message key (decides the partition). Default: none. */
+  readonly key?: (value: T) => Uint8Array | string | null;
+  /** Static transactional id; one per job and sink. Default `gress-<name>`. */
+  readonly transactionalId?: string;
+  /** "exactly-once" (default): one transaction per checkpoint. "at-least-once": commit every batch. */
+  readonly semantic?: "exactly-once" | "at-least-once";
+  /** Most records per produce request. Default 2000. */
+  readonly batchSize?: number;
+  /** The broker aborts a transaction open longer than this. Default 60 000. */
+  readonly transactionTimeoutMs?: number;
+}
+
+/** The handle a Kafka sink stores in a checkpoint. `empty` when the checkpoint had no records. */
+export interface KafkaSinkHandle extends TransactionHandle {
+  readonly empty: boolean;
+}
+
+const optionsSchema = z.strictObject({
+  name: z.string().min(1),
+  brokers: z.array(z.string().min(1)).min(1).optional(),
+  client: z.custom<KafkaClient>((c) => typeof (c as KafkaClient)?.transactionalProducer === "function", "a KafkaClient").optional(),
+  topic: z.string().min(1),
+  serialize: z.function().optional(),
+  key: z.function().optional(),
+  transactionalId: z.string().min(1).optional(),
+  semantic: z.enum(["exactly-once", "at-least-once"]).optional(),
+  batchSize: z.number().int().positive().optional(),
+  transactionTimeoutMs: z.number().int().positive().optional(),
+});
+
+interface Pending {
+  readonly records: ProducerRecord[];
+  readonly done: Promise<void>;
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
+function isHandle(h: unknown): h is KafkaSinkHandle {
+  const x = h as KafkaSinkHandle;
+  return typeof x === "object" && x !== null && typeof x.transactionalId === "string" && typeof x.producerId === "string" && typeof x.producerEpoch === "number";
+}
+
+/**
+ * A transactional Kafka sink.
+ *
+ * @example
+ * ```ts
+ * surges.sinkTo(kafkaSink({ name: "surge-out", brokers: ["127.0.0.1:9092"], topic: "surge", key: (s) => s.zone }));
+ * ```
+ * @param options topic, serialisation, transactional id
+ * @returns a sink with two-phase commit
+ */
+export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
+  const o = validate(optionsSchema, options, "kafkaSink");
+  const name = o.name;
+  const transactionalId = o.transactionalId ?? `gress-${name}`;
+  const batchSize = o.batchSize ?? 2000;
+  const atLeastOnce = o.semantic === "at-least-once";
+  const serialize = options.serialize ?? ((v: T) => JSON.stringify(v) ?? null);
+  const keyOf = options.key;
+  const ownClient = options.client === undefined;
+  let client: KafkaClient | undefined = options.client;
+  let producer: KafkaTransactionalProducer | undefined;
+  /** Serialises every use of the producer. */
+  let chain: Promise<void> = Promise.resolve();
+  let batch: Pending | undefined;
+  let scheduled = false;
+  /** The sealed (pre-committed) transaction and the gate that holds new sends until it is finished. */
+  let sealed: { id: number; handle: KafkaSinkHandle; release: () => void } | undefined;
+  let gate: Promise<void> = Promise.resolve();
+  let sentInTxn = 0;
+  let closed = false;
+  /** The producer epoch has had a transaction already. */
+  let usedEpoch = false;
+
+  const getClient = (): KafkaClient => {
+    if (client === undefined) {
+      if (o.brokers === undefined) throw new SinkError(`kafka sink "${name}": give brokers or a client`);
+      client = kafkajsClient({ brokers: o.brokers, clientId: `gress-${name}` });
+    }
+    return client;
+  };
+  const run = (op: () => Promise<void>): Promise<void> => {
+    const p = chain.then(op);
+    chain = p.catch(() => undefined);
+    return p;
+  };
+  const sendBatch = (b: Pending): void => {
+    void run(async () => {
+      await gate;
+      const p = producer;
+      if (p === undefined || closed) throw new SinkError(`kafka sink "${name}" is not open`);
+      if (!p.inTransaction) {
+        // Each checkpoint's transaction gets its own epoch (see begin): recovery may send EndTxn for the
+        // handle of an earlier, already committed checkpoint, and that must not end this one.
+        await p.begin(!atLeastOnce && usedEpoch);
+        usedEpoch = true;
+      }
+      await p.send(o.topic, b.records);
+      sentInTxn += b.records.length;
+      if (atLeastOnce) {
+        await p.commit();
+        sentInTxn = 0;
+      }
+    }).then(b.resolve, (err: unknown) => {
+      // The job fails on this error and will not call close(): disconnect now (without aborting: a
+      // sealed transaction may still be committed by recovery).
+      const p = producer;
+      producer = undefined;
+      void p?.disconnect().catch(() => undefined);
+      b.reject(err);
+    });
+  };
+  const flushBatch = (): void => {
+    scheduled = false;
+    const b = batch;
+    batch = undefined;
+    if (b !== undefined) sendBatch(b);
+  };
+
+  /** Commits or aborts a pre-committed transaction: our own sealed one directly, else by its handle. */
+  const finish = async (checkpointId: number, handle: KafkaSinkHandle, commit: boolean): Promise<void> => {
+    if (handle.empty) return;
+    const s = sealed;
+    const p = producer;
+    if (s !== undefined && s.id === checkpointId && p !== undefined) {
+      await (commit ? p.commit() : p.abort());
+      sealed = undefined;
+      s.release();
+      return;
+    }
+    // Recovery: the transaction belongs to an earlier incarnation of this sink.
+    await getClient().endTransaction(handle, commit);
+  };
+
+  return {
+    name,
+    async open() {
+      producer = getClient().transactionalProducer({
+        transactionalId,
+        ...(o.transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs: o.transactionTimeoutMs }),
+      });
+      await producer.connect();
+    },
+    write(value) {
+      if (batch === undefined) {
+        let resolve!: () => void;
+        let reject!: (e: unknown) => void;
+        const done = new Promise<void>((res, rej) => {
+          resolve = res;
+          reject = rej;
+        });
+        batch = { records: [], done, resolve, reject };
+      }
+      const b = batch;
+      b.records.push({ key: keyOf ? keyOf(value) : null, value: serialize(value) });
+      if (b.records.length >= batchSize) flushBatch();
+      else if (!scheduled) {
+        // Everything written in this turn of the event loop goes into one produce request.
+        scheduled = true;
+        queueMicrotask(flushBatch);
+      }
+      return b.done;
+    },
+    preCommit(checkpointId) {
+      flushBatch();
+      return run(async () => {
+        await gate;
+        const p = producer;
+        if (p === undefined) throw new SinkError(`kafka sink "${name}" is not open`);
+        const empty = !p.inTransaction || sentInTxn === 0;
+        const handle: KafkaSinkHandle = { ...p.handle(), empty };
+        if (empty) return;
+        let release!: () => void;
+        gate = new Promise<void>((r) => (release = r));
+        sealed = { id: checkpointId, handle, release };
+        sentInTxn = 0;
+      }).then(() => (sealed?.id === checkpointId ? sealed.handle : { ...(producer as KafkaTransactionalProducer).handle(), empty: true }));
+    },
+    async commit(checkpointId, handle) {
+      if (!isHandle(handle)) throw new SinkError(`kafka sink "${name}": checkpoint ${checkpointId} has no valid transaction handle`);
+      await finish(checkpointId, handle, true);
+    },
+    async abort(checkpointId, handle) {
+      if (isHandle(handle)) await finish(checkpointId, handle, false);
+    },
+    async flush() {
+      flushBatch();
+      // The end of a bounded input without checkpoints: commit what is open. With checkpoints the final
+      // checkpoint has committed everything already and nothing is open here.
+      await run(async () => {
+        await gate;
+        const p = producer;
+        if (p?.inTransaction === true && sentInTxn > 0) {
+          await p.commit();
+          sentInTxn = 0;
+        }
+      });
+    },
+    async close() {
+      // Held writes (after a pre-commit that was never committed) fail instead of waiting forever.
+      closed = true;
+      sealed?.release();
+      await chain;
+      const p = producer;
+      producer = undefined;
+      // An open, unsealed transaction is abandoned work; abort it so read_committed readers move on.
+      if (p?.inTransaction === true && sealed === undefined) await p.abort().catch(() => undefined);
+      await p?.disconnect();
+      if (ownClient) await client?.close();
+    },
+  };
+}

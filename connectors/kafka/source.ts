@@ -1,0 +1,251 @@
+/**
+ * The Kafka source: a consumer group member whose splits are the partitions it is assigned. Each record is
+ * emitted with `split = "<topic>-<partition>"`, so `withTimestamps` keeps one watermark per partition and
+ * merges them by minimum. The record's timestamp is the Kafka message timestamp.
+ *
+ * Positions are `{ "<topic>-<partition>": nextOffset }`. They go into the checkpoint; `open(ctx, from)` seeks
+ * to them on recovery, and `ack(positions)` commits them to the group only after the checkpoint is durable
+ * (for monitoring and lag tools; recovery never trusts the group's offsets over the checkpoint's).
+ *
+ * Flow control: `pause()` pauses fetching (consumer.pause); a batch in progress stops at the next message,
+ * and the rest is fetched again after `resume()`. A token bucket (`rateLimit`) bounds the rate.
+ * Bad bytes (see connectors/ingest) go to the dead-letter output with the reason; they are counted and the
+ * job goes on.
+ * @module
+ */
+import { z } from "zod";
+import type { CancelTimer } from "../../lib/clock.ts";
+import { validate } from "../../lib/config.ts";
+import { SourceError } from "../../lib/errors.ts";
+import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import { type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
+import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
+import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
+import { kafkajsClient } from "./kafkajs.ts";
+
+/** Options of {@link kafkaSource}. */
+export interface KafkaSourceOptions<T> {
+  /** Source name, unique in the job (metrics, checkpoints). */
+  readonly name: string;
+  /** Broker addresses, e.g. ["127.0.0.1:9092"]; or give `client`. */
+  readonly brokers?: readonly string[];
+  /** A client to use instead of a kafkajs one made from `brokers`. */
+  readonly client?: KafkaClient;
+  readonly topics: readonly string[];
+  readonly groupId: string;
+  /** Turns message bytes into a value. Default: JSON (see `jsonDecoder`). */
+  readonly decode?: Decoder<T>;
+  /** Where a partition with no checkpointed or committed position starts. Default "earliest". */
+  readonly startFrom?: "earliest" | "latest";
+  /** Read up to the end offsets seen at open, then end the input (a bounded source). Default false. */
+  readonly bounded?: boolean;
+  /** Per-source ingestion rate limit. */
+  readonly rateLimit?: TokenBucketOptions;
+  /** Only committed transactional data (read_committed). Default true. */
+  readonly readCommitted?: boolean;
+  /** Group session timeout. A restarted job rejoins faster with a short one. Default 10 000. */
+  readonly sessionTimeoutMs?: number;
+  /** Commit checkpointed offsets to the group in ack(). Default true. */
+  readonly commitOffsets?: boolean;
+}
+
+const optionsSchema = z.strictObject({
+  name: z.string().min(1),
+  brokers: z.array(z.string().min(1)).min(1).optional(),
+  client: z.custom<KafkaClient>((c) => typeof (c as KafkaClient)?.consumer === "function", "a KafkaClient").optional(),
+  topics: z.array(z.string().min(1)).min(1),
+  groupId: z.string().min(1),
+  decode: z.function().optional(),
+  startFrom: z.enum(["earliest", "latest"]).optional(),
+  bounded: z.boolean().optional(),
+  rateLimit: z.strictObject({ ratePerSecond: z.number().positive(), burst: z.number().min(1).optional() }).optional(),
+  readCommitted: z.boolean().optional(),
+  sessionTimeoutMs: z.number().int().min(1000).optional(),
+  commitOffsets: z.boolean().optional(),
+});
+
+/** The split name of a partition. */
+export function splitOf(topic: string, partition: number): string {
+  return `${topic}-${partition}`;
+}
+
+/** Parses a split name back into topic and partition (topics may contain '-', partitions may not). */
+export function parseSplit(split: string): { topic: string; partition: number } | undefined {
+  const i = split.lastIndexOf("-");
+  const partition = Number(split.slice(i + 1));
+  return i <= 0 || !Number.isInteger(partition) || partition < 0 ? undefined : { topic: split.slice(0, i), partition };
+}
+
+/**
+ * A Kafka source.
+ *
+ * @example
+ * ```ts
+ * const rides = job.source(kafkaSource({ name: "rides", brokers: ["127.0.0.1:9092"], topics: ["rides"], groupId: "surge", decode: jsonDecoder({ schema: Ride }) }));
+ * ```
+ * @param options topics, group, decoding, limits
+ * @returns a replayable source
+ */
+export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source<T> {
+  const o = validate(optionsSchema, options, "kafkaSource");
+  const name = o.name;
+  const decode: Decoder<T> = options.decode ?? (jsonDecoder() as Decoder<T>);
+  const ownClient = options.client === undefined;
+  let client: KafkaClient | undefined = options.client;
+  let consumer: KafkaConsumer | undefined;
+  let ctxRef: SourceContext<T> | undefined;
+  let bucket: TokenBucket | undefined;
+  let paused = false;
+  let closed = false;
+  let finished = false;
+  let sought = false;
+  let wake: (() => void) | undefined;
+  let sleepTimer: CancelTimer | undefined;
+  /** Next offset per split: everything before it was emitted (or dead-lettered). */
+  const next = new Map<string, number>();
+  /** End offsets of a bounded source. */
+  let ends: Map<string, number> | undefined;
+  /** Splits whose last batch the handler stopped early (so a batch-end event must not advance them). */
+  const stoppedEarly = new Set<string>();
+
+  const checkEnd = (): void => {
+    if (ends === undefined || finished || closed) return;
+    for (const [split, end] of ends) if ((next.get(split) ?? 0) < end) return;
+    finished = true;
+    ctxRef?.end();
+  };
+
+  const wait = (ms: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const clock = ctxRef?.clock;
+      wake = resolve;
+      if (clock === undefined) return resolve();
+      sleepTimer = clock.setTimer(clock.now() + ms, resolve);
+    });
+
+  const handle = async (batch: KafkaBatch): Promise<number> => {
+    const ctx = ctxRef;
+    const split = splitOf(batch.topic, batch.partition);
+    const messages = batch.messages;
+    const first = messages[0];
+    // Until the checkpointed positions are sought, a batch may come from the group's offsets: take nothing.
+    if (ctx === undefined || first === undefined || !sought) return first?.offset ?? 0;
+    stoppedEarly.delete(split);
+    let position = next.get(split);
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as (typeof messages)[number];
+      // A fetch that started before the seek to the checkpointed position took effect: skip what came before.
+      if (position !== undefined && m.offset < position) continue;
+      if (closed || finished || paused || ctx.paused) {
+        stoppedEarly.add(split);
+        return m.offset;
+      }
+      if (bucket !== undefined) {
+        const delay = bucket.delayFor(1);
+        if (delay > 0) {
+          await wait(delay);
+          if (closed || paused || ctx.paused) {
+            stoppedEarly.add(split);
+            return m.offset;
+          }
+        }
+        bucket.take(1);
+      }
+      const decoded = decode(m.value);
+      // The position moves before the emit: a checkpoint triggered by the emit's side effects sees it.
+      position = m.offset + 1;
+      next.set(split, position);
+      if (decoded.ok) ctx.emit(decoded.value, m.timestamp, split);
+      else ctx.deadLetter(deadLetterOf(name, split, m.offset, m.value), decoded.reason);
+    }
+    checkEnd();
+    return (messages[messages.length - 1] as (typeof messages)[number]).offset + 1;
+  };
+
+  return {
+    name,
+    async open(ctx, from) {
+      ctxRef = ctx;
+      if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+      if (client === undefined) {
+        if (o.brokers === undefined) throw new SourceError(`kafka source "${name}": give brokers or a client`);
+        client = kafkajsClient({ brokers: o.brokers, clientId: `gress-${name}` });
+      }
+      const seeks: PartitionOffset[] = [];
+      for (const [split, offset] of Object.entries(from ?? {})) {
+        const tp = parseSplit(split);
+        if (tp === undefined || typeof offset !== "number" || !Number.isInteger(offset) || offset < 0) {
+          throw new SourceError(`kafka source "${name}": bad checkpointed position ${JSON.stringify(split)}: ${JSON.stringify(offset)}`);
+        }
+        next.set(split, offset);
+        seeks.push({ ...tp, offset });
+      }
+      if (o.bounded === true) {
+        ends = new Map();
+        for (const topic of o.topics) {
+          for (const [partition, end] of await client.endOffsets(topic)) ends.set(splitOf(topic, partition), end);
+        }
+        checkEnd();
+        if (finished) return;
+      }
+      consumer = client.consumer({
+        groupId: o.groupId,
+        topics: o.topics,
+        fromBeginning: (o.startFrom ?? "earliest") === "earliest",
+        ...(o.readCommitted === undefined ? {} : { readCommitted: o.readCommitted }),
+        ...(o.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: o.sessionTimeoutMs }),
+      });
+      consumer.onPositionAdvanced((t) => {
+        // Control records (transaction markers) move the fetch position without a message; for a bounded
+        // source that is how the end of a partition that ends in a marker is reached.
+        const split = splitOf(t.topic, t.partition);
+        if (ends === undefined || stoppedEarly.has(split)) return;
+        const end = ends.get(split);
+        if (end !== undefined && t.offset >= end && (next.get(split) ?? 0) < t.offset) {
+          next.set(split, t.offset);
+          checkEnd();
+        }
+      });
+      try {
+        await consumer.start(handle);
+        for (const s of seeks) consumer.seek(s);
+        sought = true;
+        if (paused) consumer.pause(o.topics);
+      } catch (err) {
+        throw new SourceError(`kafka source "${name}" failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    },
+    pause() {
+      if (paused) return;
+      paused = true;
+      consumer?.pause(o.topics);
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      consumer?.resume(o.topics);
+    },
+    positions(): Positions {
+      return Object.fromEntries(next);
+    },
+    async ack(positions) {
+      if (o.commitOffsets === false || consumer === undefined) return;
+      const offsets: PartitionOffset[] = [];
+      for (const [split, offset] of Object.entries(positions)) {
+        const tp = parseSplit(split);
+        if (tp !== undefined && typeof offset === "number") offsets.push({ ...tp, offset });
+      }
+      // Best effort: the group's offsets are for monitoring; a rebalance in progress must not fail a checkpoint.
+      if (offsets.length > 0) await consumer.commit(offsets).catch(() => undefined);
+    },
+    async close() {
+      closed = true;
+      sleepTimer?.();
+      wake?.();
+      const c = consumer;
+      consumer = undefined;
+      await c?.stop();
+      if (ownClient) await client?.close();
+    },
+  };
+}

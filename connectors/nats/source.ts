@@ -1,0 +1,319 @@
+/**
+ * NATS sources.
+ *
+ * `natsJetStreamSource` reads a JetStream stream through a durable pull consumer with `AckPolicy.All`. Its
+ * position is the stream sequence of the last emitted message (`{ [stream]: seq }`). Messages are
+ * acknowledged (`ackAck`, which acknowledges everything up to it) only in `ack(positions)`, i.e. after the
+ * checkpoint holding that position is durable. On recovery (`open(ctx, from)`) the durable consumer is
+ * recreated to deliver from `seq + 1`, so the job replays exactly what the checkpoint did not cover;
+ * redeliveries of sequences already emitted in this run are skipped. Backpressure: the source pulls
+ * `batch` messages at a time and stops pulling while paused or while the rate limit has no tokens.
+ * Without a checkpoint, the source continues after the consumer's acknowledged floor (acks only follow
+ * durable checkpoints), or from the start of the stream for a new consumer.
+ *
+ * `natsCoreSource` subscribes to a core NATS subject: at most once (core NATS cannot replay). While the job
+ * is paused, messages wait in a bounded buffer; when it is full, further messages are dropped and counted.
+ *
+ * Messages are JSON; bad bytes (invalid UTF-8, malformed JSON, `__proto__`, oversized, schema violations)
+ * go to dead letters with the reason and the stream sequence, never crash the job.
+ * @module
+ */
+import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { Subscription } from "@nats-io/transport-node";
+import type { z } from "zod";
+import { SourceError } from "../../lib/errors.ts";
+import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import { deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
+import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
+
+/** Options shared by the NATS sources. */
+export interface NatsSourceCommon<T> {
+  readonly name: string;
+  /** Values must match this schema; others go to dead letters. */
+  readonly schema?: z.ZodType<T>;
+  /** Messages larger than this go to dead letters. Default 1 MiB. */
+  readonly maxMessageBytes?: number;
+  /** Token-bucket rate limit in messages per second. */
+  readonly rateLimit?: TokenBucketOptions;
+}
+
+/** Options of {@link natsJetStreamSource}. */
+export type NatsJetStreamSourceOptions<T> = NatsSourceCommon<T> &
+  NatsConnectOptions & {
+    /** The JetStream stream. It must exist. */
+    readonly stream: string;
+    /** Durable consumer name. Default: the source name. */
+    readonly durable?: string;
+    /** Only subjects matching this filter. */
+    readonly filterSubject?: string;
+    /** Messages per pull. Default 256. */
+    readonly batch?: number;
+    /** How long one pull waits for messages, ms (at least 1000). Default 1000. */
+    readonly expiresMs?: number;
+    /** Unacknowledged messages the server allows (must cover a checkpoint interval). Default 1 000 000. */
+    readonly maxAckPending?: number;
+    /** Ack wait before the server redelivers, ms. Default 10 minutes. */
+    readonly ackWaitMs?: number;
+    /** Event time of a message. Default: its JetStream publish time. */
+    readonly timestamp?: (value: T, msg: JsMsg) => number;
+  };
+
+/** Counts of a NATS source. */
+export interface NatsSourceCounts {
+  received: number;
+  emitted: number;
+  deadLetters: number;
+  /** Redeliveries of already emitted sequences that were skipped. */
+  skipped: number;
+  /** Core NATS only: messages dropped because the pause buffer was full. */
+  dropped: number;
+}
+
+const newCounts = (): NatsSourceCounts => ({ received: 0, emitted: 0, deadLetters: 0, skipped: 0, dropped: 0 });
+
+/** A JetStream source; `counts` are exact. */
+export interface NatsJetStreamSource<T> extends Source<T> {
+  readonly counts: NatsSourceCounts;
+}
+
+/**
+ * A replayable source over a JetStream stream (durable pull consumer).
+ * @param options connection, stream, durable, schema, batch size
+ * @returns the source
+ */
+export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOptions<T>): NatsJetStreamSource<T> {
+  const name = options.name;
+  const stream = options.stream;
+  const durable = options.durable ?? name;
+  const batch = options.batch ?? 256;
+  const expires = Math.max(1000, options.expiresMs ?? 1000);
+  const decode: Decoder<T> = jsonDecoder<T>({
+    ...(options.schema !== undefined ? { schema: options.schema } : {}),
+    ...(options.maxMessageBytes !== undefined ? { maxBytes: options.maxMessageBytes } : {}),
+  });
+  const counts = newCounts();
+  let held: HeldConnection | undefined;
+  let closed = false;
+  let paused = false;
+  let wake: (() => void) | undefined;
+  let lastSeq = 0;
+  let lastMsg: JsMsg | undefined;
+  /** Messages at positions handed to checkpoints, waiting for their ack. */
+  const toAck = new Map<number, JsMsg>();
+  let stopFetch: (() => void) | undefined;
+
+  const waitWhilePaused = async (): Promise<void> => {
+    while (paused && !closed) await new Promise<void>((r) => (wake = r));
+  };
+
+  const run = async (ctx: SourceContext<T>): Promise<void> => {
+    const nc = (held as HeldConnection).nc;
+    const js = jetstream(nc);
+    const consumer = await js.consumers.get(stream, durable);
+    const bucket = options.rateLimit !== undefined ? new TokenBucket(options.rateLimit, ctx.clock) : undefined;
+    while (!closed) {
+      await waitWhilePaused();
+      if (closed) break;
+      let max = batch;
+      if (bucket !== undefined) {
+        const wait = bucket.delayFor(1);
+        if (wait > 0) {
+          await new Promise((r) => setTimeout(r, wait));
+          continue;
+        }
+        max = Math.max(1, Math.min(batch, Math.floor(bucket.tokens)));
+        bucket.take(max);
+      }
+      const messages = await consumer.fetch({ max_messages: max, expires });
+      stopFetch = () => messages.stop();
+      for await (const m of messages) {
+        // A pause takes effect between messages: the rest of this pull (at most `batch`) waits here.
+        if (paused) await waitWhilePaused();
+        if (closed) break;
+        counts.received++;
+        if (m.seq <= lastSeq) {
+          counts.skipped++;
+          continue;
+        }
+        const d = decode(m.data);
+        if (d.ok) {
+          counts.emitted++;
+          ctx.emit(d.value, options.timestamp ? options.timestamp(d.value, m) : Number(m.info.timestampNanos / 1_000_000), stream);
+        } else {
+          counts.deadLetters++;
+          ctx.deadLetter(deadLetterOf(name, stream, m.seq, m.data), d.reason);
+        }
+        lastSeq = m.seq;
+        lastMsg = m;
+      }
+      stopFetch = undefined;
+    }
+  };
+
+  return {
+    name,
+    counts,
+    async open(ctx, from) {
+      // The job may have been under pressure before the source was subscribed.
+      paused = ctx.paused;
+      held = await holdConnection(options, name);
+      const jsm = await jetstreamManager(held.nc);
+      const config = {
+        durable_name: durable,
+        ack_policy: AckPolicy.All,
+        ack_wait: (options.ackWaitMs ?? 600_000) * 1_000_000,
+        max_ack_pending: options.maxAckPending ?? 1_000_000,
+        ...(options.filterSubject !== undefined ? { filter_subject: options.filterSubject } : {}),
+      };
+      const position = from?.[stream];
+      let start: number;
+      if (position !== undefined) {
+        if (typeof position !== "number" || !Number.isSafeInteger(position) || position < 0) {
+          throw new SourceError(`NATS source "${name}": checkpoint position of stream "${stream}" must be a sequence number, got ${JSON.stringify(position)}`);
+        }
+        start = position;
+      } else {
+        // No checkpoint: continue after what an earlier run acknowledged (acks only follow durable checkpoints).
+        const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+        start = info?.ack_floor.stream_seq ?? 0;
+      }
+      lastSeq = start;
+      // The deliver policy of a consumer cannot change, and unacknowledged deliveries would only come back
+      // after ack_wait: recreate the consumer so it delivers right after `start`, now.
+      await jsm.consumers.delete(stream, durable).catch(() => false);
+      await jsm.consumers.add(
+        stream,
+        start > 0 ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start + 1 } : { ...config, deliver_policy: DeliverPolicy.All },
+      );
+      run(ctx).catch((e: unknown) => {
+        if (!closed) ctx.fail(new SourceError(`NATS source "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+      });
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      wake?.();
+    },
+    positions(): Positions {
+      if (lastMsg !== undefined) toAck.set(lastMsg.seq, lastMsg);
+      return { [stream]: lastSeq };
+    },
+    async ack(positions) {
+      const seq = positions[stream];
+      if (typeof seq !== "number") return;
+      let target: JsMsg | undefined;
+      for (const [s, m] of toAck) {
+        if (s <= seq) {
+          if (target === undefined || s > target.seq) target = m;
+          toAck.delete(s);
+        }
+      }
+      // AckAll: acknowledging the newest covered message acknowledges every one before it.
+      if (target !== undefined) await target.ackAck();
+    },
+    async close() {
+      closed = true;
+      wake?.();
+      stopFetch?.();
+      await held?.release();
+    },
+  };
+}
+
+/** Options of {@link natsCoreSource}. */
+export type NatsCoreSourceOptions<T> = NatsSourceCommon<T> &
+  NatsConnectOptions & {
+    readonly subject: string;
+    /** Queue group, to share the subject among several jobs. */
+    readonly queue?: string;
+    /** Messages held while paused; beyond it they are dropped and counted. Default 10 000. */
+    readonly maxBuffered?: number;
+  };
+
+/** A core NATS source; `counts.dropped` counts what the pause buffer could not hold. */
+export interface NatsCoreSource<T> extends Source<T> {
+  readonly counts: NatsSourceCounts;
+}
+
+/**
+ * An at-most-once source over a core NATS subject.
+ * @param options connection, subject, schema
+ * @returns the source (no positions: it cannot replay)
+ */
+export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): NatsCoreSource<T> {
+  const maxBuffered = options.maxBuffered ?? 10_000;
+  const decode = jsonDecoder<T>({
+    ...(options.schema !== undefined ? { schema: options.schema } : {}),
+    ...(options.maxMessageBytes !== undefined ? { maxBytes: options.maxMessageBytes } : {}),
+  });
+  const counts = newCounts();
+  const buffer: { data: Uint8Array; subject: string }[] = [];
+  let held: HeldConnection | undefined;
+  let sub: Subscription | undefined;
+  let ctxRef: SourceContext<T> | undefined;
+  let bucket: TokenBucket | undefined;
+  let paused = false;
+  let n = 0;
+  const deliver = (data: Uint8Array, subject: string): void => {
+    const ctx = ctxRef as SourceContext<T>;
+    n++;
+    const d = decode(data);
+    if (d.ok) {
+      counts.emitted++;
+      ctx.emit(d.value, undefined, options.name);
+    } else {
+      counts.deadLetters++;
+      ctx.deadLetter(deadLetterOf(options.name, subject, n, data), d.reason);
+    }
+  };
+  return {
+    name: options.name,
+    counts,
+    async open(ctx) {
+      ctxRef = ctx;
+      paused = ctx.paused;
+      if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+      held = await holdConnection(options, options.name);
+      sub = held.nc.subscribe(options.subject, {
+        ...(options.queue !== undefined ? { queue: options.queue } : {}),
+        callback: (err, msg) => {
+          if (err !== null) return ctx.fail(new SourceError(`NATS source "${options.name}": ${err.message}`, { cause: err }));
+          counts.received++;
+          // Over the rate limit, a subject that cannot pause buffers like a paused job does.
+          const limited = bucket !== undefined && !bucket.tryTake(1);
+          if (paused || limited || buffer.length > 0) {
+            if (buffer.length >= maxBuffered) counts.dropped++;
+            else buffer.push({ data: msg.data, subject: msg.subject });
+            if (limited && bucket !== undefined) setTimeout(drain, bucket.delayFor(1));
+            return;
+          }
+          deliver(msg.data, msg.subject);
+        },
+      });
+      await held.nc.flush();
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      drain();
+    },
+    async close() {
+      sub?.unsubscribe();
+      await held?.release();
+    },
+  };
+  function drain(): void {
+    while (!paused && buffer.length > 0) {
+      if (bucket !== undefined && !bucket.tryTake(1)) {
+        setTimeout(drain, bucket.delayFor(1));
+        return;
+      }
+      const m = buffer.shift() as { data: Uint8Array; subject: string };
+      deliver(m.data, m.subject);
+    }
+  }
+}

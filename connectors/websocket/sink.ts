@@ -1,0 +1,127 @@
+/**
+ * WebSocket sink: a server that broadcasts results to connected clients as JSON text frames.
+ *
+ * Without `topic`, every client gets every result. With `topic`, a client gets the results whose topic it
+ * subscribed to by sending `{"subscribe":["a","b"]}` (and `{"unsubscribe":[...]}`). A client that cannot
+ * keep up — more than `maxBufferedBytes` waiting in its socket — is disconnected (close code 1013) rather
+ * than buffered without bound; the job never waits for a slow client.
+ * @module
+ */
+import type { AddressInfo } from "node:net";
+import { WebSocket, WebSocketServer } from "ws";
+import type { Sink } from "../../lib/sink.ts";
+
+/** Options of {@link websocketSink}. */
+export interface WebSocketSinkOptions<T> {
+  readonly name: string;
+  readonly host?: string;
+  /** Port; 0 (default) picks a free one, see `port` after open. */
+  readonly port?: number;
+  readonly path?: string;
+  /** The topic of a result; clients subscribe to topics. */
+  readonly topic?: (value: T) => string;
+  /** Frame text of a result. Default: JSON. */
+  readonly encode?: (value: T) => string;
+  /** Bytes a client may have waiting before it is disconnected. Default 4 MiB. */
+  readonly maxBufferedBytes?: number;
+}
+
+/** Counts of a WebSocket sink. */
+export interface WebSocketSinkCounts {
+  /** Frames sent (one per client per result). */
+  sent: number;
+  /** Clients disconnected for being too slow. */
+  slowClients: number;
+}
+
+/** A broadcasting WebSocket sink. `open()` may be called early (it is idempotent) to let clients connect. */
+export interface WebSocketSink<T> extends Sink<T> {
+  readonly port: number;
+  readonly counts: WebSocketSinkCounts;
+  /** Connected clients. */
+  readonly clients: number;
+  open(): Promise<void>;
+}
+
+/**
+ * Creates a broadcasting WebSocket sink.
+ * @param options where to listen, topics, slow-client bound
+ * @returns the sink
+ */
+export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSink<T> {
+  const maxBuffered = options.maxBufferedBytes ?? 4 << 20;
+  const encode = options.encode ?? ((v: T) => JSON.stringify(v));
+  const counts: WebSocketSinkCounts = { sent: 0, slowClients: 0 };
+  const topics = new Map<WebSocket, Set<string>>();
+  let server: WebSocketServer | undefined;
+  let opening: Promise<void> | undefined;
+  let port = 0;
+
+  const onConnection = (ws: WebSocket): void => {
+    topics.set(ws, new Set());
+    ws.on("message", (data: Buffer) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(data.toString("utf8"));
+      } catch {
+        return; // clients speak only subscribe/unsubscribe; anything else is ignored
+      }
+      const m = msg as { subscribe?: unknown; unsubscribe?: unknown };
+      const set = topics.get(ws);
+      if (set === undefined) return;
+      if (Array.isArray(m.subscribe)) for (const t of m.subscribe) if (typeof t === "string") set.add(t);
+      if (Array.isArray(m.unsubscribe)) for (const t of m.unsubscribe) if (typeof t === "string") set.delete(t);
+      ws.send(JSON.stringify({ subscribed: [...set] }));
+    });
+    ws.on("close", () => topics.delete(ws));
+    ws.on("error", () => {});
+  };
+
+  return {
+    name: options.name,
+    counts,
+    get port() {
+      return port;
+    },
+    get clients() {
+      return topics.size;
+    },
+    open() {
+      opening ??= new Promise<void>((resolve, reject) => {
+        const s = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, ...(options.path !== undefined ? { path: options.path } : {}) });
+        server = s;
+        s.on("connection", onConnection);
+        s.once("error", reject);
+        s.once("listening", () => {
+          port = (s.address() as AddressInfo).port;
+          resolve();
+        });
+      });
+      return opening;
+    },
+    write(value) {
+      const text = encode(value);
+      const topic = options.topic?.(value);
+      for (const [ws, set] of topics) {
+        if (ws.readyState !== WebSocket.OPEN) continue;
+        if (topic !== undefined && !set.has(topic)) continue;
+        if (ws.bufferedAmount > maxBuffered) {
+          counts.slowClients++;
+          ws.close(1013, "too slow: send buffer full");
+          topics.delete(ws);
+          continue;
+        }
+        ws.send(text);
+        counts.sent++;
+      }
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        for (const ws of topics.keys()) ws.close(1001, "sink closed");
+        if (server === undefined) return resolve();
+        server.close(() => resolve());
+        for (const ws of topics.keys()) ws.terminate();
+      });
+    },
+  };
+}

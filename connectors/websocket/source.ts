@@ -1,0 +1,230 @@
+/**
+ * WebSocket source, as a server (clients connect and send) or as a client (it connects to a server and
+ * receives). Every message is appended to the durable ingest log and only then acknowledged to its sender
+ * with an ack frame (default `{"ack":n}`, `n` counting the messages of that connection from 1). The job
+ * reads the log, so the source replays from its checkpointed log position after a crash.
+ *
+ * Backpressure pauses the TCP sockets (`ws._socket.pause()`): while the job is paused, while the log backlog
+ * or the appends in flight exceed their bounds, or while the rate limit is in debt, no more frames are read,
+ * and TCP flow control reaches the senders.
+ *
+ * Bad messages (invalid UTF-8, malformed JSON, `__proto__`, schema violations) are logged like good ones and
+ * become dead letters with the reason when read back. An oversized message (over `maxMessageBytes`) is
+ * logged as a bounded preview and becomes a dead letter; over `4 × maxMessageBytes` ws closes the
+ * connection (1009) before buffering it.
+ * @module
+ */
+import type { Duplex } from "node:stream";
+import { WebSocket, WebSocketServer } from "ws";
+import type { AddressInfo } from "node:net";
+import type { z } from "zod";
+import type { Source, SourceContext } from "../../lib/source.ts";
+import { DEFAULT_MAX_BYTES, deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
+import { type LoggedEntry, LoggedSource, loggedSourceMethods } from "../ingest-log/source.ts";
+
+/** Where the source gets its messages. */
+export type WebSocketEndpoint =
+  | { readonly mode: "server"; readonly host?: string; readonly port?: number; readonly path?: string }
+  | { readonly mode: "client"; readonly url: string; readonly reconnectMs?: number };
+
+/** Options of {@link websocketSource}. */
+export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
+  readonly name: string;
+  /** Directory of the durable ingest log of this source. */
+  readonly dir: string;
+  readonly schema?: z.ZodType<T>;
+  /** Larger messages become dead letters. Default 1 MiB. */
+  readonly maxMessageBytes?: number;
+  readonly rateLimit?: TokenBucketOptions;
+  /** The ack frame for the n-th message of a connection, or false for none. Default `{"ack":n}`. */
+  readonly ackFrame?: ((n: number) => string) | false;
+  /** Event time of a record. Default: receive time. */
+  readonly timestamp?: (value: T) => number;
+  /** Entries waiting to be emitted (and appends in flight) before the sockets pause. Default 1024. */
+  readonly maxBacklog?: number;
+  readonly maxLogBytes?: number;
+  readonly fsync?: boolean;
+};
+
+/** A WebSocket source; `port` is known after open in server mode. */
+export interface WebSocketSource<T> extends Source<T> {
+  readonly port: number;
+  readonly counts: LoggedSource<T>["counts"];
+  /** Resolves once the server listens (server mode) or the first connection is open (client mode). */
+  readonly ready: Promise<void>;
+}
+
+const PREVIEW = 256;
+
+/**
+ * Creates a WebSocket source.
+ * @param options server or client endpoint, log directory, schema, limits
+ * @returns the source
+ */
+export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>): WebSocketSource<T> {
+  const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_BYTES;
+  const maxBacklog = options.maxBacklog ?? 1024;
+  const ackFrame = options.ackFrame === undefined ? (n: number) => `{"ack":${n}}` : options.ackFrame;
+  const decode: Decoder<T> = jsonDecoder<T>({ ...(options.schema !== undefined ? { schema: options.schema } : {}), maxBytes });
+  const sockets = new Set<WebSocket>();
+  let server: WebSocketServer | undefined;
+  let client: WebSocket | undefined;
+  let closing = false;
+  let bucket: TokenBucket | undefined;
+  let ctxRef: SourceContext<T> | undefined;
+  let inFlight = 0;
+  let rateHoldUntil = 0;
+  let port = 0;
+  let markReady: () => void = () => {};
+  const ready = new Promise<void>((r) => (markReady = r));
+
+  const logged: LoggedSource<T> = new LoggedSource<T>({
+    name: options.name,
+    dir: options.dir,
+    decode: (entry) => {
+      if (entry.meta.startsWith("oversized:")) {
+        const size = Number(entry.meta.slice("oversized:".length));
+        return [{ decoded: { ok: false, reason: `oversized: ${size} bytes > limit ${maxBytes}` }, raw: deadLetterOf(options.name, options.name, 0, entry.body) }];
+      }
+      return [{ decoded: decode(entry.body), raw: deadLetterOf(options.name, options.name, 0, entry.body) }];
+    },
+    ...(options.timestamp !== undefined ? { timestamp: (v: T) => (options.timestamp as (v: T) => number)(v) } : {}),
+    maxBacklog,
+    ...(options.maxLogBytes !== undefined ? { maxLogBytes: options.maxLogBytes } : {}),
+    ...(options.fsync !== undefined ? { fsync: options.fsync } : {}),
+    beforeOpen: (ctx) => {
+      ctxRef = ctx;
+      if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+    },
+    onOpen: () => start(),
+    onClose: () => stop(),
+  });
+
+  const held = (): boolean => logged.pressured || inFlight >= maxBacklog || (ctxRef?.clock.now() ?? 0) < rateHoldUntil;
+  // ws exposes its TCP socket as `_socket`; pausing it stops reading frames, and TCP flow control does the
+  // rest. Pause state is tracked here, because not every runtime's socket has isPaused().
+  const socketOf = (ws: WebSocket): Partial<Pick<Duplex, "pause" | "resume">> | undefined => (ws as unknown as { _socket?: Duplex })._socket;
+  const pausedSockets = new WeakSet<WebSocket>();
+  const applyFlow = (): void => {
+    const hold = held();
+    for (const ws of sockets) {
+      const s = socketOf(ws);
+      if (s === undefined) continue;
+      if (hold && !pausedSockets.has(ws)) {
+        pausedSockets.add(ws);
+        s.pause?.();
+      } else if (!hold && pausedSockets.has(ws)) {
+        pausedSockets.delete(ws);
+        s.resume?.();
+      }
+    }
+  };
+  logged.onPressure(applyFlow);
+
+  const attach = (ws: WebSocket): void => {
+    sockets.add(ws);
+    let n = 0;
+    ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      const bytes = toBytes(data);
+      void isBinary;
+      const seq = ++n;
+      const ctx = ctxRef as SourceContext<T>;
+      const entry: LoggedEntry =
+        bytes.byteLength > maxBytes
+          ? { receivedAt: ctx.clock.now(), meta: `oversized:${bytes.byteLength}`, body: bytes.subarray(0, PREVIEW) }
+          : { receivedAt: ctx.clock.now(), meta: "", body: bytes };
+      inFlight++;
+      if (bucket !== undefined) {
+        bucket.take(1);
+        const wait = bucket.delayFor(1);
+        if (wait > 0) {
+          rateHoldUntil = ctx.clock.now() + wait;
+          setTimeout(applyFlow, wait);
+        }
+      }
+      applyFlow();
+      logged.append([entry]).then(
+        () => {
+          inFlight--;
+          if (ackFrame !== false && ws.readyState === WebSocket.OPEN) ws.send(ackFrame(seq));
+          applyFlow();
+        },
+        (e: unknown) => {
+          inFlight--;
+          // Not durable: the sender must not consider it delivered. Close with "internal error".
+          if (ws.readyState === WebSocket.OPEN) ws.close(1011, `not durable: ${e instanceof Error ? e.message : String(e)}`.slice(0, 120));
+        },
+      );
+    });
+    ws.on("close", () => sockets.delete(ws));
+    ws.on("error", () => {});
+    applyFlow();
+  };
+
+  const start = (): Promise<void> => {
+    if (options.mode === "server") {
+      return new Promise<void>((resolve, reject) => {
+        const s = new WebSocketServer({
+          host: options.host ?? "127.0.0.1",
+          port: options.port ?? 0,
+          ...(options.path !== undefined ? { path: options.path } : {}),
+          maxPayload: maxBytes * 4,
+        });
+        server = s;
+        s.on("connection", attach);
+        s.once("error", reject);
+        s.once("listening", () => {
+          port = (s.address() as AddressInfo).port;
+          markReady();
+          resolve();
+        });
+      });
+    }
+    const connectClient = (): void => {
+      if (closing) return;
+      const ws = new WebSocket(options.url, { maxPayload: maxBytes * 4 });
+      client = ws;
+      ws.once("open", () => {
+        attach(ws);
+        markReady();
+      });
+      ws.once("close", () => {
+        if (!closing) setTimeout(connectClient, options.reconnectMs ?? 500);
+      });
+      ws.on("error", () => {});
+    };
+    connectClient();
+    return Promise.resolve();
+  };
+
+  const stop = (): Promise<void> => {
+    closing = true;
+    for (const ws of sockets) ws.terminate();
+    client?.terminate();
+    return new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  };
+
+  return {
+    name: options.name,
+    get port() {
+      return port;
+    },
+    counts: logged.counts,
+    ready,
+    ...loggedSourceMethods(logged),
+  };
+}
+
+function toBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
+  if (Array.isArray(data)) {
+    const total = data.reduce((s, b) => s + b.byteLength, 0);
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const b of data) {
+      out.set(b, at);
+      at += b.byteLength;
+    }
+    return out;
+  }
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}

@@ -1,0 +1,150 @@
+/**
+ * Helpers for the Kafka integration tests: the broker address from the environment (a missing variable
+ * fails the test with the command to run), unique topics, a plain producer, and an independent
+ * read_committed reader written directly on kafkajs (not on Gress' source) to check what a sink committed.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import process from "node:process";
+import { Kafka, logLevel } from "kafkajs";
+
+/** The brokers from GRESS_KAFKA_BROKERS, or a clear failure. */
+export function brokers(): string[] {
+  const v = process.env.GRESS_KAFKA_BROKERS;
+  if (v === undefined || v === "") {
+    throw new Error('GRESS_KAFKA_BROKERS is not set: run `scripts/services up kafka` and `eval "$(scripts/services env)"` first');
+  }
+  return v.split(",");
+}
+
+let seq = 0;
+/** A topic name no other test run uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}-${++seq}`;
+}
+
+/** A kafkajs client for test plumbing. */
+export function kafka(): Kafka {
+  return new Kafka({ brokers: brokers(), clientId: "gress-test", logLevel: logLevel.NOTHING });
+}
+
+/** Creates a topic with `partitions` partitions. */
+export async function createTopic(topic: string, partitions: number): Promise<void> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** A message to produce in a test. */
+export interface TestMessage {
+  readonly value: Uint8Array | string | null;
+  readonly key?: string;
+  readonly partition?: number;
+  readonly timestamp?: number;
+}
+
+/** Produces messages (non-transactionally, acks=all), in order, in batches. */
+export async function produce(topic: string, messages: readonly TestMessage[]): Promise<void> {
+  const producer = kafka().producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += 5000) {
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: messages.slice(i, i + 5000).map((m) => ({
+          value: m.value === null || typeof m.value === "string" ? m.value : Buffer.from(m.value),
+          ...(m.key === undefined ? {} : { key: m.key }),
+          ...(m.partition === undefined ? {} : { partition: m.partition }),
+          ...(m.timestamp === undefined ? {} : { timestamp: String(m.timestamp) }),
+        })),
+      });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+/** One message read back. */
+export interface ReadMessage {
+  readonly partition: number;
+  readonly offset: number;
+  readonly key: string | null;
+  readonly value: string;
+}
+
+/**
+ * Reads every committed message of `topic` (read_committed, a fresh group) up to the end offsets it sees at
+ * the start. A transaction left open would hold the last stable offset back, so this would time out: it
+ * fails with `timeoutMs` rather than hang.
+ */
+export async function readCommitted(topic: string, timeoutMs = 30_000): Promise<ReadMessage[]> {
+  const k = kafka();
+  const admin = k.admin();
+  await admin.connect();
+  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
+  await admin.disconnect();
+  const reached = new Map<number, number>();
+  const out: ReadMessage[] = [];
+  const done = (): boolean => [...ends].every(([p, end]) => end === 0 || (reached.get(p) ?? 0) >= end);
+  if (done()) return out;
+  const consumer = k.consumer({ groupId: uniqueName("reader"), readUncommitted: false, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`read_committed reader of ${topic} did not reach the end offsets ${JSON.stringify([...ends])} within ${timeoutMs} ms (reached ${JSON.stringify([...reached])}); a transaction left open?`)),
+        timeoutMs,
+      );
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+        const p = e.payload as { partition: number; lastOffset: string };
+        reached.set(p.partition, Math.max(reached.get(p.partition) ?? 0, Number(p.lastOffset) + 1));
+        if (done()) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      consumer
+        .run({
+          eachMessage: async ({ partition, message }) => {
+            out.push({ partition, offset: Number(message.offset), key: message.key?.toString() ?? null, value: message.value?.toString() ?? "" });
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
+}
+
+const MASK = (1n << 64n) - 1n;
+
+/** 64-bit FNV-1a of a string, as a BigInt. */
+export function hash64(s: string): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (let i = 0; i < s.length; i++) {
+    h ^= BigInt(s.charCodeAt(i));
+    h = (h * 0x100000001b3n) & MASK;
+  }
+  return h;
+}
+
+/** The set digest (count, Σh, Σh²) mod 2^64 of a multiset of strings: equal multisets, equal digests. */
+export function setDigest(values: Iterable<string>): { count: number; sum: bigint; sumSq: bigint } {
+  let count = 0;
+  let sum = 0n;
+  let sumSq = 0n;
+  for (const v of values) {
+    const h = hash64(v);
+    count++;
+    sum = (sum + h) & MASK;
+    sumSq = (sumSq + ((h * h) & MASK)) & MASK;
+  }
+  return { count, sum, sumSq };
+}
