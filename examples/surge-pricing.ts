@@ -3,7 +3,9 @@
  * drivers) per area, then a surge multiplier per area and window.
  *
  * Run on generated rides, no services needed: `npm run demo` (or `node --import tsx examples/surge-pricing.ts`).
- * With Kafka, the same `surgePricing` function reads a rides topic and writes a surge topic (see README).
+ * With Kafka (`scripts/services up && eval "$(scripts/services env)"`), `node --import tsx examples/surge-pricing.ts
+ * --kafka` fills a rides topic, runs the same pipeline Kafka → Gress → Kafka with exactly-once checkpoints, and
+ * reads the surge topic back with a read_committed consumer.
  * @module
  */
 import {
@@ -74,4 +76,34 @@ export async function main(count = 100_000): Promise<void> {
   await job.run();
 }
 
-if (isMainModule(import.meta.url)) await main();
+/** Kafka → surge pricing → Kafka, exactly-once, on `count` generated rides written to a fresh topic. */
+export async function mainKafka(count = 60_000): Promise<void> {
+  const { kafkaSink, kafkaSource } = await import("../connectors/kafka/index.ts");
+  const { brokersFromEnv, createTopic, feedTopic, readCommitted } = await import("./support/kafka-feed.ts");
+  const { lmdbState } = await import("../lib/index.ts");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const brokers = brokersFromEnv();
+  const run = Date.now().toString(36);
+  const ridesTopic = `rides-${run}`;
+  const surgeTopic = `surge-${run}`;
+  const source = rides({ count, eventsPerSecond: 20, maxDelayMs: 4_000 });
+  await feedTopic(brokers, ridesTopic, source, count, (r) => r.area);
+  await createTopic(brokers, surgeTopic);
+  console.log(`${count} rides written to ${ridesTopic}`);
+
+  const stateDir = mkdtempSync(join(tmpdir(), "gress-surge-"));
+  const job = new Job({ name: "surge-pricing", state: lmdbState({ path: stateDir }), checkpoints: { intervalMs: 500 } });
+  surgePricing(job.source(kafkaSource<RideEvent>({ name: "rides", brokers, topics: [ridesTopic], groupId: `surge-${run}`, bounded: true })))
+    .filter((s) => s.multiplier > 1)
+    .sinkTo(kafkaSink<Surge>({ name: "surge", brokers, topic: surgeTopic, key: (s) => s.area, transactionalId: `surge-${run}` }));
+  const started = performance.now();
+  await job.run();
+  const surges = await readCommitted<Surge>(brokers, surgeTopic);
+  console.log(`job finished in ${((performance.now() - started) / 1000).toFixed(1)} s; ${surges.length} surge records on ${surgeTopic} (read_committed):`);
+  for (const s of surges.slice(0, 8)) console.log(`  ${s.windowStart} ${s.area.padEnd(8)} ${s.requests}/${s.drivers} → ×${s.multiplier}`);
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
+if (isMainModule(import.meta.url)) await (process.argv.includes("--kafka") ? mainKafka() : main());

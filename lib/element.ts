@@ -38,6 +38,15 @@ export interface EndOfStream {
   readonly kind: "end";
 }
 
+/**
+ * A source announces the splits it reads (the partitions it was assigned) before their first records, so that
+ * per-split watermarking holds the watermark back for a split that has not delivered yet, as Flink does.
+ */
+export interface SplitsAnnouncement {
+  readonly kind: "splits";
+  readonly splits: readonly string[];
+}
+
 /** A record routed to a named side output (late data, dead letters), with the reason it went there. */
 export interface SideRecord {
   readonly kind: "side";
@@ -48,10 +57,10 @@ export interface SideRecord {
 }
 
 /** Anything that flows through a stream of `T`. */
-export type Element<T> = StreamRecord<T> | Watermark | Barrier | EndOfStream | SideRecord;
+export type Element<T> = StreamRecord<T> | Watermark | Barrier | EndOfStream | SideRecord | SplitsAnnouncement;
 
 /** A non-record element, passed through by stateless operators unchanged. */
-export type ControlElement = Watermark | Barrier | EndOfStream | SideRecord;
+export type ControlElement = Watermark | Barrier | EndOfStream | SideRecord | SplitsAnnouncement;
 
 /** Builds a record. */
 export function record<T>(value: T, timestamp: number, key?: Key, split?: string): StreamRecord<T> {

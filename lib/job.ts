@@ -181,6 +181,10 @@ export class Job {
           if (metrics.emitted++ === 0) coordinator?.processing();
           subscriber.next(record(value, timestamp ?? job.clock.now(), undefined, split ?? source.name));
         },
+        announceSplits(splits) {
+          if (ended || finished || splits.length === 0) return;
+          subscriber.next({ kind: "splits", splits: [...splits] });
+        },
         deadLetter(value, reason) {
           if (ended) return;
           job.metrics.operator(`source:${source.name}`).deadLetters++;

@@ -22,6 +22,11 @@ export interface SourceContext<T> {
   emit(value: T, timestamp?: number, split?: string): void;
   /** Routes bad input to the dead-letter output with the reason, and counts it. Never throws. */
   deadLetter(value: unknown, reason: string): void;
+  /**
+   * Announces the splits this source reads before their first records arrive. Per-split watermarks then wait
+   * for every announced split (or its idleness), so the first split to deliver cannot make the others late.
+   */
+  announceSplits(splits: readonly string[]): void;
   /** Signals the end of a bounded input. */
   end(): void;
   /** Fails the job with this error. */

@@ -180,11 +180,15 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         next.set(split, offset);
         seeks.push({ ...tp, offset });
       }
+      // Every partition with data to read is announced before its first record, so that a partition fetched
+      // later is not late against one fetched first (the job is the group's only member, see above).
+      const latest = new Map<string, number>();
+      for (const topic of o.topics) {
+        for (const [partition, end] of await client.endOffsets(topic)) latest.set(splitOf(topic, partition), end);
+      }
+      ctx.announceSplits([...latest].filter(([split, end]) => end > (next.get(split) ?? 0)).map(([split]) => split));
       if (o.bounded === true) {
-        ends = new Map();
-        for (const topic of o.topics) {
-          for (const [partition, end] of await client.endOffsets(topic)) ends.set(splitOf(topic, partition), end);
-        }
+        ends = latest;
         checkEnd();
         if (finished) return;
       }

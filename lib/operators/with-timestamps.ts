@@ -89,6 +89,13 @@ export function withTimestampsElements<T>(
             if (e.timestamp === MAX_WATERMARK) emit(MAX_WATERMARK);
             return;
           }
+          if (e.kind === "splits") {
+            // An announced split holds the watermark back until it delivers or turns idle.
+            for (const split of e.splits) {
+              if (!splits.has(split)) splits.set(split, { generator: strategy.generator(), lastActive: clock.now(), seen: false });
+            }
+            return downstream.next(e);
+          }
           if (e.kind !== "record") return downstream.next(e);
           m.recordsIn++;
           let ts = e.timestamp;

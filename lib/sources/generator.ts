@@ -131,6 +131,7 @@ export class GeneratorSource<T> implements Source<T> {
     }
     this.#rateOrigin = ctx.clock.now();
     this.#rateBase = this.#next;
+    if (this.#splits > 1) ctx.announceSplits(Array.from({ length: this.#splits }, (_, i) => `${this.name}-${i}`));
     this.#pump();
   }
   pause(): void {

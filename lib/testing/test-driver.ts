@@ -80,6 +80,14 @@ export class TestDriver<I, O> {
     return this;
   }
 
+  /** Announces source splits, as a partitioned source does before their first records. */
+  announceSplits(splits: readonly string[]): this {
+    this.#throwIfFailed();
+    this.#input.next({ kind: "splits", splits: [...splits] });
+    this.#throwIfFailed();
+    return this;
+  }
+
   /** Moves the input watermark to `timestamp`: event-time timers and windows up to it fire. */
   advanceWatermark(timestamp: number): this {
     this.#throwIfFailed();

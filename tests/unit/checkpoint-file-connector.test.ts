@@ -40,6 +40,7 @@ function readSource(path: string, from: Positions | undefined, stopAfter = Numbe
           done();
         }
       },
+      announceSplits: () => {},
       deadLetter: (_v, reason) => void dead.push(reason),
       end: done,
       fail: reject,
