@@ -4,12 +4,16 @@
  * card within 10 minutes, joins each match with the card owner's profile as it was at that moment, scores the
  * risk, and prints the alerts above a threshold. Partial sequences that time out are counted too.
  *
- * Runs on generated data and ends by itself: `node --import tsx examples/fraud-detection.ts`
+ * Runs on generated data and ends by itself: `node --import tsx examples/fraud-detection.ts`.
+ * With the services (`scripts/services up && eval "$(scripts/services env)"`), `--services` reads the
+ * transactions and the profile changelog from Kafka topics and publishes the alerts to NATS JetStream, with
+ * exactly-once checkpoints: `node --import tsx examples/fraud-detection.ts --services`.
  * @module
  */
 import { isMatch, isTimeout, match, named, pattern, skip, tableJoin } from "../cep/index.ts";
-import { boundedOutOfOrderness, Job, monotonic, sinkFn } from "../lib/index.ts";
-import { type Transaction, transactions, userProfiles } from "../lib/sources/transactions.ts";
+import { boundedOutOfOrderness, Job, lmdbState, monotonic, sinkFn, type Stream } from "../lib/index.ts";
+import { isMainModule } from "../lib/runtime.ts";
+import { type Transaction, transactions, type UserProfile, userProfiles } from "../lib/sources/transactions.ts";
 
 /** An alert for one suspicious card. */
 export interface Alert {
@@ -32,12 +36,10 @@ export interface FraudStats {
   alerts: number;
 }
 
-/** Builds the job; `count` bounds the input. `alert` receives each alert. */
-export function fraudDetection(count = 30_000, alert: (a: Alert) => void = (a) => console.log(JSON.stringify(a))): { job: Job; stats: FraudStats } {
-  const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
-  const job = new Job({ name: "fraud-detection" });
-  const tx = job.source(transactions({ count, maxDelayMs: 2_000 })).withTimestamps(boundedOutOfOrderness<Transaction>(2_000));
-  const profiles = job.source(userProfiles()).withTimestamps(monotonic());
+/** The pipeline on any streams of transactions and profile changes (event time from the records). */
+export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: Stream<UserProfile>, stats: FraudStats): Stream<Alert> {
+  const tx = transactionsIn.withTimestamps(boundedOutOfOrderness<Transaction>(2_000));
+  const profiles = profilesIn.withTimestamps(monotonic<UserProfile>());
 
   const cardTesting = pattern<Transaction>()
     .begin("tests")
@@ -58,12 +60,11 @@ export function fraudDetection(count = 30_000, alert: (a: Alert) => void = (a) =
     const large = m.events.large[0]!;
     return { card: large.card, user: large.user, tests: m.events.tests.map((t) => t.amount), large };
   });
-  const enriched = tableJoin(
+  return tableJoin(
     suspicious.keyBy((s) => s.user),
     profiles.keyBy((p) => p.user),
     { mode: "left", uid: "profile-join" },
-  );
-  enriched
+  )
     .map(({ left: s, right: profile }): Alert => {
       const reasons = ["card-testing sequence"];
       let risk = 0.5;
@@ -100,17 +101,58 @@ export function fraudDetection(count = 30_000, alert: (a: Alert) => void = (a) =
       };
     })
     .filter((a) => a.risk >= RISK_THRESHOLD)
-    .sinkTo(
-      sinkFn("alerts", (a) => {
-        stats.alerts++;
-        alert(a);
-      }),
-    );
+    .tap(() => void stats.alerts++);
+}
+
+/** Builds the job on generated data; `count` bounds the input. `alert` receives each alert. */
+export function fraudDetection(count = 30_000, alert: (a: Alert) => void = (a) => console.log(JSON.stringify(a))): { job: Job; stats: FraudStats } {
+  const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
+  const job = new Job({ name: "fraud-detection" });
+  fraudPipeline(job.source(transactions({ count, maxDelayMs: 2_000 })), job.source(userProfiles()), stats).sinkTo(sinkFn("alerts", alert));
   return { job, stats };
 }
 
-// Run when executed directly (Node has no import.meta.main before 24; Bun and Deno set it).
-if ((import.meta as { main?: boolean }).main ?? process.argv[1]?.endsWith("fraud-detection.ts")) {
+/** Kafka transactions + Kafka profile changelog → pattern + join → alerts on NATS JetStream, exactly-once. */
+export async function mainServices(count = 30_000): Promise<void> {
+  const { kafkaSource } = await import("../connectors/kafka/index.ts");
+  const { natsJetStreamSink } = await import("../connectors/nats/index.ts");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const { connect } = await import("@nats-io/transport-node");
+  const { brokersFromEnv, feedTopic } = await import("./support/kafka-feed.ts");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const natsUrl = process.env.GRESS_NATS_URL;
+  if (natsUrl === undefined) throw new Error('set GRESS_NATS_URL: scripts/services up && eval "$(scripts/services env)"');
+  const brokers = brokersFromEnv();
+  const run = Date.now().toString(36);
+  const txSource = transactions({ count, maxDelayMs: 2_000 });
+  const profileSource = userProfiles();
+  await feedTopic(brokers, `transactions-${run}`, txSource, count, (t) => t.card, 3);
+  await feedTopic(brokers, `profiles-${run}`, profileSource, 400, (p) => p.user, 1);
+  const nc = await connect({ servers: natsUrl });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: `FRAUD_ALERTS_${run}`, subjects: [`fraud.alerts.${run}`] });
+
+  const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
+  const stateDir = mkdtempSync(join(tmpdir(), "gress-fraud-"));
+  const job = new Job({ name: "fraud-detection", state: lmdbState({ path: stateDir }), checkpoints: { intervalMs: 500 } });
+  const source = <T>(name: string, topic: string): Stream<T> =>
+    job.source(kafkaSource<T>({ name, brokers, topics: [topic], groupId: `fraud-${run}-${name}`, bounded: true }));
+  fraudPipeline(source<Transaction>("transactions", `transactions-${run}`), source<UserProfile>("profiles", `profiles-${run}`), stats).sinkTo(
+    natsJetStreamSink<Alert>({ name: "alerts", servers: natsUrl, subject: `fraud.alerts.${run}`, idPrefix: `fraud-${run}` }),
+  );
+  await job.run();
+  const published = (await jsm.streams.info(`FRAUD_ALERTS_${run}`)).state.messages;
+  console.log(`${count} transactions from Kafka: ${stats.matches} card-testing matches, ${stats.timeouts} timed out; ${published} alerts on NATS subject fraud.alerts.${run}`);
+  await jsm.streams.delete(`FRAUD_ALERTS_${run}`);
+  await nc.close();
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
+if (isMainModule(import.meta.url) && process.argv.includes("--services")) {
+  await mainServices();
+} else if (isMainModule(import.meta.url)) {
   const started = Date.now();
   const { job, stats } = fraudDetection(30_000, (a) => {
     console.log(`ALERT ${a.at} ${a.card} (${a.user}) ${a.amount.toFixed(2)} ${a.country} risk=${a.risk} tests=[${a.tests.join(", ")}] ${a.reasons.join("; ")}`);
