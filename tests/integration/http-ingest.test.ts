@@ -1,25 +1,17 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { readdir, readFile, } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { z } from "zod";
 import { httpSource, webhookSink } from "../../connectors/http/index.ts";
 import { Job } from "../../lib/job.ts";
 import type { Positions } from "../../lib/source.ts";
 import { capture } from "./http-ws-nats-capture.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "gress-http-"));
-  dirs.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-http-");
 
 const Click = z.object({ user: z.string(), n: z.number() });
 type Click = z.infer<typeof Click>;

@@ -8,6 +8,7 @@ import process from "node:process";
 import { natsJetStreamSink, natsJetStreamSource } from "../../connectors/nats/index.ts";
 import { Job } from "../../lib/job.ts";
 import { lmdbState } from "../../lib/state/lmdb.ts";
+import { sequencePerKey } from "../support/sequence.ts";
 
 interface Config {
   readonly url: string;
@@ -37,13 +38,6 @@ job
     process.stdout.write("running\n");
   })
   .keyBy((e) => e.key)
-  .process<{ key: string; seq: number; i: number }>({
-    processElement(e, ctx) {
-      const n = ctx.state.value<number>("n");
-      const seq = (n.value() ?? 0) + 1;
-      n.update(seq);
-      ctx.emit({ key: e.key, seq, i: e.i });
-    },
-  })
+  .process(sequencePerKey())
   .sinkTo(natsJetStreamSink({ name: "out", servers: cfg.url, subject: cfg.outSubject }));
 await job.run();

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { WebSocket, WebSocketServer } from "ws";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
@@ -10,16 +9,9 @@ import { websocketSink, websocketSource } from "../../connectors/websocket/index
 import { Job } from "../../lib/job.ts";
 import type { Positions } from "../../lib/source.ts";
 import { capture } from "./http-ws-nats-capture.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "gress-ws-"));
-  dirs.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-ws-");
 
 const Msg = z.object({ id: z.number() });
 type Msg = z.infer<typeof Msg>;

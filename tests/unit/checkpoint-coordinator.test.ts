@@ -4,24 +4,16 @@
  * errors for configurations that cannot be checkpointed. (Process crashes are in tests/crash/.)
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { fileSink, readCommitted } from "../../connectors/file/index.ts";
 import { latestCheckpoint } from "../../lib/checkpoint/storage.ts";
 import { generator, isGressError, Job, type Positions, type Sink, type Source } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { tempDirs } from "../support/temp.ts";
+import { sequencePerKey } from "../support/sequence.ts";
 
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), "gress-cp-"));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-cp-");
 const lmdb = (path: string): LmdbStateBackend => new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, durability: "process" });
 
 interface Ev {
@@ -36,14 +28,7 @@ function countingJob(job: Job, source: Source<Ev>, sink: Sink<{ key: string; seq
   job
     .source(source)
     .keyBy((e) => e.key)
-    .process<{ key: string; seq: number; i: number }>({
-      processElement(e, ctx) {
-        const n = ctx.state.value<number>("n");
-        const seq = (n.value() ?? 0) + 1;
-        n.update(seq);
-        ctx.emit({ key: e.key, seq, i: e.i });
-      },
-    })
+    .process(sequencePerKey())
     .sinkTo(sink);
 }
 

@@ -3,23 +3,15 @@
  * them; the transactional sink pre-commits to a temporary file and commits by atomic rename, idempotently.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type FileSinkHandle, fileSink, fileSource, readCommitted } from "../../connectors/file/index.ts";
 import { DEAD_LETTERS, isGressError, Job, type Positions, type SourceContext, SystemClock } from "../../lib/index.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), "gress-file-"));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-file-");
 
 /** Runs a file source directly; stops after `stopAfter` values and returns them with the position then. */
 function readSource(path: string, from: Positions | undefined, stopAfter = Number.POSITIVE_INFINITY, chunkBytes?: number): Promise<{ values: unknown[]; dead: string[]; position: Positions }> {

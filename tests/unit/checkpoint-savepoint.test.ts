@@ -3,25 +3,17 @@
  * into a new state directory from which the job continues exactly where the savepoint was taken.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { decodeValue, encodeValue } from "../../lib/checkpoint/codec.ts";
 import { readSavepoint, SAVEPOINT_VERSION, writeSavepoint } from "../../lib/checkpoint/savepoint.ts";
 import { generator, isGressError, Job, type Sink } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), "gress-sp-"));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-sp-");
 const lmdb = (path: string): LmdbStateBackend => new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, durability: "process" });
 
 interface Out {

@@ -1,21 +1,13 @@
 import assert from "node:assert/strict";
-import { appendFile, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { appendFile, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { comparePositions, crc32, IngestLog, type LogEntry } from "../../connectors/ingest-log/index.ts";
+import { tempDirs } from "../support/temp.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), "gress-ingest-log-"));
-  dirs.push(d);
-  return d;
-}
-after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-ingest-log-");
 async function collect(it: AsyncIterable<LogEntry>): Promise<string[]> {
   const out: string[] = [];
   for await (const e of it) out.push(dec.decode(e.payload));

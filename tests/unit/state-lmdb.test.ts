@@ -3,22 +3,12 @@
  * checkpoints and only at checkpoints, incremental captures, bounded memory, and clear errors.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { isGressError, Job } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { tempDirs } from "../support/temp.ts";
 
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const d = mkdtempSync(join(tmpdir(), "gress-lmdb-"));
-  dirs.push(d);
-  return d;
-};
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("gress-lmdb-");
 const open = (path: string, extra: Partial<ConstructorParameters<typeof LmdbStateBackend>[0]> = {}): LmdbStateBackend =>
   new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, ...extra });
 const checkpoint = async (b: LmdbStateBackend): Promise<number> => {
