@@ -12,11 +12,14 @@ import { brokenSequences, type CrashOutcome, type JobConfig, runToCompletion, se
 
 const KEYED: JobConfig = { kind: "keyed-seq", count: 60_000, keys: 40, seed: 11, intervalMs: 80, ratePerSecond: 60_000 };
 const WINDOW: JobConfig = { kind: "window", count: 60_000, keys: 8, seed: 23, intervalMs: 80, ratePerSecond: 60_000 };
+const PATTERN: JobConfig = { kind: "pattern", count: 40_000, keys: 20, seed: 31, intervalMs: 80, ratePerSecond: 40_000 };
 
 function assertSameAsReference(outcome: CrashOutcome, reference: CrashOutcome, kind: JobConfig["kind"]): void {
   assert.equal(outcome.lines.length, reference.lines.length, "same number of output records");
   assert.equal(duplicates(outcome.lines), 0, "no duplicate output records");
   assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), "same set digest (count, Σh, Σh²)");
+  // Pattern results have no per-key sequence; their identity is the set of input ids they hold (the digest).
+  if (kind === "pattern") return;
   const broken =
     kind === "keyed-seq"
       ? brokenSequences(outcome.records, (r) => r.seq as number, 1, 1)
@@ -33,18 +36,29 @@ const FAILPOINTS: [title: string, plan: string[], kills: number][] = [
   ["during recovery (after a crash after flushed)", ["after-flush:2", "recovery"], 2],
 ];
 
-for (const config of [KEYED, WINDOW]) {
-  describe(`exactly-once after SIGKILL: ${config.kind === "keyed-seq" ? "keyed state with per-key sequence numbers" : "tumbling window count and sum"}`, () => {
+const TITLES: Record<JobConfig["kind"], string> = {
+  "keyed-seq": "keyed state with per-key sequence numbers",
+  window: "tumbling window count and sum",
+  pattern: "CEP matches and timeouts (A → B → C within 400 ms)",
+};
+
+for (const config of [KEYED, WINDOW, PATTERN]) {
+  describe(`exactly-once after SIGKILL: ${TITLES[config.kind]}`, () => {
     let reference: CrashOutcome;
     before(async () => {
       reference = await runToCompletion(config);
     });
 
-    it("the failure-free reference run completes in one run with every event counted", () => {
+    it("the failure-free reference run completes in one run and accounts for its input", () => {
       assert.equal(reference.runs, 1);
       assert.equal(reference.kills, 0);
       if (config.kind === "keyed-seq") assert.equal(reference.lines.length, config.count);
-      else assert.equal(reference.records.reduce((n, r) => n + (r.count as number), 0), config.count);
+      else if (config.kind === "window") assert.equal(reference.records.reduce((n, r) => n + (r.count as number), 0), config.count);
+      else {
+        const kinds = new Set(reference.records.map((r) => r.kind));
+        assert.ok(kinds.has("match") && kinds.has("timeout"), "the pattern job produced both matches and timeouts");
+        assert.ok(reference.records.length > 500, `enough pattern results to compare (${reference.records.length})`);
+      }
     });
 
     for (const [title, failpoints, kills] of FAILPOINTS) {
