@@ -59,6 +59,8 @@ export interface KafkaConsumer {
   commit(offsets: readonly PartitionOffset[]): Promise<void>;
   /** Called when a fetch moved a partition's position without delivering messages (control records). */
   onPositionAdvanced(listener: (target: PartitionOffset) => void): void;
+  /** Called with this member's partitions each time the group (re)assigns them. */
+  onAssignment(listener: (assigned: readonly { readonly topic: string; readonly partition: number }[]) => void): void;
   stop(): Promise<void>;
 }
 

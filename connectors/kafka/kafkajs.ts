@@ -169,6 +169,12 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     const target = { topic: p.topic, partition: p.partition, offset: Number(p.lastOffset) + 1 };
     for (const l of advanced) l(target);
   });
+  const assignments: ((assigned: { topic: string; partition: number }[]) => void)[] = [];
+  c.on(c.events.GROUP_JOIN, (e) => {
+    const byTopic = (e.payload as { memberAssignment: Record<string, number[]> }).memberAssignment;
+    const assigned = Object.entries(byTopic).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
+    for (const l of assignments) l(assigned);
+  });
   return {
     async start(handler: BatchHandler) {
       await c.connect();
@@ -200,6 +206,9 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     },
     onPositionAdvanced(listener) {
       advanced.push(listener);
+    },
+    onAssignment(listener) {
+      assignments.push(listener);
     },
     async stop() {
       await c.disconnect();

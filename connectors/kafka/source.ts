@@ -11,6 +11,12 @@
  * and the rest is fetched again after `resume()`. A token bucket (`rateLimit`) bounds the rate.
  * Bad bytes (see connectors/ingest) go to the dead-letter output with the reason; they are counted and the
  * job goes on.
+ *
+ * Group membership: the job must be its consumer group's only member. Its keyed state and offsets live in
+ * its own checkpoints, so a partition assigned to another member would be read without its state. Every
+ * partition with data is announced as a split at open (so its watermark counts from the start), and an
+ * assignment that leaves a partition to another member fails the job with a SourceError saying so. Handing a
+ * partition's state over to another job through the checkpoint is not implemented.
  * @module
  */
 import { z } from "zod";
@@ -93,6 +99,8 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   const ownClient = options.client === undefined;
   let client: KafkaClient | undefined = options.client;
   let consumer: KafkaConsumer | undefined;
+  /** The consumer's start (connect, join, first fetch); close() waits for it, or a late join would leak. */
+  let starting: Promise<void> | undefined;
   let ctxRef: SourceContext<T> | undefined;
   let bucket: TokenBucket | undefined;
   let paused = false;
@@ -210,12 +218,30 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
           checkEnd();
         }
       });
+      consumer.onAssignment((assigned) => {
+        // State and checkpointed offsets are local to this job, so a partition owned by another group member
+        // would be read without its state, or the two would both process it. Refuse that loudly.
+        const mine = new Set(assigned.map((a) => splitOf(a.topic, a.partition)));
+        const missing = [...latest.keys()].filter((split) => !mine.has(split));
+        if (missing.length > 0) {
+          ctx.fail(
+            new SourceError(
+              `kafka source "${name}": consumer group "${o.groupId}" has another member, which was assigned ${missing.join(", ")}. ` +
+                "A Gress job must be its group's only member: keyed state and offsets live in the job's checkpoints, and handing partitions over between jobs is not supported.",
+            ),
+          );
+        }
+      });
       try {
-        await consumer.start(handle);
-        for (const s of seeks) consumer.seek(s);
+        const c = consumer;
+        starting = c.start(handle);
+        await starting;
+        if (closed) return;
+        for (const s of seeks) c.seek(s);
         sought = true;
-        if (paused) consumer.pause(o.topics);
+        if (paused) c.pause(o.topics);
       } catch (err) {
+        if (closed) return;
         throw new SourceError(`kafka source "${name}" failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
     },
@@ -248,6 +274,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       wake?.();
       const c = consumer;
       consumer = undefined;
+      await starting?.catch(() => {});
       await c?.stop();
       if (ownClient) await client?.close();
     },

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { z } from "zod";
-import { DEAD_LETTERS, Job, type SideRecord } from "../../lib/index.ts";
+import { DEAD_LETTERS, isGressError, Job, type SideRecord } from "../../lib/index.ts";
 import { jsonDecoder, kafkaSource } from "../../connectors/kafka/index.ts";
-import { brokers, createTopic, produce, uniqueName } from "./kafka-support.ts";
+import { brokers, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
 
 describe("kafka source (real broker)", () => {
   it("reads every partition once, with split = topic-partition, Kafka timestamps, and positions = end offsets", async () => {
@@ -104,5 +104,31 @@ describe("kafka source (real broker)", () => {
     assert.equal(first.preview, "{not json");
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal(job.metrics.operator("source:in").deadLetters, 7);
+  });
+  it("refuses to share its consumer group: another member's partitions fail the job with a clear error", async () => {
+    const topic = uniqueName("shared");
+    await createTopic(topic, 2);
+    await produce(topic, [{ value: "{}", partition: 0 }, { value: "{}", partition: 1 }]);
+    const groupId = uniqueName("g");
+    // Another member already in the group takes (at least) one of the two partitions at the next rebalance.
+    const other = kafka().consumer({ groupId, sessionTimeout: 10_000 });
+    await other.connect();
+    await other.subscribe({ topics: [topic], fromBeginning: true });
+    await other.run({ eachMessage: async () => {} });
+    try {
+      const job = new Job({ name: "kafka-shared" });
+      const failed = new Promise<unknown>((resolve) => {
+        job
+          .source(kafkaSource({ name: "in", brokers: brokers(), topics: [topic], groupId }))
+          .records()
+          .subscribe({ error: resolve, complete: () => resolve(new Error("completed instead of failing")) });
+      });
+      const error = await failed;
+      assert.ok(isGressError(error, "ERR_SOURCE"), String(error));
+      assert.match((error as Error).message, new RegExp(`consumer group "${groupId}" has another member, which was assigned ${topic}-\\d`));
+      assert.match((error as Error).message, /must be its group's only member/);
+    } finally {
+      await other.disconnect();
+    }
   });
 });
