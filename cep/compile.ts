@@ -136,6 +136,12 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
   const stepIndex = new Map<StepSpec, number>();
   const number = (steps: readonly StepSpec[]): void => {
     for (const st of steps) {
+      if (st.group && st.within !== undefined) {
+        // The time since the previous step is defined per event, and a group spans several events.
+        throw new PatternError(
+          `step "${st.name}": a per-step within cannot be set on a group; set it on a step inside the group, or use the pattern's within`,
+        );
+      }
       if (st.group) number(st.group);
       else if (st.kind !== "notNext" && st.kind !== "notFollowedBy") {
         stepIndex.set(st, stepNames.length);

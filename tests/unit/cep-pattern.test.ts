@@ -79,6 +79,12 @@ describe("invalid patterns fail with a clear PatternError", () => {
     throwsPattern(() => compile(base().skip(skip.skipToLast("zz")).spec, new Map()), /names no step/);
     throwsPattern(() => base().within(0), /positive number/);
   });
+  it("a per-step within on a group (it would be ignored)", () => {
+    throwsPattern(
+      () => compile(base().followedBy(pattern<Tx>().begin("x").next("y")).within(10, "step").spec, new Map()),
+      /a per-step within cannot be set on a group/,
+    );
+  });
   it("steps before begin, and a per-step within on the first step", () => {
     throwsPattern(() => pattern<Tx>().next("a"), /must start with begin/);
     throwsPattern(() => base().within(10, "step"), /cannot be used on the first step/);
