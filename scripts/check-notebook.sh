@@ -9,7 +9,7 @@ fi
 npx deno jupyter --install --force >/dev/null 2>&1
 out=$(mktemp -d)
 for nb in examples/*.ipynb; do
-  (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$nb")" --output "$out/$(basename "$nb")" \
+  (cd examples && python3 -m jupyter nbconvert --to notebook --execute "$(basename "$nb")" --output "$out/$(basename "$nb")" \
     --ExecutePreprocessor.timeout=300 --log-level=WARN)
   python3 - "$out/$(basename "$nb")" <<'PY'
 import json, sys
