@@ -42,11 +42,16 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
         job.flow.release(`${who}:barrier`);
         downstream.error(fail(err, what));
       };
+      // Runs once per record: nothing here may allocate or touch shared sets unless there is work to do.
+      let pressing = false;
       const settle = (): void => {
         m.inFlight--;
         m.written++;
-        if (m.inFlight <= maxInFlight >> 1) job.flow.release(who);
-        if (m.inFlight === 0) for (const w of drainWaiters.splice(0)) w();
+        if (pressing && m.inFlight <= maxInFlight >> 1) {
+          pressing = false;
+          job.flow.release(who);
+        }
+        if (m.inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
       };
       const drained = (): Promise<void> => (m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
       const opened = Promise.resolve().then(() => sink.open?.());
@@ -60,7 +65,10 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
       const write = (e: Element<T>): void => {
         if (e.kind !== "record" || failed) return;
         m.inFlight++;
-        if (m.inFlight >= maxInFlight) job.flow.press(who);
+        if (m.inFlight >= maxInFlight && !pressing) {
+          pressing = true;
+          job.flow.press(who);
+        }
         let result: void | Promise<void>;
         try {
           result = ready ? sink.write(e.value, e) : opened.then(() => sink.write(e.value, e));
