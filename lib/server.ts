@@ -1,7 +1,8 @@
 /**
  * The job's HTTP endpoints: `/metrics` (Prometheus text from the job's own Registry), `/health` (JSON,
  * 200 while running, 503 once failed), `/status` (JSON for the live page) and `/` (a live page that shows
- * throughput, watermarks, checkpoints and backpressure, refreshed every second).
+ * throughput per source and operator, watermarks and event-time lag (the latency of event time behind
+ * processing time), checkpoints and backpressure, refreshed every second).
  * @module
  */
 import { createServer, type Server } from "node:http";
@@ -33,6 +34,8 @@ export function jobStatus(job: Job, health: JobHealth): Record<string, unknown> 
     }),
     operators: m.operators().map((o) => ({
       id: o.operator,
+      // Latency as stream processors show it: how far event time (the watermark) trails processing time.
+      eventTimeLagMs: Number.isFinite(o.watermark) ? job.clock.now() - o.watermark : null,
       in: o.recordsIn,
       out: o.recordsOut,
       late: o.lateRecords,
@@ -108,8 +111,12 @@ async function tick() {
     const rate = prev ? ((x.emitted - prev.emitted) / ((now - last.t) / 1000)).toFixed(0) : "";
     return row([x.name, x.emitted, rate, x.paused ? "<span class=paused>paused</span>" : "flowing"], "td");
   }).join("");
-  document.getElementById("ops").innerHTML = row(["operator", "in", "out", "late", "dead letters", "watermark", "buffered"], "th") + s.operators.map((o) =>
-    row([o.id, o.in, o.out, o.late, o.deadLetters, o.watermark === null ? "" : new Date(o.watermark).toISOString(), o.buffered], "td")).join("");
+  document.getElementById("ops").innerHTML = row(["operator", "in", "records/s", "out", "late", "dead letters", "watermark", "event-time lag", "buffered"], "th") + s.operators.map((o) => {
+    const prev = last && last.s.operators.find((p) => p.id === o.id);
+    const rate = prev ? ((o.in - prev.in) / ((now - last.t) / 1000)).toFixed(0) : "";
+    const lag = o.eventTimeLagMs === null ? "" : (o.eventTimeLagMs / 1000).toFixed(1) + " s";
+    return row([o.id, o.in, rate, o.out, o.late, o.deadLetters, o.watermark === null ? "" : new Date(o.watermark).toISOString(), lag, o.buffered], "td");
+  }).join("");
   last = { s, t: now };
 }
 setInterval(tick, 1000); tick();

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { main, parseArgs } from "../../lib/cli.ts";
-import { Job, sinkFn } from "../../lib/index.ts";
+import { Job, sinkFn, VirtualClock } from "../../lib/index.ts";
 import { serveMetrics } from "../../lib/server.ts";
 
 /** Runs `fn` with console.log/error captured. */
@@ -113,6 +113,27 @@ describe("metrics server", () => {
       assert.deepEqual(status.operators.find((o) => o.id === "map-1")?.out, 3);
       assert.match(await (await fetch(`${base}/`)).text(), /<title>Gress<\/title>/);
       assert.equal((await fetch(`${base}/nope`)).status, 404);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("status shows each operator's event-time lag: processing time minus its watermark", async () => {
+    const job = new Job({ name: "lagging", clock: new VirtualClock(100_000) });
+    job.metrics.operator("window-1").watermark = 40_000;
+    job.metrics.operator("map-1");
+    const server = await serveMetrics(job, { status: "running" }, 0);
+    try {
+      const status = (await (await fetch(`http://127.0.0.1:${server.port}/status`)).json()) as {
+        operators: { id: string; eventTimeLagMs: number | null }[];
+      };
+      assert.deepEqual(
+        status.operators.map((o) => [o.id, o.eventTimeLagMs]),
+        [
+          ["window-1", 60_000],
+          ["map-1", null],
+        ],
+      );
     } finally {
       await server.close();
     }
