@@ -16,7 +16,8 @@
  * deleted as soon as nothing can use them. The heaps that find due keys are rebuilt from the tables on start.
  * @module
  */
-import { Observable, type Subscriber } from "rxjs";
+import type { Observable } from "rxjs";
+import { operate } from "../lib/operate.ts";
 import { z } from "zod";
 import { validate } from "../lib/config.ts";
 import { type Element, type Key, LATE_DATA, MAX_WATERMARK, MIN_WATERMARK, type OutputTag, outputTag, record, sideRecord, type StreamRecord } from "../lib/element.ts";
@@ -142,224 +143,216 @@ export function matchElements<E, S extends string>(
   };
   const userKey = (k: Key): Key | undefined => (k === GLOBAL ? undefined : k);
 
-  return (source) =>
-    new Observable<Element<PatternResult<E, S>>>((downstream: Subscriber<Element<PatternResult<E, S>>>) => {
-      let wm = wmState.get("", "") ?? MIN_WATERMARK;
-      let conditionError: unknown;
-      const emit = (value: PatternResult<E, S>, timestamp: number, key: Key): void => {
-        m.recordsOut++;
-        downstream.next({ kind: "record", value, timestamp, key: userKey(key), split: undefined });
-      };
-      const runner = new NfaRunner(
-        nfa,
-        new SharedBuffer(events, nodes),
-        {
-          match: (key, matched, ts) =>
-            emit({ kind: "match", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? ts, end: ts }, ts, key),
-          timeout: (key, matched, at) =>
-            emit({ kind: "timeout", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? at, timeoutAt: at }, at, key),
-          dropped: (key, matched) => {
-            const value: DroppedPartialMatch = { key: userKey(key), events: toEvents(matched) };
-            downstream.next(sideRecord(CEP_OVERFLOW.id, value, matched[matched.length - 1]?.timestamp ?? 0, `${ctx.id}: key reached maxPartialMatches=${limit}`));
-          },
-          conditionError: (err) => {
-            conditionError = err;
-          },
+  return operate<Element<E>, Element<PatternResult<E, S>>>((downstream) => {
+    let wm = wmState.get("", "") ?? MIN_WATERMARK;
+    let conditionError: unknown;
+    const emit = (value: PatternResult<E, S>, timestamp: number, key: Key): void => {
+      m.recordsOut++;
+      downstream.next({ kind: "record", value, timestamp, key: userKey(key), split: undefined });
+    };
+    const runner = new NfaRunner(
+      nfa,
+      new SharedBuffer(events, nodes),
+      {
+        match: (key, matched, ts) =>
+          emit({ kind: "match", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? ts, end: ts }, ts, key),
+        timeout: (key, matched, at) =>
+          emit({ kind: "timeout", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? at, timeoutAt: at }, at, key),
+        dropped: (key, matched) => {
+          const value: DroppedPartialMatch = { key: userKey(key), events: toEvents(matched) };
+          downstream.next(sideRecord(CEP_OVERFLOW.id, value, matched[matched.length - 1]?.timestamp ?? 0, `${ctx.id}: key reached maxPartialMatches=${limit}`));
         },
-        limit,
-        policy,
-      );
-      const pendingHeap = new TimeHeap();
-      const timeoutHeap = new TimeHeap();
-      const scheduled = new Map<Key, number>();
-      let partialCount = 0;
-      let pendingCount = 0;
-      let cancelTimer: (() => void) | undefined;
-      let armedAt = Number.POSITIVE_INFINITY;
-      let closed = false;
+        conditionError: (err) => {
+          conditionError = err;
+        },
+      },
+      limit,
+      policy,
+    );
+    const pendingHeap = new TimeHeap();
+    const timeoutHeap = new TimeHeap();
+    const scheduled = new Map<Key, number>();
+    let partialCount = 0;
+    let pendingCount = 0;
+    let cancelTimer: (() => void) | undefined;
+    let armedAt = Number.POSITIVE_INFINITY;
+    let closed = false;
 
-      const gauge = (): void => {
-        m.buffered = partialCount + pendingCount + events.size;
-      };
-      const schedule = (k: Key, ks: KeyNfaState): void => {
-        const d = runner.nextDeadline(ks);
-        if (d === Number.POSITIVE_INFINITY || d >= (scheduled.get(k) ?? Number.POSITIVE_INFINITY)) return;
-        scheduled.set(k, d);
-        timeoutHeap.push(d, k);
-      };
-      const save = (k: Key, ks: KeyNfaState, existed: boolean, before: number): void => {
-        partialCount += ks.p.length - before;
-        if (ks.p.length === 0 && ks.c.length === 0) {
-          if (existed) partials.delete(k, "");
-          return;
+    const gauge = (): void => {
+      m.buffered = partialCount + pendingCount + events.size;
+    };
+    const schedule = (k: Key, ks: KeyNfaState): void => {
+      const d = runner.nextDeadline(ks);
+      if (d === Number.POSITIVE_INFINITY || d >= (scheduled.get(k) ?? Number.POSITIVE_INFINITY)) return;
+      scheduled.set(k, d);
+      timeoutHeap.push(d, k);
+    };
+    const save = (k: Key, ks: KeyNfaState, existed: boolean, before: number): void => {
+      partialCount += ks.p.length - before;
+      if (ks.p.length === 0 && ks.c.length === 0) {
+        if (existed) partials.delete(k, "");
+        return;
+      }
+      partials.put(k, "", ks);
+      schedule(k, ks);
+    };
+    // A key without state is processed on a scratch state, which is kept only if the event started something.
+    let scratch = emptyKeyState();
+    const processEvent = (k: Key, value: E, ts: number): void => {
+      const stored = partials.get(k, "");
+      const ks = stored ?? scratch;
+      const before = ks.p.length;
+      conditionError = undefined;
+      const ok = runner.processEvent(k, ks, value, ts);
+      if (stored === undefined && (ks.p.length > 0 || ks.c.length > 0)) scratch = emptyKeyState();
+      save(k, ks, stored !== undefined, before);
+      if (!ok) handleUserError(ctx, downstream, record(value, ts, userKey(k)), conditionError);
+    };
+    const advance = (k: Key, time: number): void => {
+      const ks = partials.get(k, "");
+      if (ks === undefined) return;
+      const before = ks.p.length;
+      runner.advanceTime(k, ks, time);
+      save(k, ks, true, before);
+    };
+    const drainTimeouts = (time: number): void => {
+      while (timeoutHeap.size > 0 && timeoutHeap.peekTime() <= time) {
+        const t = timeoutHeap.peekTime();
+        const k = timeoutHeap.pop()!;
+        if (scheduled.get(k) !== t) continue;
+        scheduled.delete(k);
+        advance(k, time);
+      }
+    };
+    const flushAll = (): void => {
+      for (const [k, , ks] of [...partials.entries()]) {
+        runner.flush(k, ks);
+        partials.delete(k, "");
+      }
+      partialCount = 0;
+      scheduled.clear();
+      timeoutHeap.clear();
+    };
+    const onWatermark = (w: number): void => {
+      if (w <= wm) return;
+      wm = w;
+      m.watermark = w;
+      wmState.put("", "", w);
+      while (pendingHeap.size > 0 && pendingHeap.peekTime() <= w) {
+        const k = pendingHeap.pop()!;
+        const buf = pending.get(k, "");
+        if (buf === undefined) continue;
+        const { t, v } = buf;
+        let i = 0;
+        while (i < t.length && t[i]! <= w) {
+          processEvent(k, v[i]!, t[i]!);
+          i++;
         }
-        partials.put(k, "", ks);
-        schedule(k, ks);
-      };
-      // A key without state is processed on a scratch state, which is kept only if the event started something.
-      let scratch = emptyKeyState();
-      const processEvent = (k: Key, value: E, ts: number): void => {
-        const stored = partials.get(k, "");
-        const ks = stored ?? scratch;
-        const before = ks.p.length;
-        conditionError = undefined;
-        const ok = runner.processEvent(k, ks, value, ts);
-        if (stored === undefined && (ks.p.length > 0 || ks.c.length > 0)) scratch = emptyKeyState();
-        save(k, ks, stored !== undefined, before);
-        if (!ok) handleUserError(ctx, downstream, record(value, ts, userKey(k)), conditionError);
-      };
-      const advance = (k: Key, time: number): void => {
-        const ks = partials.get(k, "");
-        if (ks === undefined) return;
-        const before = ks.p.length;
-        runner.advanceTime(k, ks, time);
-        save(k, ks, true, before);
-      };
-      const drainTimeouts = (time: number): void => {
-        while (timeoutHeap.size > 0 && timeoutHeap.peekTime() <= time) {
-          const t = timeoutHeap.peekTime();
-          const k = timeoutHeap.pop()!;
-          if (scheduled.get(k) !== t) continue;
-          scheduled.delete(k);
-          advance(k, time);
-        }
-      };
-      const flushAll = (): void => {
-        for (const [k, , ks] of [...partials.entries()]) {
-          runner.flush(k, ks);
-          partials.delete(k, "");
-        }
-        partialCount = 0;
-        scheduled.clear();
-        timeoutHeap.clear();
-      };
-      const onWatermark = (w: number): void => {
-        if (w <= wm) return;
-        wm = w;
-        m.watermark = w;
-        wmState.put("", "", w);
-        while (pendingHeap.size > 0 && pendingHeap.peekTime() <= w) {
-          const k = pendingHeap.pop()!;
-          const buf = pending.get(k, "");
-          if (buf === undefined) continue;
-          const { t, v } = buf;
-          let i = 0;
-          while (i < t.length && t[i]! <= w) {
-            processEvent(k, v[i]!, t[i]!);
-            i++;
+        pendingCount -= i;
+        if (i === t.length) pending.delete(k, "");
+        else {
+          if (i > 0) {
+            t.splice(0, i);
+            v.splice(0, i);
+            pending.put(k, "", buf);
           }
-          pendingCount -= i;
-          if (i === t.length) pending.delete(k, "");
-          else {
-            if (i > 0) {
-              t.splice(0, i);
-              v.splice(0, i);
-              pending.put(k, "", buf);
-            }
-            pendingHeap.push(t[0]!, k);
-          }
+          pendingHeap.push(t[0]!, k);
         }
-        drainTimeouts(w);
-        if (w === MAX_WATERMARK) flushAll();
-        gauge();
-      };
-      const arm = (): void => {
-        const next = timeoutHeap.peekTime();
-        if (next >= armedAt) return;
-        cancelTimer?.();
-        armedAt = next;
-        cancelTimer = ctx.clock.setTimer(next, () => {
-          cancelTimer = undefined;
-          armedAt = Number.POSITIVE_INFINITY;
-          if (closed) return;
-          try {
-            drainTimeouts(ctx.clock.now());
-            gauge();
-            arm();
-          } catch (err) {
-            downstream.error(err);
-          }
-        });
-      };
-      const onRecord = (e: StreamRecord<E>): void => {
-        m.recordsIn++;
-        const k = e.key ?? GLOBAL;
-        if (!eventTime) {
-          processEvent(k, e.value, ctx.clock.now());
-          arm();
+      }
+      drainTimeouts(w);
+      if (w === MAX_WATERMARK) flushAll();
+      gauge();
+    };
+    const arm = (): void => {
+      const next = timeoutHeap.peekTime();
+      if (next >= armedAt) return;
+      cancelTimer?.();
+      armedAt = next;
+      cancelTimer = ctx.clock.setTimer(next, () => {
+        cancelTimer = undefined;
+        armedAt = Number.POSITIVE_INFINITY;
+        if (closed) return;
+        try {
+          drainTimeouts(ctx.clock.now());
           gauge();
-          return;
+          arm();
+        } catch (err) {
+          downstream.error(err);
         }
-        const ts = e.timestamp;
-        if (ts <= wm) {
-          m.lateRecords++;
-          downstream.next(sideRecord(lateTag, e.value, ts, `late: timestamp ${ts} is at or behind the watermark ${wm} of pattern operator "${ctx.id}"`));
-          return;
-        }
-        let buf = pending.get(k, "");
-        if (buf === undefined) {
-          buf = { t: [ts], v: [e.value] };
-          pendingHeap.push(ts, k);
-        } else {
-          // Keep the buffer sorted by timestamp, stable for equal timestamps (arrival order).
-          const { t, v } = buf;
-          let i = t.length;
-          while (i > 0 && t[i - 1]! > ts) i--;
-          if (i === t.length) {
-            t.push(ts);
-            v.push(e.value);
-          } else {
-            t.splice(i, 0, ts);
-            v.splice(i, 0, e.value);
-          }
-          if (i === 0) pendingHeap.push(ts, k);
-        }
-        pending.put(k, "", buf);
-        pendingCount++;
-      };
-
-      // Rebuild the in-memory indexes from state (a fresh start, or a restore).
-      for (const [k, , buf] of pending.entries()) {
-        if (buf.t.length > 0) pendingHeap.push(buf.t[0]!, k);
-        pendingCount += buf.t.length;
-      }
-      for (const [k, , ks] of partials.entries()) {
-        partialCount += ks.p.length;
-        schedule(k, ks);
-      }
-      if (!eventTime) arm();
-
-      const subscription = source.subscribe({
-        next(e) {
-          try {
-            switch (e.kind) {
-              case "record":
-                return onRecord(e);
-              case "watermark":
-                if (eventTime) onWatermark(e.timestamp);
-                return downstream.next(e);
-              case "end":
-                if (eventTime) onWatermark(MAX_WATERMARK);
-                else {
-                  drainTimeouts(ctx.clock.now());
-                  flushAll();
-                }
-                gauge();
-                return downstream.next(e);
-              default:
-                return downstream.next(e);
-            }
-          } catch (err) {
-            downstream.error(err);
-          }
-        },
-        error: (err) => downstream.error(err),
-        complete: () => downstream.complete(),
       });
-      return () => {
+    };
+    const onRecord = (e: StreamRecord<E>): void => {
+      m.recordsIn++;
+      const k = e.key ?? GLOBAL;
+      if (!eventTime) {
+        processEvent(k, e.value, ctx.clock.now());
+        arm();
+        gauge();
+        return;
+      }
+      const ts = e.timestamp;
+      if (ts <= wm) {
+        m.lateRecords++;
+        downstream.next(sideRecord(lateTag, e.value, ts, `late: timestamp ${ts} is at or behind the watermark ${wm} of pattern operator "${ctx.id}"`));
+        return;
+      }
+      let buf = pending.get(k, "");
+      if (buf === undefined) {
+        buf = { t: [ts], v: [e.value] };
+        pendingHeap.push(ts, k);
+      } else {
+        // Keep the buffer sorted by timestamp, stable for equal timestamps (arrival order).
+        const { t, v } = buf;
+        let i = t.length;
+        while (i > 0 && t[i - 1]! > ts) i--;
+        if (i === t.length) {
+          t.push(ts);
+          v.push(e.value);
+        } else {
+          t.splice(i, 0, ts);
+          v.splice(i, 0, e.value);
+        }
+        if (i === 0) pendingHeap.push(ts, k);
+      }
+      pending.put(k, "", buf);
+      pendingCount++;
+    };
+
+    // Rebuild the in-memory indexes from state (a fresh start, or a restore).
+    for (const [k, , buf] of pending.entries()) {
+      if (buf.t.length > 0) pendingHeap.push(buf.t[0]!, k);
+      pendingCount += buf.t.length;
+    }
+    for (const [k, , ks] of partials.entries()) {
+      partialCount += ks.p.length;
+      schedule(k, ks);
+    }
+    if (!eventTime) arm();
+
+    return {
+      next(e) {
+        switch (e.kind) {
+          case "record":
+            return onRecord(e);
+          case "watermark":
+            if (eventTime) onWatermark(e.timestamp);
+            return downstream.next(e);
+          case "end":
+            if (eventTime) onWatermark(MAX_WATERMARK);
+            else {
+              drainTimeouts(ctx.clock.now());
+              flushAll();
+            }
+            gauge();
+            return downstream.next(e);
+          default:
+            return downstream.next(e);
+        }
+      },
+      teardown() {
         closed = true;
         cancelTimer?.();
-        subscription.unsubscribe();
-      };
-    });
+      },
+    };
+  });
 }

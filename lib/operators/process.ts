@@ -1,4 +1,5 @@
-import { Observable } from "rxjs";
+import type { Observable } from "rxjs";
+import { operate } from "../operate.ts";
 import { type Element, type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
 import type { OperatorContext } from "../job.ts";
@@ -78,130 +79,122 @@ export function processElements<T, K extends Key, O>(
 ): (source: Observable<Element<T>>) => Observable<Element<O>> {
   const m = ctx.metrics;
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
-  return (source) =>
-    new Observable<Element<O>>((downstream) => {
-      const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
-      let wm = wmState.get("", "") ?? MIN_WATERMARK;
-      let timestamp = 0;
-      // Event time of the last record or event-time timer handled (a processing-time timer keeps it). State
-      // TTL in event time reads max(watermark, this), so an entry written before the first watermark gets
-      // a finite write time instead of −∞ (which would make it expire at once).
-      let eventTimestamp = MIN_WATERMARK;
-      let closed = false;
-      const keyCtx: KeyContext = {
-        currentKey: undefined,
-        namespace: "",
-        eventTime: () => Math.max(eventTimestamp, wm),
-        processingTime: () => ctx.clock.now(),
-      };
-      const handles = new Map<string, unknown>();
-      const expirables: Expirable[] = [];
-      const handle = <H extends Expirable>(kind: string, name: string, make: () => H): H => {
-        const id = `${kind}:${name}`;
-        let h = handles.get(id) as H | undefined;
-        if (h === undefined) {
-          h = make();
-          handles.set(id, h);
-          expirables.push(h);
-        }
-        return h;
-      };
-      const state: KeyedStateAccess = {
-        value: <S>(name: string, options?: StateOptions) => handle("v", name, () => valueState<S>(ctx.state.table(ctx.id, `v:${name}`), keyCtx, options)),
-        map: <MK extends string | number, MV>(name: string, options?: StateOptions) => handle("m", name, () => mapState<MK, MV>(ctx.state.table(ctx.id, `m:${name}`), keyCtx, options)),
-        list: <S>(name: string, options?: StateOptions) => handle("l", name, () => listState<S>(ctx.state.table(ctx.id, `l:${name}`), keyCtx, options)),
-      };
-      const currentKey = (): Key => keyCtx.currentKey as Key;
-      const timerAccess: TimerAccess = {
-        registerEventTime: (t) => timers.registerEventTime(currentKey(), "", t),
-        deleteEventTime: (t) => timers.deleteEventTime(currentKey(), "", t),
-        registerProcessingTime: (t) => timers.registerProcessingTime(currentKey(), "", t),
-        deleteProcessingTime: (t) => timers.deleteProcessingTime(currentKey(), "", t),
-      };
-      const pctx: ProcessContext<K, O> = {
-        get key() {
-          return keyCtx.currentKey as K;
-        },
-        get timestamp() {
-          return timestamp;
-        },
-        get currentWatermark() {
-          return wm;
-        },
-        get currentProcessingTime() {
-          return ctx.clock.now();
-        },
-        state,
-        timers: timerAccess,
-        emit(value, ts) {
-          m.recordsOut++;
-          downstream.next({ kind: "record", value, timestamp: ts ?? timestamp, key: keyCtx.currentKey, split: undefined });
-        },
-        output(tag, value, reason) {
-          downstream.next(sideRecord(tag.id, value, timestamp, reason ?? ctx.id));
-        },
-      };
-      const fire = (t: Timer, domain: "event" | "processing"): void => {
-        keyCtx.currentKey = t.key;
-        timestamp = t.time;
-        if (domain === "event") eventTimestamp = t.time;
-        try {
-          fn.onTimer?.(t.time, domain, pctx);
-        } catch (err) {
-          // No record to dead-letter: a failing timer fails the job, naming the operator.
-          const message = err instanceof Error ? err.message : String(err);
-          throw new UserFunctionError(`onTimer of operator "${ctx.id}" threw: ${message}`, { cause: err, details: { operator: ctx.id } });
-        }
-      };
-      timers.onProcessingTime((due) => {
-        if (closed) return;
-        try {
-          for (const t of due) fire(t, "processing");
-        } catch (err) {
-          downstream.error(err);
-        }
-      });
-      const onRecord = (e: StreamRecord<T>): void => {
-        m.recordsIn++;
-        if (e.key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
-        keyCtx.currentKey = e.key;
-        timestamp = e.timestamp;
-        eventTimestamp = e.timestamp;
-        try {
-          fn.processElement(e.value, pctx);
-        } catch (err) {
-          handleUserError(ctx, downstream, e, err);
-        }
-      };
-      const subscription = source.subscribe({
-        next(e) {
-          try {
-            switch (e.kind) {
-              case "record":
-                return onRecord(e);
-              case "watermark":
-                if (e.timestamp <= wm) return;
-                wm = e.timestamp;
-                m.watermark = wm;
-                wmState.put("", "", wm);
-                for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
-                  for (const t of due) fire(t, "event");
-                }
-                return downstream.next(e);
-              default:
-                return downstream.next(e);
+  return operate<Element<T>, Element<O>>((downstream) => {
+    const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
+    let wm = wmState.get("", "") ?? MIN_WATERMARK;
+    let timestamp = 0;
+    // Event time of the last record or event-time timer handled (a processing-time timer keeps it). State
+    // TTL in event time reads max(watermark, this), so an entry written before the first watermark gets
+    // a finite write time instead of −∞ (which would make it expire at once).
+    let eventTimestamp = MIN_WATERMARK;
+    let closed = false;
+    const keyCtx: KeyContext = {
+      currentKey: undefined,
+      namespace: "",
+      eventTime: () => Math.max(eventTimestamp, wm),
+      processingTime: () => ctx.clock.now(),
+    };
+    const handles = new Map<string, unknown>();
+    const expirables: Expirable[] = [];
+    const handle = <H extends Expirable>(kind: string, name: string, make: () => H): H => {
+      const id = `${kind}:${name}`;
+      let h = handles.get(id) as H | undefined;
+      if (h === undefined) {
+        h = make();
+        handles.set(id, h);
+        expirables.push(h);
+      }
+      return h;
+    };
+    const state: KeyedStateAccess = {
+      value: <S>(name: string, options?: StateOptions) => handle("v", name, () => valueState<S>(ctx.state.table(ctx.id, `v:${name}`), keyCtx, options)),
+      map: <MK extends string | number, MV>(name: string, options?: StateOptions) => handle("m", name, () => mapState<MK, MV>(ctx.state.table(ctx.id, `m:${name}`), keyCtx, options)),
+      list: <S>(name: string, options?: StateOptions) => handle("l", name, () => listState<S>(ctx.state.table(ctx.id, `l:${name}`), keyCtx, options)),
+    };
+    const currentKey = (): Key => keyCtx.currentKey as Key;
+    const timerAccess: TimerAccess = {
+      registerEventTime: (t) => timers.registerEventTime(currentKey(), "", t),
+      deleteEventTime: (t) => timers.deleteEventTime(currentKey(), "", t),
+      registerProcessingTime: (t) => timers.registerProcessingTime(currentKey(), "", t),
+      deleteProcessingTime: (t) => timers.deleteProcessingTime(currentKey(), "", t),
+    };
+    const pctx: ProcessContext<K, O> = {
+      get key() {
+        return keyCtx.currentKey as K;
+      },
+      get timestamp() {
+        return timestamp;
+      },
+      get currentWatermark() {
+        return wm;
+      },
+      get currentProcessingTime() {
+        return ctx.clock.now();
+      },
+      state,
+      timers: timerAccess,
+      emit(value, ts) {
+        m.recordsOut++;
+        downstream.next({ kind: "record", value, timestamp: ts ?? timestamp, key: keyCtx.currentKey, split: undefined });
+      },
+      output(tag, value, reason) {
+        downstream.next(sideRecord(tag.id, value, timestamp, reason ?? ctx.id));
+      },
+    };
+    const fire = (t: Timer, domain: "event" | "processing"): void => {
+      keyCtx.currentKey = t.key;
+      timestamp = t.time;
+      if (domain === "event") eventTimestamp = t.time;
+      try {
+        fn.onTimer?.(t.time, domain, pctx);
+      } catch (err) {
+        // No record to dead-letter: a failing timer fails the job, naming the operator.
+        const message = err instanceof Error ? err.message : String(err);
+        throw new UserFunctionError(`onTimer of operator "${ctx.id}" threw: ${message}`, { cause: err, details: { operator: ctx.id } });
+      }
+    };
+    timers.onProcessingTime((due) => {
+      if (closed) return;
+      try {
+        for (const t of due) fire(t, "processing");
+      } catch (err) {
+        downstream.error(err);
+      }
+    });
+    const onRecord = (e: StreamRecord<T>): void => {
+      m.recordsIn++;
+      if (e.key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
+      keyCtx.currentKey = e.key;
+      timestamp = e.timestamp;
+      eventTimestamp = e.timestamp;
+      try {
+        fn.processElement(e.value, pctx);
+      } catch (err) {
+        handleUserError(ctx, downstream, e, err);
+      }
+    };
+    return {
+      next(e) {
+        switch (e.kind) {
+          case "record":
+            return onRecord(e);
+          case "watermark":
+            if (e.timestamp <= wm) return;
+            wm = e.timestamp;
+            m.watermark = wm;
+            wmState.put("", "", wm);
+            for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
+              for (const t of due) fire(t, "event");
             }
-          } catch (err) {
-            downstream.error(err);
-          }
-        },
-        error: (err) => downstream.error(err),
-        complete: () => downstream.complete(),
-      });
-      return () => {
+            return downstream.next(e);
+          default:
+            return downstream.next(e);
+        }
+      },
+      teardown() {
         closed = true;
         timers.close();
-        subscription.unsubscribe();
-      };
-    });
+      },
+    };
+  });
 }
