@@ -1,16 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { tap } from "rxjs";
-import { DEAD_LETTERS, isGressError, outputTag, type ProcessFunction } from "../../lib/index.ts";
+import { DEAD_LETTERS, isGressError, outputTag, } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { type Ev, ev, processDriver } from "../support/keyed-driver.ts";
 
-interface Ev {
-  readonly k: string;
-  readonly v: number;
-}
-const ev = (k: string, v = 0): Ev => ({ k, v });
-const processDriver = <O>(fn: ProcessFunction<Ev, string, O>) =>
-  new TestDriver<Ev, O>((s) => s.keyBy((e) => e.k).process(fn));
 
 describe("process function", () => {
   it("sees the key, the record's timestamp and the current watermark", () => {

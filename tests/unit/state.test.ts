@@ -2,16 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isGressError, type ProcessFunction, type StateOptions } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { type Ev, ev, processDriver } from "../support/keyed-driver.ts";
 
-interface Ev {
-  readonly k: string;
-  readonly v: number;
-}
-const ev = (k: string, v = 0): Ev => ({ k, v });
-
-/** A keyed process pipeline: the function runs with the key set to `Ev.k`. */
-const processDriver = <O>(fn: ProcessFunction<Ev, string, O>) =>
-  new TestDriver<Ev, O>((s) => s.keyBy((e) => e.k).process(fn));
 
 describe("ValueState", () => {
   it("keeps one value per key", () => {
