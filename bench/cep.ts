@@ -13,6 +13,7 @@ import { matchElements, pattern } from "../cep/index.ts";
 import { type Element, type Key, record, watermark } from "../lib/element.ts";
 import { Job } from "../lib/job.ts";
 import { hash32 } from "../lib/sources/generator.ts";
+import { median } from "./harness.ts";
 
 
 interface Ev {
@@ -109,11 +110,6 @@ function handWritten(elements: Element<Ev>[], w: number): [number, number] {
   });
   return [matches, (performance.now() - t0) / 1000];
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 
 /** Runs the sweep and prints the table. */
 export async function run(): Promise<void> {
