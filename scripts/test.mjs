@@ -61,6 +61,9 @@ for (const rt of runtimes) {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
   const out = `${r.stdout ?? ""}\n${r.stderr ?? ""}`.replace(/\u001b\[[0-9;]*m/g, "");
   process.stdout.write(out.split("\n").slice(-80).join("\n"));
+  // Every skipped test is listed with its reason, wherever it sits in the runner's output.
+  const skips = out.split("\n").filter((l) => /# SKIP|^\(skip\)|\.\.\. ignored/.test(l.trim()));
+  if (skips.length > 0) console.log(`\n${rt}: skipped tests:\n${skips.map((l) => `  ${l.trim()}`).join("\n")}`);
   const { pass, fail } = parse[rt](out);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   if (Number.isNaN(pass) || Number.isNaN(fail) || pass === 0) {
