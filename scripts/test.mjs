@@ -44,6 +44,23 @@ const parse = {
     return m ? { pass: Number(m[3] ?? m[2]), fail: Number(m[5] ?? m[4]) } : { pass: Number.NaN, fail: Number.NaN };
   },
 };
+// The report of each failed test: node's TAP "not ok" line with its YAML diagnostics; bun's "(fail)" line
+// with the error lines it printed before it; deno prints its own FAILURES section at the end of its output.
+const failureReports = {
+  node: (lines) =>
+    lines.flatMap((line, i) => {
+      if (!/^\s*not ok \d+/.test(line) || /# SKIP|# TODO/.test(line)) return [];
+      const end = lines.findIndex((l, j) => j > i && /^\s*\.\.\.\s*$/.test(l));
+      const block = lines.slice(i, end === -1 ? i + 40 : Math.min(end + 1, i + 60)).join("\n");
+      // A suite that failed only because a test in it failed adds nothing to that test's report.
+      return /failureType: 'subtestsFailed'/.test(block) ? [] : [block];
+    }),
+  bun: (lines) => lines.flatMap((line, i) => (/^\(fail\)/.test(line.trim()) ? [lines.slice(Math.max(0, i - 25), i + 1).join("\n")] : [])),
+  deno: (lines) => {
+    const at = lines.findIndex((l) => /^\s*ERRORS\s*$/.test(l));
+    return at === -1 ? [] : [lines.slice(at, at + 200).join("\n")];
+  },
+};
 function num(out, re) {
   const m = re.exec(out);
   return m ? Number(m[1]) : Number.NaN;
@@ -64,6 +81,9 @@ for (const rt of runtimes) {
   // Every skipped test is listed with its reason, wherever it sits in the runner's output.
   const skips = out.split("\n").filter((l) => /# SKIP|^\(skip\)|\.\.\. ignored/.test(l.trim()));
   if (skips.length > 0) console.log(`\n${rt}: skipped tests:\n${skips.map((l) => `  ${l.trim()}`).join("\n")}`);
+  // Every failed test is listed with its diagnostics, so a failure above the tail is never hidden.
+  const failures = failureReports[rt](out.split("\n"));
+  if (failures.length > 0) console.log(`\n${rt}: failed tests:\n${failures.join("\n")}`);
   const { pass, fail } = parse[rt](out);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   if (Number.isNaN(pass) || Number.isNaN(fail) || pass === 0) {
