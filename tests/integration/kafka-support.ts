@@ -78,16 +78,43 @@ export interface ReadMessage {
 }
 
 /**
- * Reads every committed message of `topic` (read_committed, a fresh group) up to the end offsets it sees at
- * the start. A transaction left open would hold the last stable offset back, so this would time out: it
- * fails with `timeoutMs` rather than hang.
+ * The read_committed end offsets (last stable offsets) of a topic's partitions, once they have stopped moving.
+ * A producer's commit returns when the transaction coordinator has decided, but the commit markers reach the
+ * partitions a little later; until then the last stable offset still stands before the committed records, and
+ * a reader that stopped there would miss them. Waiting for a second of unchanged offsets covers that delay.
+ */
+async function stableEndOffsets(k: Kafka, topic: string, timeoutMs: number): Promise<Map<number, number>> {
+  const admin = k.admin();
+  await admin.connect();
+  try {
+    const read = async (): Promise<string> =>
+      JSON.stringify((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]).sort((a, b) => a[0]! - b[0]!));
+    const deadline = Date.now() + timeoutMs;
+    let last = await read();
+    let since = Date.now();
+    while (Date.now() - since < 1_000) {
+      if (Date.now() > deadline) throw new Error(`end offsets of ${topic} kept moving for ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await read();
+      if (now !== last) {
+        last = now;
+        since = Date.now();
+      }
+    }
+    return new Map(JSON.parse(last) as [number, number][]);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Reads every committed message of `topic` (read_committed, a fresh group) up to the last stable offsets,
+ * taken once they stopped moving. Records of a transaction left open lie beyond those offsets and are not
+ * read. Fails after `timeoutMs` rather than hang.
  */
 export async function readCommitted(topic: string, timeoutMs = 30_000): Promise<ReadMessage[]> {
   const k = kafka();
-  const admin = k.admin();
-  await admin.connect();
-  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)]));
-  await admin.disconnect();
+  const ends = await stableEndOffsets(k, topic, timeoutMs);
   const reached = new Map<number, number>();
   const out: ReadMessage[] = [];
   const done = (): boolean => [...ends].every(([p, end]) => end === 0 || (reached.get(p) ?? 0) >= end);
