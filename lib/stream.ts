@@ -18,7 +18,7 @@
  * ```
  * @module
  */
-import { Observable, filter as rxFilter, map as rxMap, share } from "rxjs";
+import { EMPTY, Observable, filter as rxFilter, map as rxMap, share } from "rxjs";
 import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, max, min, reduce, sum } from "./aggregate.ts";
 import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
 import { record } from "./element.ts";
@@ -27,6 +27,7 @@ import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
 import { keyByElements } from "./operators/key-by.ts";
 import { mapElements } from "./operators/map.ts";
+import { chain, isChainable, type OperatorInit } from "./operate.ts";
 import { type ProcessFunction, processElements } from "./operators/process.ts";
 import { sinkElements } from "./operators/sink.ts";
 import { tapElements } from "./operators/tap.ts";
@@ -37,6 +38,12 @@ import type { Sink } from "./sink.ts";
 import type { WatermarkStrategy } from "./watermarks.ts";
 import type { WindowAssigner } from "./windows/assigners.ts";
 
+/** A stream as one source and the operators chained onto it, first to last. */
+interface Plan {
+  readonly source: Observable<unknown>;
+  readonly inits: readonly OperatorInit[];
+}
+
 /** Options of stateful operators. */
 export interface OperatorOptions {
   /** Stable id for the operator's state across pipeline changes (like Flink's uid). */
@@ -46,7 +53,11 @@ export interface OperatorOptions {
 /** A stream of values of type T. */
 export class Stream<T> {
   readonly job: Job;
-  readonly #source: Observable<Element<T>>;
+  #source: Observable<Element<T>>;
+  // A stream made by a chainable operator (see operate.ts) is its parent plus that operator's init; the
+  // operators run as one chain when the stream is subscribed, unless the parent has several consumers.
+  #parent: Stream<unknown> | undefined;
+  #init: OperatorInit | undefined;
   #consumers = 0;
   #shared: Observable<Element<T>> | undefined;
 
@@ -57,9 +68,27 @@ export class Stream<T> {
 
   /** The element stream. Shared once a second consumer exists, so upstream runs once. */
   get elements(): Observable<Element<T>> {
-    if (this.#consumers <= 1) return this.#source;
-    this.#shared ??= this.#source.pipe(share());
-    return this.#shared;
+    const plan = this.#output();
+    return plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain(plan.source, plan.inits);
+  }
+
+  /** This stream as one source and the operators chained onto it. */
+  #plan(): Plan {
+    const parent = this.#parent;
+    if (parent === undefined || this.#init === undefined) return { source: this.#source, inits: [] };
+    const up = parent.#output();
+    return { source: up.source, inits: [...up.inits, this.#init] };
+  }
+
+  /** What a consumer of this stream extends: its own plan, or the shared output when it has several consumers. */
+  #output(): Plan {
+    if (this.#consumers <= 1) return this.#plan();
+    if (this.#shared === undefined) {
+      const plan = this.#plan();
+      const own = plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain<Element<T>>(plan.source, plan.inits);
+      this.#shared = own.pipe(share());
+    }
+    return { source: this.#shared, inits: [] };
   }
 
   /** Declares one more consumer and returns the elements it should subscribe to (lazily). */
@@ -68,8 +97,24 @@ export class Stream<T> {
     return new Observable<Element<T>>((subscriber) => this.elements.subscribe(subscriber));
   }
 
+  /**
+   * Applies `op` and wraps the result with `make`. An operator built with `operate()` joins this stream's
+   * chain; any other RxJS operator is subscribed on its own.
+   */
+  #derive<O, S extends Stream<O>>(
+    op: (source: Observable<Element<T>>) => Observable<Element<O>>,
+    make: (job: Job, elements: Observable<Element<O>>) => S,
+  ): S {
+    if (!isChainable(op)) return make(this.job, op(this.#consume()));
+    this.#consumers++;
+    const child = make(this.job, EMPTY);
+    child.#parent = this as Stream<unknown>;
+    child.#init = op.init;
+    return child;
+  }
+
   #then<O>(op: (source: Observable<Element<T>>) => Observable<Element<O>>): Stream<O> {
-    return new Stream<O>(this.job, op(this.#consume()));
+    return this.#derive(op, (job, elements) => new Stream<O>(job, elements));
   }
 
   /** Transforms each value. */
@@ -108,7 +153,7 @@ export class Stream<T> {
   /** Partitions the stream by key, for keyed state, windows and patterns. */
   keyBy<K extends Key>(selector: (value: T) => K): KeyedStream<T, K> {
     const op = keyByElements(this.job.operator("keyBy"), selector);
-    return new KeyedStream<T, K>(this.job, op(this.#consume()));
+    return this.#derive(op, (job, elements) => new KeyedStream<T, K>(job, elements));
   }
 
   /** The values routed to side output `tag` anywhere upstream (late data, dead letters, user outputs). */

@@ -4,7 +4,7 @@
  * the job fails with a UserFunctionError that names the operator and carries the original error as cause.
  * @module
  */
-import type { Subscriber } from "rxjs";
+import type { Downstream } from "../operate.ts";
 import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
 import type { OperatorContext } from "../job.ts";
@@ -12,7 +12,7 @@ import type { OperatorContext } from "../job.ts";
 /** Handles an exception thrown by user code while processing `rec`. */
 export function handleUserError(
   ctx: OperatorContext,
-  downstream: Subscriber<Element<never>>,
+  downstream: Downstream<Element<never>>,
   rec: StreamRecord<unknown>,
   error: unknown,
 ): void {

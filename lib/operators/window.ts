@@ -1,5 +1,5 @@
-import type { Observable, Subscriber } from "rxjs";
-import { operate } from "../operate.ts";
+import type { Observable } from "rxjs";
+import { type Downstream, operate } from "../operate.ts";
 import { z } from "zod";
 import type { Aggregator } from "../aggregate.ts";
 import type { CancelTimer } from "../clock.ts";
@@ -353,7 +353,7 @@ export function windowElements<T, A, R>(
       tick();
     }
 
-    const onElement = (e: Element<T>, down: Subscriber<Element<WindowResult<Key, R>>>): void => {
+    const onElement = (e: Element<T>, down: Downstream<Element<WindowResult<Key, R>>>): void => {
       switch (e.kind) {
         case "record":
           m.recordsIn++;

@@ -70,5 +70,11 @@ export function global<T>(): WindowAssigner<T> {
 
 /** Start of the window of size `size` (with `offset`) that holds `ts`. Correct for negative timestamps too. */
 export function windowStart(ts: number, size: number, offset: number): number {
-  return ts - ((((ts - offset) % size) + size) % size);
+  // Floor division instead of `%`: on non-Smi numbers (epoch milliseconds, or any timestamp held as a double)
+  // V8 compiles `%` to a call of C's fmod, while a division and a floor are single instructions. The result
+  // is exact for every timestamp below 2^53 / size; the two corrections keep it exact above that as well.
+  let start = offset + Math.floor((ts - offset) / size) * size;
+  if (start > ts) start -= size;
+  else if (start + size <= ts) start += size;
+  return start;
 }
