@@ -23,6 +23,7 @@ import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, wat
 import { GressError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics } from "./metrics.ts";
+import { DirectSource } from "./operate.ts";
 import { runSoon } from "./runtime.ts";
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
@@ -157,7 +158,7 @@ export class Job {
     const job = this;
     const coordinator = this.checkpoints;
     const from = options.from ?? coordinator?.positionsOf(source.name);
-    const elements = new Observable<Element<T>>((subscriber) => {
+    const elements = new DirectSource<Element<T>>((subscriber) => {
       let ended = false;
       let finished = false;
       const running: RunningSource = {
@@ -328,30 +329,55 @@ function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value
   let paused = false;
   let closed = false;
   let ctxRef: SourceContext<T> | undefined;
-  const pump = (): void => {
-    const ctx = ctxRef;
-    if (ctx === undefined || iterator === undefined || closed) return;
-    // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too.
-    for (let n = 0; n < 4096; n++) {
-      if (paused || closed) return;
-      const step = iterator.next();
+  const BATCH = 4096;
+  /** Emits up to one batch; true if there is more to emit on a later turn. */
+  const emitBatch = (ctx: SourceContext<T>, it: Iterator<T>): boolean => {
+    for (let n = 0; n < BATCH; n++) {
+      if (paused || closed) return false;
+      const step = it.next();
       if (step.done === true) {
         ctx.end();
-        return;
+        return false;
       }
       ctx.emit(step.value, timestamp ? timestamp(step.value, index) : undefined, name);
       index++;
     }
-    runSoon(pump);
+    return true;
+  };
+  /** The same for an array, read by index. */
+  const emitArrayBatch = (ctx: SourceContext<T>, array: readonly T[]): boolean => {
+    for (let n = 0; n < BATCH; n++) {
+      if (paused || closed) return false;
+      if (index >= array.length) {
+        ctx.end();
+        return false;
+      }
+      const value = array[index] as T;
+      ctx.emit(value, timestamp ? timestamp(value, index) : undefined, name);
+      index++;
+    }
+    return true;
+  };
+  // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too. The loop
+  // lives in its own function: written inline here, V8 compiled it on-stack and discarded that code again at
+  // the rescheduling call after the loop, on every batch.
+  const pump = (): void => {
+    const ctx = ctxRef;
+    if (ctx === undefined || closed) return;
+    const more = Array.isArray(values) ? emitArrayBatch(ctx, values) : iterator !== undefined && emitBatch(ctx, iterator);
+    if (more) runSoon(pump);
   };
   return {
     name,
     open(ctx, from) {
       ctxRef = ctx;
-      iterator = values[Symbol.iterator]();
       // Replay from a position: skip what was already emitted before the restore.
       const skip = typeof from?.[name] === "number" ? (from[name] as number) : 0;
-      while (index < skip && iterator.next().done !== true) index++;
+      if (Array.isArray(values)) index = Math.min(skip, values.length);
+      else {
+        iterator = values[Symbol.iterator]();
+        while (index < skip && iterator.next().done !== true) index++;
+      }
       pump();
     },
     pause() {

@@ -23,7 +23,13 @@ export interface Downstream<O> {
 /** Per-subscription operator logic: handle one element, optionally flush at completion and tear down. */
 export interface OperatorBody<I> {
   next(value: I): void;
+  /** The input ended. Output emitted here still goes out before the completion. */
   complete?(): void;
+  /**
+   * The body completes its downstream itself, perhaps later (a sink waiting for its last writes): after
+   * `complete()` the chain does not complete the downstream for it.
+   */
+  readonly completesItself?: boolean;
   teardown?(): void;
 }
 
@@ -41,6 +47,24 @@ export interface ChainableOperator<I, O> {
 export function operate<I, O>(init: (downstream: Downstream<O>) => OperatorBody<I>): ChainableOperator<I, O> {
   const op = (source: Observable<I>): Observable<O> => chain(source, [init]);
   return Object.assign(op, { init });
+}
+
+/**
+ * An Observable that can also push straight into the first operator of a chain, without an RxJS subscriber
+ * in between: Gress sources are these, so a record goes from the source into the chain in one call.
+ * Subscribing to it as an Observable works as usual.
+ */
+export class DirectSource<T> extends Observable<T> {
+  readonly #connect: (downstream: Downstream<T>) => () => void;
+  /** @param connect starts pushing into `downstream`, and returns the function that stops it */
+  constructor(connect: (downstream: Downstream<T>) => () => void) {
+    super((subscriber) => connect(subscriber));
+    this.#connect = connect;
+  }
+  /** Starts pushing into `downstream`; returns the function that stops it. */
+  connect(downstream: Downstream<T>): () => void {
+    return this.#connect(downstream);
+  }
 }
 
 /** True if `op` was built by {@link operate}, so it can join a chain. */
@@ -80,14 +104,16 @@ export function chain<O>(source: Observable<unknown>, inits: readonly OperatorIn
       down = link(body, down, state);
     }
     const head = down;
-    const subscription = source.subscribe({
-      next: (v) => head.next(v),
-      error: fail,
-      complete: () => head.complete(),
-    });
+    let stop: () => void;
+    if (source instanceof DirectSource) {
+      stop = source.connect(head);
+    } else {
+      const subscription = source.subscribe({ next: (v) => head.next(v), error: fail, complete: () => head.complete() });
+      stop = () => subscription.unsubscribe();
+    }
     return () => {
       state.stopped = true;
-      subscription.unsubscribe();
+      stop();
       // Upstream first, as unsubscribing a stack of piped operators would.
       for (let i = bodies.length - 1; i >= 0; i--) bodies[i]!.teardown?.();
     };
@@ -120,7 +146,7 @@ function link(body: OperatorBody<unknown>, after: Downstream<unknown>, state: Ch
         state.fail(err);
         return;
       }
-      after.complete();
+      if (body.completesItself !== true) after.complete();
     },
   };
 }

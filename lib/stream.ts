@@ -196,9 +196,10 @@ export class Stream<T> {
 
   /** Writes the stream to a sink when the job runs. At most `maxInFlight` writes are pending at once. */
   sinkTo(sink: Sink<T>, options: { maxInFlight?: number } = {}): void {
-    const elements = this.#consume();
     const op = sinkElements(this.job, sink, options.maxInFlight ?? this.job.maxInFlight);
-    this.job.register(() => op(elements));
+    // The sink is the last operator of this stream's chain.
+    const tail = this.#derive(op, (job, elements) => new Stream<never>(job, elements));
+    this.job.register(() => tail.elements);
   }
 }
 

@@ -19,47 +19,77 @@ export interface Timer {
 
 type Domain = "e" | "p";
 
-/** A binary min-heap of timers by time. */
+/**
+ * A priority queue of timers by time. Timers often share a time (every key's window of a tumbling window ends
+ * at once), so the queue keeps a binary min-heap of the distinct times and, per time, the timers in the order
+ * they were added. Adding a timer at a time already queued is one hash lookup instead of a sift through the
+ * heap, and timers of equal time come out in insertion order, which keeps firing deterministic.
+ */
 export class TimerHeap<T extends Timer = Timer> {
-  readonly #items: T[] = [];
+  readonly #times: number[] = [];
+  readonly #buckets = new Map<number, { readonly items: T[]; at: number }>();
+  #size = 0;
+
   get size(): number {
-    return this.#items.length;
+    return this.#size;
   }
   peek(): T | undefined {
-    return this.#items[0];
+    const time = this.#times[0];
+    if (time === undefined) return undefined;
+    const b = this.#buckets.get(time)!;
+    return b.items[b.at];
   }
   push(t: T): void {
-    const a = this.#items;
-    a.push(t);
+    const b = this.#buckets.get(t.time);
+    this.#size++;
+    if (b !== undefined) {
+      b.items.push(t);
+      return;
+    }
+    this.#buckets.set(t.time, { items: [t], at: 0 });
+    const a = this.#times;
+    a.push(t.time);
     let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (a[p]!.time <= t.time) break;
+      if (a[p]! <= t.time) break;
       a[i] = a[p]!;
       i = p;
     }
-    a[i] = t;
+    a[i] = t.time;
   }
   pop(): T | undefined {
-    const a = this.#items;
-    const top = a[0];
+    const time = this.#times[0];
+    if (time === undefined) return undefined;
+    const b = this.#buckets.get(time)!;
+    const top = b.items[b.at++]!;
+    this.#size--;
+    if (b.at === b.items.length) {
+      this.#buckets.delete(time);
+      this.#popTime();
+    }
+    return top;
+  }
+  clear(): void {
+    this.#times.length = 0;
+    this.#buckets.clear();
+    this.#size = 0;
+  }
+  #popTime(): void {
+    const a = this.#times;
     const last = a.pop();
-    if (top === undefined || last === undefined || a.length === 0) return top;
+    if (last === undefined || a.length === 0) return;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= a.length) break;
       const r = l + 1;
-      const c = r < a.length && a[r]!.time < a[l]!.time ? r : l;
-      if (a[c]!.time >= last.time) break;
+      const c = r < a.length && a[r]! < a[l]! ? r : l;
+      if (a[c]! >= last) break;
       a[i] = a[c]!;
       i = c;
     }
     a[i] = last;
-    return top;
-  }
-  clear(): void {
-    this.#items.length = 0;
   }
 }
 

@@ -1,8 +1,8 @@
-import { Observable } from "rxjs";
-import type { Element } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
 import { SinkError } from "../errors.ts";
 import type { Job } from "../job.ts";
+import { type ChainableOperator, operate } from "../operate.ts";
 import type { Sink } from "../sink.ts";
 
 /**
@@ -19,9 +19,9 @@ import type { Sink } from "../sink.ts";
  * @param job the job (flow control, metrics)
  * @param sink the destination
  * @param maxInFlight the bound on unresolved writes
- * @returns an Observable that completes when everything was written
+ * @returns the operator that ends a chain; its output completes when everything was written
  */
-export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (source: Observable<Element<T>>) => Observable<never> {
+export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): ChainableOperator<Element<T>, Element<never>> {
   const m = job.metrics.sink(sink.name);
   m.maxInFlight = maxInFlight;
   const who = `sink:${sink.name}`;
@@ -31,119 +31,123 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): (
       cause: err,
       details: { sink: sink.name },
     });
-  return (source) =>
-    new Observable<never>((downstream) => {
-      let failed = false;
-      const drainWaiters: (() => void)[] = [];
-      const onError = (err: unknown, what: string): void => {
-        if (failed) return;
+  return operate<Element<T>, Element<never>>((downstream) => {
+    let failed = false;
+    const drainWaiters: (() => void)[] = [];
+    const onError = (err: unknown, what: string): void => {
+      if (failed) return;
+      failed = true;
+      job.flow.release(who);
+      job.flow.release(`${who}:barrier`);
+      downstream.error(fail(err, what));
+    };
+    // Runs once per record: nothing here may allocate or touch shared sets unless there is work to do.
+    let pressing = false;
+    const settle = (): void => {
+      m.inFlight--;
+      m.written++;
+      if (pressing && m.inFlight <= maxInFlight >> 1) {
+        pressing = false;
+        job.flow.release(who);
+      }
+      if (m.inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
+    };
+    const drained = (): Promise<void> => (m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
+    const opened = Promise.resolve().then(() => sink.open?.());
+    let ready = false;
+    void opened.then(
+      () => {
+        ready = true;
+      },
+      (err: unknown) => onError(err, "open"),
+    );
+    const pending = (result: PromiseLike<void>): void => {
+      m.inFlight++;
+      if (m.inFlight >= maxInFlight && !pressing) {
+        pressing = true;
+        job.flow.press(who);
+      }
+      result.then(settle, (err: unknown) => onError(err, "write"));
+    };
+    // The hot path: a synchronous write is done when it returns and never counts as in flight.
+    const write = (e: StreamRecord<T>): void => {
+      if (failed) return;
+      if (!ready) return pending(opened.then(() => sink.write(e.value, e)));
+      let result: void | PromiseLike<void>;
+      try {
+        result = sink.write(e.value, e);
+      } catch (err) {
+        onError(err, "write");
+        return;
+      }
+      if (result === undefined || typeof (result as Partial<PromiseLike<void>>).then !== "function") m.written++;
+      else pending(result as PromiseLike<void>);
+    };
+
+    // Elements after a barrier wait here until the pre-commit for that barrier was issued.
+    const COMPLETE = Symbol("complete");
+    const held: (Element<T> | typeof COMPLETE)[] = [];
+    let heldAt = 0;
+    let gated = false;
+    let lastBarrier = 0;
+    const barrier = (checkpointId: number): void => {
+      if (checkpointId <= lastBarrier || failed) return;
+      lastBarrier = checkpointId;
+      gated = true;
+      job.flow.press(`${who}:barrier`);
+      const handle = drained()
+        .then(() => opened)
+        .then(() => sink.preCommit?.(checkpointId));
+      participant?.prepared(checkpointId, handle);
+      handle.then(
+        () => {
+          gated = false;
+          job.flow.release(`${who}:barrier`);
+          while (!gated && heldAt < held.length) handle_(held[heldAt++]!);
+          if (heldAt === held.length) {
+            held.length = 0;
+            heldAt = 0;
+          }
+        },
+        (err: unknown) => onError(err, `pre-commit checkpoint ${checkpointId}`),
+      );
+    };
+    participant?.attach(barrier);
+    const finish = (): void => {
+      drained()
+        .then(() => opened)
+        .then(() => sink.flush?.())
+        .then(() => sink.close?.())
+        .then(
+          () => {
+            if (!failed) downstream.complete();
+          },
+          (err: unknown) => onError(err, "flush or close"),
+        );
+    };
+    const handle_ = (e: Element<T> | typeof COMPLETE): void => {
+      if (e === COMPLETE) finish();
+      else if (e.kind === "record") write(e);
+      else if (e.kind === "barrier") barrier(e.checkpointId);
+    };
+    return {
+      next(e) {
+        if (gated) held.push(e);
+        else if (e.kind === "record") write(e);
+        else handle_(e);
+      },
+      // Completes once every write settled and the sink was flushed and closed (see finish).
+      complete() {
+        if (gated) held.push(COMPLETE);
+        else finish();
+      },
+      completesItself: true,
+      // Also runs when anything upstream failed: the pipeline stops, so must the pressure it put on sources.
+      teardown() {
         failed = true;
         job.flow.release(who);
         job.flow.release(`${who}:barrier`);
-        downstream.error(fail(err, what));
-      };
-      // Runs once per record: nothing here may allocate or touch shared sets unless there is work to do.
-      let pressing = false;
-      const settle = (): void => {
-        m.inFlight--;
-        m.written++;
-        if (pressing && m.inFlight <= maxInFlight >> 1) {
-          pressing = false;
-          job.flow.release(who);
-        }
-        if (m.inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
-      };
-      const drained = (): Promise<void> => (m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
-      const opened = Promise.resolve().then(() => sink.open?.());
-      let ready = false;
-      void opened.then(
-        () => {
-          ready = true;
-        },
-        (err: unknown) => onError(err, "open"),
-      );
-      const write = (e: Element<T>): void => {
-        if (e.kind !== "record" || failed) return;
-        m.inFlight++;
-        if (m.inFlight >= maxInFlight && !pressing) {
-          pressing = true;
-          job.flow.press(who);
-        }
-        let result: void | Promise<void>;
-        try {
-          result = ready ? sink.write(e.value, e) : opened.then(() => sink.write(e.value, e));
-        } catch (err) {
-          onError(err, "write");
-          return;
-        }
-        if (result instanceof Promise) result.then(settle, (err: unknown) => onError(err, "write"));
-        else settle();
-      };
-
-      // Elements after a barrier wait here until the pre-commit for that barrier was issued.
-      const COMPLETE = Symbol("complete");
-      const held: (Element<T> | typeof COMPLETE)[] = [];
-      let heldAt = 0;
-      let gated = false;
-      let lastBarrier = 0;
-      const barrier = (checkpointId: number): void => {
-        if (checkpointId <= lastBarrier || failed) return;
-        lastBarrier = checkpointId;
-        gated = true;
-        job.flow.press(`${who}:barrier`);
-        const handle = drained()
-          .then(() => opened)
-          .then(() => sink.preCommit?.(checkpointId));
-        participant?.prepared(checkpointId, handle);
-        handle.then(
-          () => {
-            gated = false;
-            job.flow.release(`${who}:barrier`);
-            while (!gated && heldAt < held.length) handle_(held[heldAt++]!);
-            if (heldAt === held.length) {
-              held.length = 0;
-              heldAt = 0;
-            }
-          },
-          (err: unknown) => onError(err, `pre-commit checkpoint ${checkpointId}`),
-        );
-      };
-      participant?.attach(barrier);
-      const finish = (): void => {
-        drained()
-          .then(() => opened)
-          .then(() => sink.flush?.())
-          .then(() => sink.close?.())
-          .then(
-            () => {
-              if (!failed) downstream.complete();
-            },
-            (err: unknown) => onError(err, "flush or close"),
-          );
-      };
-      const handle_ = (e: Element<T> | typeof COMPLETE): void => {
-        if (e === COMPLETE) finish();
-        else if (e.kind === "record") write(e);
-        else if (e.kind === "barrier") barrier(e.checkpointId);
-      };
-      const accept = (e: Element<T> | typeof COMPLETE): void => {
-        if (gated) held.push(e);
-        else handle_(e);
-      };
-      const subscription = source.subscribe({
-        next: accept,
-        error: (err) => {
-          failed = true;
-          job.flow.release(who);
-          job.flow.release(`${who}:barrier`);
-          downstream.error(err);
-        },
-        complete: () => accept(COMPLETE),
-      });
-      return () => {
-        job.flow.release(who);
-        job.flow.release(`${who}:barrier`);
-        subscription.unsubscribe();
-      };
-    });
+      },
+    };
+  });
 }

@@ -142,12 +142,14 @@ export function windowElements<T, A, R>(
       }
     };
 
+    const emitResult = (key: Key, start: number, end: number, acc: A, timing: FireTiming): void => {
+      m.recordsOut++;
+      const value: WindowResult<Key, R> = { key, start, end, value: agg.result(acc), timing };
+      downstream.next({ kind: "record", value, timestamp: end - 1, key, split: undefined });
+    };
     const emit = (key: Key, w: Window, timing: FireTiming): void => {
       const acc = accs.get(key, w.start);
-      if (acc === undefined) return;
-      m.recordsOut++;
-      const value: WindowResult<Key, R> = { key, start: w.start, end: w.end, value: agg.result(acc), timing };
-      downstream.next({ kind: "record", value, timestamp: maxTimestamp(w), key, split: undefined });
+      if (acc !== undefined) emitResult(key, w.start, w.end, acc, timing);
     };
     const triggerCtx = (key: Key, w: Window): TriggerContext => ({
       currentWatermark: wm,
@@ -311,7 +313,41 @@ export function windowElements<T, A, R>(
       m.buffered = accs.size;
     };
 
+    // The common case, a tumbling window with the default trigger and no early firing, gets its own small
+    // function that V8 can inline; anything unusual about a record (no key, a bad timestamp, too late) takes
+    // the general path, which reports it.
+    const tumblingSize = assigner.kind === "tumbling" && trigger === undefined && everyCount === undefined && everyMs === undefined ? assigner.size : 0;
+    const tumblingOffset = assigner.kind === "tumbling" ? assigner.offset : 0;
+    const processTumbling = (rec: StreamRecord<T>): void => {
+      const key = rec.key;
+      const ts = rec.timestamp;
+      if (key === undefined || !Number.isFinite(ts)) return processRecord(rec);
+      const start = windowStart(ts, tumblingSize, tumblingOffset);
+      const last = start + tumblingSize - 1;
+      if (last + lateness <= wm) return processRecord(rec);
+      const existing = accs.get(key, start);
+      accs.put(key, start, agg.add(existing ?? agg.create(), rec.value));
+      if (existing === undefined) {
+        if (last > wm) registerWindowTimer(key, start, last + 1, last);
+        if (lateness > 0) registerWindowTimer(key, start, last + 1, last + lateness);
+      }
+      // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
+      if (last <= wm) emit(key, { start, end: last + 1 }, "late");
+      m.buffered = accs.size;
+    };
+    const place = tumblingSize > 0 ? processTumbling : processRecord;
+    /** An event-time timer of processTumbling's windows: fire at the window's end, drop at its cleanup time. */
+    const fireTumbling = (t: Timer & { readonly end: number }): void => {
+      const start = t.namespace as number;
+      const acc = accs.get(t.key, start);
+      if (acc === undefined) return;
+      const last = t.end - 1;
+      if (t.time === last) emitResult(t.key, start, t.end, acc, "on-time");
+      if (t.time >= last + lateness) accs.delete(t.key, start);
+    };
+
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
+      if (tumblingSize > 0 && domain === "event") return fireTumbling(t as Timer & { readonly end: number });
       const w = windowOf(t.key, t.namespace as number);
       if (w === undefined) return;
       // An in-memory timer of a window that has since been merged or purged is stale.
@@ -358,7 +394,7 @@ export function windowElements<T, A, R>(
         case "record":
           m.recordsIn++;
           try {
-            processRecord(e);
+            place(e);
           } catch (err) {
             handleUserError(ctx, down, e, err);
           }
