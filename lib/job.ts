@@ -14,7 +14,7 @@
  * ```
  * @module
  */
-import { Observable, type Subscription } from "rxjs";
+import type { Observable, Subscription } from "rxjs";
 import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";

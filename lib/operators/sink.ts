@@ -72,7 +72,10 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
     // The hot path: a synchronous write is done when it returns and never counts as in flight.
     const write = (e: StreamRecord<T>): void => {
       if (failed) return;
-      if (!ready) return pending(opened.then(() => sink.write(e.value, e)));
+      if (!ready) {
+        pending(opened.then(() => sink.write(e.value, e)));
+        return;
+      }
       let result: void | PromiseLike<void>;
       try {
         result = sink.write(e.value, e);

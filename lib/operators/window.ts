@@ -324,11 +324,17 @@ export function windowElements<T, A, R>(
     const processTumbling = (rec: StreamRecord<T>): void => {
       const key = rec.key;
       const ts = rec.timestamp;
-      if (key === undefined || !Number.isFinite(ts)) return processRecord(rec);
+      if (key === undefined || !Number.isFinite(ts)) {
+        processRecord(rec);
+        return;
+      }
       if (!(ts >= lastStart && ts < lastStart + tumblingSize)) lastStart = windowStart(ts, tumblingSize, tumblingOffset);
       const start = lastStart;
       const last = start + tumblingSize - 1;
-      if (last + lateness <= wm) return processRecord(rec);
+      if (last + lateness <= wm) {
+        processRecord(rec);
+        return;
+      }
       const existing = accs.get(key, start);
       accs.put(key, start, agg.add(existing ?? agg.create(), rec.value));
       if (existing === undefined) {
@@ -351,7 +357,10 @@ export function windowElements<T, A, R>(
     };
 
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
-      if (tumblingSize > 0 && domain === "event") return fireTumbling(t as Timer & { readonly end: number });
+      if (tumblingSize > 0 && domain === "event") {
+        fireTumbling(t as Timer & { readonly end: number });
+        return;
+      }
       const w = windowOf(t.key, t.namespace as number);
       if (w === undefined) return;
       // An in-memory timer of a window that has since been merged or purged is stale.
