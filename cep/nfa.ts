@@ -244,6 +244,14 @@ export class NfaRunner {
       if (p !== undefined) this.buffer.release(key, node);
       return potential;
     }
+    // The common case under relaxed contiguity: the event only passes this partial match by. It keeps its
+    // node (so its reference count is unchanged: no retain and release) and, if the state is the same, its
+    // object.
+    if (p !== undefined && enabled.length === 1 && enabled[0]!.action === IGNORE && enabled[0]!.target.type !== "final") {
+      const target = enabled[0]!.target.id;
+      next.push(target === p.s ? p : { s: target, n: node, st: p.st, ss: p.ss, pt: p.pt });
+      return potential;
+    }
     const results: PartialMatch[] = [];
     let discard = false;
     for (const e of enabled) {
