@@ -77,6 +77,7 @@ export class NfaRunner {
   #seq = -1;
   #failed = false;
   #stack: NState[] = [];
+  readonly #edges: Edge[] = [];
   readonly #ctx: ConditionContext<unknown, string> & { node: number };
 
   constructor(nfa: Nfa, buffer: SharedBuffer, out: NfaOutput, limit: number, policy: LimitPolicy) {
@@ -196,11 +197,13 @@ export class NfaRunner {
 
   /** Edges (take/ignore) enabled for `state`, following proceed edges; undefined when none. */
   #decisions(state: NState, node: number): Edge[] | undefined {
-    let edges: Edge[] | undefined;
+    // One list, reused: the caller is done with the previous decisions before it asks for the next ones.
+    const edges = this.#edges;
+    edges.length = 0;
     // Common case first: a state without proceed edges needs no stack.
     if (!this.#proceeds[state.id]) {
-      for (const e of state.edges) if (this.#test(e.cond, node)) (edges ??= []).push(e);
-      return edges;
+      for (const e of state.edges) if (this.#test(e.cond, node)) edges.push(e);
+      return edges.length === 0 ? undefined : edges;
     }
     const stack = this.#stack;
     stack.length = 0;
@@ -213,10 +216,10 @@ export class NfaRunner {
         if (e.action === PROCEED) {
           // Epsilon cycles (looping groups with optional inner steps) are cut after a bounded walk.
           if (++guard < 1024) stack.push(e.target);
-        } else (edges ??= []).push(e);
+        } else edges.push(e);
       }
     }
-    return edges;
+    return edges.length === 0 ? undefined : edges;
   }
 
   #finalAfterProceed(state: NState, node: number): boolean {
