@@ -31,7 +31,7 @@ export function encodeValue(v: unknown): unknown {
       let dollar = false;
       for (const [k, x] of Object.entries(v)) {
         if (k.startsWith("$")) dollar = true;
-        out[k] = encodeValue(x);
+        setOwn(out, k, encodeValue(x));
       }
       return dollar ? { $o: out } : out;
     }
@@ -72,8 +72,14 @@ export function decodeValue(v: unknown): unknown {
 
 function decodePlain(o: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(o)) out[k] = decodeValue(x);
+  for (const [k, x] of Object.entries(o)) setOwn(out, k, decodeValue(x));
   return out;
+}
+
+/** `o[k] = v` as an own property, also for the key "__proto__", which plain assignment turns into the prototype. */
+function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === "__proto__") Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
 }
 
 function toBase64(bytes: Uint8Array): string {

@@ -429,6 +429,18 @@ export class LmdbStateBackend implements StateBackend {
   commit(capture: StateCapture, writeMeta: () => void, midway?: () => void): Promise<void> {
     const data = this.#committing;
     if (data === undefined || data.seq !== capture.seq) return Promise.reject(new StateError(`state capture ${capture.seq} is not the one being committed`));
+    // LMDB's encoder (msgpackr) renames an own "__proto__" property to "__proto_" on the way back: refuse
+    // such a value with an error that names it, rather than store something else than was written.
+    for (const [no, key, ns, v] of data.rows) {
+      const at = v === TOMBSTONE || isPrimitive(v) ? undefined : protoKeyPath(v, "value");
+      if (at === undefined) continue;
+      const table = data.sizes.find((x) => x[1] === no)?.[0] ?? `#${no}`;
+      return Promise.reject(
+        new StateError(
+          `state table "${table}", key ${JSON.stringify(key)}, namespace ${JSON.stringify(ns)}: the value has an own "__proto__" property at ${at}, which the LMDB backend cannot store faithfully; rename that property`,
+        ),
+      );
+    }
     const state = this.#state;
     const half = data.rows.length >> 1;
     const written = this.root.transaction(() => {
@@ -588,4 +600,36 @@ export class LmdbStateBackend implements StateBackend {
 /** Opens (or creates) an LMDB state backend. */
 export function lmdbState(options: LmdbStateOptions): LmdbStateBackend {
   return new LmdbStateBackend(options);
+}
+
+/** The path of the first own "__proto__" property inside `v`, or undefined if there is none. */
+function protoKeyPath(v: unknown, path: string): string | undefined {
+  if (v === null || typeof v !== "object" || ArrayBuffer.isView(v) || v instanceof Date) return undefined;
+  if (v instanceof Map) {
+    for (const [k, x] of v) {
+      const at = protoKeyPath(k, `${path}<key>`) ?? protoKeyPath(x, `${path}.get(${JSON.stringify(String(k))})`);
+      if (at !== undefined) return at;
+    }
+    return undefined;
+  }
+  if (v instanceof Set) {
+    for (const x of v) {
+      const at = protoKeyPath(x, `${path}<element>`);
+      if (at !== undefined) return at;
+    }
+    return undefined;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const at = protoKeyPath(v[i], `${path}[${i}]`);
+      if (at !== undefined) return at;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(v, "__proto__")) return `${path}.__proto__`;
+  for (const [k, x] of Object.entries(v)) {
+    const at = protoKeyPath(x, `${path}.${k}`);
+    if (at !== undefined) return at;
+  }
+  return undefined;
 }

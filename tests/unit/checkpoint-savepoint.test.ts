@@ -53,7 +53,7 @@ describe("savepoints", () => {
       fc.uint8Array({ maxLength: 8 }),
     );
     const value = fc.letrec((tie) => ({
-      v: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("v"), { maxLength: 4 }), fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("$n", "$m", "$o")), tie("v"), { maxKeys: 4, noNullPrototype: true }), fc.array(fc.tuple(fc.string(), tie("v")), { maxLength: 3 }).map((es) => new Map(es)), fc.array(fc.integer(), { maxLength: 4 }).map((xs) => new Set(xs))),
+      v: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("v"), { maxLength: 4 }), fc.dictionary(fc.oneof(fc.string(), fc.constantFrom("$n", "$m", "$o", "__proto__")), tie("v"), { maxKeys: 4, noNullPrototype: true }), fc.array(fc.tuple(fc.string(), tie("v")), { maxLength: 3 }).map((es) => new Map(es)), fc.array(fc.integer(), { maxLength: 4 }).map((xs) => new Set(xs))),
     })).v;
     fc.assert(
       fc.property(value, (v) => {

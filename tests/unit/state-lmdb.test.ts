@@ -122,4 +122,23 @@ describe("LMDB state backend", () => {
     await b.close();
     assert.throws(() => b.table("op", "t"), (e: unknown) => isGressError(e, "ERR_STATE") && /closed/.test((e as Error).message));
   });
+
+  it("a value with an own __proto__ property fails the checkpoint with a StateError naming where, instead of being stored changed", async () => {
+    // LMDB's encoder renames such a property to "__proto_" when it reads it back.
+    const dir = tempDir();
+    const b = open(dir);
+    const t = b.table<unknown>("op", "t");
+    t.put("fine", "", { a: [1, { b: new Map([["c", "d"]]) }] });
+    t.put("bad", "w1", { list: [{ ok: 1 }, JSON.parse('{"__proto__": {"x": 1}}')] });
+    await assert.rejects(
+      checkpoint(b),
+      (e: unknown) =>
+        isGressError(e, "ERR_STATE") && /op\/t/.test((e as Error).message) && /"bad"/.test((e as Error).message) && /value\.list\[1\]\.__proto__/.test((e as Error).message),
+    );
+    await b.close();
+    // Nothing of the refused checkpoint reached the disk.
+    const again = open(dir);
+    assert.equal(again.table<unknown>("op", "t").get("fine", ""), undefined);
+    await again.close();
+  });
 });
