@@ -20,7 +20,7 @@ import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coor
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
 import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
-import { GressError } from "./errors.ts";
+import { GressError, SourceError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics } from "./metrics.ts";
 import { DirectSource } from "./operate.ts";
@@ -372,7 +372,11 @@ function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value
     open(ctx, from) {
       ctxRef = ctx;
       // Replay from a position: skip what was already emitted before the restore.
-      const skip = typeof from?.[name] === "number" ? (from[name] as number) : 0;
+      const position = from?.[name];
+      if (position !== undefined && (typeof position !== "number" || !Number.isInteger(position) || position < 0)) {
+        throw new SourceError(`iterable source "${name}": position must be a non-negative integer, got ${JSON.stringify(position)}`);
+      }
+      const skip = position ?? 0;
       if (Array.isArray(values)) index = Math.min(skip, values.length);
       else {
         iterator = values[Symbol.iterator]();

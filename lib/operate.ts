@@ -75,47 +75,67 @@ export function isChainable<I, O>(op: (source: Observable<I>) => Observable<O>):
 /**
  * Runs `inits` (first to last) as one chain on `source`: one subscription upstream, direct calls inside.
  * Bodies are created last to first, as a stack of piped operators would be on subscription.
+ *
+ * Completion behaves as it does between RxJS subscribers: once an operator completes its output, nothing more
+ * reaches the operators after it from that side, and everything before it — the source and the operators in
+ * between — is torn down at once. That holds at the end of the input (the source is closed before a sink
+ * starts flushing) and when an operator ends its output early, as `take` does.
  */
 export function chain<O>(source: Observable<unknown>, inits: readonly OperatorInit[]): Observable<O> {
   return new Observable<O>((subscriber) => {
-    const state: ChainState = { stopped: false, fail: () => {} };
-    const fail = (err: unknown): void => {
+    const state: ChainState = { stopped: false, fail: () => {}, tearDownBefore: () => {} };
+    state.fail = (err: unknown): void => {
       if (state.stopped) return;
       state.stopped = true;
       subscriber.error(err);
     };
-    state.fail = fail;
-    const bodies: OperatorBody<unknown>[] = [];
+    const bodies: OperatorBody<unknown>[] = new Array(inits.length);
+    let stopSource: (() => void) | undefined;
+    let sourceDone = false;
+    let tornDown = 0;
+    // Tears down the source and the bodies before body `k`, first to last; each only once.
+    state.tearDownBefore = (k: number): void => {
+      if (!sourceDone) {
+        sourceDone = true;
+        stopSource?.();
+      }
+      for (; tornDown < k; tornDown++) bodies[tornDown]?.teardown?.();
+    };
     // The downstream of the last body is the subscriber; that of each other body is a link into the next body.
     let down: Downstream<unknown> = {
       next: (v) => {
         if (!state.stopped) subscriber.next(v as O);
       },
-      error: fail,
+      error: state.fail,
       complete: () => {
         if (state.stopped) return;
         state.stopped = true;
         subscriber.complete();
       },
     };
-    for (let i = inits.length - 1; i >= 0; i--) {
-      const body = inits[i]!(down);
-      bodies.push(body);
-      down = link(body, down, state);
+    try {
+      for (let i = inits.length - 1; i >= 0; i--) {
+        const body = inits[i]!(down);
+        bodies[i] = body;
+        down = link(i, body, down, state);
+      }
+    } catch (err) {
+      // A body that could not be created fails the subscription; the ones created already are undone.
+      for (const body of bodies) body?.teardown?.();
+      throw err;
     }
     const head = down;
-    let stop: () => void;
     if (source instanceof DirectSource) {
-      stop = source.connect(head);
+      stopSource = source.connect(head);
     } else {
-      const subscription = source.subscribe({ next: (v) => head.next(v), error: fail, complete: () => head.complete() });
-      stop = () => subscription.unsubscribe();
+      const subscription = source.subscribe({ next: (v) => head.next(v), error: state.fail, complete: () => head.complete() });
+      stopSource = () => subscription.unsubscribe();
     }
+    // The source completed while it was being connected: it is done already.
+    if (sourceDone) stopSource();
     return () => {
       state.stopped = true;
-      stop();
-      // Upstream first, as unsubscribing a stack of piped operators would.
-      for (let i = bodies.length - 1; i >= 0; i--) bodies[i]!.teardown?.();
+      state.tearDownBefore(bodies.length);
     };
   });
 }
@@ -124,13 +144,16 @@ interface ChainState {
   /** Set once the chain failed, completed or was unsubscribed: nothing more flows. */
   stopped: boolean;
   fail: (err: unknown) => void;
+  /** Tears down the source and the bodies before the given index. */
+  tearDownBefore: (index: number) => void;
 }
 
-/** The downstream through which one body is fed: a failure of the body fails the chain. */
-function link(body: OperatorBody<unknown>, after: Downstream<unknown>, state: ChainState): Downstream<unknown> {
+/** The downstream through which body `index` is fed: a failure of the body fails the chain. */
+function link(index: number, body: OperatorBody<unknown>, after: Downstream<unknown>, state: ChainState): Downstream<unknown> {
+  let done = false;
   return {
     next(value) {
-      if (state.stopped) return;
+      if (done || state.stopped) return;
       try {
         body.next(value);
       } catch (err) {
@@ -139,7 +162,10 @@ function link(body: OperatorBody<unknown>, after: Downstream<unknown>, state: Ch
     },
     error: (err) => state.fail(err),
     complete() {
-      if (state.stopped) return;
+      if (done || state.stopped) return;
+      done = true;
+      // Nothing before this body can reach it any more.
+      state.tearDownBefore(index);
       try {
         body.complete?.();
       } catch (err) {

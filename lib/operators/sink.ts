@@ -76,15 +76,18 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
         pending(opened.then(() => sink.write(e.value, e)));
         return;
       }
-      let result: void | PromiseLike<void>;
+      let result: unknown;
+      let async: boolean;
       try {
         result = sink.write(e.value, e);
+        // Anything but a thenable (undefined, or null from JavaScript) is a write that is done already.
+        async = result !== undefined && result !== null && typeof (result as Partial<PromiseLike<void>>).then === "function";
       } catch (err) {
         onError(err, "write");
         return;
       }
-      if (result === undefined || typeof (result as Partial<PromiseLike<void>>).then !== "function") m.written++;
-      else pending(result as PromiseLike<void>);
+      if (async) pending(result as PromiseLike<void>);
+      else m.written++;
     };
 
     // Elements after a barrier wait here until the pre-commit for that barrier was issued.

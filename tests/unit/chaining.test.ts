@@ -53,7 +53,8 @@ describe("operator chaining", () => {
     // Bodies are created last to first, as a stack of piped operators would be.
     assert.deepEqual(log.slice(0, 2), ["init b", "init a"]);
     assert.deepEqual(log.slice(2, 6), ["a 1", "b 10", "a 2", "b 20"]);
-    assert.deepEqual(log.slice(6), ["complete a", "complete b", "teardown a", "teardown b"]);
+    // As between RxJS subscribers: an operator is torn down as soon as the one after it has completed.
+    assert.deepEqual(log.slice(6), ["complete a", "teardown a", "complete b", "teardown b"]);
     assert.deepEqual(out, [watermark(5), record(20, 6, undefined, undefined)]);
   });
 
@@ -154,5 +155,72 @@ describe("operator chaining", () => {
     subject.next(record(2, 4));
     assert.deepEqual(seen, ["record", "watermark", "record"]);
     assert.deepEqual(out, [20, 30]);
+  });
+
+  it("an operator that ends its output early stops everything before it; the sink flushes and closes once", async () => {
+    const job = new Job();
+    const log: string[] = [];
+    const take2 = operate<Element<number>, Element<number>>((downstream) => {
+      let n = 0;
+      return {
+        next(e) {
+          if (e.kind !== "record") return downstream.next(e);
+          downstream.next(e);
+          if (++n === 2) downstream.complete();
+        },
+      };
+    });
+    job
+      .fromIterable([1, 2, 3, 4, 5])
+      .tap((x) => log.push(`tap ${x}`))
+      .transform(take2)
+      .sinkTo({
+        name: "out",
+        write: (x) => void log.push(`write ${x}`),
+        flush: () => void log.push("flush"),
+        close: () => void log.push("close"),
+      });
+    await job.run();
+    assert.deepEqual(log, ["tap 1", "write 1", "tap 2", "write 2", "flush", "close"]);
+  });
+
+  it("at the end of the input the source is closed before the sink flushes", async () => {
+    const job = new Job();
+    const log: string[] = [];
+    const source = job.fromIterable([1, 2]);
+    const inner = job.sources[0]!;
+    const close = inner.close.bind(inner);
+    inner.close = () => {
+      log.push(`source closed, running sources: ${job.runningSources.length}`);
+      return close();
+    };
+    source.map((x) => x).sinkTo({ name: "out", write: () => {}, flush: () => void log.push("flush"), close: () => void log.push("close") });
+    await job.run();
+    assert.deepEqual(log, ["source closed, running sources: 0", "flush", "close"]);
+  });
+
+  it("an operator whose setup throws fails the subscription, and the operators already set up are torn down", () => {
+    const job = new Job();
+    const [subject, stream] = input<number>(job);
+    const log: string[] = [];
+    const broken = operate<Element<number>, Element<number>>(() => {
+      throw new Error("cannot set up");
+    });
+    const errors: unknown[] = [];
+    stream
+      .transform(broken)
+      .transform(traced("after", log))
+      .elements.subscribe({ error: (e) => errors.push(e) });
+    assert.match(String(errors[0]), /cannot set up/);
+    assert.deepEqual(log, ["init after", "teardown after"]);
+    assert.equal(subject.observed, false);
+  });
+
+  it("a sink whose write returns null (JavaScript) counts as a synchronous write", async () => {
+    const job = new Job();
+    const out: number[] = [];
+    job.fromIterable([1, 2, 3]).sinkTo({ name: "out", write: ((x: number) => (out.push(x), null)) as unknown as (x: number) => void });
+    await job.run();
+    assert.deepEqual(out, [1, 2, 3]);
   });
 });

@@ -10,9 +10,11 @@ import {
   fromObservable,
   isGressError,
   Job,
+  type Positions,
   record,
   Stream,
   sinkFn,
+  type Source,
   UserFunctionError,
   VirtualClock,
   watermark,
@@ -296,6 +298,24 @@ describe("RxJS interop", () => {
 
   it("fromIterable is a bounded stream of the iterable's values", async () => {
     assert.deepEqual(await fromIterable(new Set(["a", "b"])).collect(), ["a", "b"]);
+  });
+
+  it("an iterable source replays from a valid position and refuses a position that is not a non-negative integer", async () => {
+    const values = [10, 11, 12, 13];
+    const from = async (position: unknown): Promise<number[]> => {
+      // The Source behind fromIterable, started at `position` as a restored checkpoint would start it.
+      const source = new Job().fromIterable(values, { name: "xs" }).job.sources[0] as Source<number>;
+      const job = new Job();
+      const out: number[] = [];
+      job.source(source, { from: { xs: position } as Positions }).sinkTo(sinkFn("out", (v) => void out.push(v)));
+      await job.run();
+      return out;
+    };
+    assert.deepEqual(await from(2), [12, 13]);
+    assert.deepEqual(await from(9), []);
+    for (const bad of [-1, 1.5, Number.NaN, "2"]) {
+      await assert.rejects(from(bad), (e: unknown) => isGressError(e, "ERR_SOURCE") && /position must be a non-negative integer/.test((e as Error).message), String(bad));
+    }
   });
 
   it("fromIterable with a timestamp function assigns event time", async () => {
