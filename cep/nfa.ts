@@ -165,11 +165,16 @@ export class NfaRunner {
     // Reuse the empty list of a key without partial matches: most events start nothing.
     const next: PartialMatch[] = old.length === 0 ? old : [];
     let potential: PartialMatch[] | undefined;
-    for (let i = 0; i < old.length; i++) potential = this.#advance(old[i]!, false, next, potential);
-    potential = this.#advance(undefined, true, next, potential);
-    ks.p = next;
-    if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
-    if (next.length > this.#limit) this.#enforceLimit(key, ks);
+    try {
+      for (let i = 0; i < old.length; i++) potential = this.#advance(old[i]!, false, next, potential);
+      potential = this.#advance(undefined, true, next, potential);
+      ks.p = next;
+      if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
+      if (next.length > this.#limit) this.#enforceLimit(key, ks);
+    } finally {
+      // The event was stored pinned by the first branch that took it (see #advance); now every branch has had it.
+      if (this.#seq >= 0) this.buffer.unpinEvent(key, this.#seq);
+    }
     return !this.#failed;
   }
 

@@ -35,9 +35,21 @@ export class SharedBuffer {
     this.nodes = nodes;
   }
 
-  /** Stores an event (with no references yet) under its sequence number. */
+  /**
+   * Stores an event under its sequence number with one reference, the caller's: several branches may take
+   * the event while it is processed, and one of them being discarded must not free it for the others. The
+   * caller drops that reference with {@link unpinEvent} when the event is processed.
+   */
   putEvent(key: Key, seq: number, value: unknown, timestamp: number): void {
-    this.events.put(key, seq, [value, timestamp, 0]);
+    this.events.put(key, seq, [value, timestamp, 1]);
+  }
+
+  /** Drops the reference {@link putEvent} gave its caller; frees the event if no node holds it. */
+  unpinEvent(key: Key, seq: number): void {
+    const e = this.events.get(key, seq);
+    if (e === undefined) return;
+    if (--e[2] > 0) this.events.put(key, seq, e);
+    else this.events.delete(key, seq);
   }
 
   /** Adds node `id` = (event `seq`, `step`, `prev`) with one reference (the caller's). */

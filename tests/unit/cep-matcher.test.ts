@@ -97,6 +97,29 @@ describe("timeouts and absences are first-class output", () => {
     assert.deepEqual(d.readOutputRecords().map((r) => [r.key, show(r.value)]), [["2", "match@4:A C"]]);
   });
 
+  it("an event that a discarded branch took stays stored for the other branches that took it", () => {
+    // a+ then notNext(a): on a second A the branch that would extend the loop reaches the stop state and is
+    // discarded with everything it produced (FlinkCEP's semantics), while a new branch starts at the same A.
+    // The discarded branch used to free the shared event under the new one ("shared buffer: event missing").
+    const p = pattern<Ev>().begin("a").where(ofType("A")).oneOrMore().notNext("x").where(ofType("A")).followedBy("b").where(ofType("B"));
+    const d = driver(p);
+    const input = (k: string, types: string): void => {
+      [...types].forEach((t, i) => d.pipeInput({ k, t, id: i }, i + 1));
+    };
+    input("1", "AAB");
+    input("2", "ABAB");
+    d.endInput();
+    assert.deepEqual(
+      d.readOutputRecords().map((r) => [r.key, show(r.value)]),
+      [
+        ["1", "match@3:A1 B2"],
+        ["2", "match@2:A0 B1"],
+        ["2", "match@4:A0 A2 B3"],
+        ["2", "match@4:A2 B3"],
+      ],
+    );
+  });
+
   it("a per-step within bounds the time since the previous event", () => {
     const p = pattern<Ev>().begin("a").where(ofType("A")).followedBy("b").where(ofType("B")).within(5, "step");
     const d = driver(p);
