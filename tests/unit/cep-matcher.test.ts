@@ -104,7 +104,7 @@ describe("timeouts and absences are first-class output", () => {
     const p = pattern<Ev>().begin("a").where(ofType("A")).oneOrMore().notNext("x").where(ofType("A")).followedBy("b").where(ofType("B"));
     const d = driver(p);
     const input = (k: string, types: string): void => {
-      [...types].forEach((t, i) => d.pipeInput({ k, t, id: i }, i + 1));
+      for (const [i, t] of [...types].entries()) d.pipeInput({ k, t, id: i }, i + 1);
     };
     input("1", "AAB");
     input("2", "ABAB");

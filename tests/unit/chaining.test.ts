@@ -219,7 +219,11 @@ describe("operator chaining", () => {
   it("a sink whose write returns null (JavaScript) counts as a synchronous write", async () => {
     const job = new Job();
     const out: number[] = [];
-    job.fromIterable([1, 2, 3]).sinkTo({ name: "out", write: ((x: number) => (out.push(x), null)) as unknown as (x: number) => void });
+    const write = (x: number): null => {
+      out.push(x);
+      return null;
+    };
+    job.fromIterable([1, 2, 3]).sinkTo({ name: "out", write: write as unknown as (x: number) => void });
     await job.run();
     assert.deepEqual(out, [1, 2, 3]);
   });
