@@ -2,7 +2,8 @@
  * The `gress` command line.
  *
  *   gress demo [--events N] [--rate N] [--port P]   surge pricing on generated rides, no services needed
- *   gress run <pipeline.ts> [--port P] [--name N] [--checkpoint-interval MS] [--state-dir DIR] [--from-savepoint DIR]
+ *   gress run <pipeline.ts> [--port P] [--name N] [--checkpoint-interval MS] [--state-dir DIR] [--retain N]
+ *                           [--from-savepoint DIR | --from-checkpoint ID]
  *                                                   runs a pipeline module with /metrics, /health and a live page;
  *                                                   with checkpoints, state lives in LMDB and a restart recovers
  *   gress savepoint <job> [--state-dir DIR] [--to DIR]
@@ -50,7 +51,8 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
 
 const USAGE = `usage:
   gress demo [--events N] [--rate EVENTS_PER_S] [--port P]
-  gress run <pipeline.ts> [--name JOB] [--port P] [--checkpoint-interval MS] [--state-dir DIR] [--from-savepoint DIR]
+  gress run <pipeline.ts> [--name JOB] [--port P] [--checkpoint-interval MS] [--state-dir DIR] [--retain N]
+                          [--from-savepoint DIR | --from-checkpoint ID]
   gress savepoint <job> [--state-dir DIR] [--to DIR]
 `;
 
@@ -134,6 +136,8 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
       "checkpoint-interval": z.coerce.number().int().positive().optional(),
       "state-dir": z.string().min(1).optional(),
       "from-savepoint": z.string().min(1).optional(),
+      retain: z.coerce.number().int().positive().optional(),
+      "from-checkpoint": z.coerce.number().int().positive().optional(),
     }),
     flags,
     "run",
@@ -143,7 +147,8 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
     throw new Error(`${file} must default-export a function (job: Job) => void that builds the pipeline`);
   }
   const name = o.name ?? file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-");
-  const interval = o["checkpoint-interval"] ?? (o["from-savepoint"] !== undefined || o["state-dir"] !== undefined ? 1_000 : undefined);
+  const checkpointed = o["from-savepoint"] !== undefined || o["from-checkpoint"] !== undefined || o["state-dir"] !== undefined || o.retain !== undefined;
+  const interval = o["checkpoint-interval"] ?? (checkpointed ? 1_000 : undefined);
   const job =
     interval === undefined
       ? new Job({ name })
@@ -153,6 +158,8 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
           checkpoints: {
             intervalMs: interval,
             ...(o["from-savepoint"] !== undefined ? { fromSavepoint: o["from-savepoint"] } : {}),
+            ...(o["from-checkpoint"] !== undefined ? { restoreCheckpoint: o["from-checkpoint"] } : {}),
+            ...(o.retain !== undefined ? { retain: o.retain } : {}),
           },
         });
   await (mod.default as (job: Job) => unknown)(job);

@@ -37,8 +37,16 @@ export interface CheckpointOptions {
   readonly intervalMs: number;
   /** Minimum time from the end of one checkpoint to the start of the next. Default 0. */
   readonly minPauseMs?: number;
-  /** Checkpoint records kept. Default 3. */
+  /**
+   * Checkpoints kept restorable, the latest included. Default 1, as in Flink. With more, each checkpoint also
+   * records the values it replaces (an undo log), so that `restoreCheckpoint` can go back to an older one.
+   */
   readonly retain?: number;
+  /**
+   * Start from this retained checkpoint instead of the latest. The newer checkpoints are discarded; what
+   * their sinks committed was committed, and the records after this checkpoint are processed again.
+   */
+  readonly restoreCheckpoint?: number;
   /** A checkpoint that does not complete within this time fails the job. Default 60 000. */
   readonly timeoutMs?: number;
   /** Start from this savepoint directory when the state directory holds no checkpoint of it yet. */
@@ -51,6 +59,7 @@ const optionsSchema = z.strictObject({
   intervalMs: z.number().positive(),
   minPauseMs: z.number().nonnegative().optional(),
   retain: z.number().int().positive().optional(),
+  restoreCheckpoint: z.number().int().positive().optional(),
   timeoutMs: z.number().positive().optional(),
   fromSavepoint: z.string().min(1).optional(),
   log: z.custom<(m: string) => void>((f) => typeof f === "function", "a function").optional(),
@@ -115,13 +124,53 @@ export class CheckpointCoordinator {
     this.backend = job.state;
     this.#interval = o.intervalMs;
     this.#minPause = o.minPauseMs ?? 0;
-    this.#retain = o.retain ?? 3;
+    this.#retain = o.retain ?? 1;
     this.#timeout = o.timeoutMs ?? 60_000;
     this.#log = o.log ?? ((m) => console.error(`gress: ${m}`));
+    if (o.fromSavepoint !== undefined && o.restoreCheckpoint !== undefined) {
+      throw new ConfigError(`job "${job.name}": give fromSavepoint or restoreCheckpoint, not both`, [
+        { path: ["checkpoints", "restoreCheckpoint"], code: "custom", message: "conflicts with fromSavepoint" },
+      ]);
+    }
+    if (o.restoreCheckpoint !== undefined) this.#rollBack(o.restoreCheckpoint);
     this.restored = this.#restore(o.fromSavepoint);
-    this.#lastId = this.restored?.id ?? 0;
+    // Checkpoint ids are never reused, also after a roll-back: sinks recognise committed work by them.
+    const issued = this.backend.meta.get("issued");
+    this.#lastId = Math.max(this.restored?.id ?? 0, typeof issued === "number" ? issued : 0);
     this.#savepointId = this.restored?.savepoint;
     this.backend.onDirtyLimit(() => this.#requestUrgent());
+  }
+
+  /** Rolls the state directory back to retained checkpoint `target` (see CheckpointOptions.restoreCheckpoint). */
+  #rollBack(target: number): void {
+    const meta = this.backend.meta;
+    const latest = latestCheckpoint(meta);
+    const retained = listCheckpoints(meta).map((r) => r.id);
+    if (latest === undefined || !retained.includes(target)) {
+      throw new CheckpointError(
+        `state directory "${this.backend.path}" has no checkpoint ${target} to restore; it keeps ${retained.length === 0 ? "none" : retained.join(", ")}`,
+      );
+    }
+    if (target === latest.id) return;
+    const newer = retained.filter((id) => id > target);
+    const missing = newer.filter((id) => !this.backend.hasUndo(id));
+    if (missing.length > 0) {
+      throw new CheckpointError(
+        `checkpoint ${target} can no longer be restored: checkpoint${missing.length > 1 ? "s" : ""} ${missing.join(", ")} kept no undo log (was retain below ${latest.id - target + 1}?)`,
+      );
+    }
+    this.backend.rollback(newer, () => {
+      for (const id of newer) meta.remove(["checkpoint", id]);
+      meta.put("latest", target);
+      meta.put("issued", Math.max(latest.id, (meta.get("issued") as number | undefined) ?? 0));
+    });
+    this.#log(`rolled back to checkpoint ${target}; discarded checkpoint${newer.length > 1 ? "s" : ""} ${newer.join(", ")}`);
+  }
+
+  /** The oldest checkpoint still retained once checkpoint `id` is recorded. */
+  #oldestKept(id: number): number {
+    const ids = [...listCheckpoints(this.backend.meta).map((r) => r.id), id];
+    return ids[Math.max(0, ids.length - this.#retain)]!;
   }
 
   #restore(fromSavepoint: string | undefined): CheckpointRecord | undefined {
@@ -323,6 +372,8 @@ export class CheckpointCoordinator {
           capture,
           () => recordCheckpoint(this.backend.meta, record, this.#retain),
           () => failpoint("checkpoint-snapshot"),
+          // An older checkpoint stays restorable while the undo logs of every newer one are kept.
+          this.#retain > 1 ? { id, keepFrom: this.#oldestKept(id) + 1 } : undefined,
         ),
         timedOut,
       ]);

@@ -4,8 +4,9 @@
  * and the sinks' pending (pre-committed) transaction handles; `latest` points at the last completed one.
  *
  * The state itself is kept once, in place, at its latest checkpoint (each checkpoint writes only what
- * changed). The records of the last `retain` checkpoints are kept for inspection and savepoints of
- * recent history; older records are pruned in the same transaction.
+ * changed). The records of the last `retain` checkpoints are kept, older ones are pruned in the same
+ * transaction; with `retain` > 1 each checkpoint also keeps an undo log in the state backend, which is what
+ * makes the older ones restorable.
  * @module
  */
 import type { Database, Key as LmdbKey } from "lmdb";
@@ -45,9 +46,11 @@ export function listCheckpoints(meta: Meta): CheckpointRecord[] {
   return out;
 }
 
-/** Writes a record and moves `latest` to it, pruning records older than the last `retain`. Call inside the commit transaction. */
+/** Writes a record and moves `latest` to it, keeping the last `retain` records. Call inside the commit transaction. */
 export function recordCheckpoint(meta: Meta, record: CheckpointRecord, retain: number): void {
   meta.put(["checkpoint", record.id], record);
   meta.put("latest", record.id);
-  for (const { key } of meta.getRange({ start: ["checkpoint"], end: ["checkpoint", record.id - retain + 1] })) meta.remove(key);
+  // By count, not by id: ids have gaps after a roll-back to an older checkpoint.
+  const keys = [...meta.getKeys({ start: ["checkpoint"], end: ["checkpoint\u0000"] })];
+  for (const key of keys.slice(0, Math.max(0, keys.length - retain))) meta.remove(key);
 }

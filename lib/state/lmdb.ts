@@ -85,6 +85,12 @@ interface TableInfo {
   size: number;
 }
 
+/** Where a commit records what it replaces: under checkpoint `id`, keeping the logs from `keepFrom` on. */
+export interface UndoLog {
+  readonly id: number;
+  readonly keepFrom: number;
+}
+
 const isPrimitive = (v: unknown): boolean => v === null || (typeof v !== "object" && typeof v !== "function");
 
 /** One table: a view over the backend's layers for one table number. */
@@ -221,6 +227,8 @@ export class LmdbStateBackend implements StateBackend {
   /** Metadata database shared with the checkpoint storage (same environment, same transactions). */
   readonly meta: Database<unknown, LmdbKey>;
   readonly #state: Database<unknown, LmdbKey>;
+  /** Undo logs: per checkpoint, the values its commit replaced, so that older checkpoints stay restorable. */
+  readonly #undo: Database<unknown, LmdbKey>;
   readonly #tables = new Map<string, LmdbTable<unknown>>();
   readonly #infos = new Map<string, TableInfo>();
   // A two-generation cache: new entries go to `young`; when it holds half the budget it becomes `old` and the
@@ -256,9 +264,15 @@ export class LmdbStateBackend implements StateBackend {
       });
       this.#state = this.root.openDB({ name: "state", cache: false, encoder: { structuredClone: true } } as never);
       this.meta = this.root.openDB({ name: "meta", cache: false, encoder: { structuredClone: true } } as never);
+      this.#undo = this.root.openDB({ name: "undo", cache: false, encoder: { structuredClone: true } } as never);
     } catch (err) {
       throw new StateError(`cannot open LMDB state at "${o.path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+    this.#loadInfos();
+  }
+
+  #loadInfos(): void {
+    this.#infos.clear();
     for (const { key, value } of this.meta.getRange({ start: ["table"], end: ["table\u0000"] })) {
       const id = (key as [string, string])[1];
       const info = value as TableInfo;
@@ -424,9 +438,11 @@ export class LmdbStateBackend implements StateBackend {
   /**
    * Writes a capture and the caller's metadata (`writeMeta` runs inside the transaction and may put into
    * {@link meta}) in one LMDB transaction. Resolves when the transaction is committed (visible); await
-   * {@link flushed} for durability. `midway` runs inside the transaction after half of the rows.
+   * {@link flushed} for durability. `midway` runs inside the transaction after half of the rows. With `undo`,
+   * the same transaction records what the capture replaces under `undo.id`, and drops the undo logs of
+   * checkpoints before `undo.keepFrom`; see {@link rollback}.
    */
-  commit(capture: StateCapture, writeMeta: () => void, midway?: () => void): Promise<void> {
+  commit(capture: StateCapture, writeMeta: () => void, midway?: () => void, undo?: UndoLog): Promise<void> {
     const data = this.#committing;
     if (data === undefined || data.seq !== capture.seq) return Promise.reject(new StateError(`state capture ${capture.seq} is not the one being committed`));
     // LMDB's encoder (msgpackr) renames an own "__proto__" property to "__proto_" on the way back: refuse
@@ -444,6 +460,7 @@ export class LmdbStateBackend implements StateBackend {
     const state = this.#state;
     const half = data.rows.length >> 1;
     const written = this.root.transaction(() => {
+      if (undo !== undefined) this.#writeUndo(data, undo);
       if (data.cleared) state.clearSync();
       let n = 0;
       for (const [no, key, ns, v] of data.rows) {
@@ -467,6 +484,62 @@ export class LmdbStateBackend implements StateBackend {
         throw new StateError(`LMDB commit of state capture ${data.seq} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       },
     );
+  }
+
+  /** Inside the commit transaction, before the rows are written: what they replace, and the table sizes. */
+  #writeUndo(data: CaptureData, undo: UndoLog): void {
+    const log = this.#undo;
+    // Before a full clear (a savepoint restore) nothing can be rolled back to.
+    if (data.cleared) log.clearSync();
+    else {
+      for (const [no, key, ns] of data.rows) {
+        const before = this.#state.get([no, key, ns]);
+        log.put([undo.id, no, key, ns], before === undefined ? [0] : [1, before]);
+      }
+      log.put(
+        [undo.id, -1],
+        data.sizes.map(([id]) => [id, this.meta.get(["table", id]) ?? null]),
+      );
+    }
+    for (const { key } of [...log.getRange({ end: [undo.keepFrom] })]) log.remove(key);
+  }
+
+  /** True if checkpoint `id` was committed with an undo log that is still kept. */
+  hasUndo(id: number): boolean {
+    return this.#undo.doesExist([id, -1]);
+  }
+
+  /**
+   * Takes the state back to what it was before the commits of checkpoints `ids`, newest first, by applying
+   * their undo logs, and runs `writeMeta` — all in one transaction, so a crash leaves either the old or the
+   * rolled-back state. Only on a freshly opened backend, before any table is opened.
+   */
+  rollback(ids: readonly number[], writeMeta: () => void): void {
+    this.#open();
+    if (this.#tables.size > 0 || this.#dirtyTotal > 0 || this.#committing !== undefined) {
+      throw new StateError(`LMDB state at "${this.path}" can only be rolled back before it is used`);
+    }
+    for (const id of ids) if (!this.hasUndo(id)) throw new StateError(`LMDB state at "${this.path}" has no undo log for checkpoint ${id}`);
+    this.root.transactionSync(() => {
+      for (const id of [...ids].sort((a, b) => b - a)) {
+        for (const { key, value } of [...this.#undo.getRange({ start: [id], end: [id + 1] })]) {
+          const [, no, k, ns] = key as [number, number, Key, Namespace];
+          if (no === -1) {
+            for (const [table, info] of value as [string, TableInfo | null][]) {
+              if (info === null) this.meta.remove(["table", table]);
+              else this.meta.put(["table", table], info);
+            }
+          } else {
+            const [present, before] = value as [0] | [1, unknown];
+            if (present === 1) this.#state.put([no, k, ns], before);
+            else this.#state.remove([no, k, ns]);
+          }
+          this.#undo.remove(key);
+        }
+      }
+      writeMeta();
+    });
+    this.#loadInfos();
   }
 
   /** Resolves when every committed transaction is flushed to disk. */

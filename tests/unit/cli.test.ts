@@ -79,6 +79,35 @@ describe("gress CLI", () => {
     }
   });
 
+  it("run --from-checkpoint picks a retained checkpoint, and names the ones kept when it is not there", async () => {
+    const root = mkdtempSync(join(tmpdir(), "gress-cli-"));
+    const fixture = new URL("./fixtures/counting-pipeline.ts", import.meta.url).pathname;
+    const mod = (await import("./fixtures/counting-pipeline.ts")) as { emitted: string[] };
+    const state = join(root, "s");
+    try {
+      process.env.GRESS_FIXTURE_INPUT = "a,b,a";
+      const first = await capture(() => main(["run", fixture, "--port", "0", "--name", "words", "--state-dir", state, "--retain", "2"]));
+      assert.equal(first.code, 0, first.err);
+      mod.emitted.splice(0);
+      const sp = await capture(() => main(["savepoint", "words", "--state-dir", state, "--to", join(root, "sp")]));
+      const latest = Number(/\(checkpoint (\d+)\)/.exec(sp.out)?.[1]);
+      assert.ok(latest > 0, sp.out + sp.err);
+
+      const missing = await capture(() => main(["run", fixture, "--port", "0", "--name", "words", "--state-dir", state, "--from-checkpoint", "999"]));
+      assert.equal(missing.code, 1);
+      assert.match(missing.err, new RegExp(`no checkpoint 999 to restore; it keeps (\\d+, )?${latest}`));
+
+      // The latest checkpoint is after the last word: restoring it and growing the input continues the counts.
+      process.env.GRESS_FIXTURE_INPUT = "a,b,a,b";
+      const again = await capture(() => main(["run", fixture, "--port", "0", "--name", "words", "--state-dir", state, "--from-checkpoint", String(latest)]));
+      assert.equal(again.code, 0, again.err);
+      assert.deepEqual(mod.emitted.splice(0), ["b:2"]);
+    } finally {
+      delete process.env.GRESS_FIXTURE_INPUT;
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
   it("savepoint of a job without state fails with a clear error", async () => {
     const r = await capture(() => main(["savepoint", "nothing-here", "--state-dir", join(tmpdir(), "gress-no-such-dir")]));
     assert.equal(r.code, 1);
