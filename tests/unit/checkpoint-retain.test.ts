@@ -6,16 +6,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { generator, isGressError, Job, type Sink } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { type Sequenced, sequencePerKey } from "../support/sequence.ts";
 import { tempDirs } from "../support/temp.ts";
 
 const tempDir = tempDirs("gress-retain-");
 const lmdb = (path: string): LmdbStateBackend => new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, durability: "process" });
 
-interface Out {
-  readonly key: string;
-  readonly seq: number;
-  readonly i: number;
-}
+type Out = Sequenced;
 
 /** Counts events per key in keyed state and emits `{ key, seq, i }` for each. */
 function countingJob(job: Job, out: Out[]): void {
@@ -23,14 +20,7 @@ function countingJob(job: Job, out: Out[]): void {
   job
     .source(generator({ name: "events", seed: 4, count: 3_000, ratePerSecond: 20_000, make: (i, _t, r) => ({ i, key: `k${r.int(4)}` }) }))
     .keyBy((e) => e.key)
-    .process<Out>({
-      processElement(e, ctx) {
-        const n = ctx.state.value<number>("n");
-        const seq = (n.value() ?? 0) + 1;
-        n.update(seq);
-        ctx.emit({ key: e.key, seq, i: e.i });
-      },
-    })
+    .process(sequencePerKey())
     .sinkTo(sink);
 }
 

@@ -11,30 +11,20 @@ import { decodeValue, encodeValue } from "../../lib/checkpoint/codec.ts";
 import { readSavepoint, SAVEPOINT_VERSION, writeSavepoint } from "../../lib/checkpoint/savepoint.ts";
 import { generator, isGressError, Job, type Sink } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { type Sequenced, sequencePerKey } from "../support/sequence.ts";
 import { tempDirs } from "../support/temp.ts";
 
 const tempDir = tempDirs("gress-sp-");
 const lmdb = (path: string): LmdbStateBackend => new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, durability: "process" });
 
-interface Out {
-  readonly key: string;
-  readonly seq: number;
-  readonly i: number;
-}
+type Out = Sequenced;
 /** Counts events per key (ValueState) and collects `{ key, seq, i }`; `count` bounds the generator. */
 function countingJob(job: Job, count: number, out: Out[], rate?: number): void {
   const sink: Sink<Out> = { name: "collect", write: (v) => void out.push(v) };
   job
     .source(generator({ name: "events", seed: 9, count, ...(rate === undefined ? {} : { ratePerSecond: rate }), make: (i, _t, r) => ({ i, key: `k${r.int(5)}` }) }))
     .keyBy((e) => e.key)
-    .process<Out>({
-      processElement(e, ctx) {
-        const n = ctx.state.value<number>("n");
-        const seq = (n.value() ?? 0) + 1;
-        n.update(seq);
-        ctx.emit({ key: e.key, seq, i: e.i });
-      },
-    })
+    .process(sequencePerKey())
     .sinkTo(sink);
 }
 
