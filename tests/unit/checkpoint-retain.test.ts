@@ -1,6 +1,7 @@
 /**
  * Retained checkpoints: with `retain: N`, the last N checkpoints stay restorable. The state is kept once, at
  * the latest checkpoint; each checkpoint's undo log (what its commit replaced) takes it back to an older one.
+ * The backend's side of it (undo logs, roll-back) is tested in state-lmdb.test.ts.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -24,57 +25,7 @@ function countingJob(job: Job, out: Out[]): void {
     .sinkTo(sink);
 }
 
-const commit = async (b: LmdbStateBackend, id: number, keepFrom: number): Promise<void> => {
-  await b.commit(b.capture(), () => {}, undefined, { id, keepFrom });
-  await b.flushed();
-};
-
 describe("retained checkpoints", () => {
-  it("the LMDB backend rolls back through undo logs: changed, deleted, new keys and new tables", async () => {
-    const dir = tempDir();
-    const b = lmdb(dir);
-    const t = b.table<number>("op", "t");
-    t.put("a", "", 1);
-    t.put("b", "", 2);
-    await commit(b, 1, 1);
-    t.put("a", "", 10);
-    t.delete("b", "");
-    t.put("c", "", 3);
-    b.table<string>("op", "new").put("x", 7, "seven");
-    await commit(b, 2, 1);
-    t.put("a", "", 100);
-    await commit(b, 3, 1);
-    await b.close();
-
-    const again = lmdb(dir);
-    assert.ok(again.hasUndo(2) && again.hasUndo(3));
-    again.rollback([2, 3], () => again.meta.put("marker", "rolled back"));
-    const t2 = again.table<number>("op", "t");
-    assert.deepEqual([t2.get("a", ""), t2.get("b", ""), t2.get("c", ""), t2.size], [1, 2, undefined, 2]);
-    assert.equal(again.table<string>("op", "new").get("x", 7), undefined);
-    assert.equal(again.table<string>("op", "new").size, 0);
-    assert.equal(again.meta.get("marker"), "rolled back");
-    assert.equal(again.hasUndo(2), false, "the undo logs applied are gone");
-    await again.close();
-
-    // The roll-back is durable, and a roll-back is refused once tables are in use.
-    const third = lmdb(dir);
-    assert.equal(third.table<number>("op", "t").get("a", ""), 1);
-    assert.throws(() => third.rollback([1], () => {}), (e: unknown) => isGressError(e, "ERR_STATE"));
-    await third.close();
-  });
-
-  it("undo logs older than keepFrom are dropped in the same commit", async () => {
-    const b = lmdb(tempDir());
-    const t = b.table<number>("op", "t");
-    for (let id = 1; id <= 4; id++) {
-      t.put("a", "", id);
-      await commit(b, id, id - 1);
-    }
-    assert.deepEqual([1, 2, 3, 4].map((id) => b.hasUndo(id)), [false, false, true, true]);
-    await b.close();
-  });
-
   it("a job restored from an older retained checkpoint continues from that checkpoint's state and positions", async () => {
     const stateDir = tempDir();
     const firstOut: Out[] = [];

@@ -1,19 +1,20 @@
 /**
  * What only the LMDB backend promises, beyond the shared suite (state-backends.test.ts): durability at
- * checkpoints and only at checkpoints, incremental captures, bounded memory, and clear errors.
+ * checkpoints and only at checkpoints, incremental captures, bounded memory, undo logs and roll-back, and clear
+ * errors.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isGressError, Job } from "../../lib/index.ts";
-import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { LmdbStateBackend, type UndoLog } from "../../lib/state/lmdb.ts";
 import { tempDirs } from "../support/temp.ts";
 
 const tempDir = tempDirs("gress-lmdb-");
 const open = (path: string, extra: Partial<ConstructorParameters<typeof LmdbStateBackend>[0]> = {}): LmdbStateBackend =>
   new LmdbStateBackend({ path, mapSize: 64 * 1024 * 1024, ...extra });
-const checkpoint = async (b: LmdbStateBackend): Promise<number> => {
+const checkpoint = async (b: LmdbStateBackend, undo?: UndoLog): Promise<number> => {
   const c = b.capture();
-  await b.commit(c, () => {});
+  await b.commit(c, () => {}, undefined, undo);
   await b.flushed();
   return c.entries;
 };
@@ -140,5 +141,50 @@ describe("LMDB state backend", () => {
     const again = open(dir);
     assert.equal(again.table<unknown>("op", "t").get("fine", ""), undefined);
     await again.close();
+  });
+
+  it("the LMDB backend rolls back through undo logs: changed, deleted, new keys and new tables", async () => {
+    const dir = tempDir();
+    const b = open(dir);
+    const t = b.table<number>("op", "t");
+    t.put("a", "", 1);
+    t.put("b", "", 2);
+    await checkpoint(b, { id: 1, keepFrom: 1 });
+    t.put("a", "", 10);
+    t.delete("b", "");
+    t.put("c", "", 3);
+    b.table<string>("op", "new").put("x", 7, "seven");
+    await checkpoint(b, { id: 2, keepFrom: 1 });
+    t.put("a", "", 100);
+    await checkpoint(b, { id: 3, keepFrom: 1 });
+    await b.close();
+
+    const again = open(dir);
+    assert.ok(again.hasUndo(2) && again.hasUndo(3));
+    again.rollback([2, 3], () => again.meta.put("marker", "rolled back"));
+    const t2 = again.table<number>("op", "t");
+    assert.deepEqual([t2.get("a", ""), t2.get("b", ""), t2.get("c", ""), t2.size], [1, 2, undefined, 2]);
+    assert.equal(again.table<string>("op", "new").get("x", 7), undefined);
+    assert.equal(again.table<string>("op", "new").size, 0);
+    assert.equal(again.meta.get("marker"), "rolled back");
+    assert.equal(again.hasUndo(2), false, "the undo logs applied are gone");
+    await again.close();
+
+    // The roll-back is durable, and a roll-back is refused once tables are in use.
+    const third = open(dir);
+    assert.equal(third.table<number>("op", "t").get("a", ""), 1);
+    assert.throws(() => third.rollback([1], () => {}), (e: unknown) => isGressError(e, "ERR_STATE"));
+    await third.close();
+  });
+
+  it("undo logs older than keepFrom are dropped in the same commit", async () => {
+    const b = open(tempDir());
+    const t = b.table<number>("op", "t");
+    for (let id = 1; id <= 4; id++) {
+      t.put("a", "", id);
+      await checkpoint(b, { id, keepFrom: id - 1 });
+    }
+    assert.deepEqual([1, 2, 3, 4].map((id) => b.hasUndo(id)), [false, false, true, true]);
+    await b.close();
   });
 });
