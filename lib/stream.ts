@@ -44,6 +44,11 @@ interface Plan {
   readonly inits: readonly OperatorInit[];
 }
 
+/** The elements of a plan: its source, through its operators as one chain. */
+function run<T>(plan: Plan): Observable<Element<T>> {
+  return plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain(plan.source, plan.inits);
+}
+
 /** Options of stateful operators. */
 export interface OperatorOptions {
   /** Stable id for the operator's state across pipeline changes (like Flink's uid). */
@@ -53,7 +58,7 @@ export interface OperatorOptions {
 /** A stream of values of type T. */
 export class Stream<T> {
   readonly job: Job;
-  #source: Observable<Element<T>>;
+  readonly #source: Observable<Element<T>>;
   // A stream made by a chainable operator (see operate.ts) is its parent plus that operator's init; the
   // operators run as one chain when the stream is subscribed, unless the parent has several consumers.
   #parent: Stream<unknown> | undefined;
@@ -68,8 +73,7 @@ export class Stream<T> {
 
   /** The element stream. Shared once a second consumer exists, so upstream runs once. */
   get elements(): Observable<Element<T>> {
-    const plan = this.#output();
-    return plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain(plan.source, plan.inits);
+    return run<T>(this.#output());
   }
 
   /** This stream as one source and the operators chained onto it. */
@@ -84,9 +88,7 @@ export class Stream<T> {
   #output(): Plan {
     if (this.#consumers <= 1) return this.#plan();
     if (this.#shared === undefined) {
-      const plan = this.#plan();
-      const own = plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain<Element<T>>(plan.source, plan.inits);
-      this.#shared = own.pipe(share());
+      this.#shared = run<T>(this.#plan()).pipe(share());
     }
     return { source: this.#shared, inits: [] };
   }

@@ -34,14 +34,18 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
   return operate<Element<T>, Element<never>>((downstream) => {
     let failed = false;
     const drainWaiters: (() => void)[] = [];
-    const onError = (err: unknown, what: string): void => {
-      if (failed) return;
+    /** Stops writing and takes back the pressure this sink put on the sources. */
+    const stop = (): void => {
       failed = true;
       job.flow.release(who);
       job.flow.release(`${who}:barrier`);
+    };
+    const onError = (err: unknown, what: string): void => {
+      if (failed) return;
+      stop();
       downstream.error(fail(err, what));
     };
-    // Runs once per record: nothing here may allocate or touch shared sets unless there is work to do.
+    // Runs once per asynchronous write: nothing here may allocate or touch shared sets unless there is work to do.
     let pressing = false;
     const settle = (): void => {
       m.inFlight--;
@@ -149,11 +153,7 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
       },
       completesItself: true,
       // Also runs when anything upstream failed: the pipeline stops, so must the pressure it put on sources.
-      teardown() {
-        failed = true;
-        job.flow.release(who);
-        job.flow.release(`${who}:barrier`);
-      },
+      teardown: stop,
     };
   });
 }

@@ -336,13 +336,14 @@ export function windowElements<T, A, R>(
         return;
       }
       const existing = accs.get(key, start);
-      accs.put(key, start, agg.add(existing ?? agg.create(), rec.value));
+      const acc = agg.add(existing ?? agg.create(), rec.value);
+      accs.put(key, start, acc);
       if (existing === undefined) {
         if (last > wm) registerWindowTimer(key, start, last + 1, last);
         if (lateness > 0) registerWindowTimer(key, start, last + 1, last + lateness);
       }
       // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
-      if (last <= wm) emit(key, { start, end: last + 1 }, "late");
+      if (last <= wm) emitResult(key, start, last + 1, acc, "late");
       m.buffered = accs.size;
     };
     const place = tumblingSize > 0 ? processTumbling : processRecord;
