@@ -448,8 +448,9 @@ export class LmdbStateBackend implements StateBackend {
     // LMDB's encoder (msgpackr) renames an own "__proto__" property to "__proto_" on the way back: refuse
     // such a value with an error that names it, rather than store something else than was written.
     for (const [no, key, ns, v] of data.rows) {
-      const at = v === TOMBSTONE || isPrimitive(v) ? undefined : protoKeyPath(v, "value");
-      if (at === undefined) continue;
+      const below = v === TOMBSTONE || isPrimitive(v) ? undefined : protoKeyPath(v);
+      if (below === undefined) continue;
+      const at = `value${below}`;
       const table = data.sizes.find((x) => x[1] === no)?.[0] ?? `#${no}`;
       return Promise.reject(
         new StateError(
@@ -675,34 +676,39 @@ export function lmdbState(options: LmdbStateOptions): LmdbStateBackend {
   return new LmdbStateBackend(options);
 }
 
-/** The path of the first own "__proto__" property inside `v`, or undefined if there is none. */
-function protoKeyPath(v: unknown, path: string): string | undefined {
+/**
+ * The path below `v` (like `.list[1].__proto__`) of the first own "__proto__" property inside it, or undefined
+ * if there is none. The path is put together only on the way back from a hit: the usual walk allocates nothing.
+ */
+function protoKeyPath(v: unknown): string | undefined {
   if (v === null || typeof v !== "object" || ArrayBuffer.isView(v) || v instanceof Date) return undefined;
   if (v instanceof Map) {
     for (const [k, x] of v) {
-      const at = protoKeyPath(k, `${path}<key>`) ?? protoKeyPath(x, `${path}.get(${JSON.stringify(String(k))})`);
-      if (at !== undefined) return at;
+      const inKey = protoKeyPath(k);
+      if (inKey !== undefined) return `<key>${inKey}`;
+      const inValue = protoKeyPath(x);
+      if (inValue !== undefined) return `.get(${JSON.stringify(String(k))})${inValue}`;
     }
     return undefined;
   }
   if (v instanceof Set) {
     for (const x of v) {
-      const at = protoKeyPath(x, `${path}<element>`);
-      if (at !== undefined) return at;
+      const at = protoKeyPath(x);
+      if (at !== undefined) return `<element>${at}`;
     }
     return undefined;
   }
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
-      const at = protoKeyPath(v[i], `${path}[${i}]`);
-      if (at !== undefined) return at;
+      const at = protoKeyPath(v[i]);
+      if (at !== undefined) return `[${i}]${at}`;
     }
     return undefined;
   }
-  if (Object.hasOwn(v, "__proto__")) return `${path}.__proto__`;
-  for (const [k, x] of Object.entries(v)) {
-    const at = protoKeyPath(x, `${path}.${k}`);
-    if (at !== undefined) return at;
+  if (Object.hasOwn(v, "__proto__")) return ".__proto__";
+  for (const k of Object.keys(v)) {
+    const at = protoKeyPath((v as Record<string, unknown>)[k]);
+    if (at !== undefined) return `.${k}${at}`;
   }
   return undefined;
 }
