@@ -84,11 +84,17 @@ export function windowElements<T, A, R>(
       { path: ["window", "trigger"], code: "required", message: "a global window needs a trigger" },
     ]);
   }
-  const accs = ctx.state.table<A>(ctx.id, "acc");
+  // Accumulators are worked one window at a time across many keys (filled, then fired and dropped together).
+  const accs = ctx.state.table<A>(ctx.id, "acc", { layout: "namespace" });
   const sessions = ctx.state.table<Sessions>(ctx.id, "sessions");
   const triggerState = ctx.state.table<unknown>(ctx.id, "trigger");
   const earlyCounts = ctx.state.table<number>(ctx.id, "early");
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
+
+  // The common case, a tumbling window with the default trigger and no early firing, takes a fast path: every
+  // key's window [start, end) fires at the same watermark, so the operator keeps, per window, the keys that
+  // have an accumulator in it and fires the window in one pass, instead of a timer per key and window.
+  const aligned = assigner.kind === "tumbling" && trigger === undefined && everyCount === undefined && everyMs === undefined;
 
   return operate<Element<T>, Element<WindowResult<Key, R>>>((downstream) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
@@ -98,7 +104,7 @@ export function windowElements<T, A, R>(
     // operations per window and key. A popped timer is checked against the live window, so a timer of a
     // session that has since merged into a larger one is ignored.
     // Each in-memory timer remembers the end of the window it was set for, to recognise stale ones.
-    const ownTimers = trigger === undefined ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
+    const ownTimers = trigger === undefined && !aligned ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
     const registerWindowTimer = (key: Key, start: number, end: number, time: number): void => {
       if (ownTimers === undefined) timers.registerEventTime(key, start, time);
       else ownTimers.push({ time, key, namespace: start, end });
@@ -115,6 +121,10 @@ export function windowElements<T, A, R>(
     let wm = wmState.get("", "") ?? MIN_WATERMARK;
     const dirty = new Map<Key, Set<number>>();
     const rebuildOwnTimers = (): void => {
+      if (aligned) {
+        for (const [key, start] of accs.entries()) openWindow(start as number).keys.push(key);
+        return;
+      }
       if (ownTimers === undefined) return;
       for (const [key, start] of accs.entries()) {
         const w = windowOf(key, start as number);
@@ -313,24 +323,49 @@ export function windowElements<T, A, R>(
       m.buffered = accs.size;
     };
 
-    // The common case, a tumbling window with the default trigger and no early firing, gets its own small
-    // function that V8 can inline; anything unusual about a record (no key, a bad timestamp, too late) takes
-    // the general path, which reports it.
-    const tumblingSize = assigner.kind === "tumbling" && trigger === undefined && everyCount === undefined && everyMs === undefined ? assigner.size : 0;
-    const tumblingOffset = assigner.kind === "tumbling" ? assigner.offset : 0;
+    // The fast path (see `aligned`). Records with anything unusual about them (no key, a bad timestamp, too
+    // late) take the general path, which reports them; it never adds to a window here, since only records
+    // past the lateness reach it.
+    const size = assigner.kind === "tumbling" ? assigner.size : 0;
+    const offset = assigner.kind === "tumbling" ? assigner.offset : 0;
+    /** A window of the fast path with state: the keys with an accumulator in it, in the order they came. */
+    interface AlignedWindow {
+      readonly start: number;
+      readonly keys: Key[];
+      /** Its on-time result went out; it stays until its cleanup time for late updates. */
+      fired: boolean;
+    }
+    const windows = new Map<number, AlignedWindow>();
+    // Starts of `windows`, ascending: the order in which they fire.
+    const starts: number[] = [];
+    const openWindow = (start: number): AlignedWindow => {
+      let w = windows.get(start);
+      if (w === undefined) {
+        w = { start, keys: [], fired: start + size - 1 <= wm };
+        windows.set(start, w);
+        let i = starts.length;
+        while (i > 0 && starts[i - 1]! > start) i--;
+        starts.splice(i, 0, start);
+      }
+      return w;
+    };
     // The window of the previous record: most records fall into the same one, and two comparisons are cheaper
     // than the division that finds a window.
     let lastStart = Number.NaN;
-    const processTumbling = (rec: StreamRecord<T>): void => {
+    let lastWindow: AlignedWindow | undefined;
+    const processAligned = (rec: StreamRecord<T>): void => {
       const key = rec.key;
       const ts = rec.timestamp;
       if (key === undefined || !Number.isFinite(ts)) {
         processRecord(rec);
         return;
       }
-      if (!(ts >= lastStart && ts < lastStart + tumblingSize)) lastStart = windowStart(ts, tumblingSize, tumblingOffset);
+      if (!(ts >= lastStart && ts < lastStart + size)) {
+        lastStart = windowStart(ts, size, offset);
+        lastWindow = undefined;
+      }
       const start = lastStart;
-      const last = start + tumblingSize - 1;
+      const last = start + size - 1;
       if (last + lateness <= wm) {
         processRecord(rec);
         return;
@@ -339,29 +374,41 @@ export function windowElements<T, A, R>(
       const acc = agg.add(existing ?? agg.create(), rec.value);
       accs.put(key, start, acc);
       if (existing === undefined) {
-        if (last > wm) registerWindowTimer(key, start, last + 1, last);
-        if (lateness > 0) registerWindowTimer(key, start, last + 1, last + lateness);
+        if (lastWindow === undefined) lastWindow = openWindow(start);
+        lastWindow.keys.push(key);
       }
       // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
       if (last <= wm) emitResult(key, start, last + 1, acc, "late");
       m.buffered = accs.size;
     };
-    const place = tumblingSize > 0 ? processTumbling : processRecord;
-    /** An event-time timer of processTumbling's windows: fire at the window's end, drop at its cleanup time. */
-    const fireTumbling = (t: Timer & { readonly end: number }): void => {
-      const start = t.namespace as number;
-      const acc = accs.get(t.key, start);
-      if (acc === undefined) return;
-      const last = t.end - 1;
-      if (t.time === last) emitResult(t.key, start, t.end, acc, "on-time");
-      if (t.time >= last + lateness) accs.delete(t.key, start);
+    /** Fires the windows of the fast path that the watermark closed, and drops those past their cleanup time. */
+    const fireAligned = (): void => {
+      let dropped = 0;
+      for (const start of starts) {
+        const last = start + size - 1;
+        if (last > wm) break;
+        const w = windows.get(start)!;
+        const purge = last + lateness <= wm;
+        if (!w.fired) {
+          w.fired = true;
+          for (const key of w.keys) {
+            const acc = accs.get(key, start);
+            if (acc !== undefined) emitResult(key, start, last + 1, acc, "on-time");
+            if (purge) accs.delete(key, start);
+          }
+        } else if (purge) {
+          for (const key of w.keys) accs.delete(key, start);
+        }
+        if (!purge) continue;
+        windows.delete(start);
+        if (w === lastWindow) lastWindow = undefined;
+        dropped++;
+      }
+      if (dropped > 0) starts.splice(0, dropped);
     };
+    const place = aligned ? processAligned : processRecord;
 
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
-      if (tumblingSize > 0 && domain === "event") {
-        fireTumbling(t as Timer & { readonly end: number });
-        return;
-      }
       const w = windowOf(t.key, t.namespace as number);
       if (w === undefined) return;
       // An in-memory timer of a window that has since been merged or purged is stale.
@@ -418,6 +465,7 @@ export function windowElements<T, A, R>(
           wm = e.timestamp;
           m.watermark = wm;
           wmState.put("", "", wm);
+          if (aligned) fireAligned();
           // Timers may register further due timers (a trigger's own), so drain until none is due.
           for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
             for (const t of due) fireTimer(t, "event");

@@ -37,12 +37,22 @@ export interface StateSnapshot {
   readonly tables: Readonly<Record<string, readonly (readonly [Key, Namespace, unknown])[]>>;
 }
 
+/** How an operator uses a table, so that a backend can lay it out to suit. Backends may ignore it. */
+export interface TableOptions {
+  /**
+   * "key" (default): the operator works one key at a time, across that key's namespaces (process functions,
+   * map state, joins). "namespace": it works one namespace at a time, across many keys, as a window operator
+   * does with the accumulators of one window. Only the speed differs: every table behaves the same either way.
+   */
+  readonly layout?: "key" | "namespace";
+}
+
 /** A keyed state backend. */
 export interface StateBackend {
   /** "memory", "lmdb", ... */
   readonly kind: string;
   /** Opens (or returns the already open) table `name` of operator `operatorId`. */
-  table<V>(operatorId: string, name: string): StateTable<V>;
+  table<V>(operatorId: string, name: string, options?: TableOptions): StateTable<V>;
   /** A consistent copy of all tables. */
   snapshot(): StateSnapshot;
   /** Replaces all state with a snapshot. */
