@@ -25,7 +25,7 @@ import { record } from "./element.ts";
 import type { Job } from "./job.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
-import { keyByElements } from "./operators/key-by.ts";
+import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
 import { mapElements } from "./operators/map.ts";
 import { chain, isChainable, type OperatorInit } from "./operate.ts";
 import { type ProcessFunction, processElements } from "./operators/process.ts";
@@ -63,6 +63,11 @@ export class Stream<T> {
   // operators run as one chain when the stream is subscribed, unless the parent has several consumers.
   #parent: Stream<unknown> | undefined;
   #init: OperatorInit | undefined;
+  // Set on a stream made by keyBy: the key selection, for a keyed operator after it to apply itself. (Typed
+  // for no element type, so that a Stream<T> stays assignable to a Stream<unknown>.)
+  #keyOf: KeyOf<never> | undefined;
+  // Set on a stream made by a keyed operator right after a keyBy: its init when it applies the key selection.
+  #keyedInit: OperatorInit | undefined;
   #consumers = 0;
   #shared: Observable<Element<T>> | undefined;
 
@@ -80,6 +85,13 @@ export class Stream<T> {
   #plan(): Plan {
     const parent = this.#parent;
     if (parent === undefined || this.#init === undefined) return { source: this.#source, inits: [] };
+    // A keyBy that feeds only this keyed operator is fused into it: the operator applies the key selection,
+    // and records are not copied just to carry their key. Decided here, when the job runs, because a second
+    // consumer of the keyBy may be added after this operator was.
+    if (this.#keyedInit !== undefined && parent.#consumers === 1 && parent.#parent !== undefined) {
+      const up = parent.#parent.#output();
+      return { source: up.source, inits: [...up.inits, this.#keyedInit] };
+    }
     const up = parent.#output();
     return { source: up.source, inits: [...up.inits, this.#init] };
   }
@@ -112,6 +124,7 @@ export class Stream<T> {
     const child = make(this.job, EMPTY);
     child.#parent = this as Stream<unknown>;
     child.#init = op.init;
+    if (this.#keyOf !== undefined && isKeyedOperator(op)) child.#keyedInit = op.keyedBy(this.#keyOf as KeyOf<T>);
     return child;
   }
 
@@ -155,7 +168,9 @@ export class Stream<T> {
   /** Partitions the stream by key, for keyed state, windows and patterns. */
   keyBy<K extends Key>(selector: (value: T) => K): KeyedStream<T, K> {
     const op = keyByElements(this.job.operator("keyBy"), selector);
-    return this.#derive(op, (job, elements) => new KeyedStream<T, K>(job, elements));
+    const keyed = this.#derive(op, (job, elements) => new KeyedStream<T, K>(job, elements));
+    keyed.#keyOf = op.keyOf;
+    return keyed;
   }
 
   /** The values routed to side output `tag` anywhere upstream (late data, dead letters, user outputs). */

@@ -1,8 +1,46 @@
 import type { Observable } from "rxjs";
-import type { Element, Key } from "../element.ts";
+import type { Element, Key, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { operate } from "../operate.ts";
+import { type ChainableOperator, type Downstream, type OperatorBody, type OperatorInit, operate } from "../operate.ts";
 import { handleUserError } from "./user-error.ts";
+
+/**
+ * Finds the key of a record by applying a key selector. A selector that throws or returns a key that is not a
+ * string or a finite number sends the record to dead letters (or fails the job, with `onUserError: "fail"`)
+ * and gives `undefined`.
+ */
+export type KeyOf<T> = (record: StreamRecord<T>, downstream: Downstream<Element<never>>) => Key | undefined;
+
+/** The keyBy operator, which also hands out its key selection for a keyed operator to apply itself. */
+export interface KeyByOperator<T> extends ChainableOperator<Element<T>, Element<T>> {
+  readonly keyOf: KeyOf<T>;
+}
+
+/**
+ * A keyed operator (window, process) that can also apply a key selector itself instead of reading the key a
+ * keyBy set on each record. A keyBy whose only consumer is such an operator is fused into it, as Flink's keyBy
+ * is no operator of its own: records are then not copied just to carry their key.
+ */
+export interface KeyedOperator<I, O> extends ChainableOperator<Element<I>, Element<O>> {
+  /** The operator's per-subscription init when it finds keys with `keyOf`. */
+  keyedBy(keyOf: KeyOf<I>): OperatorInit<Element<I>, Element<O>>;
+}
+
+/**
+ * Builds a {@link KeyedOperator} from a body factory. `keyOf` is undefined when the operator reads the key
+ * that a keyBy set on the record (`record.key`).
+ */
+export function keyedOperator<I, O>(
+  init: (downstream: Downstream<Element<O>>, keyOf: KeyOf<I> | undefined) => OperatorBody<Element<I>>,
+): KeyedOperator<I, O> {
+  const op = operate<Element<I>, Element<O>>((downstream) => init(downstream, undefined));
+  return Object.assign(op, { keyedBy: (keyOf: KeyOf<I>) => (downstream: Downstream<Element<O>>) => init(downstream, keyOf) });
+}
+
+/** True if `op` can apply a key selector itself. */
+export function isKeyedOperator<I, O>(op: (source: Observable<Element<I>>) => Observable<Element<O>>): op is KeyedOperator<I, O> {
+  return typeof (op as Partial<KeyedOperator<I, O>>).keyedBy === "function";
+}
 
 /**
  * Sets each record's key to `selector(value)`. Keys must be strings or finite numbers, because they are
@@ -16,26 +54,30 @@ import { handleUserError } from "./user-error.ts";
  * @param selector extracts the key from a value
  * @returns an operator on element streams
  */
-export function keyByElements<T>(
-  ctx: OperatorContext,
-  selector: (value: T) => Key,
-): (source: Observable<Element<T>>) => Observable<Element<T>> {
+export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => Key): KeyByOperator<T> {
   const m = ctx.metrics;
-  return operate<Element<T>, Element<T>>((downstream) => ({
+  // The keyBy's metrics and dead letters are the same whether it runs as an operator or fused into the next.
+  const keyOf: KeyOf<T> = (e, downstream) => {
+    m.recordsIn++;
+    let key: Key;
+    try {
+      key = selector(e.value);
+      if (typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
+        throw new TypeError(`key must be a string or a finite number, got ${key === null ? "null" : typeof key}`);
+      }
+    } catch (err) {
+      handleUserError(ctx, downstream, e, err);
+      return undefined;
+    }
+    m.recordsOut++;
+    return key;
+  };
+  const op = operate<Element<T>, Element<T>>((downstream) => ({
     next(e) {
       if (e.kind !== "record") return downstream.next(e);
-      m.recordsIn++;
-      let key: Key;
-      try {
-        key = selector(e.value);
-        if (typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
-          throw new TypeError(`key must be a string or a finite number, got ${key === null ? "null" : typeof key}`);
-        }
-      } catch (err) {
-        return handleUserError(ctx, downstream, e, err);
-      }
-      m.recordsOut++;
-      downstream.next({ kind: "record", value: e.value, timestamp: e.timestamp, key, split: e.split });
+      const key = keyOf(e, downstream);
+      if (key !== undefined) downstream.next({ kind: "record", value: e.value, timestamp: e.timestamp, key, split: e.split });
     },
   }));
+  return Object.assign(op, { keyOf });
 }

@@ -1,6 +1,4 @@
-import type { Observable } from "rxjs";
-import { operate } from "../operate.ts";
-import { type Element, type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
+import { type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
 import type { OperatorContext } from "../job.ts";
 import {
@@ -15,6 +13,7 @@ import {
   valueState,
 } from "../state/keyed.ts";
 import { TimerService, type Timer } from "../timers.ts";
+import { type KeyedOperator, keyedOperator } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
 
 /** Keyed state available to a process function, scoped to the current key. */
@@ -76,10 +75,10 @@ export interface ProcessFunction<T, K extends Key, O> {
 export function processElements<T, K extends Key, O>(
   ctx: OperatorContext,
   fn: ProcessFunction<T, K, O>,
-): (source: Observable<Element<T>>) => Observable<Element<O>> {
+): KeyedOperator<T, O> {
   const m = ctx.metrics;
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
-  return operate<Element<T>, Element<O>>((downstream) => {
+  return keyedOperator<T, O>((downstream, keyOf) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
     let wm = wmState.get("", "") ?? MIN_WATERMARK;
     let timestamp = 0;
@@ -162,9 +161,13 @@ export function processElements<T, K extends Key, O>(
       }
     });
     const onRecord = (e: StreamRecord<T>): void => {
+      // Fused with the keyBy before it, the operator applies the key selector itself; a record without a
+      // valid key went to dead letters there.
+      const key = keyOf === undefined ? e.key : keyOf(e, downstream);
+      if (key === undefined && keyOf !== undefined) return;
       m.recordsIn++;
-      if (e.key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
-      keyCtx.currentKey = e.key;
+      if (key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
+      keyCtx.currentKey = key;
       timestamp = e.timestamp;
       eventTimestamp = e.timestamp;
       try {

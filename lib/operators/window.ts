@@ -1,5 +1,4 @@
-import type { Observable } from "rxjs";
-import { type Downstream, operate } from "../operate.ts";
+import type { Downstream } from "../operate.ts";
 import { z } from "zod";
 import type { Aggregator } from "../aggregate.ts";
 import type { CancelTimer } from "../clock.ts";
@@ -10,6 +9,7 @@ import { type Timer, TimerHeap, TimerService } from "../timers.ts";
 import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
 import type { Trigger, TriggerContext, TriggerResult } from "../windows/triggers.ts";
 import { ConfigError } from "../errors.ts";
+import { type KeyedOperator, keyedOperator } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
 
 const windowOptionsSchema = z.strictObject({
@@ -68,7 +68,7 @@ export function windowElements<T, A, R>(
   assigner: WindowAssigner<T>,
   agg: Aggregator<T, A, R>,
   options: WindowOptions<T> = {},
-): (source: Observable<Element<T>>) => Observable<Element<WindowResult<Key, R>>> {
+): KeyedOperator<T, WindowResult<Key, R>> {
   validate(windowOptionsSchema, options, "window");
   const m = ctx.metrics;
   const lateness = options.allowedLatenessMs ?? 0;
@@ -96,7 +96,7 @@ export function windowElements<T, A, R>(
   // have an accumulator in it and fires the window in one pass, instead of a timer per key and window.
   const aligned = assigner.kind === "tumbling" && trigger === undefined && everyCount === undefined && everyMs === undefined;
 
-  return operate<Element<T>, Element<WindowResult<Key, R>>>((downstream) => {
+  return keyedOperator<T, WindowResult<Key, R>>((downstream, keyOf) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
     // With the default trigger, a window's two event-time timers (its last timestamp, and its cleanup time
     // when there is lateness) follow from the window itself. They are kept in an in-memory heap and rebuilt
@@ -237,8 +237,7 @@ export function windowElements<T, A, R>(
     // Late for good: the window's cleanup time (end − 1 + lateness) has passed. Global windows never are.
     const isLate = (end: number): boolean => assigner.kind !== "global" && end - 1 + lateness <= wm;
 
-    const processRecord = (rec: StreamRecord<T>): void => {
-      const key = rec.key;
+    const processRecord = (rec: StreamRecord<T>, key: Key | undefined): void => {
       if (key === undefined) throw new TypeError(`window operator "${ctx.id}" needs a keyed stream`);
       const ts = rec.timestamp;
       if (!Number.isFinite(ts)) throw new TypeError(`record timestamp must be a finite number, got ${ts}`);
@@ -353,11 +352,10 @@ export function windowElements<T, A, R>(
     // than the division that finds a window.
     let lastStart = Number.NaN;
     let lastWindow: AlignedWindow | undefined;
-    const processAligned = (rec: StreamRecord<T>): void => {
-      const key = rec.key;
+    const processAligned = (rec: StreamRecord<T>, key: Key | undefined): void => {
       const ts = rec.timestamp;
       if (key === undefined || !Number.isFinite(ts)) {
-        processRecord(rec);
+        processRecord(rec, key);
         return;
       }
       if (!(ts >= lastStart && ts < lastStart + size)) {
@@ -367,7 +365,7 @@ export function windowElements<T, A, R>(
       const start = lastStart;
       const last = start + size - 1;
       if (last + lateness <= wm) {
-        processRecord(rec);
+        processRecord(rec, key);
         return;
       }
       const existing = accs.get(key, start);
@@ -452,14 +450,19 @@ export function windowElements<T, A, R>(
 
     const onElement = (e: Element<T>, down: Downstream<Element<WindowResult<Key, R>>>): void => {
       switch (e.kind) {
-        case "record":
+        case "record": {
+          // Fused with the keyBy before it, the operator applies the key selector itself; a record without a
+          // valid key went to dead letters there.
+          const key = keyOf === undefined ? e.key : keyOf(e, down);
+          if (key === undefined && keyOf !== undefined) return;
           m.recordsIn++;
           try {
-            place(e);
+            place(e, key);
           } catch (err) {
             handleUserError(ctx, down, e, err);
           }
           return;
+        }
         case "watermark": {
           if (e.timestamp <= wm) return;
           wm = e.timestamp;
