@@ -374,10 +374,10 @@ export function windowElements<T, A, R>(
       if (existing === undefined) {
         if (lastWindow === undefined) lastWindow = openWindow(start);
         lastWindow.keys.push(key);
+        m.buffered = accs.size;
       }
       // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
       if (last <= wm) emitResult(key, start, last + 1, acc, "late");
-      m.buffered = accs.size;
     };
     /** Fires the windows of the fast path that the watermark closed, and drops those past their cleanup time. */
     const fireAligned = (): void => {
@@ -468,10 +468,13 @@ export function windowElements<T, A, R>(
           wm = e.timestamp;
           m.watermark = wm;
           wmState.put("", "", wm);
+          // The fast path has no timers; elsewhere timers may register further due timers (a trigger's own),
+          // so drain until none is due.
           if (aligned) fireAligned();
-          // Timers may register further due timers (a trigger's own), so drain until none is due.
-          for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
-            for (const t of due) fireTimer(t, "event");
+          else {
+            for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
+              for (const t of due) fireTimer(t, "event");
+            }
           }
           m.buffered = accs.size;
           down.next(e);
