@@ -91,17 +91,19 @@ export function windowElements<T, A, R>(
   const earlyCounts = ctx.state.table<number>(ctx.id, "early");
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
 
-  // The common case, a tumbling window with the default trigger and no early firing, takes a fast path: every
-  // key's window [start, end) fires at the same watermark, so the operator keeps, per window, the keys that
-  // have an accumulator in it and fires the window in one pass, instead of a timer per key and window.
-  const aligned = assigner.kind === "tumbling" && trigger === undefined && everyCount === undefined && everyMs === undefined;
+  // The common case, tumbling or sliding windows with the default trigger and no early firing, takes a fast
+  // path: these windows are aligned, every key's window [start, end) fires at the same watermark, so the
+  // operator keeps, per window, the keys that have an accumulator in it and fires the window in one pass,
+  // instead of a timer per key and window.
+  const aligned =
+    (assigner.kind === "tumbling" || assigner.kind === "sliding") && trigger === undefined && everyCount === undefined && everyMs === undefined;
 
   return keyedOperator<T, WindowResult<Key, R>>((downstream, keyOf) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
-    // With the default trigger, a window's two event-time timers (its last timestamp, and its cleanup time
-    // when there is lateness) follow from the window itself. They are kept in an in-memory heap and rebuilt
-    // from the accumulators after a restore, instead of being written to state: that saves several state
-    // operations per window and key. A popped timer is checked against the live window, so a timer of a
+    // Outside the aligned fast path (sessions, early firings), with the default trigger, a window's two
+    // event-time timers (its last timestamp, and its cleanup time when there is lateness) follow from the
+    // window itself. They are kept in an in-memory heap and rebuilt from the accumulators after a restore,
+    // instead of being written to state: that saves several state operations per window and key. A popped timer is checked against the live window, so a timer of a
     // session that has since merged into a larger one is ignored.
     // Each in-memory timer remembers the end of the window it was set for, to recognise stale ones.
     const ownTimers = trigger === undefined && !aligned ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
@@ -325,8 +327,9 @@ export function windowElements<T, A, R>(
     // The fast path (see `aligned`). Records with anything unusual about them (no key, a bad timestamp, too
     // late) take the general path, which reports them; it never adds to a window here, since only records
     // past the lateness reach it.
-    const size = assigner.kind === "tumbling" ? assigner.size : 0;
-    const offset = assigner.kind === "tumbling" ? assigner.offset : 0;
+    const size = assigner.kind === "tumbling" || assigner.kind === "sliding" ? assigner.size : 0;
+    const slide = assigner.kind === "sliding" ? assigner.slide : size;
+    const offset = assigner.kind === "tumbling" || assigner.kind === "sliding" ? assigner.offset : 0;
     /** A window of the fast path with state: the keys with an accumulator in it, in the order they came. */
     interface AlignedWindow {
       readonly start: number;
@@ -352,7 +355,23 @@ export function windowElements<T, A, R>(
     // than the division that finds a window.
     let lastStart = Number.NaN;
     let lastWindow: AlignedWindow | undefined;
-    const processAligned = (rec: StreamRecord<T>, key: Key | undefined): void => {
+    /** Folds a record into aligned window `start` (`window` if the caller has it) and reports a late update. */
+    const foldAligned = (rec: StreamRecord<T>, key: Key, start: number, window: AlignedWindow | undefined): AlignedWindow | undefined => {
+      const last = start + size - 1;
+      const existing = accs.get(key, start);
+      const acc = agg.add(existing ?? agg.create(), rec.value);
+      accs.put(key, start, acc);
+      let w = window;
+      if (existing === undefined) {
+        if (w === undefined) w = openWindow(start);
+        w.keys.push(key);
+        m.buffered = accs.size;
+      }
+      // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
+      if (last <= wm) emitResult(key, start, last + 1, acc, "late");
+      return w;
+    };
+    const processTumbling = (rec: StreamRecord<T>, key: Key | undefined): void => {
       const ts = rec.timestamp;
       if (key === undefined || !Number.isFinite(ts)) {
         processRecord(rec, key);
@@ -362,22 +381,27 @@ export function windowElements<T, A, R>(
         lastStart = windowStart(ts, size, offset);
         lastWindow = undefined;
       }
-      const start = lastStart;
-      const last = start + size - 1;
-      if (last + lateness <= wm) {
+      if (lastStart + size - 1 + lateness <= wm) {
         processRecord(rec, key);
         return;
       }
-      const existing = accs.get(key, start);
-      const acc = agg.add(existing ?? agg.create(), rec.value);
-      accs.put(key, start, acc);
-      if (existing === undefined) {
-        if (lastWindow === undefined) lastWindow = openWindow(start);
-        lastWindow.keys.push(key);
-        m.buffered = accs.size;
+      lastWindow = foldAligned(rec, key, lastStart, lastWindow);
+    };
+    /** A record of a sliding window goes to each of its size/slide windows that is not past its lateness. */
+    const processSliding = (rec: StreamRecord<T>, key: Key | undefined): void => {
+      const ts = rec.timestamp;
+      if (key === undefined || !Number.isFinite(ts)) {
+        processRecord(rec, key);
+        return;
       }
-      // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
-      if (last <= wm) emitResult(key, start, last + 1, acc, "late");
+      let placed = false;
+      for (let start = windowStart(ts, slide, offset); start > ts - size; start -= slide) {
+        if (start + size - 1 + lateness <= wm) continue;
+        foldAligned(rec, key, start, windows.get(start));
+        placed = true;
+      }
+      // Late for every one of its windows: the general path reports it.
+      if (!placed) processRecord(rec, key);
     };
     /** Fires the windows of the fast path that the watermark closed, and drops those past their cleanup time. */
     const fireAligned = (): void => {
@@ -404,7 +428,7 @@ export function windowElements<T, A, R>(
       }
       if (dropped > 0) starts.splice(0, dropped);
     };
-    const place = aligned ? processAligned : processRecord;
+    const place = !aligned ? processRecord : assigner.kind === "sliding" ? processSliding : processTumbling;
 
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
       const w = windowOf(t.key, t.namespace as number);

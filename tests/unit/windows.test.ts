@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   countTrigger,
+  eventTimeTrigger,
   global,
   LATE_DATA,
   MemoryStateBackend,
@@ -184,38 +185,50 @@ describe("late data and allowed lateness", () => {
     assert.equal(m.buffered, 0);
   });
 
-  it("restored from a snapshot at any point, tumbling windows with lateness give the uninterrupted run's results", () => {
-    // Windows open and fired-but-kept (for late updates), new keys arriving late into a fired window, and
-    // windows dropped at their cleanup time: the operator rebuilds which windows hold which keys from state.
-    type Step = [kind: "in", key: string, t: number] | [kind: "wm", t: number];
-    const steps: Step[] = [
-      ["in", "a", 1], ["in", "b", 3], ["in", "a", 12], ["wm", 9], ["in", "c", 4], ["in", "a", 5],
-      ["in", "b", 15], ["wm", 19], ["in", "d", 8], ["in", "c", 18], ["wm", 24], ["in", "a", 9], ["in", "e", 25],
-      ["wm", 40],
-    ];
-    const pipeline = (s: Stream<Ev>) => s.keyBy((v) => v.k).window(tumbling(10), { allowedLatenessMs: 12 }).count();
-    const play = (d: TestDriver<Ev, Res<number>>, from: number, to: number): void => {
-      for (const step of steps.slice(from, to)) {
-        if (step[0] === "in") d.pipeInput(ev(step[1]), step[2]);
-        else d.advanceWatermark(step[1]);
+  for (const [name, assigner] of [
+    ["tumbling", () => tumbling<Ev>(10)],
+    ["sliding", () => sliding<Ev>(10, 5)],
+  ] as const) {
+    it(`restored from a snapshot at any point, ${name} windows with lateness give the uninterrupted run's results`, () => {
+      // Windows open and fired-but-kept (for late updates), new keys arriving late into a fired window, and
+      // windows dropped at their cleanup time: the operator rebuilds which windows hold which keys from state.
+      type Step = [kind: "in", key: string, t: number] | [kind: "wm", t: number];
+      const steps: Step[] = [
+        ["in", "a", 1], ["in", "b", 3], ["in", "a", 12], ["wm", 9], ["in", "c", 4], ["in", "a", 5],
+        ["in", "b", 15], ["wm", 19], ["in", "d", 8], ["in", "c", 18], ["wm", 24], ["in", "a", 9], ["in", "e", 25],
+        ["wm", 40], ["in", "f", 2], ["in", "a", 36], ["wm", 50],
+      ];
+      const pipeline = (s: Stream<Ev>) => s.keyBy((v) => v.k).window(assigner(), { allowedLatenessMs: 12 }).count();
+      const play = (d: TestDriver<Ev, Res<number>>, from: number, to: number): void => {
+        for (const step of steps.slice(from, to)) {
+          if (step[0] === "in") d.pipeInput(ev(step[1]), step[2]);
+          else d.advanceWatermark(step[1]);
+        }
+      };
+      const straight = new TestDriver<Ev, Res<number>>(pipeline);
+      play(straight, 0, steps.length);
+      const expected = straight.readOutput();
+      const late = straight.readSideOutput(LATE_DATA).length;
+      assert.ok(expected.some((r) => r.timing === "late") && late > 0, "the steps exercise late updates and late records");
+      for (let cut = 1; cut < steps.length; cut++) {
+        const before = new TestDriver<Ev, Res<number>>(pipeline);
+        play(before, 0, cut);
+        const state = new MemoryStateBackend();
+        state.restore(before.job.state.snapshot());
+        const after = new TestDriver<Ev, Res<number>>(pipeline, { state });
+        play(after, cut, steps.length);
+        assert.deepEqual([...before.readOutput(), ...after.readOutput()], expected, `restored after step ${cut}`);
+        assert.equal(before.readSideOutput(LATE_DATA).length + after.readSideOutput(LATE_DATA).length, late, `late records, cut ${cut}`);
       }
-    };
-    const straight = new TestDriver<Ev, Res<number>>(pipeline);
-    play(straight, 0, steps.length);
-    const expected = straight.readOutput();
-    const late = straight.readSideOutput(LATE_DATA).length;
-    assert.ok(expected.some((r) => r.timing === "late") && late > 0, "the steps exercise late updates and late records");
-    for (let cut = 1; cut < steps.length; cut++) {
-      const before = new TestDriver<Ev, Res<number>>(pipeline);
-      play(before, 0, cut);
-      const state = new MemoryStateBackend();
-      state.restore(before.job.state.snapshot());
-      const after = new TestDriver<Ev, Res<number>>(pipeline, { state });
-      play(after, cut, steps.length);
-      assert.deepEqual([...before.readOutput(), ...after.readOutput()], expected, `restored after step ${cut}`);
-      assert.equal(before.readSideOutput(LATE_DATA).length + after.readSideOutput(LATE_DATA).length, late, `late records, cut ${cut}`);
-    }
-  });
+      // The same windows through the general path (an explicit event-time trigger) give the same results.
+      const general = new TestDriver<Ev, Res<number>>((s) =>
+        s.keyBy((v) => v.k).window(assigner(), { allowedLatenessMs: 12, trigger: eventTimeTrigger() }).count(),
+      );
+      play(general, 0, steps.length);
+      assert.deepEqual(general.readOutput().sort(byKeyStart), [...expected].sort(byKeyStart));
+      assert.equal(general.readSideOutput(LATE_DATA).length, late);
+    });
+  }
 
   it("late records can go to a custom side output tag", () => {
     const tooLate = outputTag<Ev>("too-late");
