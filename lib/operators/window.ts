@@ -84,8 +84,10 @@ export function windowElements<T, A, R>(
       { path: ["window", "trigger"], code: "required", message: "a global window needs a trigger" },
     ]);
   }
-  // Accumulators are worked one window at a time across many keys (filled, then fired and dropped together).
-  const accs = ctx.state.table<A>(ctx.id, "acc", { layout: "namespace" });
+  // A record of a tumbling window touches one window, and a whole window is fired and dropped at once: its
+  // accumulators are best kept together by window. A record of a sliding window touches several windows of
+  // one key, and sessions work per key: those are best kept together by key.
+  const accs = ctx.state.table<A>(ctx.id, "acc", { layout: assigner.kind === "tumbling" ? "namespace" : "key" });
   const sessions = ctx.state.table<Sessions>(ctx.id, "sessions");
   const triggerState = ctx.state.table<unknown>(ctx.id, "trigger");
   const earlyCounts = ctx.state.table<number>(ctx.id, "early");
