@@ -22,8 +22,8 @@ import { validate } from "./config.ts";
 import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, SourceError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
-import { JobMetrics, type OperatorMetrics } from "./metrics.ts";
-import { DirectSource } from "./operate.ts";
+import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
+import { DirectSource, type Downstream } from "./operate.ts";
 import { runSoon } from "./runtime.ts";
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
@@ -155,79 +155,27 @@ export class Job {
   source<T>(source: Source<T>, options: SourceOptions = {}): Stream<T> {
     const metrics = this.metrics.source(source.name);
     this.#sources.push({ source: source as Source<unknown> });
-    const job = this;
-    const coordinator = this.checkpoints;
-    const from = options.from ?? coordinator?.positionsOf(source.name);
-    const elements = new DirectSource<Element<T>>((subscriber) => {
-      let ended = false;
-      let finished = false;
-      const running: RunningSource = {
-        source: source as Source<unknown>,
-        injectBarrier(checkpointId) {
-          if (!ended) subscriber.next({ kind: "barrier", checkpointId });
-        },
-        get finished() {
-          return finished;
-        },
-      };
-      const complete = (): void => {
-        if (ended) return;
-        ended = true;
-        subscriber.next(END);
-        subscriber.complete();
-      };
-      const ctx: SourceContext<T> = {
-        emit(value, timestamp, split) {
-          if (ended || finished) return;
-          if (metrics.emitted++ === 0) coordinator?.processing();
-          subscriber.next(record(value, timestamp ?? job.clock.now(), undefined, split ?? source.name));
-        },
-        announceSplits(splits) {
-          if (ended || finished || splits.length === 0) return;
-          subscriber.next({ kind: "splits", splits: [...splits] });
-        },
-        deadLetter(value, reason) {
-          if (ended) return;
-          job.metrics.operator(`source:${source.name}`).deadLetters++;
-          subscriber.next(sideRecord(DEAD_LETTERS.id, value, job.clock.now(), reason));
-        },
-        end() {
-          if (ended || finished) return;
-          finished = true;
-          coordinator?.processing();
-          subscriber.next(watermark(MAX_WATERMARK));
-          // With checkpoints, the input ends only after a final checkpoint committed everything before it.
-          if (coordinator === undefined) complete();
-          else coordinator.sourceFinished(running, complete);
-        },
-        fail(error) {
-          if (ended) return;
-          ended = true;
-          subscriber.error(error);
-        },
-        get paused() {
-          return job.flow.paused;
-        },
-        clock: job.clock,
-      };
-      const unlisten = job.flow.listen((paused) => {
+    const from = options.from ?? this.checkpoints?.positionsOf(source.name);
+    const elements = new DirectSource<Element<T>>((downstream) => {
+      const run = new SourceRun<T>(this, source, metrics, downstream);
+      const unlisten = this.flow.listen((paused) => {
         metrics.paused = paused;
         if (paused) source.pause();
         else source.resume();
       });
       let closed = false;
-      job.#running.add(running);
+      this.#running.add(run);
       // Start on a microtask: every branch subscribes first, so none misses the first records.
       queueMicrotask(() => {
         if (closed) return;
         Promise.resolve()
-          .then(() => source.open(ctx, from))
-          .catch((e: unknown) => ctx.fail(e));
+          .then(() => source.open(run, from))
+          .catch((e: unknown) => run.fail(e));
       });
       return () => {
         closed = true;
-        ended = true;
-        job.#running.delete(running);
+        run.stop();
+        this.#running.delete(run);
         unlisten();
         void Promise.resolve()
           .then(() => source.close())
@@ -318,83 +266,179 @@ export class Job {
   }
 }
 
+/**
+ * One running source: the context it emits into, and the handle through which the checkpoint coordinator
+ * injects barriers. A class rather than closures, so that the emit path is the same function in every job
+ * and V8 keeps inlining it into the sources' loops.
+ */
+class SourceRun<T> implements SourceContext<T>, RunningSource {
+  readonly source: Source<unknown>;
+  readonly #job: Job;
+  readonly #metrics: SourceMetrics;
+  readonly #downstream: Downstream<Element<T>>;
+  readonly #coordinator: CheckpointCoordinator | undefined;
+  /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
+  #ended = false;
+  /** The source signalled the end of its input. */
+  #finished = false;
+  readonly #complete = (): void => {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#downstream.next(END);
+    this.#downstream.complete();
+  };
+
+  constructor(job: Job, source: Source<T>, metrics: SourceMetrics, downstream: Downstream<Element<T>>) {
+    this.#job = job;
+    this.source = source as Source<unknown>;
+    this.#metrics = metrics;
+    this.#downstream = downstream;
+    this.#coordinator = job.checkpoints;
+  }
+
+  emit(value: T, timestamp?: number, split?: string): void {
+    if (this.#ended || this.#finished) return;
+    if (this.#metrics.emitted++ === 0) this.#coordinator?.processing();
+    this.#downstream.next(record(value, timestamp ?? this.#job.clock.now(), undefined, split ?? this.source.name));
+  }
+  announceSplits(splits: readonly string[]): void {
+    if (this.#ended || this.#finished || splits.length === 0) return;
+    this.#downstream.next({ kind: "splits", splits: [...splits] });
+  }
+  deadLetter(value: unknown, reason: string): void {
+    if (this.#ended) return;
+    this.#job.metrics.operator(`source:${this.source.name}`).deadLetters++;
+    this.#downstream.next(sideRecord(DEAD_LETTERS.id, value, this.#job.clock.now(), reason));
+  }
+  end(): void {
+    if (this.#ended || this.#finished) return;
+    this.#finished = true;
+    this.#coordinator?.processing();
+    this.#downstream.next(watermark(MAX_WATERMARK));
+    // With checkpoints, the input ends only after a final checkpoint committed everything before it.
+    if (this.#coordinator === undefined) this.#complete();
+    else this.#coordinator.sourceFinished(this, this.#complete);
+  }
+  fail(error: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#downstream.error(error);
+  }
+  get paused(): boolean {
+    return this.#job.flow.paused;
+  }
+  get clock(): Clock {
+    return this.#job.clock;
+  }
+  injectBarrier(checkpointId: number): void {
+    if (!this.#ended) this.#downstream.next({ kind: "barrier", checkpointId });
+  }
+  get finished(): boolean {
+    return this.#finished;
+  }
+  /** The subscription ended: nothing more goes out. */
+  stop(): void {
+    this.#ended = true;
+  }
+}
+
 function validateUidError(id: string): GressError {
   return new GressError("ERR_CONFIG", `operator uid "${id}" may only contain letters, digits, '_', '.', ':' or '-'`);
 }
 
 /** A source over an iterable, emitting in batches and honouring pause/resume. Position = index. */
 function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value: T, index: number) => number): Source<T> {
-  let iterator: Iterator<T> | undefined;
-  let index = 0;
-  let paused = false;
-  let closed = false;
-  let ctxRef: SourceContext<T> | undefined;
-  const BATCH = 4096;
+  return new IterableSource(name, values, timestamp);
+}
+
+/** The iterable source; a class, so that its batch loop is one function across jobs (see SourceRun). */
+class IterableSource<T> implements Source<T> {
+  readonly name: string;
+  readonly #values: Iterable<T>;
+  readonly #timestamp: ((value: T, index: number) => number) | undefined;
+  #iterator: Iterator<T> | undefined;
+  #index = 0;
+  #paused = false;
+  #closed = false;
+  #ctx: SourceContext<T> | undefined;
+  // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too.
+  readonly #pump = (): void => {
+    const ctx = this.#ctx;
+    if (ctx === undefined || this.#closed) return;
+    const values = this.#values;
+    const more = Array.isArray(values) ? this.#emitArrayBatch(ctx, values) : this.#iterator !== undefined && this.#emitBatch(ctx, this.#iterator);
+    if (more) runSoon(this.#pump);
+  };
+
+  constructor(name: string, values: Iterable<T>, timestamp: ((value: T, index: number) => number) | undefined) {
+    this.name = name;
+    this.#values = values;
+    this.#timestamp = timestamp;
+  }
+
   /** Emits up to one batch; true if there is more to emit on a later turn. */
-  const emitBatch = (ctx: SourceContext<T>, it: Iterator<T>): boolean => {
+  #emitBatch(ctx: SourceContext<T>, it: Iterator<T>): boolean {
+    const timestamp = this.#timestamp;
     for (let n = 0; n < BATCH; n++) {
-      if (paused || closed) return false;
+      if (this.#paused || this.#closed) return false;
       const step = it.next();
       if (step.done === true) {
         ctx.end();
         return false;
       }
-      ctx.emit(step.value, timestamp ? timestamp(step.value, index) : undefined, name);
-      index++;
+      ctx.emit(step.value, timestamp ? timestamp(step.value, this.#index) : undefined, this.name);
+      this.#index++;
     }
     return true;
-  };
+  }
   /** The same for an array, read by index. */
-  const emitArrayBatch = (ctx: SourceContext<T>, array: readonly T[]): boolean => {
+  #emitArrayBatch(ctx: SourceContext<T>, array: readonly T[]): boolean {
+    const timestamp = this.#timestamp;
     for (let n = 0; n < BATCH; n++) {
-      if (paused || closed) return false;
+      if (this.#paused || this.#closed) return false;
+      const index = this.#index;
       if (index >= array.length) {
         ctx.end();
         return false;
       }
       const value = array[index] as T;
-      ctx.emit(value, timestamp ? timestamp(value, index) : undefined, name);
-      index++;
+      ctx.emit(value, timestamp ? timestamp(value, index) : undefined, this.name);
+      this.#index = index + 1;
     }
     return true;
-  };
-  // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too. The loop
-  // lives in its own function: written inline here, V8 compiled it on-stack and discarded that code again at
-  // the rescheduling call after the loop, on every batch.
-  const pump = (): void => {
-    const ctx = ctxRef;
-    if (ctx === undefined || closed) return;
-    const more = Array.isArray(values) ? emitArrayBatch(ctx, values) : iterator !== undefined && emitBatch(ctx, iterator);
-    if (more) runSoon(pump);
-  };
-  return {
-    name,
-    open(ctx, from) {
-      ctxRef = ctx;
-      // Replay from a position: skip what was already emitted before the restore.
-      const position = from?.[name];
-      if (position !== undefined && (typeof position !== "number" || !Number.isInteger(position) || position < 0)) {
-        throw new SourceError(`iterable source "${name}": position must be a non-negative integer, got ${JSON.stringify(position)}`);
-      }
-      const skip = position ?? 0;
-      if (Array.isArray(values)) index = Math.min(skip, values.length);
-      else {
-        iterator = values[Symbol.iterator]();
-        while (index < skip && iterator.next().done !== true) index++;
-      }
-      pump();
-    },
-    pause() {
-      paused = true;
-    },
-    resume() {
-      if (!paused) return;
-      paused = false;
-      runSoon(pump);
-    },
-    positions: () => ({ [name]: index }),
-    close() {
-      closed = true;
-    },
-  };
+  }
+  open(ctx: SourceContext<T>, from?: Positions): void {
+    this.#ctx = ctx;
+    // Replay from a position: skip what was already emitted before the restore.
+    const position = from?.[this.name];
+    if (position !== undefined && (typeof position !== "number" || !Number.isInteger(position) || position < 0)) {
+      throw new SourceError(`iterable source "${this.name}": position must be a non-negative integer, got ${JSON.stringify(position)}`);
+    }
+    const skip = position ?? 0;
+    const values = this.#values;
+    if (Array.isArray(values)) this.#index = Math.min(skip, values.length);
+    else {
+      const iterator = values[Symbol.iterator]();
+      this.#iterator = iterator;
+      while (this.#index < skip && iterator.next().done !== true) this.#index++;
+    }
+    this.#pump();
+  }
+  pause(): void {
+    this.#paused = true;
+  }
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    runSoon(this.#pump);
+  }
+  positions(): Positions {
+    return { [this.name]: this.#index };
+  }
+  close(): void {
+    this.#closed = true;
+  }
 }
+
+/** Records per turn of the iterable source. */
+const BATCH = 4096;
