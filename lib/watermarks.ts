@@ -86,15 +86,22 @@ function strategy<T>(
  */
 export function boundedOutOfOrderness<T>(maxOutOfOrdernessMs: number, options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
   validate(z.number().nonnegative(), maxOutOfOrdernessMs, "boundedOutOfOrderness.maxOutOfOrdernessMs");
-  return strategy("boundedOutOfOrderness", options, () => {
-    let max = MIN_WATERMARK;
-    return {
-      onEvent(ts) {
-        if (ts > max) max = ts;
-      },
-      current: () => max - maxOutOfOrdernessMs - 1,
-    };
-  }, maxOutOfOrdernessMs);
+  return strategy("boundedOutOfOrderness", options, () => new BoundedOutOfOrderness(maxOutOfOrdernessMs), maxOutOfOrdernessMs);
+}
+
+/** The generator of {@link boundedOutOfOrderness}; a class, so that `onEvent` is one function in every job. */
+class BoundedOutOfOrderness implements WatermarkGenerator {
+  #max = MIN_WATERMARK;
+  readonly #bound: number;
+  constructor(bound: number) {
+    this.#bound = bound;
+  }
+  onEvent(ts: number): void {
+    if (ts > this.#max) this.#max = ts;
+  }
+  current(): number {
+    return this.#max - this.#bound - 1;
+  }
 }
 
 /** Timestamps never decrease within a split: the watermark is the largest timestamp seen minus 1. */
