@@ -65,7 +65,7 @@ export class Stream<T> {
   #init: OperatorInit | undefined;
   // Set on a stream made by keyBy: the key selection, for a keyed operator after it to apply itself. (Typed
   // for no element type, so that a Stream<T> stays assignable to a Stream<unknown>.)
-  #keyOf: KeyOf<never> | undefined;
+  #keys: KeyOf<never> | undefined;
   // Set on a stream made by a keyed operator right after a keyBy: its init when it applies the key selection.
   #keyedInit: OperatorInit | undefined;
   #consumers = 0;
@@ -124,7 +124,7 @@ export class Stream<T> {
     const child = make(this.job, EMPTY);
     child.#parent = this as Stream<unknown>;
     child.#init = op.init;
-    if (this.#keyOf !== undefined && isKeyedOperator(op)) child.#keyedInit = op.keyedBy(this.#keyOf as KeyOf<T>);
+    if (this.#keys !== undefined && isKeyedOperator(op)) child.#keyedInit = op.keyedBy(this.#keys as KeyOf<T>);
     return child;
   }
 
@@ -169,7 +169,7 @@ export class Stream<T> {
   keyBy<K extends Key>(selector: (value: T) => K): KeyedStream<T, K> {
     const op = keyByElements(this.job.operator("keyBy"), selector);
     const keyed = this.#derive(op, (job, elements) => new KeyedStream<T, K>(job, elements));
-    keyed.#keyOf = op.keyOf;
+    keyed.#keys = op.keys;
     return keyed;
   }
 

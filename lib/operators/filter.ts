@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
-import type { Element } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { operate } from "../operate.ts";
-import { handleUserError } from "./user-error.ts";
+import { type Downstream, operate } from "../operate.ts";
+import { RecordBody } from "./record-body.ts";
 
 /**
  * Keeps the records whose value satisfies `predicate`; control elements always pass.
@@ -19,20 +19,25 @@ export function filterElements<T>(
   ctx: OperatorContext,
   predicate: (value: T) => boolean,
 ): (source: Observable<Element<T>>) => Observable<Element<T>> {
-  const m = ctx.metrics;
-  return operate<Element<T>, Element<T>>((downstream) => ({
-    next(e) {
-      if (e.kind !== "record") return downstream.next(e);
-      m.recordsIn++;
-      let keep: boolean;
-      try {
-        keep = predicate(e.value);
-      } catch (err) {
-        return handleUserError(ctx, downstream, e, err);
-      }
-      if (!keep) return;
-      m.recordsOut++;
-      downstream.next(e);
-    },
-  }));
+  return operate<Element<T>, Element<T>>((downstream) => new FilterBody(ctx, downstream, predicate));
+}
+
+class FilterBody<T> extends RecordBody<T, T> {
+  readonly #predicate: (value: T) => boolean;
+  constructor(ctx: OperatorContext, downstream: Downstream<Element<T>>, predicate: (value: T) => boolean) {
+    super(ctx, downstream);
+    this.#predicate = predicate;
+  }
+  protected record(e: StreamRecord<T>): void {
+    let keep: boolean;
+    try {
+      keep = this.#predicate(e.value);
+    } catch (err) {
+      this.fail(e, err);
+      return;
+    }
+    if (!keep) return;
+    this.metrics.recordsOut++;
+    this.downstream.next(e);
+  }
 }

@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
-import type { Element } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { operate } from "../operate.ts";
-import { handleUserError } from "./user-error.ts";
+import { type Downstream, operate } from "../operate.ts";
+import { RecordBody } from "./record-body.ts";
 
 /**
  * Replaces every record by zero or more records, one per value of the iterable `project` returns. The
@@ -20,22 +20,27 @@ export function flatMapElements<I, O>(
   ctx: OperatorContext,
   project: (value: I) => Iterable<O>,
 ): (source: Observable<Element<I>>) => Observable<Element<O>> {
-  const m = ctx.metrics;
-  return operate<Element<I>, Element<O>>((downstream) => ({
-    next(e) {
-      if (e.kind !== "record") return downstream.next(e);
-      m.recordsIn++;
-      let values: O[];
-      try {
-        // Materialised first so a generator that throws halfway emits nothing for this record.
-        values = Array.from(project(e.value));
-      } catch (err) {
-        return handleUserError(ctx, downstream, e, err);
-      }
-      for (const value of values) {
-        m.recordsOut++;
-        downstream.next({ kind: "record", value, timestamp: e.timestamp, key: e.key, split: e.split });
-      }
-    },
-  }));
+  return operate<Element<I>, Element<O>>((downstream) => new FlatMapBody(ctx, downstream, project));
+}
+
+class FlatMapBody<I, O> extends RecordBody<I, O> {
+  readonly #project: (value: I) => Iterable<O>;
+  constructor(ctx: OperatorContext, downstream: Downstream<Element<O>>, project: (value: I) => Iterable<O>) {
+    super(ctx, downstream);
+    this.#project = project;
+  }
+  protected record(e: StreamRecord<I>): void {
+    let values: O[];
+    try {
+      // Materialised first so a generator that throws halfway emits nothing for this record.
+      values = Array.from(this.#project(e.value));
+    } catch (err) {
+      this.fail(e, err);
+      return;
+    }
+    for (const value of values) {
+      this.metrics.recordsOut++;
+      this.downstream.next({ kind: "record", value, timestamp: e.timestamp, key: e.key, split: e.split });
+    }
+  }
 }

@@ -9,11 +9,40 @@ import { handleUserError } from "./user-error.ts";
  * string or a finite number sends the record to dead letters (or fails the job, with `onUserError: "fail"`)
  * and gives `undefined`.
  */
-export type KeyOf<T> = (record: StreamRecord<T>, downstream: Downstream<Element<never>>) => Key | undefined;
+export interface KeyOf<T> {
+  keyOf(record: StreamRecord<T>, downstream: Downstream<Element<never>>): Key | undefined;
+}
+
+/** keyBy's key selection; a class, so that `keyOf` is one function for every keyBy in every job. */
+class KeySelection<T> implements KeyOf<T> {
+  readonly #ctx: OperatorContext;
+  readonly #selector: (value: T) => Key;
+  constructor(ctx: OperatorContext, selector: (value: T) => Key) {
+    this.#ctx = ctx;
+    this.#selector = selector;
+  }
+  keyOf(e: StreamRecord<T>, downstream: Downstream<Element<never>>): Key | undefined {
+    // The keyBy's metrics and dead letters are the same whether it runs as an operator or fused into the next.
+    const m = this.#ctx.metrics;
+    m.recordsIn++;
+    let key: Key;
+    try {
+      key = this.#selector(e.value);
+      if (typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
+        throw new TypeError(`key must be a string or a finite number, got ${key === null ? "null" : typeof key}`);
+      }
+    } catch (err) {
+      handleUserError(this.#ctx, downstream, e, err);
+      return undefined;
+    }
+    m.recordsOut++;
+    return key;
+  }
+}
 
 /** The keyBy operator, which also hands out its key selection for a keyed operator to apply itself. */
 export interface KeyByOperator<T> extends ChainableOperator<Element<T>, Element<T>> {
-  readonly keyOf: KeyOf<T>;
+  readonly keys: KeyOf<T>;
 }
 
 /**
@@ -22,19 +51,19 @@ export interface KeyByOperator<T> extends ChainableOperator<Element<T>, Element<
  * is no operator of its own: records are then not copied just to carry their key.
  */
 export interface KeyedOperator<I, O> extends ChainableOperator<Element<I>, Element<O>> {
-  /** The operator's per-subscription init when it finds keys with `keyOf`. */
-  keyedBy(keyOf: KeyOf<I>): OperatorInit<Element<I>, Element<O>>;
+  /** The operator's per-subscription init when it finds keys with `keys`. */
+  keyedBy(keys: KeyOf<I>): OperatorInit<Element<I>, Element<O>>;
 }
 
 /**
- * Builds a {@link KeyedOperator} from a body factory. `keyOf` is undefined when the operator reads the key
+ * Builds a {@link KeyedOperator} from a body factory. `keys` is undefined when the operator reads the key
  * that a keyBy set on the record (`record.key`).
  */
 export function keyedOperator<I, O>(
-  init: (downstream: Downstream<Element<O>>, keyOf: KeyOf<I> | undefined) => OperatorBody<Element<I>>,
+  init: (downstream: Downstream<Element<O>>, keys: KeyOf<I> | undefined) => OperatorBody<Element<I>>,
 ): KeyedOperator<I, O> {
   const op = operate<Element<I>, Element<O>>((downstream) => init(downstream, undefined));
-  return Object.assign(op, { keyedBy: (keyOf: KeyOf<I>) => (downstream: Downstream<Element<O>>) => init(downstream, keyOf) });
+  return Object.assign(op, { keyedBy: (keys: KeyOf<I>) => (downstream: Downstream<Element<O>>) => init(downstream, keys) });
 }
 
 /** True if `op` can apply a key selector itself. */
@@ -55,29 +84,13 @@ export function isKeyedOperator<I, O>(op: (source: Observable<Element<I>>) => Ob
  * @returns an operator on element streams
  */
 export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => Key): KeyByOperator<T> {
-  const m = ctx.metrics;
-  // The keyBy's metrics and dead letters are the same whether it runs as an operator or fused into the next.
-  const keyOf: KeyOf<T> = (e, downstream) => {
-    m.recordsIn++;
-    let key: Key;
-    try {
-      key = selector(e.value);
-      if (typeof key !== "string" && !(typeof key === "number" && Number.isFinite(key))) {
-        throw new TypeError(`key must be a string or a finite number, got ${key === null ? "null" : typeof key}`);
-      }
-    } catch (err) {
-      handleUserError(ctx, downstream, e, err);
-      return undefined;
-    }
-    m.recordsOut++;
-    return key;
-  };
+  const keys = new KeySelection(ctx, selector);
   const op = operate<Element<T>, Element<T>>((downstream) => ({
     next(e) {
       if (e.kind !== "record") return downstream.next(e);
-      const key = keyOf(e, downstream);
+      const key = keys.keyOf(e, downstream);
       if (key !== undefined) downstream.next({ kind: "record", value: e.value, timestamp: e.timestamp, key, split: e.split });
     },
   }));
-  return Object.assign(op, { keyOf });
+  return Object.assign(op, { keys });
 }

@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
-import type { Element } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { operate } from "../operate.ts";
-import { handleUserError } from "./user-error.ts";
+import { type Downstream, operate } from "../operate.ts";
+import { RecordBody } from "./record-body.ts";
 
 /**
  * Applies `project` to the value of every record; control elements pass through unchanged.
@@ -19,19 +19,24 @@ export function mapElements<I, O>(
   ctx: OperatorContext,
   project: (value: I) => O,
 ): (source: Observable<Element<I>>) => Observable<Element<O>> {
-  const m = ctx.metrics;
-  return operate<Element<I>, Element<O>>((downstream) => ({
-    next(e) {
-      if (e.kind !== "record") return downstream.next(e);
-      m.recordsIn++;
-      let value: O;
-      try {
-        value = project(e.value);
-      } catch (err) {
-        return handleUserError(ctx, downstream, e, err);
-      }
-      m.recordsOut++;
-      downstream.next({ kind: "record", value, timestamp: e.timestamp, key: e.key, split: e.split });
-    },
-  }));
+  return operate<Element<I>, Element<O>>((downstream) => new MapBody(ctx, downstream, project));
+}
+
+class MapBody<I, O> extends RecordBody<I, O> {
+  readonly #project: (value: I) => O;
+  constructor(ctx: OperatorContext, downstream: Downstream<Element<O>>, project: (value: I) => O) {
+    super(ctx, downstream);
+    this.#project = project;
+  }
+  protected record(e: StreamRecord<I>): void {
+    let value: O;
+    try {
+      value = this.#project(e.value);
+    } catch (err) {
+      this.fail(e, err);
+      return;
+    }
+    this.metrics.recordsOut++;
+    this.downstream.next({ kind: "record", value, timestamp: e.timestamp, key: e.key, split: e.split });
+  }
 }

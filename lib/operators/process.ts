@@ -78,7 +78,7 @@ export function processElements<T, K extends Key, O>(
 ): KeyedOperator<T, O> {
   const m = ctx.metrics;
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
-  return keyedOperator<T, O>((downstream, keyOf) => {
+  return keyedOperator<T, O>((downstream, keys) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
     let wm = wmState.get("", "") ?? MIN_WATERMARK;
     let timestamp = 0;
@@ -163,8 +163,8 @@ export function processElements<T, K extends Key, O>(
     const onRecord = (e: StreamRecord<T>): void => {
       // Fused with the keyBy before it, the operator applies the key selector itself; a record without a
       // valid key went to dead letters there.
-      const key = keyOf === undefined ? e.key : keyOf(e, downstream);
-      if (key === undefined && keyOf !== undefined) return;
+      const key = keys === undefined ? e.key : keys.keyOf(e, downstream);
+      if (key === undefined && keys !== undefined) return;
       m.recordsIn++;
       if (key === undefined) throw new TypeError(`process operator "${ctx.id}" needs a keyed stream`);
       keyCtx.currentKey = key;

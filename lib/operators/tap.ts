@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
-import type { Element } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { operate } from "../operate.ts";
-import { handleUserError } from "./user-error.ts";
+import { type Downstream, operate } from "../operate.ts";
+import { RecordBody } from "./record-body.ts";
 
 /**
  * Calls `effect` with each value and passes the record on unchanged.
@@ -19,18 +19,23 @@ export function tapElements<T>(
   ctx: OperatorContext,
   effect: (value: T) => void,
 ): (source: Observable<Element<T>>) => Observable<Element<T>> {
-  const m = ctx.metrics;
-  return operate<Element<T>, Element<T>>((downstream) => ({
-    next(e) {
-      if (e.kind !== "record") return downstream.next(e);
-      m.recordsIn++;
-      try {
-        effect(e.value);
-      } catch (err) {
-        return handleUserError(ctx, downstream, e, err);
-      }
-      m.recordsOut++;
-      downstream.next(e);
-    },
-  }));
+  return operate<Element<T>, Element<T>>((downstream) => new TapBody(ctx, downstream, effect));
+}
+
+class TapBody<T> extends RecordBody<T, T> {
+  readonly #effect: (value: T) => void;
+  constructor(ctx: OperatorContext, downstream: Downstream<Element<T>>, effect: (value: T) => void) {
+    super(ctx, downstream);
+    this.#effect = effect;
+  }
+  protected record(e: StreamRecord<T>): void {
+    try {
+      this.#effect(e.value);
+    } catch (err) {
+      this.fail(e, err);
+      return;
+    }
+    this.metrics.recordsOut++;
+    this.downstream.next(e);
+  }
 }

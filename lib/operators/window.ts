@@ -100,7 +100,7 @@ export function windowElements<T, A, R>(
   const aligned =
     (assigner.kind === "tumbling" || assigner.kind === "sliding") && trigger === undefined && everyCount === undefined && everyMs === undefined;
 
-  return keyedOperator<T, WindowResult<Key, R>>((downstream, keyOf) => {
+  return keyedOperator<T, WindowResult<Key, R>>((downstream, keys) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
     // Outside the aligned fast path (sessions, early firings), with the default trigger, a window's two
     // event-time timers (its last timestamp, and its cleanup time when there is lateness) follow from the
@@ -479,8 +479,8 @@ export function windowElements<T, A, R>(
         case "record": {
           // Fused with the keyBy before it, the operator applies the key selector itself; a record without a
           // valid key went to dead letters there.
-          const key = keyOf === undefined ? e.key : keyOf(e, down);
-          if (key === undefined && keyOf !== undefined) return;
+          const key = keys === undefined ? e.key : keys.keyOf(e, down);
+          if (key === undefined && keys !== undefined) return;
           m.recordsIn++;
           try {
             place(e, key);

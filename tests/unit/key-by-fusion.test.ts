@@ -15,12 +15,12 @@ interface Ev {
 
 /** A keyed pass-through that reports whether it was built to apply the key selection itself. */
 function probe(modes: string[]) {
-  return keyedOperator<Ev, Ev>((downstream, keyOf) => {
-    modes.push(keyOf === undefined ? "reads record.key" : "applies the selector");
+  return keyedOperator<Ev, Ev>((downstream, keys) => {
+    modes.push(keys === undefined ? "reads record.key" : "applies the selector");
     return {
       next(e: Element<Ev>) {
         if (e.kind !== "record") return downstream.next(e);
-        const key = keyOf === undefined ? e.key : keyOf(e, downstream);
+        const key = keys === undefined ? e.key : keys.keyOf(e, downstream);
         if (key !== undefined) downstream.next({ ...e, key });
       },
     };
