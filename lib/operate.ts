@@ -158,18 +158,20 @@ class Link implements Downstream<unknown> {
   #done = false;
   readonly #index: number;
   readonly #body: OperatorBody<unknown>;
+  readonly #next: (value: unknown) => void;
   readonly #after: Downstream<unknown>;
   readonly #state: ChainState;
   constructor(index: number, body: OperatorBody<unknown>, after: Downstream<unknown>, state: ChainState) {
     this.#index = index;
     this.#body = body;
+    this.#next = body.next;
     this.#after = after;
     this.#state = state;
   }
   next(value: unknown): void {
     if (this.#done || this.#state.stopped) return;
     try {
-      this.#body.next(value);
+      this.#next.call(this.#body, value);
     } catch (err) {
       this.#state.fail(err);
     }
