@@ -9,6 +9,7 @@ import { type Timer, TimerHeap, TimerService } from "../timers.ts";
 import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
 import type { Trigger, TriggerContext, TriggerResult } from "../windows/triggers.ts";
 import { ConfigError } from "../errors.ts";
+import { AlignedWindows } from "./aligned-windows.ts";
 import { type KeyedOperator, keyedOperator } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
 
@@ -97,18 +98,21 @@ export function windowElements<T, A, R>(
   // path: these windows are aligned, every key's window [start, end) fires at the same watermark, so the
   // operator keeps, per window, the keys that have an accumulator in it and fires the window in one pass,
   // instead of a timer per key and window.
-  const aligned =
-    (assigner.kind === "tumbling" || assigner.kind === "sliding") && trigger === undefined && everyCount === undefined && everyMs === undefined;
+  if ((assigner.kind === "tumbling" || assigner.kind === "sliding") && trigger === undefined && everyCount === undefined && everyMs === undefined) {
+    const slide = assigner.kind === "sliding" ? assigner.slide : assigner.size;
+    const config = { ctx, agg, accs, wmState, size: assigner.size, slide, offset: assigner.offset, lateness, lateTag };
+    return keyedOperator<T, WindowResult<Key, R>>((downstream, keys) => new AlignedWindows(config, downstream, keys));
+  }
 
   return keyedOperator<T, WindowResult<Key, R>>((downstream, keys) => {
     const timers = new TimerService(ctx.state, ctx.id, ctx.clock);
-    // Outside the aligned fast path (sessions, early firings), with the default trigger, a window's two
-    // event-time timers (its last timestamp, and its cleanup time when there is lateness) follow from the
-    // window itself. They are kept in an in-memory heap and rebuilt from the accumulators after a restore,
-    // instead of being written to state: that saves several state operations per window and key. A popped timer is checked against the live window, so a timer of a
-    // session that has since merged into a larger one is ignored.
+    // With the default trigger (here: sessions, or early firings), a window's two event-time timers (its last
+    // timestamp, and its cleanup time when there is lateness) follow from the window itself. They are kept in
+    // an in-memory heap and rebuilt from the accumulators after a restore, instead of being written to state:
+    // that saves several state operations per window and key. A popped timer is checked against the live
+    // window, so a timer of a session that has since merged into a larger one is ignored.
     // Each in-memory timer remembers the end of the window it was set for, to recognise stale ones.
-    const ownTimers = trigger === undefined && !aligned ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
+    const ownTimers = trigger === undefined ? new TimerHeap<Timer & { readonly end: number }>() : undefined;
     const registerWindowTimer = (key: Key, start: number, end: number, time: number): void => {
       if (ownTimers === undefined) timers.registerEventTime(key, start, time);
       else ownTimers.push({ time, key, namespace: start, end });
@@ -125,10 +129,6 @@ export function windowElements<T, A, R>(
     let wm = wmState.get("", "") ?? MIN_WATERMARK;
     const dirty = new Map<Key, Set<number>>();
     const rebuildOwnTimers = (): void => {
-      if (aligned) {
-        for (const [key, start] of accs.entries()) openWindow(start as number).keys.push(key);
-        return;
-      }
       if (ownTimers === undefined) return;
       for (const [key, start] of accs.entries()) {
         const w = windowOf(key, start as number);
@@ -326,111 +326,6 @@ export function windowElements<T, A, R>(
       m.buffered = accs.size;
     };
 
-    // The fast path (see `aligned`). Records with anything unusual about them (no key, a bad timestamp, too
-    // late) take the general path, which reports them; it never adds to a window here, since only records
-    // past the lateness reach it.
-    const size = assigner.kind === "tumbling" || assigner.kind === "sliding" ? assigner.size : 0;
-    const slide = assigner.kind === "sliding" ? assigner.slide : size;
-    const offset = assigner.kind === "tumbling" || assigner.kind === "sliding" ? assigner.offset : 0;
-    /** A window of the fast path with state: the keys with an accumulator in it, in the order they came. */
-    interface AlignedWindow {
-      readonly start: number;
-      readonly keys: Key[];
-      /** Its on-time result went out; it stays until its cleanup time for late updates. */
-      fired: boolean;
-    }
-    const windows = new Map<number, AlignedWindow>();
-    // Starts of `windows`, ascending: the order in which they fire.
-    const starts: number[] = [];
-    const openWindow = (start: number): AlignedWindow => {
-      let w = windows.get(start);
-      if (w === undefined) {
-        w = { start, keys: [], fired: start + size - 1 <= wm };
-        windows.set(start, w);
-        let i = starts.length;
-        while (i > 0 && starts[i - 1]! > start) i--;
-        starts.splice(i, 0, start);
-      }
-      return w;
-    };
-    // The window of the previous record: most records fall into the same one, and two comparisons are cheaper
-    // than the division that finds a window.
-    let lastStart = Number.NaN;
-    let lastWindow: AlignedWindow | undefined;
-    /** Folds a record into aligned window `start` (`window` if the caller has it) and reports a late update. */
-    const foldAligned = (rec: StreamRecord<T>, key: Key, start: number, window: AlignedWindow | undefined): AlignedWindow | undefined => {
-      const last = start + size - 1;
-      const existing = accs.get(key, start);
-      const acc = agg.add(existing ?? agg.create(), rec.value);
-      accs.put(key, start, acc);
-      let w = window;
-      if (existing === undefined) {
-        if (w === undefined) w = openWindow(start);
-        w.keys.push(key);
-        m.buffered = accs.size;
-      }
-      // Within the allowed lateness: the window fired already, so this re-fires it as a late update.
-      if (last <= wm) emitResult(key, start, last + 1, acc, "late");
-      return w;
-    };
-    const processTumbling = (rec: StreamRecord<T>, key: Key | undefined): void => {
-      const ts = rec.timestamp;
-      if (key === undefined || !Number.isFinite(ts)) {
-        processRecord(rec, key);
-        return;
-      }
-      if (!(ts >= lastStart && ts < lastStart + size)) {
-        lastStart = windowStart(ts, size, offset);
-        lastWindow = undefined;
-      }
-      if (lastStart + size - 1 + lateness <= wm) {
-        processRecord(rec, key);
-        return;
-      }
-      lastWindow = foldAligned(rec, key, lastStart, lastWindow);
-    };
-    /** A record of a sliding window goes to each of its size/slide windows that is not past its lateness. */
-    const processSliding = (rec: StreamRecord<T>, key: Key | undefined): void => {
-      const ts = rec.timestamp;
-      if (key === undefined || !Number.isFinite(ts)) {
-        processRecord(rec, key);
-        return;
-      }
-      let placed = false;
-      for (let start = windowStart(ts, slide, offset); start > ts - size; start -= slide) {
-        if (start + size - 1 + lateness <= wm) continue;
-        foldAligned(rec, key, start, windows.get(start));
-        placed = true;
-      }
-      // Late for every one of its windows: the general path reports it.
-      if (!placed) processRecord(rec, key);
-    };
-    /** Fires the windows of the fast path that the watermark closed, and drops those past their cleanup time. */
-    const fireAligned = (): void => {
-      let dropped = 0;
-      for (const start of starts) {
-        const last = start + size - 1;
-        if (last > wm) break;
-        const w = windows.get(start)!;
-        const purge = last + lateness <= wm;
-        if (!w.fired) {
-          w.fired = true;
-          for (const key of w.keys) {
-            const acc = accs.get(key, start);
-            if (acc !== undefined) emitResult(key, start, last + 1, acc, "on-time");
-            if (purge) accs.delete(key, start);
-          }
-        } else if (purge) {
-          for (const key of w.keys) accs.delete(key, start);
-        }
-        if (!purge) continue;
-        windows.delete(start);
-        if (w === lastWindow) lastWindow = undefined;
-        dropped++;
-      }
-      if (dropped > 0) starts.splice(0, dropped);
-    };
-    const place = !aligned ? processRecord : assigner.kind === "sliding" ? processSliding : processTumbling;
 
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
       const w = windowOf(t.key, t.namespace as number);
@@ -483,7 +378,7 @@ export function windowElements<T, A, R>(
           if (key === undefined && keys !== undefined) return;
           m.recordsIn++;
           try {
-            place(e, key);
+            processRecord(e, key);
           } catch (err) {
             handleUserError(ctx, down, e, err);
           }
@@ -494,13 +389,9 @@ export function windowElements<T, A, R>(
           wm = e.timestamp;
           m.watermark = wm;
           wmState.put("", "", wm);
-          // The fast path has no timers; elsewhere timers may register further due timers (a trigger's own),
-          // so drain until none is due.
-          if (aligned) fireAligned();
-          else {
-            for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
-              for (const t of due) fireTimer(t, "event");
-            }
+          // Timers may register further due timers (a trigger's own), so drain until none is due.
+          for (let due = dueWindowTimers(wm); due.length > 0; due = dueWindowTimers(wm)) {
+            for (const t of due) fireTimer(t, "event");
           }
           m.buffered = accs.size;
           down.next(e);
