@@ -148,7 +148,7 @@ export function matchElements<E, S extends string>(
     let conditionError: unknown;
     const emit = (value: PatternResult<E, S>, timestamp: number, key: Key): void => {
       m.recordsOut++;
-      downstream.next({ kind: "record", value, timestamp, key: userKey(key), split: undefined });
+      downstream.next(record(value, timestamp, userKey(key)));
     };
     const runner = new NfaRunner(
       nfa,

@@ -19,7 +19,7 @@ import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
-import { END, type Element, record, sideRecord, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, SourceError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
@@ -303,7 +303,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   }
   announceSplits(splits: readonly string[]): void {
     if (this.#ended || this.#finished || splits.length === 0) return;
-    this.#downstream.next({ kind: "splits", splits: [...splits] });
+    this.#downstream.next(splitsAnnouncement(splits));
   }
   deadLetter(value: unknown, reason: string): void {
     if (this.#ended) return;
@@ -331,7 +331,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     return this.#job.clock;
   }
   injectBarrier(checkpointId: number): void {
-    if (!this.#ended) this.#downstream.next({ kind: "barrier", checkpointId });
+    if (!this.#ended) this.#downstream.next(barrier(checkpointId));
   }
   get finished(): boolean {
     return this.#finished;

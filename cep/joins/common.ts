@@ -6,7 +6,7 @@
  */
 import { Observable } from "rxjs";
 import { z } from "zod";
-import { type Element, type Key, MIN_WATERMARK, sideRecord } from "../../lib/element.ts";
+import { type Element, type Key, MIN_WATERMARK, record, sideRecord } from "../../lib/element.ts";
 import type { OperatorContext } from "../../lib/job.ts";
 import { handleUserError } from "../../lib/operators/user-error.ts";
 import type { KeyedStream, Stream } from "../../lib/stream.ts";
@@ -64,7 +64,7 @@ export function joinElements<L, R, O>(
         {
           emit(value, timestamp, key) {
             m.recordsOut++;
-            downstream.next({ kind: "record", value, timestamp, key, split: undefined });
+            downstream.next(record(value, timestamp, key));
           },
           late(value, timestamp, reason) {
             m.lateRecords++;

@@ -1,5 +1,5 @@
 import type { Aggregator } from "../aggregate.ts";
-import { type Element, type Key, MIN_WATERMARK, sideRecord, type StreamRecord, type Watermark } from "../element.ts";
+import { type Element, type Key, MIN_WATERMARK, record, sideRecord, type StreamRecord, type Watermark } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { Downstream, OperatorBody } from "../operate.ts";
@@ -214,6 +214,6 @@ export class AlignedWindows<T, A, R> implements OperatorBody<Element<T>> {
   #emit(key: Key, start: number, end: number, acc: A, timing: FireTiming): void {
     this.#m.recordsOut++;
     const value: WindowResult<Key, R> = { key, start, end, value: this.#agg.result(acc), timing };
-    this.#downstream.next({ kind: "record", value, timestamp: end - 1, key, split: undefined });
+    this.#downstream.next(record(value, end - 1, key));
   }
 }

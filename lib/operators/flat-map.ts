@@ -1,5 +1,5 @@
 import type { Observable } from "rxjs";
-import type { Element, StreamRecord } from "../element.ts";
+import { type Element, record, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import { type Downstream, operate } from "../operate.ts";
 import { RecordBody } from "./record-body.ts";
@@ -40,7 +40,7 @@ class FlatMapBody<I, O> extends RecordBody<I, O> {
     }
     for (const value of values) {
       this.metrics.recordsOut++;
-      this.downstream.next({ kind: "record", value, timestamp: e.timestamp, key: e.key, split: e.split });
+      this.downstream.next(record(value, e.timestamp, e.key, e.split));
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { Observable } from "rxjs";
-import type { Element, Key, StreamRecord } from "../element.ts";
+import { type Element, type Key, record, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import { type ChainableOperator, type Downstream, type OperatorBody, type OperatorInit, operate } from "../operate.ts";
 import { handleUserError } from "./user-error.ts";
@@ -89,7 +89,7 @@ export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => K
     next(e) {
       if (e.kind !== "record") return downstream.next(e);
       const key = keys.keyOf(e, downstream);
-      if (key !== undefined) downstream.next({ kind: "record", value: e.value, timestamp: e.timestamp, key, split: e.split });
+      if (key !== undefined) downstream.next(record(e.value, e.timestamp, key, e.split));
     },
   }));
   return Object.assign(op, { keys });

@@ -1,4 +1,4 @@
-import { type Key, MIN_WATERMARK, type OutputTag, sideRecord, type StreamRecord } from "../element.ts";
+import { type Key, MIN_WATERMARK, type OutputTag, record, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
 import type { OperatorContext } from "../job.ts";
 import {
@@ -134,7 +134,7 @@ export function processElements<T, K extends Key, O>(
       timers: timerAccess,
       emit(value, ts) {
         m.recordsOut++;
-        downstream.next({ kind: "record", value, timestamp: ts ?? timestamp, key: keyCtx.currentKey, split: undefined });
+        downstream.next(record(value, ts ?? timestamp, keyCtx.currentKey));
       },
       output(tag, value, reason) {
         downstream.next(sideRecord(tag.id, value, timestamp, reason ?? ctx.id));

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Aggregator } from "../aggregate.ts";
 import type { CancelTimer } from "../clock.ts";
 import { validate } from "../config.ts";
-import { type Element, type Key, LATE_DATA, MIN_WATERMARK, sideRecord, type StreamRecord } from "../element.ts";
+import { type Element, type Key, LATE_DATA, MIN_WATERMARK, record, sideRecord, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import { type Timer, TimerHeap, TimerService } from "../timers.ts";
 import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
@@ -159,7 +159,7 @@ export function windowElements<T, A, R>(
     const emitResult = (key: Key, start: number, end: number, acc: A, timing: FireTiming): void => {
       m.recordsOut++;
       const value: WindowResult<Key, R> = { key, start, end, value: agg.result(acc), timing };
-      downstream.next({ kind: "record", value, timestamp: end - 1, key, split: undefined });
+      downstream.next(record(value, end - 1, key));
     };
     const emit = (key: Key, w: Window, timing: FireTiming): void => {
       const acc = accs.get(key, w.start);

@@ -1,6 +1,6 @@
 import type { Observable } from "rxjs";
 import type { CancelTimer, Clock } from "../clock.ts";
-import { type Element, MAX_WATERMARK, MIN_WATERMARK, type StreamRecord, watermark } from "../element.ts";
+import { type Element, MAX_WATERMARK, MIN_WATERMARK, record, type StreamRecord, watermark } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { type Downstream, type OperatorBody, operate } from "../operate.ts";
@@ -114,7 +114,7 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
     this.#seenAny = true;
     s.generator.onEvent(ts);
     m.recordsOut++;
-    this.#downstream.next(ts === e.timestamp ? e : { kind: "record", value: e.value, timestamp: ts, key: e.key, split: e.split });
+    this.#downstream.next(ts === e.timestamp ? e : record(e.value, ts, e.key, e.split));
     if (++this.#sinceEmit >= strategy.everyRecords) this.#emitMerged();
   }
   #emit(w: number): void {

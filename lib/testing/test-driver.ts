@@ -15,7 +15,7 @@
  */
 import { Subject, type Subscription } from "rxjs";
 import { VirtualClock } from "../clock.ts";
-import { END, type Element, type Key, type OutputTag, record, type SideRecord, type StreamRecord, watermark } from "../element.ts";
+import { END, type Element, type Key, type OutputTag, record, type SideRecord, splitsAnnouncement, type StreamRecord, watermark } from "../element.ts";
 import { Job, type UserErrorPolicy } from "../job.ts";
 import type { StateBackend } from "../state/backend.ts";
 import { Stream } from "../stream.ts";
@@ -83,7 +83,7 @@ export class TestDriver<I, O> {
   /** Announces source splits, as a partitioned source does before their first records. */
   announceSplits(splits: readonly string[]): this {
     this.#throwIfFailed();
-    this.#input.next({ kind: "splits", splits: [...splits] });
+    this.#input.next(splitsAnnouncement(splits));
     this.#throwIfFailed();
     return this;
   }
@@ -117,9 +117,13 @@ export class TestDriver<I, O> {
     return this.readOutputRecords().map((r) => r.value);
   }
 
-  /** Returns and removes the records (with timestamps and keys) emitted so far. */
+  /**
+   * Returns and removes the records (with timestamps and keys) emitted so far, as plain objects with just the
+   * record fields, ready for deep comparison. (Inside a job, every element also carries the other kinds'
+   * fields, unset; see element.ts.)
+   */
   readOutputRecords(): StreamRecord<O>[] {
-    return this.#output.splice(0);
+    return this.#output.splice(0).map((r) => ({ kind: "record", value: r.value, timestamp: r.timestamp, key: r.key, split: r.split }));
   }
 
   /** Returns and removes the values routed to side output `tag`. */
@@ -134,7 +138,7 @@ export class TestDriver<I, O> {
       if (this.#side[i]!.tag === tag.id) taken.push(...this.#side.splice(i, 1));
       else i++;
     }
-    return taken;
+    return taken.map((r) => ({ kind: "side", tag: r.tag, value: r.value, timestamp: r.timestamp, reason: r.reason }));
   }
 
   /** Watermarks that reached the output, in order. */

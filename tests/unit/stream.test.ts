@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { from, lastValueFrom, Observable, of, Subject, toArray } from "rxjs";
 import {
+  barrier,
   DEAD_LETTERS,
   type Element,
   END,
@@ -12,9 +13,11 @@ import {
   Job,
   type Positions,
   record,
+  sideRecord,
   Stream,
   sinkFn,
   type Source,
+  splitsAnnouncement,
   UserFunctionError,
   VirtualClock,
   watermark,
@@ -366,5 +369,34 @@ describe("RxJS interop", () => {
     assert.equal(pulled, 3);
     assert.deepEqual(a, [1, 2, 3]);
     assert.deepEqual(b, [-1, -2, -3]);
+  });
+});
+
+describe("elements", () => {
+  it("every kind of element has the same fields in the same order (one hidden class for V8)", () => {
+    const shapes = [
+      record({ a: 1 }, 5, "k", "split"),
+      watermark(7),
+      barrier(3),
+      splitsAnnouncement(["p0"]),
+      sideRecord("late", 1, 2, "why"),
+      END,
+    ].map((e) => Object.keys(e).join(","));
+    assert.equal(new Set(shapes).size, 1, shapes.join(" | "));
+    assert.equal(shapes[0], "kind,value,timestamp,key,split,tag,reason,checkpointId,splits");
+  });
+
+  it("the test driver hands out records and side records as plain objects of their own fields", () => {
+    const d = new TestDriver<number, number>((s) => s.map((x) => x * 2));
+    d.pipeInput(1, 5);
+    assert.deepEqual(d.readOutputRecords(), [{ kind: "record", value: 2, timestamp: 5, key: undefined, split: undefined }]);
+    const f = new TestDriver<number, number>((s) =>
+      s.map((x) => {
+        if (x > 0) throw new Error("no");
+        return x;
+      }),
+    );
+    f.pipeInput(1, 5);
+    assert.deepEqual(f.readSideRecords(DEAD_LETTERS), [{ kind: "side", tag: "dead-letter", value: 1, timestamp: 5, reason: "map-1: no" }]);
   });
 });
