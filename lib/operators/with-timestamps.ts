@@ -46,13 +46,17 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
   readonly #strategy: WatermarkStrategy<T>;
   readonly #downstream: Downstream<Element<T>>;
   readonly #splits = new Map<string, SplitState>();
-  // The split of the previous record and its state: consecutive records mostly come from one split.
+  // The split states again, for the emission check to walk without an iterator.
+  readonly #splitList: SplitState[] = [];
+  // The split of the previous record and its state: consecutive records mostly come from one split. A split
+  // is marked active when it becomes the current one, and the current one at each emission check.
   #lastSplit: string | undefined;
   #lastState: SplitState | undefined;
   #emitted = MIN_WATERMARK;
+  /** Records since the last emission check. */
   #sinceEmit = 0;
+  readonly #everyRecords: number;
   #lastRecordAt: number;
-  #seenAny = false;
   #cancelTick: CancelTimer | undefined;
   #done = false;
 
@@ -62,6 +66,7 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
     this.#clock = ctx.clock;
     this.#strategy = strategy;
     this.#downstream = downstream;
+    this.#everyRecords = strategy.everyRecords;
     this.#lastRecordAt = this.#clock.now();
     this.#schedule();
   }
@@ -78,7 +83,7 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
     if (e.kind === "splits") {
       // An announced split holds the watermark back until it delivers or turns idle.
       for (const split of e.splits) {
-        if (!this.#splits.has(split)) this.#splits.set(split, { generator: this.#strategy.generator(), lastActive: this.#clock.now(), seen: false });
+        if (!this.#splits.has(split)) this.#addSplit(split, false);
       }
     }
     this.#downstream.next(e);
@@ -103,19 +108,25 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
       }
     }
     const split = e.split ?? "";
-    let s = split === this.#lastSplit ? this.#lastState : this.#splits.get(split);
-    if (s === undefined) {
-      s = { generator: strategy.generator(), lastActive: this.#clock.now(), seen: true };
-      this.#splits.set(split, s);
+    let s = this.#lastState;
+    if (split !== this.#lastSplit || s === undefined) {
+      // The split we leave had the previous record; if that came after the last check, it was active since.
+      if (s !== undefined && this.#sinceEmit > 0) s.seen = true;
+      s = this.#splits.get(split) ?? this.#addSplit(split, true);
+      s.seen = true;
+      this.#lastSplit = split;
+      this.#lastState = s;
     }
-    this.#lastSplit = split;
-    this.#lastState = s;
-    s.seen = true;
-    this.#seenAny = true;
     s.generator.onEvent(ts);
     m.recordsOut++;
     this.#downstream.next(ts === e.timestamp ? e : record(e.value, ts, e.key, e.split));
-    if (++this.#sinceEmit >= strategy.everyRecords) this.#emitMerged();
+    if (++this.#sinceEmit >= this.#everyRecords) this.#emitMerged();
+  }
+  #addSplit(split: string, seen: boolean): SplitState {
+    const s: SplitState = { generator: this.#strategy.generator(), lastActive: this.#clock.now(), seen };
+    this.#splits.set(split, s);
+    this.#splitList.push(s);
+    return s;
   }
   #emit(w: number): void {
     if (w <= this.#emitted) return;
@@ -125,15 +136,16 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
   }
   #emitMerged(): void {
     const strategy = this.#strategy;
-    this.#sinceEmit = 0;
     const now = this.#clock.now();
-    if (this.#seenAny) {
+    // Records came since the last check: the current split had at least the last of them.
+    if (this.#sinceEmit > 0) {
       this.#lastRecordAt = now;
-      this.#seenAny = false;
+      if (this.#lastState !== undefined) this.#lastState.seen = true;
     }
+    this.#sinceEmit = 0;
     let min = Number.POSITIVE_INFINITY;
     let active = 0;
-    for (const s of this.#splits.values()) {
+    for (const s of this.#splitList) {
       if (s.seen) {
         s.lastActive = now;
         s.seen = false;

@@ -176,6 +176,25 @@ describe("per-split watermarks", () => {
     assert.deepEqual(d.readWatermarks(), [4099], "p1 active again: the minimum includes it");
   });
 
+  it("a split that had records since the last check is active at that check, even if another split came after it", () => {
+    // Checks run every 100 ms of processing time only (everyRecords is large), so a split is marked active
+    // when it becomes the current one, and the one it hands over to must not lose the records it had.
+    const d = new TestDriver<Ev, Ev>((s) =>
+      s.withTimestamps(boundedOutOfOrderness(0, { timestamp: (e) => e.at, everyRecords: 1_000_000, everyMs: 100, idleTimeoutMs: 150 })),
+    );
+    d.pipeInput({ at: 10 }, 0, { split: "p0" }).pipeInput({ at: 10 }, 0, { split: "p1" });
+    d.advanceProcessingTime(100);
+    assert.deepEqual(d.readWatermarks(), [9]);
+    // p1 is still the current split after the check at 100; it gets a record, then p0 takes over.
+    d.pipeInput({ at: 20 }, 0, { split: "p1" }).pipeInput({ at: 5000 }, 0, { split: "p0" });
+    d.advanceProcessingTime(100); // check at 200: p1 had a record since the last check
+    d.pipeInput({ at: 5001 }, 0, { split: "p0" });
+    d.advanceProcessingTime(100); // check at 300: p1 last active at 200, 100 ms < 150 ms: still counts
+    assert.deepEqual(d.readWatermarks(), [19]);
+    d.advanceProcessingTime(100); // check at 400: 200 ms without records: idle, p0 alone sets the watermark
+    assert.deepEqual(d.readWatermarks(), [5000]);
+  });
+
   it("when every split is idle the watermark holds", () => {
     const d = splitDriver(1000);
     d.pipeInput({ at: 10 }, 0, { split: "p0" });
