@@ -84,6 +84,7 @@ export class AlignedWindows<T, A, R> implements OperatorBody<Element<T>> {
     this.#wm = this.#wmState.get("", "") ?? MIN_WATERMARK;
     // After a restore the accumulators are back: derive which windows hold which keys from them.
     for (const [key, start] of this.#accs.entries()) this.#open(start as number).keys.push(key);
+    this.#m.buffered = this.#accs.size;
   }
 
   next(e: Element<T>): void {
@@ -174,7 +175,8 @@ export class AlignedWindows<T, A, R> implements OperatorBody<Element<T>> {
   }
 
   #onWatermark(e: Watermark): void {
-    if (e.timestamp <= this.#wm) return;
+    // Not later than the current one (or NaN): nothing to do, as in the general window body.
+    if (!(e.timestamp > this.#wm)) return;
     this.#wm = e.timestamp;
     this.#m.watermark = e.timestamp;
     this.#wmState.put("", "", e.timestamp);

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  avg,
+  count,
   countTrigger,
   eventTimeTrigger,
   global,
@@ -10,6 +12,7 @@ import {
   processingTimeTrigger,
   type Stream,
   sliding,
+  sum,
   tumbling,
   type WindowedStream,
   type WindowResult,
@@ -229,6 +232,29 @@ describe("late data and allowed lateness", () => {
       assert.equal(general.readSideOutput(LATE_DATA).length, late);
     });
   }
+
+  it("a NaN watermark is ignored by tumbling and sliding windows, as by the others", () => {
+    for (const assigner of [tumbling<Ev>(10), sliding<Ev>(10, 5)]) {
+      const d = new TestDriver<Ev, Res<number>>((s) => s.keyBy((v) => v.k).window(assigner).count());
+      d.pipeInput(ev("a"), 1).pipeInput(ev("a"), 25).advanceWatermark(Number.NaN);
+      assert.deepEqual(d.readOutput(), [], assigner.kind);
+      d.pipeInput(ev("a"), 2).advanceWatermark(100);
+      const results = d.readOutput().map((r) => [r.start, r.value]);
+      assert.deepEqual(results.find(([start]) => start === 0), [0, 2], assigner.kind);
+    }
+  });
+
+  it("after a restore, the buffered gauge counts the restored window state at once", () => {
+    const pipeline = (s: Stream<Ev>) => s.keyBy((v) => v.k).window(tumbling(10)).count();
+    const before = new TestDriver<Ev, Res<number>>(pipeline);
+    before.pipeInput(ev("a"), 1).pipeInput(ev("b"), 2);
+    const state = new MemoryStateBackend();
+    state.restore(before.job.state.snapshot());
+    const after = new TestDriver<Ev, Res<number>>(pipeline, { state });
+    assert.equal(after.job.metrics.operator("window-1").buffered, 2);
+    after.pipeInput(ev("a"), 3);
+    assert.equal(after.job.metrics.operator("window-1").buffered, 2);
+  });
 
   it("late records can go to a custom side output tag", () => {
     const tooLate = outputTag<Ev>("too-late");
@@ -479,6 +505,19 @@ describe("aggregations", () => {
       ["x", 9],
       ["y", 0],
     ]);
+  });
+
+  it("built-in aggregators are plain objects: they can be passed to aggregateWith, spread and destructured", () => {
+    assert.deepEqual(values(run((w) => w.aggregateWith(sum((s: Sale) => s.price)))), [
+      ["x", 15],
+      ["y", 7],
+    ]);
+    assert.deepEqual(values(run((w) => w.aggregate({ ...avg((s: Sale) => s.price), name: "mean" }))), [
+      ["x", 5],
+      ["y", 7],
+    ]);
+    const { create, add, result } = count<Sale>();
+    assert.equal(result(add(add(create(), { shop: "x", price: 1 }), { shop: "x", price: 2 })), 2);
   });
 
   it("a throwing aggregate function dead-letters the record and keeps the window's other records", async () => {
