@@ -13,7 +13,12 @@
  */
 import { Observable } from "rxjs";
 
-/** Where an operator body sends its output: the next operator of its chain, or an RxJS subscriber. */
+/**
+ * Where an operator body sends its output: the next operator of its chain, or an RxJS subscriber.
+ *
+ * Call its methods on the object (`downstream.next(x)`), as with an RxJS Subscriber: they are methods of a
+ * class, not free functions. To hand one to a callback, wrap or bind it (`(x) => downstream.next(x)`).
+ */
 export interface Downstream<O> {
   next(value: O): void;
   error(err: unknown): void;
@@ -22,6 +27,7 @@ export interface Downstream<O> {
 
 /** Per-subscription operator logic: handle one element, optionally flush at completion and tear down. */
 export interface OperatorBody<I> {
+  /** Handles one element. Read once, when the chain is built: replacing it on the body later has no effect. */
   next(value: I): void;
   /** The input ended. Output emitted here still goes out before the completion. */
   complete?(): void;

@@ -16,7 +16,10 @@ export type Position = string | number | boolean | null | readonly Position[] | 
 /** Position per split. */
 export type Positions = Readonly<Record<string, Position>>;
 
-/** What a running source emits into. */
+/**
+ * What a running source emits into. Call its methods on the object (`ctx.emit(v)`): they are methods of a
+ * class, so a destructured `emit` has no context. To hand one to a callback, wrap it (`(v) => ctx.emit(v)`).
+ */
 export interface SourceContext<T> {
   /** Emits a value. `timestamp` defaults to the current processing time; `split` to the source's name. */
   emit(value: T, timestamp?: number, split?: string): void;
