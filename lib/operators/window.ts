@@ -156,14 +156,12 @@ export function windowElements<T, A, R>(
       }
     };
 
-    const emitResult = (key: Key, start: number, end: number, acc: A, timing: FireTiming): void => {
-      m.recordsOut++;
-      const value: WindowResult<Key, R> = { key, start, end, value: agg.result(acc), timing };
-      downstream.next(record(value, end - 1, key));
-    };
     const emit = (key: Key, w: Window, timing: FireTiming): void => {
       const acc = accs.get(key, w.start);
-      if (acc !== undefined) emitResult(key, w.start, w.end, acc, timing);
+      if (acc === undefined) return;
+      m.recordsOut++;
+      const value: WindowResult<Key, R> = { key, start: w.start, end: w.end, value: agg.result(acc), timing };
+      downstream.next(record(value, maxTimestamp(w), key));
     };
     const triggerCtx = (key: Key, w: Window): TriggerContext => ({
       currentWatermark: wm,
@@ -325,7 +323,6 @@ export function windowElements<T, A, R>(
       }
       m.buffered = accs.size;
     };
-
 
     const fireTimer = (t: Timer, domain: "event" | "processing"): void => {
       const w = windowOf(t.key, t.namespace as number);
