@@ -8,6 +8,8 @@
  * backend batches them and makes them durable at checkpoints, never one transaction per event.
  * @module
  */
+import { z } from "zod";
+import { validate } from "../config.ts";
 import type { Key } from "../element.ts";
 
 /** Scope of a value inside a key: a window start, a pattern step, a map-state entry, or "". */
@@ -45,6 +47,13 @@ export interface TableOptions {
    * does with the accumulators of one window. Only the speed differs: every table behaves the same either way.
    */
   readonly layout?: "key" | "namespace";
+}
+
+const tableOptionsSchema = z.strictObject({ layout: z.enum(["key", "namespace"]).optional() });
+
+/** Checks the options of `StateBackend.table`; throws a ConfigError naming a bad field. Every backend calls it. */
+export function validateTableOptions(options: TableOptions, operatorId: string, name: string): void {
+  validate(tableOptionsSchema, options, `table ${tableId(operatorId, name)}`);
 }
 
 /** A keyed state backend. */

@@ -33,7 +33,7 @@ import { z } from "zod";
 import { validate } from "../config.ts";
 import type { Key } from "../element.ts";
 import { StateError } from "../errors.ts";
-import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, tableId } from "./backend.ts";
+import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, type TableOptions, tableId, validateTableOptions } from "./backend.ts";
 
 /** Options of the LMDB backend. */
 export interface LmdbStateOptions {
@@ -281,7 +281,9 @@ export class LmdbStateBackend implements StateBackend {
     }
   }
 
-  table<V>(operatorId: string, name: string): StateTable<V> {
+  /** Opens a table. The layout hint is checked, but this backend does not use it. */
+  table<V>(operatorId: string, name: string, options: TableOptions = {}): StateTable<V> {
+    validateTableOptions(options, operatorId, name);
     this.#open();
     const id = tableId(operatorId, name);
     let table = this.#tables.get(id);

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Key } from "../element.ts";
-import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, type TableOptions, tableId } from "./backend.ts";
+import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, type TableOptions, tableId, validateTableOptions } from "./backend.ts";
 
 /**
  * Two-level nested Maps, outer → inner → value, with a cache of the last outer row.
@@ -172,6 +172,7 @@ export class MemoryStateBackend implements StateBackend {
 
   /** Opens a table. Its layout is fixed when it is first opened; later options do not change it. */
   table<V>(operatorId: string, name: string, options: TableOptions = {}): StateTable<V> {
+    validateTableOptions(options, operatorId, name);
     const id = tableId(operatorId, name);
     let table = this.#tables.get(id);
     if (table === undefined) {

@@ -10,7 +10,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { type Key, type Namespace, type ProcessFunction, type StateBackend, type StateTable, MemoryStateBackend } from "../../lib/index.ts";
+import {
+  isGressError,
+  type Key,
+  MemoryStateBackend,
+  type Namespace,
+  type ProcessFunction,
+  type StateBackend,
+  type StateTable,
+  type TableOptions,
+} from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
 
@@ -25,10 +34,10 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** A memory backend whose every table is opened with the namespace-major layout. */
+/** A memory backend whose tables are opened with the namespace-major layout unless a call asks otherwise. */
 class NamespaceLayoutMemory extends MemoryStateBackend {
-  override table<V>(operatorId: string, name: string): StateTable<V> {
-    return super.table<V>(operatorId, name, { layout: "namespace" });
+  override table<V>(operatorId: string, name: string, options: TableOptions = {}): StateTable<V> {
+    return super.table<V>(operatorId, name, { layout: "namespace", ...options });
   }
 }
 
@@ -225,6 +234,22 @@ for (const kind of kinds) {
         });
       });
     }
+
+    it("an unknown layout or option is a ConfigError naming the table and the field", async () => {
+      const h = kind.make();
+      assert.throws(
+        () => h.backend.table("op", "t", { layout: "diagonal" } as unknown as TableOptions),
+        (e: unknown) => isGressError(e, "ERR_CONFIG") && /table op\/t\.layout/.test(e.message),
+      );
+      assert.throws(
+        () => h.backend.table("op", "t", { lay: "key" } as unknown as TableOptions),
+        (e: unknown) => isGressError(e, "ERR_CONFIG") && /lay/.test(e.message),
+      );
+      // Nothing was opened by the refused calls: the table still opens and works.
+      h.backend.table<number>("op", "t").put("a", "", 1);
+      assert.equal(h.backend.table<number>("op", "t").get("a", ""), 1);
+      await h.backend.close();
+    });
 
     it("a table first opened after a restore holds its restored rows, in either layout", async () => {
       const h = kind.make();
