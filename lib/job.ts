@@ -28,7 +28,10 @@ import { runSoon } from "./runtime.ts";
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
+import { handleUserError } from "./operators/user-error.ts";
+import { SplitWatermarks } from "./split-watermarks.ts";
 import { Stream } from "./stream.ts";
+import { eventTime, type WatermarkStrategy } from "./watermarks.ts";
 
 /** What to do when a user function throws on a record. */
 export type UserErrorPolicy = "dead-letter" | "fail";
@@ -75,9 +78,16 @@ export interface OperatorContext {
 }
 
 /** Options of `job.source()`. */
-export interface SourceOptions {
+export interface SourceOptions<T = unknown> {
   /** Start positions, e.g. from a restored checkpoint. */
   readonly from?: Positions;
+  /**
+   * Event time and watermarks generated in the source, per split, as Flink's `fromSource(source, strategy)`
+   * does: the same as a `withTimestamps(strategy)` right after the source, without the extra operator.
+   * A timestamp function that throws routes the value to dead letters (or fails the job, with
+   * `onUserError: "fail"`) under an operator `watermarks-N`, which also carries the watermark gauge.
+   */
+  readonly watermarks?: WatermarkStrategy<T>;
 }
 
 /** A source as the checkpoint coordinator sees it while the job runs. */
@@ -152,12 +162,27 @@ export class Job {
   }
 
   /** A stream from a {@link Source}. */
-  source<T>(source: Source<T>, options: SourceOptions = {}): Stream<T> {
+  source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     const metrics = this.metrics.source(source.name);
+    const strategy = options.watermarks;
+    const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     this.#sources.push({ source: source as Source<unknown> });
     const from = options.from ?? this.checkpoints?.positionsOf(source.name);
     const elements = new DirectSource<Element<T>>((downstream) => {
-      const run = new SourceRun<T>(this, source, metrics, downstream);
+      const run = new SourceRun<T>(this, source, metrics, downstream, watermarks);
+      // One source object reads one input: a second run would share its position and end. This happens when a
+      // stream is subscribed (records(), sideRecords(), elements...) before all of its consumers were declared,
+      // so the first subscription gets a pipeline of its own.
+      for (const other of this.#running) {
+        if (other.source !== source) continue;
+        run.fail(
+          new GressError(
+            "ERR_CONFIG",
+            `source "${source.name}" is already running: subscribe to a stream only after declaring all of its consumers (sinks, side outputs), or give each consumer a source of its own`,
+          ),
+        );
+        return () => {};
+      }
       const unlisten = this.flow.listen((paused) => {
         metrics.paused = paused;
         if (paused) source.pause();
@@ -185,9 +210,16 @@ export class Job {
     return new Stream<T>(this, elements);
   }
 
-  /** A bounded stream of the values of an iterable. `timestamp` assigns event time (default: processing time). */
-  fromIterable<T>(values: Iterable<T>, options: { name?: string; timestamp?: (value: T, index: number) => number } = {}): Stream<T> {
-    return this.source(iterableSource(options.name ?? `iterable-${this.#sources.length + 1}`, values, options.timestamp));
+  /**
+   * A bounded stream of the values of an iterable. `timestamp` gives a value's source timestamp (default:
+   * processing time); `watermarks` generates event time and watermarks in the source (see {@link SourceOptions}).
+   */
+  fromIterable<T>(
+    values: Iterable<T>,
+    options: { name?: string; timestamp?: (value: T, index: number) => number; watermarks?: WatermarkStrategy<T> } = {},
+  ): Stream<T> {
+    const source = iterableSource(options.name ?? `iterable-${this.#sources.length + 1}`, values, options.timestamp);
+    return this.source(source, options.watermarks === undefined ? {} : { watermarks: options.watermarks });
   }
 
   /** Registers a runner (a sink chain) to be subscribed by run(). Used by Stream.sinkTo. */
@@ -266,6 +298,14 @@ export class Job {
   }
 }
 
+/** Watermarks generated in a source (see `SourceOptions.watermarks`). */
+interface SourceWatermarks<T> {
+  readonly strategy: WatermarkStrategy<T>;
+  /** The operator the watermarks, their metrics and the dead letters of the timestamp function are under. */
+  readonly ctx: OperatorContext;
+  readonly splits: SplitWatermarks;
+}
+
 /**
  * One running source: the context it emits into, and the handle through which the checkpoint coordinator
  * injects barriers. A class rather than closures, so that the emit path is the same function in every job
@@ -277,6 +317,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #metrics: SourceMetrics;
   readonly #downstream: Downstream<Element<T>>;
   readonly #coordinator: CheckpointCoordinator | undefined;
+  /** Watermarks generated in the source: the strategy, the operator they report under, the split tracking. */
+  readonly #watermarks: SourceWatermarks<T> | undefined;
   /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
   #ended = false;
   /** The source signalled the end of its input. */
@@ -284,25 +326,61 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #complete = (): void => {
     if (this.#ended) return;
     this.#ended = true;
+    this.#watermarks?.splits.stop();
     this.#downstream.next(END);
     this.#downstream.complete();
   };
 
-  constructor(job: Job, source: Source<T>, metrics: SourceMetrics, downstream: Downstream<Element<T>>) {
+  constructor(
+    job: Job,
+    source: Source<T>,
+    metrics: SourceMetrics,
+    downstream: Downstream<Element<T>>,
+    watermarks: { readonly strategy: WatermarkStrategy<T>; readonly ctx: OperatorContext } | undefined,
+  ) {
     this.#job = job;
     this.source = source as Source<unknown>;
     this.#metrics = metrics;
     this.#downstream = downstream;
     this.#coordinator = job.checkpoints;
+    this.#watermarks =
+      watermarks === undefined
+        ? undefined
+        : { ...watermarks, splits: new SplitWatermarks(watermarks.strategy, job.clock, watermarks.ctx.metrics, downstream) };
   }
 
   emit(value: T, timestamp?: number, split?: string): void {
     if (this.#ended || this.#finished) return;
     if (this.#metrics.emitted++ === 0) this.#coordinator?.processing();
-    this.#downstream.next(record(value, timestamp ?? this.#job.clock.now(), undefined, split ?? this.source.name));
+    const ts = timestamp ?? this.#job.clock.now();
+    const sp = split ?? this.source.name;
+    if (this.#watermarks === undefined) this.#send(value, ts, sp);
+    else this.#emitWithWatermarks(this.#watermarks, value, ts, sp);
+  }
+  #send(value: T, timestamp: number, split: string): void {
+    this.#downstream.next(record(value, timestamp, undefined, split));
+  }
+  /** Emits a record with the event time the strategy gives it, and the watermarks that follow from it. */
+  #emitWithWatermarks(watermarks: SourceWatermarks<T>, value: T, sourceTimestamp: number, split: string): void {
+    const m = watermarks.ctx.metrics;
+    m.recordsIn++;
+    const ts = eventTime(watermarks.strategy, value, sourceTimestamp);
+    if (typeof ts !== "number") {
+      try {
+        handleUserError(watermarks.ctx, this.#downstream, record(value, sourceTimestamp, undefined, split), ts.error);
+      } catch (err) {
+        this.fail(err);
+      }
+      return;
+    }
+    watermarks.splits.observe(split, ts);
+    m.recordsOut++;
+    this.#send(value, ts, split);
+    watermarks.splits.forwarded();
   }
   announceSplits(splits: readonly string[]): void {
     if (this.#ended || this.#finished || splits.length === 0) return;
+    this.#watermarks?.splits.announce(splits);
     this.#downstream.next(splitsAnnouncement(splits));
   }
   deadLetter(value: unknown, reason: string): void {
@@ -314,7 +392,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     if (this.#ended || this.#finished) return;
     this.#finished = true;
     this.#coordinator?.processing();
-    this.#downstream.next(watermark(MAX_WATERMARK));
+    if (this.#watermarks === undefined) this.#downstream.next(watermark(MAX_WATERMARK));
+    else this.#watermarks.splits.finish();
     // With checkpoints, the input ends only after a final checkpoint committed everything before it.
     if (this.#coordinator === undefined) this.#complete();
     else this.#coordinator.sourceFinished(this, this.#complete);
@@ -322,6 +401,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   fail(error: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#watermarks?.splits.stop();
     this.#downstream.error(error);
   }
   get paused(): boolean {
@@ -339,6 +419,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   /** The subscription ended: nothing more goes out. */
   stop(): void {
     this.#ended = true;
+    this.#watermarks?.splits.stop();
   }
 }
 

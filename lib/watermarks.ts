@@ -45,6 +45,28 @@ export interface WatermarkStrategy<T> {
   readonly heartbeatDelayMs: number;
 }
 
+/** What {@link eventTime} returns when a strategy's timestamp function throws or gives no finite number. */
+export interface EventTimeError {
+  readonly error: unknown;
+}
+
+/**
+ * The event time `strategy` gives a value from a source timestamp: `sourceTimestamp` itself without a
+ * timestamp function, else what the function returns, which must be a finite number.
+ * @returns the event time, or the error to report for the record
+ */
+export function eventTime<T>(strategy: WatermarkStrategy<T>, value: T, sourceTimestamp: number): number | EventTimeError {
+  const extract = strategy.timestamp;
+  if (extract === undefined) return sourceTimestamp;
+  try {
+    const ts = extract(value, sourceTimestamp);
+    if (Number.isFinite(ts)) return ts;
+    return { error: new TypeError(`timestamp must be a finite number, got ${String(ts)}`) };
+  } catch (error) {
+    return { error };
+  }
+}
+
 /** Options shared by the built-in strategies. */
 export interface WatermarkOptions<T> {
   readonly timestamp?: (value: T, sourceTimestamp: number) => number;
