@@ -19,7 +19,7 @@ import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
-import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { barrier, END, type Element, record, refillRecord, sideRecord, type StreamRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, SourceError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
@@ -319,6 +319,13 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #coordinator: CheckpointCoordinator | undefined;
   /** Watermarks generated in the source: the strategy, the operator they report under, the split tracking. */
   readonly #watermarks: SourceWatermarks<T> | undefined;
+  /**
+   * The record object to refill for the next record, when the chain it goes into is transient (see
+   * Downstream): taken while a record is on its way, so a record emitted meanwhile (re-entrantly) gets a
+   * new object.
+   */
+  #spare: StreamRecord<T> | undefined;
+  readonly #reuse: boolean;
   /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
   #ended = false;
   /** The source signalled the end of its input. */
@@ -343,6 +350,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#metrics = metrics;
     this.#downstream = downstream;
     this.#coordinator = job.checkpoints;
+    this.#reuse = downstream.transient === true;
     this.#watermarks =
       watermarks === undefined
         ? undefined
@@ -358,7 +366,14 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     else this.#emitWithWatermarks(this.#watermarks, value, ts, sp);
   }
   #send(value: T, timestamp: number, split: string): void {
-    this.#downstream.next(record(value, timestamp, undefined, split));
+    let r = this.#spare;
+    if (r === undefined) r = record(value, timestamp, undefined, split);
+    else {
+      this.#spare = undefined;
+      refillRecord(r, value, timestamp, split);
+    }
+    this.#downstream.next(r);
+    if (this.#reuse) this.#spare = r;
   }
   /** Emits a record with the event time the strategy gives it, and the watermarks that follow from it. */
   #emitWithWatermarks(watermarks: SourceWatermarks<T>, value: T, sourceTimestamp: number, split: string): void {

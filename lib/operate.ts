@@ -23,6 +23,13 @@ export interface Downstream<O> {
   next(value: O): void;
   error(err: unknown): void;
   complete(): void;
+  /**
+   * True if a record handed to `next` is finished with when the call returns: no operator after this point
+   * keeps the record object or passes it on past the chain (they may keep its value). Whoever calls `next`
+   * may then hand over one record object again and again, refilled, instead of a new one per record. Set by
+   * chain links from their bodies' {@link OperatorBody.records}; absent (false) everywhere else.
+   */
+  readonly transient?: boolean;
 }
 
 /** Per-subscription operator logic: handle one element, optionally flush at completion and tear down. */
@@ -37,6 +44,13 @@ export interface OperatorBody<I> {
    */
   readonly completesItself?: boolean;
   teardown?(): void;
+  /**
+   * What the body does with the record objects (the envelopes, not the values in them) it is given, once
+   * `next` returned: "consume" if it neither keeps them nor passes them on (it emits new records), "forward"
+   * if it keeps none but may pass them on unchanged. Absent: it may keep them, which is always safe. Read
+   * once, when the chain is built.
+   */
+  readonly records?: "consume" | "forward";
 }
 
 /** Creates the body of one operator for one subscription, given where its output goes. */
@@ -163,6 +177,7 @@ interface ChainState {
  * on bodies of many different classes.
  */
 class Link implements Downstream<unknown> {
+  readonly transient: boolean;
   #done = false;
   readonly #index: number;
   readonly #body: OperatorBody<unknown>;
@@ -175,6 +190,7 @@ class Link implements Downstream<unknown> {
     this.#next = body.next;
     this.#after = after;
     this.#state = state;
+    this.transient = body.records === "consume" || (body.records === "forward" && after.transient === true);
   }
   next(value: unknown): void {
     if (this.#done || this.#state.stopped) return;

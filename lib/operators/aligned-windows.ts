@@ -87,6 +87,11 @@ export class AlignedWindows<T, A, R> implements OperatorBody<Element<T>> {
     this.#m.buffered = this.#accs.size;
   }
 
+  /** It keeps values in accumulators and emits new records; it keeps no record object and passes none on. */
+  get records(): "consume" {
+    return "consume";
+  }
+
   next(e: Element<T>): void {
     if (e.kind === "record") this.#onRecord(e);
     else if (e.kind === "watermark") this.#onWatermark(e);

@@ -28,6 +28,10 @@ class FilterBody<T> extends RecordBody<T, T> {
     super(ctx, downstream);
     this.#predicate = predicate;
   }
+  /** It passes records on unchanged, and keeps none. */
+  get records(): "forward" {
+    return "forward";
+  }
   protected record(e: StreamRecord<T>): void {
     let keep: boolean;
     try {

@@ -29,6 +29,10 @@ class FlatMapBody<I, O> extends RecordBody<I, O> {
     super(ctx, downstream);
     this.#project = project;
   }
+  /** It emits new records, and keeps none. */
+  get records(): "consume" {
+    return "consume";
+  }
   protected record(e: StreamRecord<I>): void {
     let values: O[];
     try {

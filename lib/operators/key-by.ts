@@ -86,6 +86,8 @@ export function isKeyedOperator<I, O>(op: (source: Observable<Element<I>>) => Ob
 export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => Key): KeyByOperator<T> {
   const keys = new KeySelection(ctx, selector);
   const op = operate<Element<T>, Element<T>>((downstream) => ({
+    // It emits a copy of each record with its key, and keeps none.
+    records: "consume",
     next(e) {
       if (e.kind !== "record") return downstream.next(e);
       const key = keys.keyOf(e, downstream);

@@ -28,6 +28,10 @@ class MapBody<I, O> extends RecordBody<I, O> {
     super(ctx, downstream);
     this.#project = project;
   }
+  /** It emits a new record per record, and keeps none. */
+  get records(): "consume" {
+    return "consume";
+  }
   protected record(e: StreamRecord<I>): void {
     let value: O;
     try {

@@ -28,6 +28,10 @@ class TapBody<T> extends RecordBody<T, T> {
     super(ctx, downstream);
     this.#effect = effect;
   }
+  /** It passes records on unchanged, and keeps none. */
+  get records(): "forward" {
+    return "forward";
+  }
   protected record(e: StreamRecord<T>): void {
     try {
       this.#effect(e.value);

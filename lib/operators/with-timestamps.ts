@@ -63,6 +63,10 @@ class TimestampAssigner<T> implements OperatorBody<Element<T>> {
   teardown(): void {
     this.#watermarks.stop();
   }
+  /** It passes records on (unchanged when their timestamp stays), and keeps none. */
+  get records(): "forward" {
+    return "forward";
+  }
 
   #onRecord(e: StreamRecord<T>): void {
     const m = this.#m;
