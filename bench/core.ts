@@ -109,12 +109,17 @@ async function workloads(KEYS: number): Promise<void> {
     check("rx map/filter", out, mapFilterOut);
     return N;
   };
-  const tumblingGress = async (): Promise<number> => {
+  // Event time and watermarks generated in the source (Flink's `fromSource(source, strategy)`), and, for
+  // comparison, by a `withTimestamps` operator right after it: the same results either way.
+  const tumblingGress = (watermarksIn: "source" | "operator") => async (): Promise<number> => {
     const job = new Job({ name: "bench-tumbling" });
     let out = 0;
-    job
-      .fromIterable(input, { timestamp: (e) => e.ts })
-      .withTimestamps(boundedOutOfOrderness(0))
+    const strategy = boundedOutOfOrderness<Event>(0);
+    const input$ =
+      watermarksIn === "source"
+        ? job.fromIterable(input, { timestamp: (e) => e.ts, watermarks: strategy })
+        : job.fromIterable(input, { timestamp: (e) => e.ts }).withTimestamps(strategy);
+    input$
       .keyBy((e) => e.key)
       .window(tumbling(WINDOW))
       .count()
@@ -128,9 +133,12 @@ async function workloads(KEYS: number): Promise<void> {
     return N;
   };
 
-  const a = await compare("stateless map/filter", mapFilterGress, mapFilterRx);
-  const b = await compare(`keyed tumbling count, ${KEYS} keys`, tumblingGress, tumblingRx);
+  const all = [
+    await compare("stateless map/filter", mapFilterGress, mapFilterRx),
+    await compare(`keyed tumbling count, ${KEYS} keys`, tumblingGress("source"), tumblingRx),
+    await compare("  same, withTimestamps operator", tumblingGress("operator"), tumblingRx),
+  ];
   console.log(
-    `targets: ratio >= 0.5x (${a.ratio >= 0.5 && b.ratio >= 0.5 ? "met" : "NOT met"}), > 1M ev/s (${a.gress > 1e6 && b.gress > 1e6 ? "met" : "NOT met"})`,
+    `targets: ratio >= 0.5x (${all.every((c) => c.ratio >= 0.5) ? "met" : "NOT met"}), > 1M ev/s (${all.every((c) => c.gress > 1e6) ? "met" : "NOT met"})`,
   );
 }
