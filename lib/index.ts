@@ -32,7 +32,7 @@ export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } f
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";
 export { sinkFn } from "./sink.ts";
-export type { Position, Positions, Source, SourceContext } from "./source.ts";
+export { type Position, type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";
 export * from "./sources/generator.ts";
 export * from "./state/backend.ts";

@@ -20,12 +20,12 @@ import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coor
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
 import { barrier, END, type Element, record, refillRecord, sideRecord, type StreamRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
-import { GressError, SourceError } from "./errors.ts";
+import { GressError, SourceError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
 import { runSoon } from "./runtime.ts";
-import type { Positions, Source, SourceContext } from "./source.ts";
+import { type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
 import { handleUserError } from "./operators/user-error.ts";
@@ -403,6 +403,13 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#job.metrics.operator(`source:${this.source.name}`).deadLetters++;
     this.#downstream.next(sideRecord(DEAD_LETTERS.id, value, this.#job.clock.now(), reason));
   }
+  userError(value: unknown, error: unknown, what: string): void {
+    if (this.#ended) return;
+    const name = this.source.name;
+    const message = `${what} of source "${name}" threw: ${error instanceof Error ? error.message : String(error)}`;
+    if (this.#job.onUserError === "fail") this.fail(new UserFunctionError(message, { cause: error, details: { source: name } }));
+    else this.deadLetter(value, message);
+  }
   end(): void {
     if (this.#ended || this.#finished) return;
     this.#finished = true;
@@ -462,7 +469,14 @@ class IterableSource<T> implements Source<T> {
     const ctx = this.#ctx;
     if (ctx === undefined || this.#closed) return;
     const values = this.#values;
-    const more = Array.isArray(values) ? this.#emitArrayBatch(ctx, values) : this.#iterator !== undefined && this.#emitBatch(ctx, this.#iterator);
+    let more: boolean;
+    try {
+      more = Array.isArray(values) ? this.#emitArrayBatch(ctx, values) : this.#iterator !== undefined && this.#emitBatch(ctx, this.#iterator);
+    } catch (err) {
+      // The iterable itself threw (a generator, a custom iterator): its input cannot go on.
+      ctx.fail(new SourceError(`iterable source "${this.name}" failed at index ${this.#index}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      return;
+    }
     if (more) runSoon(this.#pump);
   };
 
@@ -482,8 +496,12 @@ class IterableSource<T> implements Source<T> {
         ctx.end();
         return false;
       }
-      ctx.emit(step.value, timestamp ? timestamp(step.value, this.#index) : undefined, this.name);
-      this.#index++;
+      const index = this.#index++;
+      if (timestamp === undefined) ctx.emit(step.value, undefined, this.name);
+      else {
+        const ts = timestampOf(ctx, step.value, timestamp, index);
+        if (ts !== undefined) ctx.emit(step.value, ts, this.name);
+      }
     }
     return true;
   }
@@ -498,8 +516,12 @@ class IterableSource<T> implements Source<T> {
         return false;
       }
       const value = array[index] as T;
-      ctx.emit(value, timestamp ? timestamp(value, index) : undefined, this.name);
       this.#index = index + 1;
+      if (timestamp === undefined) ctx.emit(value, undefined, this.name);
+      else {
+        const ts = timestampOf(ctx, value, timestamp, index);
+        if (ts !== undefined) ctx.emit(value, ts, this.name);
+      }
     }
     return true;
   }

@@ -26,6 +26,12 @@ export interface SourceContext<T> {
   /** Routes bad input to the dead-letter output with the reason, and counts it. Never throws. */
   deadLetter(value: unknown, reason: string): void;
   /**
+   * A user function the source runs (a timestamp function...) threw `error` on `value`, or gave a bad result.
+   * As for operators, the job's `onUserError` decides: the value goes to dead letters with a reason naming
+   * `what` and the source, or the job fails with a UserFunctionError. Never throws. See {@link timestampOf}.
+   */
+  userError(value: unknown, error: unknown, what: string): void;
+  /**
    * Announces the splits this source reads before their first records arrive. Per-split watermarks then wait
    * for every announced split (or its idleness), so the first split to deliver cannot make the others late.
    */
@@ -37,6 +43,30 @@ export interface SourceContext<T> {
   /** True while the job asks the source to hold back. */
   readonly paused: boolean;
   readonly clock: Clock;
+}
+
+/**
+ * Calls a source's timestamp function: `fn(value, extra)`, if that is a finite number. Otherwise (it threw,
+ * or gave NaN, Infinity or no number) reports it with `ctx.userError` and returns undefined: the source then
+ * skips the value, which went to dead letters (or failed the job).
+ *
+ * @example
+ * ```ts
+ * const ts = options.timestamp === undefined ? undefined : timestampOf(ctx, value, options.timestamp, msg);
+ * if (ts !== undefined || options.timestamp === undefined) ctx.emit(value, ts);
+ * ```
+ */
+export function timestampOf<V, X>(ctx: SourceContext<V>, value: V, fn: (value: V, extra: X) => number, extra: X): number | undefined {
+  let ts: number;
+  try {
+    ts = fn(value, extra);
+  } catch (err) {
+    ctx.userError(value, err, "timestamp function");
+    return undefined;
+  }
+  if (typeof ts === "number" && Number.isFinite(ts)) return ts;
+  ctx.userError(value, new TypeError(`timestamp must be a finite number, got ${String(ts)}`), "timestamp function");
+  return undefined;
 }
 
 /** A source of values. */

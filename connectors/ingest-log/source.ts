@@ -15,7 +15,7 @@
  */
 import type { Decoded } from "../ingest/index.ts";
 import { runSoon } from "../../lib/runtime.ts";
-import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import { type Positions, type Source, type SourceContext, timestampOf } from "../../lib/source.ts";
 import { comparePositions, IngestLog, type LogPosition, toLogPosition } from "./index.ts";
 
 /** One record decoded from a log entry: the value or the reason it is bad, and the raw input for dead letters. */
@@ -204,8 +204,14 @@ export class LoggedSource<T> implements Source<T> {
     const entry = decodeEntry(payload);
     for (const r of this.#options.decode(entry)) {
       if (r.decoded.ok) {
+        const stamp = this.#options.timestamp;
+        const ts = stamp === undefined ? entry.receivedAt : timestampOf(ctx, r.decoded.value, stamp, entry);
+        if (ts === undefined) {
+          // The timestamp function failed; ctx.userError reported the value.
+          this.counts.deadLetters++;
+          continue;
+        }
         this.counts.emitted++;
-        const ts = this.#options.timestamp ? this.#options.timestamp(r.decoded.value, entry) : entry.receivedAt;
         ctx.emit(r.decoded.value, ts, this.name);
       } else {
         this.counts.deadLetters++;

@@ -22,7 +22,7 @@ import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } fro
 import type { Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { SourceError } from "../../lib/errors.ts";
-import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import { type Positions, type Source, type SourceContext, timestampOf } from "../../lib/source.ts";
 import { deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
 
@@ -136,12 +136,17 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
           continue;
         }
         const d = decode(m.data);
-        if (d.ok) {
-          counts.emitted++;
-          ctx.emit(d.value, options.timestamp ? options.timestamp(d.value, m) : Number(m.info.timestampNanos / 1_000_000), stream);
-        } else {
+        if (!d.ok) {
           counts.deadLetters++;
           ctx.deadLetter(deadLetterOf(name, stream, m.seq, m.data), d.reason);
+        } else {
+          const ts = options.timestamp === undefined ? Number(m.info.timestampNanos / 1_000_000) : timestampOf(ctx, d.value, options.timestamp, m);
+          // A timestamp function that failed reported the value through ctx.userError already.
+          if (ts === undefined) counts.deadLetters++;
+          else {
+            counts.emitted++;
+            ctx.emit(d.value, ts, stream);
+          }
         }
         lastSeq = m.seq;
         lastMsg = m;

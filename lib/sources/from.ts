@@ -15,7 +15,7 @@
 import type { Observable, Subscription } from "rxjs";
 import { SourceError } from "../errors.ts";
 import { Job } from "../job.ts";
-import type { Positions, Source, SourceContext } from "../source.ts";
+import { type Positions, type Source, type SourceContext, timestampOf } from "../source.ts";
 import type { Stream } from "../stream.ts";
 
 /** Options shared by the `from*` constructors. */
@@ -32,6 +32,16 @@ export interface FromOptions<T> {
 
 let counter = 0;
 
+/** Emits `value` with the time `stamp` gives it (a bad one is reported, and the value skipped), or the arrival time. */
+function emitStamped<T>(ctx: SourceContext<T>, value: T, stamp: ((value: T) => number) | undefined, name: string): void {
+  if (stamp === undefined) {
+    ctx.emit(value, ctx.clock.now(), name);
+    return;
+  }
+  const ts = timestampOf(ctx, value, stamp, undefined);
+  if (ts !== undefined) ctx.emit(value, ts, name);
+}
+
 /** A stream of the values of an Observable; it ends when the Observable completes. */
 export function fromObservable<T>(observable: Observable<T>, options: FromOptions<T> = {}): Stream<T> {
   const name = options.name ?? `observable-${++counter}`;
@@ -42,7 +52,7 @@ export function fromObservable<T>(observable: Observable<T>, options: FromOption
   let paused = false;
   let completed = false;
   const held: T[] = [];
-  const deliver = (ctx: SourceContext<T>, value: T): void => ctx.emit(value, stamp ? stamp(value) : ctx.clock.now(), name);
+  const deliver = (ctx: SourceContext<T>, value: T): void => emitStamped(ctx, value, stamp, name);
   const source: Source<T> = {
     name,
     open(ctx) {
@@ -112,7 +122,7 @@ export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<Fro
           const step = await iterator.next();
           if (step.done === true) return ctx.end();
           if (index++ < skip) continue;
-          ctx.emit(step.value, stamp ? stamp(step.value) : ctx.clock.now(), name);
+          emitStamped(ctx, step.value, stamp, name);
         }
       } catch (err) {
         ctx.fail(new SourceError(`source "${name}" failed: ${String(err)}`, { cause: err }));

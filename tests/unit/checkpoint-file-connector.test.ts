@@ -34,6 +34,7 @@ function readSource(path: string, from: Positions | undefined, stopAfter = Numbe
       },
       announceSplits: () => {},
       deadLetter: (_v, reason) => void dead.push(reason),
+      userError: (_v, err, what) => void dead.push(`${what}: ${String(err)}`),
       end: done,
       fail: reject,
       paused: false,
