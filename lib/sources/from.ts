@@ -14,9 +14,10 @@
  */
 import type { Observable, Subscription } from "rxjs";
 import { SourceError } from "../errors.ts";
-import { Job } from "../job.ts";
+import { Job, type SourceOptions } from "../job.ts";
 import { type Positions, type Source, type SourceContext, timestampOf } from "../source.ts";
 import type { Stream } from "../stream.ts";
+import type { WatermarkStrategy } from "../watermarks.ts";
 
 /** Options shared by the `from*` constructors. */
 export interface FromOptions<T> {
@@ -28,6 +29,13 @@ export interface FromOptions<T> {
   readonly timestamp?: (value: T) => number;
   /** Bound on values held while paused (Observables only). Default 65 536. */
   readonly maxBuffered?: number;
+  /** Event time and watermarks generated in the source (see `SourceOptions.watermarks`). */
+  readonly watermarks?: WatermarkStrategy<T>;
+}
+
+/** The job's source options that follow from `options`. */
+function sourceOptions<T>(options: FromOptions<T>): SourceOptions<T> {
+  return options.watermarks === undefined ? {} : { watermarks: options.watermarks };
 }
 
 let counter = 0;
@@ -89,7 +97,7 @@ export function fromObservable<T>(observable: Observable<T>, options: FromOption
       subscription?.unsubscribe();
     },
   };
-  return (options.job ?? new Job()).source(source);
+  return (options.job ?? new Job()).source(source, sourceOptions(options));
 }
 
 /** A bounded stream of an iterable's values. */
@@ -99,6 +107,7 @@ export function fromIterable<T>(values: Iterable<T>, options: Omit<FromOptions<T
   return job.fromIterable(values, {
     name: options.name ?? `iterable-${++counter}`,
     ...(stamp ? { timestamp: (v: T) => stamp(v) } : {}),
+    ...sourceOptions(options),
   });
 }
 
@@ -143,5 +152,5 @@ export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<Fro
       wake?.();
     },
   };
-  return (options.job ?? new Job()).source(source);
+  return (options.job ?? new Job()).source(source, sourceOptions(options));
 }

@@ -1,6 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { boundedOutOfOrderness, DEAD_LETTERS, isGressError, Job, sinkFn, tumbling, VirtualClock, type WindowResult } from "../../lib/index.ts";
+import { from } from "rxjs";
+import {
+  boundedOutOfOrderness,
+  DEAD_LETTERS,
+  fromAsyncIterable,
+  fromObservable,
+  isGressError,
+  Job,
+  sinkFn,
+  tumbling,
+  VirtualClock,
+  type WindowResult,
+} from "../../lib/index.ts";
 
 interface Ev {
   readonly k: string;
@@ -74,6 +86,37 @@ describe("job.source with watermarks", () => {
     job.fromIterable([{ at: 1 }], { watermarks: boundedOutOfOrderness(0, { timestamp: (e) => e.at }) }).sinkTo(sinkFn("out", () => {}));
     await job.run();
     assert.equal(clock.pendingTimers, 0);
+  });
+});
+
+describe("fromObservable and fromAsyncIterable with watermarks", () => {
+  it("generate the watermarks in their source", async () => {
+    const strategy = () => boundedOutOfOrderness<Ev>(0, { timestamp: (e) => e.at, everyRecords: 1 });
+    async function* gen(): AsyncGenerator<Ev> {
+      yield* events;
+    }
+    for (const make of [(job: Job) => fromObservable(from(events), { job, watermarks: strategy() }), (job: Job) => fromAsyncIterable(gen(), { job, watermarks: strategy() })]) {
+      const job = new Job({ name: "from-wm" });
+      const results: WindowResult<string, number>[] = [];
+      make(job)
+        .keyBy((e) => e.k)
+        .window(tumbling(1_000))
+        .count()
+        .sinkTo(sinkFn("out", (r) => void results.push(r)));
+      await job.run();
+      assert.deepEqual(
+        results.map((r) => [r.key, r.start, r.value]),
+        [
+          ["a", 0, 1],
+          ["b", 0, 1],
+          ["a", 1_000, 1],
+          ["b", 2_000, 1],
+        ],
+        "the record at 950 comes after the watermark of 1 099: late, with no out-of-orderness allowed",
+      );
+      assert.equal(job.metrics.operator("watermarks-1").lateRecords, 0);
+      assert.equal(job.metrics.operator("window-1").lateRecords, 1);
+    }
   });
 });
 
