@@ -116,6 +116,11 @@ export function refillRecord<T>(r: StreamRecord<T>, value: T, timestamp: number,
   w.split = split;
 }
 
+/** Drops the value of a record object kept for refilling, so that it keeps nothing alive while unused. */
+export function clearRecord(r: StreamRecord<unknown>): void {
+  (r as { value: unknown }).value = undefined;
+}
+
 /** Builds a watermark. */
 export function watermark(timestamp: number): Watermark {
   return element("watermark", undefined, timestamp, undefined, undefined, undefined, undefined, undefined, undefined) as Watermark;

@@ -19,7 +19,7 @@ import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
-import { barrier, END, type Element, record, refillRecord, sideRecord, type StreamRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { barrier, END, type Element, record, clearRecord, refillRecord, sideRecord, type StreamRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, SourceError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
@@ -373,7 +373,11 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
       refillRecord(r, value, timestamp, split);
     }
     this.#downstream.next(r);
-    if (this.#reuse) this.#spare = r;
+    if (this.#reuse) {
+      // Kept for the next record, without its value: an idle or finished source holds on to no data.
+      clearRecord(r);
+      this.#spare = r;
+    }
   }
   /** Emits a record with the event time the strategy gives it, and the watermarks that follow from it. */
   #emitWithWatermarks(watermarks: SourceWatermarks<T>, value: T, sourceTimestamp: number, split: string): void {

@@ -97,6 +97,7 @@ describe("record reuse by sources", () => {
       ],
     );
     assert.equal(new Set(seen.map((s) => s.obj)).size, 1, "one record object, refilled");
+    assert.equal((seen[0]!.obj as { value: unknown }).value, undefined, "kept between records without its value, so it holds no data alive");
   });
 
   it("without that promise from the chain every record is a new object", async () => {
