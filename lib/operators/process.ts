@@ -177,6 +177,8 @@ export function processElements<T, K extends Key, O>(
       }
     };
     return {
+      // The process function sees the value, and the context the key and timestamp: no record object is kept.
+      records: "consume",
       next(e) {
         switch (e.kind) {
           case "record":

@@ -402,6 +402,9 @@ export function windowElements<T, A, R>(
     // After a restore the accumulators are back but the in-memory timers are not: derive them.
     rebuildOwnTimers();
     return {
+      // It keeps values in accumulators (and hands triggers a value and a timestamp), emits new records, and
+      // keeps no record object.
+      records: "consume",
       next(e) {
         onElement(e, downstream);
       },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { boundedOutOfOrderness, type Element, Job, LATE_DATA, operate, sinkFn, sliding, type Stream, tumbling } from "../../lib/index.ts";
+import { boundedOutOfOrderness, type Element, Job, LATE_DATA, operate, session, sinkFn, sliding, type Stream, tumbling } from "../../lib/index.ts";
 
 // Sources refill one record object when the chain after them is transient (see Downstream.transient in
 // lib/operate.ts). Whether they do must change no result: each pipeline runs once as is, where the source
@@ -36,6 +36,27 @@ const pipelines: Record<string, (s: Stream<Ev>) => Stream<unknown>> = {
       .keyBy((e) => e.k)
       .window(sliding(600, 200))
       .sum((e) => e.v),
+  "keyBy, session windows with lateness": (s) =>
+    s
+      .withTimestamps(boundedOutOfOrderness(100, { timestamp: (e) => e.at, everyRecords: 2 }))
+      .keyBy((e) => e.k)
+      .window(session({ gapMs: 150 }), { allowedLatenessMs: 100 })
+      .sum((e) => e.v),
+  "keyBy, process with state and timers": (s) =>
+    s
+      .withTimestamps(boundedOutOfOrderness(0, { timestamp: (e) => e.at, everyRecords: 3 }))
+      .keyBy((e) => e.k)
+      .process<string>({
+        processElement(e, ctx) {
+          const seen = ctx.state.list<number>("seen");
+          seen.add(e.v);
+          ctx.timers.registerEventTime(ctx.timestamp + 100);
+          ctx.emit(`${ctx.key}:${e.v}@${ctx.timestamp}`);
+        },
+        onTimer(t, _domain, ctx) {
+          ctx.emit(`${ctx.key} timer ${t}: ${ctx.state.list<number>("seen").get().join(",")}`);
+        },
+      }),
   "tap, keyBy, tumbling collect": (s) =>
     s
       .withTimestamps(boundedOutOfOrderness(0, { timestamp: (e) => e.at, everyRecords: 2 }))
