@@ -91,27 +91,29 @@ describe("timestamp functions of logged sources (WebSocket, HTTP)", () => {
     const dir = await tempDir();
     const enc = new TextEncoder();
     const dec = new TextDecoder();
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => (opened = resolve));
     const source = new LoggedSource<number>({
       name: "logged",
       dir,
       fsync: false,
       decode: (entry) => [{ decoded: { ok: true, value: Number(dec.decode(entry.body)) }, raw: entry.body }],
       timestamp: stampFailingAt(2),
+      onOpen: () => opened(),
     });
     const job = new Job({ name: "ts-logged" });
     const stream = job.source(source);
     const values: number[] = [];
     const dead: SideRecord[] = [];
-    stream.sinkTo(
-      sinkFn("out", (v) => {
-        values.push(v);
-        if (values.length === 2) job.cancel();
-      }),
-    );
+    stream.sinkTo(sinkFn("out", (v) => void values.push(v)));
     stream.sideRecords(DEAD_LETTERS).subscribe((r) => void dead.push(r));
     const running = job.run();
-    while (source.log === undefined) await new Promise((r) => setTimeout(r, 5));
+    await open; // replay of the (empty) log is over: appends go live
     await source.append([1, 2, 3].map((i) => ({ receivedAt: i, meta: "", body: enc.encode(String(i)) })));
+    while (values.length + dead.length < 3) await new Promise((r) => setTimeout(r, 5));
+    // Close the source (and its log files) ourselves before cancelling: the job closes it without waiting.
+    await source.close();
+    job.cancel();
     await running;
     assert.deepEqual(values, [1, 3]);
     assert.deepEqual(
