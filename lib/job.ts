@@ -120,6 +120,8 @@ export class Job {
   readonly #runners: (() => Observable<unknown>)[] = [];
   #subscriptions: Subscription[] = [];
   readonly #running = new Set<RunningSource>();
+  /** Sources whose close() has not finished yet: run() settles only after them. */
+  readonly #closing = new Set<Promise<void>>();
   #fail: ((error: unknown) => void) | undefined;
   #cancelled: (() => void) | undefined;
 
@@ -202,9 +204,11 @@ export class Job {
         run.stop();
         this.#running.delete(run);
         unlisten();
-        void Promise.resolve()
+        const closing: Promise<void> = Promise.resolve()
           .then(() => source.close())
-          .catch(() => {});
+          .catch(() => {})
+          .finally(() => this.#closing.delete(closing));
+        this.#closing.add(closing);
       };
     });
     return new Stream<T>(this, elements);
@@ -238,7 +242,8 @@ export class Job {
   }
 
   /**
-   * Subscribes every registered sink chain; resolves when all have completed, rejects on the first error.
+   * Subscribes every registered sink chain; resolves when all have completed, rejects on the first error,
+   * and in either case (and after cancel()) only once every source has closed.
    * With checkpoints, first recovers (resolves the pending sink transactions of the restored checkpoint) and
    * then takes checkpoints until the input ends.
    */
@@ -274,10 +279,13 @@ export class Job {
         coordinator?.start();
       });
     } finally {
-      clearInterval(keepAlive);
       this.#fail = undefined;
       this.#cancelled = undefined;
       coordinator?.stop();
+      // Completed, failed or cancelled: the sources were told to close. Settle once they have, so that their
+      // connections and files are released when run() returns.
+      while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+      clearInterval(keepAlive);
     }
   }
 

@@ -106,15 +106,16 @@ describe("timestamp functions of logged sources (WebSocket, HTTP)", () => {
     const values: number[] = [];
     const dead: SideRecord[] = [];
     stream.sinkTo(sinkFn("out", (v) => void values.push(v)));
-    stream.sideRecords(DEAD_LETTERS).subscribe((r) => void dead.push(r));
+    const deadLetters = stream.sideRecords(DEAD_LETTERS).subscribe((r) => void dead.push(r));
     const running = job.run();
     await open; // replay of the (empty) log is over: appends go live
     await source.append([1, 2, 3].map((i) => ({ receivedAt: i, meta: "", body: enc.encode(String(i)) })));
     while (values.length + dead.length < 3) await new Promise((r) => setTimeout(r, 5));
-    // Close the source (and its log files) ourselves before cancelling: the job closes it without waiting.
-    await source.close();
+    // The source runs until its last subscriber leaves: our side-output subscription, then the job's sink.
+    deadLetters.unsubscribe();
     job.cancel();
-    await running;
+    await running; // settles once the source closed its log files
+    await assert.rejects(source.append([{ receivedAt: 4, meta: "", body: enc.encode("4") }]), /source "logged" is not open/);
     assert.deepEqual(values, [1, 3]);
     assert.deepEqual(
       dead.map((d) => [d.value, d.reason]),

@@ -17,6 +17,7 @@ import {
   Stream,
   sinkFn,
   type Source,
+  type SourceContext,
   splitsAnnouncement,
   UserFunctionError,
   VirtualClock,
@@ -398,5 +399,53 @@ describe("elements", () => {
     );
     f.pipeInput(1, 5);
     assert.deepEqual(f.readSideRecords(DEAD_LETTERS), [{ kind: "side", tag: "dead-letter", value: 1, timestamp: 5, reason: "map-1: no" }]);
+  });
+});
+
+describe("job lifecycle", () => {
+  /** A source whose close() takes a while, like one that disconnects from a broker. */
+  class SlowClosingSource implements Source<number> {
+    readonly name: string;
+    closed = false;
+    readonly #bounded: boolean;
+    constructor(name: string, bounded: boolean) {
+      this.name = name;
+      this.#bounded = bounded;
+    }
+    open(ctx: SourceContext<number>): void {
+      ctx.emit(1, 1);
+      if (this.#bounded) ctx.end();
+    }
+    pause(): void {}
+    resume(): void {}
+    async close(): Promise<void> {
+      await new Promise((r) => setTimeout(r, 20));
+      this.closed = true;
+    }
+  }
+
+  it("run() settles only once every source has closed: after the end of the input, a cancel, and a failure", async () => {
+    const ended = new SlowClosingSource("ended", true);
+    const job1 = new Job({ name: "ends" });
+    job1.source(ended).sinkTo(sinkFn("out", () => {}));
+    await job1.run();
+    assert.equal(ended.closed, true, "bounded input");
+
+    const cancelled = new SlowClosingSource("cancelled", false);
+    const job2 = new Job({ name: "cancels" });
+    job2.source(cancelled).sinkTo(sinkFn("out", () => job2.cancel()));
+    await job2.run();
+    assert.equal(cancelled.closed, true, "cancel()");
+
+    const failed = new SlowClosingSource("failed", false);
+    const job3 = new Job({ name: "fails", onUserError: "fail" });
+    job3
+      .source(failed)
+      .map(() => {
+        throw new Error("boom");
+      })
+      .sinkTo(sinkFn("out", () => {}));
+    await assert.rejects(job3.run(), /boom/);
+    assert.equal(failed.closed, true, "failure");
   });
 });
