@@ -105,22 +105,6 @@ export function record<T>(value: T, timestamp: number, key?: Key, split?: string
   return element("record", value, timestamp, key, split, undefined, undefined, undefined, undefined) as StreamRecord<T>;
 }
 
-/**
- * Refills a record object with a new value, timestamp and split, for a caller that hands one record object to
- * a {@link Downstream} whose `transient` is true, and that built it with {@link record} without a key.
- */
-export function refillRecord<T>(r: StreamRecord<T>, value: T, timestamp: number, split: string | undefined): void {
-  const w = r as { value: T; timestamp: number; split: string | undefined };
-  w.value = value;
-  w.timestamp = timestamp;
-  w.split = split;
-}
-
-/** Drops the value of a record object kept for refilling, so that it keeps nothing alive while unused. */
-export function clearRecord(r: StreamRecord<unknown>): void {
-  (r as { value: unknown }).value = undefined;
-}
-
 /** Builds a watermark. */
 export function watermark(timestamp: number): Watermark {
   return element("watermark", undefined, timestamp, undefined, undefined, undefined, undefined, undefined, undefined) as Watermark;

@@ -28,6 +28,7 @@ export { FlowControl } from "./flow.ts";
 export { Job, type JobOptions, type OperatorContext, type SourceOptions, type UserErrorPolicy } from "./job.ts";
 export { JobMetrics, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";
 export { type ChainableOperator, type Downstream, operate, type OperatorBody } from "./operate.ts";
+export { RecordOutput } from "./record-output.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";

@@ -19,11 +19,12 @@ import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
-import { barrier, END, type Element, record, clearRecord, refillRecord, sideRecord, type StreamRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, SourceError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
+import { RecordOutput } from "./record-output.ts";
 import { runSoon } from "./runtime.ts";
 import { type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
@@ -327,13 +328,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #coordinator: CheckpointCoordinator | undefined;
   /** Watermarks generated in the source: the strategy, the operator they report under, the split tracking. */
   readonly #watermarks: SourceWatermarks<T> | undefined;
-  /**
-   * The record object to refill for the next record, when the chain it goes into is transient (see
-   * Downstream): taken while a record is on its way, so a record emitted meanwhile (re-entrantly) gets a
-   * new object.
-   */
-  #spare: StreamRecord<T> | undefined;
-  readonly #reuse: boolean;
+  /** Where records go (one record object refilled, when the chain is transient). */
+  readonly #out: RecordOutput<T>;
   /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
   #ended = false;
   /** The source signalled the end of its input. */
@@ -358,7 +354,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#metrics = metrics;
     this.#downstream = downstream;
     this.#coordinator = job.checkpoints;
-    this.#reuse = downstream.transient === true;
+    this.#out = new RecordOutput(downstream);
     this.#watermarks =
       watermarks === undefined
         ? undefined
@@ -370,22 +366,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     if (this.#metrics.emitted++ === 0) this.#coordinator?.processing();
     const ts = timestamp ?? this.#job.clock.now();
     const sp = split ?? this.source.name;
-    if (this.#watermarks === undefined) this.#send(value, ts, sp);
+    if (this.#watermarks === undefined) this.#out.send(value, ts, undefined, sp);
     else this.#emitWithWatermarks(this.#watermarks, value, ts, sp);
-  }
-  #send(value: T, timestamp: number, split: string): void {
-    let r = this.#spare;
-    if (r === undefined) r = record(value, timestamp, undefined, split);
-    else {
-      this.#spare = undefined;
-      refillRecord(r, value, timestamp, split);
-    }
-    this.#downstream.next(r);
-    if (this.#reuse) {
-      // Kept for the next record, without its value: an idle or finished source holds on to no data.
-      clearRecord(r);
-      this.#spare = r;
-    }
   }
   /** Emits a record with the event time the strategy gives it, and the watermarks that follow from it. */
   #emitWithWatermarks(watermarks: SourceWatermarks<T>, value: T, sourceTimestamp: number, split: string): void {
@@ -402,7 +384,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     }
     watermarks.splits.observe(split, ts);
     m.recordsOut++;
-    this.#send(value, ts, split);
+    this.#out.send(value, ts, undefined, split);
     watermarks.splits.forwarded();
   }
   announceSplits(splits: readonly string[]): void {

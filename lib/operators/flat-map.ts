@@ -1,7 +1,8 @@
 import type { Observable } from "rxjs";
-import { type Element, record, type StreamRecord } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import { type Downstream, operate } from "../operate.ts";
+import { RecordOutput } from "../record-output.ts";
 import { RecordBody } from "./record-body.ts";
 
 /**
@@ -25,9 +26,11 @@ export function flatMapElements<I, O>(
 
 class FlatMapBody<I, O> extends RecordBody<I, O> {
   readonly #project: (value: I) => Iterable<O>;
+  readonly #out: RecordOutput<O>;
   constructor(ctx: OperatorContext, downstream: Downstream<Element<O>>, project: (value: I) => Iterable<O>) {
     super(ctx, downstream);
     this.#project = project;
+    this.#out = new RecordOutput(downstream);
   }
   /** It emits new records, and keeps none. */
   get records(): "consume" {
@@ -44,7 +47,7 @@ class FlatMapBody<I, O> extends RecordBody<I, O> {
     }
     for (const value of values) {
       this.metrics.recordsOut++;
-      this.downstream.next(record(value, e.timestamp, e.key, e.split));
+      this.#out.send(value, e.timestamp, e.key, e.split);
     }
   }
 }

@@ -1,7 +1,8 @@
 import type { Observable } from "rxjs";
-import { type Element, record, type StreamRecord } from "../element.ts";
+import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
 import { type Downstream, operate } from "../operate.ts";
+import { RecordOutput } from "../record-output.ts";
 import { RecordBody } from "./record-body.ts";
 
 /**
@@ -24,9 +25,11 @@ export function mapElements<I, O>(
 
 class MapBody<I, O> extends RecordBody<I, O> {
   readonly #project: (value: I) => O;
+  readonly #out: RecordOutput<O>;
   constructor(ctx: OperatorContext, downstream: Downstream<Element<O>>, project: (value: I) => O) {
     super(ctx, downstream);
     this.#project = project;
+    this.#out = new RecordOutput(downstream);
   }
   /** It emits a new record per record, and keeps none. */
   get records(): "consume" {
@@ -41,6 +44,6 @@ class MapBody<I, O> extends RecordBody<I, O> {
       return;
     }
     this.metrics.recordsOut++;
-    this.downstream.next(record(value, e.timestamp, e.key, e.split));
+    this.#out.send(value, e.timestamp, e.key, e.split);
   }
 }

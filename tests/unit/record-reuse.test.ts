@@ -141,3 +141,34 @@ describe("record reuse by sources", () => {
     );
   });
 });
+
+describe("record reuse by map and flatMap", () => {
+  it("map and flatMap refill one record object for a transient chain after them, with the key and split of their input", async () => {
+    for (const op of ["map", "flatMap"] as const) {
+      const job = new Job({ name: `reuse-${op}` });
+      const seen: { obj: unknown; value: unknown; timestamp: unknown; key: unknown; split: unknown }[] = [];
+      const keyed = job.source(new ManualSource()).keyBy((v) => `k${v}`);
+      const projected = op === "map" ? keyed.map((v) => v * 100) : keyed.flatMap((v) => [v * 100, v * 100 + 1]);
+      projected
+        .transform(
+          operate<Element<number>, Element<number>>((down) => ({
+            records: "consume",
+            next(e) {
+              if (e.kind !== "record") return down.next(e);
+              seen.push({ obj: e, value: e.value, timestamp: e.timestamp, key: e.key, split: e.split });
+              down.next(record(e.value, e.timestamp));
+            },
+          })),
+        )
+        .sinkTo(sinkFn("out", () => {}));
+      await job.run();
+      const expected = [1, 2, 3].flatMap((v) => (op === "map" ? [v * 100] : [v * 100, v * 100 + 1]).map((x) => [x, v * 10, `k${v}`, "manual"]));
+      assert.deepEqual(
+        seen.map((s) => [s.value, s.timestamp, s.key, s.split]),
+        expected,
+        op,
+      );
+      assert.equal(new Set(seen.map((s) => s.obj)).size, 1, `${op}: one record object, refilled`);
+    }
+  });
+});
