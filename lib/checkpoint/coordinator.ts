@@ -319,6 +319,10 @@ export class CheckpointCoordinator {
   }
 
   async #checkpoint(final: boolean): Promise<void> {
+    // Capture at a record boundary. trigger() may be called while a record is on its way through the
+    // pipeline (from a user function, a sink, a timer run by it): positions, barriers and state captured
+    // there would split that record. Sources emit synchronously, so after this no record is half-processed.
+    await Promise.resolve();
     const clock = this.job.clock;
     const began = performance.now();
     const id = ++this.#lastId;

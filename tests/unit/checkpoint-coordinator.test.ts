@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileSink, readCommitted } from "../../connectors/file/index.ts";
 import { latestCheckpoint } from "../../lib/checkpoint/storage.ts";
-import { generator, isGressError, Job, type Positions, type Sink, type Source } from "../../lib/index.ts";
+import { type Element, generator, isGressError, Job, operate, type Positions, type Sink, type Source, sinkFn } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { tempDirs } from "../support/temp.ts";
 import { sequencePerKey } from "../support/sequence.ts";
@@ -121,6 +121,36 @@ describe("checkpoint coordinator", () => {
     assertSequences(all);
     assert.ok(second.metrics.recoverySeconds > 0, "recovery time is reported in the metrics");
     assert.ok(logs.some((m) => /recovered checkpoint \d+ in [\d.]+ ms/.test(m)), `recovery is logged: ${logs.join(" | ")}`);
+  });
+
+  it("a checkpoint triggered while a record is on its way is taken at a record boundary: its positions match its barrier", async () => {
+    const state = lmdb(tempDir());
+    const job = new Job({ name: "cp-mid", state, checkpoints: { intervalMs: 1e9, retain: 5, log: () => {} } });
+    let beforeBarrier = -1;
+    let seen = 0;
+    job
+      .fromIterable([0, 1, 2, 3, 4, 5, 6, 7], { name: "nums" })
+      .map((v) => {
+        // From inside a user function, halfway through the input.
+        if (v === 5) void job.checkpoints?.trigger();
+        return v;
+      })
+      .transform(
+        operate<Element<number>, Element<number>>((down) => ({
+          next(e) {
+            if (e.kind === "barrier" && beforeBarrier < 0) beforeBarrier = seen;
+            if (e.kind === "record") seen++;
+            down.next(e);
+          },
+        })),
+      )
+      .sinkTo(sinkFn("out", () => {}));
+    await job.run();
+    const first = state.meta.get(["checkpoint", 1]) as { positions: Record<string, Positions> } | undefined;
+    assert.ok(first !== undefined && beforeBarrier >= 0, "checkpoint 1 was taken");
+    assert.deepEqual(first.positions, { nums: { nums: beforeBarrier } }, "every record before the barrier, and only those, is before the position");
+    assert.ok(beforeBarrier > 5, "the record that triggered it is before the barrier");
+    await state.close();
   });
 
   it("keeps the records of the last `retain` checkpoints", async () => {
