@@ -50,6 +50,11 @@ export interface JobOptions {
   /** A throwing map/filter/... sends the record to dead letters (default) or fails the job. */
   readonly onUserError?: UserErrorPolicy;
   /**
+   * How long run() waits, once the job ended, for its sources to close (release connections and files)
+   * before it settles anyway. A wall-clock bound, not the job's Clock. Default 10 000 ms.
+   */
+  readonly closeTimeoutMs?: number;
+  /**
    * Periodic checkpoints and recovery (needs the `lmdb` state backend). With them the job restores its last
    * completed checkpoint on start and gives exactly-once results with replayable sources and 2PC sinks.
    */
@@ -65,6 +70,7 @@ const jobOptionsSchema = z.strictObject({
   state: z.custom<StateBackend>((s) => typeof (s as StateBackend)?.table === "function", "a StateBackend").optional(),
   maxInFlight: z.number().int().positive().optional(),
   onUserError: z.enum(["dead-letter", "fail"]).optional(),
+  closeTimeoutMs: z.number().positive().optional(),
   checkpoints: z.custom<CheckpointOptions>((c) => typeof c === "object" && c !== null, "checkpoint options").optional(),
 });
 
@@ -113,6 +119,7 @@ export class Job {
   readonly flow: FlowControl = new FlowControl();
   readonly maxInFlight: number;
   readonly onUserError: UserErrorPolicy;
+  readonly closeTimeoutMs: number;
   /** The checkpoint coordinator, when the job was created with `checkpoints`. */
   readonly checkpoints: CheckpointCoordinator | undefined;
   readonly #operatorIds = new Set<string>();
@@ -133,6 +140,7 @@ export class Job {
     this.state = o.state ?? new MemoryStateBackend();
     this.maxInFlight = o.maxInFlight ?? 1024;
     this.onUserError = o.onUserError ?? "dead-letter";
+    this.closeTimeoutMs = o.closeTimeoutMs ?? 10_000;
     this.metrics = new JobMetrics(this.name);
     // Last: recovery reads the last checkpoint now, so that sources created next start from its positions.
     this.checkpoints = o.checkpoints === undefined ? undefined : new CheckpointCoordinator(this, o.checkpoints);
@@ -284,10 +292,25 @@ export class Job {
       this.#cancelled = undefined;
       coordinator?.stop();
       // Completed, failed or cancelled: the sources were told to close. Settle once they have, so that their
-      // connections and files are released when run() returns.
-      while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+      // connections and files are released when run() returns; but not later than closeTimeoutMs, so that a
+      // source whose close() hangs cannot hold back the job's result.
+      await this.#sourcesClosed();
       clearInterval(keepAlive);
     }
+  }
+
+  /** Resolves when every source that was told to close has, or after closeTimeoutMs. */
+  async #sourcesClosed(): Promise<void> {
+    if (this.#closing.size === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.closeTimeoutMs);
+    });
+    const closed = (async () => {
+      while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    })();
+    await Promise.race([closed, timeout]);
+    clearTimeout(timer);
   }
 
   /** Fails the running job with `error` (used by the checkpoint coordinator when a checkpoint fails). */

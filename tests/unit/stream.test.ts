@@ -448,4 +448,28 @@ describe("job lifecycle", () => {
     await assert.rejects(job3.run(), /boom/);
     assert.equal(failed.closed, true, "failure");
   });
+
+  it("a source whose close() never settles holds run() back only for closeTimeoutMs, and the job's error still comes out", async () => {
+    const hanging = (name: string, fail: boolean): Source<number> => ({
+      name,
+      open(ctx) {
+        ctx.emit(1, 1);
+        if (fail) ctx.fail(new Error("boom"));
+      },
+      pause() {},
+      resume() {},
+      close: () => new Promise<void>(() => {}),
+    });
+    const failing = new Job({ name: "hangs-and-fails", closeTimeoutMs: 50 });
+    failing.source(hanging("h1", true)).sinkTo(sinkFn("out", () => {}));
+    await assert.rejects(failing.run(), /boom/);
+
+    const cancelled = new Job({ name: "hangs-and-cancels", closeTimeoutMs: 50 });
+    cancelled.source(hanging("h2", false)).sinkTo(sinkFn("out", () => cancelled.cancel()));
+    await cancelled.run();
+    assert.throws(
+      () => new Job({ closeTimeoutMs: -1 }),
+      (e: unknown) => isGressError(e, "ERR_CONFIG") && /closeTimeoutMs/.test(e.message),
+    );
+  });
 });
