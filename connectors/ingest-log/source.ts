@@ -104,6 +104,7 @@ export class LoggedSource<T> implements Source<T> {
   readonly #listeners = new Set<(pressured: boolean) => void>();
   #log: IngestLog | undefined;
   #ctx: SourceContext<T> | undefined;
+  #opening: Promise<void> | undefined;
   /** Entries appended while live, not yet emitted. */
   #tail: { payload: Uint8Array; next: LogPosition }[] = [];
   #position: LogPosition | undefined;
@@ -160,7 +161,12 @@ export class LoggedSource<T> implements Source<T> {
     return positions;
   }
 
-  async open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
+  open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
+    this.#opening = this.#open(ctx, from);
+    return this.#opening;
+  }
+
+  async #open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
     this.#options.beforeOpen?.(ctx);
     this.#ctx = ctx;
     // The job may have been under pressure before the source was subscribed.
@@ -170,6 +176,8 @@ export class LoggedSource<T> implements Source<T> {
       ...(this.#options.fsync !== undefined ? { fsync: this.#options.fsync } : {}),
     });
     this.#log = log;
+    // Closed while the log was opening: close() waits for this and closes the log.
+    if (this.#closed) return;
     const start = from?.[this.name] !== undefined ? toLogPosition(from[this.name], `source "${this.name}" position`) : log.start;
     // Replay: every retained entry is shown to onRetained (idempotency keys), those after `start` are emitted.
     const replay: { payload: Uint8Array; next: LogPosition }[] = [];
@@ -278,6 +286,8 @@ export class LoggedSource<T> implements Source<T> {
     this.#closed = true;
     this.#notify();
     await this.#options.onClose?.();
+    // A close that comes while open() is still opening the log closes the log open() got.
+    await this.#opening?.catch(() => {});
     await this.#log?.close();
   }
 }

@@ -93,6 +93,7 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
   });
   const counts = newCounts();
   let held: HeldConnection | undefined;
+  let opening: Promise<void> | undefined;
   let closed = false;
   let paused = false;
   let wake: (() => void) | undefined;
@@ -155,44 +156,51 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
     }
   };
 
+  const openSource = async (ctx: SourceContext<T>, from: Positions | undefined): Promise<void> => {
+    // The job may have been under pressure before the source was subscribed.
+    paused = ctx.paused;
+    held = await holdConnection(options, name);
+    // Closed while connecting: close() waits for this and releases the connection.
+    if (closed) return;
+    const jsm = await jetstreamManager(held.nc);
+    const config = {
+      durable_name: durable,
+      ack_policy: AckPolicy.All,
+      ack_wait: (options.ackWaitMs ?? 600_000) * 1_000_000,
+      max_ack_pending: options.maxAckPending ?? 1_000_000,
+      ...(options.filterSubject !== undefined ? { filter_subject: options.filterSubject } : {}),
+    };
+    const position = from?.[stream];
+    let start: number;
+    if (position !== undefined) {
+      if (typeof position !== "number" || !Number.isSafeInteger(position) || position < 0) {
+        throw new SourceError(`NATS source "${name}": checkpoint position of stream "${stream}" must be a sequence number, got ${JSON.stringify(position)}`);
+      }
+      start = position;
+    } else {
+      // No checkpoint: continue after what an earlier run acknowledged (acks only follow durable checkpoints).
+      const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+      start = info?.ack_floor.stream_seq ?? 0;
+    }
+    lastSeq = start;
+    // The deliver policy of a consumer cannot change, and unacknowledged deliveries would only come back
+    // after ack_wait: recreate the consumer so it delivers right after `start`, now.
+    await jsm.consumers.delete(stream, durable).catch(() => false);
+    await jsm.consumers.add(
+      stream,
+      start > 0 ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start + 1 } : { ...config, deliver_policy: DeliverPolicy.All },
+    );
+    run(ctx).catch((e: unknown) => {
+      if (!closed) ctx.fail(new SourceError(`NATS source "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+    });
+  };
+
   return {
     name,
     counts,
-    async open(ctx, from) {
-      // The job may have been under pressure before the source was subscribed.
-      paused = ctx.paused;
-      held = await holdConnection(options, name);
-      const jsm = await jetstreamManager(held.nc);
-      const config = {
-        durable_name: durable,
-        ack_policy: AckPolicy.All,
-        ack_wait: (options.ackWaitMs ?? 600_000) * 1_000_000,
-        max_ack_pending: options.maxAckPending ?? 1_000_000,
-        ...(options.filterSubject !== undefined ? { filter_subject: options.filterSubject } : {}),
-      };
-      const position = from?.[stream];
-      let start: number;
-      if (position !== undefined) {
-        if (typeof position !== "number" || !Number.isSafeInteger(position) || position < 0) {
-          throw new SourceError(`NATS source "${name}": checkpoint position of stream "${stream}" must be a sequence number, got ${JSON.stringify(position)}`);
-        }
-        start = position;
-      } else {
-        // No checkpoint: continue after what an earlier run acknowledged (acks only follow durable checkpoints).
-        const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
-        start = info?.ack_floor.stream_seq ?? 0;
-      }
-      lastSeq = start;
-      // The deliver policy of a consumer cannot change, and unacknowledged deliveries would only come back
-      // after ack_wait: recreate the consumer so it delivers right after `start`, now.
-      await jsm.consumers.delete(stream, durable).catch(() => false);
-      await jsm.consumers.add(
-        stream,
-        start > 0 ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start + 1 } : { ...config, deliver_policy: DeliverPolicy.All },
-      );
-      run(ctx).catch((e: unknown) => {
-        if (!closed) ctx.fail(new SourceError(`NATS source "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
-      });
+    open(ctx, from) {
+      opening = openSource(ctx, from);
+      return opening;
     },
     pause() {
       paused = true;
@@ -222,6 +230,8 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
       closed = true;
       wake?.();
       stopFetch?.();
+      // A close that comes while open() is still connecting releases the connection open() got.
+      await opening?.catch(() => {});
       await held?.release();
     },
   };
@@ -260,6 +270,8 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
   let ctxRef: SourceContext<T> | undefined;
   let bucket: TokenBucket | undefined;
   let paused = false;
+  let closed = false;
+  let opening: Promise<void> | undefined;
   let n = 0;
   const deliver = (data: Uint8Array, subject: string): void => {
     const ctx = ctxRef as SourceContext<T>;
@@ -276,28 +288,9 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
   return {
     name: options.name,
     counts,
-    async open(ctx) {
-      ctxRef = ctx;
-      paused = ctx.paused;
-      if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
-      held = await holdConnection(options, options.name);
-      sub = held.nc.subscribe(options.subject, {
-        ...(options.queue !== undefined ? { queue: options.queue } : {}),
-        callback: (err, msg) => {
-          if (err !== null) return ctx.fail(new SourceError(`NATS source "${options.name}": ${err.message}`, { cause: err }));
-          counts.received++;
-          // Over the rate limit, a subject that cannot pause buffers like a paused job does.
-          const limited = bucket !== undefined && !bucket.tryTake(1);
-          if (paused || limited || buffer.length > 0) {
-            if (buffer.length >= maxBuffered) counts.dropped++;
-            else buffer.push({ data: msg.data, subject: msg.subject });
-            if (limited && bucket !== undefined) setTimeout(drain, bucket.delayFor(1));
-            return;
-          }
-          deliver(msg.data, msg.subject);
-        },
-      });
-      await held.nc.flush();
+    open(ctx) {
+      opening = openSource(ctx);
+      return opening;
     },
     pause() {
       paused = true;
@@ -307,10 +300,37 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
       drain();
     },
     async close() {
+      closed = true;
+      // A close that comes while open() is still connecting releases the connection open() got.
+      await opening?.catch(() => {});
       sub?.unsubscribe();
       await held?.release();
     },
   };
+  async function openSource(ctx: SourceContext<T>): Promise<void> {
+    ctxRef = ctx;
+    paused = ctx.paused;
+    if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+    held = await holdConnection(options, options.name);
+    if (closed) return;
+    sub = held.nc.subscribe(options.subject, {
+      ...(options.queue !== undefined ? { queue: options.queue } : {}),
+      callback: (err, msg) => {
+        if (err !== null) return ctx.fail(new SourceError(`NATS source "${options.name}": ${err.message}`, { cause: err }));
+        counts.received++;
+        // Over the rate limit, a subject that cannot pause buffers like a paused job does.
+        const limited = bucket !== undefined && !bucket.tryTake(1);
+        if (paused || limited || buffer.length > 0) {
+          if (buffer.length >= maxBuffered) counts.dropped++;
+          else buffer.push({ data: msg.data, subject: msg.subject });
+          if (limited && bucket !== undefined) setTimeout(drain, bucket.delayFor(1));
+          return;
+        }
+        deliver(msg.data, msg.subject);
+      },
+    });
+    await held.nc.flush();
+  }
   function drain(): void {
     while (!paused && buffer.length > 0) {
       if (bucket !== undefined && !bucket.tryTake(1)) {

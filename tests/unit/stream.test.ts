@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { from, lastValueFrom, Observable, of, Subject, toArray } from "rxjs";
+import { LoggedSource } from "../../connectors/ingest-log/source.ts";
 import {
   barrier,
   DEAD_LETTERS,
@@ -24,6 +25,9 @@ import {
   watermark,
 } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { tempDirs } from "../support/temp.ts";
+
+const lifecycleDir = tempDirs("gress-lifecycle-");
 
 describe("stateless operators", () => {
   it("map transforms each value and keeps its timestamp", () => {
@@ -471,5 +475,26 @@ describe("job lifecycle", () => {
       () => new Job({ closeTimeoutMs: -1 }),
       (e: unknown) => isGressError(e, "ERR_CONFIG") && /closeTimeoutMs/.test(e.message),
     );
+  });
+
+  it("a source closed while its open() is still under way releases what open() acquired before run() settles", async () => {
+    const source = new LoggedSource<number>({ name: "logged", dir: await lifecycleDir(), fsync: false, decode: () => [] });
+    const job = new Job({ name: "close-during-open" });
+    job.source(source).sinkTo(sinkFn("out", () => {}));
+    // A second source fails at once, while the logged one is still opening its log.
+    job
+      .source<number>({
+        name: "bad",
+        open() {
+          throw new Error("cannot connect");
+        },
+        pause() {},
+        resume() {},
+        close() {},
+      })
+      .sinkTo(sinkFn("out2", () => {}));
+    await assert.rejects(job.run(), /cannot connect/);
+    assert.ok(source.log !== undefined, "the log was opened");
+    await assert.rejects(source.log.append([new Uint8Array([1])]), /is closed/, "and closed again before run() settled");
   });
 });
