@@ -128,6 +128,8 @@ export class Job {
   readonly #runners: (() => Observable<unknown>)[] = [];
   #subscriptions: Subscription[] = [];
   readonly #running = new Set<RunningSource>();
+  /** Between the start of run() and its settling. */
+  #runningNow = false;
   /** Sources whose close() has not finished yet: run() settles only after them. */
   readonly #closing = new Set<Promise<void>>();
   #fail: ((error: unknown) => void) | undefined;
@@ -258,6 +260,8 @@ export class Job {
    */
   async run(): Promise<void> {
     if (this.#runners.length === 0) throw new GressError("ERR_CONFIG", `job "${this.name}" has no sinks`);
+    if (this.#runningNow) throw new GressError("ERR_CONFIG", `job "${this.name}" is already running: await its run() before running it again`);
+    this.#runningNow = true;
     const coordinator = this.checkpoints;
     // The Clock's timers are unref'd; a running job (a throttled source, periodic checkpoints) keeps the
     // process alive until it completes.
@@ -296,6 +300,7 @@ export class Job {
       // source whose close() hangs cannot hold back the job's result.
       await this.#sourcesClosed();
       clearInterval(keepAlive);
+      this.#runningNow = false;
     }
   }
 
@@ -446,6 +451,9 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   get paused(): boolean {
     return this.#job.flow.paused;
   }
+  get ended(): boolean {
+    return this.#ended || this.#finished;
+  }
   get clock(): Clock {
     return this.#job.clock;
   }
@@ -507,7 +515,7 @@ class IterableSource<T> implements Source<T> {
   #emitBatch(ctx: SourceContext<T>, it: Iterator<T>): boolean {
     const timestamp = this.#timestamp;
     for (let n = 0; n < BATCH; n++) {
-      if (this.#paused || this.#closed) return false;
+      if (this.#paused || this.#closed || ctx.ended) return false;
       const step = it.next();
       if (step.done === true) {
         ctx.end();
@@ -526,7 +534,7 @@ class IterableSource<T> implements Source<T> {
   #emitArrayBatch(ctx: SourceContext<T>, array: readonly T[]): boolean {
     const timestamp = this.#timestamp;
     for (let n = 0; n < BATCH; n++) {
-      if (this.#paused || this.#closed) return false;
+      if (this.#paused || this.#closed || ctx.ended) return false;
       const index = this.#index;
       if (index >= array.length) {
         ctx.end();
@@ -544,6 +552,10 @@ class IterableSource<T> implements Source<T> {
   }
   open(ctx: SourceContext<T>, from?: Positions): void {
     this.#ctx = ctx;
+    // A job run again opens its source again, from the start (or the restored position).
+    this.#closed = false;
+    this.#paused = false;
+    this.#index = 0;
     // Replay from a position: skip what was already emitted before the restore.
     const position = from?.[this.name];
     if (position !== undefined && (typeof position !== "number" || !Number.isInteger(position) || position < 0)) {
@@ -553,9 +565,13 @@ class IterableSource<T> implements Source<T> {
     const values = this.#values;
     if (Array.isArray(values)) this.#index = Math.min(skip, values.length);
     else {
-      const iterator = values[Symbol.iterator]();
-      this.#iterator = iterator;
-      while (this.#index < skip && iterator.next().done !== true) this.#index++;
+      try {
+        const iterator = values[Symbol.iterator]();
+        this.#iterator = iterator;
+        while (this.#index < skip && iterator.next().done !== true) this.#index++;
+      } catch (err) {
+        throw new SourceError(`iterable source "${this.name}" failed at index ${this.#index}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
     }
     this.#pump();
   }

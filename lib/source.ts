@@ -42,6 +42,11 @@ export interface SourceContext<T> {
   fail(error: unknown): void;
   /** True while the job asks the source to hold back. */
   readonly paused: boolean;
+  /**
+   * True once the stream ended (the input finished, the job failed or was cancelled): emit() does nothing any
+   * more, so a source should stop reading, and stop calling user functions, even before close() reaches it.
+   */
+  readonly ended: boolean;
   readonly clock: Clock;
 }
 

@@ -90,7 +90,7 @@ export interface LoggedSourceCounts {
   appended: number;
   /** Records emitted downstream. */
   emitted: number;
-  /** Records sent to dead letters. */
+  /** Bad records, not emitted: sent to dead letters (or, for a failing timestamp function under onUserError "fail", the one that failed the job). */
   deadLetters: number;
 }
 

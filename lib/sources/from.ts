@@ -42,6 +42,7 @@ let counter = 0;
 
 /** Emits `value` with the time `stamp` gives it (a bad one is reported, and the value skipped), or the arrival time. */
 function emitStamped<T>(ctx: SourceContext<T>, value: T, stamp: ((value: T) => number) | undefined, name: string): void {
+  if (ctx.ended) return;
   if (stamp === undefined) {
     ctx.emit(value, ctx.clock.now(), name);
     return;
@@ -127,7 +128,7 @@ export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<Fro
       try {
         for (;;) {
           while (paused && !closed) await new Promise<void>((r) => (wake = r));
-          if (closed) return;
+          if (closed || ctx.ended) return;
           const step = await iterator.next();
           if (step.done === true) return ctx.end();
           if (index++ < skip) continue;
@@ -136,7 +137,8 @@ export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<Fro
       } catch (err) {
         ctx.fail(new SourceError(`source "${name}" failed: ${String(err)}`, { cause: err }));
       } finally {
-        if (closed) await iterator.return?.();
+        // Stopped early (closed, or the job ended): let the iterable release what it holds.
+        if (closed || ctx.ended) await iterator.return?.();
       }
     },
     pause() {

@@ -38,6 +38,7 @@ function readSource(path: string, from: Positions | undefined, stopAfter = Numbe
       end: done,
       fail: reject,
       paused: false,
+      ended: false,
       clock: new SystemClock(),
     };
     Promise.resolve(src.open(ctx, from)).catch(reject);

@@ -52,6 +52,40 @@ describe("timestamp functions of sources", () => {
     await assert.rejects(job.run(), (e: unknown) => isGressError(e, "ERR_USER_FUNCTION") && /source "nums" threw: no time for 9000/.test(e.message));
   });
 
+  it("with onUserError 'fail' the source stops reading at the failure: no more values are pulled or stamped", async () => {
+    let pulled = 0;
+    let stamped = 0;
+    function* numbers(): Generator<number> {
+      for (let i = 0; i < n; i++) {
+        pulled++;
+        yield i;
+      }
+    }
+    const job = new Job({ name: "ts-fail-stops", onUserError: "fail" });
+    job
+      .fromIterable(numbers(), {
+        timestamp: (v) => {
+          stamped++;
+          return stampFailingAt(10)(v);
+        },
+      })
+      .sinkTo(sinkFn("out", () => {}));
+    await assert.rejects(job.run(), /no time for 10/);
+    assert.equal(stamped, 11);
+    assert.equal(pulled, 11);
+  });
+
+  it("fromIterable: an iterable that cannot even start fails the job with a SourceError naming the source", async () => {
+    const broken: Iterable<number> = {
+      [Symbol.iterator]() {
+        throw new Error("cannot iterate");
+      },
+    };
+    const job = new Job({ name: "iter-broken" });
+    job.fromIterable(broken, { name: "broken" }).sinkTo(sinkFn("out", () => {}));
+    await assert.rejects(job.run(), (e: unknown) => isGressError(e, "ERR_SOURCE") && /iterable source "broken" failed at index 0: cannot iterate/.test(e.message));
+  });
+
   it("fromIterable: an iterable that throws fails the job with a SourceError naming the source and the index", async () => {
     function* numbers(): Generator<number> {
       for (let i = 0; i < n; i++) {

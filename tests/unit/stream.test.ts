@@ -497,4 +497,15 @@ describe("job lifecycle", () => {
     assert.ok(source.log !== undefined, "the log was opened");
     await assert.rejects(source.log.append([new Uint8Array([1])]), /is closed/, "and closed again before run() settled");
   });
+
+  it("a job runs once at a time, and can run again after it settled", async () => {
+    const job = new Job({ name: "twice" });
+    const out: number[] = [];
+    job.fromIterable([1, 2, 3]).sinkTo(sinkFn("out", (v) => void out.push(v)));
+    const first = job.run();
+    await assert.rejects(job.run(), (e: unknown) => isGressError(e, "ERR_CONFIG") && /already running/.test(e.message));
+    await first;
+    await job.run();
+    assert.deepEqual(out, [1, 2, 3, 1, 2, 3]);
+  });
 });
