@@ -200,31 +200,35 @@ export class NfaRunner {
     }
   }
 
-  /** Edges (take/ignore) enabled for `state`, following proceed edges; undefined when none. */
-  #decisions(state: NState, node: number): Edge[] | undefined {
-    // One list, reused: the caller is done with the previous decisions before it asks for the next ones.
+  /**
+   * Finds the edges (take/ignore) enabled for `state`, following proceed edges: they are the first n entries
+   * of `#edges`, n being the result. One list, reused (the caller is done with the previous decisions before
+   * it asks for the next ones), and filled by index: truncating an array (`length = 0`) is a slow call in V8,
+   * and this runs for every partial match on every event.
+   */
+  #decisions(state: NState, node: number): number {
     const edges = this.#edges;
-    edges.length = 0;
+    let n = 0;
     // Common case first: a state without proceed edges needs no stack.
     if (!this.#proceeds[state.id]) {
-      for (const e of state.edges) if (this.#test(e.cond, node)) edges.push(e);
-      return edges.length === 0 ? undefined : edges;
+      for (const e of state.edges) if (this.#test(e.cond, node)) edges[n++] = e;
+      return n;
     }
     const stack = this.#stack;
-    stack.length = 0;
-    stack.push(state);
+    let top = 0;
+    stack[top++] = state;
     let guard = 0;
-    while (stack.length > 0) {
-      const s = stack.pop()!;
+    while (top > 0) {
+      const s = stack[--top]!;
       for (const e of s.edges) {
         if (!this.#test(e.cond, node)) continue;
         if (e.action === PROCEED) {
           // Epsilon cycles (looping groups with optional inner steps) are cut after a bounded walk.
-          if (++guard < 1024) stack.push(e.target);
-        } else edges.push(e);
+          if (++guard < 1024) stack[top++] = e.target;
+        } else edges[n++] = e;
       }
     }
-    return edges.length === 0 ? undefined : edges;
+    return n;
   }
 
   #finalAfterProceed(state: NState, node: number): boolean {
@@ -247,22 +251,24 @@ export class NfaRunner {
     const key = this.#key;
     const node = p === undefined ? -1 : p.n;
     const state = p === undefined ? this.nfa.start : this.#states[p.s]!;
-    const enabled = this.#decisions(state, node);
-    if (enabled === undefined) {
+    const count = this.#decisions(state, node);
+    if (count === 0) {
       if (p !== undefined) this.buffer.release(key, node);
       return potential;
     }
+    const enabled = this.#edges;
     // The common case under relaxed contiguity: the event only passes this partial match by. It keeps its
     // node (so its reference count is unchanged: no retain and release) and, if the state is the same, its
     // object.
-    if (p !== undefined && enabled.length === 1 && enabled[0]!.action === IGNORE && enabled[0]!.target.type !== "final") {
+    if (p !== undefined && count === 1 && enabled[0]!.action === IGNORE && enabled[0]!.target.type !== "final") {
       const target = enabled[0]!.target.id;
       next.push(target === p.s ? p : { s: target, n: node, st: p.st, ss: p.ss, pt: p.pt });
       return potential;
     }
     const results: PartialMatch[] = [];
     let discard = false;
-    for (const e of enabled) {
+    for (let i = 0; i < count; i++) {
+      const e = enabled[i]!;
       if (e.action === IGNORE) {
         if (isStart) continue;
         this.buffer.retain(key, node);
