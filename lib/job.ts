@@ -335,12 +335,21 @@ export class Job {
   }
 }
 
-/** Watermarks generated in a source (see `SourceOptions.watermarks`). */
-interface SourceWatermarks<T> {
+/**
+ * Watermarks generated in a source (see `SourceOptions.watermarks`). A class, not an object literal: built by
+ * spreading a literal, each job's got a hidden class of its own, and the source's per-record path, which
+ * reads its fields, deoptimised with every new job.
+ */
+class SourceWatermarks<T> {
   readonly strategy: WatermarkStrategy<T>;
   /** The operator the watermarks, their metrics and the dead letters of the timestamp function are under. */
   readonly ctx: OperatorContext;
   readonly splits: SplitWatermarks;
+  constructor(strategy: WatermarkStrategy<T>, ctx: OperatorContext, splits: SplitWatermarks) {
+    this.strategy = strategy;
+    this.ctx = ctx;
+    this.splits = splits;
+  }
 }
 
 /**
@@ -386,7 +395,11 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#watermarks =
       watermarks === undefined
         ? undefined
-        : { ...watermarks, splits: new SplitWatermarks(watermarks.strategy, job.clock, watermarks.ctx.metrics, downstream) };
+        : new SourceWatermarks(
+            watermarks.strategy,
+            watermarks.ctx,
+            new SplitWatermarks(watermarks.strategy, job.clock, watermarks.ctx.metrics, downstream),
+          );
   }
 
   emit(value: T, timestamp?: number, split?: string): void {
