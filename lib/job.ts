@@ -32,7 +32,7 @@ import { MemoryStateBackend } from "./state/memory.ts";
 import { handleUserError } from "./operators/user-error.ts";
 import { SplitWatermarks } from "./split-watermarks.ts";
 import { Stream } from "./stream.ts";
-import { eventTime, type WatermarkStrategy } from "./watermarks.ts";
+import { eventTime, validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
 
 /** What to do when a user function throws on a record. */
 export type UserErrorPolicy = "dead-letter" | "fail";
@@ -177,7 +177,7 @@ export class Job {
   /** A stream from a {@link Source}. */
   source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     const metrics = this.metrics.source(source.name);
-    const strategy = options.watermarks;
+    const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     this.#sources.push({ source: source as Source<unknown> });
     const from = options.from ?? this.checkpoints?.positionsOf(source.name);

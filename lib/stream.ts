@@ -35,7 +35,7 @@ import { unionElements } from "./operators/union.ts";
 import { type WindowOptions, type WindowResult, windowElements } from "./operators/window.ts";
 import { withTimestampsElements } from "./operators/with-timestamps.ts";
 import type { Sink } from "./sink.ts";
-import type { WatermarkStrategy } from "./watermarks.ts";
+import { validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
 import type { WindowAssigner } from "./windows/assigners.ts";
 
 /** A stream as one source and the operators chained onto it, first to last. */
@@ -162,7 +162,7 @@ export class Stream<T> {
 
   /** Assigns event time and watermarks. */
   withTimestamps(strategy: WatermarkStrategy<T>): Stream<T> {
-    return this.#then(withTimestampsElements(this.job.operator("watermarks"), strategy));
+    return this.#then(withTimestampsElements(this.job.operator("watermarks"), validateStrategy(strategy, "withTimestamps")));
   }
 
   /** Partitions the stream by key, for keyed state, windows and patterns. */

@@ -45,6 +45,26 @@ export interface WatermarkStrategy<T> {
   readonly heartbeatDelayMs: number;
 }
 
+const strategySchema = z.looseObject({
+  timestamp: z.function().optional(),
+  generator: z.function(),
+  idleTimeoutMs: z.number().positive().optional(),
+  everyRecords: z.number().int().positive(),
+  everyMs: z.number().positive(),
+  heartbeatMs: z.number().positive().optional(),
+  heartbeatDelayMs: z.number().nonnegative(),
+});
+
+/**
+ * Checks that `strategy` is a watermark strategy (as the built-in constructors make): a ConfigError naming
+ * `where` and the bad field otherwise, instead of a job that never emits a watermark.
+ * @returns the strategy
+ */
+export function validateStrategy<T>(strategy: WatermarkStrategy<T>, where: string): WatermarkStrategy<T> {
+  validate(strategySchema, strategy, where);
+  return strategy;
+}
+
 /** What {@link eventTime} returns when a strategy's timestamp function throws or gives no finite number. */
 export interface EventTimeError {
   readonly error: unknown;

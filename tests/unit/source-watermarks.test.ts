@@ -11,6 +11,7 @@ import {
   sinkFn,
   tumbling,
   VirtualClock,
+  type WatermarkStrategy,
   type WindowResult,
 } from "../../lib/index.ts";
 
@@ -86,6 +87,21 @@ describe("job.source with watermarks", () => {
     job.fromIterable([{ at: 1 }], { watermarks: boundedOutOfOrderness(0, { timestamp: (e) => e.at }) }).sinkTo(sinkFn("out", () => {}));
     await job.run();
     assert.equal(clock.pendingTimers, 0);
+  });
+});
+
+describe("a watermark strategy that is not one", () => {
+  it("is a ConfigError naming where it was given and the bad field, in the source and in withTimestamps", () => {
+    const job = new Job({ name: "bad-strategy" });
+    const notAStrategy = { ...boundedOutOfOrderness<Ev>(0), everyRecords: 0 };
+    assert.throws(
+      () => job.fromIterable(events, { name: "evs", watermarks: notAStrategy }),
+      (e: unknown) => isGressError(e, "ERR_CONFIG") && /source "evs" watermarks\.everyRecords/.test(e.message),
+    );
+    assert.throws(
+      () => job.fromIterable(events).withTimestamps({ timestamp: (e: Ev) => e.at } as unknown as WatermarkStrategy<Ev>),
+      (e: unknown) => isGressError(e, "ERR_CONFIG") && /withTimestamps\.generator/.test(e.message),
+    );
   });
 });
 
