@@ -9,6 +9,7 @@
  * @module
  */
 import type { Clock } from "./clock.ts";
+import { callTimestamp } from "./watermarks.ts";
 
 /** A source's position in one split (an offset, a sequence number, a byte offset...). JSON-serialisable. */
 export type Position = string | number | boolean | null | readonly Position[] | { readonly [k: string]: Position };
@@ -62,15 +63,9 @@ export interface SourceContext<T> {
  * ```
  */
 export function timestampOf<V, X>(ctx: SourceContext<V>, value: V, fn: (value: V, extra: X) => number, extra: X): number | undefined {
-  let ts: number;
-  try {
-    ts = fn(value, extra);
-  } catch (err) {
-    ctx.userError(value, err, "timestamp function");
-    return undefined;
-  }
-  if (typeof ts === "number" && Number.isFinite(ts)) return ts;
-  ctx.userError(value, new TypeError(`timestamp must be a finite number, got ${String(ts)}`), "timestamp function");
+  const ts = callTimestamp(fn, value, extra);
+  if (typeof ts === "number") return ts;
+  ctx.userError(value, ts.error, "timestamp function");
   return undefined;
 }
 

@@ -77,14 +77,23 @@ export interface EventTimeError {
  */
 export function eventTime<T>(strategy: WatermarkStrategy<T>, value: T, sourceTimestamp: number): number | EventTimeError {
   const extract = strategy.timestamp;
-  if (extract === undefined) return sourceTimestamp;
+  return extract === undefined ? sourceTimestamp : callTimestamp(extract, value, sourceTimestamp);
+}
+
+/**
+ * Calls a user's timestamp function `fn(value, extra)`: the shared check behind {@link eventTime} and the
+ * sources' `timestampOf`.
+ * @returns the timestamp if it is a finite number, or the error to report: what it threw, or a TypeError
+ */
+export function callTimestamp<V, X>(fn: (value: V, extra: X) => number, value: V, extra: X): number | EventTimeError {
+  let ts: unknown;
   try {
-    const ts = extract(value, sourceTimestamp);
-    if (Number.isFinite(ts)) return ts;
-    return { error: new TypeError(`timestamp must be a finite number, got ${String(ts)}`) };
+    ts = fn(value, extra);
   } catch (error) {
     return { error };
   }
+  if (typeof ts === "number" && Number.isFinite(ts)) return ts;
+  return { error: new TypeError(`timestamp must be a finite number, got ${String(ts)}`) };
 }
 
 /** Options shared by the built-in strategies. */
