@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
 import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { type Downstream, operate } from "../operate.ts";
-import { RecordBody } from "./record-body.ts";
+import { operate } from "../operate.ts";
+import { PassingBody } from "./record-body.ts";
 
 /**
  * Keeps the records whose value satisfies `predicate`; control elements always pass.
@@ -22,20 +22,11 @@ export function filterElements<T>(
   return operate<Element<T>, Element<T>>((downstream) => new FilterBody(ctx, downstream, predicate));
 }
 
-class FilterBody<T> extends RecordBody<T, T> {
-  readonly #predicate: (value: T) => boolean;
-  constructor(ctx: OperatorContext, downstream: Downstream<Element<T>>, predicate: (value: T) => boolean) {
-    super(ctx, downstream);
-    this.#predicate = predicate;
-  }
-  /** It passes records on unchanged, and keeps none. */
-  get records(): "forward" {
-    return "forward";
-  }
+class FilterBody<T> extends PassingBody<T, (value: T) => boolean> {
   protected record(e: StreamRecord<T>): void {
     let keep: boolean;
     try {
-      keep = this.#predicate(e.value);
+      keep = this.fn(e.value);
     } catch (err) {
       this.fail(e, err);
       return;

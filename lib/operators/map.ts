@@ -1,9 +1,8 @@
 import type { Observable } from "rxjs";
 import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { type Downstream, operate } from "../operate.ts";
-import { RecordOutput } from "../record-output.ts";
-import { RecordBody } from "./record-body.ts";
+import { operate } from "../operate.ts";
+import { NewRecordsBody } from "./record-body.ts";
 
 /**
  * Applies `project` to the value of every record; control elements pass through unchanged.
@@ -23,27 +22,16 @@ export function mapElements<I, O>(
   return operate<Element<I>, Element<O>>((downstream) => new MapBody(ctx, downstream, project));
 }
 
-class MapBody<I, O> extends RecordBody<I, O> {
-  readonly #project: (value: I) => O;
-  readonly #out: RecordOutput<O>;
-  constructor(ctx: OperatorContext, downstream: Downstream<Element<O>>, project: (value: I) => O) {
-    super(ctx, downstream);
-    this.#project = project;
-    this.#out = new RecordOutput(downstream);
-  }
-  /** It emits a new record per record, and keeps none. */
-  get records(): "consume" {
-    return "consume";
-  }
+class MapBody<I, O> extends NewRecordsBody<I, O, (value: I) => O> {
   protected record(e: StreamRecord<I>): void {
     let value: O;
     try {
-      value = this.#project(e.value);
+      value = this.fn(e.value);
     } catch (err) {
       this.fail(e, err);
       return;
     }
     this.metrics.recordsOut++;
-    this.#out.send(value, e.timestamp, e.key, e.split);
+    this.out.send(value, e.timestamp, e.key, e.split);
   }
 }

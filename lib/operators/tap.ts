@@ -1,8 +1,8 @@
 import type { Observable } from "rxjs";
 import type { Element, StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../job.ts";
-import { type Downstream, operate } from "../operate.ts";
-import { RecordBody } from "./record-body.ts";
+import { operate } from "../operate.ts";
+import { PassingBody } from "./record-body.ts";
 
 /**
  * Calls `effect` with each value and passes the record on unchanged.
@@ -22,19 +22,10 @@ export function tapElements<T>(
   return operate<Element<T>, Element<T>>((downstream) => new TapBody(ctx, downstream, effect));
 }
 
-class TapBody<T> extends RecordBody<T, T> {
-  readonly #effect: (value: T) => void;
-  constructor(ctx: OperatorContext, downstream: Downstream<Element<T>>, effect: (value: T) => void) {
-    super(ctx, downstream);
-    this.#effect = effect;
-  }
-  /** It passes records on unchanged, and keeps none. */
-  get records(): "forward" {
-    return "forward";
-  }
+class TapBody<T> extends PassingBody<T, (value: T) => void> {
   protected record(e: StreamRecord<T>): void {
     try {
-      this.#effect(e.value);
+      this.fn(e.value);
     } catch (err) {
       this.fail(e, err);
       return;
