@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { boundedOutOfOrderness, type Element, Job, type Source, type SourceContext, VirtualClock, type WatermarkStrategy } from "../../lib/index.ts";
+import { type Element, Job, type Source, type SourceContext, VirtualClock } from "../../lib/index.ts";
+import { type StrategyParams, strategyOf, strategyParamsArb } from "../support/watermark-strategies.ts";
 
 // Watermarks generated in the source (`job.source(s, { watermarks })`) must be exactly those of a
 // `withTimestamps` right after the source: the same records, dead letters and watermarks, in the same order,
@@ -23,25 +24,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("advance" as const), ms: fc.integer({ min: 0, max: 1500 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("announce" as const), splits: fc.uniqueArray(splitArb, { minLength: 1 }) }) },
 );
-const paramsArb = fc.record({
-  boundMs: fc.integer({ min: 0, max: 300 }),
-  everyRecords: fc.integer({ min: 1, max: 5 }),
-  everyMs: fc.integer({ min: 20, max: 500 }),
-  idleTimeoutMs: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
-  heartbeatMs: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
-});
-type Params = typeof paramsArb extends fc.Arbitrary<infer P> ? P : never;
-
-function strategy(p: Params): WatermarkStrategy<Ev> {
-  return boundedOutOfOrderness<Ev>(p.boundMs, {
-    // A record without a finite `at` is bad input: it must go to dead letters in both placements.
-    timestamp: (e) => e.at,
-    everyRecords: p.everyRecords,
-    everyMs: p.everyMs,
-    ...(p.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: p.idleTimeoutMs }),
-    ...(p.heartbeatMs === undefined ? {} : { heartbeatMs: p.heartbeatMs }),
-  });
-}
 
 /** A source the test drives by hand through its context. */
 class ManualSource implements Source<Ev> {
@@ -69,11 +51,11 @@ function show(e: Element<Ev>): string {
   return e.kind;
 }
 
-async function run(place: "source" | "operator", params: Params, ops: readonly Op[]): Promise<string[]> {
+async function run(place: "source" | "operator", params: StrategyParams, ops: readonly Op[]): Promise<string[]> {
   const clock = new VirtualClock(1_000);
   const job = new Job({ name: "wm", clock });
   const source = new ManualSource();
-  const stream = place === "source" ? job.source(source, { watermarks: strategy(params) }) : job.source(source).withTimestamps(strategy(params));
+  const stream = place === "source" ? job.source(source, { watermarks: strategyOf<Ev>(params) }) : job.source(source).withTimestamps(strategyOf<Ev>(params));
   const out: string[] = [];
   let failure: unknown;
   const sub = stream.elements.subscribe({ next: (e) => out.push(show(e)), error: (e: unknown) => (failure = e) });
@@ -81,6 +63,7 @@ async function run(place: "source" | "operator", params: Params, ops: readonly O
   const ctx = source.ctx!;
   for (const [i, op] of ops.entries()) {
     if (op.kind === "record") ctx.emit({ at: op.at }, i, op.split);
+    // A value without a finite `at` is bad input: it must go to dead letters in both placements.
     else if (op.kind === "bad") ctx.emit({ at: Number.NaN }, i, op.split);
     else if (op.kind === "advance") clock.advance(op.ms);
     else ctx.announceSplits(op.splits);
@@ -95,7 +78,7 @@ async function run(place: "source" | "operator", params: Params, ops: readonly O
 describe("watermarks generated in the source", () => {
   it("property: the same records, dead letters and watermarks, in the same order, as withTimestamps after the source", async () => {
     await fc.assert(
-      fc.asyncProperty(paramsArb, fc.array(opArb, { maxLength: 60 }), async (params, ops) => {
+      fc.asyncProperty(strategyParamsArb, fc.array(opArb, { maxLength: 60 }), async (params, ops) => {
         const inSource = await run("source", params, ops);
         const asOperator = await run("operator", params, ops);
         assert.deepEqual(inSource, asOperator);

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { boundedOutOfOrderness, type Stream, tumbling, type WatermarkStrategy } from "../../lib/index.ts";
+import { type Stream, tumbling } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { type StrategyParams, strategyOf, strategyParamsArb } from "../support/watermark-strategies.ts";
 
 interface Ev {
   readonly split: string;
@@ -19,42 +20,24 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("watermark" as const), at: fc.integer({ min: 0, max: 5000 }) }) },
 );
 
-const strategyArb = fc.record({
-  boundMs: fc.integer({ min: 0, max: 300 }),
-  everyRecords: fc.integer({ min: 1, max: 5 }),
-  everyMs: fc.integer({ min: 20, max: 500 }),
-  idleTimeoutMs: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
-  heartbeatMs: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
-});
-type StrategyParams = typeof strategyArb extends fc.Arbitrary<infer P> ? P : never;
-
-function strategy(p: StrategyParams): WatermarkStrategy<Ev> {
-  return boundedOutOfOrderness<Ev>(p.boundMs, {
-    timestamp: (e) => e.at,
-    everyRecords: p.everyRecords,
-    everyMs: p.everyMs,
-    ...(p.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: p.idleTimeoutMs }),
-    ...(p.heartbeatMs === undefined ? {} : { heartbeatMs: p.heartbeatMs }),
-  });
-}
 
 /** Pipelines whose output watermarks must be increasing: the assigner alone, behind a window, and a union. */
 const pipelines: Record<string, (p: StrategyParams) => (s: Stream<Ev>) => Stream<unknown>> = {
-  assigner: (p) => (s) => s.withTimestamps(strategy(p)),
+  assigner: (p) => (s) => s.withTimestamps(strategyOf<Ev>(p)),
   window: (p) => (s) =>
     s
-      .withTimestamps(strategy(p))
+      .withTimestamps(strategyOf<Ev>(p))
       .keyBy((e) => e.split)
       .window(tumbling(100))
       .count(),
-  union: (p) => (s) => s.filter((e) => e.split === "p0").withTimestamps(strategy(p)).union(s.filter((e) => e.split !== "p0").withTimestamps(strategy(p))),
+  union: (p) => (s) => s.filter((e) => e.split === "p0").withTimestamps(strategyOf<Ev>(p)).union(s.filter((e) => e.split !== "p0").withTimestamps(strategyOf<Ev>(p))),
 };
 
 describe("watermark properties", () => {
   it("law: output watermarks strictly increase, with several splits, idleness, heartbeats, windows and unions", () => {
     fc.assert(
       fc.property(
-        strategyArb,
+        strategyParamsArb,
         fc.constantFrom(...Object.keys(pipelines)),
         fc.array(opArb, { maxLength: 60 }),
         (params, pipeline, ops) => {
