@@ -130,7 +130,7 @@ export class Job {
   readonly #running = new Set<RunningSource>();
   /** Between the start of run() and its settling. */
   #runningNow = false;
-  /** Sources whose close() has not finished yet: run() settles only after them. */
+  /** Sources and sinks whose close() has not finished yet: run() settles only after them. */
   readonly #closing = new Set<Promise<void>>();
   #fail: ((error: unknown) => void) | undefined;
   #cancelled: (() => void) | undefined;
@@ -215,11 +215,7 @@ export class Job {
         run.stop();
         this.#running.delete(run);
         unlisten();
-        const closing: Promise<void> = Promise.resolve()
-          .then(() => source.close())
-          .catch(() => {})
-          .finally(() => this.#closing.delete(closing));
-        this.#closing.add(closing);
+        this.trackRelease(Promise.resolve().then(() => source.close()));
       };
     });
     return new Stream<T>(this, elements);
@@ -295,16 +291,28 @@ export class Job {
       this.#fail = undefined;
       this.#cancelled = undefined;
       coordinator?.stop();
-      // Completed, failed or cancelled: the sources were told to close. Settle once they have, so that their
-      // connections and files are released when run() returns; but not later than closeTimeoutMs, so that a
-      // source whose close() hangs cannot hold back the job's result.
+      // Completed, failed or cancelled: the sources and sinks were told to close. Settle once they have, so that
+      // their connections and files are released when run() returns; but not later than closeTimeoutMs, so
+      // that a close() that hangs cannot hold back the job's result.
       await this.#sourcesClosed();
       clearInterval(keepAlive);
       this.#runningNow = false;
     }
   }
 
-  /** Resolves when every source that was told to close has, or after closeTimeoutMs. */
+  /**
+   * Registers the closing of a source or sink: run() settles only once it has settled (or closeTimeoutMs
+   * passed). Its failure is not reported: the job's result is already decided when things close.
+   */
+  trackRelease(closing: Promise<unknown>): void {
+    const tracked: Promise<void> = closing
+      .then(() => {})
+      .catch(() => {})
+      .finally(() => this.#closing.delete(tracked));
+    this.#closing.add(tracked);
+  }
+
+  /** Resolves when every source and sink that was told to close has, or after closeTimeoutMs. */
   async #sourcesClosed(): Promise<void> {
     if (this.#closing.size === 0) return;
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -140,8 +140,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
         sentInTxn = 0;
       }
     }).then(b.resolve, (err: unknown) => {
-      // The job fails on this error and will not call close(): disconnect now (without aborting: a
-      // sealed transaction may still be committed by recovery).
+      // The job fails on this error: disconnect now rather than at close() (without aborting: a sealed
+      // transaction may still be committed by recovery).
       const p = producer;
       producer = undefined;
       void p?.disconnect().catch(() => undefined);

@@ -213,7 +213,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         // At-least-once: what is staged goes to the table right away.
         if (atLeastOnce) await applyAll();
       } catch (err) {
-        // The job fails on this error and will not call close(): release our connections now.
+        // The job fails on this error: release our connections now rather than at close().
         if (ownSql) void sql?.end({ timeout: 0 });
         sql = undefined;
         failure = fail("insert a batch", err);

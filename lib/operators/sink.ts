@@ -8,7 +8,8 @@ import type { Sink } from "../sink.ts";
 /**
  * Writes every record of a stream to `sink`. At most `maxInFlight` writes are unresolved at a time: when the
  * bound is reached the job's sources are paused, and they resume when half of it has drained. At the end of
- * the input the operator waits for every write, flushes and closes the sink, then completes.
+ * the input the operator waits for every write, flushes and closes the sink, then completes. When the job
+ * fails or is cancelled instead, the sink is closed without a flush, and the job's run() waits for that.
  * A failed write fails the job with a SinkError that names the sink.
  *
  * Checkpoint barriers: when one arrives the operator holds back what follows it (and pauses the sources),
@@ -123,11 +124,23 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
       );
     };
     participant?.attach(barrier);
+    // The sink is closed once: by finish after its flush, or by release when the job stops without one.
+    let closed = false;
+    /** The job failed or was cancelled: close the sink without flushing, to release its connections. */
+    const release = (): void => {
+      if (closed) return;
+      closed = true;
+      job.trackRelease(opened.catch(() => {}).then(() => sink.close?.()));
+    };
     const finish = (): void => {
       drained()
         .then(() => opened)
         .then(() => sink.flush?.())
-        .then(() => sink.close?.())
+        .then(() => {
+          if (closed) return;
+          closed = true;
+          return sink.close?.();
+        })
         .then(
           () => {
             if (!failed) downstream.complete();
@@ -152,8 +165,12 @@ export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): C
         else finish();
       },
       completesItself: true,
-      // Also runs when anything upstream failed: the pipeline stops, so must the pressure it put on sources.
-      teardown: stop,
+      // Also runs when anything upstream failed or the job was cancelled: the pipeline stops, so must the
+      // pressure it put on sources, and the sink closes (unless finish already closed it).
+      teardown() {
+        stop();
+        release();
+      },
     };
   });
 }

@@ -16,6 +16,7 @@ import {
   record,
   sideRecord,
   Stream,
+  type Sink,
   sinkFn,
   type Source,
   type SourceContext,
@@ -507,5 +508,40 @@ describe("job lifecycle", () => {
     await first;
     await job.run();
     assert.deepEqual(out, [1, 2, 3, 1, 2, 3]);
+  });
+
+  it("a sink is closed once: after its flush at the end of the input, and without one when the job is cancelled or fails", async () => {
+    const closingSink = (log: string[], fail = false): Sink<number> => ({
+      name: "logged",
+      write(v) {
+        log.push(`write ${v}`);
+        if (fail) throw new Error("sink down");
+      },
+      flush: () => void log.push("flush"),
+      close: async () => {
+        await new Promise((r) => setTimeout(r, 10));
+        log.push("close");
+      },
+    });
+    const ended: string[] = [];
+    const job1 = new Job({ name: "sink-ends" });
+    job1.fromIterable([1]).sinkTo(closingSink(ended));
+    await job1.run();
+    assert.deepEqual(ended, ["write 1", "flush", "close"]);
+
+    const cancelled: string[] = [];
+    const job2 = new Job({ name: "sink-cancelled" });
+    job2
+      .source(new SlowClosingSource("endless", false))
+      .tap(() => job2.cancel())
+      .sinkTo(closingSink(cancelled));
+    await job2.run();
+    assert.deepEqual(cancelled, ["close"], "closed before run() settled, without a flush");
+
+    const failed: string[] = [];
+    const job3 = new Job({ name: "sink-fails" });
+    job3.fromIterable([1, 2]).sinkTo(closingSink(failed, true));
+    await assert.rejects(job3.run(), /sink down/);
+    assert.deepEqual(failed, ["write 1", "close"]);
   });
 });
