@@ -21,7 +21,7 @@ import { operate } from "../lib/operate.ts";
 import { z } from "zod";
 import { validate } from "../lib/config.ts";
 import { type Element, type Key, LATE_DATA, MAX_WATERMARK, MIN_WATERMARK, type OutputTag, outputTag, record, sideRecord, type StreamRecord } from "../lib/element.ts";
-import type { OperatorContext } from "../lib/job.ts";
+import type { OperatorContext } from "../lib/operator-context.ts";
 import { handleUserError } from "../lib/operators/user-error.ts";
 import type { Stream } from "../lib/stream.ts";
 import { compile, type Nfa } from "./compile.ts";

@@ -16,26 +16,24 @@
  */
 import type { Observable, Subscription } from "rxjs";
 import { z } from "zod";
-import { type CheckpointOptions, CheckpointCoordinator } from "./checkpoint/coordinator.ts";
+import { type CheckpointOptions, CheckpointCoordinator, type RunningSource } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
 import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
-import { GressError, SourceError, UserFunctionError } from "./errors.ts";
+import { GressError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
-import { JobMetrics, type OperatorMetrics, type SourceMetrics } from "./metrics.ts";
+import { JobMetrics, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
+import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 import { RecordOutput } from "./record-output.ts";
-import { runSoon } from "./runtime.ts";
-import { type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
+import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
 import { handleUserError } from "./operators/user-error.ts";
 import { SplitWatermarks } from "./split-watermarks.ts";
+import { iterableSource } from "./sources/iterable.ts";
 import { Stream } from "./stream.ts";
 import { eventTime, validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
-
-/** What to do when a user function throws on a record. */
-export type UserErrorPolicy = "dead-letter" | "fail";
 
 /** Options of a job. */
 export interface JobOptions {
@@ -74,16 +72,6 @@ const jobOptionsSchema = z.strictObject({
   checkpoints: z.custom<CheckpointOptions>((c) => typeof c === "object" && c !== null, "checkpoint options").optional(),
 });
 
-/** What every operator gets from its job. */
-export interface OperatorContext {
-  readonly id: string;
-  readonly job: Job;
-  readonly clock: Clock;
-  readonly state: StateBackend;
-  readonly metrics: OperatorMetrics;
-  readonly onUserError: UserErrorPolicy;
-}
-
 /** Options of `job.source()`. */
 export interface SourceOptions<T = unknown> {
   /** Start positions, e.g. from a restored checkpoint. */
@@ -97,21 +85,12 @@ export interface SourceOptions<T = unknown> {
   readonly watermarks?: WatermarkStrategy<T>;
 }
 
-/** A source as the checkpoint coordinator sees it while the job runs. */
-export interface RunningSource {
-  readonly source: Source<unknown>;
-  /** Puts a checkpoint barrier into the source's stream, in order with its records. */
-  injectBarrier(checkpointId: number): void;
-  /** True once the source emitted its last record (bounded input). */
-  readonly finished: boolean;
-}
-
 interface RegisteredSource {
   readonly source: Source<unknown>;
 }
 
 /** A runnable job. */
-export class Job {
+export class Job implements JobContext {
   readonly name: string;
   readonly clock: Clock;
   readonly state: StateBackend;
@@ -166,7 +145,6 @@ export class Job {
     this.#operatorIds.add(id);
     return {
       id,
-      job: this,
       clock: this.clock,
       state: this.state,
       metrics: this.metrics.operator(id),
@@ -494,123 +472,3 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
 function validateUidError(id: string): GressError {
   return new GressError("ERR_CONFIG", `operator uid "${id}" may only contain letters, digits, '_', '.', ':' or '-'`);
 }
-
-/** A source over an iterable, emitting in batches and honouring pause/resume. Position = index. */
-function iterableSource<T>(name: string, values: Iterable<T>, timestamp?: (value: T, index: number) => number): Source<T> {
-  return new IterableSource(name, values, timestamp);
-}
-
-/** The iterable source; a class, so that its batch loop is one function across jobs (see SourceRun). */
-class IterableSource<T> implements Source<T> {
-  readonly name: string;
-  readonly #values: Iterable<T>;
-  readonly #timestamp: ((value: T, index: number) => number) | undefined;
-  #iterator: Iterator<T> | undefined;
-  #index = 0;
-  #paused = false;
-  #closed = false;
-  #ctx: SourceContext<T> | undefined;
-  // Emit a bounded batch per turn, so timers, checkpoints and pause requests get their turn too.
-  readonly #pump = (): void => {
-    const ctx = this.#ctx;
-    if (ctx === undefined || this.#closed) return;
-    const values = this.#values;
-    let more: boolean;
-    try {
-      more = Array.isArray(values) ? this.#emitArrayBatch(ctx, values) : this.#iterator !== undefined && this.#emitBatch(ctx, this.#iterator);
-    } catch (err) {
-      // The iterable itself threw (a generator, a custom iterator): its input cannot go on.
-      ctx.fail(new SourceError(`iterable source "${this.name}" failed at index ${this.#index}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
-      return;
-    }
-    if (more) runSoon(this.#pump);
-  };
-
-  constructor(name: string, values: Iterable<T>, timestamp: ((value: T, index: number) => number) | undefined) {
-    this.name = name;
-    this.#values = values;
-    this.#timestamp = timestamp;
-  }
-
-  /** Emits up to one batch; true if there is more to emit on a later turn. */
-  #emitBatch(ctx: SourceContext<T>, it: Iterator<T>): boolean {
-    const timestamp = this.#timestamp;
-    for (let n = 0; n < BATCH; n++) {
-      if (this.#paused || this.#closed || ctx.ended) return false;
-      const step = it.next();
-      if (step.done === true) {
-        ctx.end();
-        return false;
-      }
-      const index = this.#index++;
-      if (timestamp === undefined) ctx.emit(step.value, undefined, this.name);
-      else {
-        const ts = timestampOf(ctx, step.value, timestamp, index);
-        if (ts !== undefined) ctx.emit(step.value, ts, this.name);
-      }
-    }
-    return true;
-  }
-  /** The same for an array, read by index. */
-  #emitArrayBatch(ctx: SourceContext<T>, array: readonly T[]): boolean {
-    const timestamp = this.#timestamp;
-    for (let n = 0; n < BATCH; n++) {
-      if (this.#paused || this.#closed || ctx.ended) return false;
-      const index = this.#index;
-      if (index >= array.length) {
-        ctx.end();
-        return false;
-      }
-      const value = array[index] as T;
-      this.#index = index + 1;
-      if (timestamp === undefined) ctx.emit(value, undefined, this.name);
-      else {
-        const ts = timestampOf(ctx, value, timestamp, index);
-        if (ts !== undefined) ctx.emit(value, ts, this.name);
-      }
-    }
-    return true;
-  }
-  open(ctx: SourceContext<T>, from?: Positions): void {
-    this.#ctx = ctx;
-    // A job run again opens its source again, from the start (or the restored position).
-    this.#closed = false;
-    this.#paused = false;
-    this.#index = 0;
-    // Replay from a position: skip what was already emitted before the restore.
-    const position = from?.[this.name];
-    if (position !== undefined && (typeof position !== "number" || !Number.isInteger(position) || position < 0)) {
-      throw new SourceError(`iterable source "${this.name}": position must be a non-negative integer, got ${JSON.stringify(position)}`);
-    }
-    const skip = position ?? 0;
-    const values = this.#values;
-    if (Array.isArray(values)) this.#index = Math.min(skip, values.length);
-    else {
-      try {
-        const iterator = values[Symbol.iterator]();
-        this.#iterator = iterator;
-        while (this.#index < skip && iterator.next().done !== true) this.#index++;
-      } catch (err) {
-        throw new SourceError(`iterable source "${this.name}" failed at index ${this.#index}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
-    }
-    this.#pump();
-  }
-  pause(): void {
-    this.#paused = true;
-  }
-  resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    runSoon(this.#pump);
-  }
-  positions(): Positions {
-    return { [this.name]: this.#index };
-  }
-  close(): void {
-    this.#closed = true;
-  }
-}
-
-/** Records per turn of the iterable source. */
-const BATCH = 4096;

@@ -22,7 +22,7 @@ import { EMPTY, Observable, filter as rxFilter, map as rxMap, share } from "rxjs
 import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, max, min, reduce, sum } from "./aggregate.ts";
 import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
 import { record } from "./element.ts";
-import type { Job } from "./job.ts";
+import type { JobContext } from "./operator-context.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
 import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
@@ -57,7 +57,7 @@ export interface OperatorOptions {
 
 /** A stream of values of type T. */
 export class Stream<T> {
-  readonly job: Job;
+  readonly job: JobContext;
   readonly #source: Observable<Element<T>>;
   // A stream made by a chainable operator (see operate.ts) is its parent plus that operator's init; the
   // operators run as one chain when the stream is subscribed, unless the parent has several consumers.
@@ -71,7 +71,7 @@ export class Stream<T> {
   #consumers = 0;
   #shared: Observable<Element<T>> | undefined;
 
-  constructor(job: Job, elements: Observable<Element<T>>) {
+  constructor(job: JobContext, elements: Observable<Element<T>>) {
     this.job = job;
     this.#source = elements;
   }
@@ -117,7 +117,7 @@ export class Stream<T> {
    */
   #derive<O, S extends Stream<O>>(
     op: (source: Observable<Element<T>>) => Observable<Element<O>>,
-    make: (job: Job, elements: Observable<Element<O>>) => S,
+    make: (job: JobContext, elements: Observable<Element<O>>) => S,
   ): S {
     if (!isChainable(op)) return make(this.job, op(this.#consume()));
     this.#consumers++;

@@ -7,7 +7,7 @@
 import { Observable } from "rxjs";
 import { z } from "zod";
 import { type Element, type Key, MIN_WATERMARK, record, sideRecord } from "../../lib/element.ts";
-import type { OperatorContext } from "../../lib/job.ts";
+import type { OperatorContext } from "../../lib/operator-context.ts";
 import { handleUserError } from "../../lib/operators/user-error.ts";
 import type { KeyedStream, Stream } from "../../lib/stream.ts";
 

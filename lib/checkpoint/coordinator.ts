@@ -20,12 +20,14 @@
  * @module
  */
 import { z } from "zod";
-import type { CancelTimer } from "../clock.ts";
+import type { CancelTimer, Clock } from "../clock.ts";
 import { validate } from "../config.ts";
 import { CheckpointError, ConfigError } from "../errors.ts";
-import type { Job, RunningSource } from "../job.ts";
+import type { FlowControl } from "../flow.ts";
+import type { JobMetrics } from "../metrics.ts";
 import type { Sink } from "../sink.ts";
-import type { Positions } from "../source.ts";
+import type { Positions, Source } from "../source.ts";
+import type { StateBackend } from "../state/backend.ts";
 import { LmdbStateBackend } from "../state/lmdb.ts";
 import { failpoint } from "./failpoints.ts";
 import { restoreSavepointInto, type SavepointInfo, writeSavepointFrom } from "./savepoint.ts";
@@ -87,9 +89,33 @@ export interface CheckpointStats {
   readonly final: boolean;
 }
 
+/** A source as the checkpoint coordinator sees it while the job runs. */
+export interface RunningSource {
+  readonly source: Source<unknown>;
+  /** Puts a checkpoint barrier into the source's stream, in order with its records. */
+  injectBarrier(checkpointId: number): void;
+  /** True once the source emitted its last record (bounded input). */
+  readonly finished: boolean;
+}
+
+/** The job as the checkpoint coordinator sees it (implemented by `Job`). */
+export interface CheckpointedJob {
+  readonly name: string;
+  readonly clock: Clock;
+  readonly state: StateBackend;
+  readonly metrics: JobMetrics;
+  readonly flow: FlowControl;
+  /** Sources registered so far: each must report positions. */
+  readonly sources: readonly Source<unknown>[];
+  /** The sources running now, into which barriers are injected. */
+  readonly runningSources: readonly RunningSource[];
+  /** Fails the running job (a checkpoint failed). */
+  fail(error: unknown): void;
+}
+
 /** Coordinates checkpoints and recovery of one job. Created by the Job when `checkpoints` is set. */
 export class CheckpointCoordinator {
-  readonly job: Job;
+  readonly job: CheckpointedJob;
   readonly backend: LmdbStateBackend;
   /** The checkpoint the job restored on start, if any. */
   readonly restored: CheckpointRecord | undefined;
@@ -112,7 +138,7 @@ export class CheckpointCoordinator {
   /** Completed checkpoints of this run. */
   readonly history: CheckpointStats[] = [];
 
-  constructor(job: Job, options: CheckpointOptions) {
+  constructor(job: CheckpointedJob, options: CheckpointOptions) {
     this.#started = performance.now();
     this.job = job;
     const o = validate(optionsSchema, options, "checkpoints");

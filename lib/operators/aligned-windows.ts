@@ -1,13 +1,13 @@
 import type { Aggregator } from "../aggregate.ts";
 import { type Element, type Key, MIN_WATERMARK, record, sideRecord, type StreamRecord, type Watermark } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { Downstream, OperatorBody } from "../operate.ts";
 import type { StateTable } from "../state/backend.ts";
 import { windowStart } from "../windows/assigners.ts";
 import type { KeyOf } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
-import type { FireTiming, WindowResult } from "./window.ts";
+import type { FireTiming, WindowResult } from "./window-result.ts";
 
 /** A window with state: the keys that have an accumulator in it, in the order of their first record. */
 interface AlignedWindow {

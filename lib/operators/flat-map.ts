@@ -1,6 +1,6 @@
 import type { Observable } from "rxjs";
 import type { Element, StreamRecord } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import { operate } from "../operate.ts";
 import { NewRecordsBody } from "./record-body.ts";
 

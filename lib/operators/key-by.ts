@@ -1,6 +1,6 @@
 import type { Observable } from "rxjs";
 import { type Element, type Key, record, type StreamRecord } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import { type ChainableOperator, type Downstream, type OperatorBody, type OperatorInit, operate } from "../operate.ts";
 import { handleUserError } from "./user-error.ts";
 

@@ -1,6 +1,6 @@
 import { type Key, MIN_WATERMARK, type OutputTag, record, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import {
   type Expirable,
   type KeyContext,

@@ -1,5 +1,5 @@
 import type { Element, StreamRecord } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import type { Downstream, OperatorBody } from "../operate.ts";
 import { RecordOutput } from "../record-output.ts";

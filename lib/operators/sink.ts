@@ -1,7 +1,7 @@
 import type { Element, StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
 import { SinkError } from "../errors.ts";
-import type { Job } from "../job.ts";
+import type { JobContext } from "../operator-context.ts";
 import { type ChainableOperator, operate } from "../operate.ts";
 import type { Sink } from "../sink.ts";
 
@@ -22,7 +22,7 @@ import type { Sink } from "../sink.ts";
  * @param maxInFlight the bound on unresolved writes
  * @returns the operator that ends a chain; its output completes when everything was written
  */
-export function sinkElements<T>(job: Job, sink: Sink<T>, maxInFlight: number): ChainableOperator<Element<T>, Element<never>> {
+export function sinkElements<T>(job: JobContext, sink: Sink<T>, maxInFlight: number): ChainableOperator<Element<T>, Element<never>> {
   const m = job.metrics.sink(sink.name);
   m.maxInFlight = maxInFlight;
   const who = `sink:${sink.name}`;

@@ -1,6 +1,6 @@
 import { Observable } from "rxjs";
 import { END, type Element, MIN_WATERMARK, watermark } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 
 /**
  * Merges several streams of the same type. Records interleave as they arrive; the output watermark is the

@@ -7,7 +7,7 @@
 import type { Downstream } from "../operate.ts";
 import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
 import { UserFunctionError } from "../errors.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 
 /** Handles an exception thrown by user code while processing `rec`. */
 export function handleUserError(

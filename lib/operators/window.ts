@@ -4,14 +4,17 @@ import type { Aggregator } from "../aggregate.ts";
 import type { CancelTimer } from "../clock.ts";
 import { validate } from "../config.ts";
 import { type Element, type Key, LATE_DATA, MIN_WATERMARK, record, sideRecord, type StreamRecord } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import { type Timer, TimerHeap, TimerService } from "../timers.ts";
 import { GLOBAL_WINDOW, maxTimestamp, type Window, type WindowAssigner, windowStart } from "../windows/assigners.ts";
 import type { Trigger, TriggerContext, TriggerResult } from "../windows/triggers.ts";
 import { ConfigError } from "../errors.ts";
 import { AlignedWindows } from "./aligned-windows.ts";
+import type { FireTiming, WindowResult } from "./window-result.ts";
 import { type KeyedOperator, keyedOperator } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
+
+export type { FireTiming, WindowResult } from "./window-result.ts";
 
 const windowOptionsSchema = z.strictObject({
   allowedLatenessMs: z.number().nonnegative().optional(),
@@ -21,18 +24,6 @@ const windowOptionsSchema = z.strictObject({
     .strictObject({ everyCount: z.number().int().positive().optional(), everyMs: z.number().positive().finite().optional() })
     .optional(),
 });
-
-/** When a window result was emitted relative to the watermark. */
-export type FireTiming = "early" | "on-time" | "late";
-
-/** The output of a window: its key, bounds, aggregate result, and when it was emitted. */
-export interface WindowResult<K, R> {
-  readonly key: K;
-  readonly start: number;
-  readonly end: number;
-  readonly value: R;
-  readonly timing: FireTiming;
-}
 
 /** Options of a windowed aggregation. */
 export interface WindowOptions<T> {

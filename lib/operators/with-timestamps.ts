@@ -1,6 +1,6 @@
 import type { Observable } from "rxjs";
 import { type Element, MAX_WATERMARK, record, type StreamRecord } from "../element.ts";
-import type { OperatorContext } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { type Downstream, type OperatorBody, operate } from "../operate.ts";
 import { SplitWatermarks } from "../split-watermarks.ts";

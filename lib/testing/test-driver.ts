@@ -16,7 +16,8 @@
 import { Subject, type Subscription } from "rxjs";
 import { VirtualClock } from "../clock.ts";
 import { END, type Element, type Key, type OutputTag, record, type SideRecord, splitsAnnouncement, type StreamRecord, watermark } from "../element.ts";
-import { Job, type UserErrorPolicy } from "../job.ts";
+import { Job } from "../job.ts";
+import type { UserErrorPolicy } from "../operator-context.ts";
 import type { StateBackend } from "../state/backend.ts";
 import { Stream } from "../stream.ts";
 
