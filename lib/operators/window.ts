@@ -284,8 +284,12 @@ export function windowElements<T, A, R>(
           }
           // Fold the record in before any state changes: a throwing aggregate leaves the sessions as they were.
           const folded = agg.add(seed ?? agg.create(), rec.value);
+          // The merged window carries on the early-firing counts of the windows it absorbs, as Flink's
+          // CountTrigger.onMerge does: a session that grows with each record still fires every N records.
+          let earlyCarried = 0;
           for (const [s, e] of overlapping) {
             if (s !== start || e !== end) {
+              if (everyCount !== undefined) earlyCarried += earlyCounts.get(key, s) ?? 0;
               // The old window's timers and state move to the merged window.
               accs.delete(key, s);
               earlyCounts.delete(key, s);
@@ -298,6 +302,7 @@ export function windowElements<T, A, R>(
           const isNew = !overlapping.some(([s, e]) => s === start && e === end);
           rest.push([start, end]);
           sessions.put(key, "", rest);
+          if (earlyCarried > 0) earlyCounts.put(key, start, earlyCarried);
           if (isNew && seed !== undefined) {
             // A merged window is new to the timers even though its accumulator is not.
             if (trigger === undefined && end - 1 > wm) registerWindowTimer(key, start, end, end - 1);
