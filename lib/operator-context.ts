@@ -90,4 +90,6 @@ export interface JobContext {
   register(runner: () => Observable<unknown>): void;
   /** Registers the closing of a source or sink, which the job's run() waits for. */
   trackRelease(closing: Promise<unknown>): void;
+  /** Runs the job (see `Job.run`): for a stream made without a job, e.g. by `fromObservable(obs)`. */
+  run(): Promise<void>;
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// Checks the TypeScript code blocks of README.md and examples/README.md: every ```ts block is type-checked
+// (strict, with the repository's compiler options) as a module of its own, and the blocks marked
+// ```ts runnable are also run with tsx and must exit 0 within a minute. Imports of "gress" and its subpaths
+// are pointed at the sources of this checkout, so the blocks are checked against the code next to them.
+// A block marked ```ts fragment is skipped (a piece of a larger program; keep them rare).
+//
+// Usage: node scripts/check-readme.mjs [--keep]   (--keep leaves the generated files in tmp/readme-check)
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), "..");
+const documents = ["README.md", "examples/README.md"].filter((f) => existsSync(join(root, f)));
+const dir = join(root, "tmp", "readme-check");
+const subpaths = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")).exports;
+
+/** The ```ts blocks of a markdown file: their first line number, info string words and code. */
+function blocks(file) {
+  const lines = readFileSync(join(root, file), "utf8").split("\n");
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^```(ts|typescript)(\s.*)?$/.exec(lines[i]);
+    if (open === null) continue;
+    const start = i + 1;
+    let end = start;
+    while (end < lines.length && !lines[end].startsWith("```")) end++;
+    if (end === lines.length) throw new Error(`${file}:${i + 1}: code block is not closed`);
+    out.push({ file, line: start + 1, flags: (open[2] ?? "").trim().split(/\s+/).filter(Boolean), code: lines.slice(start, end).join("\n") });
+    i = end;
+  }
+  return out;
+}
+
+/** The block's code with "gress" imports pointing at the sources (same line count, so tsc's lines match). */
+function pointAtSources(code, from) {
+  return code.replace(/(from\s+|import\s*\(\s*|import\s+)(["'])(gress(?:\/[a-z-]+)?)\2/g, (_whole, lead, quote, spec) => {
+    const target = subpaths[spec === "gress" ? "." : `./${spec.slice("gress/".length)}`];
+    if (target === undefined) throw new Error(`unknown import "${spec}"`);
+    let path = relative(from, join(root, target));
+    if (!path.startsWith(".")) path = `./${path}`;
+    return `${lead}${quote}${path}${quote}`;
+  });
+}
+
+rmSync(dir, { recursive: true, force: true });
+mkdirSync(dir, { recursive: true });
+const all = documents.flatMap(blocks);
+const checked = all.filter((b) => !b.flags.includes("fragment"));
+const names = new Map();
+for (const b of checked) {
+  const name = `${b.file.replace(/[/.]/g, "_")}_${b.line}.ts`;
+  names.set(name, b);
+  // `export {}` makes every block a module (top-level await, no clashes between blocks' names).
+  writeFileSync(join(dir, name), `${pointAtSources(b.code, dir)}\nexport {};\n`);
+}
+const base = JSON.parse(readFileSync(join(root, "tsconfig.json"), "utf8")).compilerOptions;
+writeFileSync(
+  join(dir, "tsconfig.json"),
+  JSON.stringify({ compilerOptions: { ...base, isolatedDeclarations: false, declaration: false, noEmit: true, noUnusedLocals: false }, include: ["*.ts"] }, null, 2),
+);
+
+const problems = [];
+const tsc = spawnSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", join(dir, "tsconfig.json"), "--pretty", "false"], {
+  cwd: root,
+  encoding: "utf8",
+});
+if (tsc.status !== 0) {
+  // Report errors at the README's lines, not the generated file's; errors inside lib/ are reported as they are.
+  for (const line of `${tsc.stdout}${tsc.stderr}`.split("\n").filter(Boolean)) {
+    const m = /([^/\s]+\.ts)\((\d+),(\d+)\): (.*)$/.exec(line);
+    const b = m === null ? undefined : names.get(m[1]);
+    problems.push(b === undefined ? line : `${b.file}:${b.line + Number(m[2]) - 1}:${m[3]}: ${m[4]}`);
+  }
+}
+
+let ran = 0;
+for (const [name, b] of names) {
+  if (!b.flags.includes("runnable")) continue;
+  ran++;
+  const run = spawnSync(process.execPath, ["--import", "tsx", join(dir, name)], { cwd: root, encoding: "utf8", timeout: 60_000, env: { ...process.env, NO_COLOR: "1" } });
+  if (run.status !== 0) {
+    const why = run.error !== undefined ? run.error.message : `exit ${run.status ?? run.signal}`;
+    problems.push(`${b.file}:${b.line}: runnable block failed (${why}):\n${`${run.stdout}${run.stderr}`.trim().split("\n").slice(-15).join("\n")}`);
+  }
+}
+if (!process.argv.includes("--keep")) rmSync(dir, { recursive: true, force: true });
+
+const skipped = all.length - checked.length;
+console.log(`${documents.join(", ")}: ${all.length} ts blocks, ${checked.length} type-checked, ${ran} run, ${skipped} fragment(s) skipped`);
+if (problems.length > 0) {
+  console.error(`\nREADME check failed:\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
+console.log("README examples ok");
