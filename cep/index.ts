@@ -11,12 +11,17 @@
  *
  * @example
  * ```ts
- * import { pattern, match, isMatch } from "gress/cep";
+ * import { fromIterable, sinkFn } from "gress";
+ * import { isMatch, match, pattern } from "gress/cep";
+ *
+ * type Tx = { card: string; amount: number };
+ * const tx = fromIterable<Tx>([{ card: "c1", amount: 1 }, { card: "c1", amount: 1 }, { card: "c1", amount: 1 }, { card: "c1", amount: 900 }]);
  * const p = pattern<Tx>()
  *   .begin("small").where((t) => t.amount < 2).times(3)
  *   .followedBy("large").where((t) => t.amount > 500)
  *   .within(10 * 60_000);
- * match(tx.keyBy((t) => t.card), p).filter(isMatch).sinkTo(alerts);
+ * match(tx.keyBy((t) => t.card), p).filter(isMatch).sinkTo(sinkFn("alerts", (m) => console.log(m.key, m.events.large)));
+ * await tx.job.run();
  * ```
  * @module
  */

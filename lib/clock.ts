@@ -16,7 +16,18 @@ export interface Clock {
   setTimer(at: number, fn: () => void): CancelTimer;
 }
 
-/** Wall-clock time with real timers. */
+/**
+ * Wall-clock time with real timers.
+ *
+ * @example
+ * ```ts
+ * import { Job, SystemClock } from "gress";
+ *
+ * // The default clock of a job: Date.now() and unref'd timers.
+ * const job = new Job({ clock: new SystemClock() });
+ * console.log(job.clock.now() > 0);
+ * ```
+ */
 export class SystemClock implements Clock {
   now(): number {
     return Date.now();
@@ -36,7 +47,19 @@ interface VirtualTimer {
   cancelled: boolean;
 }
 
-/** Virtual time for tests. Starts at `start` and moves only through {@link VirtualClock.advance}. */
+/**
+ * Virtual time for tests. Starts at `start` and moves only through {@link VirtualClock.advance}.
+ *
+ * @example
+ * ```ts
+ * import { VirtualClock } from "gress";
+ *
+ * const clock = new VirtualClock(0);
+ * clock.setTimer(1_000, () => console.log("fired at", clock.now()));
+ * clock.advance(999); // nothing yet
+ * clock.advance(1); // fired at 1000
+ * ```
+ */
 export class VirtualClock implements Clock {
   #now: number;
   #seq = 0;

@@ -100,7 +100,20 @@ function element(
   return { kind, value, timestamp, key, split, tag, reason, checkpointId, splits };
 }
 
-/** Builds a record. Build records only with this function, so that they keep the one element shape. */
+/**
+ * Builds a record. Build records only with this function, so that they keep the one element shape.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable, record } from "gress";
+ * import { map } from "rxjs";
+ *
+ * // Build records with record() (one shape for every element); pass the other elements on unchanged.
+ * const upper = fromIterable(["a", "b"]).transform(
+ *   map((e: Element<string>): Element<string> => (e.kind === "record" ? record(e.value.toUpperCase(), e.timestamp, e.key) : e)),
+ * );
+ * ```
+ */
 export function record<T>(value: T, timestamp: number, key?: Key, split?: string): StreamRecord<T> {
   return element("record", value, timestamp, key, split, undefined, undefined, undefined, undefined) as StreamRecord<T>;
 }
@@ -141,13 +154,59 @@ export interface OutputTag<T> {
   readonly __type?: T;
 }
 
-/** Creates a side-output tag. */
+/**
+ * Creates a side-output tag.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, outputTag, sinkFn } from "gress";
+ *
+ * const SMALL = outputTag<number>("small");
+ * const orders = fromIterable([5, 500]).keyBy(() => "all").process<number>({
+ *   processElement(total, ctx) {
+ *     if (total < 10) ctx.output(SMALL, total, "below 10");
+ *     else ctx.emit(total);
+ *   },
+ * });
+ * orders.sideOutput(SMALL).sinkTo(sinkFn("small", (n) => console.log("small order", n)));
+ * orders.sinkTo(sinkFn("orders", (n) => console.log("order", n)));
+ * await orders.job.run(); // small order 5 · order 500
+ * ```
+ */
 export function outputTag<T>(id: string): OutputTag<T> {
   return { id };
 }
 
-/** The tag to which windows route records that arrive after their allowed lateness. */
+/**
+ * The tag to which windows route records that arrive after their allowed lateness.
+ *
+ * @example
+ * ```ts
+ * import { boundedOutOfOrderness, fromIterable, LATE_DATA, sinkFn, tumbling } from "gress";
+ *
+ * const counts = fromIterable([{ at: 0 }, { at: 120_000 }, { at: 1_000 }])
+ *   .withTimestamps(boundedOutOfOrderness(0, { timestamp: (e) => e.at, everyRecords: 1 })) // a watermark after each record
+ *   .keyBy(() => "all")
+ *   .window(tumbling(60_000))
+ *   .count();
+ * // The record at 1 000 arrives after its window closed: it goes to the late side output.
+ * counts.sideOutput(LATE_DATA).sinkTo(sinkFn("late", (e) => console.warn("late", e)));
+ * counts.sinkTo(sinkFn("counts", (w) => console.log(w.start, w.value)));
+ * await counts.job.run(); // 0 1 · late { at: 1000 } · 120000 1
+ * ```
+ */
 export const LATE_DATA: OutputTag<unknown> = outputTag("late");
 
-/** The tag to which sources and operators route bad input, with the reason. */
+/**
+ * The tag to which sources and operators route bad input, with the reason.
+ *
+ * @example
+ * ```ts
+ * import { DEAD_LETTERS, fromIterable, sinkFn } from "gress";
+ *
+ * const parsed = fromIterable(['{"ok":1}', "not json"]).map((line) => JSON.parse(line) as { ok: number });
+ * // The line that made JSON.parse throw, with the reason; the job goes on.
+ * parsed.sideRecords(DEAD_LETTERS).subscribe((r) => console.warn(r.reason, r.value));
+ * ```
+ */
 export const DEAD_LETTERS: OutputTag<unknown> = outputTag("dead-letter");

@@ -52,7 +52,20 @@ export class GressError extends Error {
   }
 }
 
-/** Invalid options or configuration. `issues` names each bad field. */
+/**
+ * Invalid options or configuration. `issues` names each bad field.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, tumbling } from "gress";
+ *
+ * try {
+ *   tumbling(-5);
+ * } catch (err) {
+ *   if (err instanceof ConfigError) console.error(err.message); // invalid options: tumbling.sizeMs: Too small: ...
+ * }
+ * ```
+ */
 export class ConfigError extends GressError {
   readonly issues: readonly ConfigIssue[];
   constructor(message: string, issues: readonly ConfigIssue[], options?: GressErrorOptions) {
@@ -103,14 +116,37 @@ export class UserFunctionError extends GressError {
   }
 }
 
-/** A record that cannot be processed (malformed, fails its schema). It goes to a dead-letter output. */
+/**
+ * A record that cannot be processed (malformed, fails its schema). It goes to a dead-letter output.
+ *
+ * @example
+ * ```ts
+ * import { BadRecordError, isGressError } from "gress";
+ *
+ * const err = new BadRecordError("row 17 has no id", { details: { row: 17 } });
+ * console.log(isGressError(err, "ERR_BAD_RECORD"), err.message); // true "row 17 has no id"
+ * ```
+ */
 export class BadRecordError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_BAD_RECORD", message, options);
   }
 }
 
-/** True when `e` is a Gress error (from any loaded copy of the package), optionally with the given code. */
+/**
+ * True when `e` is a Gress error (from any loaded copy of the package), optionally with the given code.
+ *
+ * @example
+ * ```ts
+ * import { isGressError, Job } from "gress";
+ *
+ * try {
+ *   new Job({ name: "has spaces" });
+ * } catch (err) {
+ *   if (isGressError(err, "ERR_CONFIG")) console.error(err.message); // names the option and the value
+ * }
+ * ```
+ */
 export function isGressError(e: unknown, code?: GressErrorCode): e is GressError {
   if (typeof e !== "object" || e === null || (e as Record<symbol, unknown>)[BRAND] !== true) return false;
   return code === undefined || (e as GressError).code === code;

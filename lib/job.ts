@@ -35,7 +35,23 @@ import { iterableSource } from "./sources/iterable.ts";
 import { Stream } from "./stream.ts";
 import { eventTime, validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
 
-/** Options of a job. */
+/**
+ * Options of a job.
+ *
+ * @example
+ * ```ts
+ * import { Job, type JobOptions, lmdbState } from "gress";
+ *
+ * const options: JobOptions = {
+ *   name: "orders",
+ *   state: lmdbState({ path: "state/orders" }),
+ *   checkpoints: { intervalMs: 5_000 },
+ *   maxInFlight: 256,
+ *   onUserError: "fail",
+ * };
+ * const job = new Job(options);
+ * ```
+ */
 export interface JobOptions {
   /** Job name, used in metrics and checkpoints. Default "gress". */
   readonly name?: string;
@@ -72,7 +88,18 @@ const jobOptionsSchema = z.strictObject({
   checkpoints: z.custom<CheckpointOptions>((c) => typeof c === "object" && c !== null, "checkpoint options").optional(),
 });
 
-/** Options of `job.source()`. */
+/**
+ * Options of `job.source()`.
+ *
+ * @example
+ * ```ts
+ * import { boundedOutOfOrderness, Job, rides } from "gress";
+ *
+ * const job = new Job();
+ * // Event time and watermarks made in the source, per split, as Flink's fromSource(source, strategy).
+ * const stream = job.source(rides({ count: 1_000 }), { watermarks: boundedOutOfOrderness(5_000, { timestamp: (r) => r.at }) });
+ * ```
+ */
 export interface SourceOptions<T = unknown> {
   /** Start positions, e.g. from a restored checkpoint. */
   readonly from?: Positions;
@@ -89,7 +116,18 @@ interface RegisteredSource {
   readonly source: Source<unknown>;
 }
 
-/** A runnable job. */
+/**
+ * A runnable job.
+ *
+ * @example
+ * ```ts
+ * import { Job, sinkFn } from "gress";
+ *
+ * const job = new Job({ name: "doubler" });
+ * job.fromIterable([1, 2, 3]).map((x) => x * 2).sinkTo(sinkFn("print", (x) => console.log(x)));
+ * await job.run(); // 2, 4, 6
+ * ```
+ */
 export class Job implements JobContext {
   readonly name: string;
   readonly clock: Clock;

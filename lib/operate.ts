@@ -63,7 +63,27 @@ export interface ChainableOperator<I, O> {
   readonly init: OperatorInit<I, O>;
 }
 
-/** Builds an operator from a factory that is called once per subscription with the downstream. */
+/**
+ * Builds an operator from a factory that is called once per subscription with the downstream.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable, operate, record } from "gress";
+ *
+ * // A chainable operator that numbers records: it joins the operator chain (no extra RxJS subscription).
+ * const numbered = operate<Element<string>, Element<[number, string]>>((downstream) => {
+ *   let n = 0;
+ *   return {
+ *     next(e) {
+ *       if (e.kind === "record") downstream.next(record([n++, e.value], e.timestamp, e.key));
+ *       else downstream.next(e);
+ *     },
+ *     records: "consume",
+ *   };
+ * });
+ * console.log(await fromIterable(["a", "b"]).transform(numbered).collect()); // [[0, "a"], [1, "b"]]
+ * ```
+ */
 export function operate<I, O>(init: (downstream: Downstream<O>) => OperatorBody<I>): ChainableOperator<I, O> {
   const op = (source: Observable<I>): Observable<O> => chain(source, [init]);
   return Object.assign(op, { init });

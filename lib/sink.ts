@@ -7,7 +7,25 @@
  */
 import type { StreamRecord } from "./element.ts";
 
-/** A destination for results. */
+/**
+ * A destination for results.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type Sink } from "gress";
+ *
+ * // A sink with a batch flushed at the end of the input (and at each checkpoint, if it pre-commits).
+ * const batch: number[] = [];
+ * const sumSink: Sink<number> = {
+ *   name: "sum",
+ *   write(value) { batch.push(value); },
+ *   flush() { console.log("sum", batch.reduce((a, b) => a + b, 0)); },
+ * };
+ * const stream = fromIterable([1, 2, 3]);
+ * stream.sinkTo(sumSink);
+ * await stream.job.run(); // sum 6
+ * ```
+ */
 export interface Sink<T> {
   readonly name: string;
   /** Called once before the first write. */
@@ -25,7 +43,21 @@ export interface Sink<T> {
   abort?(checkpointId: number, handle: unknown): Promise<void>;
 }
 
-/** A sink that calls a function for each value. */
+/**
+ * A sink that calls a function for each value.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ *
+ * const stream = fromIterable(["a", "b"]);
+ * const seen: string[] = [];
+ * stream.sinkTo(sinkFn("collect", (value) => { seen.push(value); }));
+ * // An async function is awaited: at most maxInFlight writes are pending at once.
+ * stream.sinkTo(sinkFn("slow", async (value) => { await new Promise((r) => setTimeout(r, 1)); }));
+ * await stream.job.run();
+ * ```
+ */
 export function sinkFn<T>(name: string, write: (value: T) => void | Promise<void>): Sink<T> {
   return { name, write: (value) => write(value) };
 }

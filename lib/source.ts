@@ -20,6 +20,22 @@ export type Positions = Readonly<Record<string, Position>>;
 /**
  * What a running source emits into. Call its methods on the object (`ctx.emit(v)`): they are methods of a
  * class, so a destructured `emit` has no context. To hand one to a callback, wrap it (`(v) => ctx.emit(v)`).
+ *
+ * @example
+ * ```ts
+ * import type { SourceContext } from "gress";
+ *
+ * // How a source pushes one line of input: a value with its event time, or a dead letter with the reason.
+ * function onLine(ctx: SourceContext<{ at: number; text: string }>, line: string): void {
+ *   if (ctx.ended) return;
+ *   try {
+ *     const value = JSON.parse(line) as { at: number; text: string };
+ *     ctx.emit(value, value.at, "lines");
+ *   } catch (err) {
+ *     ctx.deadLetter(line, `not JSON: ${String(err)}`);
+ *   }
+ * }
+ * ```
  */
 export interface SourceContext<T> {
   /** Emits a value. `timestamp` defaults to the current processing time; `split` to the source's name. */
@@ -69,7 +85,44 @@ export function timestampOf<V, X>(ctx: SourceContext<V>, value: V, fn: (value: V
   return undefined;
 }
 
-/** A source of values. */
+/**
+ * A source of values.
+ *
+ * @example
+ * ```ts
+ * import { Job, type Positions, sinkFn, type Source, type SourceContext } from "gress";
+ *
+ * // Counts from 0 to n - 1; replayable: its position is the next number.
+ * class Counter implements Source<number> {
+ *   readonly name = "counter";
+ *   #next = 0;
+ *   #paused = false;
+ *   #ctx: SourceContext<number> | undefined;
+ *   readonly n: number;
+ *   constructor(n: number) {
+ *     this.n = n;
+ *   }
+ *   open(ctx: SourceContext<number>, from?: Positions): void {
+ *     this.#ctx = ctx;
+ *     this.#next = Number(from?.[this.name] ?? 0);
+ *     this.#pump();
+ *   }
+ *   #pump(): void {
+ *     const ctx = this.#ctx;
+ *     while (ctx !== undefined && !this.#paused && !ctx.ended && this.#next < this.n) ctx.emit(this.#next++);
+ *     if (ctx !== undefined && this.#next >= this.n) ctx.end();
+ *   }
+ *   pause(): void { this.#paused = true; }
+ *   resume(): void { this.#paused = false; this.#pump(); }
+ *   positions(): Positions { return { [this.name]: this.#next }; }
+ *   close(): void { this.#ctx = undefined; }
+ * }
+ *
+ * const job = new Job();
+ * job.source(new Counter(3)).sinkTo(sinkFn("print", (n) => console.log(n)));
+ * await job.run(); // 0, 1, 2
+ * ```
+ */
 export interface Source<T> {
   /** Unique within the job; used in metrics and checkpoints. */
   readonly name: string;

@@ -49,13 +49,34 @@ function run<T>(plan: Plan): Observable<Element<T>> {
   return plan.inits.length === 0 ? (plan.source as Observable<Element<T>>) : chain(plan.source, plan.inits);
 }
 
-/** Options of stateful operators. */
+/**
+ * Options of stateful operators.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type OperatorOptions, tumbling } from "gress";
+ *
+ * // A uid keeps the operator's state across pipeline changes (as Flink's uid), e.g. when restoring a savepoint.
+ * const options: OperatorOptions = { uid: "clicks-per-minute" };
+ * const counts = fromIterable(["a", "b", "a"]).keyBy((x) => x).window(tumbling(60_000)).count(options);
+ * ```
+ */
 export interface OperatorOptions {
   /** Stable id for the operator's state across pipeline changes (like Flink's uid). */
   readonly uid?: string;
 }
 
-/** A stream of values of type T. */
+/**
+ * A stream of values of type T.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * const words = fromIterable(["a", "bb", "ccc"]);
+ * const lengths = await words.map((w) => w.length).filter((n) => n > 1).collect(); // [2, 3]
+ * ```
+ */
 export class Stream<T> {
   readonly job: JobContext;
   readonly #source: Observable<Element<T>>;
@@ -220,7 +241,19 @@ export class Stream<T> {
   }
 }
 
-/** A stream partitioned by key. */
+/**
+ * A stream partitioned by key.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, tumbling } from "gress";
+ *
+ * const clicks = fromIterable([{ user: "ann" }, { user: "bob" }, { user: "ann" }], { timestamp: () => 0 });
+ * const perUser = clicks.keyBy((c) => c.user); // a KeyedStream<{ user: string }, string>
+ * const counts = await perUser.window(tumbling(60_000)).count().collect();
+ * // [{ key: "ann", start: 0, end: 60000, value: 2, timing: "on-time" }, { key: "bob", ..., value: 1, ... }]
+ * ```
+ */
 export class KeyedStream<T, K extends Key> extends Stream<T> {
   /** Groups the keyed stream into windows. */
   window(assigner: WindowAssigner<T>, options: WindowOptions<T> = {}): WindowedStream<T, K> {
@@ -233,7 +266,18 @@ export class KeyedStream<T, K extends Key> extends Stream<T> {
   }
 }
 
-/** A keyed stream grouped into windows, waiting for its aggregation. */
+/**
+ * A keyed stream grouped into windows, waiting for its aggregation.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sliding } from "gress";
+ *
+ * const trades = fromIterable([{ symbol: "X", price: 10, at: 0 }, { symbol: "X", price: 12, at: 30_000 }], { timestamp: (t) => t.at });
+ * // Average price over 1 minute, every 30 seconds.
+ * const averages = await trades.keyBy((t) => t.symbol).window(sliding(60_000, 30_000)).avg((t) => t.price).collect();
+ * ```
+ */
 export class WindowedStream<T, K extends Key> {
   readonly #input: KeyedStream<T, K>;
   readonly #assigner: WindowAssigner<T>;

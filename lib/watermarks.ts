@@ -134,6 +134,16 @@ function strategy<T>(
 /**
  * Records may arrive up to `maxOutOfOrdernessMs` behind the largest timestamp seen; the watermark is
  * `max − maxOutOfOrdernessMs − 1`, so a record that is exactly that much behind is still on time.
+ *
+ * @example
+ * ```ts
+ * import { boundedOutOfOrderness, fromIterable } from "gress";
+ *
+ * type Reading = { sensor: string; at: number };
+ * const readings = fromIterable<Reading>([{ sensor: "a", at: 5_000 }, { sensor: "a", at: 1_000 }]);
+ * // Records may be up to 5 s late; a quiet split is left out of the watermark after 30 s.
+ * const timed = readings.withTimestamps(boundedOutOfOrderness(5_000, { timestamp: (r) => r.at, idleTimeoutMs: 30_000 }));
+ * ```
  */
 export function boundedOutOfOrderness<T>(maxOutOfOrdernessMs: number, options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
   validate(z.number().nonnegative(), maxOutOfOrdernessMs, "boundedOutOfOrderness.maxOutOfOrdernessMs");
@@ -155,12 +165,41 @@ class BoundedOutOfOrderness implements WatermarkGenerator {
   }
 }
 
-/** Timestamps never decrease within a split: the watermark is the largest timestamp seen minus 1. */
+/**
+ * Timestamps never decrease within a split: the watermark is the largest timestamp seen minus 1.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, monotonic } from "gress";
+ *
+ * // Timestamps only grow (a log, a sequence): the watermark follows the largest timestamp.
+ * const log = fromIterable([{ at: 1 }, { at: 2 }, { at: 3 }]).withTimestamps(monotonic({ timestamp: (e) => e.at }));
+ * ```
+ */
 export function monotonic<T>(options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
   return boundedOutOfOrderness(0, options);
 }
 
-/** A user-defined generator per split, with the same periodic emission and idleness as the built-ins. */
+/**
+ * A user-defined generator per split, with the same periodic emission and idleness as the built-ins.
+ *
+ * @example
+ * ```ts
+ * import { customWatermarks, fromIterable, type WatermarkGenerator } from "gress";
+ *
+ * // Event time that a device with a clock in the future cannot push ahead: such timestamps are not observed.
+ * class NotAhead implements WatermarkGenerator {
+ *   #max = Number.NEGATIVE_INFINITY;
+ *   onEvent(timestamp: number): void {
+ *     if (timestamp <= Date.now()) this.#max = Math.max(this.#max, timestamp);
+ *   }
+ *   current(): number {
+ *     return this.#max - 1;
+ *   }
+ * }
+ * const timed = fromIterable([{ at: 20_000 }]).withTimestamps(customWatermarks(() => new NotAhead(), { timestamp: (e) => e.at }));
+ * ```
+ */
 export function customWatermarks<T>(generator: () => WatermarkGenerator, options: WatermarkOptions<T> = {}): WatermarkStrategy<T> {
   return strategy("customWatermarks", options, generator, 0);
 }

@@ -5,9 +5,13 @@
 // are pointed at the sources of this checkout, so the blocks are checked against the code next to them.
 // A block marked ```ts fragment is skipped (a piece of a larger program; keep them rare).
 //
+// The `@example` blocks of the doc comments in lib/, cep/ and connectors/ that import from "gress" (complete
+// examples, as the API reference shows them) are type-checked the same way; the others are fragments that
+// read as part of their symbol's documentation (`keyed.process({...})`) and are not checked.
+//
 // Usage: node scripts/check-readme.mjs [--keep]   (--keep leaves the generated files in tmp/readme-check)
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), "..");
@@ -32,6 +36,36 @@ function blocks(file) {
   return out;
 }
 
+/** Every .ts file under dir, recursively, relative to the root. */
+function tsFiles(dir) {
+  const out = [];
+  for (const name of readdirSync(join(root, dir))) {
+    const path = join(dir, name);
+    if (statSync(join(root, path)).isDirectory()) out.push(...tsFiles(path));
+    else if (name.endsWith(".ts")) out.push(path);
+  }
+  return out;
+}
+
+/** The complete ```ts examples (those importing "gress") in the doc comments of a source file. */
+function docExamples(file) {
+  const lines = readFileSync(join(root, file), "utf8").split("\n");
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^\s*\*\s*```(ts|typescript)\s*$/.test(lines[i])) continue;
+    const start = i + 1;
+    let end = start;
+    while (end < lines.length && !/^\s*\*\s*```\s*$/.test(lines[end])) end++;
+    const code = lines
+      .slice(start, end)
+      .map((l) => l.replace(/^\s*\* ?/, ""))
+      .join("\n");
+    if (/from\s+["']gress(\/[a-z-]+)?["']/.test(code)) out.push({ file, line: start + 1, flags: [], code });
+    i = end;
+  }
+  return out;
+}
+
 /** The block's code with "gress" imports pointing at the sources (same line count, so tsc's lines match). */
 function pointAtSources(code, from) {
   return code.replace(/(from\s+|import\s*\(\s*|import\s+)(["'])(gress(?:\/[a-z-]+)?)\2/g, (_whole, lead, quote, spec) => {
@@ -45,7 +79,7 @@ function pointAtSources(code, from) {
 
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
-const all = documents.flatMap(blocks);
+const all = [...documents.flatMap(blocks), ...["lib", "cep", "connectors"].flatMap(tsFiles).flatMap(docExamples)];
 const checked = all.filter((b) => !b.flags.includes("fragment"));
 const names = new Map();
 for (const b of checked) {
@@ -87,7 +121,10 @@ for (const [name, b] of names) {
 if (!process.argv.includes("--keep")) rmSync(dir, { recursive: true, force: true });
 
 const skipped = all.length - checked.length;
-console.log(`${documents.join(", ")}: ${all.length} ts blocks, ${checked.length} type-checked, ${ran} run, ${skipped} fragment(s) skipped`);
+const fromDocs = all.filter((b) => !b.file.endsWith(".md")).length;
+console.log(
+  `${documents.join(", ")} and doc comments: ${all.length} ts blocks (${fromDocs} from doc comments), ${checked.length} type-checked, ${ran} run, ${skipped} fragment(s) skipped`,
+);
 if (problems.length > 0) {
   console.error(`\nREADME check failed:\n  ${problems.join("\n  ")}`);
   process.exit(1);

@@ -8,7 +8,7 @@
 //                                   - a public export has no doc comment or no `@example` in it, unless it is
 //                                     listed in docs/api-examples-todo.txt (the exports still to do; a listed
 //                                     export that has an example now must be removed from the list, so the
-//                                     list only shrinks).
+//                                     list only shrinks; a listed name that is not exported is only noted).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -163,7 +163,8 @@ for (const [name, e] of exported) {
   missing++;
   if (!todo.has(name)) problems.push(`${name}, exported by ${e.module}: ${e.documented ? "its doc comment has no @example" : "no doc comment"}`);
 }
-for (const name of todo) if (!exported.has(name)) problems.push(`docs/api-examples-todo.txt lists ${name}, which is not exported (any more)`);
+// Not an error: an export may be listed before the change that adds it is merged.
+for (const name of todo) if (!exported.has(name)) console.log(`note: docs/api-examples-todo.txt lists ${name}, which is not exported`);
 console.log(`${exported.size} public exports, ${exported.size - missing} documented with an example, ${missing} listed as still to do`);
 if (problems.length > 0) {
   console.error(`\nAPI reference check failed:\n  ${problems.join("\n  ")}`);

@@ -4,9 +4,15 @@
  *
  * @example
  * ```ts
+ * import { Job, lmdbState } from "gress";
  * import { fileSink, fileSource } from "gress/file";
- * const job = new Job({ name: "etl", state: lmdbState({ path: "state" }), checkpoints: { intervalMs: 1000 } });
- * job.source(fileSource({ path: "in.ndjson" })).map(enrich).sinkTo(fileSink({ dir: "out" }));
+ *
+ * type Reading = { device: string; celsius: number };
+ * const job = new Job({ name: "etl", state: lmdbState({ path: "state/etl" }), checkpoints: { intervalMs: 1000 } });
+ * job
+ *   .source(fileSource<Reading>({ path: "in.ndjson" }))
+ *   .map((r) => ({ ...r, fahrenheit: r.celsius * 1.8 + 32 }))
+ *   .sinkTo(fileSink({ dir: "out" }));
  * await job.run();
  * ```
  * @module

@@ -5,11 +5,16 @@
  *
  * @example
  * ```ts
+ * import { fromIterable } from "gress";
  * import { postgresSink } from "gress/postgres";
- * stream.sinkTo(postgresSink({ name: "readings", job: "iot", url: process.env.GRESS_PG_URL, table: "readings",
+ *
+ * type Reading = { device: string; at: number; celsius: number };
+ * const readings = fromIterable<Reading>([{ device: "d1", at: Date.now(), celsius: 21.5 }]);
+ * readings.sinkTo(postgresSink<Reading>({ name: "readings", job: "iot", url: "postgres://localhost/iot", table: "readings",
  *   createTable: true, timeColumn: "at", key: ["device", "at"],
  *   columns: { device: { type: "text", value: (r) => r.device }, at: { type: "timestamptz", value: (r) => r.at },
  *              celsius: { type: "double precision", value: (r) => r.celsius } } }));
+ * await readings.job.run();
  * ```
  * @module
  */

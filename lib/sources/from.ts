@@ -19,7 +19,21 @@ import { type Positions, type Source, type SourceContext, timestampOf } from "..
 import type { Stream } from "../stream.ts";
 import type { WatermarkStrategy } from "../watermarks.ts";
 
-/** Options shared by the `from*` constructors. */
+/**
+ * Options shared by the `from*` constructors.
+ *
+ * @example
+ * ```ts
+ * import { type FromOptions, fromObservable, Job } from "gress";
+ * import { Subject } from "rxjs";
+ *
+ * type Reading = { at: number; celsius: number };
+ * const job = new Job();
+ * const options: FromOptions<Reading> = { job, name: "sensor", timestamp: (r) => r.at, maxBuffered: 10_000 };
+ * const readings = new Subject<Reading>();
+ * const stream = fromObservable(readings, options);
+ * ```
+ */
 export interface FromOptions<T> {
   /** The job the stream belongs to. Default: a new job. */
   readonly job?: Job;
@@ -51,7 +65,21 @@ function emitStamped<T>(ctx: SourceContext<T>, value: T, stamp: ((value: T) => n
   if (ts !== undefined) ctx.emit(value, ts, name);
 }
 
-/** A stream of the values of an Observable; it ends when the Observable completes. */
+/**
+ * A stream of the values of an Observable; it ends when the Observable completes.
+ *
+ * @example
+ * ```ts
+ * import { fromObservable, Job, sinkFn } from "gress";
+ * import { interval, take } from "rxjs";
+ *
+ * const job = new Job();
+ * fromObservable(interval(10).pipe(take(3)), { job, name: "ticks" })
+ *   .map((i) => `tick ${i}`)
+ *   .sinkTo(sinkFn("print", (s) => console.log(s)));
+ * await job.run(); // ends when the Observable completes
+ * ```
+ */
 export function fromObservable<T>(observable: Observable<T>, options: FromOptions<T> = {}): Stream<T> {
   const name = options.name ?? `observable-${++counter}`;
   const maxBuffered = options.maxBuffered ?? 65_536;
@@ -101,7 +129,20 @@ export function fromObservable<T>(observable: Observable<T>, options: FromOption
   return (options.job ?? new Job()).source(source, sourceOptions(options));
 }
 
-/** A bounded stream of an iterable's values. */
+/**
+ * A bounded stream of an iterable's values.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, monotonic } from "gress";
+ *
+ * const readings = fromIterable([{ at: 0, v: 1 }, { at: 1_000, v: 2 }], {
+ *   name: "readings",
+ *   watermarks: monotonic({ timestamp: (r) => r.at }),
+ * });
+ * console.log(await readings.map((r) => r.v).collect()); // [1, 2]
+ * ```
+ */
 export function fromIterable<T>(values: Iterable<T>, options: Omit<FromOptions<T>, "maxBuffered"> = {}): Stream<T> {
   const job = options.job ?? new Job();
   const stamp = options.timestamp;
@@ -112,7 +153,21 @@ export function fromIterable<T>(values: Iterable<T>, options: Omit<FromOptions<T
   });
 }
 
-/** A stream of an async iterable's values, pulled one at a time, so pausing simply stops pulling. */
+/**
+ * A stream of an async iterable's values, pulled one at a time, so pausing simply stops pulling.
+ *
+ * @example
+ * ```ts
+ * import { fromAsyncIterable } from "gress";
+ *
+ * async function* lines(): AsyncGenerator<string> {
+ *   yield "first";
+ *   yield "second";
+ * }
+ * // Read only as fast as the job goes: the next value is pulled when the job is not paused.
+ * console.log(await fromAsyncIterable(lines()).map((l) => l.toUpperCase()).collect()); // ["FIRST", "SECOND"]
+ * ```
+ */
 export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<FromOptions<T>, "maxBuffered"> = {}): Stream<T> {
   const name = options.name ?? `async-iterable-${++counter}`;
   const stamp = options.timestamp;

@@ -234,7 +234,19 @@ const CITIES = ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", 
 const STATES = ["AZ", "CA", "ID", "OR", "WA", "WY"];
 const CHANNELS = ["apple", "google", "facebook", "baidu"];
 
-/** Nexmark-style events: in every 50, 1 person, 3 auctions and 46 bids. */
+/**
+ * Nexmark-style events: in every 50, 1 person, 3 auctions and 46 bids.
+ *
+ * @example
+ * ```ts
+ * import { Job, nexmark, sinkFn } from "gress";
+ *
+ * const job = new Job();
+ * // The NEXMark auction benchmark's persons, auctions and bids, seeded and reproducible.
+ * job.source(nexmark({ count: 1_000 })).filter((e) => e.type === "bid").sinkTo(sinkFn("bids", () => {}));
+ * await job.run();
+ * ```
+ */
 export function nexmark(options: Omit<GeneratorOptions<NexmarkEvent>, "make"> = {}): GeneratorSource<NexmarkEvent> {
   return generator<NexmarkEvent>({
     name: "nexmark",
@@ -273,6 +285,16 @@ export type RideOptions = Omit<GeneratorOptions<RideEvent>, "make"> & { readonly
 /**
  * Ride requests and available drivers over `areas` areas. Drivers are spread evenly; requests concentrate on
  * a hot spot that moves to another area every 15 minutes of event time, so surge pricing has work to do.
+ *
+ * @example
+ * ```ts
+ * import { Job, rides, sinkFn } from "gress";
+ *
+ * const job = new Job();
+ * // A deterministic, seeded stream of ride requests and driver availability over 10 areas.
+ * job.source(rides({ count: 1_000 })).filter((r) => r.type === "request").sinkTo(sinkFn("print", (r) => console.log(r.area, r.at)));
+ * await job.run();
+ * ```
  */
 export function rides(options: RideOptions = {}): GeneratorSource<RideEvent> {
   const { areas = 12, ...rest } = options;

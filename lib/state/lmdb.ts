@@ -673,7 +673,17 @@ export class LmdbStateBackend implements StateBackend {
   }
 }
 
-/** Opens (or creates) an LMDB state backend. */
+/**
+ * Opens (or creates) an LMDB state backend.
+ *
+ * @example
+ * ```ts
+ * import { Job, lmdbState } from "gress";
+ *
+ * // Durable keyed state in LMDB; needed for checkpoints. State may be larger than memory.
+ * const job = new Job({ name: "fraud", state: lmdbState({ path: "state/fraud" }), checkpoints: { intervalMs: 1_000 } });
+ * ```
+ */
 export function lmdbState(options: LmdbStateOptions): LmdbStateBackend {
   return new LmdbStateBackend(options);
 }

@@ -206,7 +206,17 @@ export class MemoryStateBackend implements StateBackend {
   }
 }
 
-/** Creates an in-memory state backend. */
+/**
+ * Creates an in-memory state backend.
+ *
+ * @example
+ * ```ts
+ * import { Job, memoryState } from "gress";
+ *
+ * // The default state backend: keyed state in memory, lost when the process ends.
+ * const job = new Job({ state: memoryState() });
+ * ```
+ */
 export function memoryState(): StateBackend {
   return new MemoryStateBackend();
 }

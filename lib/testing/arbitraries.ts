@@ -28,6 +28,17 @@ export interface TimestampedEventsOptions {
  * Events in arrival order whose event times are out of order by at most `maxDisorderMs`: each event's
  * arrival is its timestamp plus a random delay in [0, maxDisorderMs], so for any two events the later
  * arrival is at most `maxDisorderMs` older than the earlier one.
+ *
+ * @example
+ * ```ts
+ * import fc from "fast-check";
+ * import { maxDisorder, timestampedEvents } from "gress/testing";
+ *
+ * // Streams of up to 50 events, at most 2 s out of order.
+ * fc.assert(
+ *   fc.property(timestampedEvents(fc.integer({ min: 0, max: 9 }), { maxLength: 50, maxDisorderMs: 2_000 }), (events) => maxDisorder(events) <= 2_000),
+ * );
+ * ```
  */
 export function timestampedEvents<T>(values: fc.Arbitrary<T>, options: TimestampedEventsOptions = {}): fc.Arbitrary<Timestamped<T>[]> {
   const { minLength = 0, maxLength = 50, startTime = 0, maxGapMs = 1000, maxDisorderMs = 0 } = options;
@@ -50,6 +61,16 @@ export function timestampedEvents<T>(values: fc.Arbitrary<T>, options: Timestamp
 /**
  * Reorders `sorted` (ascending by timestamp) so that no event arrives more than `boundMs` behind the largest
  * timestamp that arrived before it. Shrinks towards the original order.
+ *
+ * @example
+ * ```ts
+ * import fc from "fast-check";
+ * import { reorderWithin } from "gress/testing";
+ *
+ * const inOrder = [0, 1_000, 2_000, 3_000].map((timestamp, i) => ({ value: i, timestamp }));
+ * // The same events in any arrival order that keeps each at most 1.5 s behind the largest timestamp before it.
+ * fc.assert(fc.property(reorderWithin(inOrder, 1_500), (events) => events.length === inOrder.length));
+ * ```
  */
 export function reorderWithin<T>(sorted: readonly Timestamped<T>[], boundMs: number): fc.Arbitrary<Timestamped<T>[]> {
   return fc.array(fc.integer({ min: 0, max: boundMs }), { minLength: sorted.length, maxLength: sorted.length }).map((delays) =>
@@ -60,7 +81,17 @@ export function reorderWithin<T>(sorted: readonly Timestamped<T>[], boundMs: num
   );
 }
 
-/** The largest lateness in an arrival order: max over events of (largest earlier timestamp − its timestamp). */
+/**
+ * The largest lateness in an arrival order: max over events of (largest earlier timestamp − its timestamp).
+ *
+ * @example
+ * ```ts
+ * import { maxDisorder } from "gress/testing";
+ *
+ * // How far the most late event is behind the largest timestamp before it.
+ * console.log(maxDisorder([{ value: "a", timestamp: 5_000 }, { value: "b", timestamp: 2_000 }])); // 3000
+ * ```
+ */
 export function maxDisorder(events: readonly Timestamped<unknown>[]): number {
   let max = Number.NEGATIVE_INFINITY;
   let worst = 0;

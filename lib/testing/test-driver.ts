@@ -31,7 +31,21 @@ export interface TestDriverOptions {
   readonly name?: string;
 }
 
-/** Drives a pipeline `(input) => output` on virtual time. */
+/**
+ * Drives a pipeline `(input) => output` on virtual time.
+ *
+ * @example
+ * ```ts
+ * import { tumbling, type WindowResult } from "gress";
+ * import { TestDriver } from "gress/testing";
+ *
+ * const driver = new TestDriver<{ user: string }, WindowResult<string, number>>((clicks) =>
+ *   clicks.keyBy((c) => c.user).window(tumbling(10_000)).count(),
+ * );
+ * driver.pipeInput({ user: "ann" }, 1_000).pipeInput({ user: "ann" }, 4_000).advanceWatermark(9_999);
+ * console.log(driver.readOutput()); // [{ key: "ann", start: 0, end: 10000, value: 2, timing: "on-time" }]
+ * ```
+ */
 export class TestDriver<I, O> {
   readonly clock: VirtualClock;
   readonly job: Job;

@@ -35,14 +35,36 @@ export type WindowAssigner<T> =
 
 const positive = z.number().positive().finite();
 
-/** Fixed-size, non-overlapping windows. */
+/**
+ * Fixed-size, non-overlapping windows.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, tumbling } from "gress";
+ *
+ * const clicks = fromIterable([{ at: 10_000 }, { at: 70_000 }], { timestamp: (c) => c.at });
+ * // Fixed, non-overlapping 1-minute windows: [0, 60000), [60000, 120000), ...
+ * const perMinute = await clicks.keyBy(() => "all").window(tumbling(60_000)).count().collect();
+ * ```
+ */
 export function tumbling<T>(sizeMs: number, options: { offsetMs?: number } = {}): WindowAssigner<T> {
   validate(positive, sizeMs, "tumbling.sizeMs");
   const offset = validate(z.number().finite().default(0), options.offsetMs, "tumbling.offsetMs");
   return { kind: "tumbling", size: sizeMs, offset };
 }
 
-/** Fixed-size windows that start every `slideMs`. */
+/**
+ * Fixed-size windows that start every `slideMs`.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sliding } from "gress";
+ *
+ * const clicks = fromIterable([{ at: 10_000 }, { at: 70_000 }], { timestamp: (c) => c.at });
+ * // 1-minute windows every 30 seconds: each record falls into two windows.
+ * const rolling = clicks.keyBy(() => "all").window(sliding(60_000, 30_000)).count();
+ * ```
+ */
 export function sliding<T>(sizeMs: number, slideMs: number, options: { offsetMs?: number } = {}): WindowAssigner<T> {
   validate(
     z.object({ sizeMs: positive, slideMs: positive }).refine((o) => o.slideMs <= o.sizeMs, {
@@ -56,14 +78,36 @@ export function sliding<T>(sizeMs: number, slideMs: number, options: { offsetMs?
   return { kind: "sliding", size: sizeMs, slide: slideMs, offset };
 }
 
-/** Session windows with a fixed gap (`{ gapMs }`) or a gap computed per record (`{ gapOf }`). */
+/**
+ * Session windows with a fixed gap (`{ gapMs }`) or a gap computed per record (`{ gapOf }`).
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, session } from "gress";
+ *
+ * const clicks = fromIterable([{ user: "ann", at: 0 }, { user: "ann", at: 10_000 }, { user: "ann", at: 100_000 }], { timestamp: (c) => c.at });
+ * // A session closes after 30 s without a click of the same user: two sessions for ann here.
+ * const sessions = await clicks.keyBy((c) => c.user).window(session({ gapMs: 30_000 })).count().collect();
+ * ```
+ */
 export function session<T>(options: { gapMs: number } | { gapOf: (value: T) => number }): WindowAssigner<T> {
   if ("gapOf" in options && typeof options.gapOf === "function") return { kind: "session", gapOf: options.gapOf };
   const gap = validate(z.object({ gapMs: positive }), options, "session").gapMs;
   return { kind: "session", gapOf: () => gap };
 }
 
-/** A single window per key for all time; combine with a trigger. */
+/**
+ * A single window per key for all time; combine with a trigger.
+ *
+ * @example
+ * ```ts
+ * import { countTrigger, fromIterable, global } from "gress";
+ *
+ * const orders = fromIterable([1, 2, 3, 4, 5], { timestamp: () => 0 });
+ * // One window per key for all time, fired by its trigger: the sum of every 2 orders.
+ * const pairs = orders.keyBy(() => "all").window(global(), { trigger: countTrigger(2, { purge: true }) }).sum((n) => n);
+ * ```
+ */
 export function global<T>(): WindowAssigner<T> {
   return { kind: "global" };
 }

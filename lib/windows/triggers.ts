@@ -37,7 +37,17 @@ export interface Trigger<T> {
   clear(window: Window, ctx: TriggerContext): void;
 }
 
-/** Fires when the watermark passes the end of the window (and for late records within the lateness). */
+/**
+ * Fires when the watermark passes the end of the window (and for late records within the lateness).
+ *
+ * @example
+ * ```ts
+ * import { eventTimeTrigger, fromIterable, tumbling } from "gress";
+ *
+ * // The default trigger of time windows, given explicitly: fire when the watermark passes the window's end.
+ * const counts = fromIterable(["a"], { timestamp: () => 0 }).keyBy((x) => x).window(tumbling(1_000), { trigger: eventTimeTrigger() }).count();
+ * ```
+ */
 export function eventTimeTrigger<T>(): Trigger<T> {
   return {
     name: "eventTime",
@@ -54,7 +64,18 @@ export function eventTimeTrigger<T>(): Trigger<T> {
   };
 }
 
-/** Fires every `n` records; purges after firing unless `purge: false` (then the count restarts, data stays). */
+/**
+ * Fires every `n` records; purges after firing unless `purge: false` (then the count restarts, data stays).
+ *
+ * @example
+ * ```ts
+ * import { countTrigger, fromIterable, global } from "gress";
+ *
+ * const events = fromIterable(["a", "a", "a", "a"], { timestamp: () => 0 });
+ * // Fire every 2 records of a key; purge: the window starts empty again after each firing.
+ * const batches = events.keyBy((e) => e).window(global(), { trigger: countTrigger(2, { purge: true }) }).count();
+ * ```
+ */
 export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): Trigger<T> {
   validate(z.number().int().positive(), n, "countTrigger.n");
   const purge = options.purge ?? true;
@@ -77,7 +98,22 @@ export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): T
   };
 }
 
-/** Fires `intervalMs` of processing time after the first record of each round; purges on firing. */
+/**
+ * Fires `intervalMs` of processing time after the first record of each round; purges on firing.
+ *
+ * @example
+ * ```ts
+ * import { global, Job, processingTimeTrigger, rides } from "gress";
+ *
+ * const job = new Job();
+ * // A running count per area, emitted every 10 seconds of processing time.
+ * const running = job
+ *   .source(rides({ count: 10_000 }))
+ *   .keyBy((r) => r.area)
+ *   .window(global(), { trigger: processingTimeTrigger(10_000) })
+ *   .count();
+ * ```
+ */
 export function processingTimeTrigger<T>(intervalMs: number): Trigger<T> {
   validate(z.number().positive().finite(), intervalMs, "processingTimeTrigger.intervalMs");
   return {
