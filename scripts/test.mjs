@@ -35,13 +35,42 @@ const commands = {
   deno: [bin("deno"), ["test", "-A", "--no-check", "--unstable-sloppy-imports", ...testFiles]],
 };
 
-// Each runner's own summary is parsed; a missing summary counts as a failure of that runtime.
+// Each runner's own report is parsed; a missing summary counts as a failure of that runtime. The failed count
+// is every failure the runner reported, which its summary line alone does not give: node's "# fail" leaves out
+// suites that failed by themselves (a throwing hook) and "# cancelled" tests; bun's "fail" leaves out its
+// "errors" (thrown between tests); deno counts top-level tests or steps, and groups (describe) among them.
 const parse = {
-  node: (out) => ({ pass: num(out, /^# pass (\d+)/m), fail: num(out, /^# fail (\d+)/m) + num(out, /^# cancelled (\d+)/m) }),
-  bun: (out) => ({ pass: num(out, /^\s*(\d+) pass/m), fail: num(out, /^\s*(\d+) fail/m) }),
+  node: (out) => {
+    if (Number.isNaN(num(out, /^# pass (\d+)/m))) return { pass: Number.NaN, fail: Number.NaN };
+    return { pass: num(out, /^# pass (\d+)/m), fail: failureReports.node(out.split("\n")).length };
+  },
+  bun: (out) => ({ pass: num(out, /^\s*(\d+) pass/m), fail: num(out, /^\s*(\d+) fail/m) + (num(out, /^\s*(\d+) errors?$/m) || 0) }),
   deno: (out) => {
-    const m = /(ok|FAILED) \| (\d+) passed(?: \((\d+) steps?\))? \| (\d+) failed(?: \((\d+) steps?\))?/.exec(out);
-    return m ? { pass: Number(m[3] ?? m[2]), fail: Number(m[5] ?? m[4]) } : { pass: Number.NaN, fail: Number.NaN };
+    if (!/^(ok|FAILED) \| \d+ passed/m.test(out)) return { pass: Number.NaN, fail: Number.NaN };
+    // Its per-test lines: "name ... ok (1ms)" for a test, and for a group (describe) "name ..." before its
+    // steps and "name ... ok|FAILED (…)" after them. A group counts only if it failed by itself (a hook).
+    const open = [];
+    let pass = 0;
+    for (const line of out.split("\n")) {
+      const header = /^(\s*)(.+) \.\.\.$/.exec(line);
+      if (header) {
+        open.push(`${header[1]}${header[2]}`);
+        continue;
+      }
+      const result = /^(\s*)(.+) \.\.\. (ok|FAILED|ignored)\b/.exec(line);
+      if (!result) continue;
+      if (open.at(-1) === `${result[1]}${result[2]}`) {
+        open.pop();
+        continue;
+      }
+      if (result[3] === "ok") pass++;
+    }
+    // Deno lists every failure once under FAILURES, a throwing hook's group included.
+    const lines = out.split("\n");
+    const at = lines.findIndex((l) => /^\s*FAILURES\s*$/.test(l));
+    let fail = 0;
+    if (at !== -1) for (let i = at + 1; i < lines.length && !/^(ok|FAILED) \|/.test(lines[i]); i++) if (/ => /.test(lines[i])) fail++;
+    return { pass, fail };
   },
 };
 // The report of each failed test: node's TAP "not ok" line with its YAML diagnostics; bun's "(fail)" line
