@@ -22,7 +22,7 @@ async function post(url: string, body: string | Uint8Array, headers: Record<stri
 }
 
 describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
-  it("answers 202 only once the batch is in the durable ingest log, and emits it", async () => {
+  it("answers 202 only once the batch is in the durable ingest log, and emits it", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
     const job = new Job({ name: "http-durable" });
     const src = httpSource<Click>({ name: "clicks", dir, schema: Click });
@@ -41,7 +41,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run.stop();
   });
 
-  it("after a restart, the log replays from the checkpointed position: nothing lost, nothing repeated", async () => {
+  it("after a restart, the log replays from the checkpointed position: nothing lost, nothing repeated", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
     const job1 = new Job({ name: "http-replay-1" });
     const src1 = httpSource<Click>({ name: "clicks", dir, schema: Click });
@@ -66,7 +66,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run2.stop();
   });
 
-  it("a repeated Idempotency-Key is acknowledged with the first answer and logged once, also after a restart", async () => {
+  it("a repeated Idempotency-Key is acknowledged with the first answer and logged once, also after a restart", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
     const job = new Job({ name: "http-idem" });
     const src = httpSource<Click>({ name: "clicks", dir, schema: Click });
@@ -98,7 +98,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run2.stop();
   });
 
-  it("bearer auth: missing or wrong token is 401 with WWW-Authenticate, the right one is accepted", async () => {
+  it("bearer auth: missing or wrong token is 401 with WWW-Authenticate, the right one is accepted", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "http-auth" });
     const src = httpSource<Click>({ name: "clicks", dir: await tempDir(), tokens: ["s3cret", "other"] });
     const run = capture(job, job.source(src));
@@ -114,7 +114,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run.stop();
   });
 
-  it("a body over the limit is refused with 413 and nothing is logged", async () => {
+  it("a body over the limit is refused with 413 and nothing is logged", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "http-413" });
     const src = httpSource<Click>({ name: "clicks", dir: await tempDir(), maxBodyBytes: 1000 });
     const run = capture(job, job.source(src));
@@ -127,7 +127,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run.stop();
   });
 
-  it("under pressure (job paused) it answers 429 with Retry-After, and accepts again once released", async () => {
+  it("under pressure (job paused) it answers 429 with Retry-After, and accepts again once released", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "http-429" });
     const src = httpSource<Click>({ name: "clicks", dir: await tempDir(), retryAfterSeconds: 2 });
     const run = capture(job, job.source(src));
@@ -144,7 +144,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run.stop();
   });
 
-  it("the rate limit answers 429 with a Retry-After computed from the token bucket", async () => {
+  it("the rate limit answers 429 with a Retry-After computed from the token bucket", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "http-rate" });
     const src = httpSource<Click>({ name: "clicks", dir: await tempDir(), rateLimit: { ratePerSecond: 2, burst: 3 } });
     const run = capture(job, job.source(src));
@@ -156,7 +156,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     run.stop();
   });
 
-  it("bad records become dead letters with reasons and exact counts; good ones in the same batch go through", async () => {
+  it("bad records become dead letters with reasons and exact counts; good ones in the same batch go through", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "http-bad" });
     const src = httpSource<Click>({ name: "clicks", dir: await tempDir(), schema: Click, maxRecordBytes: 200 });
     const run = capture(job, job.source(src));
@@ -204,7 +204,7 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
 });
 
 describe("webhook sink (real HTTP receiver on 127.0.0.1)", () => {
-  it("retries 503 with backoff (honouring Retry-After) and keeps the same Idempotency-Key across attempts", async () => {
+  it("retries 503 with backoff (honouring Retry-After) and keeps the same Idempotency-Key across attempts", { timeout: 120_000 }, async () => {
     const seen: { key: string; body: string }[] = [];
     let failuresLeft = 2;
     const server = createServer((req, res) => {
@@ -236,7 +236,7 @@ describe("webhook sink (real HTTP receiver on 127.0.0.1)", () => {
     assert.deepEqual(sink.counts, { delivered: 2, retries: 2 });
   });
 
-  it("a 4xx answer is not retried and fails the job with a SinkError naming the status", async () => {
+  it("a 4xx answer is not retried and fails the job with a SinkError naming the status", { timeout: 120_000 }, async () => {
     let calls = 0;
     const server = createServer((req, res) => {
       calls++;
@@ -253,7 +253,7 @@ describe("webhook sink (real HTTP receiver on 127.0.0.1)", () => {
     assert.equal(calls, 1);
   });
 
-  it("gives up after maxAttempts when the receiver is down", async () => {
+  it("gives up after maxAttempts when the receiver is down", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "webhook-down" });
     // A port that nothing listens on: take a free one and close it.
     const probe = createServer();

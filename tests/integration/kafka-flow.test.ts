@@ -13,7 +13,7 @@ const until = async (cond: () => boolean, what: string, ms = 15_000): Promise<vo
 };
 
 describe("kafka source flow control (real broker)", () => {
-  it("a slow sink pauses the consumer; after resume every record arrives once, in partition order", async () => {
+  it("a slow sink pauses the consumer; after resume every record arrives once, in partition order", { timeout: 120_000 }, async () => {
     const topic = uniqueName("pause");
     await createTopic(topic, 2);
     await produce(
@@ -49,7 +49,7 @@ describe("kafka source flow control (real broker)", () => {
     }
   });
 
-  it("the token bucket limits the rate on the job's clock: a burst, then ratePerSecond", async () => {
+  it("the token bucket limits the rate on the job's clock: a burst, then ratePerSecond", { timeout: 120_000 }, async () => {
     const topic = uniqueName("rate");
     await createTopic(topic, 1);
     await produce(
@@ -80,7 +80,7 @@ describe("kafka source flow control (real broker)", () => {
     assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => i));
   });
 
-  it("dead letters can go to a Kafka topic like any stream (a dead-letter queue)", async () => {
+  it("dead letters can go to a Kafka topic like any stream (a dead-letter queue)", { timeout: 120_000 }, async () => {
     const topic = uniqueName("dlq-in");
     const dlq = uniqueName("dlq");
     await createTopic(topic, 1);

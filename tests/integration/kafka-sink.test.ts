@@ -6,7 +6,7 @@ import { kafkajsClient, kafkaSink, type KafkaSinkHandle } from "../../connectors
 import { brokers, createTopic, readCommitted, uniqueName } from "./kafka-support.ts";
 
 describe("kafka sink (real broker)", () => {
-  it("a bounded job without checkpoints commits everything once at the end; read_committed sees each record once", async () => {
+  it("a bounded job without checkpoints commits everything once at the end; read_committed sees each record once", { timeout: 120_000 }, async () => {
     const topic = uniqueName("sink");
     await createTopic(topic, 3);
     const job = new Job({ name: "kafka-sink" });
@@ -21,7 +21,7 @@ describe("kafka sink (real broker)", () => {
     assert.ok(new Set(read.map((m) => m.partition)).size > 1, "keys spread over partitions");
   });
 
-  it("a pre-committed transaction outlives its producer: a new incarnation commits it from the stored handle, exactly once", async () => {
+  it("a pre-committed transaction outlives its producer: a new incarnation commits it from the stored handle, exactly once", { timeout: 120_000 }, async () => {
     const topic = uniqueName("2pc");
     await createTopic(topic, 1);
     const transactionalId = uniqueName("tx");
@@ -51,7 +51,7 @@ describe("kafka sink (real broker)", () => {
     assert.deepEqual((await readCommitted(topic)).map((m) => m.value), ["1", "2", "3", "5"]);
   });
 
-  it("a transaction left open by a dead producer is aborted at start and does not block read_committed readers", async () => {
+  it("a transaction left open by a dead producer is aborted at start and does not block read_committed readers", { timeout: 120_000 }, async () => {
     const topic = uniqueName("leftover");
     await createTopic(topic, 1);
     const transactionalId = uniqueName("tx");
@@ -72,7 +72,7 @@ describe("kafka sink (real broker)", () => {
     );
   });
 
-  it("endTransaction on an already committed or unknown handle reports already-ended instead of failing", async () => {
+  it("endTransaction on an already committed or unknown handle reports already-ended instead of failing", { timeout: 120_000 }, async () => {
     const client = kafkajsClient({ brokers: brokers() });
     try {
       const r = await client.endTransaction({ transactionalId: uniqueName("never-used"), producerId: "123456", producerEpoch: 0 }, true);

@@ -6,7 +6,7 @@ import { jsonDecoder, kafkaSource } from "../../connectors/kafka/index.ts";
 import { brokers, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
 
 describe("kafka source (real broker)", () => {
-  it("reads every partition once, with split = topic-partition, Kafka timestamps, and positions = end offsets", async () => {
+  it("reads every partition once, with split = topic-partition, Kafka timestamps, and positions = end offsets", { timeout: 120_000 }, async () => {
     const topic = uniqueName("src");
     await createTopic(topic, 3);
     const messages = Array.from({ length: 3000 }, (_, i) => ({
@@ -37,7 +37,7 @@ describe("kafka source (real broker)", () => {
     assert.deepEqual(source.positions?.(), { [`${topic}-0`]: 1000, [`${topic}-1`]: 1000, [`${topic}-2`]: 1000 });
   });
 
-  it("opened from positions, it seeks and emits only what comes after them", async () => {
+  it("opened from positions, it seeks and emits only what comes after them", { timeout: 120_000 }, async () => {
     const topic = uniqueName("seek");
     await createTopic(topic, 2);
     await produce(
@@ -55,7 +55,7 @@ describe("kafka source (real broker)", () => {
     assert.deepEqual(ids.sort((a, b) => a - b), [180, 182, 184, 186, 188, 190, 192, 194, 196, 198]);
   });
 
-  it("bad input goes to dead letters with the reason and exact counts; the job goes on", async () => {
+  it("bad input goes to dead letters with the reason and exact counts; the job goes on", { timeout: 120_000 }, async () => {
     const topic = uniqueName("bad");
     await createTopic(topic, 1);
     const good = (i: number): string => JSON.stringify({ id: i, amount: i * 10 });
@@ -105,7 +105,7 @@ describe("kafka source (real broker)", () => {
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     assert.equal(job.metrics.operator("source:in").deadLetters, 7);
   });
-  it("refuses to share its consumer group: another member's partitions fail the job with a clear error", async () => {
+  it("refuses to share its consumer group: another member's partitions fail the job with a clear error", { timeout: 120_000 }, async () => {
     const topic = uniqueName("shared");
     await createTopic(topic, 2);
     await produce(topic, [{ value: "{}", partition: 0 }, { value: "{}", partition: 1 }]);

@@ -43,7 +43,7 @@ const Reading = z.object({ id: z.number(), v: z.number() });
 type Reading = z.infer<typeof Reading>;
 
 describe("NATS JetStream source (real nats-server)", () => {
-  it("delivers the stream in order; the position is the last sequence; ack happens only in ack()", async () => {
+  it("delivers the stream in order; the position is the last sequence; ack happens only in ack()", { timeout: 120_000 }, async () => {
     const { stream, subject } = await makeStream("deliver");
     await publish(subject, Array.from({ length: 20 }, (_, i) => JSON.stringify({ id: i, v: i * 10 })));
     const job = new Job({ name: "nats-deliver" });
@@ -62,7 +62,7 @@ describe("NATS JetStream source (real nats-server)", () => {
     c.stop();
   });
 
-  it("replays from a checkpointed sequence: a restarted source starts right after it", async () => {
+  it("replays from a checkpointed sequence: a restarted source starts right after it", { timeout: 120_000 }, async () => {
     const { stream, subject } = await makeStream("replay");
     await publish(subject, Array.from({ length: 10 }, (_, i) => JSON.stringify({ id: i + 1, v: 0 })));
     const job = new Job({ name: "nats-replay" });
@@ -84,7 +84,7 @@ describe("NATS JetStream source (real nats-server)", () => {
     c2.stop();
   });
 
-  it("bad messages become dead letters with reasons and exact counts; the job goes on", async () => {
+  it("bad messages become dead letters with reasons and exact counts; the job goes on", { timeout: 120_000 }, async () => {
     const { stream, subject } = await makeStream("bad");
     await publish(subject, [
       JSON.stringify({ id: 1, v: 1 }),
@@ -120,7 +120,7 @@ describe("NATS JetStream source (real nats-server)", () => {
     c.stop();
   });
 
-  it("backpressure: while the job is paused the source stops pulling, and resumes after", async () => {
+  it("backpressure: while the job is paused the source stops pulling, and resumes after", { timeout: 120_000 }, async () => {
     const { stream, subject } = await makeStream("pause");
     await publish(subject, Array.from({ length: 100 }, (_, i) => JSON.stringify({ id: i, v: 0 })));
     const job = new Job({ name: "nats-pause" });
@@ -136,7 +136,7 @@ describe("NATS JetStream source (real nats-server)", () => {
 });
 
 describe("NATS JetStream sink (real nats-server)", () => {
-  it("publishes with Nats-Msg-Id: a replay with the same ids is dropped by the stream", async () => {
+  it("publishes with Nats-Msg-Id: a replay with the same ids is dropped by the stream", { timeout: 120_000 }, async () => {
     const { stream, subject } = await makeStream("sink");
     const out = Array.from({ length: 10 }, (_, i) => ({ id: i }));
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -151,7 +151,7 @@ describe("NATS JetStream sink (real nats-server)", () => {
 });
 
 describe("core NATS source (real nats-server, at most once)", () => {
-  it("delivers live messages on a subject and dead-letters bad ones", async () => {
+  it("delivers live messages on a subject and dead-letters bad ones", { timeout: 120_000 }, async () => {
     const subject = `core.${run}`;
     const job = new Job({ name: "nats-core" });
     const src = natsCoreSource<Reading>({ name: "core", servers: NATS_URL, subject, schema: Reading });
@@ -169,7 +169,7 @@ describe("core NATS source (real nats-server, at most once)", () => {
     c.stop();
   });
 
-  it("while paused, a bounded buffer holds messages; beyond it they are dropped and counted", async () => {
+  it("while paused, a bounded buffer holds messages; beyond it they are dropped and counted", { timeout: 120_000 }, async () => {
     const subject = `core2.${run}`;
     const job = new Job({ name: "nats-core-pause" });
     const src = natsCoreSource<Reading>({ name: "core", servers: NATS_URL, subject, schema: Reading, maxBuffered: 3 });

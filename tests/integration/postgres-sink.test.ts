@@ -35,7 +35,7 @@ describe("postgres sink (real server)", () => {
     await sql.end({ timeout: 5 });
   });
 
-  it("a bounded job writes typed rows into a created table, upserting on the key", async () => {
+  it("a bounded job writes typed rows into a created table, upserting on the key", { timeout: 120_000 }, async () => {
     const table = tableName();
     const job = new Job({ name: "pg-typed" });
     const readings: Reading[] = [
@@ -58,7 +58,7 @@ describe("postgres sink (real server)", () => {
     );
   });
 
-  it("without TimescaleDB the time column gets an index on a plain table", async (t) => {
+  it("without TimescaleDB the time column gets an index on a plain table", { timeout: 120_000 }, async (t) => {
     if (await timescaleAvailable(sql)) return t.skip("timescaledb is installed here; the hypertable test covers it");
     const table = tableName();
     const sink = postgresSink<Reading>({ name: "r", job: "pg-plain", url: pgUrl(), table, columns, createTable: true, timeColumn: "at" });
@@ -69,7 +69,7 @@ describe("postgres sink (real server)", () => {
     assert.ok(idx.some((i) => /\(at\)/.test(String(i.indexdef))), JSON.stringify(idx));
   });
 
-  it("with TimescaleDB the table becomes a hypertable", async (t) => {
+  it("with TimescaleDB the table becomes a hypertable", { timeout: 120_000 }, async (t) => {
     if (!(await timescaleAvailable(sql))) {
       return t.skip("the timescaledb extension is not installed on this PostgreSQL (not packaged for Debian 12); hypertable path not run");
     }
@@ -80,7 +80,7 @@ describe("postgres sink (real server)", () => {
     assert.equal(sink.hypertable, true);
   });
 
-  it("rows become visible only at commit, together with the progress row; committing again does nothing", async () => {
+  it("rows become visible only at commit, together with the progress row; committing again does nothing", { timeout: 120_000 }, async () => {
     const table = tableName();
     const opts = { name: "r", job: uniqueJob(), url: pgUrl(), table, columns, createTable: true };
     const sink = postgresSink<Reading>(opts);
@@ -116,7 +116,7 @@ describe("postgres sink (real server)", () => {
     );
   });
 
-  it("a value the column type rejects fails the job with an error naming the sink and table", async () => {
+  it("a value the column type rejects fails the job with an error naming the sink and table", { timeout: 120_000 }, async () => {
     const table = tableName();
     const job = new Job({ name: "pg-bad" });
     job
@@ -132,7 +132,7 @@ function uniqueJob(): string {
 }
 
 describe("postgres sink text escaping (real server)", () => {
-  it("tabs, newlines, backslashes and quotes in text and jsonb survive the bulk load unchanged", async () => {
+  it("tabs, newlines, backslashes and quotes in text and jsonb survive the bulk load unchanged", { timeout: 120_000 }, async () => {
     const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
     try {
       const table = tableName();

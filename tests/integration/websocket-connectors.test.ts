@@ -36,7 +36,7 @@ async function until(predicate: () => boolean, what: string, timeoutMs = 10_000)
 }
 
 describe("WebSocket source (real sockets on 127.0.0.1)", () => {
-  it("server mode: each message is in the durable log before its ack frame, then emitted", async () => {
+  it("server mode: each message is in the durable log before its ack frame, then emitted", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
     const job = new Job({ name: "ws-server" });
     const src = websocketSource<Msg>({ mode: "server", name: "ws", dir, schema: Msg });
@@ -71,7 +71,7 @@ describe("WebSocket source (real sockets on 127.0.0.1)", () => {
     c.stop();
   });
 
-  it("replays from the checkpointed log position after a restart", async () => {
+  it("replays from the checkpointed log position after a restart", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
     const job = new Job({ name: "ws-replay" });
     const src = websocketSource<Msg>({ mode: "server", name: "ws", dir, schema: Msg });
@@ -99,7 +99,7 @@ describe("WebSocket source (real sockets on 127.0.0.1)", () => {
     c2.stop();
   });
 
-  it("client mode: connects to a server, logs and acknowledges what it receives", async () => {
+  it("client mode: connects to a server, logs and acknowledges what it receives", { timeout: 120_000 }, async () => {
     const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
     await new Promise((r) => server.once("listening", r));
     const acks: number[] = [];
@@ -126,7 +126,7 @@ describe("WebSocket source (real sockets on 127.0.0.1)", () => {
     await new Promise((r) => server.close(r));
   });
 
-  it("backpressure pauses the socket: nothing is read while the job is paused, everything after", async () => {
+  it("backpressure pauses the socket: nothing is read while the job is paused, everything after", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "ws-pressure" });
     const src = websocketSource<Msg>({ mode: "server", name: "ws", dir: await tempDir(), schema: Msg });
     const c = capture(job, job.source(src));
@@ -145,7 +145,7 @@ describe("WebSocket source (real sockets on 127.0.0.1)", () => {
     c.stop();
   });
 
-  it("bad messages become dead letters with reasons and exact counts; the connection stays up", async () => {
+  it("bad messages become dead letters with reasons and exact counts; the connection stays up", { timeout: 120_000 }, async () => {
     const job = new Job({ name: "ws-bad" });
     const src = websocketSource<Msg>({ mode: "server", name: "ws", dir: await tempDir(), schema: Msg, maxMessageBytes: 100 });
     const c = capture(job, job.source(src));
@@ -178,7 +178,7 @@ describe("WebSocket source (real sockets on 127.0.0.1)", () => {
 });
 
 describe("WebSocket sink (real sockets on 127.0.0.1)", () => {
-  it("broadcasts to every client, or by topic to the clients that subscribed to it", async () => {
+  it("broadcasts to every client, or by topic to the clients that subscribed to it", { timeout: 120_000 }, async () => {
     const all = websocketSink<{ room: string; n: number }>({ name: "all" });
     const byRoom = websocketSink<{ room: string; n: number }>({ name: "rooms", topic: (v) => v.room });
     await all.open();
