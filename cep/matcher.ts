@@ -33,7 +33,20 @@ import { type MatchedEvent, SharedBuffer, type StoredEvent, type StoredNode } fr
 /** The events of a match, by step name. Steps that matched nothing (optional ones) have empty lists. */
 export type MatchEvents<E, S extends string> = { readonly [K in S]: E[] };
 
-/** A completed match. `end` is the timestamp of its last event (or the time an absence became certain). */
+/**
+ * A completed match. `end` is the timestamp of its last event (or the time an absence became certain).
+ *
+ * @example
+ * ```ts
+ * import type { Match } from "gress/cep";
+ *
+ * type Tx = { card: string; amount: number };
+ * // events holds, per step name, the events that step matched.
+ * function describe(m: Match<Tx, "small" | "large">): string {
+ *   return `${m.key}: ${m.events.small.length} small, then ${m.events.large[0]?.amount} (${m.start}..${m.end})`;
+ * }
+ * ```
+ */
 export interface Match<E, S extends string> {
   readonly kind: "match";
   readonly key: Key | undefined;
@@ -42,7 +55,20 @@ export interface Match<E, S extends string> {
   readonly end: number;
 }
 
-/** A partial match whose time bound passed before it completed. */
+/**
+ * A partial match whose time bound passed before it completed.
+ *
+ * @example
+ * ```ts
+ * import type { Timeout } from "gress/cep";
+ *
+ * type Step = { user: string; page: string };
+ * // A funnel that stopped part-way: which steps were reached before the time ran out.
+ * function reached(t: Timeout<Step, "landing" | "cart" | "checkout">): string[] {
+ *   return (["landing", "cart", "checkout"] as const).filter((s) => t.events[s].length > 0);
+ * }
+ * ```
+ */
 export interface Timeout<E, S extends string> {
   readonly kind: "timeout";
   readonly key: Key | undefined;
@@ -51,14 +77,55 @@ export interface Timeout<E, S extends string> {
   readonly timeoutAt: number;
 }
 
-/** What the matcher emits. */
+/**
+ * What the matcher emits.
+ *
+ * @example
+ * ```ts
+ * import type { PatternResult } from "gress/cep";
+ *
+ * function label(r: PatternResult<{ id: string }, "a" | "b">): string {
+ *   return r.kind === "match" ? `match ${r.start}..${r.end}` : `timeout at ${r.timeoutAt}`;
+ * }
+ * ```
+ */
 export type PatternResult<E, S extends string> = Match<E, S> | Timeout<E, S>;
 
-/** True for completed matches. */
+/**
+ * True for completed matches.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { isMatch, match, pattern } from "gress/cep";
+ *
+ * const events = fromIterable([{ k: "a", v: 1 }, { k: "a", v: 2 }], { timestamp: (e) => e.v });
+ * match(events.keyBy((e) => e.k), pattern<{ k: string; v: number }>().begin("one").where((e) => e.v === 1).next("two"))
+ *   .filter(isMatch)
+ *   .sinkTo(sinkFn("matches", (m) => console.log(m.events.one, m.events.two)));
+ * ```
+ */
 export function isMatch<E, S extends string>(r: PatternResult<E, S>): r is Match<E, S> {
   return r.kind === "match";
 }
-/** True for timed-out partial matches. */
+/**
+ * True for timed-out partial matches.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { isTimeout, match, pattern } from "gress/cep";
+ *
+ * type Order = { id: string; kind: "placed" | "paid"; at: number };
+ * const orders = fromIterable<Order>([{ id: "o1", kind: "placed", at: 0 }, { id: "o2", kind: "placed", at: 1_000 }, { id: "o2", kind: "paid", at: 2_000 }], { timestamp: (o) => o.at });
+ * const paidInTime = pattern<Order>().begin("placed").where((o) => o.kind === "placed").followedBy("paid").where((o) => o.kind === "paid").within(60_000);
+ * // Orders not paid within a minute: the partial matches that timed out.
+ * match(orders.keyBy((o) => o.id), paidInTime)
+ *   .filter(isTimeout)
+ *   .sinkTo(sinkFn("unpaid", (t) => console.log("unpaid", t.key, "at", t.timeoutAt))); // unpaid o1 at 60000
+ * await orders.job.run();
+ * ```
+ */
 export function isTimeout<E, S extends string>(r: PatternResult<E, S>): r is Timeout<E, S> {
   return r.kind === "timeout";
 }
@@ -69,10 +136,36 @@ export interface DroppedPartialMatch {
   readonly events: Readonly<Record<string, unknown[]>>;
 }
 
-/** Side output of partial matches dropped at the per-key limit. */
+/**
+ * Side output of partial matches dropped at the per-key limit.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { CEP_OVERFLOW, match, pattern } from "gress/cep";
+ *
+ * const events = fromIterable([1, 2, 3, 4].map((v) => ({ k: "a", v })), { timestamp: (e) => e.v });
+ * const results = match(events.keyBy((e) => e.k), pattern<{ k: string; v: number }>().begin("x").followedByAny("y"), { maxPartialMatches: 2 });
+ * // The partial matches dropped at the limit (onLimit "drop-oldest", the default), per key.
+ * results.sideOutput(CEP_OVERFLOW).sinkTo(sinkFn("overflow", (d) => console.warn("dropped for", d.key)));
+ * ```
+ */
 export const CEP_OVERFLOW: OutputTag<DroppedPartialMatch> = outputTag("cep-overflow");
 
-/** Options of {@link match}. */
+/**
+ * Options of {@link match}.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { match, type MatchOptions, pattern } from "gress/cep";
+ *
+ * // Match on arrival order (no event-time sorting), at most 1 000 partial matches per key, failing past that.
+ * const options: MatchOptions = { uid: "alerts-v2", time: "processing", maxPartialMatches: 1_000, onLimit: "fail" };
+ * const events = fromIterable([{ k: "a", v: 1 }]);
+ * const results = match(events.keyBy((e) => e.k), pattern<{ k: string; v: number }>().begin("x"), options);
+ * ```
+ */
 export interface MatchOptions {
   /** Stable operator id for the matcher's state. */
   readonly uid?: string;

@@ -61,7 +61,17 @@ export interface StepSpec {
   readonly group?: readonly StepSpec[];
 }
 
-/** After-match skip strategy, as in FlinkCEP. */
+/**
+ * After-match skip strategy, as in FlinkCEP.
+ *
+ * @example
+ * ```ts
+ * import { type SkipStrategy, skip } from "gress/cep";
+ *
+ * const strategies: SkipStrategy[] = [skip.noSkip(), skip.skipToNext(), skip.skipPastLastEvent(), skip.skipToFirst("b"), skip.skipToLast("b")];
+ * console.log(strategies.map((s) => s.kind));
+ * ```
+ */
 export type SkipStrategy =
   | { readonly kind: "noSkip" }
   | { readonly kind: "skipToNext" }
@@ -78,7 +88,21 @@ export interface PatternSpec {
   readonly skip: SkipStrategy;
 }
 
-/** What an iterative condition sees besides the event: the events matched so far, by step. */
+/**
+ * What an iterative condition sees besides the event: the events matched so far, by step.
+ *
+ * @example
+ * ```ts
+ * import { pattern } from "gress/cep";
+ *
+ * type Tick = { price: number };
+ * // An iterative condition: each "up" tick must be above every tick the step accepted before it.
+ * const rising = pattern<Tick>()
+ *   .begin("up")
+ *   .where((t, ctx) => ctx.eventsFor("up").every((u) => u.price < t.price))
+ *   .timesOrMore(3);
+ * ```
+ */
 export interface ConditionContext<E, S extends string> {
   /** Events already accepted by `step` in this partial match, in order. */
   eventsFor(step: S): readonly E[];
@@ -95,7 +119,19 @@ export interface NamedCondition<E, S extends string = string> {
   readonly test: Condition<E, S>;
 }
 
-/** A field comparison, which is data. `field` may be a dotted path. */
+/**
+ * A field comparison, which is data. `field` may be a dotted path.
+ *
+ * @example
+ * ```ts
+ * import { type FieldCondition, pattern } from "gress/cep";
+ *
+ * type Order = { status: string; total: number };
+ * // A condition as data: compared on a field, serialisable without a registry.
+ * const large: FieldCondition = { field: "total", op: ">=", value: 500 };
+ * const p = pattern<Order>().begin("large").where(large).followedBy("cancelled").where({ field: "status", op: "==", value: "cancelled" });
+ * ```
+ */
 export interface FieldCondition {
   readonly field: string;
   readonly op: FieldOp;
@@ -105,7 +141,19 @@ export interface FieldCondition {
 /** Anything `where`, `or` and `until` accept. */
 export type ConditionInput<E, S extends string> = Condition<E, S> | NamedCondition<E, S> | FieldCondition;
 
-/** Names a predicate so the pattern can be written to JSON and read back with a registry. */
+/**
+ * Names a predicate so the pattern can be written to JSON and read back with a registry.
+ *
+ * @example
+ * ```ts
+ * import { named, pattern } from "gress/cep";
+ *
+ * type Reading = { celsius: number };
+ * const hot = named("hot", (r: Reading) => r.celsius > 40);
+ * // The step's condition is written to JSON by name: { fn: "hot" }.
+ * console.log(JSON.stringify(pattern<Reading>().begin("h").where(hot).toJSON().steps[0]));
+ * ```
+ */
 export function named<E, S extends string = string>(name: string, test: Condition<E, S>): NamedCondition<E, S> {
   if (!/^[A-Za-z_$][\w$.-]*$/.test(name)) throw new PatternError(`condition name "${name}" must be an identifier`);
   return { name, test };
@@ -114,7 +162,21 @@ export function named<E, S extends string = string>(name: string, test: Conditio
 /** Predicates by name, for `Pattern.fromJSON`. */
 export type ConditionRegistry<E> = Readonly<Record<string, Condition<E, string>>>;
 
-/** The skip strategies. */
+/**
+ * The skip strategies.
+ *
+ * @example
+ * ```ts
+ * import { pattern, skip } from "gress/cep";
+ *
+ * type Tick = { price: number };
+ * // After a match, resume after its last event: no two matches share an event.
+ * const p = pattern<Tick>()
+ *   .begin("up").where((t, ctx) => ctx.eventsFor("up").every((u) => u.price < t.price)).oneOrMore().consecutive()
+ *   .next("drop").where((t) => t.price < 10)
+ *   .skip(skip.skipPastLastEvent());
+ * ```
+ */
 export const skip: {
   noSkip(): SkipStrategy;
   skipToNext(): SkipStrategy;
@@ -145,6 +207,17 @@ const INLINE = "λ";
 /**
  * A pattern under construction. `E` is the event type, `S` the names of its (positive) steps, `C` the name
  * of the step being configured. Every method returns a new pattern; a pattern is immutable.
+ *
+ * @example
+ * ```ts
+ * import { named, Pattern, pattern } from "gress/cep";
+ *
+ * type Tx = { amount: number };
+ * // A pattern is plain data: with named conditions, it can be stored as JSON and read back.
+ * const p = pattern<Tx>().begin("big").where(named("big", (t: Tx) => t.amount > 1_000)).oneOrMore().within(60_000);
+ * const json = JSON.stringify(p.toJSON());
+ * const again = Pattern.fromJSON<Tx>(JSON.parse(json), { big: (t) => t.amount > 1_000 });
+ * ```
  */
 export class Pattern<E, S extends string = never, C extends string = never> {
   readonly #d: Draft;
@@ -376,7 +449,21 @@ export class Pattern<E, S extends string = never, C extends string = never> {
   }
 }
 
-/** Starts a pattern over events of type `E`. */
+/**
+ * Starts a pattern over events of type `E`.
+ *
+ * @example
+ * ```ts
+ * import { pattern } from "gress/cep";
+ *
+ * type Login = { user: string; ok: boolean; at: number };
+ * // Three failed logins in a row, then a successful one, within 5 minutes.
+ * const bruteForce = pattern<Login>()
+ *   .begin("failed").where((l) => !l.ok).times(3).consecutive()
+ *   .next("success").where((l) => l.ok)
+ *   .within(5 * 60_000);
+ * ```
+ */
 export function pattern<E>(): Pattern<E> {
   return new Pattern<E>();
 }
@@ -386,6 +473,19 @@ export function pattern<E>(): Pattern<E> {
  * step names, negative steps neither first, quantified, optional nor preceded by an optional step, an
  * ending `notFollowedBy` only with `within`, greedy never on a group, `until` only on looping steps, skip
  * strategies naming a real step.
+ *
+ * @example
+ * ```ts
+ * import { PatternError } from "gress";
+ * import { pattern, validatePattern } from "gress/cep";
+ *
+ * try {
+ *   // A pattern that ends with notFollowedBy needs a time bound (within).
+ *   validatePattern(pattern<{ a: number }>().begin("a").notFollowedBy("b").where({ field: "a", op: ">", value: 0 }).toJSON());
+ * } catch (err) {
+ *   if (err instanceof PatternError) console.error(err.message);
+ * }
+ * ```
  */
 export function validatePattern(spec: PatternSpec): void {
   const names = new Set<string>();

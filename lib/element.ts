@@ -11,7 +11,17 @@
 /** Key of a keyed stream. Keys are stored in state, so they must be serialisable scalars. */
 export type Key = string | number;
 
-/** A data record: the user's value, its event time in epoch ms, and the key once the stream is keyed. */
+/**
+ * A data record: the user's value, its event time in epoch ms, and the key once the stream is keyed.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * // The envelopes: value, event time, key and split of each record.
+ * fromIterable(["a"], { timestamp: () => 42 }).records().subscribe((r) => console.log(r.value, r.timestamp, r.key, r.split));
+ * ```
+ */
 export interface StreamRecord<T> {
   readonly kind: "record";
   readonly value: T;
@@ -56,7 +66,18 @@ export interface SideRecord {
   readonly reason: string;
 }
 
-/** Anything that flows through a stream of `T`. */
+/**
+ * Anything that flows through a stream of `T`.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable } from "gress";
+ * import { tap } from "rxjs";
+ *
+ * // Everything that travels in a stream, in order: records and the control elements between them.
+ * const logged = fromIterable([1, 2]).transform(tap((e: Element<number>) => console.log(e.kind)));
+ * ```
+ */
 export type Element<T> = StreamRecord<T> | Watermark | Barrier | EndOfStream | SideRecord | SplitsAnnouncement;
 
 /** A non-record element, passed through by stateless operators unchanged. */
@@ -118,7 +139,20 @@ export function record<T>(value: T, timestamp: number, key?: Key, split?: string
   return element("record", value, timestamp, key, split, undefined, undefined, undefined, undefined) as StreamRecord<T>;
 }
 
-/** Builds a watermark. */
+/**
+ * Builds a watermark.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable, record, watermark } from "gress";
+ * import { concatMap, from } from "rxjs";
+ *
+ * // An operator that closes event time after each record: it emits the record and a watermark just before it.
+ * const eager = fromIterable([{ at: 1_000 }]).transform(
+ *   concatMap((e: Element<{ at: number }>) => (e.kind === "record" ? from([record(e.value, e.value.at, e.key), watermark(e.value.at - 1)]) : from([e]))),
+ * );
+ * ```
+ */
 export function watermark(timestamp: number): Watermark {
   return element("watermark", undefined, timestamp, undefined, undefined, undefined, undefined, undefined, undefined) as Watermark;
 }
@@ -133,7 +167,22 @@ export function splitsAnnouncement(splits: readonly string[]): SplitsAnnouncemen
   return element("splits", undefined, undefined, undefined, undefined, undefined, undefined, undefined, [...splits]) as SplitsAnnouncement;
 }
 
-/** Builds a side-output record. */
+/**
+ * Builds a side-output record.
+ *
+ * @example
+ * ```ts
+ * import { DEAD_LETTERS, type Element, fromIterable, record, sideRecord } from "gress";
+ * import { map } from "rxjs";
+ *
+ * // A custom operator that routes values it cannot handle to dead letters, with the reason.
+ * const positive = fromIterable([3, -1]).transform(
+ *   map((e: Element<number>): Element<number> =>
+ *     e.kind === "record" && e.value < 0 ? sideRecord(DEAD_LETTERS.id, e.value, e.timestamp, "negative") : e.kind === "record" ? record(e.value, e.timestamp, e.key) : e,
+ *   ),
+ * );
+ * ```
+ */
 export function sideRecord(tag: string, value: unknown, timestamp: number, reason: string): SideRecord {
   return element("side", value, timestamp, undefined, undefined, tag, reason, undefined, undefined) as SideRecord;
 }
@@ -147,7 +196,18 @@ export const MAX_WATERMARK: number = Number.POSITIVE_INFINITY;
 /** The watermark before any record was seen. */
 export const MIN_WATERMARK: number = Number.NEGATIVE_INFINITY;
 
-/** A typed handle for a side output. The type parameter is the type of the values routed there. */
+/**
+ * A typed handle for a side output. The type parameter is the type of the values routed there.
+ *
+ * @example
+ * ```ts
+ * import { type OutputTag, outputTag } from "gress";
+ *
+ * type Suspicious = { user: string; reason: string };
+ * // A typed side output: values sent to it with ctx.output(tag, value) come out of stream.sideOutput(tag).
+ * const SUSPICIOUS: OutputTag<Suspicious> = outputTag("suspicious");
+ * ```
+ */
 export interface OutputTag<T> {
   readonly id: string;
   /** Phantom field that carries the value type; never set. */

@@ -14,7 +14,22 @@ import type { KeyedStream, Stream } from "../../lib/stream.ts";
 /** A value tagged with the input it came from: 0 = left, 1 = right. */
 export type Sided<L, R> = { readonly side: 0; readonly value: L } | { readonly side: 1; readonly value: R };
 
-/** A joined pair, the default output of the joins. */
+/**
+ * A joined pair, the default output of the joins.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { intervalJoin, type Joined } from "gress/cep";
+ *
+ * const views = fromIterable([{ ad: "a1", at: 0 }], { timestamp: (v) => v.at }).keyBy((v) => v.ad);
+ * const clicks = fromIterable([{ ad: "a1", at: 2_000 }], { timestamp: (c) => c.at }).keyBy((c) => c.ad);
+ * // The default output of the joins: the two records of a pair.
+ * intervalJoin(views, clicks, { lowerMs: 0, upperMs: 10_000 }).sinkTo(
+ *   sinkFn("pairs", (j: Joined<{ ad: string; at: number }, { ad: string; at: number }>) => console.log(j.left.ad, j.right.at - j.left.at)),
+ * );
+ * ```
+ */
 export interface Joined<L, R> {
   readonly left: L;
   readonly right: R;

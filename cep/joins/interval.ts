@@ -14,7 +14,17 @@ import type { KeyedStream, Stream } from "../../lib/stream.ts";
 import { TimeHeap } from "../heap.ts";
 import { type Joined, joinElements, joinOptionsShape, sides } from "./common.ts";
 
-/** Options of {@link intervalJoin}. */
+/**
+ * Options of {@link intervalJoin}.
+ *
+ * @example
+ * ```ts
+ * import type { IntervalJoinOptions } from "gress/cep";
+ *
+ * // A right record joins a left one if it is from 1 minute before to 5 minutes after it.
+ * const within: IntervalJoinOptions = { lowerMs: -60_000, upperMs: 5 * 60_000, uid: "orders-payments", lateTag: "late-payments" };
+ * ```
+ */
 export interface IntervalJoinOptions {
   /** Lower bound of `b.ts − a.ts` (may be negative). */
   readonly lowerMs: number;

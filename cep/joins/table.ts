@@ -16,7 +16,18 @@ import type { KeyedStream, Stream } from "../../lib/stream.ts";
 import { TimeHeap } from "../heap.ts";
 import { joinElements, joinOptionsShape, sides } from "./common.ts";
 
-/** Options of {@link tableJoin}. */
+/**
+ * Options of {@link tableJoin}.
+ *
+ * @example
+ * ```ts
+ * import type { TableJoinOptions } from "gress/cep";
+ *
+ * type Rate = { currency: string; perEuro: number | null };
+ * // Keep records without a rate (right: undefined), and treat a null rate as a deletion.
+ * const options: TableJoinOptions<Rate> = { mode: "left", isDelete: (r) => r.perEuro === null, uid: "fx" };
+ * ```
+ */
 export interface TableJoinOptions<U> {
   readonly uid?: string;
   readonly lateTag?: string;
@@ -26,7 +37,23 @@ export interface TableJoinOptions<U> {
   readonly isDelete?: (row: U) => boolean;
 }
 
-/** A stream record joined with the table value valid at its timestamp. */
+/**
+ * A stream record joined with the table value valid at its timestamp.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { tableJoin, type TableJoined } from "gress/cep";
+ *
+ * type Payment = { currency: string; amount: number; at: number };
+ * type Rate = { currency: string; perEuro: number; at: number };
+ * const payments = fromIterable<Payment>([{ currency: "USD", amount: 10, at: 5_000 }], { timestamp: (p) => p.at });
+ * const rates = fromIterable<Rate>([{ currency: "USD", perEuro: 1.1, at: 0 }], { timestamp: (r) => r.at });
+ * tableJoin(payments.keyBy((p) => p.currency), rates.keyBy((r) => r.currency)).sinkTo(
+ *   sinkFn("euros", (j: TableJoined<Payment, Rate>) => console.log(j.left.amount / (j.right?.perEuro ?? 1))),
+ * );
+ * ```
+ */
 export interface TableJoined<T, U> {
   readonly left: T;
   readonly right: U | undefined;

@@ -14,14 +14,39 @@ import { type WindowAssigner, windowStart } from "../../lib/windows/assigners.ts
 import { TimeHeap } from "../heap.ts";
 import { type Joined, joinElements, joinOptionsShape, sides } from "./common.ts";
 
-/** Options of {@link windowJoin}. */
+/**
+ * Options of {@link windowJoin}.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, tumbling } from "gress";
+ * import { windowJoin, type WindowJoinOptions } from "gress/cep";
+ *
+ * const options: WindowJoinOptions = { uid: "ad-clicks", lateTag: "late-ad-events" };
+ * const views = fromIterable([{ ad: "a1", at: 0 }], { timestamp: (v) => v.at }).keyBy((v) => v.ad);
+ * const clicks = fromIterable([{ ad: "a1", at: 5_000 }], { timestamp: (c) => c.at }).keyBy((c) => c.ad);
+ * const pairs = windowJoin(views, clicks, tumbling(60_000), options);
+ * ```
+ */
 export interface WindowJoinOptions {
   readonly uid?: string;
   /** Side output for late records. Default "late". */
   readonly lateTag?: string;
 }
 
-/** A joined pair with the window it was found in. */
+/**
+ * A joined pair with the window it was found in.
+ *
+ * @example
+ * ```ts
+ * import type { WindowJoined } from "gress/cep";
+ *
+ * type View = { ad: string };
+ * type Click = { ad: string };
+ * // A pair with the bounds of the window both records fell into.
+ * const show = (j: WindowJoined<View, Click>): string => `${j.left.ad} clicked in [${j.start}, ${j.end})`;
+ * ```
+ */
 export interface WindowJoined<L, R> extends Joined<L, R> {
   readonly start: number;
   readonly end: number;

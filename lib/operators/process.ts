@@ -16,14 +16,58 @@ import { TimerService, type Timer } from "../timers.ts";
 import { type KeyedOperator, keyedOperator } from "./key-by.ts";
 import { handleUserError } from "./user-error.ts";
 
-/** Keyed state available to a process function, scoped to the current key. */
+/**
+ * Keyed state available to a process function, scoped to the current key.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * // Value, map and list state of the current key, created on first use by name.
+ * const profiles = fromIterable([{ user: "ann", page: "/a" }])
+ *   .keyBy((v) => v.user)
+ *   .process<number>({
+ *     processElement(v, ctx) {
+ *       const visits = ctx.state.map<string, number>("visits");
+ *       visits.put(v.page, (visits.get(v.page) ?? 0) + 1);
+ *       const recent = ctx.state.list<string>("recent");
+ *       recent.add(v.page);
+ *       ctx.emit(visits.keys().length);
+ *     },
+ *   });
+ * ```
+ */
 export interface KeyedStateAccess {
   value<S>(name: string, options?: StateOptions): ValueState<S>;
   map<MK extends string | number, MV>(name: string, options?: StateOptions): MapState<MK, MV>;
   list<S>(name: string, options?: StateOptions): ListState<S>;
 }
 
-/** Timers of the current key. */
+/**
+ * Timers of the current key.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * // A processing-time timeout per key, moved on each record (the old timer is deleted).
+ * const idle = fromIterable([{ device: "d1" }])
+ *   .keyBy((r) => r.device)
+ *   .process<string>({
+ *     processElement(_r, ctx) {
+ *       const due = ctx.state.value<number>("due");
+ *       const old = due.value();
+ *       if (old !== undefined) ctx.timers.deleteProcessingTime(old);
+ *       const next = ctx.currentProcessingTime + 60_000;
+ *       ctx.timers.registerProcessingTime(next);
+ *       due.update(next);
+ *     },
+ *     onTimer(_time, _domain, ctx) {
+ *       ctx.emit(`${ctx.key} silent for a minute`);
+ *     },
+ *   });
+ * ```
+ */
 export interface TimerAccess {
   registerEventTime(time: number): void;
   deleteEventTime(time: number): void;
@@ -31,7 +75,26 @@ export interface TimerAccess {
   deleteProcessingTime(time: number): void;
 }
 
-/** What a process function sees for each record or timer. */
+/**
+ * What a process function sees for each record or timer.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * // What a process function sees: key, timestamp, watermark, state, timers, and emit/output.
+ * const delayed = fromIterable([{ id: "a", at: 1_000 }], { timestamp: (e) => e.at })
+ *   .keyBy((e) => e.id)
+ *   .process<string>({
+ *     processElement(e, ctx) {
+ *       ctx.timers.registerEventTime(ctx.timestamp + 5_000);
+ *     },
+ *     onTimer(time, domain, ctx) {
+ *       ctx.emit(`${ctx.key}: ${domain} timer at ${time} (watermark ${ctx.currentWatermark})`);
+ *     },
+ *   });
+ * ```
+ */
 export interface ProcessContext<K extends Key, O> {
   readonly key: K;
   /** Timestamp of the current record, or the firing time of the current timer. */
@@ -46,7 +109,26 @@ export interface ProcessContext<K extends Key, O> {
   output<S>(tag: OutputTag<S>, value: S, reason?: string): void;
 }
 
-/** A keyed process function, like Flink's KeyedProcessFunction. */
+/**
+ * A keyed process function, like Flink's KeyedProcessFunction.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type ProcessFunction } from "gress";
+ *
+ * type Reading = { sensor: string; celsius: number };
+ * // Emits a reading when it differs from the sensor's last one by more than 5 degrees.
+ * const jumps: ProcessFunction<Reading, string, Reading> = {
+ *   processElement(r, ctx) {
+ *     const last = ctx.state.value<number>("last");
+ *     const before = last.value();
+ *     if (before !== undefined && Math.abs(r.celsius - before) > 5) ctx.emit(r);
+ *     last.update(r.celsius);
+ *   },
+ * };
+ * const alerts = fromIterable<Reading>([{ sensor: "s", celsius: 20 }, { sensor: "s", celsius: 30 }]).keyBy((r) => r.sensor).process(jumps);
+ * ```
+ */
 export interface ProcessFunction<T, K extends Key, O> {
   processElement(value: T, ctx: ProcessContext<K, O>): void;
   onTimer?(time: number, domain: "event" | "processing", ctx: ProcessContext<K, O>): void;

@@ -25,7 +25,19 @@ const windowOptionsSchema = z.strictObject({
     .optional(),
 });
 
-/** Options of a windowed aggregation. */
+/**
+ * Options of a windowed aggregation.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, tumbling, type WindowOptions } from "gress";
+ *
+ * type Click = { page: string; at: number };
+ * // Accept records up to 1 minute late (each re-fires the window), and emit early results every 100 records.
+ * const options: WindowOptions<Click> = { allowedLatenessMs: 60_000, early: { everyCount: 100 } };
+ * const counts = fromIterable<Click>([], { timestamp: (c) => c.at }).keyBy((c) => c.page).window(tumbling(300_000), options).count();
+ * ```
+ */
 export interface WindowOptions<T> {
   /** Keep windows this long after they close; late records within it re-fire an updated result. Default 0. */
   readonly allowedLatenessMs?: number;

@@ -14,7 +14,17 @@ import { validate } from "../config.ts";
 import type { Key } from "../element.ts";
 import type { Namespace, StateTable } from "./backend.ts";
 
-/** Time-to-live of a state entry. */
+/**
+ * Time-to-live of a state entry.
+ *
+ * @example
+ * ```ts
+ * import type { StateTtl } from "gress";
+ *
+ * // Forget an entry 30 minutes of event time after it was last written or read.
+ * const ttl: StateTtl = { ms: 30 * 60_000, time: "event", refreshOnRead: true };
+ * ```
+ */
 export interface StateTtl {
   /** Lifetime in milliseconds after the last write (or read, with `refreshOnRead`). */
   readonly ms: number;
@@ -24,7 +34,25 @@ export interface StateTtl {
   readonly refreshOnRead?: boolean | undefined;
 }
 
-/** Options of a state handle. */
+/**
+ * Options of a state handle.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type StateOptions } from "gress";
+ *
+ * const options: StateOptions = { ttl: { ms: 24 * 3_600_000 } }; // a day of processing time
+ * const firstSeen = fromIterable([{ user: "ann", at: 5 }])
+ *   .keyBy((v) => v.user)
+ *   .process<number>({
+ *     processElement(v, ctx) {
+ *       const first = ctx.state.value<number>("first", options);
+ *       if (first.value() === undefined) first.update(v.at);
+ *       ctx.emit(first.value() ?? v.at);
+ *     },
+ *   });
+ * ```
+ */
 export interface StateOptions {
   readonly ttl?: StateTtl;
 }
@@ -44,14 +72,49 @@ export interface KeyContext {
   processingTime(): number;
 }
 
-/** A single value per key. */
+/**
+ * A single value per key.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type ValueState } from "gress";
+ *
+ * const totals = fromIterable([{ user: "ann", amount: 5 }, { user: "ann", amount: 7 }])
+ *   .keyBy((v) => v.user)
+ *   .process<number>({
+ *     processElement(v, ctx) {
+ *       const total: ValueState<number> = ctx.state.value("total");
+ *       total.update((total.value() ?? 0) + v.amount);
+ *       ctx.emit(total.value() ?? 0); // 5, then 12
+ *     },
+ *   });
+ * ```
+ */
 export interface ValueState<T> {
   value(): T | undefined;
   update(value: T): void;
   clear(): void;
 }
 
-/** A map per key. Entries are stored individually, so large maps stay cheap to update. */
+/**
+ * A map per key. Entries are stored individually, so large maps stay cheap to update.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type MapState } from "gress";
+ *
+ * // Per user, the last price seen per product: entries are stored one by one, so large maps stay cheap.
+ * const prices = fromIterable([{ user: "ann", product: "p1", price: 3 }])
+ *   .keyBy((v) => v.user)
+ *   .process<number>({
+ *     processElement(v, ctx) {
+ *       const last: MapState<string, number> = ctx.state.map("last-price");
+ *       last.put(v.product, v.price);
+ *       ctx.emit(last.entries().length);
+ *     },
+ *   });
+ * ```
+ */
 export interface MapState<K extends string | number, V> {
   get(key: K): V | undefined;
   has(key: K): boolean;
@@ -62,7 +125,25 @@ export interface MapState<K extends string | number, V> {
   clear(): void;
 }
 
-/** A list per key. */
+/**
+ * A list per key.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type ListState } from "gress";
+ *
+ * // The last three pages of each user.
+ * const trails = fromIterable([{ user: "ann", page: "/a" }, { user: "ann", page: "/b" }])
+ *   .keyBy((v) => v.user)
+ *   .process<string[]>({
+ *     processElement(v, ctx) {
+ *       const pages: ListState<string> = ctx.state.list("pages");
+ *       pages.update([...pages.get(), v.page].slice(-3));
+ *       ctx.emit(pages.get());
+ *     },
+ *   });
+ * ```
+ */
 export interface ListState<T> {
   get(): T[];
   add(value: T): void;
