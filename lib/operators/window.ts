@@ -390,7 +390,8 @@ export function windowElements<T, A, R>(
           return;
         }
         case "watermark": {
-          if (e.timestamp <= wm) return;
+          // Not later than the current one (or NaN): nothing to do, as in the aligned window body.
+          if (!(e.timestamp > wm)) return;
           wm = e.timestamp;
           m.watermark = wm;
           wmState.put("", "", wm);

@@ -116,8 +116,10 @@ function randomSteps(rnd: () => number, n: number, spec: ModelSpec): Step[] {
     steps.push({ kind: "record", key: `k${int(rnd, 0, keys - 1)}`, ts, id, gap });
     if (rnd() < 1 / wmEvery) {
       const kind = rnd();
-      // Mostly the bounded-out-of-orderness watermark; now and then one behind it (ignored) or ahead of it.
-      const t = kind < 0.8 ? maxSeen - bound - 1 : kind < 0.9 ? wm - int(rnd, 0, scale) : maxSeen + int(rnd, 0, scale);
+      // Mostly the bounded-out-of-orderness watermark; now and then one behind it or NaN (both ignored), or
+      // one ahead of it.
+      const t =
+        kind < 0.8 ? maxSeen - bound - 1 : kind < 0.87 ? wm - int(rnd, 0, scale) : kind < 0.9 ? Number.NaN : maxSeen + int(rnd, 0, scale);
       steps.push({ kind: "watermark", t });
       if (t > wm) wm = t;
     }
@@ -266,6 +268,22 @@ describe("window reference model: found by it", () => {
         [0, 20, 3, "early"],
         [0, 35, 6, "early"],
       ],
+    );
+    assert.deepEqual(runGress(spec, steps, []).results, model.results.map(resultId));
+  });
+
+  it("a NaN watermark is ignored by the general path too (it stopped every later window from firing)", () => {
+    const spec: ModelSpec = { assigner: { kind: "session" }, trigger: { kind: "default" }, latenessMs: 0 };
+    const steps: Step[] = [
+      { kind: "record", key: "a", ts: 1, id: 0, gap: 10 },
+      { kind: "watermark", t: Number.NaN },
+      { kind: "record", key: "a", ts: 5, id: 1, gap: 10 },
+      { kind: "watermark", t: 100 },
+    ];
+    const model = windowModel(spec, steps);
+    assert.deepEqual(
+      model.results.map((r) => [r.start, r.end, r.value.n, r.timing]),
+      [[1, 15, 2, "on-time"]],
     );
     assert.deepEqual(runGress(spec, steps, []).results, model.results.map(resultId));
   });
