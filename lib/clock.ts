@@ -8,7 +8,33 @@
 /** Cancels a scheduled timer. */
 export type CancelTimer = () => void;
 
-/** The source of processing time and processing-time timers. */
+/**
+ * The source of processing time and processing-time timers.
+ *
+ * @example
+ * ```ts
+ * import { type CancelTimer, type Clock, Job } from "gress";
+ *
+ * // A clock driven by your own test loop: processing time comes only from the job's Clock.
+ * class ManualClock implements Clock {
+ *   #now = 0;
+ *   readonly #timers = new Set<{ at: number; fn: () => void }>();
+ *   now(): number {
+ *     return this.#now;
+ *   }
+ *   setTimer(at: number, fn: () => void): CancelTimer {
+ *     const t = { at, fn };
+ *     this.#timers.add(t);
+ *     return () => this.#timers.delete(t);
+ *   }
+ *   tick(ms: number): void {
+ *     this.#now += ms;
+ *     for (const t of [...this.#timers]) if (t.at <= this.#now) { this.#timers.delete(t); t.fn(); }
+ *   }
+ * }
+ * const job = new Job({ clock: new ManualClock() });
+ * ```
+ */
 export interface Clock {
   /** Current processing time in epoch milliseconds. */
   now(): number;

@@ -8,7 +8,18 @@
  * @module
  */
 
-/** Key of a keyed stream. Keys are stored in state, so they must be serialisable scalars. */
+/**
+ * Key of a keyed stream. Keys are stored in state, so they must be serialisable scalars.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, type Key } from "gress";
+ *
+ * // Keys are stored in state, so they are strings or finite numbers; build composite keys as strings.
+ * const keyOf = (o: { shop: string; day: number }): Key => `${o.shop}/${o.day}`;
+ * const perShopDay = fromIterable([{ shop: "s1", day: 3 }]).keyBy(keyOf);
+ * ```
+ */
 export type Key = string | number;
 
 /**
@@ -190,7 +201,19 @@ export function sideRecord(tag: string, value: unknown, timestamp: number, reaso
 /** The single end-of-stream element. */
 export const END: EndOfStream = element("end", undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as EndOfStream;
 
-/** The watermark that closes all of event time, emitted at the end of a bounded input. */
+/**
+ * The watermark that closes all of event time, emitted at the end of a bounded input.
+ *
+ * @example
+ * ```ts
+ * import { MAX_WATERMARK } from "gress";
+ * import { TestDriver } from "gress/testing";
+ *
+ * // The end of event time: every window and event-time timer fires.
+ * const driver = new TestDriver<number, number>((s) => s);
+ * driver.advanceWatermark(MAX_WATERMARK);
+ * ```
+ */
 export const MAX_WATERMARK: number = Number.POSITIVE_INFINITY;
 
 /** The watermark before any record was seen. */

@@ -38,7 +38,20 @@ export interface GressErrorOptions extends ErrorOptions {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
-/** Base class of all Gress errors. */
+/**
+ * Base class of all Gress errors.
+ *
+ * @example
+ * ```ts
+ * import { GressError, Job } from "gress";
+ *
+ * try {
+ *   await new Job().run(); // a job without sinks
+ * } catch (err) {
+ *   if (err instanceof GressError) console.error(err.code, err.message); // ERR_CONFIG job "gress" has no sinks
+ * }
+ * ```
+ */
 export class GressError extends Error {
   readonly code: GressErrorCode;
   readonly details: Readonly<Record<string, unknown>>;
@@ -109,7 +122,21 @@ export class PatternError extends GressError {
   }
 }
 
-/** A user function (map, filter, aggregate, ...) threw. `details.operator` names the operator. */
+/**
+ * A user function (map, filter, aggregate, ...) threw. `details.operator` names the operator.
+ *
+ * @example
+ * ```ts
+ * import { Job, UserFunctionError } from "gress";
+ *
+ * // With onUserError "fail", a throwing user function fails the job with a UserFunctionError.
+ * const job = new Job({ onUserError: "fail" });
+ * job.fromIterable(["x"]).map((s) => JSON.parse(s) as unknown).sinkTo({ name: "n", write() {} });
+ * await job.run().catch((err) => {
+ *   if (err instanceof UserFunctionError) console.error(err.message); // user function of operator "map-1" threw: ...
+ * });
+ * ```
+ */
 export class UserFunctionError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_USER_FUNCTION", message, options);

@@ -9,7 +9,20 @@
 /** Listener for pause/resume transitions. */
 export type FlowListener = (paused: boolean) => void;
 
-/** Counts who is under pressure and tells the sources. */
+/**
+ * Counts who is under pressure and tells the sources.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job();
+ * // Anything that buffers without a bound of its own presses while full; every source pauses until released.
+ * job.flow.listen((paused) => console.log(paused ? "sources paused" : "sources resumed"));
+ * job.flow.press("my-cache");
+ * job.flow.release("my-cache");
+ * ```
+ */
 export class FlowControl {
   readonly #pressured = new Set<string>();
   readonly #listeners = new Set<FlowListener>();

@@ -9,7 +9,20 @@
  */
 import { Counter, Gauge, Registry } from "prom-client";
 
-/** Counters and gauges of one operator. */
+/**
+ * Counters and gauges of one operator.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job();
+ * job.fromIterable(["1", "x"]).map((s) => { if (Number.isNaN(Number(s))) throw new Error("not a number"); return Number(s); }).sinkTo({ name: "n", write() {} });
+ * await job.run();
+ * const m = job.metrics.operator("map-1");
+ * console.log(m.recordsIn, m.recordsOut, m.deadLetters); // 2 1 1
+ * ```
+ */
 export class OperatorMetrics {
   recordsIn: number = 0;
   recordsOut: number = 0;
@@ -48,7 +61,20 @@ export class SourceMetrics {
   }
 }
 
-/** All metrics of one job, in its own Registry. */
+/**
+ * All metrics of one job, in its own Registry.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job({ name: "clicks" });
+ * job.fromIterable([1, 2, 3]).filter((x) => x > 1).sinkTo({ name: "none", write() {} });
+ * await job.run();
+ * console.log(job.metrics.operator("filter-1").recordsOut); // 2
+ * console.log(await job.metrics.text()); // Prometheus text format: gress_records_in_total{...} ...
+ * ```
+ */
 export class JobMetrics {
   readonly registry: Registry = new Registry();
   readonly #operators = new Map<string, OperatorMetrics>();

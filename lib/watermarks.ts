@@ -16,7 +16,27 @@ import { z } from "zod";
 import { validate } from "./config.ts";
 import { MIN_WATERMARK } from "./element.ts";
 
-/** Tracks one split and proposes a watermark. */
+/**
+ * Tracks one split and proposes a watermark.
+ *
+ * @example
+ * ```ts
+ * import { customWatermarks, type WatermarkGenerator } from "gress";
+ *
+ * // The watermark of one split: here the smallest of the last 100 timestamps.
+ * class SlidingMin implements WatermarkGenerator {
+ *   readonly #last: number[] = [];
+ *   onEvent(timestamp: number): void {
+ *     this.#last.push(timestamp);
+ *     if (this.#last.length > 100) this.#last.shift();
+ *   }
+ *   current(): number {
+ *     return this.#last.length === 0 ? Number.NEGATIVE_INFINITY : Math.min(...this.#last) - 1;
+ *   }
+ * }
+ * const strategy = customWatermarks<{ at: number }>(() => new SlidingMin(), { timestamp: (e) => e.at });
+ * ```
+ */
 export interface WatermarkGenerator {
   /** Observes the timestamp of a record of this split. */
   onEvent(timestamp: number): void;
@@ -24,7 +44,20 @@ export interface WatermarkGenerator {
   current(): number;
 }
 
-/** A complete watermark strategy. */
+/**
+ * A complete watermark strategy.
+ *
+ * @example
+ * ```ts
+ * import { boundedOutOfOrderness, fromIterable, type WatermarkStrategy } from "gress";
+ *
+ * type Reading = { at: number };
+ * // One strategy can be used in the source (per split) or as an operator.
+ * const strategy: WatermarkStrategy<Reading> = boundedOutOfOrderness(2_000, { timestamp: (r) => r.at, heartbeatMs: 10_000 });
+ * const a = fromIterable<Reading>([{ at: 0 }], { watermarks: strategy });
+ * const b = fromIterable<Reading>([{ at: 0 }]).withTimestamps(strategy);
+ * ```
+ */
 export interface WatermarkStrategy<T> {
   /** Extracts event time from a value; by default the record keeps the timestamp its source gave it. */
   readonly timestamp?: ((value: T, sourceTimestamp: number) => number) | undefined;
@@ -96,7 +129,19 @@ export function callTimestamp<V, X>(fn: (value: V, extra: X) => number, value: V
   return { error: new TypeError(`timestamp must be a finite number, got ${String(ts)}`) };
 }
 
-/** Options shared by the built-in strategies. */
+/**
+ * Options shared by the built-in strategies.
+ *
+ * @example
+ * ```ts
+ * import { monotonic, type WatermarkOptions } from "gress";
+ *
+ * type Reading = { at: number };
+ * // A split quiet for 1 min stops holding the watermark back; a silent stream still closes windows after 30 s.
+ * const options: WatermarkOptions<Reading> = { timestamp: (r) => r.at, idleTimeoutMs: 60_000, heartbeatMs: 30_000 };
+ * const strategy = monotonic(options);
+ * ```
+ */
 export interface WatermarkOptions<T> {
   readonly timestamp?: (value: T, sourceTimestamp: number) => number;
   readonly idleTimeoutMs?: number;

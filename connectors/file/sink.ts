@@ -186,7 +186,18 @@ function syncDir(dir: string): void {
   }
 }
 
-/** Creates a transactional NDJSON file sink. */
+/**
+ * Creates a transactional NDJSON file sink.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { fileSink } from "gress/file";
+ *
+ * // NDJSON part files: written to a temporary file, renamed into place when the checkpoint commits.
+ * fromIterable([{ id: 1 }, { id: 2 }]).sinkTo(fileSink({ dir: "out", prefix: "ids" }));
+ * ```
+ */
 export function fileSink<T>(options: FileSinkOptions<T>): FileSink<T> {
   return new FileSink(options);
 }
@@ -200,7 +211,17 @@ export function committedFiles(dir: string, prefix: string): string[] {
     .sort();
 }
 
-/** Every line of the committed part files of a file sink, parsed. */
+/**
+ * Every line of the committed part files of a file sink, parsed.
+ *
+ * @example
+ * ```ts
+ * import { readCommitted } from "gress/file";
+ *
+ * // Every value of the committed part files of a file sink (not the temporary ones), in file order.
+ * const rows = readCommitted<{ id: number }>("out", "ids");
+ * ```
+ */
 export function readCommitted<T = unknown>(dir: string, prefix: string): T[] {
   const out: T[] = [];
   for (const f of committedFiles(dir, prefix)) {

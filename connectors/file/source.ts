@@ -197,7 +197,20 @@ export class FileSource<T> implements Source<T> {
   }
 }
 
-/** Creates an NDJSON file source. */
+/**
+ * Creates an NDJSON file source.
+ *
+ * @example
+ * ```ts
+ * import { Job, sinkFn } from "gress";
+ * import { fileSource } from "gress/file";
+ *
+ * type Line = { at: number; msg: string };
+ * // Reads an NDJSON file; the position is the byte offset, so a restored job resumes where it was.
+ * const job = new Job();
+ * job.source(fileSource<Line>({ path: "logs/app.ndjson", timestamp: (l) => l.at })).sinkTo(sinkFn("print", (l) => console.log(l.msg)));
+ * ```
+ */
 export function fileSource<T = unknown>(options: FileSourceOptions<T>): FileSource<T> {
   return new FileSource(options);
 }

@@ -90,6 +90,18 @@ export interface HttpSource<T> extends Source<T> {
  * Creates an HTTP ingest source.
  * @param options where to listen, the log directory, auth, limits, schema
  * @returns the source
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { httpSource } from "gress/http";
+ *
+ * // POST JSON or NDJSON to http://localhost:8088/ingest with a bearer token; 2xx only once it is durable.
+ * const job = new Job({ name: "ingest" });
+ * const events = job.source(
+ *   httpSource<{ action: string }>({ name: "events", dir: "state/http-log", port: 8088, path: "/ingest", tokens: ["s3cret"] }),
+ * );
+ * ```
  */
 export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSource<T> {
   const path = options.path ?? "/ingest";

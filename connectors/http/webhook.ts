@@ -49,6 +49,18 @@ const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
  * Creates a webhook sink.
  * @param options target URL, retries, idempotency key
  * @returns the sink; `counts` says how many were delivered and retried
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { webhookSink } from "gress/http";
+ *
+ * type Alert = { id: string; text: string };
+ * // POSTs each alert, retrying with backoff; the idempotency key lets the receiver drop duplicates.
+ * fromIterable<Alert>([{ id: "a1", text: "disk full" }]).sinkTo(
+ *   webhookSink<Alert>({ name: "pager", url: "https://example.com/hooks/alerts", idempotencyKey: (a) => a.id, maxAttempts: 5 }),
+ * );
+ * ```
  */
 export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { readonly counts: WebhookCounts } {
   const maxAttempts = options.maxAttempts ?? 5;

@@ -89,7 +89,18 @@ function errorType(e: unknown): string | undefined {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A {@link KafkaClient} backed by kafkajs. */
+/**
+ * A {@link KafkaClient} backed by kafkajs.
+ *
+ * @example
+ * ```ts
+ * import { kafkaSource, kafkajsClient } from "gress/kafka";
+ *
+ * // One client shared by several sources and sinks (the default creates one per connector).
+ * const client = kafkajsClient({ brokers: ["localhost:9092"], clientId: "my-app", logLevel: "warn" });
+ * const orders = kafkaSource({ name: "orders", client, topics: ["orders"], groupId: "shop" });
+ * ```
+ */
 export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
   const kafka = new Kafka({
     brokers: [...options.brokers],

@@ -26,7 +26,26 @@ import type { Sink } from "../../lib/sink.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
-/** Options of {@link kafkaSink}. */
+/**
+ * Options of {@link kafkaSink}.
+ *
+ * @example
+ * ```ts
+ * import { type Job, lmdbState } from "gress";
+ * import { type KafkaSinkOptions, kafkaSink } from "gress/kafka";
+ *
+ * type Alert = { card: string; score: number };
+ * // One Kafka transaction per checkpoint: consumers reading read_committed see each alert exactly once.
+ * const options: KafkaSinkOptions<Alert> = {
+ *   name: "alerts",
+ *   brokers: ["localhost:9092"],
+ *   topic: "alerts",
+ *   key: (a) => a.card,
+ *   transactionalId: "fraud-alerts",
+ * };
+ * export default (job: Job) => job.fromIterable<Alert>([{ card: "c1", score: 0.9 }]).sinkTo(kafkaSink(options));
+ * ```
+ */
 export interface KafkaSinkOptions<T> {
   /** Sink name, unique in the job. */
   readonly name: string;

@@ -29,7 +29,27 @@ import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts"
 import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
-/** Options of {@link kafkaSource}. */
+/**
+ * Options of {@link kafkaSource}.
+ *
+ * @example
+ * ```ts
+ * import { type Job } from "gress";
+ * import { jsonDecoder, type KafkaSourceOptions, kafkaSource } from "gress/kafka";
+ *
+ * type Click = { user: string; at: number };
+ * // A consumer group over one topic; offsets go into the job's checkpoints and are committed after them.
+ * const options: KafkaSourceOptions<Click> = {
+ *   name: "clicks",
+ *   brokers: ["localhost:9092"],
+ *   topics: ["clicks"],
+ *   groupId: "click-counter",
+ *   decode: jsonDecoder<Click>(),
+ *   startFrom: "earliest",
+ * };
+ * export default (job: Job) => job.source(kafkaSource(options));
+ * ```
+ */
 export interface KafkaSourceOptions<T> {
   /** Source name, unique in the job (metrics, checkpoints). */
   readonly name: string;

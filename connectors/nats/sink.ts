@@ -52,6 +52,18 @@ interface Handle {
  * Creates a JetStream sink.
  * @param options connection, subject, id function
  * @returns the sink; `counts` tells published and deduplicated messages apart
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { natsJetStreamSink } from "gress/nats";
+ *
+ * type Alert = { device: string; level: string };
+ * // Published with a Nats-Msg-Id, so that JetStream drops the duplicates of a replay.
+ * fromIterable<Alert>([{ device: "d1", level: "high" }]).sinkTo(
+ *   natsJetStreamSink<Alert>({ name: "alerts", servers: "localhost:4222", subject: (a) => `alerts.${a.device}` }),
+ * );
+ * ```
  */
 export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink<T> & { readonly counts: NatsSinkCounts } {
   const counts: NatsSinkCounts = { published: 0, duplicates: 0 };

@@ -80,6 +80,19 @@ export interface NatsJetStreamSource<T> extends Source<T> {
  * A replayable source over a JetStream stream (durable pull consumer).
  * @param options connection, stream, durable, schema, batch size
  * @returns the source
+ *
+ * @example
+ * ```ts
+ * import { Job, sinkFn } from "gress";
+ * import { natsJetStreamSource } from "gress/nats";
+ *
+ * type Reading = { device: string; celsius: number };
+ * const job = new Job({ name: "iot" });
+ * // A durable JetStream consumer: messages are acknowledged only after the checkpoint that covers them.
+ * job
+ *   .source(natsJetStreamSource<Reading>({ name: "readings", servers: "localhost:4222", stream: "READINGS", durable: "iot" }))
+ *   .sinkTo(sinkFn("print", (r) => console.log(r.device, r.celsius)));
+ * ```
  */
 export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOptions<T>): NatsJetStreamSource<T> {
   const name = options.name;
@@ -256,6 +269,16 @@ export interface NatsCoreSource<T> extends Source<T> {
  * An at-most-once source over a core NATS subject.
  * @param options connection, subject, schema
  * @returns the source (no positions: it cannot replay)
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { natsCoreSource } from "gress/nats";
+ *
+ * // Core NATS subjects, at most once: what arrives while the job is down is lost.
+ * const job = new Job();
+ * const pings = job.source(natsCoreSource<{ host: string }>({ name: "pings", servers: "localhost:4222", subject: "ping.>" }));
+ * ```
  */
 export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): NatsCoreSource<T> {
   const maxBuffered = options.maxBuffered ?? 10_000;

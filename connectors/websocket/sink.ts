@@ -47,6 +47,16 @@ export interface WebSocketSink<T> extends Sink<T> {
  * Creates a broadcasting WebSocket sink.
  * @param options where to listen, topics, slow-client bound
  * @returns the sink
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { websocketSink } from "gress/websocket";
+ *
+ * type Price = { symbol: string; price: number };
+ * // Broadcasts each value to the clients subscribed to its topic.
+ * fromIterable<Price>([{ symbol: "ACME", price: 10 }]).sinkTo(websocketSink<Price>({ name: "prices", port: 8081, topic: (p) => p.symbol }));
+ * ```
  */
 export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSink<T> {
   const maxBuffered = options.maxBufferedBytes ?? 4 << 20;

@@ -60,6 +60,16 @@ const PREVIEW = 256;
  * Creates a WebSocket source.
  * @param options server or client endpoint, log directory, schema, limits
  * @returns the source
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { websocketSource } from "gress/websocket";
+ *
+ * // A WebSocket server: each message is in the durable ingest log (dir) before it is acknowledged.
+ * const job = new Job();
+ * const events = job.source(websocketSource<{ type: string }>({ name: "ws-events", mode: "server", port: 8080, dir: "state/ws-log" }));
+ * ```
  */
 export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>): WebSocketSource<T> {
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_BYTES;

@@ -33,7 +33,18 @@ import { failpoint } from "./failpoints.ts";
 import { restoreSavepointInto, type SavepointInfo, writeSavepointFrom } from "./savepoint.ts";
 import { type CheckpointRecord, latestCheckpoint, listCheckpoints, recordCheckpoint } from "./storage.ts";
 
-/** Options of `new Job({ checkpoints })`. */
+/**
+ * Options of `new Job({ checkpoints })`.
+ *
+ * @example
+ * ```ts
+ * import { type CheckpointOptions, Job, lmdbState } from "gress";
+ *
+ * // Every 10 s, at least 2 s apart, keeping the last 3 checkpoints restorable.
+ * const checkpoints: CheckpointOptions = { intervalMs: 10_000, minPauseMs: 2_000, retain: 3, timeoutMs: 30_000 };
+ * const job = new Job({ name: "orders", state: lmdbState({ path: "state/orders" }), checkpoints });
+ * ```
+ */
 export interface CheckpointOptions {
   /** Time between the start of two checkpoints, in ms of the job's Clock. */
   readonly intervalMs: number;

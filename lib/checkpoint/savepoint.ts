@@ -63,7 +63,18 @@ const infoSchema = z.object({
   stateFile: z.string().min(1),
 });
 
-/** Reads and checks a savepoint's metadata. Throws a CheckpointError naming what is wrong. */
+/**
+ * Reads and checks a savepoint's metadata. Throws a CheckpointError naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { Job, lmdbState, readSavepoint } from "gress";
+ *
+ * const info = readSavepoint("savepoints/orders-v1"); // format, version, job, checkpoint id
+ * // Start a job from it (its operators' uids must match the savepoint's).
+ * const job = new Job({ name: info.job, state: lmdbState({ path: "state/orders-v2" }), checkpoints: { intervalMs: 5_000, fromSavepoint: "savepoints/orders-v1" } });
+ * ```
+ */
 export function readSavepoint(dir: string): SavepointInfo {
   const file = join(dir, METADATA);
   let raw: unknown;
@@ -96,6 +107,15 @@ export function writeSavepointFrom(backend: LmdbStateBackend, cp: CheckpointReco
 /**
  * Writes the last completed checkpoint of the state directory `stateDir` as a savepoint into `dir`. Safe
  * while the job runs in another process: it reads one consistent LMDB snapshot.
+ *
+ * @example
+ * ```ts
+ * import { readSavepoint, writeSavepoint } from "gress";
+ *
+ * // What `gress savepoint <job>` does: the last checkpoint of a job's state directory, as a savepoint.
+ * const info = await writeSavepoint("state/orders", "savepoints/orders-v1");
+ * console.log(info.id, readSavepoint("savepoints/orders-v1").checkpointId);
+ * ```
  */
 export async function writeSavepoint(stateDir: string, dir: string): Promise<SavepointInfo> {
   if (!existsSync(stateDir)) throw new CheckpointError(`state directory "${stateDir}" does not exist`);

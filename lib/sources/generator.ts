@@ -192,7 +192,21 @@ export class GeneratorSource<T> implements Source<T> {
   }
 }
 
-/** Creates a generator source. */
+/**
+ * Creates a generator source.
+ *
+ * @example
+ * ```ts
+ * import { generator, Job, sinkFn } from "gress";
+ *
+ * // A deterministic source: value i is computed from i (and the seed), so a replay gives the same records.
+ * const job = new Job();
+ * job
+ *   .source(generator({ name: "squares", count: 5, make: (i) => i * i }))
+ *   .sinkTo(sinkFn("print", (n) => console.log(n))); // 0, 1, 4, 9, 16
+ * await job.run();
+ * ```
+ */
 export function generator<T>(options: GeneratorOptions<T>): GeneratorSource<T> {
   return new GeneratorSource(options);
 }

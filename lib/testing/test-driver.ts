@@ -21,7 +21,18 @@ import type { UserErrorPolicy } from "../operator-context.ts";
 import type { StateBackend } from "../state/backend.ts";
 import { Stream } from "../stream.ts";
 
-/** Options of a TestDriver. */
+/**
+ * Options of a TestDriver.
+ *
+ * @example
+ * ```ts
+ * import { TestDriver, type TestDriverOptions } from "gress/testing";
+ *
+ * // Fail the test on the first throwing user function instead of routing the record to dead letters.
+ * const options: TestDriverOptions = { onUserError: "fail" };
+ * const driver = new TestDriver<number, number>((s) => s.map((x) => x * 2), options);
+ * ```
+ */
 export interface TestDriverOptions {
   /** Initial processing time. Default 0. */
   readonly startTime?: number;

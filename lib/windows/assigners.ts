@@ -26,7 +26,18 @@ export function maxTimestamp(w: Window): number {
   return w.end - 1;
 }
 
-/** Assigns records to windows. */
+/**
+ * Assigns records to windows.
+ *
+ * @example
+ * ```ts
+ * import { session, sliding, tumbling, type WindowAssigner } from "gress";
+ *
+ * type Click = { user: string };
+ * const assigners: WindowAssigner<Click>[] = [tumbling(60_000), sliding(60_000, 10_000), session({ gapMs: 30_000 })];
+ * console.log(assigners.map((a) => a.kind)); // ["tumbling", "sliding", "session"]
+ * ```
+ */
 export type WindowAssigner<T> =
   | { readonly kind: "tumbling"; readonly size: number; readonly offset: number }
   | { readonly kind: "sliding"; readonly size: number; readonly slide: number; readonly offset: number }
