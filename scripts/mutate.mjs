@@ -64,6 +64,22 @@ const MUTATIONS = [
     tests: WINDOW_TESTS,
   },
   {
+    name: "aligned-window-restore-forgets-keys",
+    why: "after a restore the aligned path does not rebuild which keys have state in which window",
+    file: "lib/operators/aligned-windows.ts",
+    search: "    for (const [key, start] of this.#accs.entries()) this.#open(start as number).keys.push(key);",
+    replace: "",
+    tests: WINDOW_TESTS,
+  },
+  {
+    name: "general-window-restore-forgets-timers",
+    why: "after a restore the general path does not rebuild its in-memory window timers",
+    file: "lib/operators/window.ts",
+    search: "    rebuildOwnTimers();",
+    replace: "",
+    tests: WINDOW_TESTS,
+  },
+  {
     name: "sessions-touching-do-not-merge",
     why: "sessions that touch ([0,10) and [10,20)) stay apart, unlike Flink's",
     file: "lib/operators/window.ts",

@@ -6,8 +6,9 @@
  * Both bodies of the window operator are covered: the aligned fast path (tumbling or sliding windows, default
  * trigger, no early firing — see `windowElements`) and the general path (sessions, global windows, custom
  * triggers, early firings, and tumbling/sliding windows with an explicit event-time or count trigger). The
- * restore tests cut the input at random points, snapshot the state, and continue on a new job restored from
- * it: the concatenated output must still be the model's.
+ * restore tests cut the input at random points and continue on a new job restored from the state there —
+ * a memory-backend snapshot, or LMDB committed, closed and reopened: the concatenated output must still be
+ * the model's.
  *
  * Inputs are generated from a seed (a small PRNG), the seed and sizes by fast-check with a fixed seed, so a
  * run is reproducible: a failure prints the scenario and the first differences.
@@ -20,6 +21,7 @@ import {
   eventTimeTrigger,
   global,
   LATE_DATA,
+  LmdbStateBackend,
   MemoryStateBackend,
   processingTimeTrigger,
   type Stream,
@@ -32,6 +34,7 @@ import {
   type WindowResult,
 } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { tempDirs } from "../support/temp.ts";
 import { type Fingerprint, type ModelSpec, resultId, type Step, windowModel } from "../support/window-model.ts";
 
 interface Ev {
@@ -163,37 +166,73 @@ function gressWindowing(spec: ModelSpec): { assigner: WindowAssigner<Ev>; option
   return { assigner, options };
 }
 
-/**
- * Runs `steps` through Gress, restoring into a new job (from a snapshot of the state) at each of `cuts`.
- * @returns the result ids and the late record ids, in emission order
- */
-function runGress(spec: ModelSpec, steps: readonly Step[], cuts: readonly number[]): { results: string[]; late: number[] } {
+function gressPipeline(spec: ModelSpec): (s: Stream<Ev>) => Stream<WindowResult<string, Fingerprint>> {
   const { assigner, options } = gressWindowing(spec);
-  const pipeline = (s: Stream<Ev>): Stream<WindowResult<string, Fingerprint>> =>
+  return (s) =>
     s
       .keyBy((e) => e.key)
       .window(assigner, options)
       .aggregateWith(fingerprint);
-  const results: string[] = [];
-  const late: number[] = [];
+}
+
+type Driver = TestDriver<Ev, WindowResult<string, Fingerprint>>;
+interface GressOutput {
+  readonly results: string[];
+  readonly late: number[];
+}
+
+/** Plays steps into a driver and appends what came out to `out`. */
+function play(d: Driver, steps: readonly Step[], out: GressOutput): void {
+  for (const step of steps) {
+    if (step.kind === "record") d.pipeInput({ key: step.key, id: step.id, gap: step.gap }, step.ts);
+    else if (step.kind === "watermark") d.advanceWatermark(step.t);
+    else d.advanceProcessingTime(step.ms);
+  }
+  for (const r of d.readOutput()) out.results.push(resultId(r));
+  for (const e of d.readSideOutput(LATE_DATA)) out.late.push((e as Ev).id);
+}
+
+/**
+ * Runs `steps` through Gress, restoring into a new job (from a snapshot of the memory state) at each of `cuts`.
+ * @returns the result ids and the late record ids, in emission order
+ */
+function runGress(spec: ModelSpec, steps: readonly Step[], cuts: readonly number[]): GressOutput {
+  const pipeline = gressPipeline(spec);
+  const out: GressOutput = { results: [], late: [] };
   let state: MemoryStateBackend | undefined;
   let startTime = 0;
   const bounds = [0, ...cuts, steps.length];
   for (let i = 0; i + 1 < bounds.length; i++) {
-    const d = new TestDriver<Ev, WindowResult<string, Fingerprint>>(pipeline, { startTime, ...(state ? { state } : {}) });
-    for (const step of steps.slice(bounds[i], bounds[i + 1])) {
-      if (step.kind === "record") d.pipeInput({ key: step.key, id: step.id, gap: step.gap }, step.ts);
-      else if (step.kind === "watermark") d.advanceWatermark(step.t);
-      else d.advanceProcessingTime(step.ms);
-    }
-    for (const r of d.readOutput()) results.push(resultId(r));
-    for (const e of d.readSideOutput(LATE_DATA)) late.push((e as Ev).id);
+    const d: Driver = new TestDriver(pipeline, { startTime, ...(state ? { state } : {}) });
+    play(d, steps.slice(bounds[i], bounds[i + 1]), out);
     state = new MemoryStateBackend();
     state.restore(d.job.state.snapshot());
     startTime = d.clock.now();
     d.close();
   }
-  return { results, late };
+  return out;
+}
+
+/**
+ * The same with the LMDB backend: at each cut the state is committed and flushed, the backend closed, and the
+ * next job opens the directory again — so every window structure also goes through LMDB's encoding.
+ */
+async function runGressLmdb(spec: ModelSpec, steps: readonly Step[], cuts: readonly number[], dir: string): Promise<GressOutput> {
+  const pipeline = gressPipeline(spec);
+  const out: GressOutput = { results: [], late: [] };
+  let startTime = 0;
+  const bounds = [0, ...cuts, steps.length];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const state = new LmdbStateBackend({ path: dir, mapSize: 64 * 1024 * 1024 });
+    const d: Driver = new TestDriver(pipeline, { startTime, state });
+    play(d, steps.slice(bounds[i], bounds[i + 1]), out);
+    await state.commit(state.capture(), () => {});
+    await state.flushed();
+    startTime = d.clock.now();
+    d.close();
+    await state.close();
+  }
+  return out;
 }
 
 /** The differences between two multisets, at most `limit` each way. */
@@ -212,8 +251,15 @@ function multisetDiff(expected: readonly string[], actual: readonly string[], li
 
 const describeSpec = (spec: ModelSpec): string => JSON.stringify(spec);
 
-/** Compares Gress with the model on one generated scenario. */
-function check(path: Path, seed: number, n: number, cutCount: number): void {
+interface Scenario {
+  readonly spec: ModelSpec;
+  readonly steps: Step[];
+  readonly cuts: number[];
+  readonly where: string;
+}
+
+/** The generated scenario of `seed`: windowing, input, and up to `cutCount` restore points. */
+function scenarioOf(path: Path, seed: number, n: number, cutCount: number): Scenario {
   const rnd = prng(seed);
   const spec = randomSpec(rnd, path);
   const steps = randomSteps(rnd, n, spec);
@@ -221,15 +267,26 @@ function check(path: Path, seed: number, n: number, cutCount: number): void {
   // job starts its ticks anew: a restore may move early firings. Cuts are left out for those windowings.
   const canCut = spec.early?.everyMs === undefined;
   const cuts = canCut ? [...new Set(Array.from({ length: cutCount }, () => int(rnd, 1, steps.length)))].sort((a, b) => a - b) : [];
-  const model = windowModel(spec, steps);
-  const gress = runGress(spec, steps, cuts);
-  const where = `seed ${seed}, ${n} records, ${describeSpec(spec)}, cuts [${cuts.join(", ")}]`;
-  const results = multisetDiff(model.results.map(resultId), gress.results);
-  assert.deepEqual(results, { missing: [], extra: [] }, `window results differ from the model (${where})`);
-  assert.equal(gress.results.length, model.results.length, where);
-  const late = multisetDiff(model.late.map(String), gress.late.map(String));
-  assert.deepEqual(late, { missing: [], extra: [] }, `late side output differs from the model (${where})`);
+  return { spec, steps, cuts, where: `seed ${seed}, ${n} records, ${describeSpec(spec)}, cuts [${cuts.join(", ")}]` };
 }
+
+/** Asserts that Gress's output equals the model's, as multisets. */
+function assertModel(sc: Scenario, gress: GressOutput): void {
+  const model = windowModel(sc.spec, sc.steps);
+  const results = multisetDiff(model.results.map(resultId), gress.results);
+  assert.deepEqual(results, { missing: [], extra: [] }, `window results differ from the model (${sc.where})`);
+  assert.equal(gress.results.length, model.results.length, sc.where);
+  const late = multisetDiff(model.late.map(String), gress.late.map(String));
+  assert.deepEqual(late, { missing: [], extra: [] }, `late side output differs from the model (${sc.where})`);
+}
+
+/** Compares Gress with the model on one generated scenario (memory state, snapshots at the cuts). */
+function check(path: Path, seed: number, n: number, cutCount: number): void {
+  const sc = scenarioOf(path, seed, n, cutCount);
+  assertModel(sc, runGress(sc.spec, sc.steps, sc.cuts));
+}
+
+const temp = tempDirs("gress-window-model-");
 
 const scenario = (maxRecords: number): fc.Arbitrary<{ seed: number; n: number }> =>
   fc.record({ seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }), n: fc.integer({ min: 1, max: maxRecords }) });
@@ -253,6 +310,18 @@ for (const path of ["aligned", "general"] as const) {
         { numRuns: 150, includeErrorInReport: true, seed: path === "aligned" ? 2904 : 2905 },
       );
       check(path, 99, 5_000, 3);
+    });
+
+    it("restored from LMDB at random cuts (committed, closed, reopened), the job still gives the model's results", async () => {
+      await fc.assert(
+        fc.asyncProperty(scenario(300), fc.integer({ min: 1, max: 3 }), async ({ seed, n }, cuts) => {
+          const sc = scenarioOf(path, seed, n, cuts);
+          assertModel(sc, await runGressLmdb(sc.spec, sc.steps, sc.cuts, temp()));
+        }),
+        { numRuns: 30, includeErrorInReport: true, seed: path === "aligned" ? 3904 : 3905 },
+      );
+      const sc = scenarioOf(path, 98, 5_000, 3);
+      assertModel(sc, await runGressLmdb(sc.spec, sc.steps, sc.cuts, temp()));
     });
   });
 }
