@@ -80,6 +80,27 @@ export interface TransactionHandle {
   readonly producerEpoch: number;
 }
 
+/** Where a produced batch landed: its partition and the offset of its first record. */
+export interface ProducedBatch {
+  readonly partition: number;
+  readonly baseOffset: number;
+}
+
+/** A record written inside a transaction, looked up afterwards to learn whether that transaction committed. */
+export interface TransactionMarkerRef {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  /** The producer id of the transaction (decimal text), which wrote the record. */
+  readonly producerId: string;
+}
+
+/**
+ * What became of the transaction that wrote a marker: "committed" or "aborted", once the partition's last
+ * stable offset has passed the marker; "open" while it is still undecided when the wait ends.
+ */
+export type MarkerOutcome = "committed" | "aborted" | "open";
+
 /** Options of a transactional producer. */
 export interface TransactionalProducerOptions {
   readonly transactionalId: string;
@@ -99,7 +120,8 @@ export interface KafkaTransactionalProducer {
   begin(newEpoch: boolean): Promise<void>;
   /** True between begin() and commit()/abort(). */
   readonly inTransaction: boolean;
-  send(topic: string, records: readonly ProducerRecord[]): Promise<void>;
+  /** Sends records inside the open transaction; resolves with where each partition's batch begins. */
+  send(topic: string, records: readonly ProducerRecord[]): Promise<readonly ProducedBatch[]>;
   /** The current transaction's handle. */
   handle(): TransactionHandle;
   commit(): Promise<void>;
@@ -119,9 +141,21 @@ export interface KafkaClient {
    * by its handle. Idempotent: a transaction already ended (or fenced by a newer producer) is "already-ended".
    */
   endTransaction(handle: TransactionHandle, commit: boolean): Promise<EndTransactionResult>;
+  /**
+   * Reads the marker's partition with read_committed and tells whether the transaction that wrote the marker
+   * committed or aborted. Waits up to `waitMs` for the transaction to be decided (another transaction still
+   * open before the marker holds the last stable offset back too). Fails when the marker is no longer
+   * retained.
+   */
+  markerOutcome(marker: TransactionMarkerRef, waitMs: number): Promise<MarkerOutcome>;
+  /** Configuration values of a broker (any one of the cluster), by name; absent names are left out. */
+  brokerConfig(names: readonly string[]): Promise<Map<string, string>>;
   /** The end offset (high watermark) of every partition of a topic. */
   endOffsets(topic: string): Promise<Map<number, number>>;
-  /** Creates a topic if it does not exist. */
-  createTopic(topic: string, partitions: number): Promise<void>;
+  /**
+   * Creates a topic if it does not exist. Replication factor 1 unless given (-1: the broker's default);
+   * `config` is topic configuration (e.g. retention.ms).
+   */
+  createTopic(topic: string, partitions: number, options?: { readonly replicationFactor?: number; readonly config?: Readonly<Record<string, string>> }): Promise<void>;
   close(): Promise<void>;
 }

@@ -19,10 +19,13 @@ import type {
   KafkaClient,
   KafkaConsumer,
   KafkaTransactionalProducer,
+  MarkerOutcome,
   PartitionOffset,
+  ProducedBatch,
   ProducerRecord,
   TransactionalProducerOptions,
   TransactionHandle,
+  TransactionMarkerRef,
 } from "./client.ts";
 
 const require = createRequire(import.meta.url);
@@ -37,25 +40,53 @@ interface EosManager {
   getProducerId(): string;
   getProducerEpoch(): number;
 }
+interface FetchedMessage {
+  readonly offset: string;
+  readonly isControlRecord?: boolean;
+  readonly batchContext: { readonly producerId: string; readonly inTransaction: boolean };
+}
+interface FetchedPartition {
+  readonly partition: number;
+  readonly lastStableOffset: string;
+  readonly abortedTransactions: readonly { producerId: string; firstOffset: string }[];
+  readonly messages: readonly FetchedMessage[];
+}
 interface Broker {
   endTxn(request: { transactionalId: string; producerId: string; producerEpoch: number; transactionResult: boolean }): Promise<unknown>;
+  fetch(request: {
+    isolationLevel: number;
+    maxWaitTime: number;
+    minBytes: number;
+    maxBytes: number;
+    topics: { topic: string; partitions: { partition: number; fetchOffset: string; maxBytes: number }[] }[];
+  }): Promise<{ responses: { topicName: string; partitions: FetchedPartition[] }[] }>;
 }
 interface Cluster {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
   refreshMetadataIfNecessary(): Promise<void>;
   findGroupCoordinator(request: { groupId: string; coordinatorType: number }): Promise<Broker>;
+  addTargetTopic(topic: string): Promise<void>;
+  findLeaderForPartitions(topic: string, partitions: number[]): Record<string, number[]>;
+  findBroker(request: { nodeId: string }): Promise<Broker>;
   retry: unknown;
 }
 type CreateCluster = (o: { allowAutoTopicCreation?: boolean; instrumentationEmitter?: unknown; maxInFlightRequests?: number | null }) => Cluster;
-type SendBatch = (r: { acks: number; topicMessages: { topic: string; messages: Message[] }[] }) => Promise<unknown>;
+type SendBatch = (r: { acks: number; topicMessages: { topic: string; messages: Message[] }[] }) => Promise<{ partition: number; baseOffset: string }[]>;
 
 const createEosManager = require("kafkajs/src/producer/eosManager/index.js") as (o: Record<string, unknown>) => EosManager;
 const createMessageProducer = require("kafkajs/src/producer/messageProducer.js") as (o: Record<string, unknown>) => { sendBatch: SendBatch };
 const createRetry = require("kafkajs/src/retry/index.js") as (o: unknown) => unknown;
 const { DefaultPartitioner } = require("kafkajs/src/producer/partitioners/index.js") as { DefaultPartitioner: () => unknown };
 const InstrumentationEmitter = require("kafkajs/src/instrumentation/emitter.js") as new () => unknown;
+// kafkajs' own read_committed filter: drops the records of aborted transactions from a fetched record set.
+const filterAbortedMessages = require("kafkajs/src/consumer/filterAbortedMessages.js") as (o: {
+  messages: readonly FetchedMessage[];
+  abortedTransactions: readonly { producerId: string; firstOffset: string }[];
+}) => FetchedMessage[];
 const TRANSACTION_COORDINATOR = 1;
+const READ_COMMITTED = 1;
+const BROKER_RESOURCE = 4;
 
 /** Protocol errors that mean "this transaction was already finished or superseded". */
 const ALREADY_ENDED = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"]);
@@ -147,14 +178,62 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
         await cluster.disconnect();
       }
     },
+    async markerOutcome(marker: TransactionMarkerRef, waitMs: number): Promise<MarkerOutcome> {
+      const cluster = createCluster({ instrumentationEmitter: new InstrumentationEmitter() });
+      await cluster.connect();
+      const deadline = Date.now() + waitMs;
+      try {
+        await cluster.addTargetTopic(marker.topic);
+        for (;;) {
+          const leaders = cluster.findLeaderForPartitions(marker.topic, [marker.partition]);
+          const nodeId = Object.keys(leaders)[0];
+          if (nodeId === undefined) throw new Error(`no leader for ${marker.topic}-${marker.partition}`);
+          const broker = await cluster.findBroker({ nodeId });
+          const { responses } = await broker.fetch({
+            isolationLevel: READ_COMMITTED,
+            maxWaitTime: 0,
+            minBytes: 1,
+            maxBytes: 1 << 20,
+            topics: [{ topic: marker.topic, partitions: [{ partition: marker.partition, fetchOffset: String(marker.offset), maxBytes: 1 << 20 }] }],
+          });
+          const p = responses[0]?.partitions.find((x) => x.partition === marker.partition);
+          if (p === undefined) throw new Error(`no fetch response for ${marker.topic}-${marker.partition}`);
+          // Up to the last stable offset every transaction is decided; the marker's too once it lies below.
+          if (Number(p.lastStableOffset) > marker.offset) {
+            const visible = filterAbortedMessages({ messages: p.messages, abortedTransactions: p.abortedTransactions });
+            const found = visible.some((m) => Number(m.offset) === marker.offset && m.isControlRecord !== true && String(m.batchContext.producerId) === marker.producerId);
+            return found ? "committed" : "aborted";
+          }
+          if (Date.now() >= deadline) return "open";
+          await sleep(Math.min(500, Math.max(10, deadline - Date.now())));
+        }
+      } finally {
+        await cluster.disconnect();
+      }
+    },
+    async brokerConfig(names) {
+      const a = await adminReady();
+      const { brokers } = await a.describeCluster();
+      const nodeId = brokers[0]?.nodeId;
+      if (nodeId === undefined) throw new Error("the cluster reports no brokers");
+      const res = await a.describeConfigs({
+        resources: [{ type: BROKER_RESOURCE, name: String(nodeId), configNames: [...names] }],
+        includeSynonyms: false,
+      });
+      const out = new Map<string, string>();
+      for (const e of res.resources[0]?.configEntries ?? []) if (e.configValue !== null && e.configValue !== undefined) out.set(e.configName, e.configValue);
+      return out;
+    },
     async endOffsets(topic) {
       const a = await adminReady();
       const offsets = await a.fetchTopicOffsets(topic);
       return new Map(offsets.map((o) => [o.partition, Number(o.high)]));
     },
-    async createTopic(topic, partitions) {
+    async createTopic(topic, partitions, topicOptions) {
       const a = await adminReady();
-      await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+      const configEntries = Object.entries(topicOptions?.config ?? {}).map(([name, value]) => ({ name, value }));
+      const replicationFactor = topicOptions?.replicationFactor ?? 1;
+      await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor, configEntries }], waitForLeaders: true });
     },
     async close() {
       await admin?.disconnect();
@@ -203,14 +282,16 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
         },
       });
     },
+    // kafkajs restarts its consumer group after a crash (a rebalance error, say); in between these throw.
+    // The source applies its pause state and positions again at the next assignment, so they may be skipped.
     seek(t) {
-      c.seek({ topic: t.topic, partition: t.partition, offset: String(t.offset) });
+      whileRunning(() => c.seek({ topic: t.topic, partition: t.partition, offset: String(t.offset) }));
     },
     pause(topics) {
-      c.pause(topics.map((topic) => ({ topic })));
+      whileRunning(() => c.pause(topics.map((topic) => ({ topic }))));
     },
     resume(topics) {
-      c.resume(topics.map((topic) => ({ topic })));
+      whileRunning(() => c.resume(topics.map((topic) => ({ topic }))));
     },
     async commit(offsets) {
       await c.commitOffsets(offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: String(x.offset) })));
@@ -225,6 +306,15 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
       await c.disconnect();
     },
   };
+}
+
+/** Runs `f` unless kafkajs says its consumer group is not running (between a crash and its restart). */
+function whileRunning(f: () => void): void {
+  try {
+    f();
+  } catch (e) {
+    if (!(e instanceof Error && /consumer group was not initialized/i.test(e.message))) throw e;
+  }
 }
 
 function convert(m: KafkajsMessage): { offset: number; timestamp: number; key: Uint8Array | null; value: Uint8Array | null } {
@@ -265,8 +355,9 @@ function transactionalProducer(createCluster: CreateCluster, rootLogger: { names
     get inTransaction() {
       return eos.isInTransaction();
     },
-    async send(topic, records) {
-      await sendBatch({ acks: -1, topicMessages: [{ topic, messages: records.map(toMessage) }] });
+    async send(topic, records): Promise<readonly ProducedBatch[]> {
+      const sent = await sendBatch({ acks: -1, topicMessages: [{ topic, messages: records.map(toMessage) }] });
+      return sent.map((r) => ({ partition: r.partition, baseOffset: Number(r.baseOffset) }));
     },
     handle() {
       return { transactionalId: o.transactionalId, producerId: String(eos.getProducerId()), producerEpoch: eos.getProducerEpoch() };

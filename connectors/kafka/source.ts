@@ -14,9 +14,13 @@
  *
  * Group membership: the job must be its consumer group's only member. Its keyed state and offsets live in
  * its own checkpoints, so a partition assigned to another member would be read without its state. Every
- * partition with data is announced as a split at open (so its watermark counts from the start), and an
- * assignment that leaves a partition to another member fails the job with a SourceError saying so. Handing a
- * partition's state over to another job through the checkpoint is not implemented.
+ * partition with data is announced as a split at open (so its watermark counts from the start). An
+ * assignment that leaves partitions to another member stops reading (the consumer is paused) and waits up
+ * to `otherMemberWaitMs` for the group to hand everything to this job: after a SIGKILL the previous
+ * incarnation stays a member until its session times out (kafkajs 2.2.4 has no static membership to take
+ * its place at once). Once the assignment is complete again the partitions are sought to the job's own
+ * positions and reading resumes; if it is not, the job fails with a SourceError naming the partitions.
+ * Handing a partition's state over to another job through the checkpoint is not implemented.
  * @module
  */
 import { z } from "zod";
@@ -73,6 +77,11 @@ export interface KafkaSourceOptions<T> {
   readonly sessionTimeoutMs?: number;
   /** Commit checkpointed offsets to the group in ack(). Default true. */
   readonly commitOffsets?: boolean;
+  /**
+   * How long an assignment that leaves partitions to another group member is waited out (a killed previous
+   * incarnation whose session has not expired yet) before the job fails. Default 3 × sessionTimeoutMs + 5 s.
+   */
+  readonly otherMemberWaitMs?: number;
 }
 
 const optionsSchema = z.strictObject({
@@ -88,6 +97,7 @@ const optionsSchema = z.strictObject({
   readCommitted: z.boolean().optional(),
   sessionTimeoutMs: z.number().int().min(1000).optional(),
   commitOffsets: z.boolean().optional(),
+  otherMemberWaitMs: z.number().int().nonnegative().optional(),
 });
 
 /** The split name of a partition. */
@@ -135,6 +145,9 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   let ends: Map<string, number> | undefined;
   /** Splits whose last batch the handler stopped early (so a batch-end event must not advance them). */
   const stoppedEarly = new Set<string>();
+  /** While another group member holds some partitions: since when, and the timer that gives up. */
+  let shared: { readonly since: number; readonly giveUp: ReturnType<typeof setTimeout> } | undefined;
+  const otherMemberWaitMs = o.otherMemberWaitMs ?? 3 * (o.sessionTimeoutMs ?? 10_000) + 5000;
 
   const checkEnd = (): void => {
     if (ends === undefined || finished || closed) return;
@@ -164,7 +177,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       const m = messages[i] as (typeof messages)[number];
       // A fetch that started before the seek to the checkpointed position took effect: skip what came before.
       if (position !== undefined && m.offset < position) continue;
-      if (closed || finished || paused || ctx.paused) {
+      if (closed || finished || paused || ctx.paused || shared !== undefined) {
         stoppedEarly.add(split);
         return m.offset;
       }
@@ -194,6 +207,14 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     name,
     async open(ctx, from) {
       ctxRef = ctx;
+      // Opened again after close() (the job restarted after a failure, or runs again): start clean.
+      closed = false;
+      finished = false;
+      sought = false;
+      paused = false;
+      next.clear();
+      ends = undefined;
+      stoppedEarly.clear();
       if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
       if (client === undefined) {
         if (o.brokers === undefined) throw new SourceError(`kafka source "${name}": give brokers or a client`);
@@ -240,17 +261,42 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       });
       consumer.onAssignment((assigned) => {
         // State and checkpointed offsets are local to this job, so a partition owned by another group member
-        // would be read without its state, or the two would both process it. Refuse that loudly.
+        // would be read without its state, or the two would both process it. Wait (bounded) for the group to
+        // settle on this job alone, reading nothing meanwhile; then refuse loudly.
+        const c = consumer;
+        if (c === undefined || closed) return;
         const mine = new Set(assigned.map((a) => splitOf(a.topic, a.partition)));
         const missing = [...latest.keys()].filter((split) => !mine.has(split));
-        if (missing.length > 0) {
+        if (missing.length === 0) {
+          if (shared !== undefined) clearTimeout(shared.giveUp);
+          const wasShared = shared !== undefined;
+          shared = undefined;
+          // After the first assignment (whose seeks open() makes), a partition handed out again would restart
+          // from the group's offsets, and kafkajs forgets seeks and pauses when it restarts its consumer after
+          // a crash: seek every partition to this job's own position, and pause again if paused.
+          if (sought) {
+            for (const [split, offset] of next) {
+              const tp = parseSplit(split);
+              if (tp !== undefined) c.seek({ ...tp, offset });
+            }
+          }
+          if (paused) c.pause(o.topics);
+          else if (wasShared) c.resume(o.topics);
+          return;
+        }
+        if (shared !== undefined) return;
+        c.pause(o.topics);
+        const since = Date.now();
+        const giveUp = setTimeout(() => {
           ctx.fail(
             new SourceError(
-              `kafka source "${name}": consumer group "${o.groupId}" has another member, which was assigned ${missing.join(", ")}. ` +
-                "A Gress job must be its group's only member: keyed state and offsets live in the job's checkpoints, and handing partitions over between jobs is not supported.",
+              `kafka source "${name}": consumer group "${o.groupId}" still has another member, which holds ${missing.join(", ")}, after waiting ${Date.now() - since} ms (otherMemberWaitMs). ` +
+                "A Gress job must be its group's only member: keyed state and offsets live in the job's checkpoints, and handing partitions over between jobs is not supported. " +
+                "Stop the other member, or give this job a groupId of its own.",
             ),
           );
-        }
+        }, otherMemberWaitMs);
+        shared = { since, giveUp };
       });
       try {
         const c = consumer;
@@ -259,7 +305,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         if (closed) return;
         for (const s of seeks) c.seek(s);
         sought = true;
-        if (paused) c.pause(o.topics);
+        if (paused || shared !== undefined) c.pause(o.topics);
       } catch (err) {
         if (closed) return;
         throw new SourceError(`kafka source "${name}" failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -273,7 +319,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     resume() {
       if (!paused) return;
       paused = false;
-      consumer?.resume(o.topics);
+      if (shared === undefined) consumer?.resume(o.topics);
     },
     positions(): Positions {
       return Object.fromEntries(next);
@@ -290,13 +336,19 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     },
     async close() {
       closed = true;
+      if (shared !== undefined) clearTimeout(shared.giveUp);
+      shared = undefined;
       sleepTimer?.();
       wake?.();
       const c = consumer;
       consumer = undefined;
       await starting?.catch(() => {});
       await c?.stop();
-      if (ownClient) await client?.close();
+      if (ownClient) {
+        const own = client;
+        client = undefined;
+        await own?.close();
+      }
     },
   };
 }
