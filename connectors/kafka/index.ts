@@ -16,6 +16,7 @@
  */
 export type * from "./client.ts";
 export { type KafkajsClientOptions, kafkajsClient } from "./kafkajs.ts";
+export { type PlatformaticKafkaClientOptions, platformaticKafkaClient } from "./platformatic.ts";
 export { type KafkaSinkHandle, type KafkaSinkOptions, kafkaSink } from "./sink.ts";
 export { type KafkaSourceOptions, kafkaSource, parseSplit, splitOf } from "./source.ts";
 export { type Decoded, type Decoder, jsonDecoder, type SourceDeadLetter, textDecoder } from "../ingest/decode.ts";

@@ -1,0 +1,606 @@
+/**
+ * The {@link KafkaClient} on `@platformatic/kafka` (pinned; maintained, pure TypeScript, KIP-447 offset commits
+ * with group metadata, cooperative rebalancing). Select it with `client: platformaticKafkaClient({ brokers })` on
+ * a Kafka source or sink; kafkajs stays the default.
+ *
+ * What this adapter does itself, and why:
+ * - **Fetching.** The consumer joins the group through the library (membership, heartbeats, assignment) but runs
+ *   its own fetch loop on the library's `fetch()`: Gress hands over one partition's batch at a time and
+ *   re-fetches from whatever offset the batch handler returns, seeks, pauses, and sees control records move the
+ *   position, none of which the library's per-message stream offers.
+ * - **read_committed.** The library drops an aborted transaction's records only when the abort marker is in
+ *   the same response and the producer aborted once in it; Gress' sink aborts several transactions under one
+ *   producer id. So records are filtered here the way the Java consumer does: a transactional batch is skipped
+ *   while its producer has an aborted transaction that started at or before it and whose abort marker has not
+ *   been passed yet.
+ * - **Producer ids.** The library's first InitProducerId sends producer id 0 and epoch 0, which the broker
+ *   fences whenever the transactional id already has another producer id (every restart); this adapter asks
+ *   for -1/-1, "a new incarnation", as the Java client does.
+ * - **Ending a dead process's transaction.** `endTransaction` sends EndTxn for a handle to the transaction
+ *   coordinator through the library's client base (`kGetApi`, `kGetConnection`, exported for client subclasses).
+ * - **Partitioning.** Keys go to partitions with the Java client's murmur2 mapping (the library's
+ *   `compatibilityPartitioner`), as kafkajs does, so both clients put a key in the same partition.
+ *
+ * Runtimes: the library declares Node ≥ 22; on Node 20 the only missing piece it uses is `Promise.withResolvers`
+ * (ES2024), which is installed here when absent. Node 20 has no zstd in `node:zlib`, so zstd-compressed topics
+ * need Node ≥ 22 with this client. Bun and Deno run it as is.
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import {
+  Admin,
+  type CallbackWithPromise,
+  ConfigResourceTypes,
+  Consumer,
+  compatibilityPartitioner,
+  FetchIsolationLevels,
+  FindCoordinatorKeyTypes,
+  findErrorBy,
+  type GroupAssignment,
+  IS_CONTROL,
+  IS_TRANSACTIONAL,
+  kGetApi,
+  kGetBootstrapConnection,
+  kGetConnection,
+  kMetadata,
+  ListOffsetTimestamps,
+  Producer,
+  type RecordsBatch,
+} from "@platformatic/kafka";
+import type {
+  BatchHandler,
+  ConsumerOptions,
+  EndTransactionResult,
+  KafkaClient,
+  KafkaConsumer,
+  KafkaMessage,
+  KafkaTransactionalProducer,
+  MarkerOutcome,
+  PartitionOffset,
+  ProducedBatch,
+  TransactionalProducerOptions,
+  TransactionHandle,
+  TransactionMarkerRef,
+} from "./client.ts";
+
+// ES2024; Node 20 lacks it and the library calls it for every promise-returning method.
+if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== "function") {
+  Object.defineProperty(Promise, "withResolvers", {
+    configurable: true,
+    writable: true,
+    value: function withResolvers<T>(this: PromiseConstructor) {
+      let resolve!: (v: T | PromiseLike<T>) => void;
+      let reject!: (e: unknown) => void;
+      const promise = new this<T>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      return { promise, resolve, reject };
+    },
+  });
+}
+
+type Transaction = Awaited<ReturnType<Producer["beginTransaction"]>>;
+type FetchResponse = Awaited<ReturnType<Consumer["fetch"]>>;
+
+/** Options of {@link platformaticKafkaClient}. */
+export interface PlatformaticKafkaClientOptions {
+  readonly brokers: readonly string[];
+  readonly clientId?: string;
+}
+
+/** Protocol errors that mean "this transaction was already finished or superseded". */
+const ALREADY_ENDED = ["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"];
+/** Errors after which EndTxn is sent again (to a coordinator looked up again). */
+const RETRIABLE = ["CONCURRENT_TRANSACTIONS", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"];
+/** Bit 3 of a batch's attributes: the broker's append time replaces the producer's timestamps. */
+const LOG_APPEND_TIME = 1 << 3;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const hasError = (e: unknown, ids: readonly string[]): boolean => ids.some((id) => findErrorBy(e as Error, "apiId", id) !== null);
+const toBuffer = (v: Uint8Array | string | null): Buffer | undefined =>
+  v === null ? undefined : typeof v === "string" ? Buffer.from(v) : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+
+/** Runs a library method that takes a Node-style callback. */
+function call<T>(fn: (cb: CallbackWithPromise<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn(((e: Error | null, v: T) => (e ? reject(e) : resolve(v))) as CallbackWithPromise<T>));
+}
+
+/** The library's client base, seen through the symbols it exports for client subclasses. */
+interface ClientBase {
+  [kGetBootstrapConnection](cb: CallbackWithPromise<unknown>): void;
+  [kGetConnection](broker: unknown, cb: CallbackWithPromise<unknown>): void;
+  [kGetApi](name: string, cb: CallbackWithPromise<Api>): void;
+  [kMetadata](o: { topics: string[] }, cb: CallbackWithPromise<{ brokers: Map<number, unknown> }>): void;
+}
+type Api = (connection: unknown, ...args: unknown[]) => void;
+
+/** A {@link KafkaClient} backed by `@platformatic/kafka`. */
+export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions): KafkaClient {
+  const base = { clientId: options.clientId ?? "gress", bootstrapBrokers: [...options.brokers] };
+  let admin: Admin | undefined;
+  /** A consumer that never joins a group: list offsets, read a marker's partition, send EndTxn. */
+  let utility: Consumer | undefined;
+  const getAdmin = (): Admin => (admin ??= new Admin({ ...base }));
+  const getUtility = (): Consumer => (utility ??= new Consumer({ ...base, groupId: `${base.clientId}-utility`, autocommit: false }));
+
+  return {
+    consumer: (o) => groupConsumer(base, o),
+    transactionalProducer: (o) => transactionalProducer(base, o),
+    async endTransaction(handle: TransactionHandle, commit: boolean): Promise<EndTransactionResult> {
+      const c = getUtility() as unknown as ClientBase;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const bootstrap = await call<unknown>((cb) => c[kGetBootstrapConnection](cb));
+          const findCoordinator = await call<Api>((cb) => c[kGetApi]("FindCoordinator", cb));
+          const found = await call<{ coordinators: { key: string; nodeId: number }[]; nodeId?: number }>((cb) =>
+            findCoordinator(bootstrap, FindCoordinatorKeyTypes.TRANSACTION, [handle.transactionalId], cb),
+          );
+          const nodeId = found.coordinators?.[0]?.nodeId ?? found.nodeId;
+          const metadata = await call<{ brokers: Map<number, unknown> }>((cb) => c[kMetadata]({ topics: [] }, cb));
+          const broker = nodeId === undefined ? undefined : metadata.brokers.get(nodeId);
+          if (broker === undefined) throw new Error(`no transaction coordinator found for ${handle.transactionalId}`);
+          const connection = await call<unknown>((cb) => c[kGetConnection](broker, cb));
+          const endTxn = await call<Api>((cb) => c[kGetApi]("EndTxn", cb));
+          await call<unknown>((cb) => endTxn(connection, handle.transactionalId, BigInt(handle.producerId), handle.producerEpoch, commit, cb));
+          return "ended";
+        } catch (e) {
+          if (hasError(e, ALREADY_ENDED)) return "already-ended";
+          if (hasError(e, RETRIABLE) && attempt < 50) {
+            await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)));
+            continue;
+          }
+          throw e;
+        }
+      }
+    },
+    async markerOutcome(marker: TransactionMarkerRef, waitMs: number): Promise<MarkerOutcome> {
+      const where = `${marker.topic}-${marker.partition}@${marker.offset}`;
+      const deadline = Date.now() + waitMs;
+      // The last stable offset passes the marker once its transaction (and any open one before it) is decided.
+      for (;;) {
+        const lso = (
+          await getUtility().listOffsets({
+            topics: [marker.topic],
+            partitions: { [marker.topic]: [marker.partition] },
+            timestamp: ListOffsetTimestamps.LATEST,
+            isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+          })
+        ).get(marker.topic)?.[marker.partition];
+        if (lso === undefined) throw new Error(`kafka: no partition ${marker.topic}-${marker.partition}`);
+        if (lso > BigInt(marker.offset)) break;
+        if (Date.now() >= deadline) return "open";
+        await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+      }
+      // One read_committed fetch at the marker, by a consumer of its own: the shared one's fetch session would
+      // leave an unchanged partition out of the response.
+      const reader = new Consumer({ ...base, groupId: `${base.clientId}-marker`, autocommit: false });
+      try {
+        const metadata = await reader.metadata({ topics: [marker.topic] });
+        const topic = metadata.topics.get(marker.topic);
+        const leader = topic?.partitions[marker.partition]?.leader;
+        if (topic === undefined || leader === undefined) throw new Error(`kafka: no partition ${marker.topic}-${marker.partition}`);
+        const response = await reader
+          .fetch({
+            node: leader,
+            maxWaitTime: 0,
+            isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+            topics: [
+              {
+                topicId: topic.id,
+                partitions: [{ partition: marker.partition, fetchOffset: BigInt(marker.offset), partitionMaxBytes: 1024, currentLeaderEpoch: -1, lastFetchedEpoch: -1 }],
+              },
+            ],
+          })
+          .catch((e: unknown) => {
+            if (hasError(e, ["OFFSET_OUT_OF_RANGE"])) throw new Error(`kafka: marker ${where} is no longer retained`, { cause: e });
+            throw e;
+          });
+        const p = response.responses[0]?.partitions[0];
+        if (p === undefined) throw new Error(`kafka: no fetch response for marker ${where}`);
+        // The broker lists every aborted transaction overlapping the fetched range; one of the marker's producer
+        // that started at or before the marker is the marker's own transaction.
+        const pid = BigInt(marker.producerId);
+        return (p.abortedTransactions ?? []).some((a) => a.producerId === pid && a.firstOffset <= BigInt(marker.offset)) ? "aborted" : "committed";
+      } finally {
+        await reader.close();
+      }
+    },
+    async brokerConfig(names: readonly string[]): Promise<Map<string, string>> {
+      const a = getAdmin();
+      const metadata = await a.metadata({ topics: [] });
+      const nodeId = [...metadata.brokers.keys()][0];
+      if (nodeId === undefined) throw new Error("kafka: the cluster has no brokers");
+      const described = await a.describeConfigs({
+        resources: [{ resourceType: ConfigResourceTypes.BROKER, resourceName: String(nodeId), configurationKeys: [...names] }],
+      });
+      const out = new Map<string, string>();
+      for (const r of described) for (const c of r.configs) if (typeof c.value === "string" && names.includes(c.name)) out.set(c.name, c.value);
+      return out;
+    },
+    async endOffsets(topic) {
+      const offsets = await getUtility().listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED });
+      const out = new Map<number, number>();
+      for (const [partition, o] of (offsets.get(topic) ?? []).entries()) out.set(partition, Number(o));
+      return out;
+    },
+    async createTopic(topic, partitions, options) {
+      const a = getAdmin();
+      try {
+        await a.createTopics({
+          topics: [topic],
+          partitions,
+          replicas: options?.replicationFactor ?? 1,
+          configs: Object.entries(options?.config ?? {}).map(([name, value]) => ({ name, value })),
+        });
+      } catch (e) {
+        if (!hasError(e, ["TOPIC_ALREADY_EXISTS"])) throw e;
+        return;
+      }
+      // As kafkajs' waitForLeaders: the topic is usable once every partition has a leader.
+      for (let i = 0; i < 100; i++) {
+        const t = (await a.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic);
+        if (t !== undefined && t.partitionsCount === partitions && t.partitions.every((p) => p.leader >= 0)) return;
+        await sleep(100);
+      }
+      throw new Error(`kafka: topic ${topic} has no leaders after 10 s`);
+    },
+    async close() {
+      const a = admin;
+      const u = utility;
+      admin = undefined;
+      utility = undefined;
+      await Promise.all([a?.close(), u?.close()]);
+    },
+  };
+}
+
+interface Base {
+  readonly clientId: string;
+  readonly bootstrapBrokers: string[];
+}
+
+/** One assigned partition and the offset of the next record to fetch (undefined until looked up). */
+interface Assigned {
+  readonly topic: string;
+  readonly partition: number;
+  offset: number | undefined;
+}
+
+function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
+  const sessionTimeout = o.sessionTimeoutMs ?? 10_000;
+  const readCommitted = o.readCommitted !== false;
+  const maxBytesPerPartition = o.maxBytesPerPartition ?? 1024 * 1024;
+  const c = new Consumer({
+    ...base,
+    groupId: o.groupId,
+    autocommit: false,
+    sessionTimeout,
+    heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 5)),
+    rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+    maxWaitTime: 100,
+    isolationLevel: readCommitted ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
+  });
+  const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+  /** This member's partitions, with their fetch positions. */
+  let assigned = new Map<string, Assigned>();
+  /** Seeks given for partitions not (yet) assigned; applied when they are. */
+  const pendingSeeks = new Map<string, number>();
+  const paused = new Set<string>();
+  const advanced: ((t: PartitionOffset) => void)[] = [];
+  const assignments: ((a: readonly { readonly topic: string; readonly partition: number }[]) => void)[] = [];
+  let running = false;
+  let loop: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+  /** The positions of newly assigned partitions being looked up; fetching waits for it. */
+  let positioning: Promise<void> = Promise.resolve();
+
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+
+  const onJoin = (groups: readonly GroupAssignment[]): void => {
+    const next = new Map<string, Assigned>();
+    const fresh: Assigned[] = [];
+    for (const g of groups) {
+      for (const partition of g.partitions) {
+        const k = key(g.topic, partition);
+        const had = assigned.get(k);
+        const a: Assigned = had ?? { topic: g.topic, partition, offset: pendingSeeks.get(k) };
+        pendingSeeks.delete(k);
+        next.set(k, a);
+        if (a.offset === undefined) fresh.push(a);
+      }
+    }
+    assigned = next;
+    if (fresh.length > 0) positioning = positioning.then(() => position(fresh)).catch(() => undefined);
+    const list = [...next.values()].map((a) => ({ topic: a.topic, partition: a.partition }));
+    for (const l of assignments) l(list);
+    poke();
+  };
+
+  /** Starts partitions without a position at the group's committed offset, else earliest or latest. */
+  const position = async (fresh: readonly Assigned[]): Promise<void> => {
+    const byTopic = new Map<string, number[]>();
+    for (const a of fresh) byTopic.set(a.topic, [...(byTopic.get(a.topic) ?? []), a.partition]);
+    const committed = await c.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+    const missing = fresh.filter((a) => a.offset === undefined && (committed.get(a.topic)?.[a.partition] ?? -1n) < 0n);
+    for (const a of fresh) {
+      const offset = committed.get(a.topic)?.[a.partition] ?? -1n;
+      if (a.offset === undefined && offset >= 0n) a.offset = Number(offset);
+    }
+    if (missing.length > 0) {
+      const topics = [...new Set(missing.map((a) => a.topic))];
+      const start = await c.listOffsets({
+        topics,
+        timestamp: o.fromBeginning ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST,
+        isolationLevel: readCommitted ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
+      });
+      for (const a of missing) if (a.offset === undefined) a.offset = Number(start.get(a.topic)?.[a.partition] ?? 0n);
+    }
+  };
+
+  /** Resets partitions whose position fell out of the log (retention) as a new consumer would. */
+  const resetOutOfRange = async (e: unknown): Promise<boolean> => {
+    const response = (findErrorBy(e as Error, "apiId", "OFFSET_OUT_OF_RANGE") as { response?: FetchResponse } | null)?.response ?? (e as { response?: FetchResponse }).response;
+    if (!hasError(e, ["OFFSET_OUT_OF_RANGE"]) || response === undefined) return false;
+    const metadata = await c.metadata({ topics: [...o.topics] });
+    const names = new Map([...metadata.topics].map(([name, t]) => [t.id, name]));
+    const reset: Assigned[] = [];
+    for (const t of response.responses) {
+      for (const p of t.partitions) {
+        const a = assigned.get(key(names.get(t.topicId) ?? "", p.partitionIndex));
+        if (a !== undefined && p.errorCode !== 0) {
+          a.offset = undefined;
+          reset.push(a);
+        }
+      }
+    }
+    // Not the group's committed offset: it is what pointed outside the log.
+    const start = await c.listOffsets({ topics: [...new Set(reset.map((a) => a.topic))], timestamp: o.fromBeginning ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST });
+    for (const a of reset) a.offset = Number(start.get(a.topic)?.[a.partition] ?? 0n);
+    return reset.length > 0;
+  };
+
+  /** Hands one partition's fetched batches to the handler and moves its position. */
+  const deliver = async (handler: BatchHandler, a: Assigned, requested: number, p: FetchResponse["responses"][number]["partitions"][number]): Promise<void> => {
+    const batches = p.records;
+    if (batches === undefined || batches === null || batches.length === 0) return;
+    const messages = messagesOf(batches, p.abortedTransactions ?? [], requested, readCommitted);
+    const last = batches[batches.length - 1] as RecordsBatch;
+    const end = Number(last.firstOffset) + last.lastOffsetDelta + 1;
+    let next = end;
+    if (messages.length > 0) {
+      const wanted = await handler({ topic: a.topic, partition: a.partition, messages });
+      // Everything delivered was taken: the position passes the control records after it too.
+      if (wanted <= (messages[messages.length - 1] as KafkaMessage).offset) next = wanted;
+    }
+    // A seek or a rebalance while the handler ran decides the position instead.
+    if (a.offset !== requested || assigned.get(key(a.topic, a.partition)) !== a) return;
+    a.offset = next;
+    if (next === end) for (const l of advanced) l({ topic: a.topic, partition: a.partition, offset: end });
+  };
+
+  const fetchOnce = async (handler: BatchHandler): Promise<void> => {
+    await positioning;
+    const wanted = [...assigned.values()].filter((a) => a.offset !== undefined && !paused.has(a.topic));
+    if (wanted.length === 0) {
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 100);
+      });
+      return;
+    }
+    const metadata = await c.metadata({ topics: [...o.topics] });
+    const byNode = new Map<number, { topicId: string; partitions: { partition: number; fetchOffset: bigint; partitionMaxBytes: number; currentLeaderEpoch: number; lastFetchedEpoch: number }[] }[]>();
+    const requested = new Map<string, number>();
+    for (const a of wanted) {
+      const t = metadata.topics.get(a.topic);
+      const leader = t?.partitions[a.partition]?.leader;
+      if (t === undefined || leader === undefined) continue;
+      const offset = a.offset as number;
+      requested.set(key(a.topic, a.partition), offset);
+      const topics = byNode.get(leader) ?? [];
+      byNode.set(leader, topics);
+      let entry = topics.find((x) => x.topicId === t.id);
+      if (entry === undefined) topics.push((entry = { topicId: t.id, partitions: [] }));
+      entry.partitions.push({ partition: a.partition, fetchOffset: BigInt(offset), partitionMaxBytes: maxBytesPerPartition, currentLeaderEpoch: -1, lastFetchedEpoch: -1 });
+    }
+    const names = new Map([...metadata.topics].map(([name, t]) => [t.id, name]));
+    const responses = await Promise.all([...byNode].map(([node, topics]) => c.fetch({ node, topics })));
+    for (const response of responses) {
+      for (const t of response.responses) {
+        const topic = names.get(t.topicId);
+        if (topic === undefined) continue;
+        for (const p of t.partitions) {
+          const k = key(topic, p.partitionIndex);
+          const a = assigned.get(k);
+          const offset = requested.get(k);
+          // Paused, sought or revoked since the request: drop the data; the position still says where to go on.
+          if (!running || a === undefined || offset === undefined || a.offset !== offset || paused.has(topic)) continue;
+          await deliver(handler, a, offset, p);
+        }
+      }
+    }
+  };
+
+  const run = async (handler: BatchHandler): Promise<void> => {
+    let failures = 0;
+    while (running) {
+      try {
+        await fetchOnce(handler);
+        failures = 0;
+      } catch (e) {
+        if (!running) return;
+        if (await resetOutOfRange(e).catch(() => false)) continue;
+        // Leaders move, brokers restart: back off and fetch again from the same positions, as kafkajs restarts.
+        c.clearMetadata();
+        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures++, 6)));
+      }
+    }
+  };
+
+  return {
+    async start(handler) {
+      for (const t of o.topics) c.topics.track(t);
+      c.on("consumer:group:join", (payload) => onJoin(payload.assignments ?? []));
+      await c.joinGroup({});
+      await positioning;
+      running = true;
+      loop = run(handler);
+    },
+    seek(t) {
+      const a = assigned.get(key(t.topic, t.partition));
+      if (a === undefined) pendingSeeks.set(key(t.topic, t.partition), t.offset);
+      else a.offset = t.offset;
+      poke();
+    },
+    pause(topics) {
+      for (const t of topics) paused.add(t);
+    },
+    resume(topics) {
+      for (const t of topics) paused.delete(t);
+      poke();
+    },
+    async commit(offsets) {
+      await c.commit({ offsets: offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: BigInt(x.offset), leaderEpoch: -1 })) });
+    },
+    onPositionAdvanced(listener) {
+      advanced.push(listener);
+    },
+    onAssignment(listener) {
+      assignments.push(listener);
+    },
+    async stop() {
+      running = false;
+      poke();
+      await loop;
+      await c.close(true);
+    },
+  };
+}
+
+/**
+ * The messages of a partition's batches from `from` on. With read_committed, skips control batches and the
+ * batches of aborted transactions: `aborted` lists (producer id, first offset) of every aborted transaction
+ * overlapping the fetched range; a producer's transaction is aborted from its first offset until its abort
+ * marker (a control batch whose first record's key has type 0).
+ */
+function messagesOf(
+  batches: readonly RecordsBatch[],
+  aborted: readonly { producerId: bigint; firstOffset: bigint }[],
+  from: number,
+  readCommitted: boolean,
+): KafkaMessage[] {
+  const pending = readCommitted ? [...aborted].sort((x, y) => (x.firstOffset < y.firstOffset ? -1 : x.firstOffset > y.firstOffset ? 1 : 0)) : [];
+  let nextAborted = 0;
+  const abortedProducers = new Set<bigint>();
+  const out: KafkaMessage[] = [];
+  for (const batch of batches) {
+    const first = Number(batch.firstOffset);
+    const transactional = (batch.attributes & IS_TRANSACTIONAL) !== 0;
+    if (readCommitted && transactional) {
+      const lastOffset = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+      while (nextAborted < pending.length && (pending[nextAborted] as { firstOffset: bigint }).firstOffset <= lastOffset) {
+        abortedProducers.add((pending[nextAborted++] as { producerId: bigint }).producerId);
+      }
+    }
+    if ((batch.attributes & IS_CONTROL) !== 0) {
+      const type = batch.records[0]?.key?.readInt16BE(2);
+      if (type === 0) abortedProducers.delete(batch.producerId);
+      continue;
+    }
+    if (readCommitted && transactional && abortedProducers.has(batch.producerId)) continue;
+    const appendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
+    const firstTimestamp = Number(batch.firstTimestamp);
+    const maxTimestamp = Number(batch.maxTimestamp);
+    for (const r of batch.records) {
+      const offset = first + r.offsetDelta;
+      if (offset < from) continue;
+      out.push({ offset, timestamp: appendTime ? maxTimestamp : firstTimestamp + Number(r.timestampDelta), key: r.key, value: r.value });
+    }
+  }
+  return out;
+}
+
+function transactionalProducer(base: Base, o: TransactionalProducerOptions): KafkaTransactionalProducer {
+  const producer = new Producer({
+    ...base,
+    idempotent: true,
+    transactionalId: o.transactionalId,
+    // The library sends its request timeout as the transaction timeout in InitProducerId.
+    timeout: o.transactionTimeoutMs ?? 60_000,
+    partitioner: compatibilityPartitioner,
+  });
+  let tx: Transaction | undefined;
+  /** Records were sent in `tx`, so the broker has a transaction to end. */
+  let sent = false;
+  const current = (): Transaction => {
+    if (tx === undefined) throw new Error(`kafka producer ${o.transactionalId}: no open transaction`);
+    return tx;
+  };
+  const finish = async (commit: boolean): Promise<void> => {
+    const t = current();
+    if (!sent) {
+      // Nothing reached the broker: it has no transaction, and EndTxn would fail with INVALID_TXN_STATE.
+      await t.cancel();
+    } else if (commit) {
+      await t.commit();
+    } else {
+      await t.abort();
+    }
+    tx = undefined;
+    sent = false;
+  };
+  return {
+    async connect() {
+      // InitProducerId as a new incarnation (-1/-1): fences older producers of this transactional id and aborts
+      // what they left open. The library needs a transaction object to do it; nothing is sent in it.
+      const t = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 });
+      await t.cancel();
+    },
+    async begin(newEpoch) {
+      const t = await producer.beginTransaction();
+      tx = t;
+      sent = false;
+      if (newEpoch) {
+        // Bump the epoch of this producer id (KIP-360): a late EndTxn for an earlier handle is then fenced.
+        await producer.initIdempotentProducer({ producerId: producer.producerId as bigint, producerEpoch: producer.producerEpoch as number });
+      }
+    },
+    get inTransaction() {
+      return tx !== undefined;
+    },
+    async send(topic, records): Promise<readonly ProducedBatch[]> {
+      const t = current();
+      sent = true;
+      const result = await t.send({
+        messages: records.map((r) => {
+          const m: { topic: string; key?: Buffer; value?: Buffer; partition?: number; timestamp?: bigint } = { topic };
+          const k = toBuffer(r.key);
+          const v = toBuffer(r.value);
+          if (k !== undefined) m.key = k;
+          if (v !== undefined) m.value = v;
+          if (r.partition !== undefined) m.partition = r.partition;
+          if (r.timestamp !== undefined) m.timestamp = BigInt(r.timestamp);
+          return m;
+        }),
+      });
+      return (result.offsets ?? []).map((x) => ({ partition: x.partition, baseOffset: Number(x.offset) }));
+    },
+    handle() {
+      const producerId = producer.producerId;
+      const producerEpoch = producer.producerEpoch;
+      if (producerId === undefined || producerEpoch === undefined) throw new Error(`kafka producer ${o.transactionalId} is not connected`);
+      return { transactionalId: o.transactionalId, producerId: String(producerId), producerEpoch };
+    },
+    commit: () => finish(true),
+    abort: () => finish(false),
+    async disconnect() {
+      tx = undefined;
+      await producer.close(true);
+    },
+  };
+}

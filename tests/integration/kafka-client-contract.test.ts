@@ -1,0 +1,320 @@
+/**
+ * The KafkaClient contract, on the real broker, for both implementations (kafkajs and @platformatic/kafka):
+ * group consumption with batches, re-fetch, seek, pause, commits, read_committed over aborted transactions,
+ * transactions ended from a handle, marker outcomes, topics, broker config and key partitioning. The checks
+ * use an independent kafkajs reader/admin from kafka-support, never the client under test.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import type { KafkaBatch, KafkaClient, KafkaConsumer, KafkaMessage } from "../../connectors/kafka/client.ts";
+import { kafkajsClient, platformaticKafkaClient } from "../../connectors/kafka/index.ts";
+import { brokers, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+
+const clients: Record<string, () => KafkaClient> = {
+  kafkajs: () => kafkajsClient({ brokers: brokers() }),
+  platformatic: () => platformaticKafkaClient({ brokers: brokers() }),
+};
+
+const text = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString());
+
+/** Runs a consumer until `until` holds for what it received (or fails after `timeoutMs`). */
+async function consumeUntil(
+  consumer: KafkaConsumer,
+  until: (got: readonly (KafkaMessage & { partition: number })[]) => boolean,
+  handle: (batch: KafkaBatch, got: (KafkaMessage & { partition: number })[]) => number = (b, got) => {
+    for (const m of b.messages) got.push({ ...m, partition: b.partition });
+    return (b.messages.at(-1) as KafkaMessage).offset + 1;
+  },
+  timeoutMs = 20_000,
+): Promise<(KafkaMessage & { partition: number })[]> {
+  const got: (KafkaMessage & { partition: number })[] = [];
+  let done!: () => void;
+  const reached = new Promise<void>((r) => (done = r));
+  await consumer.start(async (b) => {
+    const next = handle(b, got);
+    if (until(got)) done();
+    return next;
+  });
+  const timer = setTimeout(done, timeoutMs);
+  await reached;
+  clearTimeout(timer);
+  return got;
+}
+
+for (const [name, make] of Object.entries(clients)) {
+  describe(`KafkaClient contract: ${name} (real broker)`, () => {
+    const client = make();
+    after(() => client.close());
+
+    it("a group member is assigned every partition and reads each message once, with key, value, offset and timestamp", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 3);
+      await produce(
+        topic,
+        Array.from({ length: 300 }, (_, i) => ({ key: `k${i}`, value: `v${i}`, partition: i % 3, timestamp: 1_700_000_000_000 + i })),
+      );
+      const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+      const assignments: number[][] = [];
+      consumer.onAssignment((a) => assignments.push(a.map((x) => x.partition).sort()));
+      try {
+        const got = await consumeUntil(consumer, (g) => g.length >= 300);
+        assert.deepEqual(assignments.at(-1), [0, 1, 2]);
+        assert.equal(got.length, 300);
+        for (const m of got) {
+          const i = Number(text(m.value)?.slice(1));
+          assert.equal(text(m.key), `k${i}`);
+          assert.equal(m.partition, i % 3);
+          assert.equal(m.offset, Math.floor(i / 3));
+          assert.equal(m.timestamp, 1_700_000_000_000 + i);
+        }
+      } finally {
+        await consumer.stop();
+      }
+    });
+
+    it("a handler that takes only part of a batch gets the rest again, and a seek re-reads from the given offset", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 1);
+      await produce(
+        topic,
+        Array.from({ length: 50 }, (_, i) => ({ value: `v${i}` })),
+      );
+      const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+      let sought = false;
+      try {
+        const got = await consumeUntil(
+          consumer,
+          (g) => g.length >= 60,
+          (b, g) => {
+            // Take at most 7 messages per batch: the client must fetch from the returned offset.
+            const taken = b.messages.slice(0, 7);
+            for (const m of taken) g.push({ ...m, partition: b.partition });
+            if (!sought && g.length >= 50) {
+              sought = true;
+              consumer.seek({ topic, partition: 0, offset: 40 });
+            }
+            return (taken.at(-1) as KafkaMessage).offset + 1;
+          },
+        );
+        assert.deepEqual(
+          got.map((m) => m.offset),
+          [...Array.from({ length: 50 }, (_, i) => i), ...Array.from({ length: 10 }, (_, i) => 40 + i)],
+        );
+      } finally {
+        await consumer.stop();
+      }
+    });
+
+    it("a paused topic delivers nothing until resumed; committed offsets are where a new member of the group starts", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 2);
+      const batch = (from: number) => Array.from({ length: 10 }, (_, i) => ({ value: `v${from + i}`, partition: (from + i) % 2 }));
+      await produce(topic, batch(0));
+      const groupId = uniqueName("g");
+      const consumer = client.consumer({ groupId, topics: [topic], fromBeginning: true });
+      let delivered = 0;
+      const waitFor = async (n: number): Promise<void> => {
+        const deadline = Date.now() + 15_000;
+        while (delivered < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      };
+      await consumer.start((b) => {
+        delivered += b.messages.length;
+        return (b.messages.at(-1) as KafkaMessage).offset + 1;
+      });
+      await waitFor(10);
+      assert.equal(delivered, 10);
+      consumer.pause([topic]);
+      await produce(topic, batch(10));
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(delivered, 10, "nothing while paused");
+      consumer.resume([topic]);
+      await waitFor(20);
+      assert.equal(delivered, 20);
+      await consumer.commit([
+        { topic, partition: 0, offset: 7 },
+        { topic, partition: 1, offset: 9 },
+      ]);
+      await consumer.stop();
+
+      const next = client.consumer({ groupId, topics: [topic], fromBeginning: true });
+      try {
+        const got = await consumeUntil(next, (g) => g.length >= 4);
+        assert.deepEqual(got.map((m) => `${m.partition}@${m.offset}`).sort(), ["0@7", "0@8", "0@9", "1@9"]);
+      } finally {
+        await next.stop();
+      }
+    });
+
+    it("read_committed skips every aborted transaction, also several of one producer id in one fetch, and control records move the position", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 1);
+      const p = client.transactionalProducer({ transactionalId: uniqueName("tx") });
+      await p.connect();
+      // committed, aborted, aborted, committed, aborted: all under one producer id, each under a new epoch.
+      const plan: [string, boolean][] = [
+        ["a", true],
+        ["b", false],
+        ["c", false],
+        ["d", true],
+        ["e", false],
+      ];
+      const producerIds = new Set<string>();
+      for (const [prefix, commit] of plan) {
+        await p.begin(true);
+        await p.send(
+          topic,
+          Array.from({ length: 5 }, (_, i) => ({ key: null, value: `${prefix}${i}` })),
+        );
+        producerIds.add(p.handle().producerId);
+        await (commit ? p.commit() : p.abort());
+      }
+      await p.disconnect();
+      assert.equal(producerIds.size, 1, "one producer id, new epochs");
+      const end = (await client.endOffsets(topic)).get(0) as number;
+      assert.equal(end, 25 + plan.length, "25 records and 5 markers");
+
+      const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+      const positions: number[] = [];
+      consumer.onPositionAdvanced((t) => positions.push(t.offset));
+      try {
+        const got = await consumeUntil(consumer, (g) => g.length >= 10, undefined, 15_000);
+        const deadline = Date.now() + 10_000;
+        while (!positions.includes(end) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(
+          got.map((m) => text(m.value)),
+          ["a0", "a1", "a2", "a3", "a4", "d0", "d1", "d2", "d3", "d4"],
+        );
+        assert.ok(positions.includes(end), `the position reaches the end offset ${end} past the last abort marker`);
+      } finally {
+        await consumer.stop();
+      }
+      const uncommitted = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true, readCommitted: false });
+      try {
+        assert.equal((await consumeUntil(uncommitted, (g) => g.length >= 25)).length, 25, "read_uncommitted sees aborted records too");
+      } finally {
+        await uncommitted.stop();
+      }
+    });
+
+    it("a pre-committed transaction of a dead producer is committed from its handle, once; send reports where batches landed", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 2);
+      const transactionalId = uniqueName("tx");
+      const dead = client.transactionalProducer({ transactionalId });
+      await dead.connect();
+      await dead.begin(false);
+      const batches = await dead.send(topic, [
+        { key: null, value: "x", partition: 1 },
+        { key: null, value: "y", partition: 1 },
+      ]);
+      assert.deepEqual(batches, [{ partition: 1, baseOffset: 0 }]);
+      const handle = JSON.parse(JSON.stringify(dead.handle())) as ReturnType<typeof dead.handle>;
+      const marker = { topic, partition: 1, offset: 0, producerId: handle.producerId };
+      assert.equal(await client.markerOutcome(marker, 200), "open");
+      // The process dies: no commit, no abort. Another client ends it from the handle.
+      const other = make();
+      try {
+        assert.equal(await other.endTransaction(handle, true), "ended");
+        // Again: the broker answers a repeated EndTxn of the same epoch and result with success, so "ended"
+        // is as right as "already-ended" here; what counts is that it neither fails nor ends anything else.
+        assert.ok(["ended", "already-ended"].includes(await other.endTransaction(handle, true)));
+        assert.equal(await other.markerOutcome(marker, 10_000), "committed");
+      } finally {
+        await other.close();
+        await dead.disconnect();
+      }
+      assert.deepEqual(
+        (await readCommitted(topic)).map((m) => m.value),
+        ["x", "y"],
+      );
+      assert.equal(await client.endTransaction({ transactionalId: uniqueName("never-used"), producerId: "123456", producerEpoch: 0 }, true), "already-ended");
+    });
+
+    it("a new incarnation fences the old producer and aborts what it left open; the marker outcome says aborted", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 1);
+      const transactionalId = uniqueName("tx");
+      const old = client.transactionalProducer({ transactionalId });
+      await old.connect();
+      await old.begin(false);
+      await old.send(topic, [{ key: null, value: "lost" }]);
+      const handle = old.handle();
+      const fresh = client.transactionalProducer({ transactionalId });
+      await fresh.connect();
+      await assert.rejects(old.commit(), "the fenced producer cannot commit");
+      assert.equal(await client.markerOutcome({ topic, partition: 0, offset: 0, producerId: handle.producerId }, 10_000), "aborted");
+      assert.equal(await client.endTransaction(handle, true), "already-ended");
+      await fresh.begin(true);
+      await fresh.send(topic, [{ key: null, value: "kept" }]);
+      await fresh.commit();
+      await fresh.disconnect();
+      await old.disconnect().catch(() => undefined);
+      assert.deepEqual(
+        (await readCommitted(topic)).map((m) => m.value),
+        ["kept"],
+      );
+    });
+
+    it("createTopic applies topic config and is idempotent; brokerConfig reads named broker settings", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await client.createTopic(topic, 4, { config: { "retention.ms": "3600000" } });
+      await client.createTopic(topic, 4, { config: { "retention.ms": "3600000" } });
+      assert.deepEqual([...(await client.endOffsets(topic)).keys()].sort(), [0, 1, 2, 3]);
+      const admin = kafka().admin();
+      await admin.connect();
+      try {
+        const described = await admin.describeConfigs({ resources: [{ type: 2, name: topic, configNames: ["retention.ms"] }], includeSynonyms: false });
+        assert.equal(described.resources[0]?.configEntries.find((c) => c.configName === "retention.ms")?.configValue, "3600000");
+      } finally {
+        await admin.disconnect();
+      }
+      const config = await client.brokerConfig(["transaction.max.timeout.ms", "no.such.setting"]);
+      assert.match(config.get("transaction.max.timeout.ms") ?? "", /^\d+$/);
+      assert.equal(config.has("no.such.setting"), false);
+    });
+
+    it("a key goes to the partition the Java client (and kafkajs) picks: murmur2, positive", async () => {
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 7);
+      const p = client.transactionalProducer({ transactionalId: uniqueName("tx") });
+      await p.connect();
+      await p.begin(false);
+      const keys = Array.from({ length: 200 }, (_, i) => `key-${i}`);
+      await p.send(
+        topic,
+        keys.map((k) => ({ key: k, value: k })),
+      );
+      await p.commit();
+      await p.disconnect();
+      const read = await readCommitted(topic);
+      assert.equal(read.length, keys.length);
+      for (const m of read) assert.equal(m.partition, javaPartition(m.key as string, 7), `partition of ${m.key}`);
+    });
+  });
+}
+
+/** The Java client's default partition of a string key: murmur2 of its UTF-8 bytes, made positive, mod n. */
+function javaPartition(key: string, partitions: number): number {
+  const data = Buffer.from(key);
+  const m = 0x5bd1e995;
+  let h = (0x9747b28c ^ data.length) | 0;
+  const four = data.length & ~3;
+  for (let i = 0; i < four; i += 4) {
+    let k = data.readInt32LE(i);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const rest = data.length & 3;
+  if (rest === 3) h ^= (data[four + 2] as number) << 16;
+  if (rest >= 2) h ^= (data[four + 1] as number) << 8;
+  if (rest >= 1) {
+    h ^= data[four] as number;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return (h & 0x7fffffff) % partitions;
+}
