@@ -46,7 +46,7 @@ for (const [name, make] of Object.entries(clients)) {
     const client = make();
     after(() => client.close());
 
-    it("a group member is assigned every partition and reads each message once, with key, value, offset and timestamp", async () => {
+    it("a group member is assigned every partition and reads each message once, with key, value, offset and timestamp", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 3);
       await produce(
@@ -72,7 +72,7 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
-    it("a handler that takes only part of a batch gets the rest again, and a seek re-reads from the given offset", async () => {
+    it("a handler that takes only part of a batch gets the rest again, and a seek re-reads from the given offset", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 1);
       await produce(
@@ -105,7 +105,7 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
-    it("a paused topic delivers nothing until resumed; committed offsets are where a new member of the group starts", async () => {
+    it("a paused topic delivers nothing until resumed; committed offsets are where a new member of the group starts", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 2);
       const batch = (from: number) => Array.from({ length: 10 }, (_, i) => ({ value: `v${from + i}`, partition: (from + i) % 2 }));
@@ -145,7 +145,7 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
-    it("read_committed skips every aborted transaction, also several of one producer id in one fetch, and control records move the position", async () => {
+    it("read_committed skips every aborted transaction, also several of one producer id in one fetch, and control records move the position", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 1);
       const p = client.transactionalProducer({ transactionalId: uniqueName("tx") });
@@ -196,7 +196,7 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
-    it("a pre-committed transaction of a dead producer is committed from its handle, once; send reports where batches landed", async () => {
+    it("a pre-committed transaction of a dead producer is committed from its handle, once; send reports where batches landed", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 2);
       const transactionalId = uniqueName("tx");
@@ -230,7 +230,7 @@ for (const [name, make] of Object.entries(clients)) {
       assert.equal(await client.endTransaction({ transactionalId: uniqueName("never-used"), producerId: "123456", producerEpoch: 0 }, true), "already-ended");
     });
 
-    it("a new incarnation fences the old producer and aborts what it left open; the marker outcome says aborted", async () => {
+    it("a new incarnation fences the old producer and aborts what it left open; the marker outcome says aborted", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 1);
       const transactionalId = uniqueName("tx");
@@ -255,7 +255,7 @@ for (const [name, make] of Object.entries(clients)) {
       );
     });
 
-    it("createTopic applies topic config and is idempotent; brokerConfig reads named broker settings", async () => {
+    it("createTopic applies topic config and is idempotent; brokerConfig reads named broker settings", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await client.createTopic(topic, 4, { config: { "retention.ms": "3600000" } });
       await client.createTopic(topic, 4, { config: { "retention.ms": "3600000" } });
@@ -273,7 +273,7 @@ for (const [name, make] of Object.entries(clients)) {
       assert.equal(config.has("no.such.setting"), false);
     });
 
-    it("a key goes to the partition the Java client (and kafkajs) picks: murmur2, positive", async () => {
+    it("a key goes to the partition the Java client (and kafkajs) picks: murmur2, positive", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 7);
       const p = client.transactionalProducer({ transactionalId: uniqueName("tx") });
