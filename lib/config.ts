@@ -7,7 +7,18 @@
 import type { z } from "zod";
 import { type ConfigIssue, ConfigError } from "./errors.ts";
 
-/** Parses `input` with `schema`, or throws a ConfigError naming `where` and every bad field. */
+/**
+ * Parses `input` with `schema`, or throws a ConfigError naming `where` and every bad field.
+ *
+ * @example
+ * ```ts
+ * import { validate } from "gress";
+ * import { z } from "zod";
+ *
+ * // Validates options of your own operators with the same errors as Gress's: a ConfigError naming the field.
+ * const options = validate(z.strictObject({ thresholdMs: z.number().positive() }), { thresholdMs: 500 }, "myOperator");
+ * ```
+ */
 export function validate<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {
   const result = schema.safeParse(input, { reportInput: true });
   if (result.success) return result.data;

@@ -42,19 +42,50 @@ export interface StreamRecord<T> {
   readonly split: string | undefined;
 }
 
-/** Event time has reached `timestamp`: no more records with timestamp ≤ it are expected. */
+/**
+ * Event time has reached `timestamp`: no more records with timestamp ≤ it are expected.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable, type Watermark } from "gress";
+ *
+ * // The watermarks of a stream, as its elements.
+ * fromIterable([1, 2], { timestamp: (x) => x * 1_000 }).elements.subscribe((e: Element<number>) => {
+ *   if (e.kind === "watermark") console.log("event time now", (e satisfies Watermark).timestamp);
+ * });
+ * ```
+ */
 export interface Watermark {
   readonly kind: "watermark";
   readonly timestamp: number;
 }
 
-/** A checkpoint barrier: everything before it belongs to checkpoint `checkpointId`. */
+/**
+ * A checkpoint barrier: everything before it belongs to checkpoint `checkpointId`.
+ *
+ * @example
+ * ```ts
+ * import type { Barrier, Element } from "gress";
+ *
+ * // A checkpoint barrier: everything before it belongs to checkpoint `checkpointId`.
+ * const checkpointOf = (e: Element<unknown>): number | undefined => (e.kind === "barrier" ? (e satisfies Barrier).checkpointId : undefined);
+ * ```
+ */
 export interface Barrier {
   readonly kind: "barrier";
   readonly checkpointId: number;
 }
 
-/** The input is exhausted. Followed by nothing; operators flush and complete. */
+/**
+ * The input is exhausted. Followed by nothing; operators flush and complete.
+ *
+ * @example
+ * ```ts
+ * import type { Element, EndOfStream } from "gress";
+ *
+ * const ended = (e: Element<unknown>): e is EndOfStream => e.kind === "end";
+ * ```
+ */
 export interface EndOfStream {
   readonly kind: "end";
 }
@@ -62,13 +93,32 @@ export interface EndOfStream {
 /**
  * A source announces the splits it reads (the partitions it was assigned) before their first records, so that
  * per-split watermarking holds the watermark back for a split that has not delivered yet, as Flink does.
+ *
+ * @example
+ * ```ts
+ * import type { Element, SplitsAnnouncement } from "gress";
+ *
+ * // A source announces the splits (partitions) it reads before their first records.
+ * const splitsOf = (e: Element<unknown>): readonly string[] => (e.kind === "splits" ? (e satisfies SplitsAnnouncement).splits : []);
+ * ```
  */
 export interface SplitsAnnouncement {
   readonly kind: "splits";
   readonly splits: readonly string[];
 }
 
-/** A record routed to a named side output (late data, dead letters), with the reason it went there. */
+/**
+ * A record routed to a named side output (late data, dead letters), with the reason it went there.
+ *
+ * @example
+ * ```ts
+ * import { DEAD_LETTERS, fromIterable, type SideRecord } from "gress";
+ *
+ * const parsed = fromIterable(["1", "x"]).map((s) => { if (Number.isNaN(Number(s))) throw new Error("NaN"); return Number(s); });
+ * // A side record keeps the value, its time and the reason it was routed there.
+ * parsed.sideRecords(DEAD_LETTERS).subscribe((r: SideRecord) => console.log(r.tag, r.value, r.reason));
+ * ```
+ */
 export interface SideRecord {
   readonly kind: "side";
   readonly tag: string;
@@ -91,7 +141,17 @@ export interface SideRecord {
  */
 export type Element<T> = StreamRecord<T> | Watermark | Barrier | EndOfStream | SideRecord | SplitsAnnouncement;
 
-/** A non-record element, passed through by stateless operators unchanged. */
+/**
+ * A non-record element, passed through by stateless operators unchanged.
+ *
+ * @example
+ * ```ts
+ * import type { ControlElement, Element } from "gress";
+ *
+ * // Everything but records: stateless operators pass these on unchanged.
+ * const isControl = <T>(e: Element<T>): e is ControlElement => e.kind !== "record";
+ * ```
+ */
 export type ControlElement = Watermark | Barrier | EndOfStream | SideRecord | SplitsAnnouncement;
 
 /*
@@ -168,12 +228,33 @@ export function watermark(timestamp: number): Watermark {
   return element("watermark", undefined, timestamp, undefined, undefined, undefined, undefined, undefined, undefined) as Watermark;
 }
 
-/** Builds a checkpoint barrier. */
+/**
+ * Builds a checkpoint barrier.
+ *
+ * @example
+ * ```ts
+ * import { barrier } from "gress";
+ *
+ * // Built by the job when a checkpoint starts; tests of custom operators can feed one in.
+ * const b = barrier(7);
+ * console.log(b.kind, b.checkpointId); // barrier 7
+ * ```
+ */
 export function barrier(checkpointId: number): Barrier {
   return element("barrier", undefined, undefined, undefined, undefined, undefined, undefined, checkpointId, undefined) as Barrier;
 }
 
-/** Builds a split announcement. */
+/**
+ * Builds a split announcement.
+ *
+ * @example
+ * ```ts
+ * import { splitsAnnouncement } from "gress";
+ *
+ * const a = splitsAnnouncement(["orders-0", "orders-1"]);
+ * console.log(a.kind, a.splits); // splits ["orders-0", "orders-1"]
+ * ```
+ */
 export function splitsAnnouncement(splits: readonly string[]): SplitsAnnouncement {
   return element("splits", undefined, undefined, undefined, undefined, undefined, undefined, undefined, [...splits]) as SplitsAnnouncement;
 }
@@ -198,7 +279,17 @@ export function sideRecord(tag: string, value: unknown, timestamp: number, reaso
   return element("side", value, timestamp, undefined, undefined, tag, reason, undefined, undefined) as SideRecord;
 }
 
-/** The single end-of-stream element. */
+/**
+ * The single end-of-stream element.
+ *
+ * @example
+ * ```ts
+ * import { END, type Element } from "gress";
+ *
+ * // The last element of a bounded stream; a custom operator flushes what it holds when it sees it.
+ * const isEnd = (e: Element<unknown>): boolean => e === END || e.kind === "end";
+ * ```
+ */
 export const END: EndOfStream = element("end", undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined) as EndOfStream;
 
 /**
@@ -216,7 +307,19 @@ export const END: EndOfStream = element("end", undefined, undefined, undefined, 
  */
 export const MAX_WATERMARK: number = Number.POSITIVE_INFINITY;
 
-/** The watermark before any record was seen. */
+/**
+ * The watermark before any record was seen.
+ *
+ * @example
+ * ```ts
+ * import { MIN_WATERMARK } from "gress";
+ * import { TestDriver } from "gress/testing";
+ *
+ * // Event time before any watermark: -Infinity.
+ * const driver = new TestDriver<number, number>((s) => s);
+ * console.log(driver.readWatermarks().length === 0, MIN_WATERMARK); // true -Infinity
+ * ```
+ */
 export const MIN_WATERMARK: number = Number.NEGATIVE_INFINITY;
 
 /**

@@ -14,7 +14,17 @@
 
 const BRAND: unique symbol = Symbol.for("gress.error") as never;
 
-/** The stable error codes. New codes may be added; existing ones never change meaning. */
+/**
+ * The stable error codes. New codes may be added; existing ones never change meaning.
+ *
+ * @example
+ * ```ts
+ * import { type GressErrorCode, isGressError } from "gress";
+ *
+ * const retryable: GressErrorCode[] = ["ERR_SOURCE", "ERR_SINK", "ERR_CHECKPOINT"];
+ * const shouldRetry = (err: unknown): boolean => retryable.some((code) => isGressError(err, code));
+ * ```
+ */
 export type GressErrorCode =
   | "ERR_CONFIG"
   | "ERR_STATE"
@@ -26,14 +36,39 @@ export type GressErrorCode =
   | "ERR_BAD_RECORD"
   | "ERR_CLOSED";
 
-/** One problem found while validating options: where it is, and what was expected. */
+/**
+ * One problem found while validating options: where it is, and what was expected.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, Job } from "gress";
+ *
+ * try {
+ *   new Job({ maxInFlight: -1 });
+ * } catch (err) {
+ *   // Each issue names the field (path) and what is wrong with it.
+ *   if (err instanceof ConfigError) for (const issue of err.issues) console.error(issue.path.join("."), issue.message);
+ * }
+ * ```
+ */
 export interface ConfigIssue {
   readonly path: readonly (string | number)[];
   readonly code: string;
   readonly message: string;
 }
 
-/** Options accepted by every Gress error constructor. */
+/**
+ * Options accepted by every Gress error constructor.
+ *
+ * @example
+ * ```ts
+ * import { type GressErrorOptions, SinkError } from "gress";
+ *
+ * // cause: the underlying error; details: structured context for logs.
+ * const options: GressErrorOptions = { cause: new Error("ECONNRESET"), details: { sink: "db", attempt: 3 } };
+ * const err = new SinkError("write to db failed", options);
+ * ```
+ */
 export interface GressErrorOptions extends ErrorOptions {
   readonly details?: Readonly<Record<string, unknown>>;
 }
@@ -87,35 +122,104 @@ export class ConfigError extends GressError {
   }
 }
 
-/** A state backend failed to read, write, snapshot or restore. */
+/**
+ * A state backend failed to read, write, snapshot or restore.
+ *
+ * @example
+ * ```ts
+ * import { StateError } from "gress";
+ *
+ * // Thrown by the state backends (a value that cannot be stored, a closed backend, ...).
+ * const err = new StateError("value of table op/t is not cloneable");
+ * console.log(err.code); // ERR_STATE
+ * ```
+ */
 export class StateError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_STATE", message, options);
   }
 }
 
-/** A checkpoint could not be taken, committed or restored. */
+/**
+ * A checkpoint could not be taken, committed or restored.
+ *
+ * @example
+ * ```ts
+ * import { CheckpointError, Job, lmdbState } from "gress";
+ *
+ * const job = new Job({ name: "j", state: lmdbState({ path: "state/j" }), checkpoints: { intervalMs: 1_000, timeoutMs: 5_000 } });
+ * job.fromIterable([1]).sinkTo({ name: "s", write() {} });
+ * await job.run().catch((err) => {
+ *   // A checkpoint that fails or times out fails the job with a CheckpointError.
+ *   if (err instanceof CheckpointError) console.error("checkpoint failed:", err.message);
+ * });
+ * ```
+ */
 export class CheckpointError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_CHECKPOINT", message, options);
   }
 }
 
-/** A source failed (connection, decoding of positions, ...). */
+/**
+ * A source failed (connection, decoding of positions, ...).
+ *
+ * @example
+ * ```ts
+ * import { isGressError, Job } from "gress";
+ *
+ * const job = new Job();
+ * function* broken(): Generator<number> {
+ *   yield 1;
+ *   throw new Error("disk gone");
+ * }
+ * job.fromIterable(broken()).sinkTo({ name: "s", write() {} });
+ * await job.run().catch((err) => {
+ *   if (isGressError(err, "ERR_SOURCE")) console.error(err.message); // iterable source "iterable-1" failed at index 1: disk gone
+ * });
+ * ```
+ */
 export class SourceError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_SOURCE", message, options);
   }
 }
 
-/** A sink failed to write or commit. */
+/**
+ * A sink failed to write or commit.
+ *
+ * @example
+ * ```ts
+ * import { isGressError, Job } from "gress";
+ *
+ * const job = new Job();
+ * job.fromIterable([1]).sinkTo({ name: "db", write: async () => { throw new Error("connection refused"); } });
+ * await job.run().catch((err) => {
+ *   if (isGressError(err, "ERR_SINK")) console.error(err.message); // names the sink "db"
+ * });
+ * ```
+ */
 export class SinkError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_SINK", message, options);
   }
 }
 
-/** An invalid pattern definition. */
+/**
+ * An invalid pattern definition.
+ *
+ * @example
+ * ```ts
+ * import { PatternError } from "gress";
+ * import { named } from "gress/cep";
+ *
+ * try {
+ *   named("not an identifier", () => true);
+ * } catch (err) {
+ *   if (err instanceof PatternError) console.error(err.message);
+ * }
+ * ```
+ */
 export class PatternError extends GressError {
   constructor(message: string, options?: GressErrorOptions) {
     super("ERR_PATTERN", message, options);
@@ -179,7 +283,17 @@ export function isGressError(e: unknown, code?: GressErrorCode): e is GressError
   return code === undefined || (e as GressError).code === code;
 }
 
-/** All error classes in one namespace, for `errors.ConfigError` style access. */
+/**
+ * All error classes in one namespace, for `errors.ConfigError` style access.
+ *
+ * @example
+ * ```ts
+ * import { errors } from "gress";
+ *
+ * // Every error class in one object, e.g. to check across realms or to list them.
+ * console.log(Object.keys(errors)); // ["GressError", "ConfigError", ...]
+ * ```
+ */
 export const errors: {
   readonly GressError: typeof GressError;
   readonly ConfigError: typeof ConfigError;

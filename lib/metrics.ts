@@ -39,7 +39,20 @@ export class OperatorMetrics {
   }
 }
 
-/** Counters and gauges of one sink. */
+/**
+ * Counters and gauges of one sink.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job();
+ * job.fromIterable([1, 2]).sinkTo({ name: "db", write: async () => {} });
+ * await job.run();
+ * const m = job.metrics.sink("db");
+ * console.log(m.written, m.inFlight, m.failures); // 2 0 0
+ * ```
+ */
 export class SinkMetrics {
   written: number = 0;
   inFlight: number = 0;
@@ -51,7 +64,19 @@ export class SinkMetrics {
   }
 }
 
-/** Counters and gauges of one source. */
+/**
+ * Counters and gauges of one source.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job();
+ * job.fromIterable([1, 2, 3], { name: "numbers" }).sinkTo({ name: "s", write() {} });
+ * await job.run();
+ * console.log(job.metrics.source("numbers").emitted); // 3
+ * ```
+ */
 export class SourceMetrics {
   emitted: number = 0;
   paused: boolean = false;

@@ -18,6 +18,18 @@ import { Observable } from "rxjs";
  *
  * Call its methods on the object (`downstream.next(x)`), as with an RxJS Subscriber: they are methods of a
  * class, not free functions. To hand one to a callback, wrap or bind it (`(x) => downstream.next(x)`).
+ *
+ * @example
+ * ```ts
+ * import { type Downstream, type Element, fromIterable, operate } from "gress";
+ *
+ * // Call its methods on the object; wrap them to pass them as callbacks.
+ * const later = operate<Element<number>, Element<number>>((downstream: Downstream<Element<number>>) => ({
+ *   next: (e) => downstream.next(e),
+ *   complete: () => {},
+ * }));
+ * const s = fromIterable([1]).transform(later);
+ * ```
  */
 export interface Downstream<O> {
   next(value: O): void;
@@ -32,7 +44,34 @@ export interface Downstream<O> {
   readonly transient?: boolean;
 }
 
-/** Per-subscription operator logic: handle one element, optionally flush at completion and tear down. */
+/**
+ * Per-subscription operator logic: handle one element, optionally flush at completion and tear down.
+ *
+ * @example
+ * ```ts
+ * import { type Element, fromIterable, operate, type OperatorBody, record } from "gress";
+ *
+ * // A body that sums the records and emits the total at the end of the input.
+ * const total = operate<Element<number>, Element<number>>((downstream) => {
+ *   let sum = 0;
+ *   let last = 0;
+ *   const body: OperatorBody<Element<number>> = {
+ *     next(e) {
+ *       if (e.kind === "record") {
+ *         sum += e.value;
+ *         last = e.timestamp;
+ *       } else if (e.kind !== "end") downstream.next(e);
+ *     },
+ *     complete() {
+ *       downstream.next(record(sum, last));
+ *     },
+ *     records: "consume",
+ *   };
+ *   return body;
+ * });
+ * console.log(await fromIterable([1, 2, 3]).transform(total).collect()); // [6]
+ * ```
+ */
 export interface OperatorBody<I> {
   /** Handles one element. Read once, when the chain is built: replacing it on the body later has no effect. */
   next(value: I): void;
@@ -57,7 +96,18 @@ export interface OperatorBody<I> {
 // biome-ignore lint/suspicious/noExplicitAny: a chain links bodies of different element types
 export type OperatorInit<I = any, O = any> = (downstream: Downstream<O>) => OperatorBody<I>;
 
-/** An RxJS operator built by {@link operate}; it can be chained with its neighbours. */
+/**
+ * An RxJS operator built by {@link operate}; it can be chained with its neighbours.
+ *
+ * @example
+ * ```ts
+ * import { type ChainableOperator, type Element, fromIterable, operate } from "gress";
+ *
+ * // An RxJS operator that also carries its init, so that a Stream can chain it with its neighbours.
+ * const pass: ChainableOperator<Element<string>, Element<string>> = operate((downstream) => ({ next: (e) => downstream.next(e), records: "forward" }));
+ * const s = fromIterable(["a"]).transform(pass);
+ * ```
+ */
 export interface ChainableOperator<I, O> {
   (source: Observable<I>): Observable<O>;
   readonly init: OperatorInit<I, O>;

@@ -11,10 +11,33 @@
 import type { Clock } from "./clock.ts";
 import { callTimestamp } from "./watermarks.ts";
 
-/** A source's position in one split (an offset, a sequence number, a byte offset...). JSON-serialisable. */
+/**
+ * A source's position in one split (an offset, a sequence number, a byte offset...). JSON-serialisable.
+ *
+ * @example
+ * ```ts
+ * import type { Position, Positions } from "gress";
+ *
+ * // A position is plain data (a number, a string, an object of them), stored in checkpoints.
+ * const offset: Position = 42;
+ * const positions: Positions = { "orders-0": offset, "orders-1": 17 };
+ * ```
+ */
 export type Position = string | number | boolean | null | readonly Position[] | { readonly [k: string]: Position };
 
-/** Position per split. */
+/**
+ * Position per split.
+ *
+ * @example
+ * ```ts
+ * import { Job, type Positions, rides } from "gress";
+ *
+ * // Where each split of a source is: restored from a checkpoint, or given to start a source elsewhere.
+ * const from: Positions = { rides: 5_000 };
+ * const job = new Job();
+ * const stream = job.source(rides({ count: 10_000 }), { from }); // skips the first 5 000 events
+ * ```
+ */
 export type Positions = Readonly<Record<string, Position>>;
 
 /**

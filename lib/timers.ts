@@ -10,7 +10,17 @@ import type { Clock, CancelTimer } from "./clock.ts";
 import type { Key } from "./element.ts";
 import type { Namespace, StateBackend, StateTable } from "./state/backend.ts";
 
-/** A due timer. */
+/**
+ * A due timer.
+ *
+ * @example
+ * ```ts
+ * import type { Timer } from "gress";
+ *
+ * // A timer belongs to a key and a namespace (the window, or "" in a process function).
+ * const t: Timer = { time: 60_000, key: "ann", namespace: "" };
+ * ```
+ */
 export interface Timer {
   readonly time: number;
   readonly key: Key;
@@ -106,7 +116,19 @@ function decode(id: string): [Domain, number, Namespace] {
   return [id.slice(0, a) as Domain, Number(id.slice(a + 1, b)), id[b + 1] === "n" ? Number(body) : body];
 }
 
-/** Timers of one operator. */
+/**
+ * Timers of one operator.
+ *
+ * @example
+ * ```ts
+ * import { memoryState, TimerService, VirtualClock } from "gress";
+ *
+ * // The timers of one operator, kept in its state (so checkpoints cover them).
+ * const timers = new TimerService(memoryState(), "my-operator", new VirtualClock());
+ * timers.registerEventTime("ann", "", 5_000);
+ * console.log(timers.dueEventTimers(10_000)); // [{ time: 5000, key: "ann", namespace: "" }]
+ * ```
+ */
 export class TimerService {
   readonly #table: StateTable<1>;
   readonly #clock: Clock;

@@ -92,13 +92,32 @@ const strategySchema = z.looseObject({
  * Checks that `strategy` is a watermark strategy (as the built-in constructors make): a ConfigError naming
  * `where` and the bad field otherwise, instead of a job that never emits a watermark.
  * @returns the strategy
+ *
+ * @example
+ * ```ts
+ * import { monotonic, validateStrategy } from "gress";
+ *
+ * // Checks a strategy (e.g. one built by hand) before use; throws a ConfigError naming what is wrong.
+ * const strategy = validateStrategy(monotonic<number>(), "my source");
+ * ```
  */
 export function validateStrategy<T>(strategy: WatermarkStrategy<T>, where: string): WatermarkStrategy<T> {
   validate(strategySchema, strategy, where);
   return strategy;
 }
 
-/** What {@link eventTime} returns when a strategy's timestamp function throws or gives no finite number. */
+/**
+ * What {@link eventTime} returns when a strategy's timestamp function throws or gives no finite number.
+ *
+ * @example
+ * ```ts
+ * import { type EventTimeError, eventTime, monotonic } from "gress";
+ *
+ * const strategy = monotonic<{ at: number }>({ timestamp: (v) => v.at });
+ * const t: number | EventTimeError = eventTime(strategy, { at: Number.NaN }, 0);
+ * if (typeof t !== "number") console.error("no event time:", t.error);
+ * ```
+ */
 export interface EventTimeError {
   readonly error: unknown;
 }
@@ -107,6 +126,14 @@ export interface EventTimeError {
  * The event time `strategy` gives a value from a source timestamp: `sourceTimestamp` itself without a
  * timestamp function, else what the function returns, which must be a finite number.
  * @returns the event time, or the error to report for the record
+ *
+ * @example
+ * ```ts
+ * import { eventTime, monotonic } from "gress";
+ *
+ * const strategy = monotonic<{ at: number }>({ timestamp: (v) => v.at });
+ * console.log(eventTime(strategy, { at: 5 }, 1_000)); // 5: the value's own time (without a timestamp function: the source's 1000)
+ * ```
  */
 export function eventTime<T>(strategy: WatermarkStrategy<T>, value: T, sourceTimestamp: number): number | EventTimeError {
   const extract = strategy.timestamp;
@@ -117,6 +144,15 @@ export function eventTime<T>(strategy: WatermarkStrategy<T>, value: T, sourceTim
  * Calls a user's timestamp function `fn(value, extra)`: the shared check behind {@link eventTime} and the
  * sources' `timestampOf`.
  * @returns the timestamp if it is a finite number, or the error to report: what it threw, or a TypeError
+ *
+ * @example
+ * ```ts
+ * import { callTimestamp } from "gress";
+ *
+ * // Calls a user's timestamp function: a number, or { error } if it threw or returned something else.
+ * const t = callTimestamp((v: { at: string }) => Date.parse(v.at), { at: "2026-01-01T00:00:00Z" }, undefined);
+ * console.log(typeof t === "number" ? t : "bad timestamp");
+ * ```
  */
 export function callTimestamp<V, X>(fn: (value: V, extra: X) => number, value: V, extra: X): number | EventTimeError {
   let ts: unknown;

@@ -16,7 +16,17 @@ import { validate } from "../config.ts";
 import { runSoon } from "../runtime.ts";
 import type { Positions, Source, SourceContext } from "../source.ts";
 
-/** 32-bit mix of (seed, index, salt): a counter-based PRNG, so any event can be regenerated alone. */
+/**
+ * 32-bit mix of (seed, index, salt): a counter-based PRNG, so any event can be regenerated alone.
+ *
+ * @example
+ * ```ts
+ * import { hash32 } from "gress";
+ *
+ * // A deterministic 32-bit hash of (seed, index, salt): the same draw on every run.
+ * console.log(hash32(1, 42) === hash32(1, 42)); // true
+ * ```
+ */
 export function hash32(seed: number, index: number, salt = 0): number {
   let h = (seed ^ Math.imul(index, 0x9e3779b1) ^ Math.imul(salt, 0x85ebca6b)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
@@ -24,18 +34,58 @@ export function hash32(seed: number, index: number, salt = 0): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** Uniform [0, 1) for (seed, index, salt). */
+/**
+ * Uniform [0, 1) for (seed, index, salt).
+ *
+ * @example
+ * ```ts
+ * import { uniform } from "gress";
+ *
+ * // A deterministic uniform draw in [0, 1) for (seed, index, salt).
+ * const p = uniform(1, 42, 7);
+ * ```
+ */
 export function uniform(seed: number, index: number, salt = 0): number {
   return hash32(seed, index, salt) / 4294967296;
 }
 
-/** Random draws for one event: `next()` returns successive uniforms in [0,1). */
+/**
+ * Random draws for one event: `next()` returns successive uniforms in [0,1).
+ *
+ * @example
+ * ```ts
+ * import { type EventRandom, generator } from "gress";
+ *
+ * // Random draws that depend only on the seed and the event's index: the same on every replay.
+ * const dice = generator({ name: "dice", count: 5, make: (_i, _at, random: EventRandom) => 1 + random.int(6) });
+ * ```
+ */
 export interface EventRandom {
   next(): number;
   int(bound: number): number;
 }
 
-/** Options of a generator source. */
+/**
+ * Options of a generator source.
+ *
+ * @example
+ * ```ts
+ * import { generator, type GeneratorOptions } from "gress";
+ *
+ * // 10 000 events over 4 splits, up to 2 s out of order, 100 per event-time second, throttled to 5 000/s.
+ * const options: GeneratorOptions<{ id: number; at: number }> = {
+ *   name: "events",
+ *   seed: 7,
+ *   count: 10_000,
+ *   splits: 4,
+ *   maxDelayMs: 2_000,
+ *   eventsPerSecond: 100,
+ *   ratePerSecond: 5_000,
+ *   make: (id, at) => ({ id, at }),
+ * };
+ * const source = generator(options);
+ * ```
+ */
 export interface GeneratorOptions<T> {
   readonly name?: string;
   readonly seed?: number;
@@ -69,14 +119,35 @@ const optionsSchema = z.strictObject({
 
 const BATCH = 8192;
 
-/** A generated record together with its event time and split. */
+/**
+ * A generated record together with its event time and split.
+ *
+ * @example
+ * ```ts
+ * import type { GeneratedEvent } from "gress";
+ *
+ * // A generated value with its event time and split.
+ * const e: GeneratedEvent<string> = { value: "x", timestamp: 1_000, split: "gen-0" };
+ * ```
+ */
 export interface GeneratedEvent<T> {
   readonly value: T;
   readonly timestamp: number;
   readonly split: string;
 }
 
-/** A replayable generator source. */
+/**
+ * A replayable generator source.
+ *
+ * @example
+ * ```ts
+ * import { type GeneratorSource, generator, Job } from "gress";
+ *
+ * const source: GeneratorSource<number> = generator({ name: "n", count: 3, make: (i) => i });
+ * const job = new Job();
+ * console.log(await job.source(source).collect()); // [0, 1, 2]
+ * ```
+ */
 export class GeneratorSource<T> implements Source<T> {
   readonly name: string;
   readonly #seed: number;
@@ -213,7 +284,16 @@ export function generator<T>(options: GeneratorOptions<T>): GeneratorSource<T> {
 
 // ---- Nexmark-style auction events ----
 
-/** A person registered on the auction site. */
+/**
+ * A person registered on the auction site.
+ *
+ * @example
+ * ```ts
+ * import type { NexmarkEvent, Person } from "gress";
+ *
+ * const isPerson = (e: NexmarkEvent): e is Person => e.type === "person";
+ * ```
+ */
 export interface Person {
   readonly type: "person";
   readonly id: number;
@@ -222,7 +302,16 @@ export interface Person {
   readonly state: string;
   readonly dateTime: number;
 }
-/** An auction opened by a seller. */
+/**
+ * An auction opened by a seller.
+ *
+ * @example
+ * ```ts
+ * import type { Auction, NexmarkEvent } from "gress";
+ *
+ * const isAuction = (e: NexmarkEvent): e is Auction => e.type === "auction";
+ * ```
+ */
 export interface Auction {
   readonly type: "auction";
   readonly id: number;
@@ -232,7 +321,16 @@ export interface Auction {
   readonly expires: number;
   readonly dateTime: number;
 }
-/** A bid on an auction. */
+/**
+ * A bid on an auction.
+ *
+ * @example
+ * ```ts
+ * import type { Bid, NexmarkEvent } from "gress";
+ *
+ * const isBid = (e: NexmarkEvent): e is Bid => e.type === "bid";
+ * ```
+ */
 export interface Bid {
   readonly type: "bid";
   readonly auction: number;
@@ -241,7 +339,19 @@ export interface Bid {
   readonly channel: string;
   readonly dateTime: number;
 }
-/** One Nexmark event. */
+/**
+ * One Nexmark event.
+ *
+ * @example
+ * ```ts
+ * import { Job, type NexmarkEvent, nexmark } from "gress";
+ *
+ * const job = new Job();
+ * const prices = job
+ *   .source(nexmark({ count: 1_000 }))
+ *   .flatMap((e: NexmarkEvent) => (e.type === "bid" ? [e.price] : []));
+ * ```
+ */
 export type NexmarkEvent = Person | Auction | Bid;
 
 const CITIES = ["Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne"];
@@ -285,7 +395,17 @@ export function nexmark(options: Omit<GeneratorOptions<NexmarkEvent>, "make"> = 
 
 // ---- Ride-sharing events ----
 
-/** A rider asking for a ride, or a driver becoming available, in an area. */
+/**
+ * A rider asking for a ride, or a driver becoming available, in an area.
+ *
+ * @example
+ * ```ts
+ * import { Job, type RideEvent, rides } from "gress";
+ *
+ * const job = new Job();
+ * const requests = job.source(rides({ count: 100 })).filter((r: RideEvent) => r.type === "request").map((r) => `${r.area}@${r.at}`);
+ * ```
+ */
 export interface RideEvent {
   readonly type: "request" | "driver";
   readonly id: number;
@@ -293,7 +413,17 @@ export interface RideEvent {
   readonly at: number;
 }
 
-/** Options of the ride-event generator. */
+/**
+ * Options of the ride-event generator.
+ *
+ * @example
+ * ```ts
+ * import { type RideOptions, rides } from "gress";
+ *
+ * const options: RideOptions = { count: 50_000, areas: 25, seed: 3, maxDelayMs: 5_000 };
+ * const source = rides(options);
+ * ```
+ */
 export type RideOptions = Omit<GeneratorOptions<RideEvent>, "make"> & { readonly areas?: number };
 
 /**

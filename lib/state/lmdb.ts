@@ -35,7 +35,18 @@ import type { Key } from "../element.ts";
 import { StateError } from "../errors.ts";
 import { type Namespace, type StateBackend, type StateSnapshot, type StateTable, type TableOptions, tableId, validateTableOptions } from "./backend.ts";
 
-/** Options of the LMDB backend. */
+/**
+ * Options of the LMDB backend.
+ *
+ * @example
+ * ```ts
+ * import { type LmdbStateOptions, lmdbState } from "gress";
+ *
+ * // A larger read cache, and at most 100 000 dirty entries before a checkpoint is forced.
+ * const options: LmdbStateOptions = { path: "state/big", cacheEntries: 50_000, maxDirtyEntries: 100_000, durability: "fsync" };
+ * const state = lmdbState(options);
+ * ```
+ */
 export interface LmdbStateOptions {
   /** Directory of the LMDB environment; created if missing. */
   readonly path: string;
@@ -219,7 +230,17 @@ class LmdbTable<V> implements StateTable<V> {
   }
 }
 
-/** Keyed state in LMDB with a dirty set, a committing set and a bounded cache. See the module comment. */
+/**
+ * Keyed state in LMDB with a dirty set, a committing set and a bounded cache. See the module comment.
+ *
+ * @example
+ * ```ts
+ * import { Job, type LmdbStateBackend, lmdbState } from "gress";
+ *
+ * const state: LmdbStateBackend = lmdbState({ path: "state/orders" });
+ * const job = new Job({ name: "orders", state, checkpoints: { intervalMs: 5_000 } });
+ * ```
+ */
 export class LmdbStateBackend implements StateBackend {
   readonly kind = "lmdb";
   readonly path: string;

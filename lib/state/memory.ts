@@ -162,7 +162,19 @@ class NamespaceMajorTable<V> implements StateTable<V> {
 
 type MemoryTable<V> = KeyMajorTable<V> | NamespaceMajorTable<V>;
 
-/** Keyed state held in the process heap. Lost when the process ends unless snapshotted. */
+/**
+ * Keyed state held in the process heap. Lost when the process ends unless snapshotted.
+ *
+ * @example
+ * ```ts
+ * import { Job, MemoryStateBackend } from "gress";
+ *
+ * const state = new MemoryStateBackend();
+ * const job = new Job({ state });
+ * // Inspect an operator's state in a test, after the job ran.
+ * console.log(state.table<number>("window-1", "acc").size);
+ * ```
+ */
 export class MemoryStateBackend implements StateBackend {
   readonly kind = "memory";
   readonly #tables = new Map<string, MemoryTable<unknown>>();

@@ -6,13 +6,33 @@
  */
 import fc from "fast-check";
 
-/** A value with its event time. */
+/**
+ * A value with its event time.
+ *
+ * @example
+ * ```ts
+ * import type { Timestamped } from "gress/testing";
+ *
+ * const events: Timestamped<string>[] = [{ value: "a", timestamp: 0 }, { value: "b", timestamp: 1_000 }];
+ * ```
+ */
 export interface Timestamped<T> {
   readonly value: T;
   readonly timestamp: number;
 }
 
-/** Options of {@link timestampedEvents}. */
+/**
+ * Options of {@link timestampedEvents}.
+ *
+ * @example
+ * ```ts
+ * import fc from "fast-check";
+ * import { timestampedEvents, type TimestampedEventsOptions } from "gress/testing";
+ *
+ * const options: TimestampedEventsOptions = { minLength: 1, maxLength: 200, startTime: 0, maxGapMs: 500, maxDisorderMs: 1_000 };
+ * const streams = timestampedEvents(fc.string(), options);
+ * ```
+ */
 export interface TimestampedEventsOptions {
   readonly minLength?: number;
   readonly maxLength?: number;

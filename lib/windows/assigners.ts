@@ -12,16 +12,46 @@
 import { z } from "zod";
 import { validate } from "../config.ts";
 
-/** A window `[start, end)`. */
+/**
+ * A window `[start, end)`.
+ *
+ * @example
+ * ```ts
+ * import { maxTimestamp, type Window } from "gress";
+ *
+ * // A window covers [start, end): its last timestamp is end - 1.
+ * const w: Window = { start: 0, end: 60_000 };
+ * console.log(maxTimestamp(w)); // 59999
+ * ```
+ */
 export interface Window {
   readonly start: number;
   readonly end: number;
 }
 
-/** The global window's bounds: finite, so that they serialise. */
+/**
+ * The global window's bounds: finite, so that they serialise.
+ *
+ * @example
+ * ```ts
+ * import { GLOBAL_WINDOW, maxTimestamp } from "gress";
+ *
+ * // The single window of global(): it never closes by time, only by its trigger.
+ * console.log(GLOBAL_WINDOW.start, maxTimestamp(GLOBAL_WINDOW));
+ * ```
+ */
 export const GLOBAL_WINDOW: Window = Object.freeze({ start: Number.MIN_SAFE_INTEGER, end: Number.MAX_SAFE_INTEGER });
 
-/** The last timestamp that belongs to a window. */
+/**
+ * The last timestamp that belongs to a window.
+ *
+ * @example
+ * ```ts
+ * import { maxTimestamp } from "gress";
+ *
+ * console.log(maxTimestamp({ start: 60_000, end: 120_000 })); // 119999: the watermark that closes the window
+ * ```
+ */
 export function maxTimestamp(w: Window): number {
   return w.end - 1;
 }
@@ -123,7 +153,17 @@ export function global<T>(): WindowAssigner<T> {
   return { kind: "global" };
 }
 
-/** Start of the window of size `size` (with `offset`) that holds `ts`. Correct for negative timestamps too. */
+/**
+ * Start of the window of size `size` (with `offset`) that holds `ts`. Correct for negative timestamps too.
+ *
+ * @example
+ * ```ts
+ * import { windowStart } from "gress";
+ *
+ * // The start of the tumbling window of size 60 000 (offset 0) holding timestamp 125 000.
+ * console.log(windowStart(125_000, 60_000, 0)); // 120000
+ * ```
+ */
 export function windowStart(ts: number, size: number, offset: number): number {
   // Floor division instead of `%`: on non-Smi numbers (epoch milliseconds, or any timestamp held as a double)
   // V8 compiles `%` to a call of C's fmod, while a division and a floor are single instructions. The result

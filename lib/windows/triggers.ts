@@ -10,10 +10,40 @@ import { validate } from "../config.ts";
 import type { Window } from "./assigners.ts";
 import { maxTimestamp } from "./assigners.ts";
 
-/** What a trigger asks the window to do. `purge` drops the window's accumulator. */
+/**
+ * What a trigger asks the window to do. `purge` drops the window's accumulator.
+ *
+ * @example
+ * ```ts
+ * import type { TriggerResult } from "gress";
+ *
+ * // "fire" emits and keeps the accumulator, "purge" drops it, "fire_and_purge" does both.
+ * const decide = (count: number): TriggerResult => (count >= 10 ? "fire_and_purge" : "continue");
+ * ```
+ */
 export type TriggerResult = "continue" | "fire" | "purge" | "fire_and_purge";
 
-/** What a trigger can do and see, scoped to the current key and window. */
+/**
+ * What a trigger can do and see, scoped to the current key and window.
+ *
+ * @example
+ * ```ts
+ * import type { Trigger } from "gress";
+ *
+ * // Fires every 3 records, keeping the count in the trigger's per-window state.
+ * const everyThird: Trigger<unknown> = {
+ *   name: "every-third",
+ *   onElement(_value, _ts, _window, ctx) {
+ *     const n = (ctx.getState<number>("n") ?? 0) + 1;
+ *     ctx.setState("n", n % 3);
+ *     return n === 3 ? "fire" : "continue";
+ *   },
+ *   onEventTime: () => "continue",
+ *   onProcessingTime: () => "continue",
+ *   clear: (_window, ctx) => ctx.clearState("n"),
+ * };
+ * ```
+ */
 export interface TriggerContext {
   readonly currentWatermark: number;
   readonly currentProcessingTime: number;
@@ -27,7 +57,24 @@ export interface TriggerContext {
   clearState(name: string): void;
 }
 
-/** A custom trigger. */
+/**
+ * A custom trigger.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, global, type Trigger } from "gress";
+ *
+ * // Fires a key's window when a value above 100 arrives, and purges it.
+ * const onSpike: Trigger<{ v: number }> = {
+ *   name: "on-spike",
+ *   onElement: (value) => (value.v > 100 ? "fire_and_purge" : "continue"),
+ *   onEventTime: () => "continue",
+ *   onProcessingTime: () => "continue",
+ *   clear: () => {},
+ * };
+ * const batches = fromIterable([{ v: 1 }, { v: 200 }], { timestamp: () => 0 }).keyBy(() => "k").window(global(), { trigger: onSpike }).collectAll();
+ * ```
+ */
 export interface Trigger<T> {
   readonly name: string;
   onElement(value: T, timestamp: number, window: Window, ctx: TriggerContext): TriggerResult;
