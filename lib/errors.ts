@@ -248,7 +248,9 @@ export class UserFunctionError extends GressError {
 }
 
 /**
- * A record that cannot be processed (malformed, fails its schema). It goes to a dead-letter output.
+ * A record that cannot be processed (malformed, fails its schema, cannot be serialised or mapped by a sink).
+ * It goes to a dead-letter output. A sink's `write` throws it synchronously for a record it cannot take (see
+ * `encodeRecord` in sink.ts): the sink operator then dead-letters that record instead of failing the job.
  *
  * @example
  * ```ts

@@ -33,7 +33,7 @@ export { RecordOutput } from "./record-output.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";
-export { sinkFn } from "./sink.ts";
+export { encodeRecord, sinkFn } from "./sink.ts";
 export { type Position, type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";
 export * from "./sources/generator.ts";

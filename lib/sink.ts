@@ -3,9 +3,15 @@
  * pauses the sources while the bound is reached, so pressure flows back to the sources instead of into a
  * queue. Sinks that take part in exactly-once (issue: checkpoints) also implement the two-phase-commit
  * methods, keyed by checkpoint id.
+ *
+ * A record the sink cannot take (its serialiser or a column extractor throws, a value has no encoding) is not
+ * a sink failure: `write` throws a {@link BadRecordError} synchronously, before it changed anything, and the
+ * sink operator sends that record to dead letters and goes on (or fails the job, under the policy "fail").
+ * {@link encodeRecord} does the wrapping for a sink's per-record functions.
  * @module
  */
 import type { StreamRecord } from "./element.ts";
+import { BadRecordError, isGressError } from "./errors.ts";
 
 /**
  * A destination for results.
@@ -60,4 +66,28 @@ export interface Sink<T> {
  */
 export function sinkFn<T>(name: string, write: (value: T) => void | Promise<void>): Sink<T> {
   return { name, write: (value) => write(value) };
+}
+
+/**
+ * Calls one of a sink's per-record functions (serialiser, key, column value, subject), turning a throw into
+ * a {@link BadRecordError} that says what failed, so that the sink operator dead-letters the record. A
+ * `JSON.stringify` of a value nested too deeply throws a RangeError (stack overflow) here, a cyclic one a
+ * TypeError: neither may fail the job, or it would fail again on the same record after every restart.
+ *
+ * @example
+ * ```ts
+ * const text = encodeRecord("serialise", JSON.stringify, value); // throws BadRecordError("serialise failed: ...")
+ * ```
+ * @param what the function, as the dead-letter reason names it (`serialise`, `column "amount"`)
+ * @param fn the function
+ * @param value the record's value
+ * @returns what `fn` returned
+ */
+export function encodeRecord<T, R>(what: string, fn: (value: T) => R, value: T): R {
+  try {
+    return fn(value);
+  } catch (err) {
+    if (isGressError(err, "ERR_BAD_RECORD")) throw err;
+    throw new BadRecordError(`${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }

@@ -22,7 +22,7 @@ import { EMPTY, Observable, filter as rxFilter, map as rxMap, share } from "rxjs
 import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, max, min, reduce, sum } from "./aggregate.ts";
 import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
 import { record } from "./element.ts";
-import type { JobContext } from "./operator-context.ts";
+import type { JobContext, UserErrorPolicy } from "./operator-context.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
 import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
@@ -232,12 +232,19 @@ export class Stream<T> {
     });
   }
 
-  /** Writes the stream to a sink when the job runs. At most `maxInFlight` writes are pending at once. */
-  sinkTo(sink: Sink<T>, options: { maxInFlight?: number } = {}): void {
-    const op = sinkElements(this.job, sink, options.maxInFlight ?? this.job.maxInFlight);
-    // The sink is the last operator of this stream's chain.
+  /**
+   * Writes the stream to a sink when the job runs. At most `maxInFlight` writes are pending at once. A record
+   * the sink cannot take (it cannot serialise or map it) goes to dead letters, or fails the job with
+   * `onRecordError: "fail"` (default: the job's `onUserError`). Returns the sink's output: those dead
+   * letters, as `sinkTo(...).sideOutput(DEAD_LETTERS)`.
+   */
+  sinkTo(sink: Sink<T>, options: { maxInFlight?: number; onRecordError?: UserErrorPolicy } = {}): Stream<never> {
+    const op = sinkElements(this.job, sink, options.maxInFlight ?? this.job.maxInFlight, options.onRecordError ?? this.job.onUserError);
+    // The sink is the last operator of this stream's chain; the job's runner is one consumer of its output.
     const tail = this.#derive(op, (job, elements) => new Stream<never>(job, elements));
+    tail.#consumers++;
     this.job.register(() => tail.elements);
+    return tail;
   }
 }
 

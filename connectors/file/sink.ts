@@ -10,6 +10,10 @@
  *
  * Without checkpoints, the records are committed as one part file at the end of a bounded input.
  *
+ * A value that has no line — `format` throws (JSON.stringify of a cyclic or too deeply nested value), or gives
+ * something other than one line of text (`undefined`, text with a line break) — is refused by `write` with a
+ * BadRecordError, so it goes to dead letters instead of failing the job or breaking the file.
+ *
  * @example
  * ```ts
  * stream.sinkTo(fileSink({ dir: "out", prefix: "alerts" }))
@@ -21,7 +25,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SinkError } from "../../lib/errors.ts";
-import type { Sink } from "../../lib/sink.ts";
+import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
 /** Options of {@link fileSink}. */
 export interface FileSinkOptions<T> {
@@ -80,6 +84,15 @@ export class FileSink<T> implements Sink<T> {
     this.#format = options.format ?? ((v) => JSON.stringify(v));
   }
 
+  /** The line of a value: one line of text, or a throw that makes the record a dead letter (see encodeRecord). */
+  readonly #line = (value: T): string => {
+    const text = this.#format(value) as unknown;
+    if (typeof text !== "string") throw new TypeError(`a line must be a string, got ${typeof text}`);
+    // A line break would split the record into two lines that a reader parses as two records (or none).
+    if (text.includes("\n")) throw new TypeError("a line must not contain a line break");
+    return text;
+  };
+
   open(): void {
     mkdirSync(this.dir, { recursive: true });
     const stale = new RegExp(`^\\.${escapeRegExp(this.prefix)}-.*\\.inprogress$`);
@@ -87,7 +100,7 @@ export class FileSink<T> implements Sink<T> {
   }
 
   write(value: T): void {
-    const line = `${this.#format(value)}\n`;
+    const line = `${encodeRecord("format", this.#line, value)}\n`;
     const txn = (this.#txn ??= this.#begin());
     txn.records++;
     this.#buf.push(line);

@@ -1,8 +1,9 @@
 /**
  * A replayable NDJSON file source: one JSON value per line. Its position is the byte offset of the first line
  * not yet emitted, so a restored job seeks straight to it and replays exactly what came after the checkpoint.
- * A line that does not parse goes to the dead-letter output with the byte offset and the reason; it is never
- * dropped silently, and it does not stop the job. A last line without a final newline is read as a line.
+ * A line that does not parse, or that nests deeper than `maxDepth`, goes to the dead-letter output with the
+ * byte offset and the reason; it is never dropped silently, and it does not stop the job. A last line without
+ * a final newline is read as a line.
  *
  * @example
  * ```ts
@@ -14,6 +15,7 @@ import { type FileHandle, open } from "node:fs/promises";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
+import { DEFAULT_MAX_DEPTH, depthViolation } from "../ingest/decode.ts";
 import type { Positions, Source, SourceContext } from "../../lib/source.ts";
 
 /** Options of {@link fileSource}. */
@@ -26,6 +28,11 @@ export interface FileSourceOptions<T> {
   readonly timestamp?: (value: T) => number;
   /** Turns a line into a value. Default JSON.parse. A throw sends the line to dead letters. */
   readonly parse?: (line: string) => T;
+  /**
+   * With the default parse: lines whose arrays and objects nest deeper than this go to dead letters, checked
+   * before parsing (a deeper value would overflow the stack of whatever serialises it later). Default 128.
+   */
+  readonly maxDepth?: number;
   /** Records emitted per event-loop turn. Default 4096. */
   readonly batch?: number;
   /** Bytes read at a time. Default 1 MiB. */
@@ -37,11 +44,14 @@ const schema = z.strictObject({
   name: z.string().min(1).optional(),
   timestamp: z.function().optional(),
   parse: z.function().optional(),
+  maxDepth: z.number().int().positive().optional(),
   batch: z.number().int().positive().optional(),
   chunkBytes: z.number().int().min(16).optional(),
 });
 
 const NEWLINE = 10;
+/** Characters of a too deeply nested line kept in its dead letter. */
+const PREVIEW = 256;
 
 /** The NDJSON file source. */
 export class FileSource<T> implements Source<T> {
@@ -49,6 +59,8 @@ export class FileSource<T> implements Source<T> {
   readonly #path: string;
   readonly #timestamp: ((value: T) => number) | undefined;
   readonly #parse: (line: string) => T;
+  /** The depth bound of the default parse; undefined with the user's own parse. */
+  readonly #maxDepth: number | undefined;
   readonly #batch: number;
   readonly #chunk: number;
   readonly #decoder = new TextDecoder();
@@ -71,6 +83,7 @@ export class FileSource<T> implements Source<T> {
     this.#path = o.path;
     this.#timestamp = options.timestamp;
     this.#parse = options.parse ?? ((line) => JSON.parse(line) as T);
+    this.#maxDepth = options.parse === undefined ? (o.maxDepth ?? DEFAULT_MAX_DEPTH) : undefined;
     this.#batch = o.batch ?? 4096;
     this.#chunk = o.chunkBytes ?? 1 << 20;
   }
@@ -159,6 +172,11 @@ export class FileSource<T> implements Source<T> {
     let text = this.#decoder.decode(bytes);
     if (text.endsWith("\r")) text = text.slice(0, -1);
     if (text.trim() === "") return;
+    const deep = this.#maxDepth === undefined ? undefined : depthViolation(bytes, this.#maxDepth);
+    if (deep !== undefined) {
+      ctx.deadLetter(text.slice(0, PREVIEW), `file "${this.#path}" byte ${at}: ${deep}`);
+      return;
+    }
     let value: T;
     let ts: number | undefined;
     try {

@@ -11,7 +11,7 @@
  *   are remembered for the entries still in the log (rebuilt from it after a restart) and, in memory, for
  *   the last `maxIdempotencyKeys` batches.
  * - Bad records in an accepted batch (bad JSON line, invalid UTF-8, `__proto__`, schema violation,
- *   oversized line) are logged with the batch and go to dead letters with the reason when emitted; the
+ *   oversized line, nesting deeper than `maxDepth`) are logged with the batch and go to dead letters with the reason when emitted; the
  *   answer lists them (`rejected`, `errors`).
  *
  * @example
@@ -26,7 +26,16 @@ import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { z } from "zod";
-import { deadLetterOf, type Decoded, jsonDecoder, schemaReason, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
+import {
+  checkMaxDepth,
+  deadLetterOf,
+  type Decoded,
+  depthViolation,
+  jsonDecoder,
+  schemaReason,
+  TokenBucket,
+  type TokenBucketOptions,
+} from "../ingest/index.ts";
 import { type LoggedEntry, type LoggedRecord, LoggedSource, loggedSourceMethods } from "../ingest-log/source.ts";
 import type { Source, SourceContext } from "../../lib/source.ts";
 
@@ -47,6 +56,8 @@ export interface HttpSourceOptions<T> {
   readonly maxBodyBytes?: number;
   /** Largest NDJSON line (record). Default: maxBodyBytes. */
   readonly maxRecordBytes?: number;
+  /** Deepest nesting of arrays and objects in a record; deeper records go to dead letters. Default 128. */
+  readonly maxDepth?: number;
   /** Records must match this schema; others go to dead letters. */
   readonly schema?: z.ZodType<T>;
   /** Token-bucket rate limit in records per second. */
@@ -109,10 +120,14 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
   const retryAfter = String(options.retryAfterSeconds ?? 1);
   const maxKeys = options.maxIdempotencyKeys ?? 100_000;
   const tokens = (options.tokens ?? []).map((t) => new TextEncoder().encode(t));
+  const maxDepth = checkMaxDepth(options.maxDepth, "httpSource");
   const decodeRecord = jsonDecoder<T>({
     ...(options.schema !== undefined ? { schema: options.schema } : {}),
     maxBytes: options.maxRecordBytes ?? maxBodyBytes,
+    maxDepth,
   });
+  // A JSON body may be an array of records: one level more than a record may have.
+  const decodeBody = jsonDecoder<unknown>({ maxBytes: maxBodyBytes, maxDepth: maxDepth + 1 });
   const enc = new TextEncoder();
 
   /** Same function at receive time (for the answer) and at replay (for emission): deterministic. */
@@ -124,9 +139,14 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
         raw: deadLetterOf(options.name, options.name, i, line),
       }));
     }
-    const whole = jsonDecoder<unknown>({ maxBytes: maxBodyBytes })(entry.body);
+    const whole = decodeBody(entry.body);
     if (!whole.ok) return [{ decoded: whole, raw: deadLetterOf(options.name, options.name, 0, entry.body) }];
-    const values = Array.isArray(whole.value) ? whole.value : [whole.value];
+    // The body passed with maxDepth + 1, so the records of an array are within maxDepth; a single record is
+    // not, when the body is that deep.
+    const batch = Array.isArray(whole.value);
+    const deep = batch ? undefined : depthViolation(entry.body, maxDepth);
+    if (deep !== undefined) return [{ decoded: { ok: false, reason: deep }, raw: deadLetterOf(options.name, options.name, 0, entry.body) }];
+    const values = batch ? (whole.value as unknown[]) : [whole.value];
     return values.map((v) => {
       if (options.schema === undefined) return { decoded: { ok: true, value: v as T }, raw: v };
       const checked = options.schema.safeParse(v);

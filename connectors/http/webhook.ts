@@ -4,6 +4,9 @@
  * bounded exponential backoff (network errors, 408, 425, 429 and 5xx; a Retry-After is honoured up to
  * `maxDelayMs`). Other 4xx answers, or running out of attempts, fail the write with a SinkError.
  *
+ * A value without a body (the body function or JSON.stringify throws, or there is no JSON of it) is refused
+ * by `write` with a BadRecordError and goes to dead letters.
+ *
  * The default key is `<sink name>-<n>` with `n` the write's ordinal in this run; give `idempotencyKey`
  * (a function of the record, for example its id and window end) for keys that are stable across restarts.
  *
@@ -14,8 +17,8 @@
  * @module
  */
 import type { StreamRecord } from "../../lib/element.ts";
-import { SinkError } from "../../lib/errors.ts";
-import type { Sink } from "../../lib/sink.ts";
+import { BadRecordError, SinkError } from "../../lib/errors.ts";
+import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
 /** Options of {@link webhookSink}. */
 export interface WebhookSinkOptions<T> {
@@ -72,41 +75,49 @@ export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { read
   const fail = (message: string, cause?: unknown): SinkError =>
     new SinkError(`webhook sink "${options.name}" (${options.url}): ${message}`, { cause, details: { sink: options.name } });
 
+  /** Posts one body, retrying as the module header says. */
+  const deliver = async (key: string, body: string): Promise<void> => {
+    let lastProblem = "";
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      let retryAfterMs: number | undefined;
+      try {
+        const res = await fetch(options.url, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": key, ...options.headers },
+          body,
+          signal: AbortSignal.timeout(timeout),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) {
+          counts.delivered++;
+          return;
+        }
+        if (!RETRYABLE.has(res.status)) throw fail(`rejected with HTTP ${res.status} (not retried)`);
+        lastProblem = `HTTP ${res.status}`;
+        const ra = Number(res.headers.get("retry-after"));
+        if (Number.isFinite(ra) && ra >= 0) retryAfterMs = ra * 1000;
+      } catch (e) {
+        if (e instanceof SinkError) throw e;
+        lastProblem = e instanceof Error ? e.message : String(e);
+      }
+      if (attempt === maxAttempts) break;
+      counts.retries++;
+      const backoff = Math.min(maxDelay, base * 2 ** (attempt - 1));
+      await new Promise((r) => setTimeout(r, Math.min(maxDelay, retryAfterMs ?? backoff)));
+    }
+    throw fail(`gave up after ${maxAttempts} attempts, last: ${lastProblem}`);
+  };
+
+  const keyOf = options.idempotencyKey;
   return {
     name: options.name,
     counts,
-    async write(value, record) {
-      const key = options.idempotencyKey ? options.idempotencyKey(value, record) : `${options.name}-${++ordinal}`;
-      const body = options.body ? options.body(value) : JSON.stringify(value);
-      let lastProblem = "";
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        let retryAfterMs: number | undefined;
-        try {
-          const res = await fetch(options.url, {
-            method: "POST",
-            headers: { "content-type": "application/json", "idempotency-key": key, ...options.headers },
-            body,
-            signal: AbortSignal.timeout(timeout),
-          });
-          await res.arrayBuffer().catch(() => undefined);
-          if (res.ok) {
-            counts.delivered++;
-            return;
-          }
-          if (!RETRYABLE.has(res.status)) throw fail(`rejected with HTTP ${res.status} (not retried)`);
-          lastProblem = `HTTP ${res.status}`;
-          const ra = Number(res.headers.get("retry-after"));
-          if (Number.isFinite(ra) && ra >= 0) retryAfterMs = ra * 1000;
-        } catch (e) {
-          if (e instanceof SinkError) throw e;
-          lastProblem = e instanceof Error ? e.message : String(e);
-        }
-        if (attempt === maxAttempts) break;
-        counts.retries++;
-        const backoff = Math.min(maxDelay, base * 2 ** (attempt - 1));
-        await new Promise((r) => setTimeout(r, Math.min(maxDelay, retryAfterMs ?? backoff)));
-      }
-      throw fail(`gave up after ${maxAttempts} attempts, last: ${lastProblem}`);
+    write(value, record) {
+      // Synchronously: a value without a body or key throws its BadRecordError from write (dead letters).
+      const body = encodeRecord("body", options.body ?? JSON.stringify, value) as string | undefined;
+      if (body === undefined) throw new BadRecordError(`body failed: a ${typeof value} has no JSON form`);
+      const key = keyOf === undefined ? `${options.name}-${++ordinal}` : encodeRecord("idempotencyKey", (v: T) => keyOf(v, record), value);
+      return deliver(key, body);
     },
   };
 }

@@ -22,7 +22,7 @@
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SinkError } from "../../lib/errors.ts";
-import type { Sink } from "../../lib/sink.ts";
+import { encodeRecord, type Sink } from "../../lib/sink.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
@@ -199,6 +199,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       await producer.connect();
     },
     write(value) {
+      // Before the batch is touched: a value that cannot be serialised (or keyed) throws a BadRecordError and goes to dead letters.
+      const message: ProducerRecord = { key: keyOf ? encodeRecord("key", keyOf, value) : null, value: encodeRecord("serialize", serialize, value) };
       if (batch === undefined) {
         let resolve!: () => void;
         let reject!: (e: unknown) => void;
@@ -209,7 +211,7 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
         batch = { records: [], done, resolve, reject };
       }
       const b = batch;
-      b.records.push({ key: keyOf ? keyOf(value) : null, value: serialize(value) });
+      b.records.push(message);
       if (b.records.length >= batchSize) flushBatch();
       else if (!scheduled) {
         // Everything written in this turn of the event loop goes into one produce request.

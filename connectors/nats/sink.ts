@@ -11,6 +11,9 @@
  * Give `msgId` (a function of the record, e.g. its key and window end) when the pipeline is not
  * deterministic.
  *
+ * A value that cannot be published (its subject, body or id function throws, e.g. JSON of a cyclic value) is
+ * refused by `write` with a BadRecordError, takes no id, and goes to dead letters.
+ *
  * @example
  * ```ts
  * stream.sinkTo(natsJetStreamSink({ name: "alerts", servers: "nats://127.0.0.1:4222", subject: "alerts" }));
@@ -20,7 +23,7 @@
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
 import type { StreamRecord } from "../../lib/element.ts";
 import { SinkError } from "../../lib/errors.ts";
-import type { Sink } from "../../lib/sink.ts";
+import { encodeRecord, type Sink } from "../../lib/sink.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
 
 /** Options of {@link natsJetStreamSink}. */
@@ -72,6 +75,7 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
   let held: HeldConnection | undefined;
   let js: JetStreamClient | undefined;
   const prefix = options.idPrefix ?? options.name;
+  const msgIdOf = options.msgId;
   let written = 0;
   let restored = false;
   return {
@@ -81,15 +85,19 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
       held = await holdConnection(options, options.name);
       js = jetstream(held.nc);
     },
-    async write(value, record) {
+    write(value, record) {
       const client = js;
-      if (client === undefined) throw new SinkError(`NATS sink "${options.name}" is not open`);
-      const n = ++written;
-      const msgID = options.msgId ? options.msgId(value, record) : `${prefix}:${n}`;
-      const subject = typeof options.subject === "string" ? options.subject : options.subject(value);
-      const ack = await client.publish(subject, encode(value), { msgID });
-      if (ack.duplicate) counts.duplicates++;
-      else counts.published++;
+      if (client === undefined) return Promise.reject(new SinkError(`NATS sink "${options.name}" is not open`));
+      // Synchronously, so that a value that cannot be published throws its BadRecordError from write (and
+      // takes no id): the sink operator sends it to dead letters.
+      const subject = typeof options.subject === "string" ? options.subject : encodeRecord("subject", options.subject, value);
+      const body = encodeRecord("encode", encode, value);
+      const msgID = msgIdOf === undefined ? `${prefix}:${written + 1}` : encodeRecord("msgId", (v: T) => msgIdOf(v, record), value);
+      written++;
+      return client.publish(subject, body, { msgID }).then((ack) => {
+        if (ack.duplicate) counts.duplicates++;
+        else counts.published++;
+      });
     },
     async preCommit(): Promise<Handle> {
       // Writes before the barrier have resolved (the sink operator waits for them): they are stored.

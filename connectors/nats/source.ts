@@ -33,6 +33,8 @@ export interface NatsSourceCommon<T> {
   readonly schema?: z.ZodType<T>;
   /** Messages larger than this go to dead letters. Default 1 MiB. */
   readonly maxMessageBytes?: number;
+  /** Messages whose arrays and objects nest deeper than this go to dead letters. Default 128. */
+  readonly maxDepth?: number;
   /** Token-bucket rate limit in messages per second. */
   readonly rateLimit?: TokenBucketOptions;
 }
@@ -103,6 +105,7 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
   const decode: Decoder<T> = jsonDecoder<T>({
     ...(options.schema !== undefined ? { schema: options.schema } : {}),
     ...(options.maxMessageBytes !== undefined ? { maxBytes: options.maxMessageBytes } : {}),
+    ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
   });
   const counts = newCounts();
   let held: HeldConnection | undefined;
@@ -285,6 +288,7 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
   const decode = jsonDecoder<T>({
     ...(options.schema !== undefined ? { schema: options.schema } : {}),
     ...(options.maxMessageBytes !== undefined ? { maxBytes: options.maxMessageBytes } : {}),
+    ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
   });
   const counts = newCounts();
   const buffer: { data: Uint8Array; subject: string }[] = [];

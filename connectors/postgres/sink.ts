@@ -16,6 +16,10 @@
  * than the restored checkpoint are deleted on open: the job replays them. A start without a restored
  * checkpoint clears this sink's staging and progress, since its checkpoint ids start again at 1.
  *
+ * A row that cannot be built — a column's extractor throws, or its value cannot be one of the column's type
+ * (see `toText`) — is refused by `write` with a BadRecordError before anything is buffered, so it goes to
+ * dead letters and the batch stays good.
+ *
  * With `key`, rows are upserted (the last row per key in a checkpoint wins); without, they are inserted.
  * `createTable` creates the table; with `timeColumn` it becomes a hypertable when the timescaledb extension
  * is installed, and otherwise a plain table with an index on the time column.
@@ -24,7 +28,7 @@
 import postgres from "postgres";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
-import { SinkError } from "../../lib/errors.ts";
+import { BadRecordError, SinkError } from "../../lib/errors.ts";
 import type { Sink } from "../../lib/sink.ts";
 
 /** A postgres.js connection (the `sql` function). */
@@ -108,18 +112,62 @@ function fnv(s: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
-/** Converts one value to the text PostgreSQL parses for `type`. */
+/** The width in bits of PostgreSQL's integer types: a value of one is in [-2^(bits-1), 2^(bits-1)). */
+const INTEGER_BITS: Readonly<Record<string, number>> = { smallint: 16, int2: 16, integer: 32, int: 32, int4: 32, bigint: 64, int8: 64 };
+
+/**
+ * Converts one value to the text PostgreSQL parses for `type`, or throws (an Error saying why) when the
+ * value cannot be one: a value the server would refuse fails the whole batch, and with it the job, again
+ * after every restart. Checked here: integers (an integer within the type's range), timestamps (a valid
+ * time), JSON (serialisable: not cyclic or nested too deeply), and NUL characters, which no PostgreSQL text
+ * can hold. Other types are passed as text for the server to parse.
+ */
 function toText(type: string, v: unknown): string | null {
   if (v === null || v === undefined) return null;
   const t = type.toLowerCase();
-  if (t.startsWith("timestamp") || t === "date") {
-    if (typeof v === "number") return new Date(v).toISOString();
-    if (v instanceof Date) return v.toISOString();
+  const bits = INTEGER_BITS[t];
+  let text: string;
+  if (bits !== undefined) text = integerText(v, t, bits);
+  else if ((t.startsWith("timestamp") || t === "date") && (typeof v === "number" || v instanceof Date)) text = timeText(v);
+  else if (t === "json" || t === "jsonb") {
+    const json = JSON.stringify(v) as string | undefined;
+    if (json === undefined) throw new TypeError(`a ${typeof v} has no JSON form`);
+    if (t === "jsonb" && /(^|[^\\])(\\\\)*\\u0000/.test(json)) throw new TypeError("jsonb cannot hold the character U+0000");
+    text = json;
+  } else if (v instanceof Date) text = timeText(v);
+  else if (typeof v === "object") text = JSON.stringify(v);
+  else text = String(v);
+  if (text.includes("\u0000")) throw new TypeError("PostgreSQL text cannot hold the character U+0000");
+  return text;
+}
+
+function integerText(v: unknown, type: string, bits: number): string {
+  if (typeof v === "number") {
+    if (!Number.isInteger(v)) throw new TypeError(`${type} needs an integer, got ${describe(v)}`);
+    const limit = 2 ** (bits - 1);
+    if (v < -limit || v >= limit) throw new RangeError(`${v} is out of the range of ${type}`);
+    return String(v);
   }
-  if (t === "json" || t === "jsonb") return JSON.stringify(v);
-  if (v instanceof Date) return v.toISOString();
-  if (typeof v === "object") return JSON.stringify(v);
-  return String(v);
+  let n: bigint | undefined;
+  if (typeof v === "bigint") n = v;
+  else if (typeof v === "string" && /^\s*[+-]?\d+\s*$/.test(v)) n = BigInt(v.trim());
+  if (n === undefined) throw new TypeError(`${type} needs an integer, got ${describe(v)}`);
+  const limit = 1n << BigInt(bits - 1);
+  if (n < -limit || n >= limit) throw new RangeError(`${n} is out of the range of ${type}`);
+  return n.toString();
+}
+
+function timeText(v: number | Date): string {
+  const ms = typeof v === "number" ? v : v.getTime();
+  // toISOString throws its own RangeError ("Invalid time value") without saying which value it was.
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw new RangeError(`not a valid time: ${String(v)}`);
+  return new Date(ms).toISOString();
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === "object") return Array.isArray(v) ? "an array" : "an object";
+  return `${typeof v} ${String(v)}`;
 }
 
 function isHandle(h: unknown): h is PostgresSinkHandle {
@@ -264,6 +312,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     });
   };
 
+  /** One row as text, every column or none: a column that cannot be mapped throws a BadRecordError naming it. */
+  const rowOf = (value: T): (string | null)[] => {
+    const row: (string | null)[] = new Array(specs.length);
+    let i = 0;
+    try {
+      for (; i < specs.length; i++) row[i] = toText(types[i] as string, (specs[i] as ColumnSpec<T>).value(value));
+    } catch (err) {
+      throw new BadRecordError(`column "${names[i]}" (${types[i]}): ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { sink: name } });
+    }
+    return row;
+  };
+
   const sink: Sink<T> & { readonly hypertable: boolean | undefined } = {
     name,
     get hypertable() {
@@ -287,9 +347,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       opened = true;
     },
     write(value) {
-      for (let i = 0; i < specs.length; i++) {
-        (buffer[i] as (string | null)[]).push(toText(types[i] as string, (specs[i] as ColumnSpec<T>).value(value)));
-      }
+      const row = rowOf(value);
+      for (let i = 0; i < row.length; i++) (buffer[i] as (string | null)[]).push(row[i] as string | null);
       if (++buffered >= batchSize) {
         // Build the next batch while this one is inserted; hold the writer only if the previous is not done.
         const previous = inflight;

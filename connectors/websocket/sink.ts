@@ -4,12 +4,13 @@
  * Without `topic`, every client gets every result. With `topic`, a client gets the results whose topic it
  * subscribed to by sending `{"subscribe":["a","b"]}` (and `{"unsubscribe":[...]}`). A client that cannot
  * keep up — more than `maxBufferedBytes` waiting in its socket — is disconnected (close code 1013) rather
- * than buffered without bound; the job never waits for a slow client.
+ * than buffered without bound; the job never waits for a slow client. A value that cannot be encoded (or
+ * whose topic function throws) is refused by `write` with a BadRecordError and goes to dead letters.
  * @module
  */
 import type { AddressInfo } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
-import type { Sink } from "../../lib/sink.ts";
+import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
 /** Options of {@link websocketSink}. */
 export interface WebSocketSinkOptions<T> {
@@ -110,8 +111,9 @@ export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSin
       return opening;
     },
     write(value) {
-      const text = encode(value);
-      const topic = options.topic?.(value);
+      // A value that cannot be encoded, or whose topic function throws, is refused: it goes to dead letters.
+      const text = encodeRecord("encode", encode, value);
+      const topic = options.topic === undefined ? undefined : encodeRecord("topic", options.topic, value);
       for (const [ws, set] of topics) {
         if (ws.readyState !== WebSocket.OPEN) continue;
         if (topic !== undefined && !set.has(topic)) continue;

@@ -35,6 +35,8 @@ export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
   readonly schema?: z.ZodType<T>;
   /** Larger messages become dead letters. Default 1 MiB. */
   readonly maxMessageBytes?: number;
+  /** Messages whose arrays and objects nest deeper than this become dead letters. Default 128. */
+  readonly maxDepth?: number;
   readonly rateLimit?: TokenBucketOptions;
   /** The ack frame for the n-th message of a connection, or false for none. Default `{"ack":n}`. */
   readonly ackFrame?: ((n: number) => string) | false;
@@ -75,7 +77,11 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_BYTES;
   const maxBacklog = options.maxBacklog ?? 1024;
   const ackFrame = options.ackFrame === undefined ? (n: number) => `{"ack":${n}}` : options.ackFrame;
-  const decode: Decoder<T> = jsonDecoder<T>({ ...(options.schema !== undefined ? { schema: options.schema } : {}), maxBytes });
+  const decode: Decoder<T> = jsonDecoder<T>({
+    ...(options.schema !== undefined ? { schema: options.schema } : {}),
+    ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
+    maxBytes,
+  });
   const sockets = new Set<WebSocket>();
   let server: WebSocketServer | undefined;
   let client: WebSocket | undefined;

@@ -1,7 +1,7 @@
-import type { Element, StreamRecord } from "../element.ts";
+import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
-import { SinkError } from "../errors.ts";
-import type { JobContext } from "../operator-context.ts";
+import { isGressError, SinkError } from "../errors.ts";
+import type { JobContext, UserErrorPolicy } from "../operator-context.ts";
 import { type ChainableOperator, operate } from "../operate.ts";
 import type { Sink } from "../sink.ts";
 
@@ -12,6 +12,11 @@ import type { Sink } from "../sink.ts";
  * fails or is cancelled instead, the sink is closed without a flush, and the job's run() waits for that.
  * A failed write fails the job with a SinkError that names the sink.
  *
+ * A record the sink cannot take is not a failed write: when `write` throws a BadRecordError (or its promise
+ * rejects with one), the record goes to the operator's DEAD_LETTERS side output with the sink's name and the
+ * reason, is counted under `sink:<name>`, and the sink goes on; with the policy "fail" the job fails instead.
+ * Without this, a record that no sink can serialise would fail the job again after every restart.
+ *
  * Checkpoint barriers: when one arrives the operator holds back what follows it (and pauses the sources),
  * waits for every pending write, calls `sink.preCommit(checkpointId)` and reports the handle to the job's
  * checkpoint coordinator; then it lets the held elements through. A barrier is handled once even when it
@@ -20,9 +25,15 @@ import type { Sink } from "../sink.ts";
  * @param job the job (flow control, metrics)
  * @param sink the destination
  * @param maxInFlight the bound on unresolved writes
- * @returns the operator that ends a chain; its output completes when everything was written
+ * @param onRecordError what a record the sink cannot take does: go to dead letters, or fail the job
+ * @returns the operator that ends a chain; its output (the sink's dead letters) completes when everything was written
  */
-export function sinkElements<T>(job: JobContext, sink: Sink<T>, maxInFlight: number): ChainableOperator<Element<T>, Element<never>> {
+export function sinkElements<T>(
+  job: JobContext,
+  sink: Sink<T>,
+  maxInFlight: number,
+  onRecordError: UserErrorPolicy = job.onUserError,
+): ChainableOperator<Element<T>, Element<never>> {
   const m = job.metrics.sink(sink.name);
   m.maxInFlight = maxInFlight;
   const who = `sink:${sink.name}`;
@@ -46,18 +57,29 @@ export function sinkElements<T>(job: JobContext, sink: Sink<T>, maxInFlight: num
       stop();
       downstream.error(fail(err, what));
     };
+    /** Dead-letters `e` when `err` says the sink cannot take this one record (and the policy allows); else false. */
+    const rejected = (e: StreamRecord<T>, err: unknown): boolean => {
+      if (onRecordError === "fail" || failed || !isGressError(err, "ERR_BAD_RECORD")) return false;
+      job.metrics.operator(who).deadLetters++;
+      downstream.next(sideRecord(DEAD_LETTERS.id, e.value, e.timestamp, `sink "${sink.name}": ${err.message}`));
+      return true;
+    };
     // Runs once per asynchronous write: nothing here may allocate or touch shared sets unless there is work to do.
     let pressing = false;
+    // Writes in flight of this subscription. Not the metric's field: after a restart, a write of the failed
+    // attempt that settles late (or never: a rejected one) must not count in the new attempt's drain.
+    let inFlight = 0;
+    m.inFlight = 0;
     const settle = (): void => {
-      m.inFlight--;
+      m.inFlight = --inFlight;
       m.written++;
-      if (pressing && m.inFlight <= maxInFlight >> 1) {
+      if (pressing && inFlight <= maxInFlight >> 1) {
         pressing = false;
         job.flow.release(who);
       }
-      if (m.inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
+      if (inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
     };
-    const drained = (): Promise<void> => (m.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
+    const drained = (): Promise<void> => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
     const opened = Promise.resolve().then(() => sink.open?.());
     let ready = false;
     void opened.then(
@@ -66,19 +88,26 @@ export function sinkElements<T>(job: JobContext, sink: Sink<T>, maxInFlight: num
       },
       (err: unknown) => onError(err, "open"),
     );
-    const pending = (result: PromiseLike<void>): void => {
-      m.inFlight++;
-      if (m.inFlight >= maxInFlight && !pressing) {
+    const pending = (result: PromiseLike<void>, e: StreamRecord<T>): void => {
+      m.inFlight = ++inFlight;
+      if (inFlight >= maxInFlight && !pressing) {
         pressing = true;
         job.flow.press(who);
       }
-      result.then(settle, (err: unknown) => onError(err, "write"));
+      result.then(settle, (err: unknown) => {
+        if (!rejected(e, err)) return onError(err, "write");
+        m.written--; // settle counts a write; this one was dead-lettered instead
+        settle();
+      });
     };
     // The hot path: a synchronous write is done when it returns and never counts as in flight.
     const write = (e: StreamRecord<T>): void => {
       if (failed) return;
       if (!ready) {
-        pending(opened.then(() => sink.write(e.value, e)));
+        pending(
+          opened.then(() => sink.write(e.value, e)),
+          e,
+        );
         return;
       }
       let result: unknown;
@@ -88,10 +117,10 @@ export function sinkElements<T>(job: JobContext, sink: Sink<T>, maxInFlight: num
         // Anything but a thenable (undefined, or null from JavaScript) is a write that is done already.
         async = result !== undefined && result !== null && typeof (result as Partial<PromiseLike<void>>).then === "function";
       } catch (err) {
-        onError(err, "write");
+        if (!rejected(e, err)) onError(err, "write");
         return;
       }
-      if (async) pending(result as PromiseLike<void>);
+      if (async) pending(result as PromiseLike<void>, e);
       else m.written++;
     };
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import postgres from "postgres";
-import { Job, record } from "../../lib/index.ts";
+import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
 import { type PostgresSinkHandle, postgresSink, type Sql, timescaleAvailable } from "../../connectors/postgres/index.ts";
 
 function pgUrl(): string {
@@ -116,13 +116,36 @@ describe("postgres sink (real server)", () => {
     );
   });
 
-  it("a value the column type rejects fails the job with an error naming the sink and table", { timeout: 120_000 }, async () => {
+  it("a value the server rejects, which the sink cannot check itself, fails the job with an error naming the sink and table", { timeout: 120_000 }, async () => {
     const table = tableName();
     const job = new Job({ name: "pg-bad" });
     job
       .fromIterable([{ device: "x", at: 0, celsius: 1 }])
-      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad", url: pgUrl(), table, createTable: true, columns: { ...columns, celsius: { type: "integer", value: () => "warm" } } }));
-    await assert.rejects(job.run(), (e: Error) => /postgres sink "r" \(table readings_\w+\) failed to insert a batch: .*invalid input syntax for type integer/.test(e.message));
+      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad", url: pgUrl(), table, createTable: true, columns: { ...columns, celsius: { type: "double precision", value: () => "warm" } } }));
+    await assert.rejects(job.run(), (e: Error) => /postgres sink "r" \(table readings_\w+\) failed to insert a batch: .*invalid input syntax for type double precision/.test(e.message));
+  });
+
+  it("a value the sink can tell is no integer is a dead letter naming the column; the batch is inserted without it", { timeout: 120_000 }, async () => {
+    const table = tableName();
+    const job = new Job({ name: "pg-bad-int" });
+    const dead: string[] = [];
+    job
+      .fromIterable([{ device: "x", at: 0, celsius: 1 }, { device: "y", at: 1, celsius: Number.NaN }, { device: "z", at: 2, celsius: 3 }])
+      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad-int", url: pgUrl(), table, createTable: true, columns: { ...columns, celsius: { type: "integer", value: (r) => r.celsius } } }))
+      .sideRecords(DEAD_LETTERS)
+      .subscribe((r) => void dead.push(r.reason));
+    await job.run();
+    assert.deepEqual(dead, ['sink "r": column "celsius" (integer): integer needs an integer, got number NaN']);
+    const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
+    try {
+      const rows = await sql.unsafe(`select device from "${table}" order by device`);
+      assert.deepEqual(
+        rows.map((r) => r.device),
+        ["x", "z"],
+      );
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
   });
 });
 

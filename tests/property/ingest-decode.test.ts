@@ -2,9 +2,13 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { z } from "zod";
-import { jsonDecoder, parseJsonSafely } from "../../connectors/ingest/decode.ts";
+import { DEFAULT_MAX_DEPTH, jsonDecoder, jsonDepth, parseJsonSafely } from "../../connectors/ingest/decode.ts";
+import { isGressError } from "../../lib/errors.ts";
 
 const encoder = new TextEncoder();
+/** The nesting depth of arrays and objects in a parsed value, by the definition (recursion). */
+const depthOf = (v: unknown): number =>
+  typeof v !== "object" || v === null ? 0 : 1 + Math.max(0, ...(Array.isArray(v) ? v : Object.values(v)).map(depthOf));
 const hasProtoKey = (v: unknown): boolean =>
   typeof v === "object" && v !== null && Object.keys(v).some((k) => k === "__proto__" || hasProtoKey((v as Record<string, unknown>)[k]));
 
@@ -39,7 +43,7 @@ describe("ingest decoders", () => {
       fc.property(fc.uint8Array({ maxLength: 100 }), (bytes) => {
         const r = decode(bytes);
         if (r.ok) assert.equal(typeof r.value.id, "number");
-        else assert.match(r.reason, /^(oversized|invalid UTF-8|malformed JSON|schema violation|forbidden key)/);
+        else assert.match(r.reason, /^(oversized|nested too deeply|invalid UTF-8|malformed JSON|schema violation|forbidden key)/);
       }),
       { numRuns: 200 },
     );
@@ -50,5 +54,37 @@ describe("ingest decoders", () => {
     assert.deepEqual(decode(encoder.encode('{"id":1}')), { ok: true, value: { id: 1 } });
     assert.deepEqual(decode(encoder.encode('{"id":12345}')), { ok: false, reason: "oversized: 12 bytes > limit 10" });
     assert.deepEqual(decode(encoder.encode('{"id":"1"}')), { ok: false, reason: "schema violation: id: Invalid input: expected number, received string" });
+  });
+
+  it("law: the one-pass depth scan of any JSON text equals the nesting depth of its value (brackets and quotes inside strings included)", () => {
+    const tricky = fc.string({ unit: fc.constantFrom("[", "]", "{", "}", '"', "\\", "a", "é") });
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: "small" }, tricky, fc.integer(), fc.array(tie("node"), { maxLength: 3 }), fc.dictionary(tricky, tie("node"), { maxKeys: 3 })),
+    })).node;
+    fc.assert(
+      fc.property(value, fc.nat(12), (v, limit) => {
+        const bytes = encoder.encode(JSON.stringify(v));
+        const depth = depthOf(v);
+        assert.equal(jsonDepth(bytes, 1000), depth);
+        // Stops early once past the limit, reporting limit + 1.
+        assert.equal(jsonDepth(bytes, limit), Math.min(depth, limit + 1));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a valid array nested 5,000 deep is refused before parsing, naming the limit; maxDepth levels pass, one more does not", () => {
+    const deep = (n: number): Uint8Array => encoder.encode(`${"[".repeat(n)}${"]".repeat(n)}`);
+    const reason = `nested too deeply: arrays and objects more than ${DEFAULT_MAX_DEPTH} levels deep (maxDepth ${DEFAULT_MAX_DEPTH})`;
+    assert.deepEqual(jsonDecoder()(deep(5000)), { ok: false, reason });
+    assert.equal(jsonDecoder()(deep(DEFAULT_MAX_DEPTH)).ok, true);
+    assert.deepEqual(jsonDecoder()(deep(DEFAULT_MAX_DEPTH + 1)), { ok: false, reason });
+    const three = jsonDecoder({ maxDepth: 3 });
+    assert.deepEqual(three(encoder.encode('{"a":[{"b":"[[[[[[\\"]]"}]}')), { ok: true, value: { a: [{ b: '[[[[[["]]' }] } });
+    assert.equal(three(encoder.encode('{"a":[{"b":[]}]}')).ok, false);
+    assert.throws(
+      () => jsonDecoder({ maxDepth: 0 }),
+      (e: unknown) => isGressError(e, "ERR_CONFIG") && /jsonDecoder\.maxDepth/.test((e as Error).message),
+    );
   });
 });
