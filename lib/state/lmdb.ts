@@ -278,6 +278,8 @@ export class LmdbStateBackend implements StateBackend {
       mkdirSync(o.path, { recursive: true });
       this.root = open({
         path: o.path,
+        // lmdb takes a path with an extension ("state/pipe.v2") for a file; the state is always a directory.
+        noSubdir: false,
         mapSize: o.mapSize ?? 16 * 1024 ** 3,
         maxDbs: 8,
         noSync: o.durability === "process",

@@ -37,6 +37,17 @@ describe("LMDB state backend", () => {
     await again.close();
   });
 
+  it("a state directory whose name has a dot (a job named pipe.v2) is a directory like any other", async () => {
+    const dir = `${tempDir()}/pipe.v2`;
+    const b = open(dir);
+    b.table<number>("op", "t").put("a", "", 1);
+    await checkpoint(b);
+    await b.close();
+    const again = open(dir);
+    assert.equal(again.table<number>("op", "t").get("a", ""), 1);
+    await again.close();
+  });
+
   it("checkpoints are incremental: a capture holds only the entries changed since the previous one", async () => {
     const b = open(tempDir());
     const t = b.table<number>("op", "t");
