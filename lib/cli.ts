@@ -14,12 +14,12 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { writeSavepoint } from "./checkpoint/savepoint.ts";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
 import { Job } from "./job.ts";
+import { importPipeline } from "./pipeline-module.ts";
 import { type JobHealth, type MetricsServer, serveMetrics } from "./server.ts";
 import { sinkFn } from "./sink.ts";
 import { rides } from "./sources/generator.ts";
@@ -142,8 +142,8 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
     flags,
     "run",
   );
-  const mod = (await import(pathToFileURL(resolve(file)).href)) as { default?: unknown };
-  if (typeof mod.default !== "function") {
+  const build = await importPipeline(resolve(file));
+  if (typeof build !== "function") {
     throw new Error(`${file} must default-export a function (job: Job) => void that builds the pipeline`);
   }
   const name = o.name ?? file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-");
@@ -162,7 +162,7 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
             ...(o.retain !== undefined ? { retain: o.retain } : {}),
           },
         });
-  await (mod.default as (job: Job) => unknown)(job);
+  await (build as (job: Job) => unknown)(job);
   await withServer(job, o.port, () => job.run());
 }
 

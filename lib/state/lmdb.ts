@@ -27,7 +27,11 @@
  * ```
  * @module
  */
-import { type Database, type Key as LmdbKey, open, type RootDatabase } from "lmdb";
+import { open } from "lmdb";
+// lmdb's ESM declaration file is invalid under NodeNext (`export =`, TS1203), which a project that does not
+// skip library checks would see through Gress's .d.ts; its CommonJS one declares the same API.
+// biome-ignore syntax/correctness/noTypeOnlyImportAttributes: valid since TypeScript 5.3
+import type { Database, Key as LmdbKey, RootDatabase } from "lmdb" with { "resolution-mode": "require" };
 import { mkdirSync } from "node:fs";
 import { z } from "zod";
 import { validate } from "../config.ts";
