@@ -30,6 +30,15 @@ export type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-co
 export { JobMetrics, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";
 export { type ChainableOperator, type Downstream, operate, type OperatorBody } from "./operate.ts";
 export { RecordOutput } from "./record-output.ts";
+export {
+  type ExponentialBackoffRestart,
+  type FailureRateLimit,
+  type FixedDelayRestart,
+  isRestartable,
+  type NoRestart,
+  nonRecoverable,
+  type RestartOptions,
+} from "./restart.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";

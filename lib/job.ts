@@ -26,6 +26,7 @@ import { JobMetrics, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
 import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 import { RecordOutput } from "./record-output.ts";
+import { type RestartOptions, RestartTracker, restartLine, restartOptionsSchema } from "./restart.ts";
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
@@ -73,6 +74,12 @@ export interface JobOptions {
    * completed checkpoint on start and gives exactly-once results with replayable sources and 2PC sinks.
    */
   readonly checkpoints?: CheckpointOptions;
+  /**
+   * What run() does when the job fails: `none` (default: fail at once), `fixed-delay` or
+   * `exponential-backoff`, optionally with a failure-rate limit. A restart recovers from the last completed
+   * checkpoint in the same process. See lib/restart.ts for the strategies and which failures restart.
+   */
+  readonly restart?: RestartOptions;
 }
 
 const jobOptionsSchema = z.strictObject({
@@ -86,6 +93,7 @@ const jobOptionsSchema = z.strictObject({
   onUserError: z.enum(["dead-letter", "fail"]).optional(),
   closeTimeoutMs: z.number().positive().optional(),
   checkpoints: z.custom<CheckpointOptions>((c) => typeof c === "object" && c !== null, "checkpoint options").optional(),
+  restart: restartOptionsSchema.optional(),
 });
 
 /**
@@ -139,18 +147,26 @@ export class Job implements JobContext {
   readonly closeTimeoutMs: number;
   /** The checkpoint coordinator, when the job was created with `checkpoints`. */
   readonly checkpoints: CheckpointCoordinator | undefined;
+  /** The restart strategy. */
+  readonly restart: RestartOptions;
   readonly #operatorIds = new Set<string>();
   readonly #counters = new Map<string, number>();
   readonly #sources: RegisteredSource[] = [];
   readonly #runners: (() => Observable<unknown>)[] = [];
   #subscriptions: Subscription[] = [];
-  readonly #running = new Set<RunningSource>();
+  readonly #running = new Set<SourceRun<unknown>>();
   /** Between the start of run() and its settling. */
   #runningNow = false;
   /** Sources and sinks whose close() has not finished yet: run() settles only after them. */
   readonly #closing = new Set<Promise<void>>();
   #fail: ((error: unknown) => void) | undefined;
   #cancelled: (() => void) | undefined;
+  /** cancel() was called during this run(): no restart, and an attempt not started yet does not start. */
+  #cancelRequested = false;
+  /** Ends a restart back-off early (cancel()). */
+  #endBackoff: (() => void) | undefined;
+  /** Restarts of this run() so far: a source opens from the last checkpoint instead of its `from` option. */
+  #restarted = false;
 
   constructor(options: JobOptions = {}) {
     const o = validate(jobOptionsSchema, options, "job");
@@ -160,7 +176,8 @@ export class Job implements JobContext {
     this.maxInFlight = o.maxInFlight ?? 1024;
     this.onUserError = o.onUserError ?? "dead-letter";
     this.closeTimeoutMs = o.closeTimeoutMs ?? 10_000;
-    this.metrics = new JobMetrics(this.name);
+    this.restart = (o.restart as RestartOptions | undefined) ?? { strategy: "none" };
+    this.metrics = new JobMetrics(this.name, () => this.clock.now());
     // Last: recovery reads the last checkpoint now, so that sources created next start from its positions.
     this.checkpoints = o.checkpoints === undefined ? undefined : new CheckpointCoordinator(this, o.checkpoints);
   }
@@ -196,8 +213,10 @@ export class Job implements JobContext {
     const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     this.#sources.push({ source: source as Source<unknown> });
-    const from = options.from ?? this.checkpoints?.positionsOf(source.name);
     const elements = new DirectSource<Element<T>>((downstream) => {
+      // Read at each start: after a restart the last checkpoint decides, not the option given for the first start.
+      const restored = this.checkpoints?.positionsOf(source.name);
+      const from = this.#restarted && this.checkpoints?.restored !== undefined ? restored : (options.from ?? restored);
       const run = new SourceRun<T>(this, source, metrics, downstream, watermarks);
       // One source object reads one input: a second run would share its position and end. This happens when a
       // stream is subscribed (records(), sideRecords(), elements...) before all of its consumers were declared,
@@ -218,7 +237,7 @@ export class Job implements JobContext {
         else source.resume();
       });
       let closed = false;
-      this.#running.add(run);
+      this.#running.add(run as SourceRun<unknown>);
       // Start on a microtask: every branch subscribes first, so none misses the first records.
       queueMicrotask(() => {
         if (closed) return;
@@ -229,7 +248,7 @@ export class Job implements JobContext {
       return () => {
         closed = true;
         run.stop();
-        this.#running.delete(run);
+        this.#running.delete(run as SourceRun<unknown>);
         unlisten();
         this.trackRelease(Promise.resolve().then(() => source.close()));
       };
@@ -268,18 +287,62 @@ export class Job implements JobContext {
    * Subscribes every registered sink chain; resolves when all have completed, rejects on the first error,
    * and in either case (and after cancel()) only once every source has closed.
    * With checkpoints, first recovers (resolves the pending sink transactions of the restored checkpoint) and
-   * then takes checkpoints until the input ends.
+   * then takes checkpoints until the input ends. A failure restarts the job as its restart strategy says:
+   * the failed attempt is torn down and closed, and after the back-off the job runs again from its last
+   * completed checkpoint (without checkpoints: from the start, with the state run() began with).
    */
   async run(): Promise<void> {
     if (this.#runners.length === 0) throw new GressError("ERR_CONFIG", `job "${this.name}" has no sinks`);
     if (this.#runningNow) throw new GressError("ERR_CONFIG", `job "${this.name}" is already running: await its run() before running it again`);
     this.#runningNow = true;
-    const coordinator = this.checkpoints;
+    this.#cancelRequested = false;
+    this.#restarted = false;
     // The Clock's timers are unref'd; a running job (a throttled source, periodic checkpoints) keeps the
     // process alive until it completes.
     const keepAlive = setInterval(() => {}, 1 << 30);
+    const restarts = new RestartTracker(this.restart);
+    const log = this.restart.log ?? ((m: string) => console.error(`gress: job "${this.name}": ${m}`));
+    // Without checkpoints there is no recovery point: a restart begins again with the state run() began with.
+    const initialState = this.restart.strategy !== "none" && this.checkpoints === undefined ? this.state.snapshot() : undefined;
     try {
+      for (;;) {
+        const startedAt = this.clock.now();
+        this.metrics.runningSince = startedAt;
+        try {
+          await this.#attempt();
+          return;
+        } catch (error) {
+          const now = this.clock.now();
+          this.metrics.runningSince = undefined;
+          this.metrics.lastFailure = { at: now, error };
+          if (this.#cancelRequested) throw error;
+          const decision = restarts.onFailure(error, now, startedAt);
+          if (!decision.restart) {
+            if (this.restart.strategy !== "none") log(`not restarted: ${decision.reason}`);
+            throw error;
+          }
+          log(restartLine(decision, error));
+          this.metrics.restarts++;
+          if (!(await this.#backoff(decision.delayMs))) return;
+          this.#restarted = true;
+          if (initialState !== undefined) this.state.restore(initialState);
+        }
+      }
+    } finally {
+      this.metrics.runningSince = undefined;
+      this.flow.release(STOP);
+      clearInterval(keepAlive);
+      this.#runningNow = false;
+    }
+  }
+
+  /** One attempt of run(): recover, subscribe, run until the end, a failure or cancel(), then close everything. */
+  async #attempt(): Promise<void> {
+    const coordinator = this.checkpoints;
+    try {
+      if (this.#restarted) await coordinator?.restart();
       await coordinator?.recover();
+      if (this.#cancelRequested) return;
       await new Promise<void>((resolve, reject) => {
         let pending = this.#runners.length;
         let failed = false;
@@ -287,7 +350,7 @@ export class Job implements JobContext {
           if (failed) return;
           failed = true;
           this.#cancelled = undefined;
-          this.cancel();
+          this.#teardown();
           reject(e);
         };
         this.#cancelled = resolve;
@@ -308,12 +371,27 @@ export class Job implements JobContext {
       this.#cancelled = undefined;
       coordinator?.stop();
       // Completed, failed or cancelled: the sources and sinks were told to close. Settle once they have, so that
-      // their connections and files are released when run() returns; but not later than closeTimeoutMs, so
-      // that a close() that hangs cannot hold back the job's result.
+      // their connections and files are released when run() returns (or the job restarts); but not later than
+      // closeTimeoutMs, so that a close() that hangs cannot hold back the job's result.
       await this.#sourcesClosed();
-      clearInterval(keepAlive);
-      this.#runningNow = false;
     }
+  }
+
+  /** Waits `ms` on the job's Clock before a restart; false if cancel() ended the wait. */
+  #backoff(ms: number): Promise<boolean> {
+    if (this.#cancelRequested) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const clock = this.clock;
+      const cancelTimer = clock.setTimer(clock.now() + ms, () => {
+        this.#endBackoff = undefined;
+        resolve(!this.#cancelRequested);
+      });
+      this.#endBackoff = () => {
+        this.#endBackoff = undefined;
+        cancelTimer();
+        resolve(false);
+      };
+    });
   }
 
   /**
@@ -347,15 +425,50 @@ export class Job implements JobContext {
     this.#fail?.(error);
   }
 
-  /** Stops every running chain and closes the sources; a pending `run()` resolves. */
+  /**
+   * Stops every running chain and closes the sources; a pending `run()` resolves (once they closed). During a
+   * restart back-off it ends the wait at once; the job is not restarted.
+   */
   cancel(): void {
+    if (this.#runningNow) this.#cancelRequested = true;
+    this.#endBackoff?.();
+    const cancelled = this.#cancelled;
+    this.#cancelled = undefined;
+    this.#teardown();
+    cancelled?.();
+  }
+
+  /**
+   * Stops the job gracefully, like Flink's `stop`: the sources stop reading. With checkpoints, a last
+   * checkpoint then commits everything processed so far, and the job is cancelled: its state stays as that
+   * checkpoint has it (windows are not fired early), and the next start resumes from there. Without
+   * checkpoints, every source's input ends as a bounded input does, so every window fires and the sinks flush.
+   * run() resolves when that is done (or rejects if that last checkpoint fails). Does nothing when not running.
+   */
+  async stop(): Promise<void> {
+    if (!this.#runningNow || this.#cancelRequested) return;
+    this.flow.press(STOP);
+    const coordinator = this.checkpoints;
+    if (coordinator === undefined) {
+      this.#endBackoff?.();
+      for (const run of [...this.#running]) run.end();
+      return;
+    }
+    if (this.#endBackoff !== undefined) return this.cancel();
+    try {
+      await coordinator.trigger(false);
+    } catch (err) {
+      return this.fail(err);
+    }
+    this.cancel();
+  }
+
+  /** Unsubscribes every running chain (which closes the sources and sinks) and stops the checkpoints. */
+  #teardown(): void {
     const subs = this.#subscriptions;
     this.#subscriptions = [];
     for (const s of subs) s.unsubscribe();
-    const cancelled = this.#cancelled;
-    this.#cancelled = undefined;
     this.checkpoints?.stop();
-    cancelled?.();
   }
 }
 
@@ -395,6 +508,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   #ended = false;
   /** The source signalled the end of its input. */
   #finished = false;
+  /** A record was emitted. */
+  #flowing = false;
   readonly #complete = (): void => {
     if (this.#ended) return;
     this.#ended = true;
@@ -428,7 +543,12 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
 
   emit(value: T, timestamp?: number, split?: string): void {
     if (this.#ended || this.#finished) return;
-    if (this.#metrics.emitted++ === 0) this.#coordinator?.processing();
+    this.#metrics.emitted++;
+    if (!this.#flowing) {
+      // The first record of this run (also after a restart) ends the recovery measurement.
+      this.#flowing = true;
+      this.#coordinator?.processing();
+    }
     const ts = timestamp ?? this.#job.clock.now();
     const sp = split ?? this.source.name;
     if (this.#watermarks === undefined) this.#out.send(value, ts, undefined, sp);
@@ -506,6 +626,9 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#watermarks?.splits.stop();
   }
 }
+
+/** The flow-control pressure that holds the sources during a graceful stop. */
+const STOP = "job:stop";
 
 function validateUidError(id: string): GressError {
   return new GressError("ERR_CONFIG", `operator uid "${id}" may only contain letters, digits, '_', '.', ':' or '-'`);

@@ -8,6 +8,7 @@
  * @module
  */
 import { Counter, Gauge, Registry } from "prom-client";
+import { failureCode } from "./restart.ts";
 
 /**
  * Counters and gauges of one operator.
@@ -109,11 +110,18 @@ export class JobMetrics {
   lastCheckpointDurationSeconds: number = 0;
   checkpointsCompleted: number = 0;
   recoverySeconds: number = 0;
+  /** Set by job.run(): restarts so far, when the running attempt began (job Clock ms), the last failure. */
+  restarts: number = 0;
+  runningSince: number | undefined = undefined;
+  lastFailure: { readonly at: number; readonly error: unknown } | undefined = undefined;
 
   readonly job: string;
+  readonly #now: () => number;
 
-  constructor(job: string) {
+  /** @param now the job's processing time (its Clock), for the uptime */
+  constructor(job: string, now: () => number = Date.now) {
     this.job = job;
+    this.#now = now;
     this.registry.setDefaultLabels({ job });
     const ops = () => this.#operators.values();
     const perOperator = (name: string, help: string, read: (m: OperatorMetrics) => number, counter: boolean) => {
@@ -208,6 +216,41 @@ export class JobMetrics {
         this.inc(self.checkpointsCompleted);
       },
     });
+    new Counter({
+      name: "gress_job_restarts_total",
+      help: "Restarts of the job by its restart strategy.",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(self.restarts);
+      },
+    });
+    new Gauge({
+      name: "gress_job_uptime_seconds",
+      help: "Time the job has been running since it (re)started; 0 while it is not running.",
+      registers: [this.registry],
+      collect() {
+        this.set(self.uptimeSeconds);
+      },
+    });
+    new Gauge({
+      name: "gress_job_last_failure_timestamp_seconds",
+      help: "When the job last failed (epoch seconds of the job's clock); 0 before the first failure.",
+      registers: [this.registry],
+      collect() {
+        this.set(self.lastFailure === undefined ? 0 : self.lastFailure.at / 1000);
+      },
+    });
+    new Gauge({
+      name: "gress_job_last_failure_info",
+      help: "1, labelled with the error code of the job's last failure (the code, never the message).",
+      labelNames: ["code"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        if (self.lastFailure !== undefined) this.set({ code: failureCode(self.lastFailure.error) }, 1);
+      },
+    });
     new Gauge({
       name: "gress_recovery_duration_seconds",
       help: "Time from start to processing again after restoring a checkpoint.",
@@ -216,6 +259,11 @@ export class JobMetrics {
         this.set(self.recoverySeconds);
       },
     });
+  }
+
+  /** Seconds since the running attempt began, or 0 when the job is not running. */
+  get uptimeSeconds(): number {
+    return this.runningSince === undefined ? 0 : Math.max(0, this.#now() - this.runningSince) / 1000;
   }
 
   operator(id: string): OperatorMetrics {
@@ -235,6 +283,12 @@ export class JobMetrics {
   }
   operators(): OperatorMetrics[] {
     return [...this.#operators.values()];
+  }
+  sinks(): SinkMetrics[] {
+    return [...this.#sinks.values()];
+  }
+  sources(): SourceMetrics[] {
+    return [...this.#sources.values()];
   }
   /** Prometheus text exposition of every metric. */
   text(): Promise<string> {

@@ -192,6 +192,14 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   return {
     name,
     async open() {
+      // Opened again after close() (the job restarted after a failure, or runs again): start clean.
+      closed = false;
+      sealed = undefined;
+      gate = Promise.resolve();
+      sentInTxn = 0;
+      usedEpoch = false;
+      batch = undefined;
+      scheduled = false;
       producer = getClient().transactionalProducer({
         transactionalId,
         ...(o.transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs: o.transactionTimeoutMs }),
@@ -265,7 +273,11 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       // An open, unsealed transaction is abandoned work; abort it so read_committed readers move on.
       if (p?.inTransaction === true && sealed === undefined) await p.abort().catch(() => undefined);
       await p?.disconnect();
-      if (ownClient) await client?.close();
+      if (ownClient) {
+        const c = client;
+        client = undefined;
+        await c?.close();
+      }
     },
   };
 }

@@ -128,8 +128,11 @@ export interface CheckpointedJob {
 export class CheckpointCoordinator {
   readonly job: CheckpointedJob;
   readonly backend: LmdbStateBackend;
-  /** The checkpoint the job restored on start, if any. */
-  readonly restored: CheckpointRecord | undefined;
+  /** The checkpoint the job restored on start (after a restart: the one it restarted from), if any. */
+  get restored(): CheckpointRecord | undefined {
+    return this.#restored;
+  }
+  #restored: CheckpointRecord | undefined;
   readonly #interval: number;
   readonly #minPause: number;
   readonly #retain: number;
@@ -137,7 +140,11 @@ export class CheckpointCoordinator {
   readonly #log: (message: string) => void;
   readonly #sinks = new Map<string, SinkEntry>();
   readonly #finished = new Map<RunningSource, () => void>();
-  readonly #started: number;
+  #started: number;
+  /** Counts restarts: a checkpoint of an earlier attempt that fails late must not fail the next one. */
+  #generation = 0;
+  /** Cuts short the wait of the checkpoint under way for its sinks' pre-commits (on restart). */
+  #abortWait: ((error: unknown) => void) | undefined;
   #lastId: number;
   #savepointId: string | undefined;
   #timer: CancelTimer | undefined;
@@ -170,7 +177,7 @@ export class CheckpointCoordinator {
       ]);
     }
     if (o.restoreCheckpoint !== undefined) this.#rollBack(o.restoreCheckpoint);
-    this.restored = this.#restore(o.fromSavepoint);
+    this.#restored = this.#restore(o.fromSavepoint);
     // Checkpoint ids are never reused, also after a roll-back: sinks recognise committed work by them.
     const issued = this.backend.meta.get("issued");
     this.#lastId = Math.max(this.restored?.id ?? 0, typeof issued === "number" ? issued : 0);
@@ -280,6 +287,38 @@ export class CheckpointCoordinator {
     if (entries.length === 0) failpoint("recovery");
   }
 
+  /**
+   * Prepares a restart of the job in the same process (called by job.run() before the next attempt): waits for
+   * a checkpoint still under way (its wait for the failed attempt's sinks is cut short), drops the state
+   * changes made since the last completed checkpoint, and makes that checkpoint the one that recovery and the
+   * sources start from. A checkpoint that completed while the attempt failed counts.
+   */
+  async restart(): Promise<void> {
+    this.stop();
+    this.#generation++;
+    this.#abortWait?.(new CheckpointError("checkpoint abandoned: the job restarts"));
+    await this.#inProgress?.catch(() => {});
+    this.backend.discardUncommitted();
+    this.#restored = latestCheckpoint(this.backend.meta);
+    this.#savepointId = this.#restored?.savepoint;
+    this.#finished.clear();
+    this.#finalTaken = false;
+    if (this.#urgent) {
+      this.#urgent = false;
+      this.job.flow.release("checkpoint:dirty-state");
+    }
+    for (const entry of this.#sinks.values()) {
+      entry.handles.clear();
+      entry.onBarrier = undefined;
+    }
+    this.#started = performance.now();
+  }
+
+  /** Fails the job with a checkpoint's error, unless the job restarted since the checkpoint began. */
+  #failJob(generation: number, error: unknown): void {
+    if (generation === this.#generation) this.job.fail(error);
+  }
+
   /** Called once when records flow again after start; ends the recovery measurement. */
   processing(): void {
     if (!this.#recovering) return;
@@ -313,12 +352,14 @@ export class CheckpointCoordinator {
     if (this.#finalTaken) return;
     this.#finalTaken = true;
     this.stop();
+    const generation = this.#generation;
     try {
       await this.#inProgress;
       await this.trigger(true);
     } catch (err) {
-      return this.job.fail(err);
+      return this.#failJob(generation, err);
     }
+    if (generation !== this.#generation) return;
     const ends = [...this.#finished.values()];
     this.#finished.clear();
     for (const end of ends) end();
@@ -331,7 +372,8 @@ export class CheckpointCoordinator {
     this.#timer = clock.setTimer(clock.now() + delay, () => {
       this.#timer = undefined;
       if (this.#inProgress !== undefined || this.#finalTaken) return;
-      this.trigger(false).catch((err: unknown) => this.job.fail(err));
+      const generation = this.#generation;
+      this.trigger(false).catch((err: unknown) => this.#failJob(generation, err));
     });
   }
 
@@ -383,6 +425,10 @@ export class CheckpointCoordinator {
       );
     });
     timedOut.catch(() => {});
+    const abandoned = new Promise<never>((_, reject) => {
+      this.#abortWait = reject;
+    });
+    abandoned.catch(() => {});
     try {
       const sinks: Record<string, unknown> = {};
       const names: string[] = [];
@@ -394,7 +440,8 @@ export class CheckpointCoordinator {
         names.push(name);
         pending.push(h);
       }
-      const handles = await Promise.race([Promise.all(pending), timedOut]);
+      const handles = await Promise.race([Promise.all(pending), timedOut, abandoned]);
+      this.#abortWait = undefined;
       names.forEach((name, i) => {
         if (handles[i] !== undefined) sinks[name] = handles[i];
       });
@@ -430,6 +477,7 @@ export class CheckpointCoordinator {
     } catch (err) {
       throw err instanceof CheckpointError ? err : new CheckpointError(`checkpoint ${id} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     } finally {
+      this.#abortWait = undefined;
       cancelTimeout?.();
     }
     const durationSeconds = (performance.now() - began) / 1000;

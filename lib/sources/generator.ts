@@ -193,13 +193,14 @@ export class GeneratorSource<T> implements Source<T> {
 
   open(ctx: SourceContext<T>, from?: Positions): void {
     this.#ctx = ctx;
+    // A job run again, or restarted after a failure, opens its source again: from `from`, else from the start.
+    this.#closed = false;
+    this.#paused = false;
     const pos = from?.[this.name];
-    if (pos !== undefined) {
-      if (typeof pos !== "number" || !Number.isInteger(pos) || pos < 0) {
-        throw new TypeError(`generator "${this.name}": position must be a non-negative integer, got ${JSON.stringify(pos)}`);
-      }
-      this.#next = pos;
+    if (pos !== undefined && (typeof pos !== "number" || !Number.isInteger(pos) || pos < 0)) {
+      throw new TypeError(`generator "${this.name}": position must be a non-negative integer, got ${JSON.stringify(pos)}`);
     }
+    this.#next = pos ?? 0;
     this.#rateOrigin = ctx.clock.now();
     this.#rateBase = this.#next;
     if (this.#splits > 1) ctx.announceSplits(Array.from({ length: this.#splits }, (_, i) => `${this.name}-${i}`));

@@ -572,6 +572,28 @@ export class LmdbStateBackend implements StateBackend {
     this.#loadInfos();
   }
 
+  /**
+   * Drops every change since the last completed commit (the dirty set, and a capture whose commit was not
+   * started), so that reads see the last checkpoint again: for a job restarting in the same process. The
+   * tables stay valid. Not while a commit is being written (the coordinator waits for it first).
+   */
+  discardUncommitted(): void {
+    this.#open();
+    for (const t of this.#tables.values()) {
+      t.dirty = new Map();
+      t.dirtyCount = 0;
+      t.committing = undefined;
+    }
+    this.#dirtyTotal = 0;
+    this.#committing = undefined;
+    this.#cleared = false;
+    // Table sizes as the last commit recorded them (tables created since then are empty).
+    for (const [id, info] of this.#infos) {
+      const stored = this.meta.get(["table", id]) as TableInfo | undefined;
+      info.size = stored?.size ?? 0;
+    }
+  }
+
   /** Resolves when every committed transaction is flushed to disk. */
   flushed(): Promise<void> {
     return Promise.resolve(this.root.flushed).then(() => undefined);
