@@ -3,7 +3,7 @@
  * not yet emitted, so a restored job seeks straight to it and replays exactly what came after the checkpoint.
  * A line that does not parse, or that nests deeper than `maxDepth`, goes to the dead-letter output with the
  * byte offset and the reason; it is never dropped silently, and it does not stop the job. A last line without
- * a final newline is read as a line.
+ * a final newline is read as a line. A close() during open() closes the file open() was opening.
  *
  * @example
  * ```ts
@@ -66,6 +66,8 @@ export class FileSource<T> implements Source<T> {
   readonly #decoder = new TextDecoder();
   #ctx: SourceContext<T> | undefined;
   #file: FileHandle | undefined;
+  /** The file being opened: a close() during open() waits for it and closes it. */
+  #opening: Promise<FileHandle> | undefined;
   /** File offset of the first byte not yet emitted (the position). */
   #offset = 0;
   #buf: Uint8Array = new Uint8Array(0);
@@ -98,11 +100,16 @@ export class FileSource<T> implements Source<T> {
       this.#offset = pos;
       this.#acked = pos;
     }
+    this.#opening = open(this.#path, "r");
+    let file: FileHandle;
     try {
-      this.#file = await open(this.#path, "r");
+      file = await this.#opening;
     } catch (err) {
       throw new SourceError(`file source "${this.name}": cannot open "${this.#path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+    // Closed while the file was opening (the job failed or was cancelled): close() closes this handle.
+    if (this.#closed) return;
+    this.#file = file;
     this.#pump();
   }
   pause(): void {
@@ -127,8 +134,9 @@ export class FileSource<T> implements Source<T> {
   }
   async close(): Promise<void> {
     this.#closed = true;
-    const f = this.#file;
+    const f = this.#file ?? (await this.#opening?.catch(() => undefined));
     this.#file = undefined;
+    this.#opening = undefined;
     await f?.close();
   }
 

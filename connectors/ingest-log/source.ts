@@ -8,6 +8,10 @@
  * Each entry stores the receive time and a small connector-defined metadata string next to the body, so a
  * replay emits the same records with the same timestamps.
  *
+ * Closing: `close()` may come while `open()` is still opening the log or replaying it (the job failed on a
+ * replayed record, or was cancelled). `open()` then stops at its next step without calling `onOpen`, and
+ * `close()` waits for it before calling `onClose` and closing the log, so nothing it acquired stays open.
+ *
  * Flow control: `pressured` is true while the job paused the source, while it is replaying, while more than
  * `maxBacklog` entries wait to be emitted, or while the log holds more than `maxLogBytes`. Connectors watch
  * it (`onPressure`) and hold their senders back: WebSocket pauses its sockets, HTTP answers 429.
@@ -183,6 +187,7 @@ export class LoggedSource<T> implements Source<T> {
     const replay: { payload: Uint8Array; next: LogPosition }[] = [];
     let before = log.start;
     for await (const e of log.read()) {
+      if (this.#stopped(ctx)) return;
       this.#options.onRetained?.(decodeEntry(e.payload), e.next);
       if (comparePositions(before, start) >= 0) replay.push({ payload: e.payload.slice(), next: e.next });
       before = e.next;
@@ -192,10 +197,18 @@ export class LoggedSource<T> implements Source<T> {
       }
     }
     await this.#emitReplay(replay);
+    // The job may have failed on a replayed record (or been cancelled) meanwhile: then accepting input (an HTTP
+    // server, a WebSocket listener) would start after close() and keep the process alive.
+    if (this.#stopped(ctx)) return;
     if (this.#position === undefined) this.#position = comparePositions(start, log.start) >= 0 ? start : log.start;
     this.#live = true;
     await this.#options.onOpen?.();
     this.#notify();
+  }
+
+  /** Closed, or the job's stream ended (failed, cancelled): open() goes no further. */
+  #stopped(ctx: SourceContext<T>): boolean {
+    return this.#closed || ctx.ended;
   }
 
   async #emitReplay(batch: { payload: Uint8Array; next: LogPosition }[]): Promise<void> {
@@ -285,9 +298,11 @@ export class LoggedSource<T> implements Source<T> {
     if (this.#closed) return;
     this.#closed = true;
     this.#notify();
-    await this.#options.onClose?.();
-    // A close that comes while open() is still opening the log closes the log open() got.
+    // A close that comes while open() is under way waits for it first (it stops at its next step, see
+    // #stopped): whatever open() started — the log, an onOpen that was already starting a server — is then
+    // there to be closed.
     await this.#opening?.catch(() => {});
+    await this.#options.onClose?.();
     await this.#log?.close();
   }
 }
