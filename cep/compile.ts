@@ -17,7 +17,16 @@ import { PatternError } from "../lib/errors.ts";
 import type { Condition, ConditionContext, ConditionSpec, Contiguity, PatternSpec, StepSpec } from "./pattern.ts";
 import { validatePattern } from "./pattern.ts";
 
-/** A compiled condition; `null` on an edge means "always". */
+/**
+ * A compiled condition; `null` on an edge means "always".
+ *
+ * @example
+ * ```ts
+ * import { type Cond, compileCondition } from "gress/cep";
+ *
+ * const negative: Cond = compileCondition({ field: "amount", op: "<", value: 0 }, new Map());
+ * ```
+ */
 export type Cond = (event: unknown, ctx: ConditionContext<unknown, string>) => boolean;
 
 /** Edge actions. */
@@ -45,7 +54,17 @@ export interface NState {
   readonly edges: Edge[];
 }
 
-/** The compiled pattern. */
+/**
+ * The compiled pattern.
+ *
+ * @example
+ * ```ts
+ * import { compile, type Nfa, pattern } from "gress/cep";
+ *
+ * const nfa: Nfa = compile(pattern<{ v: number }>().begin("a").followedBy("b").within(1_000).toJSON(), new Map());
+ * console.log(nfa.within); // 1000
+ * ```
+ */
 export interface Nfa {
   readonly states: readonly NState[];
   readonly start: NState;
@@ -57,7 +76,18 @@ export interface Nfa {
   readonly spec: PatternSpec;
 }
 
-/** Turns a condition spec into a function. */
+/**
+ * Turns a condition spec into a function.
+ *
+ * @example
+ * ```ts
+ * import { compileCondition } from "gress/cep";
+ *
+ * // A condition spec as a predicate (named functions come from the map).
+ * const isBig = compileCondition({ field: "amount", op: ">", value: 100 }, new Map());
+ * console.log(isBig({ amount: 150 }, { eventsFor: () => [], timestamp: 0 })); // true
+ * ```
+ */
 export function compileCondition(spec: ConditionSpec, fns: ReadonlyMap<string, Condition<unknown, string>>): Cond {
   if ("fn" in spec) {
     const f = fns.get(spec.fn);
@@ -107,7 +137,18 @@ const not = (c: Cond | null): Cond | null => (c === null ? FALSE : (e, ctx) => !
 const and = (a: Cond | null, b: Cond | null): Cond | null => (a === null ? b : b === null ? a : (e, ctx) => a(e, ctx) && b(e, ctx));
 const FALSE: Cond = () => false;
 
-/** Compiles a pattern to an NFA. Throws PatternError on an invalid pattern. */
+/**
+ * Compiles a pattern to an NFA. Throws PatternError on an invalid pattern.
+ *
+ * @example
+ * ```ts
+ * import { compile, pattern } from "gress/cep";
+ *
+ * // The NFA a pattern runs as (what match() does inside): states, and per step its name and time bound.
+ * const nfa = compile(pattern<{ v: number }>().begin("a").where({ field: "v", op: ">", value: 1 }).next("b").toJSON(), new Map());
+ * console.log(nfa.stepNames, nfa.states.length);
+ * ```
+ */
 export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<unknown, string>>): Nfa {
   validatePattern(spec);
   const states: NState[] = [];

@@ -30,7 +30,18 @@ import { emptyKeyState, type KeyNfaState, type LimitPolicy, NfaRunner } from "./
 import type { Pattern } from "./pattern.ts";
 import { type MatchedEvent, SharedBuffer, type StoredEvent, type StoredNode } from "./shared-buffer.ts";
 
-/** The events of a match, by step name. Steps that matched nothing (optional ones) have empty lists. */
+/**
+ * The events of a match, by step name. Steps that matched nothing (optional ones) have empty lists.
+ *
+ * @example
+ * ```ts
+ * import type { MatchEvents } from "gress/cep";
+ *
+ * type Tx = { amount: number };
+ * // Per step name, the events it matched (an optional step that matched nothing has []).
+ * const total = (events: MatchEvents<Tx, "small" | "large">): number => [...events.small, ...events.large].reduce((s, t) => s + t.amount, 0);
+ * ```
+ */
 export type MatchEvents<E, S extends string> = { readonly [K in S]: E[] };
 
 /**
@@ -130,7 +141,18 @@ export function isTimeout<E, S extends string>(r: PatternResult<E, S>): r is Tim
   return r.kind === "timeout";
 }
 
-/** A partial match dropped because its key reached `maxPartialMatches` (policy "drop-oldest"/"reject-new"). */
+/**
+ * A partial match dropped because its key reached `maxPartialMatches` (policy "drop-oldest"/"reject-new").
+ *
+ * @example
+ * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { CEP_OVERFLOW, type DroppedPartialMatch, match, pattern } from "gress/cep";
+ *
+ * const results = match(fromIterable([{ k: "a" }]).keyBy((e) => e.k), pattern<{ k: string }>().begin("x").followedByAny("y"), { maxPartialMatches: 100 });
+ * results.sideOutput(CEP_OVERFLOW).sinkTo(sinkFn("overflow", (d: DroppedPartialMatch) => console.warn(d.key, Object.keys(d.events))));
+ * ```
+ */
 export interface DroppedPartialMatch {
   readonly key: Key | undefined;
   readonly events: Readonly<Record<string, unknown[]>>;
@@ -209,7 +231,19 @@ export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E,
   return input.transform(matchElements<E, S>(ctx, pattern, options));
 }
 
-/** The matcher as an element operator (see {@link match}). */
+/**
+ * The matcher as an element operator (see {@link match}).
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { matchElements, pattern } from "gress/cep";
+ *
+ * // The matcher as an element operator, for building your own stream API on top (match() does this).
+ * const input = fromIterable([{ k: "a", v: 1 }]).keyBy((e) => e.k);
+ * const results = input.transform(matchElements(input.job.operator("cep", "my-matcher"), pattern<{ k: string; v: number }>().begin("x")));
+ * ```
+ */
 export function matchElements<E, S extends string>(
   ctx: OperatorContext,
   pattern: Pattern<E, S, string>,

@@ -35,7 +35,17 @@ export interface KeyNfaState {
   nid: number;
 }
 
-/** What to do when a key reaches its limit of partial matches. */
+/**
+ * What to do when a key reaches its limit of partial matches.
+ *
+ * @example
+ * ```ts
+ * import type { MatchOptions } from "gress/cep";
+ *
+ * // At maxPartialMatches per key: drop the oldest partial match, refuse new ones, or fail the job.
+ * const strict: MatchOptions = { maxPartialMatches: 5_000, onLimit: "fail" };
+ * ```
+ */
 export type LimitPolicy = "drop-oldest" | "reject-new" | "fail";
 
 /** Callbacks through which the runner reports results. */

@@ -21,15 +21,58 @@
  */
 import { PatternError } from "../lib/errors.ts";
 
-/** How a step relates to the events before it. */
+/**
+ * How a step relates to the events before it.
+ *
+ * @example
+ * ```ts
+ * import type { Contiguity } from "gress/cep";
+ *
+ * // strict: next(); relaxed: followedBy(); any: followedByAny().
+ * const contiguities: Contiguity[] = ["strict", "relaxed", "any"];
+ * ```
+ */
 export type Contiguity = "strict" | "relaxed" | "any";
-/** How a step is joined to the previous one: a contiguity, or a negative step. */
+/**
+ * How a step is joined to the previous one: a contiguity, or a negative step.
+ *
+ * @example
+ * ```ts
+ * import { pattern, type StepKind } from "gress/cep";
+ *
+ * const kinds: StepKind[] = pattern<{ ok: boolean }>()
+ *   .begin("a").where({ field: "ok", op: "==", value: true })
+ *   .notFollowedBy("b").where({ field: "ok", op: "==", value: false })
+ *   .followedBy("c").where({ field: "ok", op: "==", value: true })
+ *   .toJSON().steps.map((s) => s.kind); // ["relaxed", "notFollowedBy", "relaxed"] (begin() starts with a relaxed step)
+ * ```
+ */
 export type StepKind = Contiguity | "notNext" | "notFollowedBy";
 
-/** Comparison operators of a field condition. */
+/**
+ * Comparison operators of a field condition.
+ *
+ * @example
+ * ```ts
+ * import type { FieldCondition, FieldOp } from "gress/cep";
+ *
+ * const op: FieldOp = "in";
+ * const premium: FieldCondition = { field: "tier", op, value: ["gold", "platinum"] };
+ * ```
+ */
 export type FieldOp = "==" | "!=" | "<" | "<=" | ">" | ">=" | "in";
 
-/** A condition as data. */
+/**
+ * A condition as data.
+ *
+ * @example
+ * ```ts
+ * import type { ConditionSpec } from "gress/cep";
+ *
+ * // Conditions as data: fields, named functions, and their combinations.
+ * const suspicious: ConditionSpec = { and: [{ field: "amount", op: ">", value: 1_000 }, { not: { fn: "trustedMerchant" } }] };
+ * ```
+ */
 export type ConditionSpec =
   | { readonly fn: string }
   | { readonly field: string; readonly op: FieldOp; readonly value: unknown }
@@ -37,7 +80,17 @@ export type ConditionSpec =
   | { readonly or: readonly ConditionSpec[] }
   | { readonly not: ConditionSpec };
 
-/** A step's quantifier: how many events it takes and how they relate to each other. */
+/**
+ * A step's quantifier: how many events it takes and how they relate to each other.
+ *
+ * @example
+ * ```ts
+ * import type { QuantifierSpec } from "gress/cep";
+ *
+ * // times(2, 4).greedy().consecutive() as data.
+ * const q: QuantifierSpec = { min: 2, max: 4, optional: false, greedy: true, inner: "strict" };
+ * ```
+ */
 export interface QuantifierSpec {
   readonly min: number;
   /** null: unbounded (oneOrMore, timesOrMore). */
@@ -48,7 +101,17 @@ export interface QuantifierSpec {
   readonly inner: Contiguity;
 }
 
-/** One step of a pattern. */
+/**
+ * One step of a pattern.
+ *
+ * @example
+ * ```ts
+ * import { pattern, type StepSpec } from "gress/cep";
+ *
+ * const steps: readonly StepSpec[] = pattern<{ v: number }>().begin("a").where({ field: "v", op: ">", value: 0 }).oneOrMore().toJSON().steps;
+ * console.log(steps[0]?.quantifier); // { min: 1, max: null, optional: false, greedy: false, inner: "relaxed" }
+ * ```
+ */
 export interface StepSpec {
   readonly name: string;
   readonly kind: StepKind;
@@ -79,7 +142,26 @@ export type SkipStrategy =
   | { readonly kind: "skipToFirst"; readonly step: string }
   | { readonly kind: "skipToLast"; readonly step: string };
 
-/** A whole pattern as plain data. */
+/**
+ * A whole pattern as plain data.
+ *
+ * @example
+ * ```ts
+ * import { Pattern, type PatternSpec } from "gress/cep";
+ *
+ * // A pattern written as data (e.g. loaded from a config store): orders of 500 or more, then a cancellation.
+ * const spec: PatternSpec = {
+ *   version: 1,
+ *   steps: [
+ *     { name: "large", kind: "strict", where: { field: "total", op: ">=", value: 500 }, quantifier: { min: 1, max: 1, optional: false, greedy: false, inner: "relaxed" } },
+ *     { name: "cancel", kind: "relaxed", where: { field: "status", op: "==", value: "cancelled" }, quantifier: { min: 1, max: 1, optional: false, greedy: false, inner: "relaxed" } },
+ *   ],
+ *   within: 3_600_000,
+ *   skip: { kind: "noSkip" },
+ * };
+ * const p = Pattern.fromJSON<{ total: number; status: string }>(spec);
+ * ```
+ */
 export interface PatternSpec {
   readonly version: 1;
   readonly steps: readonly StepSpec[];
@@ -110,10 +192,32 @@ export interface ConditionContext<E, S extends string> {
   readonly timestamp: number;
 }
 
-/** A predicate on an event, optionally looking at the partial match (an iterative condition). */
+/**
+ * A predicate on an event, optionally looking at the partial match (an iterative condition).
+ *
+ * @example
+ * ```ts
+ * import { type Condition, pattern } from "gress/cep";
+ *
+ * type Tx = { amount: number };
+ * // A condition may look at the events matched so far (here: each one larger than the step's previous one).
+ * const growing: Condition<Tx, "up"> = (t, ctx) => t.amount > (ctx.eventsFor("up").at(-1)?.amount ?? 0);
+ * const p = pattern<Tx>().begin("up").where(growing).timesOrMore(3);
+ * ```
+ */
 export type Condition<E, S extends string = string> = (event: E, ctx: ConditionContext<E, S>) => boolean;
 
-/** A predicate with a name, so that the pattern serialises. */
+/**
+ * A predicate with a name, so that the pattern serialises.
+ *
+ * @example
+ * ```ts
+ * import { type NamedCondition, named } from "gress/cep";
+ *
+ * const refund: NamedCondition<{ amount: number }> = named("refund", (t) => t.amount < 0);
+ * console.log(refund.name); // "refund": how the pattern's JSON refers to it
+ * ```
+ */
 export interface NamedCondition<E, S extends string = string> {
   readonly name: string;
   readonly test: Condition<E, S>;
@@ -138,7 +242,19 @@ export interface FieldCondition {
   readonly value: unknown;
 }
 
-/** Anything `where`, `or` and `until` accept. */
+/**
+ * Anything `where`, `or` and `until` accept.
+ *
+ * @example
+ * ```ts
+ * import { type ConditionInput, named, pattern } from "gress/cep";
+ *
+ * type Tx = { amount: number };
+ * // Any of the three forms: a function, a named function, a field condition.
+ * const inputs: ConditionInput<Tx, string>[] = [(t) => t.amount > 1, named("big", (t: Tx) => t.amount > 100), { field: "amount", op: "<", value: 0 }];
+ * const p = pattern<Tx>().begin("a").where(inputs[0]!).or(inputs[2]!);
+ * ```
+ */
 export type ConditionInput<E, S extends string> = Condition<E, S> | NamedCondition<E, S> | FieldCondition;
 
 /**
@@ -159,7 +275,22 @@ export function named<E, S extends string = string>(name: string, test: Conditio
   return { name, test };
 }
 
-/** Predicates by name, for `Pattern.fromJSON`. */
+/**
+ * Predicates by name, for `Pattern.fromJSON`.
+ *
+ * @example
+ * ```ts
+ * import { type ConditionRegistry, Pattern } from "gress/cep";
+ *
+ * type Tx = { amount: number };
+ * // The functions a stored pattern refers to by name.
+ * const registry: ConditionRegistry<Tx> = { big: (t) => t.amount > 1_000, refund: (t) => t.amount < 0 };
+ * const p = Pattern.fromJSON<Tx>(
+ *   { version: 1, steps: [{ name: "b", kind: "strict", where: { fn: "big" }, quantifier: { min: 1, max: 1, optional: false, greedy: false, inner: "relaxed" } }], skip: { kind: "noSkip" } },
+ *   registry,
+ * );
+ * ```
+ */
 export type ConditionRegistry<E> = Readonly<Record<string, Condition<E, string>>>;
 
 /**

@@ -5,7 +5,19 @@
  * @module
  */
 
-/** Cancels a scheduled timer. */
+/**
+ * Cancels a scheduled timer.
+ *
+ * @example
+ * ```ts
+ * import { type CancelTimer, VirtualClock } from "gress";
+ *
+ * const clock = new VirtualClock();
+ * const cancel: CancelTimer = clock.setTimer(1_000, () => console.log("never"));
+ * cancel();
+ * clock.advance(2_000); // prints nothing
+ * ```
+ */
 export type CancelTimer = () => void;
 
 /**

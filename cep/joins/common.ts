@@ -11,7 +11,17 @@ import type { OperatorContext } from "../../lib/operator-context.ts";
 import { handleUserError } from "../../lib/operators/user-error.ts";
 import type { KeyedStream, Stream } from "../../lib/stream.ts";
 
-/** A value tagged with the input it came from: 0 = left, 1 = right. */
+/**
+ * A value tagged with the input it came from: 0 = left, 1 = right.
+ *
+ * @example
+ * ```ts
+ * import type { Sided } from "gress/cep";
+ *
+ * // The two inputs of a join merged into one stream, each value tagged with its side (0: left, 1: right).
+ * const describe = (s: Sided<{ order: string }, { payment: string }>): string => (s.side === 0 ? `order ${s.value.order}` : `payment ${s.value.payment}`);
+ * ```
+ */
 export type Sided<L, R> = { readonly side: 0; readonly value: L } | { readonly side: 1; readonly value: R };
 
 /**

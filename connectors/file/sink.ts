@@ -27,7 +27,19 @@ import { validate } from "../../lib/config.ts";
 import { SinkError } from "../../lib/errors.ts";
 import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
-/** Options of {@link fileSink}. */
+/**
+ * Options of {@link fileSink}.
+ *
+ * @example
+ * ```ts
+ * import { type FileSinkOptions, fileSink } from "gress/file";
+ *
+ * type Row = { id: number; name: string };
+ * // Part files named "users-<checkpoint>-....ndjson" in out/, one CSV-like line per row.
+ * const options: FileSinkOptions<Row> = { dir: "out", name: "users", prefix: "users", format: (r) => `${r.id},${r.name}` };
+ * const sink = fileSink(options);
+ * ```
+ */
 export interface FileSinkOptions<T> {
   /** Output directory; created if missing. */
   readonly dir: string;
@@ -39,7 +51,17 @@ export interface FileSinkOptions<T> {
   readonly format?: (value: T) => string;
 }
 
-/** What preCommit hands to the coordinator: file names relative to the output directory. */
+/**
+ * What preCommit hands to the coordinator: file names relative to the output directory.
+ *
+ * @example
+ * ```ts
+ * import type { FileSinkHandle } from "gress/file";
+ *
+ * // What the file sink's pre-commit returns and a checkpoint records: the temporary file and its final name.
+ * const describe = (h: FileSinkHandle): string => `${h.records} records: ${h.temp} -> ${h.final}`;
+ * ```
+ */
 export interface FileSinkHandle {
   readonly temp: string;
   readonly final: string;
@@ -64,7 +86,18 @@ interface Txn {
   records: number;
 }
 
-/** The transactional file sink. */
+/**
+ * The transactional file sink.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ * import { type FileSink, fileSink } from "gress/file";
+ *
+ * const sink: FileSink<{ id: number }> = fileSink({ dir: "out", prefix: "ids" });
+ * fromIterable([{ id: 1 }]).sinkTo(sink);
+ * ```
+ */
 export class FileSink<T> implements Sink<T> {
   readonly name: string;
   readonly dir: string;
@@ -215,7 +248,17 @@ export function fileSink<T>(options: FileSinkOptions<T>): FileSink<T> {
   return new FileSink(options);
 }
 
-/** The committed part files of a file sink, in name order (checkpoint order). */
+/**
+ * The committed part files of a file sink, in name order (checkpoint order).
+ *
+ * @example
+ * ```ts
+ * import { committedFiles } from "gress/file";
+ *
+ * // The committed part files of a file sink, in order (temporary files are not listed).
+ * for (const file of committedFiles("out", "ids")) console.log(file);
+ * ```
+ */
 export function committedFiles(dir: string, prefix: string): string[] {
   if (!existsSync(dir)) return [];
   const part = new RegExp(`^${escapeRegExp(prefix)}-.*\\.ndjson$`);

@@ -39,7 +39,21 @@ import {
 import { type LoggedEntry, type LoggedRecord, LoggedSource, loggedSourceMethods } from "../ingest-log/source.ts";
 import type { Source, SourceContext } from "../../lib/source.ts";
 
-/** Options of {@link httpSource}. */
+/**
+ * Options of {@link httpSource}.
+ *
+ * @example
+ * ```ts
+ * import { type HttpSourceOptions, httpSource } from "gress/http";
+ * import { z } from "zod";
+ *
+ * const Event = z.object({ user: z.string(), action: z.string(), at: z.number() });
+ * type Event = z.infer<typeof Event>;
+ * // Validated by the schema (invalid records are dead letters, counted in the answer), at most 1 MiB per request.
+ * const options: HttpSourceOptions<Event> = { name: "events", dir: "state/http-log", port: 8088, schema: Event, maxBodyBytes: 1 << 20, timestamp: (e) => e.at };
+ * const source = httpSource(options);
+ * ```
+ */
 export interface HttpSourceOptions<T> {
   readonly name: string;
   /** Directory of the durable ingest log of this source. */
@@ -76,7 +90,17 @@ export interface HttpSourceOptions<T> {
   readonly fsync?: boolean;
 }
 
-/** The answer to an accepted batch. */
+/**
+ * The answer to an accepted batch.
+ *
+ * @example
+ * ```ts
+ * import type { IngestAnswer } from "gress/http";
+ *
+ * // The JSON body of the source's answer to a POST: what was accepted, and why the rest was not.
+ * const answer: IngestAnswer = { accepted: 2, rejected: 1, errors: [{ index: 1, reason: "not JSON" }] };
+ * ```
+ */
 export interface IngestAnswer {
   readonly accepted: number;
   readonly rejected: number;
@@ -88,7 +112,22 @@ interface Meta {
   readonly t: "json" | "ndjson";
 }
 
-/** An HTTP ingest source; `port` and `url` are known after open. */
+/**
+ * An HTTP ingest source; `port` and `url` are known after open.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { type HttpSource, httpSource } from "gress/http";
+ *
+ * const source: HttpSource<unknown> = httpSource({ name: "in", dir: "state/http-in", port: 0 });
+ * const job = new Job();
+ * job.source(source).sinkTo({ name: "s", write() {} });
+ * const running = job.run();
+ * await source.listening;
+ * console.log(`POST to ${source.url}`); // the port is chosen by the system with port: 0
+ * ```
+ */
 export interface HttpSource<T> extends Source<T> {
   readonly port: number;
   readonly url: string;
@@ -341,7 +380,18 @@ function answerFor<T>(recs: readonly LoggedRecord<T>[]): { status: number; body:
   return { status: 202, body: JSON.stringify(answer) };
 }
 
-/** Splits NDJSON bytes into lines on LF (and CRLF), skipping blank lines, without decoding them. */
+/**
+ * Splits NDJSON bytes into lines on LF (and CRLF), skipping blank lines, without decoding them.
+ *
+ * @example
+ * ```ts
+ * import { splitLines } from "gress/http";
+ *
+ * // The lines of an NDJSON body, as byte ranges (no copy, no decoding).
+ * const lines = splitLines(new TextEncoder().encode('{"a":1}\n{"a":2}\n'));
+ * console.log(lines.length); // 2
+ * ```
+ */
 export function splitLines(bytes: Uint8Array): Uint8Array[] {
   const lines: Uint8Array[] = [];
   let start = 0;

@@ -20,7 +20,26 @@ import type { StreamRecord } from "../../lib/element.ts";
 import { BadRecordError, SinkError } from "../../lib/errors.ts";
 import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
-/** Options of {@link webhookSink}. */
+/**
+ * Options of {@link webhookSink}.
+ *
+ * @example
+ * ```ts
+ * import { type WebhookSinkOptions, webhookSink } from "gress/http";
+ *
+ * type Alert = { id: string; text: string };
+ * const options: WebhookSinkOptions<Alert> = {
+ *   name: "slack",
+ *   url: "https://hooks.example.com/T000/B000",
+ *   headers: { authorization: "Bearer s3cret" },
+ *   body: (a) => JSON.stringify({ text: a.text }),
+ *   idempotencyKey: (a) => a.id,
+ *   maxAttempts: 8,
+ *   timeoutMs: 5_000,
+ * };
+ * const sink = webhookSink(options);
+ * ```
+ */
 export interface WebhookSinkOptions<T> {
   readonly name: string;
   readonly url: string;
@@ -40,7 +59,18 @@ export interface WebhookSinkOptions<T> {
   readonly timeoutMs?: number;
 }
 
-/** Counts of a webhook sink. */
+/**
+ * Counts of a webhook sink.
+ *
+ * @example
+ * ```ts
+ * import { webhookSink } from "gress/http";
+ *
+ * const sink = webhookSink<{ id: string }>({ name: "hook", url: "https://example.com/hook" });
+ * // After the run: requests delivered, and retries it took.
+ * console.log(sink.counts.delivered, sink.counts.retries);
+ * ```
+ */
 export interface WebhookCounts {
   delivered: number;
   retries: number;

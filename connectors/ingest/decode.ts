@@ -13,10 +13,35 @@
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 
-/** The outcome of decoding one message. */
+/**
+ * The outcome of decoding one message.
+ *
+ * @example
+ * ```ts
+ * import type { Decoded } from "gress/kafka";
+ *
+ * const parsed = (text: string): Decoded<number> => (/^\d+$/.test(text) ? { ok: true, value: Number(text) } : { ok: false, reason: `not a number: ${text}` });
+ * ```
+ */
 export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
 
-/** Turns the bytes of one message into a value, or says why it cannot. Never throws. */
+/**
+ * Turns the bytes of one message into a value, or says why it cannot. Never throws.
+ *
+ * @example
+ * ```ts
+ * import { type Decoder, kafkaSource } from "gress/kafka";
+ *
+ * // A decoder of your own: bytes to a value, or a reason (the message becomes a dead letter).
+ * const csv: Decoder<[string, number]> = (bytes) => {
+ *   if (bytes === null) return { ok: false, reason: "empty message" };
+ *   const [name, n] = new TextDecoder().decode(bytes).split(",");
+ *   const value = Number(n);
+ *   return name !== undefined && Number.isFinite(value) ? { ok: true, value: [name, value] } : { ok: false, reason: "expected name,number" };
+ * };
+ * const source = kafkaSource({ name: "csv", brokers: ["localhost:9092"], topics: ["csv"], groupId: "g", decode: csv });
+ * ```
+ */
 export type Decoder<T> = (bytes: Uint8Array | null) => Decoded<T>;
 
 /** Options of {@link jsonDecoder}. */
@@ -151,7 +176,17 @@ export function checkMaxDepth(maxDepth: number | undefined, where = "jsonDecoder
   return validate(maxDepthSchema, { maxDepth }, where).maxDepth ?? DEFAULT_MAX_DEPTH;
 }
 
-/** A decoder for UTF-8 text messages, with the same size bound. */
+/**
+ * A decoder for UTF-8 text messages, with the same size bound.
+ *
+ * @example
+ * ```ts
+ * import { kafkaSource, textDecoder } from "gress/kafka";
+ *
+ * // Messages as UTF-8 strings (invalid UTF-8 and oversized messages become dead letters).
+ * const lines = kafkaSource({ name: "lines", brokers: ["localhost:9092"], topics: ["logs"], groupId: "g", decode: textDecoder({ maxBytes: 64 * 1024 }) });
+ * ```
+ */
 export function textDecoder(options: { readonly maxBytes?: number } = {}): Decoder<string> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   return (bytes) => {
@@ -161,7 +196,23 @@ export function textDecoder(options: { readonly maxBytes?: number } = {}): Decod
   };
 }
 
-/** What a dead letter from a source carries: where the bytes came from and a bounded preview of them. */
+/**
+ * What a dead letter from a source carries: where the bytes came from and a bounded preview of them.
+ *
+ * @example
+ * ```ts
+ * import { DEAD_LETTERS, Job } from "gress";
+ * import { kafkaSource, type SourceDeadLetter } from "gress/kafka";
+ *
+ * const job = new Job();
+ * const orders = job.source(kafkaSource({ name: "orders", brokers: ["localhost:9092"], topics: ["orders"], groupId: "g" }));
+ * // A message that could not be decoded: where it was, its size, a preview, and the reason.
+ * orders.sideRecords(DEAD_LETTERS).subscribe((r) => {
+ *   const d = r.value as SourceDeadLetter;
+ *   console.warn(`${d.source} ${d.split}@${d.position}: ${r.reason} (${d.size} bytes: ${d.preview})`);
+ * });
+ * ```
+ */
 export interface SourceDeadLetter {
   readonly source: string;
   readonly split: string;

@@ -92,7 +92,17 @@ const BROKER_RESOURCE = 4;
 const ALREADY_ENDED = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"]);
 const RETRIABLE = new Set(["CONCURRENT_TRANSACTIONS", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"]);
 
-/** Options of {@link kafkajsClient}. */
+/**
+ * Options of {@link kafkajsClient}.
+ *
+ * @example
+ * ```ts
+ * import { type KafkajsClientOptions, kafkajsClient } from "gress/kafka";
+ *
+ * const options: KafkajsClientOptions = { brokers: ["kafka-1:9092", "kafka-2:9092"], clientId: "billing", logLevel: "error" };
+ * const client = kafkajsClient(options);
+ * ```
+ */
 export interface KafkajsClientOptions {
   readonly brokers: readonly string[];
   readonly clientId?: string;

@@ -66,7 +66,17 @@ export interface KafkaSinkOptions<T> {
   readonly transactionTimeoutMs?: number;
 }
 
-/** The handle a Kafka sink stores in a checkpoint. `empty` when the checkpoint had no records. */
+/**
+ * The handle a Kafka sink stores in a checkpoint. `empty` when the checkpoint had no records.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaSinkHandle } from "gress/kafka";
+ *
+ * // What the Kafka sink's pre-commit returns and a checkpoint records: the open transaction (empty: nothing written).
+ * const needsCommit = (h: KafkaSinkHandle): boolean => !h.empty;
+ * ```
+ */
 export interface KafkaSinkHandle extends TransactionHandle {
   readonly empty: boolean;
 }

@@ -100,12 +100,30 @@ const optionsSchema = z.strictObject({
   otherMemberWaitMs: z.number().int().nonnegative().optional(),
 });
 
-/** The split name of a partition. */
+/**
+ * The split name of a partition.
+ *
+ * @example
+ * ```ts
+ * import { splitOf } from "gress/kafka";
+ *
+ * console.log(splitOf("orders", 3)); // "orders-3": the split (and watermark) of a topic partition
+ * ```
+ */
 export function splitOf(topic: string, partition: number): string {
   return `${topic}-${partition}`;
 }
 
-/** Parses a split name back into topic and partition (topics may contain '-', partitions may not). */
+/**
+ * Parses a split name back into topic and partition (topics may contain '-', partitions may not).
+ *
+ * @example
+ * ```ts
+ * import { parseSplit } from "gress/kafka";
+ *
+ * console.log(parseSplit("orders-3")); // { topic: "orders", partition: 3 }
+ * ```
+ */
 export function parseSplit(split: string): { topic: string; partition: number } | undefined {
   const i = split.lastIndexOf("-");
   const partition = Number(split.slice(i + 1));

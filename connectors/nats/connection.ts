@@ -5,12 +5,40 @@
  */
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 
-/** Either an existing connection or the servers to connect to. */
+/**
+ * Either an existing connection or the servers to connect to.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "@nats-io/transport-node";
+ * import { natsJetStreamSink } from "gress/nats";
+ *
+ * // Share one connection of your own (you close it), or give servers and let the connector connect.
+ * const nc = await connect({ servers: "localhost:4222" });
+ * const sink = natsJetStreamSink<string>({ name: "out", connection: nc, subject: "out" });
+ * ```
+ */
 export type NatsConnectOptions =
   | { readonly connection: NatsConnection; readonly servers?: undefined }
   | { readonly servers: string | readonly string[]; readonly connection?: undefined };
 
-/** A connection and how to release it. */
+/**
+ * A connection and how to release it.
+ *
+ * @example
+ * ```ts
+ * import type { HeldConnection } from "gress/nats";
+ *
+ * // A connection and how to release it (closed only if the connector opened it).
+ * async function withConnection(held: HeldConnection): Promise<void> {
+ *   try {
+ *     await held.nc.flush();
+ *   } finally {
+ *     await held.release();
+ *   }
+ * }
+ * ```
+ */
 export interface HeldConnection {
   readonly nc: NatsConnection;
   release(): Promise<void>;

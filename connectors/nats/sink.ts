@@ -26,7 +26,19 @@ import { SinkError } from "../../lib/errors.ts";
 import { encodeRecord, type Sink } from "../../lib/sink.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
 
-/** Options of {@link natsJetStreamSink}. */
+/**
+ * Options of {@link natsJetStreamSink}.
+ *
+ * @example
+ * ```ts
+ * import { type NatsJetStreamSinkOptions, natsJetStreamSink } from "gress/nats";
+ *
+ * type Alert = { id: string; device: string };
+ * // The message id de-duplicates replays in JetStream's window.
+ * const options: NatsJetStreamSinkOptions<Alert> = { name: "alerts", servers: "localhost:4222", subject: (a) => `alerts.${a.device}`, msgId: (a) => a.id };
+ * const sink = natsJetStreamSink(options);
+ * ```
+ */
 export type NatsJetStreamSinkOptions<T> = NatsConnectOptions & {
   readonly name: string;
   /** Subject to publish to, fixed or per record. It must be bound to a stream. */
@@ -39,7 +51,18 @@ export type NatsJetStreamSinkOptions<T> = NatsConnectOptions & {
   readonly encode?: (value: T) => Uint8Array;
 };
 
-/** Counts of a JetStream sink. */
+/**
+ * Counts of a JetStream sink.
+ *
+ * @example
+ * ```ts
+ * import { natsJetStreamSink } from "gress/nats";
+ *
+ * const sink = natsJetStreamSink<{ id: string }>({ name: "out", servers: "localhost:4222", subject: "out" });
+ * // After the run: messages published, and those JetStream reported as duplicates (replays).
+ * console.log(sink.counts.published, sink.counts.duplicates);
+ * ```
+ */
 export interface NatsSinkCounts {
   published: number;
   /** Publishes the stream reported as duplicates (dropped by Nats-Msg-Id). */

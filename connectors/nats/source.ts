@@ -26,7 +26,18 @@ import { type Positions, type Source, type SourceContext, timestampOf } from "..
 import { deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
 
-/** Options shared by the NATS sources. */
+/**
+ * Options shared by the NATS sources.
+ *
+ * @example
+ * ```ts
+ * import type { NatsSourceCommon } from "gress/nats";
+ * import { z } from "zod";
+ *
+ * // What both NATS sources take: a name, a schema, a size limit and a rate limit.
+ * const common: NatsSourceCommon<{ id: string }> = { name: "ids", schema: z.object({ id: z.string() }), maxMessageBytes: 64 * 1024 };
+ * ```
+ */
 export interface NatsSourceCommon<T> {
   readonly name: string;
   /** Values must match this schema; others go to dead letters. */
@@ -39,7 +50,27 @@ export interface NatsSourceCommon<T> {
   readonly rateLimit?: TokenBucketOptions;
 }
 
-/** Options of {@link natsJetStreamSource}. */
+/**
+ * Options of {@link natsJetStreamSource}.
+ *
+ * @example
+ * ```ts
+ * import { type NatsJetStreamSourceOptions, natsJetStreamSource } from "gress/nats";
+ *
+ * type Reading = { device: string; at: number };
+ * // Only subject readings.eu.>, 256 messages per pull, and the event time from the message.
+ * const options: NatsJetStreamSourceOptions<Reading> = {
+ *   name: "eu-readings",
+ *   servers: ["nats://localhost:4222"],
+ *   stream: "READINGS",
+ *   durable: "eu-job",
+ *   filterSubject: "readings.eu.>",
+ *   batch: 256,
+ *   timestamp: (r) => r.at,
+ * };
+ * const source = natsJetStreamSource(options);
+ * ```
+ */
 export type NatsJetStreamSourceOptions<T> = NatsSourceCommon<T> &
   NatsConnectOptions & {
     /** The JetStream stream. It must exist. */
@@ -60,7 +91,16 @@ export type NatsJetStreamSourceOptions<T> = NatsSourceCommon<T> &
     readonly timestamp?: (value: T, msg: JsMsg) => number;
   };
 
-/** Counts of a NATS source. */
+/**
+ * Counts of a NATS source.
+ *
+ * @example
+ * ```ts
+ * import type { NatsSourceCounts } from "gress/nats";
+ *
+ * const lossRate = (c: NatsSourceCounts): number => (c.received === 0 ? 0 : (c.deadLetters + c.dropped) / c.received);
+ * ```
+ */
 export interface NatsSourceCounts {
   received: number;
   emitted: number;
@@ -73,7 +113,21 @@ export interface NatsSourceCounts {
 
 const newCounts = (): NatsSourceCounts => ({ received: 0, emitted: 0, deadLetters: 0, skipped: 0, dropped: 0 });
 
-/** A JetStream source; `counts` are exact. */
+/**
+ * A JetStream source; `counts` are exact.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { type NatsJetStreamSource, natsJetStreamSource } from "gress/nats";
+ *
+ * const source: NatsJetStreamSource<unknown> = natsJetStreamSource({ name: "in", servers: "localhost:4222", stream: "IN" });
+ * const job = new Job();
+ * job.source(source).sinkTo({ name: "s", write() {} });
+ * await job.run();
+ * console.log(source.counts.received, source.counts.deadLetters);
+ * ```
+ */
 export interface NatsJetStreamSource<T> extends Source<T> {
   readonly counts: NatsSourceCounts;
 }
@@ -253,7 +307,18 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
   };
 }
 
-/** Options of {@link natsCoreSource}. */
+/**
+ * Options of {@link natsCoreSource}.
+ *
+ * @example
+ * ```ts
+ * import { type NatsCoreSourceOptions, natsCoreSource } from "gress/nats";
+ *
+ * // A queue group spreads the subject's messages over the jobs that join it.
+ * const options: NatsCoreSourceOptions<{ host: string }> = { name: "pings", servers: "localhost:4222", subject: "ping.>", queue: "pingers", maxBuffered: 10_000 };
+ * const source = natsCoreSource(options);
+ * ```
+ */
 export type NatsCoreSourceOptions<T> = NatsSourceCommon<T> &
   NatsConnectOptions & {
     readonly subject: string;
@@ -263,7 +328,18 @@ export type NatsCoreSourceOptions<T> = NatsSourceCommon<T> &
     readonly maxBuffered?: number;
   };
 
-/** A core NATS source; `counts.dropped` counts what the pause buffer could not hold. */
+/**
+ * A core NATS source; `counts.dropped` counts what the pause buffer could not hold.
+ *
+ * @example
+ * ```ts
+ * import { type NatsCoreSource, natsCoreSource } from "gress/nats";
+ *
+ * const source: NatsCoreSource<unknown> = natsCoreSource({ name: "events", servers: "localhost:4222", subject: "events.>" });
+ * // Messages dropped because the buffer was full while the job was paused (core NATS cannot be paused).
+ * console.log(source.counts.dropped);
+ * ```
+ */
 export interface NatsCoreSource<T> extends Source<T> {
   readonly counts: NatsSourceCounts;
 }

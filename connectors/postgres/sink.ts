@@ -31,10 +31,32 @@ import { validate } from "../../lib/config.ts";
 import { BadRecordError, SinkError } from "../../lib/errors.ts";
 import type { Sink } from "../../lib/sink.ts";
 
-/** A postgres.js connection (the `sql` function). */
+/**
+ * A postgres.js connection (the `sql` function).
+ *
+ * @example
+ * ```ts
+ * import { type Sql, timescaleAvailable } from "gress/postgres";
+ * import postgres from "postgres";
+ *
+ * const sql: Sql = postgres("postgres://localhost/iot");
+ * console.log(await timescaleAvailable(sql));
+ * await sql.end();
+ * ```
+ */
 export type Sql = postgres.Sql;
 
-/** One column of the target table: its PostgreSQL type and how to get its value from a result. */
+/**
+ * One column of the target table: its PostgreSQL type and how to get its value from a result.
+ *
+ * @example
+ * ```ts
+ * import type { ColumnSpec } from "gress/postgres";
+ *
+ * // A column: its SQL type and how to compute it from a value.
+ * const amount: ColumnSpec<{ cents: number }> = { type: "numeric(12,2)", value: (o) => o.cents / 100 };
+ * ```
+ */
 export interface ColumnSpec<T> {
   /** A PostgreSQL type: bigint, integer, double precision, numeric, text, boolean, timestamptz, jsonb, ... */
   readonly type: string;
@@ -42,7 +64,31 @@ export interface ColumnSpec<T> {
   readonly value: (row: T) => unknown;
 }
 
-/** Options of {@link postgresSink}. */
+/**
+ * Options of {@link postgresSink}.
+ *
+ * @example
+ * ```ts
+ * import { type PostgresSinkOptions, postgresSink } from "gress/postgres";
+ *
+ * type Reading = { device: string; at: number; celsius: number };
+ * const options: PostgresSinkOptions<Reading> = {
+ *   name: "readings",
+ *   job: "iot",
+ *   url: "postgres://gress@localhost:5432/iot",
+ *   table: "readings",
+ *   createTable: true,
+ *   timeColumn: "at",
+ *   key: ["device", "at"],
+ *   columns: {
+ *     device: { type: "text", value: (r) => r.device },
+ *     at: { type: "timestamptz", value: (r) => new Date(r.at) },
+ *     celsius: { type: "double precision", value: (r) => r.celsius },
+ *   },
+ * };
+ * const sink = postgresSink(options);
+ * ```
+ */
 export interface PostgresSinkOptions<T> {
   /** Sink name, unique in the job. */
   readonly name: string;
@@ -69,7 +115,17 @@ export interface PostgresSinkOptions<T> {
   readonly semantic?: "exactly-once" | "at-least-once";
 }
 
-/** The handle the sink stores in a checkpoint. */
+/**
+ * The handle the sink stores in a checkpoint.
+ *
+ * @example
+ * ```ts
+ * import type { PostgresSinkHandle } from "gress/postgres";
+ *
+ * // What the pre-commit returns and a checkpoint records: the staged batch's (job, sink, checkpoint).
+ * const describe = (h: PostgresSinkHandle): string => `${h.job}/${h.sink} checkpoint ${h.checkpointId}`;
+ * ```
+ */
 export interface PostgresSinkHandle {
   readonly job: string;
   readonly sink: string;
@@ -95,12 +151,35 @@ const optionsSchema = z.strictObject({
   semantic: z.enum(["exactly-once", "at-least-once"]).optional(),
 });
 
-/** The progress table shared by all PostgreSQL sinks. */
+/**
+ * The progress table shared by all PostgreSQL sinks.
+ *
+ * @example
+ * ```ts
+ * import { PROGRESS_TABLE } from "gress/postgres";
+ *
+ * // The table where each sink records the last checkpoint it committed, in the same transaction as the rows.
+ * console.log(`select job, sink, checkpoint_id from ${PROGRESS_TABLE}`);
+ * ```
+ */
 export const PROGRESS_TABLE = "gress_sink_progress";
 
 const q = (name: string): string => name.split(".").map((p) => `"${p.replace(/"/g, '""')}"`).join(".");
 
-/** True when the timescaledb extension is installed in the database. */
+/**
+ * True when the timescaledb extension is installed in the database.
+ *
+ * @example
+ * ```ts
+ * import { timescaleAvailable } from "gress/postgres";
+ * import postgres from "postgres";
+ *
+ * // True if the timescaledb extension is installed: createTable then makes a hypertable on timeColumn.
+ * const sql = postgres("postgres://localhost/iot");
+ * if (await timescaleAvailable(sql)) console.log("readings will be a hypertable");
+ * await sql.end();
+ * ```
+ */
 export async function timescaleAvailable(sql: Sql): Promise<boolean> {
   const rows = await sql`select 1 from pg_extension where extname = 'timescaledb'`;
   return rows.length > 0;

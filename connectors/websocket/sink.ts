@@ -12,7 +12,19 @@ import type { AddressInfo } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { encodeRecord, type Sink } from "../../lib/sink.ts";
 
-/** Options of {@link websocketSink}. */
+/**
+ * Options of {@link websocketSink}.
+ *
+ * @example
+ * ```ts
+ * import { type WebSocketSinkOptions, websocketSink } from "gress/websocket";
+ *
+ * type Quote = { symbol: string; price: number };
+ * // Clients subscribe to topics; a client more than 1 MiB behind is dropped instead of buffering without bound.
+ * const options: WebSocketSinkOptions<Quote> = { name: "quotes", port: 8081, path: "/quotes", topic: (q) => q.symbol, maxBufferedBytes: 1 << 20 };
+ * const sink = websocketSink(options);
+ * ```
+ */
 export interface WebSocketSinkOptions<T> {
   readonly name: string;
   readonly host?: string;
@@ -27,7 +39,16 @@ export interface WebSocketSinkOptions<T> {
   readonly maxBufferedBytes?: number;
 }
 
-/** Counts of a WebSocket sink. */
+/**
+ * Counts of a WebSocket sink.
+ *
+ * @example
+ * ```ts
+ * import type { WebSocketSinkCounts } from "gress/websocket";
+ *
+ * const report = (c: WebSocketSinkCounts): string => `${c.sent} messages sent, ${c.slowClients} slow clients dropped`;
+ * ```
+ */
 export interface WebSocketSinkCounts {
   /** Frames sent (one per client per result). */
   sent: number;
@@ -35,7 +56,17 @@ export interface WebSocketSinkCounts {
   slowClients: number;
 }
 
-/** A broadcasting WebSocket sink. `open()` may be called early (it is idempotent) to let clients connect. */
+/**
+ * A broadcasting WebSocket sink. `open()` may be called early (it is idempotent) to let clients connect.
+ *
+ * @example
+ * ```ts
+ * import { type WebSocketSink, websocketSink } from "gress/websocket";
+ *
+ * const sink: WebSocketSink<string> = websocketSink({ name: "feed", port: 0 });
+ * console.log(sink.port, sink.clients, sink.counts.sent);
+ * ```
+ */
 export interface WebSocketSink<T> extends Sink<T> {
   readonly port: number;
   readonly counts: WebSocketSinkCounts;

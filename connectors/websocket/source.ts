@@ -22,12 +22,43 @@ import type { Source, SourceContext } from "../../lib/source.ts";
 import { DEFAULT_MAX_BYTES, deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
 import { type LoggedEntry, LoggedSource, loggedSourceMethods } from "../ingest-log/source.ts";
 
-/** Where the source gets its messages. */
+/**
+ * Where the source gets its messages.
+ *
+ * @example
+ * ```ts
+ * import type { WebSocketEndpoint } from "gress/websocket";
+ *
+ * const server: WebSocketEndpoint = { mode: "server", port: 8080, path: "/ingest" };
+ * const client: WebSocketEndpoint = { mode: "client", url: "ws://localhost:8080/ingest" };
+ * ```
+ */
 export type WebSocketEndpoint =
   | { readonly mode: "server"; readonly host?: string; readonly port?: number; readonly path?: string }
   | { readonly mode: "client"; readonly url: string; readonly reconnectMs?: number };
 
-/** Options of {@link websocketSource}. */
+/**
+ * Options of {@link websocketSource}.
+ *
+ * @example
+ * ```ts
+ * import { type WebSocketSourceOptions, websocketSource } from "gress/websocket";
+ * import { z } from "zod";
+ *
+ * const Click = z.object({ user: z.string(), at: z.number() });
+ * // A client of an upstream server, reconnecting after 1 s; each message logged durably before it is acknowledged.
+ * const options: WebSocketSourceOptions<z.infer<typeof Click>> = {
+ *   name: "clicks",
+ *   mode: "client",
+ *   url: "ws://upstream.example.com/clicks",
+ *   reconnectMs: 1_000,
+ *   dir: "state/ws-clicks",
+ *   schema: Click,
+ *   timestamp: (c) => c.at,
+ * };
+ * const source = websocketSource(options);
+ * ```
+ */
 export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
   readonly name: string;
   /** Directory of the durable ingest log of this source. */
@@ -48,7 +79,22 @@ export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
   readonly fsync?: boolean;
 };
 
-/** A WebSocket source; `port` is known after open in server mode. */
+/**
+ * A WebSocket source; `port` is known after open in server mode.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { type WebSocketSource, websocketSource } from "gress/websocket";
+ *
+ * const source: WebSocketSource<unknown> = websocketSource({ name: "in", mode: "server", port: 0, dir: "state/ws-in" });
+ * const job = new Job();
+ * job.source(source).sinkTo({ name: "s", write() {} });
+ * const running = job.run();
+ * await source.ready;
+ * console.log(`ws://localhost:${source.port}`);
+ * ```
+ */
 export interface WebSocketSource<T> extends Source<T> {
   readonly port: number;
   readonly counts: LoggedSource<T>["counts"];

@@ -78,7 +78,18 @@ const optionsSchema = z.strictObject({
   log: z.custom<(m: string) => void>((f) => typeof f === "function", "a function").optional(),
 });
 
-/** A sink taking part in checkpoints; created by the sink operator. */
+/**
+ * A sink taking part in checkpoints; created by the sink operator.
+ *
+ * @example
+ * ```ts
+ * import { Job, lmdbState, type SinkParticipant } from "gress";
+ *
+ * // How a sink operator takes part in checkpoints (the built-in sink operator does this for every sink).
+ * const job = new Job({ name: "j", state: lmdbState({ path: "state/j" }), checkpoints: { intervalMs: 1_000 } });
+ * const participant: SinkParticipant | undefined = job.checkpoints?.registerSink({ name: "my-sink", write() {} });
+ * ```
+ */
 export interface SinkParticipant {
   /** The sink operator reports the promise of its pre-commit for a checkpoint. */
   prepared(checkpointId: number, handle: Promise<unknown>): void;
@@ -92,7 +103,17 @@ interface SinkEntry {
   readonly handles: Map<number, Promise<unknown>>;
 }
 
-/** Statistics of one completed checkpoint. */
+/**
+ * Statistics of one completed checkpoint.
+ *
+ * @example
+ * ```ts
+ * import type { CheckpointStats } from "gress";
+ *
+ * // One completed checkpoint of this run (job.checkpoints.history).
+ * const slow = (history: readonly CheckpointStats[]): CheckpointStats[] => history.filter((c) => c.durationSeconds > 1);
+ * ```
+ */
 export interface CheckpointStats {
   readonly id: number;
   readonly changedEntries: number;
@@ -124,7 +145,20 @@ export interface CheckpointedJob {
   fail(error: unknown): void;
 }
 
-/** Coordinates checkpoints and recovery of one job. Created by the Job when `checkpoints` is set. */
+/**
+ * Coordinates checkpoints and recovery of one job. Created by the Job when `checkpoints` is set.
+ *
+ * @example
+ * ```ts
+ * import { Job, lmdbState } from "gress";
+ *
+ * const job = new Job({ name: "orders", state: lmdbState({ path: "state/orders" }), checkpoints: { intervalMs: 5_000 } });
+ * job.fromIterable([1, 2, 3]).sinkTo({ name: "s", write() {} });
+ * await job.run();
+ * // The coordinator of a checkpointed job: what it restored, and the checkpoints of this run.
+ * console.log(job.checkpoints?.restored?.id, job.checkpoints?.history.map((c) => c.id));
+ * ```
+ */
 export class CheckpointCoordinator {
   readonly job: CheckpointedJob;
   readonly backend: LmdbStateBackend;

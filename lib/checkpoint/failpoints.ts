@@ -25,12 +25,32 @@ function parse(s: string): [string, number] {
   return [s.slice(0, i), Number.isInteger(n) && n > 0 ? n : 1];
 }
 
-/** The armed failpoint name, if any. */
+/**
+ * The armed failpoint name, if any.
+ *
+ * @example
+ * ```ts
+ * import { armedFailpoint } from "gress";
+ *
+ * // The failpoint GRESS_FAILPOINT armed in this process, if any.
+ * if (armedFailpoint() !== undefined) console.warn(`crash test: will die at ${armedFailpoint()}`);
+ * ```
+ */
 export function armedFailpoint(): string | undefined {
   return armedName;
 }
 
-/** Kills the process with SIGKILL if `name` is the armed failpoint and this is its armed hit. */
+/**
+ * Kills the process with SIGKILL if `name` is the armed failpoint and this is its armed hit.
+ *
+ * @example
+ * ```ts
+ * import { failpoint } from "gress";
+ *
+ * // In a crash test, run the job with GRESS_FAILPOINT=after-commit:2 to SIGKILL it at the 2nd hit of this place.
+ * failpoint("after-commit");
+ * ```
+ */
 export function failpoint(name: string): void {
   if (armedName !== name || ++hits < armedHit) return;
   process.kill(process.pid, "SIGKILL");

@@ -25,14 +25,44 @@ import { LmdbStateBackend } from "../state/lmdb.ts";
 import { decodeValue, encodeValue } from "./codec.ts";
 import { type CheckpointRecord, recordCheckpoint } from "./storage.ts";
 
-/** The format name in `_savepoint.json`. */
+/**
+ * The format name in `_savepoint.json`.
+ *
+ * @example
+ * ```ts
+ * import { readSavepoint, SAVEPOINT_FORMAT, SAVEPOINT_VERSION } from "gress";
+ *
+ * const info = readSavepoint("savepoints/orders-v1");
+ * console.log(info.format === SAVEPOINT_FORMAT, info.version <= SAVEPOINT_VERSION);
+ * ```
+ */
 export const SAVEPOINT_FORMAT = "gress-savepoint";
-/** The newest savepoint format version this release writes and reads. */
+/**
+ * The newest savepoint format version this release writes and reads.
+ *
+ * @example
+ * ```ts
+ * import { SAVEPOINT_VERSION } from "gress";
+ *
+ * // The savepoint layout this version writes; readSavepoint refuses newer ones.
+ * console.log(SAVEPOINT_VERSION);
+ * ```
+ */
 export const SAVEPOINT_VERSION = 1;
 const METADATA = "_savepoint.json";
 const STATE_FILE = "state.ndjson";
 
-/** The metadata of a savepoint. */
+/**
+ * The metadata of a savepoint.
+ *
+ * @example
+ * ```ts
+ * import { readSavepoint, type SavepointInfo } from "gress";
+ *
+ * const info: SavepointInfo = readSavepoint("savepoints/orders-v1");
+ * console.log(info.job, info.checkpointId, info.entries, Object.keys(info.tables));
+ * ```
+ */
 export interface SavepointInfo {
   readonly format: typeof SAVEPOINT_FORMAT;
   readonly version: number;
@@ -94,7 +124,20 @@ export function readSavepoint(dir: string): SavepointInfo {
   return parsed.data as SavepointInfo;
 }
 
-/** Writes checkpoint `cp` — the state stored in `backend`, which must be that checkpoint's — into `dir`. */
+/**
+ * Writes checkpoint `cp` — the state stored in `backend`, which must be that checkpoint's — into `dir`.
+ *
+ * @example
+ * ```ts
+ * import { latestCheckpoint, lmdbState, writeSavepointFrom } from "gress";
+ *
+ * // What writeSavepoint does on an open backend: the given checkpoint, as a savepoint directory.
+ * const state = lmdbState({ path: "state/orders" });
+ * const cp = latestCheckpoint(state.meta);
+ * if (cp !== undefined) console.log(writeSavepointFrom(state, cp, "savepoints/orders-now").id);
+ * await state.close();
+ * ```
+ */
 export function writeSavepointFrom(backend: LmdbStateBackend, cp: CheckpointRecord, dir: string): SavepointInfo {
   prepareDir(dir);
   return backend.readCheckpointed((rows, readMeta) => {
@@ -195,7 +238,19 @@ function fsyncFile(path: string): void {
   }
 }
 
-/** The rows of a savepoint's state file, decoded, read in chunks. */
+/**
+ * The rows of a savepoint's state file, decoded, read in chunks.
+ *
+ * @example
+ * ```ts
+ * import { savepointRows } from "gress";
+ *
+ * // Every state entry of a savepoint: [table, key, namespace, value], e.g. to inspect or migrate it.
+ * for (const [table, key, namespace, value] of savepointRows("savepoints/orders-v1")) {
+ *   if (table.startsWith("window-1/")) console.log(key, namespace, value);
+ * }
+ * ```
+ */
 export function* savepointRows(dir: string, info: SavepointInfo = readSavepoint(dir)): IterableIterator<[string, Key, Namespace, unknown]> {
   const fd = openSync(join(dir, info.stateFile), "r");
   try {
@@ -235,6 +290,17 @@ export function* savepointRows(dir: string, info: SavepointInfo = readSavepoint(
  * positions from the savepoint, no sink transactions). If the backend's latest checkpoint already descends
  * from this savepoint (a restart after restoring), nothing is done. A backend holding checkpoints of another
  * origin is refused.
+ *
+ * @example
+ * ```ts
+ * import { lmdbState, restoreSavepointInto } from "gress";
+ *
+ * // What a job with checkpoints.fromSavepoint does at start (normally you set that option instead).
+ * const state = lmdbState({ path: "state/orders-v2" });
+ * const { savepoint, restoredNow } = restoreSavepointInto("savepoints/orders-v1", state, "orders", undefined);
+ * console.log(savepoint.checkpointId, restoredNow);
+ * await state.close();
+ * ```
  */
 export function restoreSavepointInto(
   dir: string,

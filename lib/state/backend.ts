@@ -99,7 +99,17 @@ export interface TableOptions {
 
 const tableOptionsSchema = z.strictObject({ layout: z.enum(["key", "namespace"]).optional() });
 
-/** Checks the options of `StateBackend.table`; throws a ConfigError naming a bad field. Every backend calls it. */
+/**
+ * Checks the options of `StateBackend.table`; throws a ConfigError naming a bad field. Every backend calls it.
+ *
+ * @example
+ * ```ts
+ * import { validateTableOptions } from "gress";
+ *
+ * // What every backend's table() does with its options: a ConfigError naming the table for a bad one.
+ * validateTableOptions({ layout: "namespace" }, "window-1", "acc");
+ * ```
+ */
 export function validateTableOptions(options: TableOptions, operatorId: string, name: string): void {
   validate(tableOptionsSchema, options, `table ${tableId(operatorId, name)}`);
 }

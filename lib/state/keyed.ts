@@ -64,7 +64,17 @@ const ttlSchema = z.strictObject({
 });
 const stateOptionsSchema = z.strictObject({ ttl: ttlSchema.optional() });
 
-/** Where a state handle finds the current key, namespace and time. The operator moves it per element. */
+/**
+ * Where a state handle finds the current key, namespace and time. The operator moves it per element.
+ *
+ * @example
+ * ```ts
+ * import type { KeyContext } from "gress";
+ *
+ * // Moved by the operator before each element: the state handles read and write at (currentKey, namespace).
+ * const ctx: KeyContext = { currentKey: undefined, namespace: "", eventTime: () => 0, processingTime: () => Date.now() };
+ * ```
+ */
 export interface KeyContext {
   currentKey: Key | undefined;
   namespace: Namespace;
@@ -223,12 +233,38 @@ class TtlView<T> {
   }
 }
 
-/** Anything that can drop its expired entries. */
+/**
+ * Anything that can drop its expired entries.
+ *
+ * @example
+ * ```ts
+ * import { type KeyContext, memoryState, valueState } from "gress";
+ *
+ * // State handles with a TTL can be swept: the engine calls expireAll() at checkpoints.
+ * const ctx: KeyContext = { currentKey: "k", namespace: "", eventTime: () => 0, processingTime: () => Date.now() };
+ * const seen = valueState<boolean>(memoryState().table("op", "seen"), ctx, { ttl: { ms: 1_000 } });
+ * seen.expireAll();
+ * ```
+ */
 export interface Expirable {
   expireAll(): number;
 }
 
-/** Creates a ValueState handle over a table. */
+/**
+ * Creates a ValueState handle over a table.
+ *
+ * @example
+ * ```ts
+ * import { type KeyContext, memoryState, valueState } from "gress";
+ *
+ * // Keyed state over a table, for operators of your own: the handle reads the key the context points at.
+ * const ctx: KeyContext = { currentKey: "ann", namespace: "", eventTime: () => 0, processingTime: () => Date.now() };
+ * const total = valueState<number>(memoryState().table("my-op", "total"), ctx);
+ * total.update(5);
+ * ctx.currentKey = "bob";
+ * console.log(total.value()); // undefined: bob has none
+ * ```
+ */
 export function valueState<T>(
   table: StateTable<unknown>,
   ctx: KeyContext,
@@ -256,7 +292,19 @@ function parseEntryNs(ns: Namespace, entry: Namespace): string | number | undefi
   return body[0] === "n" ? Number(body.slice(1)) : body.slice(1);
 }
 
-/** Creates a MapState handle over a table. */
+/**
+ * Creates a MapState handle over a table.
+ *
+ * @example
+ * ```ts
+ * import { type KeyContext, mapState, memoryState } from "gress";
+ *
+ * const ctx: KeyContext = { currentKey: "ann", namespace: "", eventTime: () => 0, processingTime: () => Date.now() };
+ * const visits = mapState<string, number>(memoryState().table("my-op", "visits"), ctx);
+ * visits.put("/home", 1);
+ * console.log(visits.entries()); // [["/home", 1]]
+ * ```
+ */
 export function mapState<K extends string | number, V>(
   table: StateTable<unknown>,
   ctx: KeyContext,
@@ -285,7 +333,19 @@ export function mapState<K extends string | number, V>(
   };
 }
 
-/** Creates a ListState handle over a table. */
+/**
+ * Creates a ListState handle over a table.
+ *
+ * @example
+ * ```ts
+ * import { type KeyContext, listState, memoryState } from "gress";
+ *
+ * const ctx: KeyContext = { currentKey: "ann", namespace: "", eventTime: () => 0, processingTime: () => Date.now() };
+ * const pages = listState<string>(memoryState().table("my-op", "pages"), ctx, { ttl: { ms: 60_000 } });
+ * pages.add("/a");
+ * console.log(pages.get()); // ["/a"]
+ * ```
+ */
 export function listState<T>(
   table: StateTable<unknown>,
   ctx: KeyContext,
