@@ -21,6 +21,14 @@
  * clone: Map, Set, Date, bigint survive); database `meta` holds the table registry (`["table", id]` →
  * `{ no, size }`) and whatever the checkpoint storage puts there.
  *
+ * Damaged files: LMDB maps `data.mdb` into memory and trusts it, so a truncated file would crash the process
+ * (SIGBUS) and a damaged header would crash it or be used as it is. Before mapping, the backend checks the
+ * file's two header (meta) pages and that the file holds every page its last transaction uses; after opening,
+ * it reads the whole `meta` database back and compares it with a digest every write transaction stores
+ * (`["integrity"]`). Either failure is a StateError naming the file — the state is never silently used or
+ * replaced. (Damage inside the state pages themselves is not detected at start: that would mean reading
+ * all of the state.)
+ *
  * @example
  * ```ts
  * const job = new Job({ name: "fraud", state: lmdbState({ path: "./state/fraud" }), checkpoints: { intervalMs: 1000 } });
@@ -32,7 +40,8 @@ import { open } from "lmdb";
 // skip library checks would see through Gress's .d.ts; its CommonJS one declares the same API.
 // biome-ignore syntax/correctness/noTypeOnlyImportAttributes: valid since TypeScript 5.3
 import type { Database, Key as LmdbKey, RootDatabase } from "lmdb" with { "resolution-mode": "require" };
-import { mkdirSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { z } from "zod";
 import { validate } from "../config.ts";
 import type { Key } from "../element.ts";
@@ -280,6 +289,11 @@ export class LmdbStateBackend implements StateBackend {
     this.#dirtyLimit = o.maxDirtyEntries ?? 1_000_000;
     try {
       mkdirSync(o.path, { recursive: true });
+    } catch (err) {
+      throw new StateError(`cannot open LMDB state at "${o.path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    checkDataFile(o.path);
+    try {
       this.root = open({
         path: o.path,
         // lmdb takes a path with an extension ("state/pipe.v2") for a file; the state is always a directory.
@@ -295,7 +309,49 @@ export class LmdbStateBackend implements StateBackend {
     } catch (err) {
       throw new StateError(`cannot open LMDB state at "${o.path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+    this.#verifyMeta();
     this.#loadInfos();
+  }
+
+  /** Digest of every entry of `meta` but the digest itself (keys and stored bytes), in key order. */
+  #metaDigest(): string {
+    let h = new Fnv();
+    for (const key of this.meta.getKeys({})) {
+      if (key === INTEGRITY) continue;
+      h = h.text(JSON.stringify(key) ?? "").bytes(this.meta.getBinary(key) ?? new Uint8Array(0));
+    }
+    return h.hex();
+  }
+
+  /** Inside a write transaction, after its last write to `meta`: stores the digest that {@link #verifyMeta} checks. */
+  #sealMeta(): void {
+    this.meta.put(INTEGRITY, this.#metaDigest());
+  }
+
+  /**
+   * Reads `meta` back whole and compares it with the stored digest. State written before the digest existed
+   * (no `integrity` entry) is accepted as it is.
+   */
+  #verifyMeta(): void {
+    const file = join(this.path, "data.mdb");
+    let stored: unknown;
+    let actual: string;
+    try {
+      stored = this.meta.get(INTEGRITY);
+      actual = this.#metaDigest();
+      // Decoding every value finds damage the digest would only report as a mismatch.
+      for (const { value } of this.meta.getRange({})) void value;
+    } catch (err) {
+      throw new StateError(`LMDB state file "${file}" is damaged: reading its checkpoint metadata failed (${err instanceof Error ? err.message : String(err)}); restore the state directory from a backup or a savepoint`, {
+        cause: err,
+        details: { file },
+      });
+    }
+    if (stored !== undefined && stored !== actual) {
+      throw new StateError(`LMDB state file "${file}" is damaged: its checkpoint metadata does not match the digest written with it; restore the state directory from a backup or a savepoint`, {
+        details: { file },
+      });
+    }
   }
 
   #loadInfos(): void {
@@ -501,6 +557,7 @@ export class LmdbStateBackend implements StateBackend {
       if (data.rows.length === 0) midway?.();
       for (const [id, no, size] of data.sizes) this.meta.put(["table", id], { no, size });
       writeMeta();
+      this.#sealMeta();
     });
     return Promise.resolve(written).then(
       () => {
@@ -568,6 +625,7 @@ export class LmdbStateBackend implements StateBackend {
         }
       }
       writeMeta();
+      this.#sealMeta();
     });
     this.#loadInfos();
   }
@@ -666,6 +724,7 @@ export class LmdbStateBackend implements StateBackend {
       this.#state.clearSync();
       for (const { key } of meta.getRange()) meta.remove(key);
       meta.put("uncheckpointed", true);
+      this.#sealMeta();
     });
     this.#tables.clear();
     this.#infos.clear();
@@ -698,6 +757,7 @@ export class LmdbStateBackend implements StateBackend {
       for (const [id, info] of this.#infos) meta.put(["table", id], { no: info.no, size: info.size });
       meta.remove("uncheckpointed");
       writeMeta();
+      this.#sealMeta();
     });
     return total;
   }
@@ -719,6 +779,78 @@ export class LmdbStateBackend implements StateBackend {
 
   #open(): void {
     if (this.#closed) throw new StateError(`LMDB state at "${this.path}" is closed`);
+  }
+}
+
+const INTEGRITY = "integrity";
+
+/** FNV-1a, 64 bits as two 32-bit lanes, over text and bytes. */
+class Fnv {
+  #a = 0x811c9dc5;
+  #b = 0x050c5d1f;
+  #byte(c: number): void {
+    this.#a = Math.imul(this.#a ^ c, 0x01000193);
+    this.#b = Math.imul(this.#b ^ c, 0x01000193) ^ (this.#a >>> 13);
+  }
+  text(s: string): this {
+    for (let i = 0; i < s.length; i++) this.#byte(s.charCodeAt(i) & 0xffff);
+    this.#byte(0);
+    return this;
+  }
+  bytes(b: Uint8Array): this {
+    for (let i = 0; i < b.length; i++) this.#byte(b[i]!);
+    this.#byte(b.length & 0xff);
+    return this;
+  }
+  hex(): string {
+    return (this.#a >>> 0).toString(16).padStart(8, "0") + (this.#b >>> 0).toString(16).padStart(8, "0");
+  }
+}
+
+// LMDB's data file starts with two meta pages (page header, then MDB_meta). Offsets in lmdb-js's LMDB build
+// (24-byte page header): magic at 24, version at 28, the page size (the free DB's md_pad) at 48, the last used
+// page number at 144 and the transaction id at 152.
+const MDB_MAGIC = 0xbeefc0de;
+const META_OFFSETS = { magic: 24, version: 28, pageSize: 48, lastPage: 144, txnId: 152 } as const;
+
+/**
+ * Refuses a `data.mdb` that LMDB would crash on or misread: too short for its header, a header page that is
+ * not LMDB's, or shorter than the pages its newest transaction uses (a truncated copy). A missing file is a
+ * new environment.
+ */
+function checkDataFile(dir: string): void {
+  const file = join(dir, "data.mdb");
+  if (!existsSync(file)) return;
+  const damaged = (why: string): StateError =>
+    new StateError(`LMDB state file "${file}" is damaged: ${why}; restore the state directory from a backup or a savepoint, or remove it to start without state`, {
+      details: { file },
+    });
+  const size = statSync(file).size;
+  const fd = openSync(file, "r");
+  try {
+    const read = (at: number, length: number): DataView => {
+      const buf = new Uint8Array(length);
+      const n = readSync(fd, buf, 0, length, at);
+      if (n < length) throw damaged(`it is truncated (${size} bytes, shorter than its header)`);
+      return new DataView(buf.buffer);
+    };
+    const first = read(0, 160);
+    if (first.getUint32(META_OFFSETS.magic, true) !== MDB_MAGIC) throw damaged("its first header page is not an LMDB header");
+    const pageSize = first.getUint32(META_OFFSETS.pageSize, true);
+    if (pageSize < 512 || pageSize > 65_536 || (pageSize & (pageSize - 1)) !== 0) throw damaged(`its header names an impossible page size (${pageSize})`);
+    const second = read(pageSize, 160);
+    let newest: DataView | undefined;
+    for (const [i, page] of [first, second].entries()) {
+      if (page.getUint32(META_OFFSETS.magic, true) !== MDB_MAGIC || page.getUint32(META_OFFSETS.version, true) !== first.getUint32(META_OFFSETS.version, true)) {
+        throw damaged(`header page ${i} is not an LMDB header`);
+      }
+      if (newest === undefined || page.getBigUint64(META_OFFSETS.txnId, true) > newest.getBigUint64(META_OFFSETS.txnId, true)) newest = page;
+    }
+    const lastPage = newest!.getBigUint64(META_OFFSETS.lastPage, true);
+    const needed = (lastPage + 1n) * BigInt(pageSize);
+    if (BigInt(size) < needed) throw damaged(`it is truncated: ${size} bytes, but its last transaction uses ${needed} bytes (${lastPage + 1n} pages of ${pageSize})`);
+  } finally {
+    closeSync(fd);
   }
 }
 
