@@ -454,7 +454,9 @@ export class Job implements JobContext {
       for (const run of [...this.#running]) run.end();
       return;
     }
-    if (this.#endBackoff !== undefined) return this.cancel();
+    // Nothing has run since the restored checkpoint (a back-off, or recovery still under way): a checkpoint
+    // now would record no source positions.
+    if (this.#endBackoff !== undefined || this.#running.size === 0) return this.cancel();
     try {
       await coordinator.trigger(false);
     } catch (err) {
