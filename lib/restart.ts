@@ -24,7 +24,18 @@ import { z } from "zod";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
 
-/** More than `maxFailures` failures within `intervalMs` (of the job's Clock) end the job. */
+/**
+ * More than `maxFailures` failures within `intervalMs` (of the job's Clock) end the job.
+ *
+ * @example
+ * ```ts
+ * import { type FailureRateLimit, Job } from "gress";
+ *
+ * // More than 10 failures within an hour end the job, whatever the back-off.
+ * const failureRate: FailureRateLimit = { maxFailures: 10, intervalMs: 3_600_000 };
+ * const job = new Job({ restart: { strategy: "exponential-backoff", failureRate } });
+ * ```
+ */
 export interface FailureRateLimit {
   readonly maxFailures: number;
   readonly intervalMs: number;
@@ -35,12 +46,34 @@ interface RestartBase {
   readonly log?: (message: string) => void;
 }
 
-/** Never restart: the first failure ends the job. */
+/**
+ * Never restart: the first failure ends the job.
+ *
+ * @example
+ * ```ts
+ * import { Job, type NoRestart } from "gress";
+ *
+ * // The default: the first failure ends run() with the error.
+ * const restart: NoRestart = { strategy: "none" };
+ * const job = new Job({ restart });
+ * ```
+ */
 export interface NoRestart extends RestartBase {
   readonly strategy: "none";
 }
 
-/** Restart a bounded number of times with a fixed wait. */
+/**
+ * Restart a bounded number of times with a fixed wait.
+ *
+ * @example
+ * ```ts
+ * import { type FixedDelayRestart, Job } from "gress";
+ *
+ * // Flink's failure-rate strategy: restart after 10 s, but give up after more than 3 failures in 5 minutes.
+ * const restart: FixedDelayRestart = { strategy: "fixed-delay", attempts: 1_000, delayMs: 10_000, failureRate: { maxFailures: 3, intervalMs: 300_000 } };
+ * const job = new Job({ restart });
+ * ```
+ */
 export interface FixedDelayRestart extends RestartBase {
   readonly strategy: "fixed-delay";
   /** Restarts before the job fails for good. Default 3. */
@@ -50,7 +83,18 @@ export interface FixedDelayRestart extends RestartBase {
   readonly failureRate?: FailureRateLimit;
 }
 
-/** Restart with a growing wait. */
+/**
+ * Restart with a growing wait.
+ *
+ * @example
+ * ```ts
+ * import { type ExponentialBackoffRestart, Job } from "gress";
+ *
+ * // 1 s, 2 s, 4 s, ... up to 1 min between restarts; an hour without failure starts over at 1 s.
+ * const restart: ExponentialBackoffRestart = { strategy: "exponential-backoff", initialDelayMs: 1_000, multiplier: 2, maxDelayMs: 60_000, resetAfterMs: 3_600_000 };
+ * const job = new Job({ restart, onUserError: "fail" });
+ * ```
+ */
 export interface ExponentialBackoffRestart extends RestartBase {
   readonly strategy: "exponential-backoff";
   /** The first wait, in ms. Default 1 000. */
@@ -68,7 +112,18 @@ export interface ExponentialBackoffRestart extends RestartBase {
   readonly failureRate?: FailureRateLimit;
 }
 
-/** The `restart` option of a job. */
+/**
+ * The `restart` option of a job.
+ *
+ * @example
+ * ```ts
+ * import { Job, lmdbState, type RestartOptions } from "gress";
+ *
+ * // Restart up to 5 times, 2 s apart, from the last checkpoint.
+ * const restart: RestartOptions = { strategy: "fixed-delay", attempts: 5, delayMs: 2_000 };
+ * const job = new Job({ name: "orders", state: lmdbState({ path: "state/orders" }), checkpoints: { intervalMs: 5_000 }, restart });
+ * ```
+ */
 export type RestartOptions = NoRestart | FixedDelayRestart | ExponentialBackoffRestart;
 
 const logSchema = z.custom<(m: string) => void>((f) => typeof f === "function", "a function").optional();
@@ -112,13 +167,38 @@ const NON_RECOVERABLE: unique symbol = Symbol.for("gress.nonRecoverable") as nev
 /**
  * Marks an error as not worth a restart (like Flink's SuppressRestartsException): a job failing with it (or
  * with an error caused by it) ends at once, whatever the restart strategy. Returns the same error.
+ *
+ * @example
+ * ```ts
+ * import { Job, nonRecoverable, sinkFn } from "gress";
+ *
+ * const job = new Job({ restart: { strategy: "fixed-delay", attempts: 10 } });
+ * job.fromIterable([1]).sinkTo(
+ *   sinkFn("api", async () => {
+ *     // A restart cannot fix revoked credentials: end the job at once instead of retrying 10 times.
+ *     throw nonRecoverable(new Error("401: API key revoked"));
+ *   }),
+ * );
+ * await job.run().catch((err) => console.error(err.message));
+ * ```
  */
 export function nonRecoverable<E extends object>(error: E): E {
   Object.defineProperty(error, NON_RECOVERABLE, { value: true });
   return error;
 }
 
-/** True unless `error`, or an error in its `cause` chain, is a configuration error or marked non-recoverable. */
+/**
+ * True unless `error`, or an error in its `cause` chain, is a configuration error or marked non-recoverable.
+ *
+ * @example
+ * ```ts
+ * import { ConfigError, isRestartable, nonRecoverable } from "gress";
+ *
+ * console.log(isRestartable(new Error("connection reset"))); // true
+ * console.log(isRestartable(nonRecoverable(new Error("bad credentials")))); // false
+ * console.log(isRestartable(new ConfigError("bad option", []))); // false: configuration errors never restart
+ * ```
+ */
 export function isRestartable(error: unknown): boolean {
   let e: unknown = error;
   for (let depth = 0; depth < 16 && typeof e === "object" && e !== null; depth++) {

@@ -18,7 +18,19 @@ import { SourceError } from "../../lib/errors.ts";
 import { DEFAULT_MAX_DEPTH, depthViolation } from "../ingest/decode.ts";
 import type { Positions, Source, SourceContext } from "../../lib/source.ts";
 
-/** Options of {@link fileSource}. */
+/**
+ * Options of {@link fileSource}.
+ *
+ * @example
+ * ```ts
+ * import { type FileSourceOptions, fileSource } from "gress/file";
+ *
+ * type Event = { at: number; kind: string };
+ * // Read in 1 MiB chunks, emit 1 000 records per batch, the event time from each line.
+ * const options: FileSourceOptions<Event> = { path: "events.ndjson", name: "events", timestamp: (e) => e.at, chunkBytes: 1 << 20, batch: 1_000 };
+ * const source = fileSource(options);
+ * ```
+ */
 export interface FileSourceOptions<T> {
   /** The NDJSON file. */
   readonly path: string;
@@ -53,7 +65,19 @@ const NEWLINE = 10;
 /** Characters of a too deeply nested line kept in its dead letter. */
 const PREVIEW = 256;
 
-/** The NDJSON file source. */
+/**
+ * The NDJSON file source.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { type FileSource, fileSource } from "gress/file";
+ *
+ * const source: FileSource<{ id: number }> = fileSource({ path: "in.ndjson" });
+ * const job = new Job();
+ * const ids = job.source(source).map((r) => r.id);
+ * ```
+ */
 export class FileSource<T> implements Source<T> {
   readonly name: string;
   readonly #path: string;

@@ -6,7 +6,16 @@
  * @module
  */
 
-/** One consumed message. */
+/**
+ * One consumed message.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaMessage } from "gress/kafka";
+ *
+ * const text = (m: KafkaMessage): string => (m.value === null ? "(tombstone)" : new TextDecoder().decode(m.value));
+ * ```
+ */
 export interface KafkaMessage {
   readonly offset: number;
   /** Broker or producer timestamp, epoch ms. */
@@ -15,7 +24,17 @@ export interface KafkaMessage {
   readonly value: Uint8Array | null;
 }
 
-/** The messages of one fetch from one partition. */
+/**
+ * The messages of one fetch from one partition.
+ *
+ * @example
+ * ```ts
+ * import type { KafkaBatch } from "gress/kafka";
+ *
+ * // One partition's messages of one fetch.
+ * const describe = (b: KafkaBatch): string => `${b.topic}-${b.partition}: ${b.messages.length} messages from offset ${b.messages[0]?.offset}`;
+ * ```
+ */
 export interface KafkaBatch {
   readonly topic: string;
   readonly partition: number;
@@ -25,17 +44,48 @@ export interface KafkaBatch {
 /**
  * What the batch handler reports back: the offset of the next message it still wants. Returning less than
  * the batch end makes the client fetch the rest again later (after a pause, say).
+ *
+ * @example
+ * ```ts
+ * import type { BatchHandler } from "gress/kafka";
+ *
+ * // Takes at most 100 messages of each batch: returning an earlier offset makes the client fetch the rest again.
+ * const handler: BatchHandler = (batch) => {
+ *   const taken = batch.messages.slice(0, 100);
+ *   return (taken.at(-1)?.offset ?? (batch.messages[0]?.offset ?? 0) - 1) + 1;
+ * };
+ * ```
  */
 export type BatchHandler = (batch: KafkaBatch) => Promise<number> | number;
 
-/** A topic-partition and an offset. */
+/**
+ * A topic-partition and an offset.
+ *
+ * @example
+ * ```ts
+ * import type { PartitionOffset } from "gress/kafka";
+ *
+ * // Kafka's convention: the committed offset is the next one to read.
+ * const after = (topic: string, partition: number, lastRead: number): PartitionOffset => ({ topic, partition, offset: lastRead + 1 });
+ * ```
+ */
 export interface PartitionOffset {
   readonly topic: string;
   readonly partition: number;
   readonly offset: number;
 }
 
-/** Options of a consumer. */
+/**
+ * Options of a consumer.
+ *
+ * @example
+ * ```ts
+ * import { type ConsumerOptions, kafkajsClient } from "gress/kafka";
+ *
+ * const options: ConsumerOptions = { groupId: "audit", topics: ["payments"], fromBeginning: false, readCommitted: true, sessionTimeoutMs: 30_000 };
+ * const consumer = kafkajsClient({ brokers: ["localhost:9092"] }).consumer(options);
+ * ```
+ */
 export interface ConsumerOptions {
   readonly groupId: string;
   readonly topics: readonly string[];
@@ -47,7 +97,23 @@ export interface ConsumerOptions {
   readonly maxBytesPerPartition?: number;
 }
 
-/** A group consumer. */
+/**
+ * A group consumer.
+ *
+ * @example
+ * ```ts
+ * import { kafkajsClient } from "gress/kafka";
+ *
+ * // The consumer the Kafka source drives: a handler per fetched batch, offsets committed by you.
+ * const client = kafkajsClient({ brokers: ["localhost:9092"] });
+ * const consumer = client.consumer({ groupId: "inspect", topics: ["orders"], fromBeginning: true });
+ * await consumer.start(async (batch) => {
+ *   const next = (batch.messages.at(-1)?.offset ?? -1) + 1;
+ *   await consumer.commit([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+ *   return next; // the next offset this handler wants
+ * });
+ * ```
+ */
 export interface KafkaConsumer {
   /** Connects, joins the group and starts fetching into `handler`. */
   start(handler: BatchHandler): Promise<void>;
@@ -64,7 +130,22 @@ export interface KafkaConsumer {
   stop(): Promise<void>;
 }
 
-/** A message to produce. */
+/**
+ * A message to produce.
+ *
+ * @example
+ * ```ts
+ * import { kafkajsClient, type ProducerRecord } from "gress/kafka";
+ *
+ * const producer = kafkajsClient({ brokers: ["localhost:9092"] }).transactionalProducer({ transactionalId: "loader" });
+ * const records: ProducerRecord[] = [{ key: "k1", value: JSON.stringify({ n: 1 }) }, { key: null, value: "plain", partition: 0 }];
+ * await producer.connect();
+ * await producer.begin(false);
+ * await producer.send("events", records);
+ * await producer.commit();
+ * await producer.disconnect();
+ * ```
+ */
 export interface ProducerRecord {
   readonly key: Uint8Array | string | null;
   readonly value: Uint8Array | string | null;
@@ -72,7 +153,19 @@ export interface ProducerRecord {
   readonly timestamp?: number;
 }
 
-/** What identifies a pre-committed transaction, so that any process can finish it. JSON-serialisable. */
+/**
+ * What identifies a pre-committed transaction, so that any process can finish it. JSON-serialisable.
+ *
+ * @example
+ * ```ts
+ * import { kafkajsClient, type TransactionHandle } from "gress/kafka";
+ *
+ * // A pre-committed transaction, recorded in a checkpoint; any process can finish it after a crash.
+ * const handle: TransactionHandle = { transactionalId: "alerts-sink", producerId: "4001", producerEpoch: 3 };
+ * const client = kafkajsClient({ brokers: ["localhost:9092"] });
+ * console.log(await client.endTransaction(handle, true)); // "ended", or "already-ended"
+ * ```
+ */
 export interface TransactionHandle {
   readonly transactionalId: string;
   /** 64-bit producer id, as decimal text. */
@@ -80,13 +173,34 @@ export interface TransactionHandle {
   readonly producerEpoch: number;
 }
 
-/** Where a produced batch landed: its partition and the offset of its first record. */
+/**
+ * Where a produced batch landed: its partition and the offset of its first record.
+ *
+ * @example
+ * ```ts
+ * import type { ProducedBatch } from "gress/kafka";
+ *
+ * // Where a send landed, e.g. to remember a marker record of the transaction.
+ * const firstOffsets = (batches: readonly ProducedBatch[]): Map<number, number> => new Map(batches.map((b) => [b.partition, b.baseOffset]));
+ * ```
+ */
 export interface ProducedBatch {
   readonly partition: number;
   readonly baseOffset: number;
 }
 
-/** A record written inside a transaction, looked up afterwards to learn whether that transaction committed. */
+/**
+ * A record written inside a transaction, looked up afterwards to learn whether that transaction committed.
+ *
+ * @example
+ * ```ts
+ * import { kafkajsClient, type TransactionMarkerRef } from "gress/kafka";
+ *
+ * // A record written in a transaction: reading it back with read_committed tells how the transaction ended.
+ * const marker: TransactionMarkerRef = { topic: "out", partition: 0, offset: 1_234, producerId: "4001" };
+ * console.log(await kafkajsClient({ brokers: ["localhost:9092"] }).markerOutcome(marker, 5_000));
+ * ```
+ */
 export interface TransactionMarkerRef {
   readonly topic: string;
   readonly partition: number;
@@ -98,17 +212,50 @@ export interface TransactionMarkerRef {
 /**
  * What became of the transaction that wrote a marker: "committed" or "aborted", once the partition's last
  * stable offset has passed the marker; "open" while it is still undecided when the wait ends.
+ *
+ * @example
+ * ```ts
+ * import type { MarkerOutcome } from "gress/kafka";
+ *
+ * const decided = (o: MarkerOutcome): boolean => o !== "open";
+ * ```
  */
 export type MarkerOutcome = "committed" | "aborted" | "open";
 
-/** Options of a transactional producer. */
+/**
+ * Options of a transactional producer.
+ *
+ * @example
+ * ```ts
+ * import { kafkajsClient, type TransactionalProducerOptions } from "gress/kafka";
+ *
+ * // The broker aborts a transaction left open for more than 2 minutes.
+ * const options: TransactionalProducerOptions = { transactionalId: "alerts-sink", transactionTimeoutMs: 120_000 };
+ * const producer = kafkajsClient({ brokers: ["localhost:9092"] }).transactionalProducer(options);
+ * ```
+ */
 export interface TransactionalProducerOptions {
   readonly transactionalId: string;
   /** The broker aborts a transaction left open longer than this. Default 60 000. */
   readonly transactionTimeoutMs?: number;
 }
 
-/** An idempotent, transactional producer with one open transaction at a time. */
+/**
+ * An idempotent, transactional producer with one open transaction at a time.
+ *
+ * @example
+ * ```ts
+ * import { type KafkaTransactionalProducer, kafkajsClient } from "gress/kafka";
+ *
+ * // Pre-commit as the Kafka sink does: send, keep the handle, and commit once the checkpoint is durable.
+ * const producer: KafkaTransactionalProducer = kafkajsClient({ brokers: ["localhost:9092"] }).transactionalProducer({ transactionalId: "t1" });
+ * await producer.connect();
+ * await producer.begin(true);
+ * const batches = await producer.send("out", [{ key: null, value: "hello" }]);
+ * const handle = producer.handle(); // recorded in the checkpoint
+ * await producer.commit();
+ * ```
+ */
 export interface KafkaTransactionalProducer {
   /** Connects and initialises the producer id; this fences older producers with the same transactional id
    * and aborts any transaction they left open. */
@@ -129,10 +276,34 @@ export interface KafkaTransactionalProducer {
   disconnect(): Promise<void>;
 }
 
-/** The result of finishing a transaction from its handle. */
+/**
+ * The result of finishing a transaction from its handle.
+ *
+ * @example
+ * ```ts
+ * import { type EndTransactionResult, kafkajsClient } from "gress/kafka";
+ *
+ * const client = kafkajsClient({ brokers: ["localhost:9092"] });
+ * const result: EndTransactionResult = await client.endTransaction({ transactionalId: "t1", producerId: "4001", producerEpoch: 3 }, false);
+ * if (result === "already-ended") console.log("nothing to abort: it was committed, aborted or fenced before");
+ * ```
+ */
 export type EndTransactionResult = "ended" | "already-ended";
 
-/** A Kafka cluster connection. */
+/**
+ * A Kafka cluster connection.
+ *
+ * @example
+ * ```ts
+ * import { type KafkaClient, kafkajsClient } from "gress/kafka";
+ *
+ * // Either client implements it; the admin calls are handy in tests and tools.
+ * const client: KafkaClient = kafkajsClient({ brokers: ["localhost:9092"] });
+ * await client.createTopic("orders", 3, { config: { "retention.ms": "86400000" } });
+ * console.log(await client.endOffsets("orders")); // partition → end offset, e.g. Map(3) { 0 => 0, 1 => 0, 2 => 0 }
+ * await client.close();
+ * ```
+ */
 export interface KafkaClient {
   consumer(options: ConsumerOptions): KafkaConsumer;
   transactionalProducer(options: TransactionalProducerOptions): KafkaTransactionalProducer;

@@ -83,7 +83,17 @@ if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== "function"
 type Transaction = Awaited<ReturnType<Producer["beginTransaction"]>>;
 type FetchResponse = Awaited<ReturnType<Consumer["fetch"]>>;
 
-/** Options of {@link platformaticKafkaClient}. */
+/**
+ * Options of {@link platformaticKafkaClient}.
+ *
+ * @example
+ * ```ts
+ * import { type PlatformaticKafkaClientOptions, platformaticKafkaClient } from "gress/kafka";
+ *
+ * const options: PlatformaticKafkaClientOptions = { brokers: ["kafka-1:9092", "kafka-2:9092"], clientId: "billing" };
+ * const client = platformaticKafkaClient(options);
+ * ```
+ */
 export interface PlatformaticKafkaClientOptions {
   readonly brokers: readonly string[];
   readonly clientId?: string;
@@ -115,7 +125,22 @@ interface ClientBase {
 }
 type Api = (connection: unknown, ...args: unknown[]) => void;
 
-/** A {@link KafkaClient} backed by `@platformatic/kafka`. */
+/**
+ * A {@link KafkaClient} backed by `@platformatic/kafka`.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ * import { kafkaSink, kafkaSource, platformaticKafkaClient } from "gress/kafka";
+ *
+ * // The @platformatic/kafka client instead of the default kafkajs one, for a source and a sink.
+ * const client = platformaticKafkaClient({ brokers: ["localhost:9092"], clientId: "orders-job" });
+ * const job = new Job({ name: "orders" });
+ * job
+ *   .source(kafkaSource({ name: "orders", client, topics: ["orders"], groupId: "orders-job" }))
+ *   .sinkTo(kafkaSink({ name: "orders-copy", client, topic: "orders-copy" }));
+ * ```
+ */
 export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions): KafkaClient {
   const base = { clientId: options.clientId ?? "gress", bootstrapBrokers: [...options.brokers] };
   let admin: Admin | undefined;
