@@ -305,6 +305,12 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     rebalanceTimeout: Math.max(sessionTimeout, 10_000),
     maxWaitTime: 100,
     isolationLevel: readCommitted ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
+    // Round robin under both names, the library's and kafkajs': members of both clients can share a group
+    // (the broker picks a protocol all members offer), e.g. while a deployment moves from one to the other.
+    protocols: [
+      { name: "roundrobin", version: 1 },
+      { name: "RoundRobinAssigner", version: 1 },
+    ],
   });
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
   /** This member's partitions, with their fetch positions. */

@@ -318,3 +318,53 @@ function javaPartition(key: string, partitions: number): number {
   h ^= h >>> 15;
   return (h & 0x7fffffff) % partitions;
 }
+
+describe("KafkaClient contract: both clients in one consumer group (real broker)", () => {
+  it("a kafkajs member and a platformatic member split the partitions and read each message once", { timeout: 120_000 }, async () => {
+    const topic = uniqueName("cc-mixed");
+    await createTopic(topic, 4);
+    const groupId = uniqueName("g");
+    const members = Object.entries(clients).map(([name, make]) => ({ name, client: make(), assigned: [] as number[], got: [] as string[] }));
+    const consumers = members.map((m) => {
+      const c = m.client.consumer({ groupId, topics: [topic], fromBeginning: true, sessionTimeoutMs: 6000 });
+      c.onAssignment((a) => (m.assigned = a.map((x) => x.partition).sort()));
+      return c;
+    });
+    try {
+      for (const [i, c] of consumers.entries()) {
+        const m = members[i] as (typeof members)[number];
+        await c.start((b) => {
+          for (const msg of b.messages) m.got.push(text(msg.value) as string);
+          return (b.messages.at(-1) as KafkaMessage).offset + 1;
+        });
+      }
+      const settled = Date.now() + 60_000;
+      while (members.some((m) => m.assigned.length !== 2) && Date.now() < settled) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(members.flatMap((m) => m.assigned).sort(), [0, 1, 2, 3], JSON.stringify(members.map((m) => [m.name, m.assigned])));
+      assert.ok(
+        members.every((m) => m.assigned.length === 2),
+        "two partitions each",
+      );
+      await produce(
+        topic,
+        Array.from({ length: 40 }, (_, i) => ({ value: `v${i}`, partition: i % 4 })),
+      );
+      const deadline = Date.now() + 20_000;
+      while (members.reduce((n, m) => n + m.got.length, 0) < 40 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const m of members) {
+        assert.deepEqual(
+          m.got.map((v) => Number(v.slice(1)) % 4).filter((p, i, a) => a.indexOf(p) === i).sort(),
+          m.assigned,
+          `${m.name} read only its partitions`,
+        );
+      }
+      assert.deepEqual(
+        members.flatMap((m) => m.got).sort(),
+        Array.from({ length: 40 }, (_, i) => `v${i}`).sort(),
+      );
+    } finally {
+      await Promise.all(consumers.map((c) => c.stop()));
+      await Promise.all(members.map((m) => m.client.close()));
+    }
+  });
+});

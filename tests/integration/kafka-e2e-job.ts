@@ -7,6 +7,7 @@
  */
 import process from "node:process";
 import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
+import { connection } from "./kafka-support.ts";
 import { postgresSink } from "../../connectors/postgres/index.ts";
 import { Job } from "../../lib/index.ts";
 import { lmdbState } from "../../lib/state/lmdb.ts";
@@ -46,7 +47,7 @@ const out = job
   .source(
     kafkaSource<Event>({
       name: "in",
-      brokers: cfg.brokers,
+      ...connection(cfg.brokers, false),
       topics: [cfg.input],
       // Recovery seeks to the checkpointed offsets; the group only assigns partitions. A group per
       // incarnation avoids waiting for the killed member's session to expire.
@@ -61,7 +62,7 @@ const out = job
     process.stdout.write("running\n");
   })
   .map((e): Out => ({ id: e.id, k: e.k, seq: e.seq, sq: (e.id * e.id) % 1_000_003 }));
-out.sinkTo(kafkaSink<Out>({ name: "out-kafka", brokers: cfg.brokers, topic: cfg.output, key: (o) => o.k, transactionalId: `${cfg.job}-out-kafka` }));
+out.sinkTo(kafkaSink<Out>({ name: "out-kafka", ...connection(cfg.brokers, false), topic: cfg.output, key: (o) => o.k, transactionalId: `${cfg.job}-out-kafka` }));
 out.sinkTo(
   postgresSink<Out>({
     name: "out-pg",

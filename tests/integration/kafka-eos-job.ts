@@ -8,6 +8,7 @@
  */
 import process from "node:process";
 import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
+import { connection } from "./kafka-support.ts";
 import { Job } from "../../lib/index.ts";
 import { lmdbState } from "../../lib/state/lmdb.ts";
 import { type Sequenced, sequencePerKey } from "../support/sequence.ts";
@@ -40,7 +41,7 @@ job
   .source(
     kafkaSource<Event>({
       name: "in",
-      brokers: cfg.brokers,
+      ...connection(cfg.brokers, false),
       topics: [cfg.input],
       groupId: cfg.groupId,
       bounded: true,
@@ -55,7 +56,7 @@ job
   })
   .keyBy((e) => e.key)
   .process(sequencePerKey())
-  .sinkTo(kafkaSink<Sequenced>({ name: "out", brokers: cfg.brokers, topic: cfg.output, key: (o) => o.key, transactionTimeoutMs: cfg.transactionTimeoutMs }));
+  .sinkTo(kafkaSink<Sequenced>({ name: "out", ...connection(cfg.brokers, false), topic: cfg.output, key: (o) => o.key, transactionTimeoutMs: cfg.transactionTimeoutMs }));
 try {
   await job.run();
 } catch (err) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
 import { DEAD_LETTERS, Job, VirtualClock } from "../../lib/index.ts";
-import { brokers, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+import { connection, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
 const until = async (cond: () => boolean, what: string, ms = 15_000): Promise<void> => {
   const end = Date.now() + ms;
@@ -21,7 +21,7 @@ describe("kafka source flow control (real broker)", () => {
       Array.from({ length: 2000 }, (_, i) => ({ value: JSON.stringify({ i }), partition: i % 2 })),
     );
     const job = new Job({ name: "kafka-pause", maxInFlight: 16 });
-    const source = kafkaSource<{ i: number }>({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true });
+    const source = kafkaSource<{ i: number }>({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true });
     let pauses = 0;
     const pause = source.pause.bind(source);
     source.pause = () => {
@@ -60,7 +60,7 @@ describe("kafka source flow control (real broker)", () => {
     const job = new Job({ name: "kafka-rate", clock });
     const got: number[] = [];
     job
-      .source(kafkaSource<{ i: number }>({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true, rateLimit: { ratePerSecond: 100, burst: 10 } }))
+      .source(kafkaSource<{ i: number }>({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true, rateLimit: { ratePerSecond: 100, burst: 10 } }))
       .sinkTo({ name: "collect", write: (v) => void got.push(v.i) });
     const done = job.run();
     await until(() => got.length >= 10, "the burst");
@@ -87,10 +87,10 @@ describe("kafka source flow control (real broker)", () => {
     await createTopic(dlq, 1);
     await produce(topic, [{ value: '{"ok":1}' }, { value: "oops" }, { value: '{"ok":2}' }]);
     const job = new Job({ name: "kafka-dlq" });
-    const stream = job.source(kafkaSource({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true }));
+    const stream = job.source(kafkaSource({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true }));
     const good: unknown[] = [];
     stream.sinkTo({ name: "good", write: (v) => void good.push(v) });
-    stream.sideOutput(DEAD_LETTERS).sinkTo(kafkaSink({ name: "dlq", brokers: brokers(), topic: dlq, transactionalId: uniqueName("dlq-tx") }));
+    stream.sideOutput(DEAD_LETTERS).sinkTo(kafkaSink({ name: "dlq", ...connection(), topic: dlq, transactionalId: uniqueName("dlq-tx") }));
     await job.run();
     assert.deepEqual(good, [{ ok: 1 }, { ok: 2 }]);
     const dead = await readCommitted(dlq);

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
 import { Job, record } from "../../lib/index.ts";
-import { kafkajsClient, kafkaSink, type KafkaSinkHandle } from "../../connectors/kafka/index.ts";
-import { brokers, createTopic, readCommitted, uniqueName } from "./kafka-support.ts";
+import { kafkaSink, type KafkaSinkHandle } from "../../connectors/kafka/index.ts";
+import { brokers, connection, createTopic, readCommitted, testClient, uniqueName } from "./kafka-support.ts";
 
 describe("kafka sink (real broker)", () => {
   it("a bounded job without checkpoints commits everything once at the end; read_committed sees each record once", { timeout: 120_000 }, async () => {
@@ -13,7 +13,7 @@ describe("kafka sink (real broker)", () => {
     job
       .fromIterable(Array.from({ length: 5000 }, (_, i) => i))
       .map((i) => ({ id: i }))
-      .sinkTo(kafkaSink<{ id: number }>({ name: "out", brokers: brokers(), topic, key: (v) => String(v.id), transactionalId: uniqueName("tx") }));
+      .sinkTo(kafkaSink<{ id: number }>({ name: "out", ...connection(), topic, key: (v) => String(v.id), transactionalId: uniqueName("tx") }));
     await job.run();
     const read = await readCommitted(topic);
     assert.equal(read.length, 5000);
@@ -25,7 +25,7 @@ describe("kafka sink (real broker)", () => {
     const topic = uniqueName("2pc");
     await createTopic(topic, 1);
     const transactionalId = uniqueName("tx");
-    const first = kafkaSink<number>({ name: "out", brokers: brokers(), topic, transactionalId });
+    const first = kafkaSink<number>({ name: "out", ...connection(), topic, transactionalId });
     await first.open?.();
     await Promise.all([1, 2, 3].map((v) => first.write(v, record(v, 0))));
     const handle = (await first.preCommit?.(1)) as KafkaSinkHandle;
@@ -37,7 +37,7 @@ describe("kafka sink (real broker)", () => {
     const handleJson = JSON.parse(JSON.stringify(handle)) as KafkaSinkHandle;
 
     // Recovery in a fresh sink (another process would do the same): commit from the stored handle, twice.
-    const second = kafkaSink<number>({ name: "out", brokers: brokers(), topic, transactionalId });
+    const second = kafkaSink<number>({ name: "out", ...connection(), topic, transactionalId });
     await second.commit?.(1, handleJson);
     await second.commit?.(1, handleJson);
     assert.deepEqual((await readCommitted(topic)).map((m) => m.value), ["1", "2", "3"]);
@@ -63,7 +63,7 @@ describe("kafka sink (real broker)", () => {
     await dead.disconnect(); // never committed: the transaction stays open on the broker
 
     const job = new Job({ name: "kafka-leftover" });
-    job.fromIterable(["a", "b"]).sinkTo(kafkaSink<string>({ name: "out", brokers: brokers(), topic, transactionalId, serialize: (v) => v }));
+    job.fromIterable(["a", "b"]).sinkTo(kafkaSink<string>({ name: "out", ...connection(), topic, transactionalId, serialize: (v) => v }));
     await job.run();
     const read = await readCommitted(topic, 15_000);
     assert.deepEqual(
@@ -73,7 +73,7 @@ describe("kafka sink (real broker)", () => {
   });
 
   it("endTransaction on an already committed or unknown handle reports already-ended instead of failing", { timeout: 120_000 }, async () => {
-    const client = kafkajsClient({ brokers: brokers() });
+    const client = testClient();
     try {
       const r = await client.endTransaction({ transactionalId: uniqueName("never-used"), producerId: "123456", producerEpoch: 0 }, true);
       assert.equal(r, "already-ended");

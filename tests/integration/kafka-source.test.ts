@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { z } from "zod";
 import { DEAD_LETTERS, isGressError, Job, type SideRecord } from "../../lib/index.ts";
 import { jsonDecoder, kafkaSource } from "../../connectors/kafka/index.ts";
-import { brokers, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
+import { connection, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
 
 describe("kafka source (real broker)", () => {
   it("reads every partition once, with split = topic-partition, Kafka timestamps, and positions = end offsets", { timeout: 120_000 }, async () => {
@@ -17,7 +17,7 @@ describe("kafka source (real broker)", () => {
     await produce(topic, messages);
 
     const job = new Job({ name: "kafka-src" });
-    const source = kafkaSource<{ id: number; p: number }>({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true });
+    const source = kafkaSource<{ id: number; p: number }>({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true });
     const seen: { id: number; split: string | undefined; ts: number }[] = [];
     const records = job.source(source).records();
     const done = new Promise<void>((resolve, reject) => records.subscribe({ next: (r) => seen.push({ id: r.value.id, split: r.split, ts: r.timestamp }), complete: resolve, error: reject }));
@@ -46,7 +46,7 @@ describe("kafka source (real broker)", () => {
     );
     const job = new Job({ name: "kafka-seek" });
     const ids = await job
-      .source(kafkaSource<{ id: number }>({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true }), {
+      .source(kafkaSource<{ id: number }>({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true }), {
         from: { [`${topic}-0`]: 90, [`${topic}-1`]: 100 },
       })
       .map((v) => v.id)
@@ -75,7 +75,7 @@ describe("kafka source (real broker)", () => {
     const schema = z.strictObject({ id: z.number().int(), amount: z.number() });
     const job = new Job({ name: "kafka-bad" });
     const stream = job.source(
-      kafkaSource({ name: "in", brokers: brokers(), topics: [topic], groupId: uniqueName("g"), bounded: true, decode: jsonDecoder({ schema, maxBytes: 1024 }) }),
+      kafkaSource({ name: "in", ...connection(), topics: [topic], groupId: uniqueName("g"), bounded: true, decode: jsonDecoder({ schema, maxBytes: 1024 }) }),
     );
     const dead: SideRecord[] = [];
     // Declare both consumers before subscribing, so the source runs once for both.
@@ -119,7 +119,7 @@ describe("kafka source (real broker)", () => {
       const job = new Job({ name: "kafka-shared" });
       const failed = new Promise<unknown>((resolve) => {
         job
-          .source(kafkaSource({ name: "in", brokers: brokers(), topics: [topic], groupId, otherMemberWaitMs: 3000 }))
+          .source(kafkaSource({ name: "in", ...connection(), topics: [topic], groupId, otherMemberWaitMs: 3000 }))
           .records()
           .subscribe({ error: resolve, complete: () => resolve(new Error("completed instead of failing")) });
       });

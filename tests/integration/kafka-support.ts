@@ -1,12 +1,17 @@
 /**
  * Helpers for the Kafka integration tests: the broker address from the environment (a missing variable
- * fails the test with the command to run), unique topics, a plain producer, and an independent
- * read_committed reader written directly on kafkajs (not on Gress' source) to check what a sink committed.
+ * fails the test with the command to run), the Kafka client Gress runs on (GRESS_KAFKA_CLIENT), unique
+ * topics, a plain producer, and an independent read_committed reader written directly on kafkajs (not on
+ * Gress' source) to check what a sink committed.
  * @module
  */
 import { Buffer } from "node:buffer";
 import process from "node:process";
+import { after } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
+import type { KafkaClient } from "../../connectors/kafka/client.ts";
+import { kafkajsClient } from "../../connectors/kafka/kafkajs.ts";
+import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts";
 
 /** The brokers from GRESS_KAFKA_BROKERS, or a clear failure. */
 export function brokers(): string[] {
@@ -15,6 +20,31 @@ export function brokers(): string[] {
     throw new Error('GRESS_KAFKA_BROKERS is not set: run `scripts/services up kafka` and `eval "$(scripts/services env)"` first');
   }
   return v.split(",");
+}
+
+/** The Kafka client the tests run Gress' sources and sinks on: GRESS_KAFKA_CLIENT, "kafkajs" (default) or "platformatic". */
+export function clientName(): "kafkajs" | "platformatic" {
+  const v = process.env.GRESS_KAFKA_CLIENT ?? "kafkajs";
+  if (v !== "kafkajs" && v !== "platformatic") throw new Error(`GRESS_KAFKA_CLIENT must be "kafkajs" or "platformatic", not ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A client of the kind under test; the caller closes it. */
+export function testClient(list: readonly string[] = brokers()): KafkaClient {
+  return clientName() === "kafkajs" ? kafkajsClient({ brokers: list, clientId: "gress-test" }) : platformaticKafkaClient({ brokers: list, clientId: "gress-test" });
+}
+
+/**
+ * How a source or sink connects, for the client under test. kafkajs: `{ brokers }`, so the connector makes
+ * and closes its own client, as by default. platformatic: `{ client }`; a connector does not close a client
+ * it was given, so the test closes it after the current test (`closeAfterTest`) or, in a job's child
+ * process, exiting does.
+ */
+export function connection(list: readonly string[] = brokers(), closeAfterTest = true): { readonly brokers: string[] } | { readonly client: KafkaClient } {
+  if (clientName() === "kafkajs") return { brokers: [...list] };
+  const client = platformaticKafkaClient({ brokers: list, clientId: "gress-test" });
+  if (closeAfterTest) after(() => client.close());
+  return { client };
 }
 
 let seq = 0;
