@@ -13,6 +13,24 @@
 import type { StreamRecord } from "./element.ts";
 import { BadRecordError, isGressError } from "./errors.ts";
 
+/** What a sink learns about its job when it opens. */
+export interface SinkContext {
+  /** The job's name (e.g. to derive ids that must differ between jobs). */
+  readonly jobName: string;
+  /** The checkpoint interval, when the job takes checkpoints. */
+  readonly checkpointIntervalMs: number | undefined;
+}
+
+/**
+ * What `commit` reports when the external system had already aborted the pre-committed transaction on its
+ * own (a Kafka transaction timeout): nothing of it is visible. `lost` says what it held, for the error
+ * message. Recovery then rolls back to an older checkpoint to produce that output again.
+ */
+export interface CommitAborted {
+  readonly aborted: true;
+  readonly lost: string;
+}
+
 /**
  * A destination for results.
  *
@@ -35,7 +53,7 @@ import { BadRecordError, isGressError } from "./errors.ts";
 export interface Sink<T> {
   readonly name: string;
   /** Called once before the first write. */
-  open?(): void | Promise<void>;
+  open?(ctx?: SinkContext): void | Promise<void>;
   /** Writes one value. The returned promise resolves when the sink accepted it. */
   write(value: T, record: StreamRecord<T>): void | Promise<void>;
   /** Called after the last write of a bounded input, before close. */
@@ -43,8 +61,18 @@ export interface Sink<T> {
   close?(): void | Promise<void>;
   /** Two-phase commit: make everything written so far ready to commit under `checkpointId`. */
   preCommit?(checkpointId: number): Promise<unknown>;
-  /** Two-phase commit: commit what preCommit prepared. Idempotent. */
-  commit?(checkpointId: number, handle: unknown): Promise<void>;
+  /**
+   * Two-phase commit: commit what preCommit prepared. Idempotent. Resolves to {@link CommitAborted} (only
+   * possible with `preCommitExpires`) when the transaction had been aborted by the external system instead.
+   */
+  // biome-ignore lint/suspicious/noConfusingVoidType: sinks that never report an abort keep returning Promise<void>
+  commit?(checkpointId: number, handle: unknown): Promise<void | CommitAborted>;
+  /**
+   * True when the external system may abort a pre-committed transaction by itself (a transaction timeout).
+   * Checkpoints commit such sinks before the others, so that when one was aborted no other sink has committed
+   * that checkpoint yet, and recovery can roll back and produce it again without duplicates.
+   */
+  readonly preCommitExpires?: boolean;
   /** Two-phase commit: abort what preCommit prepared. Idempotent. */
   abort?(checkpointId: number, handle: unknown): Promise<void>;
 }

@@ -4,16 +4,35 @@
  * - `write` adds a record to the current batch; batches are sent inside the open transaction, and the write's
  *   promise resolves once its batch is acknowledged by the brokers (so pressure flows back to the job).
  * - `preCommit(id)` seals the open transaction and returns its handle `{ transactionalId, producerId,
- *   producerEpoch }` — the checkpoint stores it. Records written after it are held until the sealed
- *   transaction is committed (a producer has one open transaction at a time).
+ *   producerEpoch, records, marker }` — the checkpoint stores it (undefined when nothing was written).
+ *   Records written after it are held until the sealed transaction is committed (a producer has one open
+ *   transaction at a time).
  * - `commit(id, handle)` commits: directly when this producer sealed it, else (recovery in a new process) by
  *   sending EndTxn for the handle to the transaction coordinator. Idempotent. Every transaction starts under
  *   a new producer epoch, so a handle names exactly one transaction: a repeated EndTxn for an old handle is
  *   fenced ("already-ended") instead of ending whatever transaction is open now.
- * - The transactional id is static per job and sink (`transactionalId`, default `gress-<sink name>`), since
- *   kafkajs lacks KIP-447. `open()` initialises the producer id, which fences the previous incarnation and
- *   aborts the transaction it left open — so leftovers never block read_committed readers for long. Recovery
- *   commits the checkpointed transaction *before* `open()`, so that one survives.
+ * - The transactional id is static per job and sink (`transactionalId`, default `gress-<job name>-<sink
+ *   name>`, so that two jobs with a sink of the same name do not fence each other), since kafkajs lacks
+ *   KIP-447. `open()` initialises the producer id, which fences the previous incarnation and aborts the
+ *   transaction it left open — so leftovers never block read_committed readers for long. Recovery commits
+ *   the checkpointed transaction *before* `open()`, so that one survives.
+ *
+ * Committed or aborted? The broker aborts a transaction that stays open longer than `transactionTimeoutMs`
+ * (for instance while the job is down between a checkpoint and its commit), and bumps the producer epoch.
+ * A later EndTxn for the handle then fails with a fenced epoch exactly as it does for a transaction that was
+ * committed already, and Kafka keeps no history of a transactional id's past transactions. So every
+ * non-empty transaction also writes one marker record (job, sink, checkpoint, transactional id, producer id
+ * and epoch, record count) to partition 0 of the marker topic (`markerTopic`, default `__gress-txn-markers`,
+ * created at open with one partition, 7 days' retention and the broker's replication factor), and the
+ * handle records the marker's offset. When recovery finds the epoch gone, it reads the marker partition
+ * with read_committed at that offset once the last stable offset has passed it: a visible marker means the
+ * transaction committed; a marker filtered out as aborted means the broker aborted it, and `commit`
+ * reports `{ aborted: true, lost }` so that the checkpoint coordinator rolls back to the previous checkpoint
+ * and produces the output again (see lib/checkpoint/coordinator.ts). The sink declares `preCommitExpires`,
+ * so it is committed before non-expiring sinks of the same checkpoint.
+ *
+ * `transactionTimeoutMs` must exceed the checkpoint interval (a ConfigError at open otherwise) and may not
+ * exceed the broker's `transaction.max.timeout.ms` (read with DescribeConfigs at open; a ConfigError too).
  *
  * Without checkpoints (`semantic: "at-least-once"`, or a bounded job without checkpoints), each batch is
  * committed on its own, or what is open is committed by `flush()` at the end of the input.
@@ -21,8 +40,8 @@
  */
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
-import { SinkError } from "../../lib/errors.ts";
-import { encodeRecord, type Sink } from "../../lib/sink.ts";
+import { ConfigError, SinkError } from "../../lib/errors.ts";
+import { type CommitAborted, encodeRecord, type Sink, type SinkContext } from "../../lib/sink.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
@@ -56,14 +75,21 @@ export interface KafkaSinkOptions<T> {
   readonly serialize?: (value: T) => Uint8Array | string | null;
   /** Message key (decides the partition). Default: none. */
   readonly key?: (value: T) => Uint8Array | string | null;
-  /** Static transactional id; one per job and sink. Default `gress-<name>`. */
+  /** Static transactional id; one per job and sink. Default `gress-<job name>-<sink name>`. */
   readonly transactionalId?: string;
   /** "exactly-once" (default): one transaction per checkpoint. "at-least-once": commit every batch. */
   readonly semantic?: "exactly-once" | "at-least-once";
   /** Most records per produce request. Default 2000. */
   readonly batchSize?: number;
-  /** The broker aborts a transaction open longer than this. Default 60 000. */
+  /**
+   * The broker aborts a transaction open longer than this. A transaction lives for one checkpoint interval
+   * plus the checkpoint's duration, and, if the job dies between a checkpoint and its commit, until the
+   * job is back: keep it above the interval plus the longest outage you expect. Checked at open: more than
+   * the checkpoint interval, at most the broker's `transaction.max.timeout.ms`. Default 60 000.
+   */
   readonly transactionTimeoutMs?: number;
+  /** Topic of the transaction markers (see the module comment). Default `__gress-txn-markers`. */
+  readonly markerTopic?: string;
 }
 
 /**
@@ -79,7 +105,18 @@ export interface KafkaSinkOptions<T> {
  */
 export interface KafkaSinkHandle extends TransactionHandle {
   readonly empty: boolean;
+  /** Records the transaction holds. */
+  readonly records?: number;
+  /** Where the transaction's marker record is (absent in empty transactions and in handles of older Gress). */
+  readonly marker?: { readonly topic: string; readonly partition: number; readonly offset: number };
 }
+
+/** Default topic of transaction markers. */
+export const DEFAULT_MARKER_TOPIC = "__gress-txn-markers";
+const MARKER_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** How long recovery waits for the marker's transaction to be decided (other open transactions before it
+ * hold the last stable offset back for at most the broker's default transaction.max.timeout.ms). */
+const MARKER_WAIT_MS = 16 * 60 * 1000;
 
 const optionsSchema = z.strictObject({
   name: z.string().min(1),
@@ -92,6 +129,7 @@ const optionsSchema = z.strictObject({
   semantic: z.enum(["exactly-once", "at-least-once"]).optional(),
   batchSize: z.number().int().positive().optional(),
   transactionTimeoutMs: z.number().int().positive().optional(),
+  markerTopic: z.string().min(1).optional(),
 });
 
 interface Pending {
@@ -119,7 +157,11 @@ function isHandle(h: unknown): h is KafkaSinkHandle {
 export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   const o = validate(optionsSchema, options, "kafkaSink");
   const name = o.name;
-  const transactionalId = o.transactionalId ?? `gress-${name}`;
+  /** Known at open (the default includes the job's name); recovery uses the id in the handle. */
+  let transactionalId = o.transactionalId ?? `gress-${name}`;
+  let jobName = "";
+  const markerTopic = o.markerTopic ?? DEFAULT_MARKER_TOPIC;
+  const transactionTimeoutMs = o.transactionTimeoutMs ?? 60_000;
   const batchSize = o.batchSize ?? 2000;
   const atLeastOnce = o.semantic === "at-least-once";
   const serialize = options.serialize ?? ((v: T) => JSON.stringify(v) ?? null);
@@ -185,23 +227,60 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   };
 
   /** Commits or aborts a pre-committed transaction: our own sealed one directly, else by its handle. */
-  const finish = async (checkpointId: number, handle: KafkaSinkHandle, commit: boolean): Promise<void> => {
-    if (handle.empty) return;
+  const finish = async (checkpointId: number, handle: KafkaSinkHandle, commit: boolean): Promise<CommitAborted | undefined> => {
+    if (handle.empty) return undefined;
     const s = sealed;
     const p = producer;
     if (s !== undefined && s.id === checkpointId && p !== undefined) {
       await (commit ? p.commit() : p.abort());
       sealed = undefined;
       s.release();
-      return;
+      return undefined;
     }
     // Recovery: the transaction belongs to an earlier incarnation of this sink.
-    await getClient().endTransaction(handle, commit);
+    const c = getClient();
+    const ended = await c.endTransaction(handle, commit);
+    // A handle from a Gress without markers cannot be told apart: taken as committed, as it was then.
+    if (!commit || ended === "ended" || handle.marker === undefined) return undefined;
+    // The epoch is gone: committed before (by the crashed job or an earlier recovery), or aborted by the broker.
+    const outcome = await c.markerOutcome({ ...handle.marker, producerId: handle.producerId }, MARKER_WAIT_MS);
+    if (outcome === "committed") return undefined;
+    const txn = `transaction "${handle.transactionalId}" (producer ${handle.producerId}, epoch ${handle.producerEpoch})`;
+    if (outcome === "open") {
+      throw new SinkError(`kafka sink "${name}": cannot tell whether ${txn} of checkpoint ${checkpointId} committed: its marker in ${handle.marker.topic}-${handle.marker.partition} at offset ${handle.marker.offset} is still undecided after ${MARKER_WAIT_MS / 60_000} min`);
+    }
+    return { aborted: true, lost: `${handle.records ?? "an unknown number of"} records for topic "${o.topic}" in ${txn}, aborted by the broker` };
   };
+
+  /** Checks the transaction timeout against the job and the broker, and creates the marker topic. */
+  const prepare = async (c: KafkaClient, ctx: SinkContext | undefined): Promise<void> => {
+    const interval = ctx?.checkpointIntervalMs;
+    if (!atLeastOnce && interval !== undefined && transactionTimeoutMs <= interval) {
+      throw new ConfigError(
+        `kafka sink "${name}": transactionTimeoutMs (${transactionTimeoutMs}) must exceed the checkpoint interval (${interval} ms): each transaction stays open for at least one interval`,
+        [{ path: ["kafkaSink", "transactionTimeoutMs"], code: "too_small", message: `must be more than ${interval}` }],
+      );
+    }
+    // Unreadable broker configuration (no DescribeConfigs permission) is left to InitProducerId, which
+    // refuses a timeout above the maximum too (mapped to a ConfigError in open).
+    const max = Number((await c.brokerConfig(["transaction.max.timeout.ms"]).catch(() => new Map<string, string>())).get("transaction.max.timeout.ms"));
+    if (Number.isFinite(max) && transactionTimeoutMs > max) throw timeoutTooLarge(max);
+    if (!atLeastOnce) await c.createTopic(markerTopic, 1, { replicationFactor: -1, config: { "retention.ms": String(MARKER_RETENTION_MS), "cleanup.policy": "delete" } });
+  };
+  const timeoutTooLarge = (max: number | undefined): ConfigError =>
+    new ConfigError(
+      `kafka sink "${name}": transactionTimeoutMs (${transactionTimeoutMs}) is larger than the broker's transaction.max.timeout.ms${max === undefined ? "" : ` (${max})`}; lower it or raise the broker's maximum`,
+      [{ path: ["kafkaSink", "transactionTimeoutMs"], code: "too_big", message: `must be at most the broker's transaction.max.timeout.ms${max === undefined ? "" : ` (${max})`}` }],
+    );
 
   return {
     name,
-    async open() {
+    preCommitExpires: !atLeastOnce,
+    async open(ctx?: SinkContext) {
+      if (ctx !== undefined) {
+        jobName = ctx.jobName;
+        if (o.transactionalId === undefined) transactionalId = `gress-${jobName}-${name}`;
+      }
       // Opened again after close() (the job restarted after a failure, or runs again): start clean.
       closed = false;
       sealed = undefined;
@@ -210,11 +289,15 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       usedEpoch = false;
       batch = undefined;
       scheduled = false;
-      producer = getClient().transactionalProducer({
-        transactionalId,
-        ...(o.transactionTimeoutMs === undefined ? {} : { transactionTimeoutMs: o.transactionTimeoutMs }),
-      });
-      await producer.connect();
+      const c = getClient();
+      await prepare(c, ctx);
+      producer = c.transactionalProducer({ transactionalId, transactionTimeoutMs });
+      try {
+        await producer.connect();
+      } catch (err) {
+        if ((err as { type?: unknown })?.type === "INVALID_TRANSACTION_TIMEOUT") throw timeoutTooLarge(undefined);
+        throw err;
+      }
     },
     write(value) {
       // Before the batch is touched: a value that cannot be serialised (or keyed) throws a BadRecordError and goes to dead letters.
@@ -245,17 +328,23 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
         const p = producer;
         if (p === undefined) throw new SinkError(`kafka sink "${name}" is not open`);
         const empty = !p.inTransaction || sentInTxn === 0;
-        const handle: KafkaSinkHandle = { ...p.handle(), empty };
         if (empty) return;
+        const txn = p.handle();
+        // The marker, in the same transaction: recovery reads it to tell committed from aborted.
+        const value = JSON.stringify({ job: jobName, sink: name, checkpoint: checkpointId, ...txn, records: sentInTxn });
+        const [at] = await p.send(markerTopic, [{ key: txn.transactionalId, value, partition: 0 }]);
+        if (at === undefined) throw new SinkError(`kafka sink "${name}": the marker of checkpoint ${checkpointId} was not acknowledged`);
+        const handle: KafkaSinkHandle = { ...txn, empty, records: sentInTxn, marker: { topic: markerTopic, partition: at.partition, offset: at.baseOffset } };
         let release!: () => void;
         gate = new Promise<void>((r) => (release = r));
         sealed = { id: checkpointId, handle, release };
         sentInTxn = 0;
-      }).then(() => (sealed?.id === checkpointId ? sealed.handle : { ...(producer as KafkaTransactionalProducer).handle(), empty: true }));
+        // Nothing written: no handle, so the checkpoint records nothing to commit for this sink.
+      }).then(() => (sealed?.id === checkpointId ? sealed.handle : undefined));
     },
     async commit(checkpointId, handle) {
       if (!isHandle(handle)) throw new SinkError(`kafka sink "${name}": checkpoint ${checkpointId} has no valid transaction handle`);
-      await finish(checkpointId, handle, true);
+      return finish(checkpointId, handle, true);
     },
     async abort(checkpointId, handle) {
       if (isHandle(handle)) await finish(checkpointId, handle, false);

@@ -25,7 +25,7 @@ import { validate } from "../config.ts";
 import { CheckpointError, ConfigError } from "../errors.ts";
 import type { FlowControl } from "../flow.ts";
 import type { JobMetrics } from "../metrics.ts";
-import type { Sink } from "../sink.ts";
+import type { CommitAborted, Sink } from "../sink.ts";
 import type { Positions, Source } from "../source.ts";
 import type { StateBackend } from "../state/backend.ts";
 import { LmdbStateBackend } from "../state/lmdb.ts";
@@ -51,8 +51,10 @@ export interface CheckpointOptions {
   /** Minimum time from the end of one checkpoint to the start of the next. Default 0. */
   readonly minPauseMs?: number;
   /**
-   * Checkpoints kept restorable, the latest included. Default 1, as in Flink. With more, each checkpoint also
-   * records the values it replaces (an undo log), so that `restoreCheckpoint` can go back to an older one.
+   * Checkpoints kept restorable, the latest included. With more than 1, each checkpoint also records the
+   * values it replaces (an undo log), so that `restoreCheckpoint` can go back to an older one, and so that
+   * recovery can produce again the output of a checkpoint whose sink transaction the external system aborted
+   * (see `recover`). Default 2 when the job has a two-phase-commit sink, else 1 (as in Flink).
    */
   readonly retain?: number;
   /**
@@ -162,14 +164,15 @@ export interface CheckpointedJob {
 export class CheckpointCoordinator {
   readonly job: CheckpointedJob;
   readonly backend: LmdbStateBackend;
-  /** The checkpoint the job restored on start (after a restart: the one it restarted from), if any. */
+  /** The checkpoint the job restored on start (after a restart: the one it restarted from; after recovery
+   * rolled back: that older one), if any. */
   get restored(): CheckpointRecord | undefined {
     return this.#restored;
   }
   #restored: CheckpointRecord | undefined;
   readonly #interval: number;
   readonly #minPause: number;
-  readonly #retain: number;
+  readonly #retainOption: number | undefined;
   readonly #timeout: number;
   readonly #log: (message: string) => void;
   readonly #sinks = new Map<string, SinkEntry>();
@@ -202,7 +205,7 @@ export class CheckpointCoordinator {
     this.backend = job.state;
     this.#interval = o.intervalMs;
     this.#minPause = o.minPauseMs ?? 0;
-    this.#retain = o.retain ?? 1;
+    this.#retainOption = o.retain;
     this.#timeout = o.timeoutMs ?? 60_000;
     this.#log = o.log ?? ((m) => console.error(`gress: ${m}`));
     if (o.fromSavepoint !== undefined && o.restoreCheckpoint !== undefined) {
@@ -245,10 +248,29 @@ export class CheckpointCoordinator {
     this.#log(`rolled back to checkpoint ${target}; discarded checkpoint${newer.length > 1 ? "s" : ""} ${newer.join(", ")}`);
   }
 
+  /** Checkpoints kept (see CheckpointOptions.retain); sinks register while the pipeline is built, before run(). */
+  get retain(): number {
+    return this.#retainOption ?? ([...this.#sinks.values()].some((e) => e.sink.preCommit !== undefined) ? 2 : 1);
+  }
+
+  /** The checkpoint interval, in ms. */
+  get intervalMs(): number {
+    return this.#interval;
+  }
+
+  /**
+   * The order in which a checkpoint's sinks are committed: sinks whose pre-commit may expire first, so that
+   * when one of them lost its transaction no other sink has committed the same checkpoint yet.
+   */
+  #commitOrder<E extends readonly [string, unknown]>(entries: readonly E[]): E[] {
+    const expires = (name: string): boolean => this.#sinks.get(name)?.sink.preCommitExpires === true;
+    return [...entries.filter(([n]) => expires(n)), ...entries.filter(([n]) => !expires(n))];
+  }
+
   /** The oldest checkpoint still retained once checkpoint `id` is recorded. */
   #oldestKept(id: number): number {
     const ids = [...listCheckpoints(this.backend.meta).map((r) => r.id), id];
-    return ids[Math.max(0, ids.length - this.#retain)]!;
+    return ids[Math.max(0, ids.length - this.retain)]!;
   }
 
   #restore(fromSavepoint: string | undefined): CheckpointRecord | undefined {
@@ -302,7 +324,8 @@ export class CheckpointCoordinator {
     }
     if (cp === undefined) return;
     this.#recovering = true;
-    const entries = Object.entries(cp.sinks);
+    const entries = this.#commitOrder(Object.entries(cp.sinks));
+    const committed: string[] = [];
     let n = 0;
     for (const [name, handle] of entries) {
       // Half-way through, a crash here must leave the commits retryable (they are idempotent).
@@ -312,13 +335,60 @@ export class CheckpointCoordinator {
         this.#log(`checkpoint ${cp.id}: sink "${name}" is not in the job any more; its pending transaction stays uncommitted`);
         continue;
       }
+      let result: unknown;
       try {
-        await entry.sink.commit?.(cp.id, handle);
+        result = await entry.sink.commit?.(cp.id, handle);
       } catch (err) {
         throw new CheckpointError(`recovery: sink "${name}" failed to commit checkpoint ${cp.id}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
+      const aborted = result as CommitAborted | undefined;
+      if (aborted?.aborted === true) return this.#produceAgain(cp, name, aborted.lost, committed, entries.slice(n));
+      committed.push(name);
     }
     if (entries.length === 0) failpoint("recovery");
+  }
+
+  /**
+   * Sink `name`'s transaction of checkpoint `cp` was aborted by the external system (a Kafka transaction
+   * timeout while the job was down), so its output of that checkpoint is gone. Rolls state and positions back
+   * to the retained checkpoint before `cp`, so that the records after it are processed and written again,
+   * after aborting the pending transactions of the sinks not committed yet (`rest`). Impossible, and a
+   * CheckpointError that says what was lost, when another sink committed `cp` already (its output would be
+   * written twice) or when no older checkpoint can be restored.
+   */
+  async #produceAgain(cp: CheckpointRecord, name: string, lost: string, committed: readonly string[], rest: readonly (readonly [string, unknown])[]): Promise<void> {
+    const what = `checkpoint ${cp.id}: the transaction of sink "${name}" was aborted before it could be committed (${lost})`;
+    const meta = this.backend.meta;
+    if (committed.length > 0) {
+      const others = committed.map((n) => `"${n}"`).join(", ");
+      throw new CheckpointError(
+        `${what}. That output is lost: it cannot be produced again without writing twice what sink${committed.length > 1 ? "s" : ""} ${others} committed for the same checkpoint. The job stops here; the state directory still holds checkpoint ${cp.id}`,
+        { details: { checkpoint: cp.id, sink: name, lost, committed } },
+      );
+    }
+    const older = listCheckpoints(meta).filter((r) => r.id < cp.id);
+    const target = older[older.length - 1];
+    if (target === undefined || !this.backend.hasUndo(cp.id)) {
+      const why =
+        target === undefined
+          ? `no checkpoint before ${cp.id} is retained to process those records again from`
+          : `checkpoint ${target.id} can no longer be restored (checkpoint ${cp.id} was taken without an undo log: retain was 1)`;
+      throw new CheckpointError(`${what}. That output is lost: ${why}. The job stops here; the state directory still holds checkpoint ${cp.id}`, {
+        details: { checkpoint: cp.id, sink: name, lost },
+      });
+    }
+    // The sinks after this one were not committed (commits go in this order): their output comes again too.
+    for (const [other, handle] of rest) {
+      try {
+        await this.#sinks.get(other)?.sink.abort?.(cp.id, handle);
+      } catch (err) {
+        throw new CheckpointError(`recovery: sink "${other}" failed to abort checkpoint ${cp.id}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
+    this.#log(`${what}; processing the records after checkpoint ${target.id} again to produce it`);
+    this.#rollBack(target.id);
+    this.#restored = latestCheckpoint(meta);
+    this.#savepointId = this.#restored?.savepoint;
   }
 
   /**
@@ -467,7 +537,7 @@ export class CheckpointCoordinator {
       const sinks: Record<string, unknown> = {};
       const names: string[] = [];
       const pending: Promise<unknown>[] = [];
-      for (const [name, entry] of this.#sinks) {
+      for (const [name, entry] of this.#commitOrder([...this.#sinks])) {
         const h = entry.handles.get(id);
         if (h === undefined) continue;
         entry.handles.delete(id);
@@ -492,10 +562,10 @@ export class CheckpointCoordinator {
       await Promise.race([
         this.backend.commit(
           capture,
-          () => recordCheckpoint(this.backend.meta, record, this.#retain),
+          () => recordCheckpoint(this.backend.meta, record, this.retain),
           () => failpoint("checkpoint-snapshot"),
           // An older checkpoint stays restorable while the undo logs of every newer one are kept.
-          this.#retain > 1 ? { id, keepFrom: this.#oldestKept(id) + 1 } : undefined,
+          this.retain > 1 ? { id, keepFrom: this.#oldestKept(id) + 1 } : undefined,
         ),
         timedOut,
       ]);

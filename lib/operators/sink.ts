@@ -80,7 +80,7 @@ export function sinkElements<T>(
       if (inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
     };
     const drained = (): Promise<void> => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
-    const opened = Promise.resolve().then(() => sink.open?.());
+    const opened = Promise.resolve().then(() => sink.open?.({ jobName: job.name, checkpointIntervalMs: job.checkpoints?.intervalMs }));
     let ready = false;
     void opened.then(
       () => {

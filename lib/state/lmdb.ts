@@ -599,12 +599,13 @@ export class LmdbStateBackend implements StateBackend {
   /**
    * Takes the state back to what it was before the commits of checkpoints `ids`, newest first, by applying
    * their undo logs, and runs `writeMeta` — all in one transaction, so a crash leaves either the old or the
-   * rolled-back state. Only on a freshly opened backend, before any table is opened.
+   * rolled-back state. Only while nothing is uncommitted: on a freshly opened backend, or with opened tables
+   * that hold no changes (recovery rolls back after the pipeline was built when a sink lost a transaction).
    */
   rollback(ids: readonly number[], writeMeta: () => void): void {
     this.#open();
-    if (this.#tables.size > 0 || this.#dirtyTotal > 0 || this.#committing !== undefined) {
-      throw new StateError(`LMDB state at "${this.path}" can only be rolled back before it is used`);
+    if (this.#dirtyTotal > 0 || this.#committing !== undefined || this.#cleared) {
+      throw new StateError(`LMDB state at "${this.path}" can only be rolled back while it holds no uncommitted changes`);
     }
     for (const id of ids) if (!this.hasUndo(id)) throw new StateError(`LMDB state at "${this.path}" has no undo log for checkpoint ${id}`);
     this.root.transactionSync(() => {
@@ -627,7 +628,17 @@ export class LmdbStateBackend implements StateBackend {
       writeMeta();
       this.#sealMeta();
     });
+    // Opened tables keep their info objects and numbers; their sizes come from the rolled-back registry.
+    const opened = [...this.#tables.keys()].map((id) => [id, this.#infos.get(id)] as const);
     this.#loadInfos();
+    for (const [id, info] of opened) {
+      if (info === undefined) continue;
+      info.size = this.#infos.get(id)?.size ?? 0;
+      this.#infos.set(id, info);
+      if (info.no >= this.#nextNo) this.#nextNo = info.no + 1;
+    }
+    this.#young.clear();
+    this.#old.clear();
   }
 
   /**
