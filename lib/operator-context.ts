@@ -92,4 +92,8 @@ export interface JobContext {
   trackRelease(closing: Promise<unknown>): void;
   /** Runs the job (see `Job.run`): for a stream made without a job, e.g. by `fromObservable(obs)`. */
   run(): Promise<void>;
+  /** Stops the running job at once (see `Job.cancel`). */
+  cancel(): void;
+  /** Stops the running job gracefully (see `Job.stop`). */
+  stop(): Promise<void>;
 }
