@@ -96,6 +96,14 @@ const MUTATIONS = [
     tests: WINDOW_TESTS,
   },
   {
+    name: "general-window-takes-nan-watermark",
+    why: "the general window path takes a NaN watermark as its current one (the bug the reference model found)",
+    file: "lib/operators/window.ts",
+    search: "          if (!(e.timestamp > wm)) return;",
+    replace: "          if (e.timestamp <= wm) return;",
+    tests: WINDOW_TESTS,
+  },
+  {
     name: "count-trigger-off-by-one",
     why: "countTrigger(n) fires on the (n+1)-th record",
     file: "lib/windows/triggers.ts",
