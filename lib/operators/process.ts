@@ -266,7 +266,8 @@ export function processElements<T, K extends Key, O>(
           case "record":
             return onRecord(e);
           case "watermark":
-            if (e.timestamp <= wm) return;
+            // Not later than the current one (or NaN): nothing to do, as in the window operator.
+            if (!(e.timestamp > wm)) return;
             wm = e.timestamp;
             m.watermark = wm;
             wmState.put("", "", wm);

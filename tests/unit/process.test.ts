@@ -162,6 +162,29 @@ describe("event-time timers", () => {
     assert.deepEqual(d.readOutput(), [1, 2, 3, 4]);
   });
 
+  it("a NaN watermark is ignored: not forwarded, and the current watermark stays", () => {
+    const d = processDriver<[string, number]>({
+      processElement(_e, ctx) {
+        ctx.timers.registerEventTime(ctx.timestamp + 10);
+        ctx.emit([ctx.key, ctx.currentWatermark]);
+      },
+      onTimer(time, _d, ctx) {
+        ctx.emit([ctx.key, time]);
+      },
+    });
+    d.pipeInput(ev("a"), 5).advanceWatermark(3).advanceWatermark(Number.NaN).pipeInput(ev("b"), 6);
+    assert.deepEqual(d.readOutput(), [
+      ["a", Number.NEGATIVE_INFINITY],
+      ["b", 3],
+    ]);
+    assert.deepEqual(d.readWatermarks(), [3]);
+    d.advanceWatermark(16);
+    assert.deepEqual(d.readOutput(), [
+      ["a", 15],
+      ["b", 16],
+    ]);
+  });
+
   it("onTimer reads and clears the key's state (a keyed timeout)", () => {
     const d = processDriver<[string, number]>({
       processElement(e, ctx) {
