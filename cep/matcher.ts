@@ -217,8 +217,13 @@ const GLOBAL: Key = "\u0000global";
  *
  * @example
  * ```ts
- * const results = match(tx.keyBy((t) => t.card), pattern<Tx>().begin("a").where(isSmall).followedBy("b").where(isLarge).within(600_000));
- * results.filter(isMatch).map((m) => m.events.b[0]!.amount);
+ * import { fromIterable } from "gress";
+ * import { isMatch, match, pattern } from "gress/cep";
+ *
+ * type Tx = { card: string; amount: number; at: number };
+ * const tx = fromIterable<Tx>([{ card: "c1", amount: 1, at: 0 }, { card: "c1", amount: 900, at: 60_000 }], { timestamp: (t) => t.at });
+ * const results = match(tx.keyBy((t) => t.card), pattern<Tx>().begin("a").where((t) => t.amount < 2).followedBy("b").where((t) => t.amount > 500).within(600_000));
+ * console.log(await results.filter(isMatch).map((m) => m.events.b[0]?.amount).collect()); // [900]
  * ```
  * @param input the (keyed) stream
  * @param pattern the pattern

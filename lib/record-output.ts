@@ -21,8 +21,20 @@ interface Refillable<T> {
  *
  * @example
  * ```ts
- * const out = new RecordOutput(downstream);
- * out.send(value, timestamp, key, split);
+ * import { type Element, fromIterable, operate, RecordOutput } from "gress";
+ *
+ * // An operator that emits each word of a line: RecordOutput reuses one record object when the chain allows it.
+ * const words = operate<Element<string>, Element<string>>((downstream) => {
+ *   const out = new RecordOutput(downstream);
+ *   return {
+ *     next(e) {
+ *       if (e.kind !== "record") return downstream.next(e);
+ *       for (const w of e.value.split(" ")) out.send(w, e.timestamp, e.key, e.split);
+ *     },
+ *     records: "consume",
+ *   };
+ * });
+ * console.log(await fromIterable(["a b", "c"]).transform(words).collect()); // ["a", "b", "c"]
  * ```
  */
 export class RecordOutput<T> {

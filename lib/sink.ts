@@ -104,7 +104,17 @@ export function sinkFn<T>(name: string, write: (value: T) => void | Promise<void
  *
  * @example
  * ```ts
- * const text = encodeRecord("serialise", JSON.stringify, value); // throws BadRecordError("serialise failed: ...")
+ * import { encodeRecord, type Sink } from "gress";
+ *
+ * // A sink's serialiser called through encodeRecord: a value it cannot serialise (a cycle, a BigInt) becomes a
+ * // dead letter of the sink instead of failing the job.
+ * const lines: string[] = [];
+ * const ndjson: Sink<unknown> = {
+ *   name: "ndjson",
+ *   write(value) {
+ *     lines.push(encodeRecord("serialise", JSON.stringify, value)); // throws BadRecordError("serialise failed: ...")
+ *   },
+ * };
  * ```
  * @param what the function, as the dead-letter reason names it (`serialise`, `column "amount"`)
  * @param fn the function

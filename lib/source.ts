@@ -97,8 +97,15 @@ export interface SourceContext<T> {
  *
  * @example
  * ```ts
- * const ts = options.timestamp === undefined ? undefined : timestampOf(ctx, value, options.timestamp, msg);
- * if (ts !== undefined || options.timestamp === undefined) ctx.emit(value, ts);
+ * import { type SourceContext, timestampOf } from "gress";
+ *
+ * type Line = { at: string; text: string };
+ * // In a source: the user's timestamp function is called through timestampOf, so that a throw or a NaN sends
+ * // the value to dead letters (or fails the job) instead of failing the source.
+ * function emitLine(ctx: SourceContext<Line>, line: Line, lineNumber: number, timestamp: (l: Line, n: number) => number): void {
+ *   const ts = timestampOf(ctx, line, timestamp, lineNumber);
+ *   if (ts !== undefined) ctx.emit(line, ts);
+ * }
  * ```
  */
 export function timestampOf<V, X>(ctx: SourceContext<V>, value: V, fn: (value: V, extra: X) => number, extra: X): number | undefined {

@@ -44,8 +44,19 @@ const schema = z
  *
  * @example
  * ```ts
- * // payments within 0..5 minutes after each order of the same customer
- * intervalJoin(orders.keyBy((o) => o.customer), payments.keyBy((p) => p.customer), { lowerMs: 0, upperMs: 300_000 })
+ * import { fromIterable, sinkFn } from "gress";
+ * import { intervalJoin } from "gress/cep";
+ *
+ * type Order = { id: string; customer: string; at: number };
+ * type Payment = { order: string; customer: string; at: number };
+ * const orders = fromIterable<Order>([{ id: "o1", customer: "ann", at: 0 }], { timestamp: (o) => o.at });
+ * const payments = fromIterable<Payment>([{ order: "o1", customer: "ann", at: 120_000 }], { timestamp: (p) => p.at });
+ * // Payments within 0..5 minutes after each order of the same customer, with the delay.
+ * intervalJoin(orders.keyBy((o) => o.customer), payments.keyBy((p) => p.customer), { lowerMs: 0, upperMs: 300_000 }, (o, p) => ({
+ *   order: o.id,
+ *   delayMs: p.at - o.at,
+ * })).sinkTo(sinkFn("paid", (x) => console.log(x))); // { order: "o1", delayMs: 120000 }
+ * await orders.job.run();
  * ```
  * @param left left input
  * @param right right input, keyed like the left

@@ -66,7 +66,17 @@ const schema = z.strictObject({ ...joinOptionsShape, mode: z.enum(["inner", "lef
  *
  * @example
  * ```ts
+ * import { fromIterable, sinkFn } from "gress";
+ * import { tableJoin } from "gress/cep";
+ *
+ * type Tx = { user: string; amount: number; at: number };
+ * type Profile = { user: string; country: string; at: number };
+ * const tx = fromIterable<Tx>([{ user: "ann", amount: 5, at: 2_000 }, { user: "bob", amount: 7, at: 2_000 }], { timestamp: (t) => t.at });
+ * const profiles = fromIterable<Profile>([{ user: "ann", country: "FR", at: 1_000 }], { timestamp: (p) => p.at });
+ * // Each transaction with the profile valid at its time; "left" keeps bob's, with right: undefined.
  * tableJoin(tx.keyBy((t) => t.user), profiles.keyBy((p) => p.user), { mode: "left" })
+ *   .sinkTo(sinkFn("enriched", (j) => console.log(j.left.user, j.right?.country))); // ann FR · bob undefined
+ * await tx.job.run();
  * ```
  * @param stream the records to enrich
  * @param changelog the table's changelog, keyed like the stream

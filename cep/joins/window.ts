@@ -57,7 +57,15 @@ export interface WindowJoined<L, R> extends Joined<L, R> {
  *
  * @example
  * ```ts
+ * import { fromIterable, sinkFn, tumbling } from "gress";
+ * import { windowJoin } from "gress/cep";
+ *
+ * const clicks = fromIterable([{ ad: "a1", at: 30_000 }], { timestamp: (c) => c.at });
+ * const views = fromIterable([{ ad: "a1", at: 10_000 }], { timestamp: (v) => v.at });
+ * // Every (click, view) pair of the same ad in the same minute.
  * windowJoin(clicks.keyBy((c) => c.ad), views.keyBy((v) => v.ad), tumbling(60_000))
+ *   .sinkTo(sinkFn("pairs", (j) => console.log(j.left.ad, j.start, j.end))); // a1 0 60000
+ * await clicks.job.run();
  * ```
  * @param left left input
  * @param right right input, keyed like the left

@@ -144,8 +144,12 @@ export function schemaReason(error: z.ZodError): string {
  *
  * @example
  * ```ts
+ * import { jsonDecoder } from "gress/kafka";
+ * import { z } from "zod";
+ *
  * const decode = jsonDecoder({ schema: z.object({ id: z.number() }), maxBytes: 64 * 1024 });
- * decode(new TextEncoder().encode('{"id":1}')); // { ok: true, value: { id: 1 } }
+ * console.log(decode(new TextEncoder().encode('{"id":1}'))); // { ok: true, value: { id: 1 } }
+ * console.log(decode(new TextEncoder().encode("{"))); // { ok: false, reason: "malformed JSON: ..." }
  * ```
  * @param options schema, size and depth bounds
  * @returns a decoder that never throws

@@ -149,7 +149,13 @@ function isHandle(h: unknown): h is KafkaSinkHandle {
  *
  * @example
  * ```ts
+ * import { fromIterable } from "gress";
+ * import { kafkaSink } from "gress/kafka";
+ *
+ * type Surge = { zone: string; factor: number };
+ * const surges = fromIterable<Surge>([{ zone: "z1", factor: 1.5 }]);
  * surges.sinkTo(kafkaSink({ name: "surge-out", brokers: ["127.0.0.1:9092"], topic: "surge", key: (s) => s.zone }));
+ * await surges.job.run();
  * ```
  * @param options topic, serialisation, transactional id
  * @returns a sink with two-phase commit

@@ -135,6 +135,13 @@ export function parseSplit(split: string): { topic: string; partition: number } 
  *
  * @example
  * ```ts
+ * import { Job } from "gress";
+ * import { jsonDecoder, kafkaSource } from "gress/kafka";
+ * import { z } from "zod";
+ *
+ * const Ride = z.object({ zone: z.string(), at: z.number() });
+ * const job = new Job({ name: "surge" });
+ * // Messages that are not JSON or do not fit the schema become dead letters, with the reason.
  * const rides = job.source(kafkaSource({ name: "rides", brokers: ["127.0.0.1:9092"], topics: ["rides"], groupId: "surge", decode: jsonDecoder({ schema: Ride }) }));
  * ```
  * @param options topics, group, decoding, limits

@@ -259,9 +259,13 @@ function isHandle(h: unknown): h is PostgresSinkHandle {
  *
  * @example
  * ```ts
+ * import { fromIterable, tumbling } from "gress";
+ * import { postgresSink } from "gress/postgres";
+ *
+ * const counts = fromIterable([{ action: "click", at: 0 }], { timestamp: (e) => e.at }).keyBy((e) => e.action).window(tumbling(60_000)).count();
  * counts.sinkTo(postgresSink({
- *   name: "counts", job: "live", url: process.env.GRESS_PG_URL, table: "action_counts", createTable: true,
- *   columns: { action: { type: "text", value: (r) => r.key }, window_end: { type: "timestamptz", value: (r) => r.end },
+ *   name: "counts", job: "live", url: "postgres://localhost/live", table: "action_counts", createTable: true,
+ *   columns: { action: { type: "text", value: (r) => r.key }, window_end: { type: "timestamptz", value: (r) => new Date(r.end) },
  *              n: { type: "bigint", value: (r) => r.value } },
  *   key: ["action", "window_end"], timeColumn: "window_end",
  * }));
