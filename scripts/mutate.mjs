@@ -104,6 +104,14 @@ const MUTATIONS = [
     tests: WINDOW_TESTS,
   },
   {
+    name: "count-trigger-merge-drops-counts",
+    why: "merged sessions restart countTrigger's count instead of adding theirs up",
+    file: "lib/windows/triggers.ts",
+    search: '      if (c > 0) ctx.setState("count", c);',
+    replace: "",
+    tests: WINDOW_TESTS,
+  },
+  {
     name: "count-trigger-off-by-one",
     why: "countTrigger(n) fires on the (n+1)-th record",
     file: "lib/windows/triggers.ts",

@@ -296,6 +296,18 @@ export function windowElements<T, A, R>(
           }
           // Fold the record in before any state changes: a throwing aggregate leaves the sessions as they were.
           const folded = agg.add(seed ?? agg.create(), rec.value);
+          // The trigger state of the windows it absorbs, read before they are cleared, for Trigger.onMerge.
+          let mergedStates: Map<string, unknown[]> | undefined;
+          if (trigger?.onMerge !== undefined && overlapping.some(([s, e]) => s !== start || e !== end)) {
+            mergedStates = new Map();
+            const absorbed = new Set(overlapping.filter(([s, e]) => s !== start || e !== end).map(([s]) => String(s)));
+            for (const [ns, v] of triggerState.entriesOf(key)) {
+              const bar = String(ns).indexOf("|");
+              if (!absorbed.has(String(ns).slice(0, bar))) continue;
+              const name = String(ns).slice(bar + 1);
+              mergedStates.set(name, [...(mergedStates.get(name) ?? []), v]);
+            }
+          }
           // The merged window carries on the early-firing counts of the windows it absorbs, as Flink's
           // CountTrigger.onMerge does: a session that grows with each record still fires every N records.
           let earlyCarried = 0;
@@ -315,6 +327,11 @@ export function windowElements<T, A, R>(
           rest.push([start, end]);
           sessions.put(key, "", rest);
           if (earlyCarried > 0) earlyCounts.put(key, start, earlyCarried);
+          if (mergedStates !== undefined) {
+            const states = mergedStates;
+            const w = { start, end };
+            trigger?.onMerge?.(w, { ...triggerCtx(key, w), mergedStates: <S>(name: string) => (states.get(name) ?? []) as S[] });
+          }
           if (isNew && seed !== undefined) {
             // A merged window is new to the timers even though its accumulator is not.
             if (trigger === undefined && end - 1 > wm) registerWindowTimer(key, start, end, end - 1);

@@ -82,6 +82,40 @@ export interface Trigger<T> {
   onProcessingTime(time: number, window: Window, ctx: TriggerContext): TriggerResult;
   /** Called when the window is purged for good; release timers and state here. */
   clear(window: Window, ctx: TriggerContext): void;
+  /**
+   * Called when session windows merge into `window`, before the record that merged them is added, as
+   * Flink's `Trigger.onMerge`: carry the merged windows' state over (`ctx.mergedStates`) and register the
+   * timers the merged window needs. The merged windows are cleared before it is called. Without it, a
+   * merged window starts with no trigger state, as a new one.
+   */
+  onMerge?(window: Window, ctx: TriggerMergeContext): void;
+}
+
+/**
+ * What {@link Trigger.onMerge} sees: the context of the merged window, and the state of the windows merged
+ * into it.
+ *
+ * @example
+ * ```ts
+ * import type { Trigger } from "gress";
+ *
+ * // Counts records per window; merged sessions add up their counts.
+ * const counting: Trigger<unknown> = {
+ *   name: "counting",
+ *   onElement: (_v, _ts, _w, ctx) => {
+ *     ctx.setState("n", (ctx.getState<number>("n") ?? 0) + 1);
+ *     return "continue";
+ *   },
+ *   onEventTime: () => "continue",
+ *   onProcessingTime: () => "continue",
+ *   clear: (_w, ctx) => ctx.clearState("n"),
+ *   onMerge: (_w, ctx) => ctx.setState("n", ctx.mergedStates<number>("n").reduce((a, b) => a + b, 0)),
+ * };
+ * ```
+ */
+export interface TriggerMergeContext extends TriggerContext {
+  /** The values of state `name` in the windows merged into this one (those that had it). */
+  mergedStates<S>(name: string): S[];
 }
 
 /**
@@ -142,6 +176,11 @@ export function countTrigger<T>(n: number, options: { purge?: boolean } = {}): T
     clear(_w, ctx) {
       ctx.clearState("count");
     },
+    // Merged sessions add up their counts, as Flink's CountTrigger does.
+    onMerge(_w, ctx) {
+      const c = ctx.mergedStates<number>("count").reduce((a, b) => a + b, 0);
+      if (c > 0) ctx.setState("count", c);
+    },
   };
 }
 
@@ -182,6 +221,14 @@ export function processingTimeTrigger<T>(intervalMs: number): Trigger<T> {
       const due = ctx.getState<number>("due");
       if (due !== undefined) ctx.deleteProcessingTimeTimer(due);
       ctx.clearState("due");
+    },
+    // A merged session's round began with the earliest of the merged ones: it keeps that deadline.
+    onMerge(_w, ctx) {
+      const dues = ctx.mergedStates<number>("due");
+      if (dues.length === 0) return;
+      const due = Math.min(...dues);
+      ctx.setState("due", due);
+      ctx.registerProcessingTimeTimer(due);
     },
   };
 }

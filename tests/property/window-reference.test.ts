@@ -73,7 +73,7 @@ function randomSpec(rnd: () => number, path: Path): ModelSpec {
     if (e < 0.75) return { everyMs: int(rnd, 1, 50) };
     return { everyCount: int(rnd, 1, 6), everyMs: int(rnd, 1, 50) };
   };
-  switch (int(rnd, 0, 6)) {
+  switch (int(rnd, 0, 8)) {
     case 0:
       return { assigner: timeAssigner(), trigger: { kind: "eventTime" }, latenessMs: lateness };
     case 1:
@@ -86,6 +86,10 @@ function randomSpec(rnd: () => number, path: Path): ModelSpec {
       return { assigner: { kind: "global" }, trigger: { kind: "count", n: int(rnd, 1, 7), purge: rnd() < 0.6 }, latenessMs: 0 };
     case 5:
       return { assigner: { kind: "global" }, trigger: { kind: "processingTime", intervalMs: int(rnd, 1, 60) }, latenessMs: 0 };
+    case 6:
+      return { assigner: { kind: "session" }, trigger: { kind: "count", n: int(rnd, 1, 6), purge: rnd() < 0.5 }, latenessMs: lateness };
+    case 7:
+      return { assigner: { kind: "session" }, trigger: { kind: "processingTime", intervalMs: int(rnd, 1, 60) }, latenessMs: lateness };
     default:
       return { assigner: timeAssigner(), trigger: { kind: "count", n: int(rnd, 1, 5), purge: rnd() < 0.5 }, latenessMs: lateness };
   }
@@ -339,6 +343,35 @@ describe("window reference model: found by it", () => {
       ],
     );
     assert.deepEqual(runGress(spec, steps, []).results, model.results.map(resultId));
+  });
+
+  it("session windows with a count or processing-time trigger carry the trigger's state over when they merge (Trigger.onMerge)", () => {
+    // In order, each record extends the session: every record merges the session into a new, larger one.
+    const records: Step[] = [0, 5, 10, 15, 20, 25].flatMap((ts, id): Step[] => [
+      { kind: "record", key: "a", ts, id, gap: 10 },
+      { kind: "time", ms: 4 },
+    ]);
+    const count: ModelSpec = { assigner: { kind: "session" }, trigger: { kind: "count", n: 3, purge: false }, latenessMs: 0 };
+    const byCount = windowModel(count, records);
+    assert.deepEqual(
+      byCount.results.map((r) => [r.start, r.end, r.value.n, r.timing]),
+      [
+        [0, 20, 3, "early"],
+        [0, 35, 6, "early"],
+      ],
+    );
+    assert.deepEqual(runGress(count, records, []).results, byCount.results.map(resultId));
+    // The first record starts a 10 ms round; the session keeps growing, and still fires at 10 ms.
+    const timed: ModelSpec = { assigner: { kind: "session" }, trigger: { kind: "processingTime", intervalMs: 10 }, latenessMs: 0 };
+    const byTime = windowModel(timed, records);
+    assert.deepEqual(
+      byTime.results.map((r) => [r.start, r.end, r.value.n, r.timing]),
+      [
+        [0, 20, 3, "early"],
+        [0, 35, 3, "early"],
+      ],
+    );
+    assert.deepEqual(runGress(timed, records, []).results, byTime.results.map(resultId));
   });
 
   it("a NaN watermark is ignored by the general path too (it stopped every later window from firing)", () => {

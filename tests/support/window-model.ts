@@ -17,7 +17,9 @@
  * - `countTrigger(n, { purge })`: every n-th record added to a window fires it; with purge the contents are
  *   dropped. `processingTimeTrigger(ms)`: the first record of a round sets a deadline `now + ms` in
  *   processing time; reaching it fires and purges the window. Fires of a custom trigger on a time window are
- *   "late" when `end − 1 ≤ watermark` and "early" otherwise; on a global window they are "on-time".
+ *   "late" when `end − 1 ≤ watermark` and "early" otherwise; on a global window they are "on-time". A merged
+ *   session carries on the triggers' state of the sessions it absorbed (Flink's `Trigger.onMerge`): their
+ *   counts add up, and the earliest deadline stays.
  * - Early firings with the default trigger: `everyCount: n` fires "early" on every n-th record a window gets
  *   while its end is ahead of the watermark (a merged session carries over the counts of the sessions it
  *   absorbed, as Flink's `CountTrigger.onMerge` does); `everyMs: t` fires "early", at each processing time
@@ -242,6 +244,7 @@ export function windowModel(spec: ModelSpec, steps: readonly Step[]): ModelOutpu
             target.sq += w.sq;
             target.earlyCount += w.earlyCount;
             target.triggerCount += w.triggerCount;
+            if (w.due !== undefined) target.due = target.due === undefined ? w.due : Math.min(target.due, w.due);
             list.splice(list.indexOf(w), 1);
           }
           list.push(target);
