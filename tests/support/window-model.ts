@@ -26,7 +26,7 @@
  *   `k·t` (k ≥ 1, from time 0), every window that got a record since the previous tick and whose end is ahead
  *   of the watermark.
  * - A fire emits the window's contents unless they are empty (a purged window emits nothing). A watermark not
- *   later than the current one is ignored.
+ *   later than the current one, or NaN, is ignored.
  *
  * Window contents are summarised as a fingerprint (count, sum and sum of squares of the record ids), so large
  * inputs stay cheap while a lost, duplicated or misplaced record still changes the result.
