@@ -18,12 +18,12 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { writeSavepoint } from "./checkpoint/savepoint.ts";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
 import { Job } from "./job.ts";
+import { importPipeline } from "./pipeline-module.ts";
 import type { RestartOptions } from "./restart.ts";
 import { type JobHealth, type MetricsServer, serveMetrics } from "./server.ts";
 import { sinkFn } from "./sink.ts";
@@ -375,7 +375,7 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
   });
   // The user's code: a throw here (or in the module's top level) is shown with its stack.
   try {
-    const build = ((await import(pathToFileURL(resolve(file)).href)) as { default?: unknown }).default;
+    const build = await importPipeline(resolve(file));
     if (typeof build !== "function") {
       console.error(`gress run: ${file} must default-export a function (job: Job) => void that builds the pipeline`);
       return 1;

@@ -6,9 +6,10 @@
 #           pipe.ts` in that CommonJS project, each on the minimum Node.js of package.json's engines, the latest
 #           22 and this machine's; a TypeScript project compiled by tsc (NodeNext, emit, no skipLibCheck)
 #   bun     the ESM project and the TypeScript project's sources
-#   deno    the ESM project through npm (its node_modules), `deno run -A npm:gress run pipe.ts` (the tarball
-#           linked as the npm package), and the JSR layout: the files `deno publish` ships, as a workspace
-#           member with its own import map, imported by name with no node_modules
+#   deno    the ESM project through npm (its node_modules); `deno run -A npm:gress run pipe.ts` with the tarball
+#           linked as the npm package (node_modules) and served by a registry on loopback (Deno's cache only);
+#           and the JSR layout: the files `deno publish` ships, as a workspace member with its own import map,
+#           imported by name with no node_modules
 # Each prints "digest: …"; the script fails, naming the runtime and project, unless every digest is the same.
 # KEEP=1 keeps the temporary directory.
 set -uo pipefail
@@ -137,7 +138,7 @@ run() {
   local name=$1 dir=$2
   shift 2
   local log=$work/run-${name//[^A-Za-z0-9]/_}.log
-  printf '%-52s ' "$name"
+  printf '%-60s ' "$name"
   if (cd "$dir" && timeout 300 "$@") >"$log" 2>&1 && grep -q '^digest: ' "$log"; then
     local d
     d=$(grep '^digest: ' "$log" | tail -1)
@@ -221,6 +222,39 @@ printf '{ "links": ["./gress"], "nodeModulesDir": "auto", "imports": { "gress": 
   "$(version version)" "$(version version)" >"$dnpm/deno.json"
 cp "$cjs/pipe.ts" "$dnpm/pipe.ts"
 
+# Deno as a user without a project types it: `deno run -A npm:gress`, nothing but the Deno cache (an empty one
+# here). A registry on loopback serves the tarball as "gress" and sends every other package to the npm registry.
+dglobal=$work/deno-global
+mkdir -p "$dglobal"
+printf '{ "imports": { "gress": "npm:gress@%s", "gress/cep": "npm:gress@%s/cep" } }\n' "$(version version)" "$(version version)" >"$dglobal/deno.json"
+cp "$cjs/pipe.ts" "$dglobal/pipe.ts"
+cat >"$work/registry.mjs" <<'EOF'
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+const [tarball, packageJson, portFile] = process.argv.slice(2);
+const bytes = readFileSync(tarball);
+const pkg = JSON.parse(readFileSync(packageJson, "utf8"));
+const dist = { integrity: `sha512-${createHash("sha512").update(bytes).digest("base64")}`, shasum: createHash("sha1").update(bytes).digest("hex") };
+const server = createServer((req, res) => {
+  const here = `http://127.0.0.1:${server.address().port}`;
+  if (req.url === `/${pkg.name}`) {
+    res.setHeader("content-type", "application/json");
+    const version = { ...pkg, dist: { ...dist, tarball: `${here}/${pkg.name}.tgz` } };
+    res.end(JSON.stringify({ name: pkg.name, "dist-tags": { latest: pkg.version }, versions: { [pkg.version]: version } }));
+  } else if (req.url === `/${pkg.name}.tgz`) res.end(bytes);
+  else {
+    res.writeHead(302, { location: `https://registry.npmjs.org${req.url}` });
+    res.end();
+  }
+});
+server.listen(0, "127.0.0.1", () => writeFileSync(portFile, String(server.address().port)));
+EOF
+node "$work/registry.mjs" "$tarball" "$dnpm/gress/package.json" "$work/registry.port" &
+registry=$!
+trap 'kill "$registry" 2>/dev/null; [[ ${KEEP:-} == 1 ]] || rm -rf "$work"' EXIT
+for _ in $(seq 50); do [[ -s $work/registry.port ]] && break; sleep 0.1; done
+
 # Deno through JSR: the files `deno publish` ships, as a workspace member named as on JSR, with its own import
 # map; the app imports it by name, with no package.json and no node_modules.
 jsr=$work/deno-jsr
@@ -278,8 +312,11 @@ run "node: TypeScript project, tsc (NodeNext) then node" "$tsp" sh -c 'npx --no-
 run "bun: ESM project" "$esm" "$bun" main.mjs "$state/bun-esm"
 run "bun: TypeScript project's sources" "$tsp" "$bun" src/main.ts "$state/bun-ts"
 run "deno: ESM project through npm (node_modules)" "$esm" "$deno" run -A main.mjs "$state/deno-esm"
-run "deno: deno run -A npm:gress run pipe.ts" "$dnpm" \
+run "deno: deno run -A npm:gress run pipe.ts, node_modules" "$dnpm" \
   "$deno" run -A npm:gress run pipe.ts --port 0 --checkpoint-interval 3600000 --state-dir "$state/deno-cli"
+run "deno: deno run -A npm:gress run pipe.ts, Deno cache only" "$dglobal" \
+  env "NPM_CONFIG_REGISTRY=http://127.0.0.1:$(cat "$work/registry.port")/" "DENO_DIR=$work/deno-cache" \
+  "$deno" run -A "npm:gress@$(version version)" run pipe.ts --port 0 --checkpoint-interval 3600000 --state-dir "$state/deno-global"
 run "deno: JSR layout, no node_modules" "$jsr/app" "$deno" run -A main.ts "$state/deno-jsr"
 
 echo "## result"
@@ -290,7 +327,7 @@ if [[ $failures -gt 0 ]]; then
 fi
 if [[ $distinct -ne 1 ]]; then
   echo "FAILED: the runs disagree:"
-  for i in "${!names[@]}"; do printf '  %-52s %s\n' "${names[$i]}" "${digests[$i]}"; done
+  for i in "${!names[@]}"; do printf '  %-60s %s\n' "${names[$i]}" "${digests[$i]}"; done
   exit 1
 fi
 # The pipeline must have produced windows, matches and state, and taken exactly the final checkpoint.
