@@ -201,6 +201,26 @@ describe("HTTP ingest source (real HTTP on 127.0.0.1)", () => {
     await run.until(() => run.deadLetters.length === 6);
     run.stop();
   });
+
+  it("records nested deeper than maxDepth are dead letters naming the limit: an NDJSON line, a JSON body; the records of a JSON array batch may nest maxDepth deep", { timeout: 120_000 }, async () => {
+    const job = new Job({ name: "http-deep" });
+    const src = httpSource({ name: "deep", dir: await tempDir(), maxDepth: 3 });
+    const run = capture(job, job.source(src));
+    await src.listening;
+    const reason = "nested too deeply: arrays and objects more than 3 levels deep (maxDepth 3)";
+    const lines = await post(src.url, ['{"a":[[1]]}', '{"a":[[[1]]]}', `${"[".repeat(5000)}${"]".repeat(5000)}`].join("\n"));
+    assert.deepEqual(await lines.json(), { accepted: 1, rejected: 2, errors: [{ index: 1, reason }, { index: 2, reason }] });
+    const json = (body: string): Promise<Response> => fetch(src.url, { method: "POST", headers: { "content-type": "application/json" }, body });
+    assert.deepEqual(await (await json('[{"a":[[1]]},{"b":2}]')).json(), { accepted: 2, rejected: 0, errors: [] });
+    assert.deepEqual(await (await json('{"a":[[[1]]]}')).json(), { accepted: 0, rejected: 1, errors: [{ index: 0, reason }] });
+    await run.until(() => run.values.length === 3 && run.deadLetters.length === 3);
+    assert.deepEqual(run.values, [{ a: [[1]] }, { a: [[1]] }, { b: 2 }]);
+    assert.deepEqual(
+      run.deadLetters.map((d) => d.reason),
+      [reason, reason, reason],
+    );
+    run.stop();
+  });
 });
 
 describe("webhook sink (real HTTP receiver on 127.0.0.1)", () => {
