@@ -416,6 +416,9 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
 
   const fetchOnce = async (handler: BatchHandler): Promise<void> => {
     await positioning;
+    // A lookup that failed (broker away during a rebalance) is tried again here, with the loop's back-off.
+    const unpositioned = [...assigned.values()].filter((a) => a.offset === undefined);
+    if (unpositioned.length > 0) await position(unpositioned);
     const wanted = [...assigned.values()].filter((a) => a.offset !== undefined && !paused.has(a.topic));
     if (wanted.length === 0) {
       await new Promise<void>((r) => {

@@ -12,7 +12,7 @@ import { describe, it } from "node:test";
 import { kafkaSink, type KafkaSinkHandle } from "../../connectors/kafka/index.ts";
 import { ConfigError, Job, record } from "../../lib/index.ts";
 import { checkSequences, events, runEosJob } from "./kafka-eos-support.ts";
-import { brokers, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+import { brokers, connection, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
 const TIMEOUT_MS = 3000;
 const BROKER_ABORT_WAIT_MS = TIMEOUT_MS + 12_000;
@@ -23,7 +23,7 @@ describe("kafka transactions aborted by the broker (real broker)", () => {
     const topic = uniqueName("expire");
     await createTopic(topic, 1);
     const transactionalId = uniqueName("tx");
-    const opts = { name: "out", brokers: brokers(), topic, transactionalId, transactionTimeoutMs: TIMEOUT_MS };
+    const opts = { name: "out", ...connection(), topic, transactionalId, transactionTimeoutMs: TIMEOUT_MS };
     const first = kafkaSink<number>(opts);
     await first.open?.();
     await Promise.all([1, 2, 3].map((v) => first.write(v, record(v, 0))));
@@ -49,13 +49,13 @@ describe("kafka transactions aborted by the broker (real broker)", () => {
   it("transactionTimeoutMs is checked at open: above the broker's transaction.max.timeout.ms, or not above the checkpoint interval", async () => {
     const topic = uniqueName("timeout-opt");
     await createTopic(topic, 1);
-    const big = kafkaSink<number>({ name: "out", brokers: brokers(), topic, transactionalId: uniqueName("tx"), transactionTimeoutMs: 3_600_000 });
+    const big = kafkaSink<number>({ name: "out", ...connection(), topic, transactionalId: uniqueName("tx"), transactionTimeoutMs: 3_600_000 });
     await assert.rejects(
       Promise.resolve(big.open?.({ jobName: "j", checkpointIntervalMs: 1000 })),
       (e: unknown) => e instanceof ConfigError && /transactionTimeoutMs \(3600000\) is larger than the broker's transaction\.max\.timeout\.ms \(\d+\)/.test(e.message),
     );
     await big.close?.();
-    const small = kafkaSink<number>({ name: "out", brokers: brokers(), topic, transactionalId: uniqueName("tx"), transactionTimeoutMs: 1000 });
+    const small = kafkaSink<number>({ name: "out", ...connection(), topic, transactionalId: uniqueName("tx"), transactionTimeoutMs: 1000 });
     await assert.rejects(
       Promise.resolve(small.open?.({ jobName: "j", checkpointIntervalMs: 5000 })),
       (e: unknown) => e instanceof ConfigError && /must exceed the checkpoint interval \(5000 ms\)/.test(e.message),
@@ -117,7 +117,7 @@ describe("default transactional ids (real broker)", () => {
       const job = new Job({ name: uniqueName(`fence-job${j}`) });
       job
         .fromIterable(Array.from({ length: 3000 }, (_, i) => i))
-        .sinkTo(kafkaSink<number>({ name: "out", brokers: brokers(), topic, batchSize: 100 }));
+        .sinkTo(kafkaSink<number>({ name: "out", ...connection(), topic, batchSize: 100 }));
       return job;
     });
     await Promise.all(jobs.map((j) => j.run()));
