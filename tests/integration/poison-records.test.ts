@@ -41,7 +41,7 @@ interface Row {
 }
 
 describe("poison records: dead letters, never a failed job (Kafka)", () => {
-  it("Kafka → Kafka: the 5,000-deep array is a dead letter of the source, a null whose key function throws one of the sink; the rest is committed", async () => {
+  it("Kafka → Kafka: the 5,000-deep array is a dead letter of the source, a null whose key function throws one of the sink; the rest is committed", { timeout: 120_000 }, async () => {
     const input = uniqueName("poison-in");
     const output = uniqueName("poison-out");
     await createTopic(input, 1);
@@ -71,7 +71,7 @@ describe("poison records: dead letters, never a failed job (Kafka)", () => {
     assert.match(nul?.reason ?? "", /^sink "out": key failed: .*null/);
   });
 
-  it("Kafka sink: a value nested 100,000 deep (JSON.stringify overflows the stack) is a dead letter, the others are committed", async () => {
+  it("Kafka sink: a value nested 100,000 deep (JSON.stringify overflows the stack) is a dead letter, the others are committed", { timeout: 120_000 }, async () => {
     const output = uniqueName("poison-deep");
     await createTopic(output, 1);
     const job = new Job({ name: uniqueName("poison-kafka-deep") });
@@ -101,7 +101,7 @@ describe("poison records: dead letters, never a failed job (PostgreSQL)", () => 
   });
   const table = (): string => `poison_${process.pid}_${Date.now().toString(36)}_${Math.floor(Math.random() * 1e6)}`;
 
-  it("NDJSON → PostgreSQL: a null line meets the extractor (r) => r.b and the 5,000-deep line the decoder; both are dead letters, the rows land", async () => {
+  it("NDJSON → PostgreSQL: a null line meets the extractor (r) => r.b and the 5,000-deep line the decoder; both are dead letters, the rows land", { timeout: 120_000 }, async () => {
     const dir = tempDir();
     const path = join(dir, "in.ndjson");
     writeFileSync(path, ['{"a":1,"b":"x"}', "null", DEEP_TEXT, '{"a":2,"b":"y"}', ""].join("\n"));
@@ -138,7 +138,7 @@ describe("poison records: dead letters, never a failed job (PostgreSQL)", () => 
     assert.equal(dead.find((d) => d.reason.startsWith("sink"))?.value, null);
   });
 
-  it("values PostgreSQL would refuse (a jsonb nested 100,000 deep, a fraction for bigint, NUL in text, an invalid time) are dead letters; the batch commits with checkpoints", async () => {
+  it("values PostgreSQL would refuse (a jsonb nested 100,000 deep, a fraction for bigint, NUL in text, an invalid time) are dead letters; the batch commits with checkpoints", { timeout: 120_000 }, async () => {
     interface Doc {
       readonly id: number;
       readonly doc?: unknown;

@@ -82,12 +82,12 @@ async function runWithCut(name: string, source: Source<number>, total: number): 
 }
 
 describe("restart strategies on Kafka", { timeout: 180_000 }, () => {
-  it("generator → Kafka: the sink's producer connection is closed mid-run; the job restarts from its checkpoint, the topic holds every record once", async () => {
+  it("generator → Kafka: the sink's producer connection is closed mid-run; the job restarts from its checkpoint, the topic holds every record once", { timeout: 120_000 }, async () => {
     const total = 40_000;
     await runWithCut(uniqueName("restart-gen"), generator({ name: "numbers", count: total, ratePerSecond: 20_000, make: (i) => i }), total);
   });
 
-  it("Kafka → Kafka: the same with a Kafka source, which is opened again at its checkpointed offsets", async () => {
+  it("Kafka → Kafka: the same with a Kafka source, which is opened again at its checkpointed offsets", { timeout: 120_000 }, async () => {
     const total = 30_000;
     const input = uniqueName("restart-in");
     await createTopic(input, 3);
