@@ -4,7 +4,8 @@
 # pattern, keyed state in LMDB with one checkpoint) on every runtime and project kind:
 #   node    ESM project (import), CommonJS project made by `npm init -y` (require and import), `npx gress run
 #           pipe.ts` in that CommonJS project, each on the minimum Node.js of package.json's engines, the latest
-#           22 and this machine's; a TypeScript project compiled by tsc (NodeNext, emit, no skipLibCheck)
+#           22 and this machine's; TypeScript projects, ESM and CommonJS, compiled by tsc (NodeNext, emit, no
+#           skipLibCheck)
 #   bun     the ESM project and the TypeScript project's sources
 #   deno    the ESM project through npm (its node_modules); `deno run -A npm:gress run pipe.ts` with the tarball
 #           linked as the npm package (node_modules) and served by a registry on loopback (Deno's cache only);
@@ -214,6 +215,20 @@ EOF
 render TS "$esm_imports" >"$tsp/src/pipeline.ts"
 sed 's|"./pipeline.mjs"|"./pipeline.js"|' <<<"$esm_main" >"$tsp/src/main.ts"
 
+# The same in a CommonJS TypeScript project (npm init -y): tsc compiles the imports to require("gress").
+tscjs=$work/typescript-cjs
+install "$tscjs" init \
+  "typescript@$(version devDependencies.typescript)" "@types/node@$(version "devDependencies['@types/node']")" || exit 1
+mkdir -p "$tscjs/src"
+cp "$tsp/tsconfig.json" "$tscjs/tsconfig.json"
+cp "$tsp/src/pipeline.ts" "$tscjs/src/pipeline.ts"
+cat >"$tscjs/src/main.ts" <<'EOF'
+import { build, digest, newJob } from "./pipeline.js";
+const job = newJob(process.argv[2]);
+build(job);
+void job.run().then(() => console.log(digest(job)));
+EOF
+
 # Deno through npm: the tarball linked as the npm package "gress" (`deno run -A npm:gress …`).
 dnpm=$work/deno-npm
 mkdir -p "$dnpm/gress"
@@ -309,6 +324,8 @@ for v in $(printf '%s\n' "${!node_bin[@]}" | sort -V); do
     npx --no-install gress run pipe.ts --port 0 --checkpoint-interval 3600000 --state-dir "$state/node-$v-cli"
 done
 run "node: TypeScript project, tsc (NodeNext) then node" "$tsp" sh -c 'npx --no-install tsc -p . && node out/main.js "$0"' "$state/ts"
+run "node: CommonJS TypeScript project, tsc (require) then node" "$tscjs" \
+  sh -c 'npx --no-install tsc -p . && grep -q "require(\"gress\")" out/pipeline.js && node out/main.js "$0"' "$state/ts-cjs"
 run "bun: ESM project" "$esm" "$bun" main.mjs "$state/bun-esm"
 run "bun: TypeScript project's sources" "$tsp" "$bun" src/main.ts "$state/bun-ts"
 run "deno: ESM project through npm (node_modules)" "$esm" "$deno" run -A main.mjs "$state/deno-esm"
