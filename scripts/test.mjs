@@ -2,9 +2,10 @@
 // Runs the same node:test files on Node (node --test with tsx), Bun (bun test) and Deno (deno test), and
 // ends with one line "N passed, N failed". Exits non-zero if any runtime fails or runs no test.
 //
-//   node scripts/test.mjs [--runtime node|bun|deno]... [--suite unit|property|crash|integration]...
+//   node scripts/test.mjs [--runtime node|bun|deno]... [--suite unit|property|crash|integration|faults]...
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const args = process.argv.slice(2);
@@ -29,6 +30,9 @@ if (testFiles.length === 0) {
 
 const bin = (name) => join("node_modules", ".bin", name);
 const env = { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" };
+// The fault suite's scenarios append their figures here; they are summed at the end.
+const figuresFile = suites.includes("faults") ? join(tmpdir(), `gress-fault-figures-${process.pid}.jsonl`) : undefined;
+if (figuresFile !== undefined) env.GRESS_FAULT_FIGURES = figuresFile;
 const commands = {
   node: [process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...testFiles]],
   bun: [bin("bun"), ["test", "--timeout", "120000", ...testFiles.map((f) => `./${f}`)]],
@@ -98,6 +102,7 @@ function num(out, re) {
 let passed = 0;
 let failed = 0;
 let bad = false;
+let totalCrashKills = 0;
 for (const rt of runtimes) {
   const [cmd, cmdArgs] = commands[rt] ?? [];
   if (cmd === undefined) throw new Error(`unknown runtime ${rt}`);
@@ -122,9 +127,22 @@ for (const rt of runtimes) {
     continue;
   }
   console.log(`\n${rt}: ${pass} passed, ${fail} failed (exit ${r.status}, ${seconds}s)`);
+  // The crash tests print "crash kills: N …": the SIGKILLs this runtime survived.
+  const crashKills = [...out.matchAll(/crash kills: (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  if (crashKills > 0) console.log(`${rt}: crash suite: ${crashKills} SIGKILLs`);
+  totalCrashKills += crashKills;
   passed += pass;
   failed += fail;
   if (fail > 0 || r.status !== 0) bad = true;
 }
+if (figuresFile !== undefined) {
+  const rows = existsSync(figuresFile) ? readFileSync(figuresFile, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+  rmSync(figuresFile, { force: true });
+  const sum = (k) => rows.reduce((n, r) => n + r[k], 0);
+  console.log(
+    `\nfault suite: ${rows.length} scenarios passed their exactly-once check; faults injected ${sum("faults")}, kills ${sum("kills")}, restarts ${sum("restarts")}, records compared ${sum("records")}, lost = ${sum("lost")}, duplicated = ${sum("duplicated")}`,
+  );
+}
+if (totalCrashKills > 0) console.log(`\ncrash suite: ${totalCrashKills} SIGKILLs over ${runtimes.join(", ")}`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(bad ? 1 : 0);

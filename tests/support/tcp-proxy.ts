@@ -8,7 +8,7 @@
  *   a peer that went silent, as when a host is unplugged;
  * - {@link TcpProxy.refuse}: the listener is closed for a period, so new connections are refused;
  * - {@link TcpProxy.cutAfter} / {@link ProxyConnection.cutAfter}: a connection is cut after N more bytes of
- *   response, i.e. in the middle of one;
+ *   response, i.e. in the middle of one ({@link ProxyConnection.cutRequestAfter}: of a request);
  * - {@link TcpProxy.onClientData}: a hook that sees each client→server chunk before it is forwarded, to fault
  *   one connection at a protocol moment (a commit request, an insert).
  *
@@ -42,6 +42,8 @@ export interface ProxyConnection {
   reset(): void;
   /** Cuts this connection after `bytes` more bytes from the server (0: at the next byte). */
   cutAfter(bytes: number): void;
+  /** Cuts this connection after `bytes` more bytes from the client: the server gets part of a request. */
+  cutRequestAfter(bytes: number): void;
 }
 
 /** Where to relay to, and where to listen. */
@@ -71,6 +73,7 @@ class Conn implements ProxyConnection {
   up = 0;
   down = 0;
   #cutIn: number | undefined;
+  #cutUpIn: number | undefined;
   #closed = false;
   readonly #proxy: TcpProxy;
   readonly client: Socket;
@@ -109,6 +112,10 @@ class Conn implements ProxyConnection {
     this.#cutIn = Math.max(0, bytes);
   }
 
+  cutRequestAfter(bytes: number): void {
+    this.#cutUpIn = Math.max(0, bytes);
+  }
+
   /** Forwards a server → client chunk, cutting the connection if armed. */
   toClient(chunk: Uint8Array): void {
     if (this.#closed) return;
@@ -132,6 +139,19 @@ class Conn implements ProxyConnection {
 
   toServer(chunk: Uint8Array): void {
     if (this.#closed) return;
+    if (this.#cutUpIn !== undefined) {
+      if (chunk.length >= this.#cutUpIn) {
+        const part = chunk.subarray(0, this.#cutUpIn);
+        this.up += part.length;
+        this.#proxy.faults.cuts++;
+        this.#cutUpIn = undefined;
+        if (part.length > 0) this.server.write(part, () => this.close(true));
+        else this.close(true);
+        setTimeout(() => this.close(true), 50);
+        return;
+      }
+      this.#cutUpIn -= chunk.length;
+    }
     this.up += chunk.length;
     this.server.write(chunk);
   }

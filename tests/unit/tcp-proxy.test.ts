@@ -8,6 +8,8 @@ import { startProxy, type TcpProxy } from "../support/tcp-proxy.ts";
 let echo: Server;
 let echoPort = 0;
 const serverSockets = new Set<Socket>();
+/** What the echo server received, per connection. */
+const serverReceived = new Map<Socket, string>();
 
 before(async () => {
   // Echoes every chunk; "BIG" answers 64 KiB of "x".
@@ -16,6 +18,7 @@ before(async () => {
     s.on("close", () => serverSockets.delete(s));
     s.on("error", () => {});
     s.on("data", (d: Uint8Array) => {
+      serverReceived.set(s, (serverReceived.get(s) ?? "") + String(d));
       if (String(d) === "BIG") s.write("x".repeat(65_536));
       else s.write(d);
     });
@@ -153,6 +156,25 @@ describe("tcp proxy", () => {
       c.socket.write("BIG");
       assert.notEqual(await endedWithin(c), "open");
       assert.equal(c.received().length, 1000);
+      assert.equal(proxy.faults.cuts - cuts, 1);
+    } finally {
+      proxy.onClientData(undefined);
+    }
+  });
+
+  it("cuts a connection in the middle of a request: the server gets exactly N bytes of it", async () => {
+    const cuts = proxy.faults.cuts;
+    const serverGot = (): string => [...serverReceived.values()].find((v) => v.startsWith("REQ")) ?? "";
+    const c = await client(proxy.port);
+    proxy.onClientData((conn, chunk) => {
+      if (String(chunk).startsWith("REQ")) conn.cutRequestAfter(7);
+    });
+    try {
+      c.socket.write("REQ-0123456789");
+      assert.notEqual(await endedWithin(c), "open");
+      await waitFor(() => serverGot().length >= 7);
+      await sleep(50);
+      assert.equal(serverGot(), "REQ-012");
       assert.equal(proxy.faults.cuts - cuts, 1);
     } finally {
       proxy.onClientData(undefined);
