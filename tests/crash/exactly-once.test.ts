@@ -7,7 +7,7 @@
  * three; each child runs on the runtime that runs the test.
  */
 import assert from "node:assert/strict";
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { brokenSequences, type CrashOutcome, type JobConfig, runToCompletion, setDigest, duplicates } from "./harness.ts";
 
 const KEYED: JobConfig = { kind: "keyed-seq", count: 60_000, keys: 40, seed: 11, intervalMs: 80, ratePerSecond: 60_000 };
@@ -26,6 +26,9 @@ function assertSameAsReference(outcome: CrashOutcome, reference: CrashOutcome, k
       : brokenSequences(outcome.records, (r) => (r.start as number) / 1000, 1);
   assert.deepEqual(broken, [], "per-key sequence numbers step by exactly 1");
 }
+
+let killed = 0;
+after(() => console.log(`crash kills: ${killed} SIGKILLs at failpoints and random moments (exactly-once.test.ts)`));
 
 const FAILPOINTS: [title: string, plan: string[], kills: number][] = [
   ["between two checkpoints", ["between-checkpoints:3"], 1],
@@ -64,6 +67,7 @@ for (const config of [KEYED, WINDOW, PATTERN]) {
     for (const [title, failpoints, kills] of FAILPOINTS) {
       it(`killed ${title}: same output as the reference`, async () => {
         const outcome = await runToCompletion(config, { failpoints });
+        killed += outcome.kills;
         assert.equal(outcome.kills, kills, `the failpoint killed the job ${kills} time(s)`);
         assertSameAsReference(outcome, reference, config.kind);
       });
@@ -78,6 +82,7 @@ for (const config of [KEYED, WINDOW, PATTERN]) {
         return (s >>> 8) % 400;
       });
       const outcome = await runToCompletion(config, { killAfterMs: delays });
+      killed += outcome.kills;
       assert.ok(outcome.kills >= 3, `at least 3 random kills happened (got ${outcome.kills})`);
       assertSameAsReference(outcome, reference, config.kind);
     });
