@@ -599,11 +599,17 @@ export function pattern<E>(): Pattern<E> {
   return new Pattern<E>();
 }
 
+/** Whether a step can complete without taking an event: optional, negative, or a group of such steps. */
+function takesNoEvent(st: StepSpec): boolean {
+  if (st.quantifier.optional || st.kind === "notNext" || st.kind === "notFollowedBy") return true;
+  return st.group !== undefined && st.group.every(takesNoEvent);
+}
+
 /**
  * Checks the rules a pattern must follow and throws a PatternError naming the first broken one: unique
  * step names, negative steps neither first, quantified, optional nor preceded by an optional step, an
- * ending `notFollowedBy` only with `within`, greedy never on a group, `until` only on looping steps, skip
- * strategies naming a real step.
+ * ending `notFollowedBy` only with `within`, greedy never on a group, `until` only on looping steps, a
+ * repeated group with at least one step that must take an event, skip strategies naming a real step.
  *
  * @example
  * ```ts
@@ -642,6 +648,12 @@ export function validatePattern(spec: PatternSpec): void {
         }
       } else if (st.group === undefined) positive.add(st.name);
       if (st.group) {
+        if ((q.min !== 1 || q.max !== 1) && st.group.every(takesNoEvent)) {
+          // Nothing stops an empty occurrence from repeating: the NFA would branch without bound on every event.
+          throw new PatternError(
+            `group ${st.name}: every step of a repeated group is optional, so an occurrence of the group could take no event; make a step of the group non-optional, or make the group itself optional()`,
+          );
+        }
         if (q.greedy) throw new PatternError(`group ${st.name}: greedy() is not supported on a group pattern`);
         if (st.until) throw new PatternError(`group ${st.name}: until() is not supported on a group pattern`);
         visit(st.group, true);
