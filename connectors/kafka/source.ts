@@ -156,6 +156,8 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   let consumer: KafkaConsumer | undefined;
   /** The consumer's start (connect, join, first fetch); close() waits for it, or a late join would leak. */
   let starting: Promise<void> | undefined;
+  /** open() reading the end offsets (connecting the admin client); close() waits for it too, for the same reason. */
+  let reading: Promise<void> | undefined;
   let ctxRef: SourceContext<T> | undefined;
   let bucket: TokenBucket | undefined;
   let paused = false;
@@ -257,9 +259,13 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       // Every partition with data to read is announced before its first record, so that a partition fetched
       // later is not late against one fetched first (the job is the group's only member, see above).
       const latest = new Map<string, number>();
-      for (const topic of o.topics) {
-        for (const [partition, end] of await client.endOffsets(topic)) latest.set(splitOf(topic, partition), end);
-      }
+      const offsetsOf = client;
+      reading = (async () => {
+        for (const topic of o.topics) for (const [partition, end] of await offsetsOf.endOffsets(topic)) latest.set(splitOf(topic, partition), end);
+      })();
+      await reading;
+      // Closed while reading them (the job failed early): close() waited for this and releases the client.
+      if (closed) return;
       ctx.announceSplits([...latest].filter(([split, end]) => end > (next.get(split) ?? 0)).map(([split]) => split));
       if (o.bounded === true) {
         ends = latest;
@@ -365,6 +371,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       shared = undefined;
       sleepTimer?.();
       wake?.();
+      await reading?.catch(() => {});
       const c = consumer;
       consumer = undefined;
       await starting?.catch(() => {});

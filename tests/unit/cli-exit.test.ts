@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, type AddressInfo } from "node:net";
 import process from "node:process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { IngestLog } from "../../connectors/ingest-log/index.ts";
 import { encodeEntry } from "../../connectors/ingest-log/source.ts";
 import { tempDirs } from "../support/temp.ts";
+import { freePort } from "../support/tcp-proxy.ts";
 
 const tempDir = tempDirs("gress-cli-exit-");
 /** The job's default closeTimeoutMs: a failed job has released what it can by then. */
@@ -33,14 +33,6 @@ function runCli(args: readonly string[], env: Record<string, string>, killAfterM
       resolve({ code, err, ms: performance.now() - started, killed });
     }),
   );
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 describe("gress run of a failing job", () => {
