@@ -10,7 +10,9 @@
  * optional steps add a proceed edge past them, loops a take edge to themselves, `greedy` forbids the next
  * state from touching an event the loop could take, `notNext` is a state whose proceed leads to a stop state,
  * and `notFollowedBy` adds stop edges to the states that wait after it — or, at the end of a pattern with a
- * time bound, a pending state that completes when the time bound passes.
+ * time bound (the pattern's, or the step's own, from the last matched event), a pending state that completes
+ * when the time bound passes. A looping group's `until` is and'ed, negated, into the take and ignore
+ * conditions of every step inside it, as FlinkCEP does. A copied state keeps its ignore loop on itself.
  * @module
  */
 import { PatternError } from "../lib/errors.ts";
@@ -185,6 +187,7 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
     }
     return copy;
   };
+  const pendingWithin = new Map<number, number>();
   const stopStates = new Map<string, NState>();
   const stopState = (name: string, cond: Cond | null): NState => {
     let s = stopStates.get(name);
@@ -220,6 +223,8 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
   const ignoreFor = (c: Contiguity, take: Cond | null): Cond | null => (c === "strict" ? FALSE : c === "relaxed" ? not(take) : null);
 
   const hasIgnore = (c: Cond | null): boolean => c !== FALSE;
+  /** While a group's inner steps are converted: the until conditions of the groups around them, or'ed. */
+  let groupStop: Cond | null = null;
 
   /** Converts a sequence of steps; `sink` is where the sequence leads. Returns its first state. */
   const sequence = (steps: readonly StepSpec[], sinkIn: NState, outerNext: StepSpec | undefined, firstKind: Contiguity | undefined): NState => {
@@ -250,6 +255,8 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
         if (sink.type === "final") {
           const c = takeCond(st);
           const pending = newState(st.name, -1, "pending");
+          // Its own within (from the last matched event) bounds the absence, like a step's.
+          if (st.within !== undefined) pendingWithin.set(pending.id, st.within);
           edge(pending, PROCEED, stopState(st.name, c), c);
           edge(pending, IGNORE, pending, not(c));
           sink = pending;
@@ -285,10 +292,13 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
     const stepIdx = stepIndex.get(st) ?? -1;
     const until = untilCond(st);
     const rawTake = st.group ? null : takeCond(st);
-    const take = until ? and(rawTake, not(until)) : rawTake;
-    const firstIgnore = ignoreFor(contiguity ?? "relaxed", rawTake);
+    // Inside a group with until(), the until event ends the occurrence: no step of it takes or skips the event.
+    const stop = st.group ? null : groupStop;
+    const unlessStop = (c: Cond | null): Cond | null => (stop !== null && hasIgnore(c) ? and(c, not(stop)) : c);
+    const take = unlessStop(until ? and(rawTake, not(until)) : rawTake);
+    const firstIgnore = unlessStop(ignoreFor(contiguity ?? "relaxed", rawTake));
     const innerIgnoreRaw = ignoreFor(q.inner, rawTake);
-    const innerIgnore = until && hasIgnore(innerIgnoreRaw) ? and(innerIgnoreRaw, not(until)) : innerIgnoreRaw;
+    const innerIgnore = unlessStop(until && hasIgnore(innerIgnoreRaw) ? and(innerIgnoreRaw, not(until)) : innerIgnoreRaw);
     // Once an optional step takes an event, the notFollowedBy guards before it no longer apply.
     const dropNots = (s: NState): NState => (notNames.size > 0 && q.optional ? copyState(s, notNames) : s);
     const greedyOnto = (target: NState, loopTake: Cond | null): void => {
@@ -323,7 +333,10 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
     // A group occurrence: the inner sequence, entered with the group's contiguity.
     const groupOnce = (next: NState, proceedTo: NState | undefined, optional: boolean, _ignore: Cond | null): NState => {
       const inner = st.group!;
+      const outerStop = groupStop;
+      if (until !== null) groupStop = outerStop === null ? until : (e, ctx) => outerStop(e, ctx) || until(e, ctx);
       const first = sequence(inner, next, undefined, groupEntryKind);
+      groupStop = outerStop;
       if (optional && proceedTo) {
         const entry = newState(st.name, -1, "normal");
         edge(entry, PROCEED, first, null);
@@ -395,6 +408,6 @@ export function compile(spec: PatternSpec, fns: ReadonlyMap<string, Condition<un
   const final = newState("$final$", -1, "final");
   const start = sequence(spec.steps, final, undefined, undefined);
   start.type = "start";
-  const stepWithin = states.map((s) => (s.step >= 0 ? stepWithinByStep[s.step]! : Number.POSITIVE_INFINITY));
+  const stepWithin = states.map((s) => (s.step >= 0 ? stepWithinByStep[s.step]! : (pendingWithin.get(s.id) ?? Number.POSITIVE_INFINITY)));
   return { states, start, stepNames, stepWithin, within: spec.within ?? Number.POSITIVE_INFINITY, spec };
 }

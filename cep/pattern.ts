@@ -463,7 +463,10 @@ export class Pattern<E, S extends string = never, C extends string = never> {
     const c = this.#condition(cond);
     return this.#update((st) => ({ ...st, where: st.where === undefined ? c : { or: [st.where, c] } }), "or");
   }
-  /** Stop condition of a looping step: once an event satisfies it, the loop takes no more events. */
+  /**
+   * Stop condition of a looping step or group: once an event satisfies it, the loop takes no more events.
+   * On a group, the event also ends an occurrence in progress (no step of the group takes or skips it).
+   */
   until(cond: ConditionInput<E, S | C>): Pattern<E, S, C> {
     const c = this.#condition(cond);
     return this.#update((st) => ({ ...st, until: st.until === undefined ? c : { or: [st.until, c] } }), "until");
@@ -477,8 +480,17 @@ export class Pattern<E, S extends string = never, C extends string = never> {
   timesOrMore(n: number): Pattern<E, S, C> {
     return this.#quantify("timesOrMore", { min: n, max: null });
   }
-  /** Exactly `n` events, or between `n` and `m`. */
+  /**
+   * Exactly `n` events, or between `n` and `m`. `times(0, m)` is `times(1, m).optional()`, as in FlinkCEP:
+   * the step takes up to `m` events or none.
+   */
   times(n: number, m?: number): Pattern<E, S, C> {
+    if (n === 0 && m !== undefined) {
+      if (!Number.isInteger(m) || m < 1) throw new PatternError(`times: counts must be integers with 0 ≤ n ≤ m and m ≥ 1, got n=0, m=${m}`);
+      const q = this.#quantify("times", { min: 1, max: m });
+      return q.#update((st) => ({ ...st, quantifier: { ...st.quantifier, optional: true } }), "times");
+    }
+    if (n === 0) throw new PatternError("times(0): a step cannot take exactly 0 events; use times(0, m) or optional()");
     return this.#quantify("times", { min: n, max: m ?? n });
   }
   /** The step may match no event at all. */
@@ -503,7 +515,8 @@ export class Pattern<E, S extends string = never, C extends string = never> {
 
   /**
    * A time bound. `scope: "pattern"` (default) bounds the whole match, first to last event; `"step"` bounds
-   * the time from the previous matched event to an event of the current step.
+   * the time from the previous matched event to an event of the current step. On a `notFollowedBy` that ends
+   * the pattern, `"step"` is how long the absence must last after the last matched event.
    */
   within(ms: number, scope: "pattern" | "step" = "pattern"): Pattern<E, S, C> {
     if (!Number.isFinite(ms) || ms <= 0) throw new PatternError(`within(${ms}): the time bound must be a positive number of ms`);
@@ -643,8 +656,15 @@ export function validatePattern(spec: PatternSpec): void {
         if (st.group) throw new PatternError(`step "${st.name}": a negative step cannot be a group`);
         const prev = steps[i - 1]!;
         if (prev.quantifier.optional) throw new PatternError(`step "${st.name}": a negative step cannot follow an optional step ("${prev.name}")`);
-        if (i === steps.length - 1 && st.kind === "notFollowedBy" && (inGroup || spec.within === undefined)) {
-          throw new PatternError(`step "${st.name}": a pattern cannot end with notFollowedBy unless it has within(); without a time bound the absence never completes`);
+        const trailingAbsence = i === steps.length - 1 && st.kind === "notFollowedBy" && !inGroup;
+        if (i === steps.length - 1 && st.kind === "notFollowedBy" && (inGroup || (spec.within === undefined && st.within === undefined))) {
+          throw new PatternError(
+            `step "${st.name}": a pattern cannot end with notFollowedBy unless it has within() (of the pattern, or of this step: within(ms, "step")); without a time bound the absence never completes`,
+          );
+        }
+        if (st.within !== undefined && !trailingAbsence) {
+          // An absence in the middle lasts until the next step's event, so its time is bounded there.
+          throw new PatternError(`step "${st.name}": a per-step within on a ${st.kind} step is only supported on a notFollowedBy that ends the pattern`);
         }
       } else if (st.group === undefined) positive.add(st.name);
       if (st.group) {
@@ -655,7 +675,6 @@ export function validatePattern(spec: PatternSpec): void {
           );
         }
         if (q.greedy) throw new PatternError(`group ${st.name}: greedy() is not supported on a group pattern`);
-        if (st.until) throw new PatternError(`group ${st.name}: until() is not supported on a group pattern`);
         visit(st.group, true);
       }
       if (q.greedy && q.max === 1 && q.min === 1) throw new PatternError(`step "${st.name}": greedy() applies to looping steps (oneOrMore, times, timesOrMore)`);
@@ -664,9 +683,6 @@ export function validatePattern(spec: PatternSpec): void {
     });
   };
   visit(spec.steps, false);
-  if (spec.steps.every((s) => s.quantifier.optional || s.kind === "notNext" || s.kind === "notFollowedBy")) {
-    throw new PatternError("a pattern needs at least one step that is not optional");
-  }
   if (spec.within !== undefined && !(spec.within > 0)) throw new PatternError(`within must be a positive number of ms, got ${spec.within}`);
   const sk = spec.skip;
   if ((sk.kind === "skipToFirst" || sk.kind === "skipToLast") && !positive.has(sk.step)) {
