@@ -223,7 +223,6 @@ describe("fault injection: Kafka (private broker behind a proxy)", () => {
       drive: { runTimeoutMs: 40_000 },
       faults: resetsAndCuts,
       minFaults: 2,
-      restarts: "supervisor",
       signal: t.signal,
     });
   });
