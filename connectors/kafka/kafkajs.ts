@@ -10,8 +10,16 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { createRequire } from "node:module";
 import { type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message } from "kafkajs";
+// kafkajs internals: CommonJS modules deep inside the package (it has no "exports" map), imported as ES modules
+// (their default export is module.exports), so that this file loads from npm on every runtime and from a URL
+// (JSR) under Deno, where deno.json maps each path. Typed `unknown` by ./kafkajs-internals.d.ts.
+import eosManagerModule from "kafkajs/src/producer/eosManager/index.js";
+import messageProducerModule from "kafkajs/src/producer/messageProducer.js";
+import retryModule from "kafkajs/src/retry/index.js";
+import partitionersModule from "kafkajs/src/producer/partitioners/index.js";
+import emitterModule from "kafkajs/src/instrumentation/emitter.js";
+import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
 import type {
   BatchHandler,
   ConsumerOptions,
@@ -27,8 +35,6 @@ import type {
   TransactionHandle,
   TransactionMarkerRef,
 } from "./client.ts";
-
-const require = createRequire(import.meta.url);
 
 // kafkajs internals (CommonJS). Typed loosely here and nowhere else.
 interface EosManager {
@@ -74,13 +80,13 @@ interface Cluster {
 type CreateCluster = (o: { allowAutoTopicCreation?: boolean; instrumentationEmitter?: unknown; maxInFlightRequests?: number | null }) => Cluster;
 type SendBatch = (r: { acks: number; topicMessages: { topic: string; messages: Message[] }[] }) => Promise<{ partition: number; baseOffset: string }[]>;
 
-const createEosManager = require("kafkajs/src/producer/eosManager/index.js") as (o: Record<string, unknown>) => EosManager;
-const createMessageProducer = require("kafkajs/src/producer/messageProducer.js") as (o: Record<string, unknown>) => { sendBatch: SendBatch };
-const createRetry = require("kafkajs/src/retry/index.js") as (o: unknown) => unknown;
-const { DefaultPartitioner } = require("kafkajs/src/producer/partitioners/index.js") as { DefaultPartitioner: () => unknown };
-const InstrumentationEmitter = require("kafkajs/src/instrumentation/emitter.js") as new () => unknown;
+const createEosManager = eosManagerModule as (o: Record<string, unknown>) => EosManager;
+const createMessageProducer = messageProducerModule as (o: Record<string, unknown>) => { sendBatch: SendBatch };
+const createRetry = retryModule as (o: unknown) => unknown;
+const { DefaultPartitioner } = partitionersModule as { DefaultPartitioner: () => unknown };
+const InstrumentationEmitter = emitterModule as new () => unknown;
 // kafkajs' own read_committed filter: drops the records of aborted transactions from a fetched record set.
-const filterAbortedMessages = require("kafkajs/src/consumer/filterAbortedMessages.js") as (o: {
+const filterAbortedMessages = filterAbortedModule as (o: {
   messages: readonly FetchedMessage[];
   abortedTransactions: readonly { producerId: string; firstOffset: string }[];
 }) => FetchedMessage[];
