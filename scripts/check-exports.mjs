@@ -6,7 +6,9 @@
 //  - the same version, and deno.json's import map names every dependency (and optional peer dependency) of
 //    package.json at its exact tested version (an npm: specifier, or a subpath of one) and nothing else;
 //  - package.json's "engines" is true for every installed production dependency: the minimum Node.js it names,
-//    and every later one, satisfy each dependency's own "engines".
+//    and every later one, satisfy each dependency's own "engines" (a dependency that needs a newer Node.js
+//    becomes an optional peer dependency, loaded only by the connector that uses it);
+//  - the install hint of the lazily loaded @platformatic/kafka names the version pinned in devDependencies.
 // Exits 1 with the differences otherwise.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -65,17 +67,16 @@ for (const name of Object.keys(deps)) {
   if (!mapped.has(name)) problems.push(`deno.json has no import for the dependency ${name}`);
 }
 
+// platformaticKafkaClient imports @platformatic/kafka on first use and, when it is missing, says what to install.
+{
+  const source = readFileSync("connectors/kafka/platformatic.ts", "utf8");
+  const hint = /^const LIBRARY_VERSION = "([^"]+)";$/m.exec(source)?.[1];
+  const pinned = pkg.devDependencies?.["@platformatic/kafka"];
+  if (hint !== pinned) problems.push(`connectors/kafka/platformatic.ts: LIBRARY_VERSION is ${hint ?? "missing"}, devDependencies pin @platformatic/kafka ${pinned ?? "nowhere"}`);
+}
+
 // engines: our minimum, and a far later version (no dependency may stop at an upper bound), must satisfy every
 // production dependency's range. Ranges are npm's: "a || b", comparators with >=, >, <=, <, =, ^, ~, x-ranges.
-// Known exceptions, each with the reason it is run anyway; they are printed on every run, and npm warns about
-// them (EBADENGINE) when Gress is installed on an older Node.js. An optional peer dependency loaded only where
-// it is used would remove them.
-const narrowerEngines = {
-  "@platformatic/kafka": "used only by platformaticKafkaClient (gress/kafka); runs on Node 20 with the Promise.withResolvers fallback in connectors/kafka/platformatic.ts (no zstd there)",
-  "@platformatic/dynamic-buffer": "a dependency of @platformatic/kafka",
-  "@platformatic/wasm-utils": "a dependency of @platformatic/kafka",
-};
-const exceptions = [];
 const ours = /^>=\s*(\d+(?:\.\d+){0,2})$/.exec(pkg.engines?.node ?? "");
 if (ours === null) problems.push(`engines.node must be ">=MAJOR.MINOR", not ${JSON.stringify(pkg.engines?.node)}`);
 else if (existsSync("node_modules")) {
@@ -98,7 +99,6 @@ else if (existsSync("node_modules")) {
     for (const v of [minimum, [999, 0, 0]]) {
       const ok = satisfies(v, range);
       if (ok === undefined) problems.push(`engines: cannot read ${dep.name}@${dep.version}'s range ${JSON.stringify(range)}`);
-      else if (!ok && narrowerEngines[dep.name] !== undefined) exceptions.push(`${dep.name}@${dep.version} wants Node.js ${range}: ${narrowerEngines[dep.name]}`);
       else if (!ok) problems.push(`engines: ${dep.name}@${dep.version} wants Node.js ${range}; package.json promises ${pkg.engines.node}`);
       if (ok !== true) break;
     }
@@ -142,10 +142,8 @@ function satisfies(version, range) {
   return any;
 }
 
-for (const e of exceptions) console.warn(`warning: engines: ${e}`);
 if (problems.length > 0) {
   console.error(`package.json and deno.json disagree:\n  ${problems.join("\n  ")}`);
   process.exit(1);
 }
-const but = exceptions.length > 0 ? ` but the ${exceptions.length} known exceptions above` : "";
-console.log(`package.json and deno.json agree: ${keys.size - npmOnly.size} subpaths, ${Object.keys(deps).length} dependencies; engines ${pkg.engines.node} holds for every production dependency${but}`);
+console.log(`package.json and deno.json agree: ${keys.size - npmOnly.size} subpaths, ${Object.keys(deps).length} dependencies; engines ${pkg.engines.node} holds for every production dependency`);

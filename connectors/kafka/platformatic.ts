@@ -21,32 +21,21 @@
  * - **Partitioning.** Keys go to partitions with the Java client's murmur2 mapping (the library's
  *   `compatibilityPartitioner`), as kafkajs does, so both clients put a key in the same partition.
  *
+ * Loading: `@platformatic/kafka` is an optional peer dependency of Gress (its engines ask for a newer Node.js
+ * than Gress does), so `gress/kafka` does not import it. `platformaticKafkaClient()` loads it with a dynamic
+ * `import()` on the first asynchronous call (a consumer's `start`, a producer's `connect`, `endTransaction`, ...),
+ * once per process; when it is not installed that call rejects with a {@link ConfigError} that says which
+ * version to install. Only its types are imported statically (erased).
+ *
  * Runtimes: the library declares Node ≥ 22; on Node 20 the only missing piece it uses is `Promise.withResolvers`
- * (ES2024), which is installed here when absent. Node 20 has no zstd in `node:zlib`, so zstd-compressed topics
- * need Node ≥ 22 with this client. Bun and Deno run it as is.
+ * (ES2024), which is installed, when absent, by that lazy load, right before the library is imported (never
+ * by merely importing `gress/kafka`). Node 20 has no zstd in `node:zlib`, so zstd-compressed topics need
+ * Node ≥ 22 with this client. Bun and Deno run it as is.
  * @module
  */
 import { Buffer } from "node:buffer";
-import {
-  Admin,
-  type CallbackWithPromise,
-  ConfigResourceTypes,
-  Consumer,
-  compatibilityPartitioner,
-  FetchIsolationLevels,
-  FindCoordinatorKeyTypes,
-  findErrorBy,
-  type GroupAssignment,
-  IS_CONTROL,
-  IS_TRANSACTIONAL,
-  kGetApi,
-  kGetBootstrapConnection,
-  kGetConnection,
-  kMetadata,
-  ListOffsetTimestamps,
-  Producer,
-  type RecordsBatch,
-} from "@platformatic/kafka";
+import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, Producer, RecordsBatch } from "@platformatic/kafka";
+import { ConfigError } from "../../lib/errors.ts";
 import type {
   BatchHandler,
   ConsumerOptions,
@@ -63,8 +52,52 @@ import type {
   TransactionMarkerRef,
 } from "./client.ts";
 
-// ES2024; Node 20 lacks it and the library calls it for every promise-returning method.
-if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== "function") {
+const LIBRARY = "@platformatic/kafka";
+/** The version of the library this adapter is tested with: package.json's devDependencies (check-exports.mjs). */
+const LIBRARY_VERSION = "2.12.1";
+/** How each runtime names the package it could not find: 'x' (Node, Bun), 'npm:x@version' or "x" (Deno). */
+const NOT_FOUND = /['"](?:npm:)?@platformatic\/kafka(?:@[^'"]*)?['"]/;
+type Library = typeof import("@platformatic/kafka");
+let loading: Promise<Library> | undefined;
+let loaded: Library | undefined;
+
+/** Imports the library once; every asynchronous entry point of the client awaits it before using `lib()`. */
+function load(): Promise<Library> {
+  loading ??= (async () => {
+    installPromiseWithResolvers();
+    try {
+      loaded = await import("@platformatic/kafka");
+      return loaded;
+    } catch (e) {
+      // The next call tries again rather than keep a failure.
+      loading = undefined;
+      const code = (e as { code?: unknown } | null)?.code;
+      const message = e instanceof Error ? e.message : String(e);
+      // Only the package itself missing; a broken installation of it (a dependency of its own missing) says so.
+      if (code !== "ERR_MODULE_NOT_FOUND" || !NOT_FOUND.test(message)) throw e;
+      const hint = `npm install ${LIBRARY}@${LIBRARY_VERSION}`;
+      throw new ConfigError(
+        `platformaticKafkaClient needs the package ${LIBRARY}, an optional peer dependency of gress that is not installed: ${hint}`,
+        [{ path: ["platformaticKafkaClient"], code: "missing_dependency", message: `${LIBRARY} is not installed (${hint})` }],
+        { cause: e },
+      );
+    }
+  })();
+  return loading;
+}
+
+/** The library, once {@link load} has resolved. */
+function lib(): Library {
+  if (loaded === undefined) throw new Error(`${LIBRARY} is used before it was loaded`);
+  return loaded;
+}
+
+/**
+ * ES2024; Node 20 lacks it and the library calls it for every promise-returning method. Installed only by
+ * {@link load}, so that importing gress/kafka without using this client leaves `Promise` alone.
+ */
+function installPromiseWithResolvers(): void {
+  if (typeof (Promise as { withResolvers?: unknown }).withResolvers === "function") return;
   Object.defineProperty(Promise, "withResolvers", {
     configurable: true,
     writable: true,
@@ -107,7 +140,7 @@ const RETRIABLE = ["CONCURRENT_TRANSACTIONS", "COORDINATOR_LOAD_IN_PROGRESS", "C
 const LOG_APPEND_TIME = 1 << 3;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const hasError = (e: unknown, ids: readonly string[]): boolean => ids.some((id) => findErrorBy(e as Error, "apiId", id) !== null);
+const hasError = (e: unknown, ids: readonly string[]): boolean => ids.some((id) => lib().findErrorBy(e as Error, "apiId", id) !== null);
 const toBuffer = (v: Uint8Array | string | null): Buffer | undefined =>
   v === null ? undefined : typeof v === "string" ? Buffer.from(v) : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 
@@ -118,12 +151,22 @@ function call<T>(fn: (cb: CallbackWithPromise<T>) => void): Promise<T> {
 
 /** The library's client base, seen through the symbols it exports for client subclasses. */
 interface ClientBase {
-  [kGetBootstrapConnection](cb: CallbackWithPromise<unknown>): void;
-  [kGetConnection](broker: unknown, cb: CallbackWithPromise<unknown>): void;
-  [kGetApi](name: string, cb: CallbackWithPromise<Api>): void;
-  [kMetadata](o: { topics: string[] }, cb: CallbackWithPromise<{ brokers: Map<number, unknown> }>): void;
+  bootstrapConnection(cb: CallbackWithPromise<unknown>): void;
+  connection(broker: unknown, cb: CallbackWithPromise<unknown>): void;
+  api(name: string, cb: CallbackWithPromise<Api>): void;
+  metadata(o: { topics: string[] }, cb: CallbackWithPromise<{ brokers: Map<number, unknown> }>): void;
 }
 type Api = (connection: unknown, ...args: unknown[]) => void;
+
+function clientBase(client: Consumer): ClientBase {
+  const { kGetApi, kGetBootstrapConnection, kGetConnection, kMetadata } = lib();
+  const c = client as unknown as Record<symbol, (...args: unknown[]) => void>;
+  const method =
+    (k: symbol) =>
+    (...args: unknown[]): void =>
+      (c[k] as (...args: unknown[]) => void).apply(client, args);
+  return { bootstrapConnection: method(kGetBootstrapConnection), connection: method(kGetConnection), api: method(kGetApi), metadata: method(kMetadata) };
+}
 
 /**
  * A {@link KafkaClient} backed by `@platformatic/kafka`.
@@ -146,27 +189,34 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
   let admin: Admin | undefined;
   /** A consumer that never joins a group: list offsets, read a marker's partition, send EndTxn. */
   let utility: Consumer | undefined;
-  const getAdmin = (): Admin => (admin ??= new Admin({ ...base }));
-  const getUtility = (): Consumer => (utility ??= new Consumer({ ...base, groupId: `${base.clientId}-utility`, autocommit: false }));
+  const getAdmin = async (): Promise<Admin> => {
+    const { Admin } = await load();
+    return (admin ??= new Admin({ ...base }));
+  };
+  const getUtility = async (): Promise<Consumer> => {
+    const { Consumer } = await load();
+    return (utility ??= new Consumer({ ...base, groupId: `${base.clientId}-utility`, autocommit: false }));
+  };
 
   return {
     consumer: (o) => groupConsumer(base, o),
     transactionalProducer: (o) => transactionalProducer(base, o),
     async endTransaction(handle: TransactionHandle, commit: boolean): Promise<EndTransactionResult> {
-      const c = getUtility() as unknown as ClientBase;
+      const c = clientBase(await getUtility());
+      const { FindCoordinatorKeyTypes } = lib();
       for (let attempt = 0; ; attempt++) {
         try {
-          const bootstrap = await call<unknown>((cb) => c[kGetBootstrapConnection](cb));
-          const findCoordinator = await call<Api>((cb) => c[kGetApi]("FindCoordinator", cb));
+          const bootstrap = await call<unknown>((cb) => c.bootstrapConnection(cb));
+          const findCoordinator = await call<Api>((cb) => c.api("FindCoordinator", cb));
           const found = await call<{ coordinators: { key: string; nodeId: number }[]; nodeId?: number }>((cb) =>
             findCoordinator(bootstrap, FindCoordinatorKeyTypes.TRANSACTION, [handle.transactionalId], cb),
           );
           const nodeId = found.coordinators?.[0]?.nodeId ?? found.nodeId;
-          const metadata = await call<{ brokers: Map<number, unknown> }>((cb) => c[kMetadata]({ topics: [] }, cb));
+          const metadata = await call<{ brokers: Map<number, unknown> }>((cb) => c.metadata({ topics: [] }, cb));
           const broker = nodeId === undefined ? undefined : metadata.brokers.get(nodeId);
           if (broker === undefined) throw new Error(`no transaction coordinator found for ${handle.transactionalId}`);
-          const connection = await call<unknown>((cb) => c[kGetConnection](broker, cb));
-          const endTxn = await call<Api>((cb) => c[kGetApi]("EndTxn", cb));
+          const connection = await call<unknown>((cb) => c.connection(broker, cb));
+          const endTxn = await call<Api>((cb) => c.api("EndTxn", cb));
           await call<unknown>((cb) => endTxn(connection, handle.transactionalId, BigInt(handle.producerId), handle.producerEpoch, commit, cb));
           return "ended";
         } catch (e) {
@@ -181,11 +231,13 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
     },
     async markerOutcome(marker: TransactionMarkerRef, waitMs: number): Promise<MarkerOutcome> {
       const where = `${marker.topic}-${marker.partition}@${marker.offset}`;
+      const utility = await getUtility();
+      const { Consumer, FetchIsolationLevels, ListOffsetTimestamps } = lib();
       const deadline = Date.now() + waitMs;
       // The last stable offset passes the marker once its transaction (and any open one before it) is decided.
       for (;;) {
         const lso = (
-          await getUtility().listOffsets({
+          await utility.listOffsets({
             topics: [marker.topic],
             partitions: { [marker.topic]: [marker.partition] },
             timestamp: ListOffsetTimestamps.LATEST,
@@ -232,7 +284,8 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
       }
     },
     async brokerConfig(names: readonly string[]): Promise<Map<string, string>> {
-      const a = getAdmin();
+      const a = await getAdmin();
+      const { ConfigResourceTypes } = lib();
       const metadata = await a.metadata({ topics: [] });
       const nodeId = [...metadata.brokers.keys()][0];
       if (nodeId === undefined) throw new Error("kafka: the cluster has no brokers");
@@ -244,13 +297,15 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
       return out;
     },
     async endOffsets(topic) {
-      const offsets = await getUtility().listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED });
+      const utility = await getUtility();
+      const { FetchIsolationLevels, ListOffsetTimestamps } = lib();
+      const offsets = await utility.listOffsets({ topics: [topic], timestamp: ListOffsetTimestamps.LATEST, isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED });
       const out = new Map<number, number>();
       for (const [partition, o] of (offsets.get(topic) ?? []).entries()) out.set(partition, Number(o));
       return out;
     },
     async createTopic(topic, partitions, options) {
-      const a = getAdmin();
+      const a = await getAdmin();
       try {
         await a.createTopics({
           topics: [topic],
@@ -296,7 +351,10 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   const sessionTimeout = o.sessionTimeoutMs ?? 10_000;
   const readCommitted = o.readCommitted !== false;
   const maxBytesPerPartition = o.maxBytesPerPartition ?? 1024 * 1024;
-  const c = new Consumer({
+  /** Made by start(), once the library is loaded. */
+  let consumer: Consumer | undefined;
+  const c = (): Consumer =>
+    (consumer ??= new (lib().Consumer)({
     ...base,
     groupId: o.groupId,
     autocommit: false,
@@ -304,14 +362,14 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 5)),
     rebalanceTimeout: Math.max(sessionTimeout, 10_000),
     maxWaitTime: 100,
-    isolationLevel: readCommitted ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
+    isolationLevel: readCommitted ? lib().FetchIsolationLevels.READ_COMMITTED : lib().FetchIsolationLevels.READ_UNCOMMITTED,
     // Round robin under both names, the library's and kafkajs': members of both clients can share a group
     // (the broker picks a protocol all members offer), e.g. while a deployment moves from one to the other.
     protocols: [
       { name: "roundrobin", version: 1 },
       { name: "RoundRobinAssigner", version: 1 },
     ],
-  });
+  }));
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
   /** This member's partitions, with their fetch positions. */
   let assigned = new Map<string, Assigned>();
@@ -356,7 +414,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   const position = async (fresh: readonly Assigned[]): Promise<void> => {
     const byTopic = new Map<string, number[]>();
     for (const a of fresh) byTopic.set(a.topic, [...(byTopic.get(a.topic) ?? []), a.partition]);
-    const committed = await c.listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+    const committed = await c().listCommittedOffsets({ topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
     const missing = fresh.filter((a) => a.offset === undefined && (committed.get(a.topic)?.[a.partition] ?? -1n) < 0n);
     for (const a of fresh) {
       const offset = committed.get(a.topic)?.[a.partition] ?? -1n;
@@ -364,10 +422,10 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     }
     if (missing.length > 0) {
       const topics = [...new Set(missing.map((a) => a.topic))];
-      const start = await c.listOffsets({
+      const start = await c().listOffsets({
         topics,
-        timestamp: o.fromBeginning ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST,
-        isolationLevel: readCommitted ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED,
+        timestamp: o.fromBeginning ? lib().ListOffsetTimestamps.EARLIEST : lib().ListOffsetTimestamps.LATEST,
+        isolationLevel: readCommitted ? lib().FetchIsolationLevels.READ_COMMITTED : lib().FetchIsolationLevels.READ_UNCOMMITTED,
       });
       for (const a of missing) if (a.offset === undefined) a.offset = Number(start.get(a.topic)?.[a.partition] ?? 0n);
     }
@@ -375,9 +433,9 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
 
   /** Resets partitions whose position fell out of the log (retention) as a new consumer would. */
   const resetOutOfRange = async (e: unknown): Promise<boolean> => {
-    const response = (findErrorBy(e as Error, "apiId", "OFFSET_OUT_OF_RANGE") as { response?: FetchResponse } | null)?.response ?? (e as { response?: FetchResponse }).response;
+    const response = (lib().findErrorBy(e as Error, "apiId", "OFFSET_OUT_OF_RANGE") as { response?: FetchResponse } | null)?.response ?? (e as { response?: FetchResponse }).response;
     if (!hasError(e, ["OFFSET_OUT_OF_RANGE"]) || response === undefined) return false;
-    const metadata = await c.metadata({ topics: [...o.topics] });
+    const metadata = await c().metadata({ topics: [...o.topics] });
     const names = new Map([...metadata.topics].map(([name, t]) => [t.id, name]));
     const reset: Assigned[] = [];
     for (const t of response.responses) {
@@ -390,7 +448,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       }
     }
     // Not the group's committed offset: it is what pointed outside the log.
-    const start = await c.listOffsets({ topics: [...new Set(reset.map((a) => a.topic))], timestamp: o.fromBeginning ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST });
+    const start = await c().listOffsets({ topics: [...new Set(reset.map((a) => a.topic))], timestamp: o.fromBeginning ? lib().ListOffsetTimestamps.EARLIEST : lib().ListOffsetTimestamps.LATEST });
     for (const a of reset) a.offset = Number(start.get(a.topic)?.[a.partition] ?? 0n);
     return reset.length > 0;
   };
@@ -427,7 +485,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       });
       return;
     }
-    const metadata = await c.metadata({ topics: [...o.topics] });
+    const metadata = await c().metadata({ topics: [...o.topics] });
     const byNode = new Map<number, { topicId: string; partitions: { partition: number; fetchOffset: bigint; partitionMaxBytes: number; currentLeaderEpoch: number; lastFetchedEpoch: number }[] }[]>();
     const requested = new Map<string, number>();
     for (const a of wanted) {
@@ -443,7 +501,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       entry.partitions.push({ partition: a.partition, fetchOffset: BigInt(offset), partitionMaxBytes: maxBytesPerPartition, currentLeaderEpoch: -1, lastFetchedEpoch: -1 });
     }
     const names = new Map([...metadata.topics].map(([name, t]) => [t.id, name]));
-    const responses = await Promise.all([...byNode].map(([node, topics]) => c.fetch({ node, topics })));
+    const responses = await Promise.all([...byNode].map(([node, topics]) => c().fetch({ node, topics })));
     for (const response of responses) {
       for (const t of response.responses) {
         const topic = names.get(t.topicId);
@@ -470,7 +528,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
         if (!running) return;
         if (await resetOutOfRange(e).catch(() => false)) continue;
         // Leaders move, brokers restart: back off and fetch again from the same positions, as kafkajs restarts.
-        c.clearMetadata();
+        c().clearMetadata();
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures++, 6)));
       }
     }
@@ -478,9 +536,10 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
 
   return {
     async start(handler) {
-      for (const t of o.topics) c.topics.track(t);
-      c.on("consumer:group:join", (payload) => onJoin(payload.assignments ?? []));
-      await c.joinGroup({});
+      await load();
+      for (const t of o.topics) c().topics.track(t);
+      c().on("consumer:group:join", (payload) => onJoin(payload.assignments ?? []));
+      await c().joinGroup({});
       await positioning;
       running = true;
       loop = run(handler);
@@ -499,7 +558,8 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       poke();
     },
     async commit(offsets) {
-      await c.commit({ offsets: offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: BigInt(x.offset), leaderEpoch: -1 })) });
+      await load();
+      await c().commit({ offsets: offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: BigInt(x.offset), leaderEpoch: -1 })) });
     },
     onPositionAdvanced(listener) {
       advanced.push(listener);
@@ -511,7 +571,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       running = false;
       poke();
       await loop;
-      await c.close(true);
+      await consumer?.close(true);
     },
   };
 }
@@ -528,6 +588,7 @@ function messagesOf(
   from: number,
   readCommitted: boolean,
 ): KafkaMessage[] {
+  const { IS_CONTROL, IS_TRANSACTIONAL } = lib();
   const pending = readCommitted ? [...aborted].sort((x, y) => (x.firstOffset < y.firstOffset ? -1 : x.firstOffset > y.firstOffset ? 1 : 0)) : [];
   let nextAborted = 0;
   const abortedProducers = new Set<bigint>();
@@ -560,14 +621,19 @@ function messagesOf(
 }
 
 function transactionalProducer(base: Base, o: TransactionalProducerOptions): KafkaTransactionalProducer {
-  const producer = new Producer({
-    ...base,
-    idempotent: true,
-    transactionalId: o.transactionalId,
-    // The library sends its request timeout as the transaction timeout in InitProducerId.
-    timeout: o.transactionTimeoutMs ?? 60_000,
-    partitioner: compatibilityPartitioner,
-  });
+  /** Made by the first connect() or begin(), once the library is loaded. */
+  let made: Producer | undefined;
+  const producer = async (): Promise<Producer> => {
+    const { Producer, compatibilityPartitioner } = await load();
+    return (made ??= new Producer({
+      ...base,
+      idempotent: true,
+      transactionalId: o.transactionalId,
+      // The library sends its request timeout as the transaction timeout in InitProducerId.
+      timeout: o.transactionTimeoutMs ?? 60_000,
+      partitioner: compatibilityPartitioner,
+    }));
+  };
   let tx: Transaction | undefined;
   /** Records were sent in `tx`, so the broker has a transaction to end. */
   let sent = false;
@@ -592,16 +658,17 @@ function transactionalProducer(base: Base, o: TransactionalProducerOptions): Kaf
     async connect() {
       // InitProducerId as a new incarnation (-1/-1): fences older producers of this transactional id and aborts
       // what they left open. The library needs a transaction object to do it; nothing is sent in it.
-      const t = await producer.beginTransaction({ producerId: -1n, producerEpoch: -1 });
+      const t = await (await producer()).beginTransaction({ producerId: -1n, producerEpoch: -1 });
       await t.cancel();
     },
     async begin(newEpoch) {
-      const t = await producer.beginTransaction();
+      const p = await producer();
+      const t = await p.beginTransaction();
       tx = t;
       sent = false;
       if (newEpoch) {
         // Bump the epoch of this producer id (KIP-360): a late EndTxn for an earlier handle is then fenced.
-        await producer.initIdempotentProducer({ producerId: producer.producerId as bigint, producerEpoch: producer.producerEpoch as number });
+        await p.initIdempotentProducer({ producerId: p.producerId as bigint, producerEpoch: p.producerEpoch as number });
       }
     },
     get inTransaction() {
@@ -625,8 +692,8 @@ function transactionalProducer(base: Base, o: TransactionalProducerOptions): Kaf
       return (result.offsets ?? []).map((x) => ({ partition: x.partition, baseOffset: Number(x.offset) }));
     },
     handle() {
-      const producerId = producer.producerId;
-      const producerEpoch = producer.producerEpoch;
+      const producerId = made?.producerId;
+      const producerEpoch = made?.producerEpoch;
       if (producerId === undefined || producerEpoch === undefined) throw new Error(`kafka producer ${o.transactionalId} is not connected`);
       return { transactionalId: o.transactionalId, producerId: String(producerId), producerEpoch };
     },
@@ -634,7 +701,7 @@ function transactionalProducer(base: Base, o: TransactionalProducerOptions): Kaf
     abort: () => finish(false),
     async disconnect() {
       tx = undefined;
-      await producer.close(true);
+      await made?.close(true);
     },
   };
 }
