@@ -186,9 +186,11 @@ export const CEP_OVERFLOW: OutputTag<DroppedPartialMatch> = outputTag("cep-overf
  * const options: MatchOptions = { uid: "alerts-v2", time: "processing", maxPartialMatches: 1_000, onLimit: "fail" };
  * const events = fromIterable([{ k: "a", v: 1 }]);
  * const results = match(events.keyBy((e) => e.k), pattern<{ k: string; v: number }>().begin("x"), options);
+ * // In event time, records of a key with the same timestamp can be put in order: here the lower v first.
+ * const ordered = match(events.keyBy((e) => e.k), pattern<{ k: string; v: number }>().begin("x"), { comparator: (a, b) => a.v - b.v });
  * ```
  */
-export interface MatchOptions {
+export interface MatchOptions<E = unknown> {
   /** Stable operator id for the matcher's state. */
   readonly uid?: string;
   /** "event" (default): sort by event time, time out on watermarks. "processing": match on arrival. */
@@ -199,6 +201,12 @@ export interface MatchOptions {
   readonly onLimit?: LimitPolicy;
   /** Side output for late records. Default "late". */
   readonly lateTag?: string;
+  /**
+   * Orders records of a key with equal timestamps before they are matched (event time only), like
+   * FlinkCEP's EventComparator: a negative result puts `a` first. Records it ranks equal keep their arrival
+   * order. A comparator that throws is a user error on the record (dead-lettered or failing the job).
+   */
+  comparator?(a: E, b: E): number;
 }
 
 const optionsSchema = z.strictObject({
@@ -207,7 +215,12 @@ const optionsSchema = z.strictObject({
   maxPartialMatches: z.number().int().positive().optional(),
   onLimit: z.enum(["drop-oldest", "reject-new", "fail"]).optional(),
   lateTag: z.string().min(1).optional(),
-});
+  comparator: z.custom<(a: unknown, b: unknown) => number>((f) => typeof f === "function", "a function (a, b) => number").optional(),
+})
+  .refine((o) => o.comparator === undefined || o.time !== "processing", {
+    message: 'a comparator orders records with equal event timestamps; it cannot be used with time: "processing", which matches records on arrival',
+    path: ["comparator"],
+  });
 
 // The key under which a stream that is not keyed is matched.
 const GLOBAL: Key = "\u0000global";
@@ -230,7 +243,7 @@ const GLOBAL: Key = "\u0000global";
  * @param options time mode, limits, uid
  * @returns completed and timed-out matches
  */
-export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E, S, string>, options: MatchOptions = {}): Stream<PatternResult<E, S>> {
+export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E, S, string>, options: MatchOptions<NoInfer<E>> = {}): Stream<PatternResult<E, S>> {
   const o = validate(optionsSchema, options, "match");
   const ctx = input.job.operator("cep", o.uid);
   return input.transform(matchElements<E, S>(ctx, pattern, options));
@@ -252,13 +265,14 @@ export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E,
 export function matchElements<E, S extends string>(
   ctx: OperatorContext,
   pattern: Pattern<E, S, string>,
-  options: MatchOptions = {},
+  options: MatchOptions<NoInfer<E>> = {},
 ): (source: Observable<Element<E>>) => Observable<Element<PatternResult<E, S>>> {
   const nfa: Nfa = compile(pattern.spec, pattern.conditions);
   const eventTime = (options.time ?? "event") === "event";
   const limit = options.maxPartialMatches ?? 10_000;
   const policy = options.onLimit ?? "drop-oldest";
   const lateTag = options.lateTag ?? LATE_DATA.id;
+  const comparator = options.comparator;
   const m = ctx.metrics;
   const partials = ctx.state.table<KeyNfaState>(ctx.id, "partials");
   // Per key: timestamps and values of the records the watermark has not passed yet, sorted by timestamp.
@@ -433,10 +447,18 @@ export function matchElements<E, S extends string>(
         buf = { t: [ts], v: [e.value] };
         pendingHeap.push(ts, k);
       } else {
-        // Keep the buffer sorted by timestamp, stable for equal timestamps (arrival order).
+        // Keep the buffer sorted by timestamp, then by the comparator, stable (arrival order) for ties.
         const { t, v } = buf;
         let i = t.length;
         while (i > 0 && t[i - 1]! > ts) i--;
+        if (comparator !== undefined && i > 0 && t[i - 1] === ts) {
+          try {
+            while (i > 0 && t[i - 1] === ts && comparator(v[i - 1]!, e.value) > 0) i--;
+          } catch (err) {
+            handleUserError(ctx, downstream, record(e.value, ts, userKey(k)), err);
+            return;
+          }
+        }
         if (i === t.length) {
           t.push(ts);
           v.push(e.value);

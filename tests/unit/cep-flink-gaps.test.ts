@@ -2,7 +2,8 @@
 // construction, or its own test suite where it has the case), run through Gress.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { compile, match, type Pattern, type PatternResult, pattern } from "../../cep/index.ts";
+import { compile, type MatchOptions, match, type Pattern, type PatternResult, pattern } from "../../cep/index.ts";
+import { DEAD_LETTERS, isGressError } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
 
 /** An event "a4" is name "a", price 4; "a4#2" another one like it; "x" has price 0. */
@@ -197,5 +198,60 @@ describe("within(ms, \"step\") on a notFollowedBy that ends the pattern", () => 
     assert.throws(() => compileSpec(mid), /only supported on a notFollowedBy that ends the pattern/);
     const nn = pattern<Ev>().begin("a").where(named("a")).notNext("x").where(named("x")).within(5, "step").followedBy("b").where(named("b"));
     assert.throws(() => compileSpec(nn), /only supported on a notFollowedBy that ends the pattern/);
+  });
+});
+
+describe("comparator: orders records with equal timestamps, as FlinkCEP's EventComparator", () => {
+  const ab = () => pattern<Ev>().begin("a").where(named("a")).next("b").where(named("b"));
+  const run = (options: MatchOptions<Ev>, input: [string, number][]): { out: string[]; dead: Ev[] } => {
+    const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, ab(), options));
+    for (const [id, t] of input) d.pipeInput(ev(id), t);
+    d.endInput();
+    const out = d.readOutput().map((r) => `${(r.events.a ?? []).map((e) => e.id)} ${(r.events.b ?? []).map((e) => e.id)}`);
+    return { out, dead: d.readSideOutput(DEAD_LETTERS) as Ev[] };
+  };
+  const byName = (x: Ev, y: Ev): number => x.name.localeCompare(y.name);
+  it("b and a at the same time: arrival order gives no a-next-b match, the comparator puts a first", () => {
+    const input: [string, number][] = [
+      ["b1", 5],
+      ["a1", 5],
+      ["x", 6],
+    ];
+    assert.deepEqual(run({}, input).out, []);
+    assert.deepEqual(run({ comparator: byName }, input).out, ["a1 b1"]);
+  });
+  it("orders only within a timestamp, and records it ranks equal keep their arrival order", () => {
+    // b#1 at 4 stays before a#1 at 5; at 5 the a's come first in arrival order (a1 then a2), then b2.
+    const input: [string, number][] = [
+      ["b1", 4],
+      ["b2", 5],
+      ["a2", 5],
+      ["a1", 5],
+    ];
+    assert.deepEqual(run({ comparator: byName }, input).out, ["a1 b2"]);
+    const reversed: [string, number][] = [
+      ["b1", 4],
+      ["b2", 5],
+      ["a1", 5],
+      ["a2", 5],
+    ];
+    assert.deepEqual(run({ comparator: byName }, reversed).out, ["a2 b2"]);
+  });
+  it("a comparator that throws sends the record to dead letters, and the others are matched", () => {
+    const picky = (x: Ev, y: Ev): number => {
+      if (x.name === "z" || y.name === "z") throw new Error("cannot compare z");
+      return byName(x, y);
+    };
+    const r = run({ comparator: picky }, [
+      ["b1", 5],
+      ["z", 5],
+      ["a1", 5],
+    ]);
+    assert.deepEqual(r.dead.map((e) => e.id), ["z"]);
+    assert.deepEqual(r.out, ["a1 b1"]);
+  });
+  it("with time: \"processing\" it is rejected: records are matched on arrival there", () => {
+    const d = () => new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, ab(), { time: "processing", comparator: byName }));
+    assert.throws(d, (e: unknown) => isGressError(e, "ERR_CONFIG") && /comparator/.test((e as Error).message));
   });
 });
