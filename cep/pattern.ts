@@ -645,6 +645,10 @@ export function validatePattern(spec: PatternSpec): void {
     steps.forEach((st, i) => {
       const q = st.quantifier;
       if (typeof st.name !== "string" || st.name.length === 0) throw new PatternError("every step needs a non-empty name");
+      if (typeof q !== "object" || q === null || !Number.isInteger(q.min) || q.min < 1 || (q.max !== null && (!Number.isInteger(q.max) || q.max < q.min))) {
+        // A spec read from JSON: times(0, m) is written { min: 1, max: m, optional: true }.
+        throw new PatternError(`step "${st.name}": the quantifier needs integers 1 ≤ min ≤ max (max null: unbounded), got ${JSON.stringify(q)}`);
+      }
       if (st.group === undefined) {
         if (names.has(st.name)) throw new PatternError(`step name "${st.name}" is used twice; names must be unique`);
         names.add(st.name);

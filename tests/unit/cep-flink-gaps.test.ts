@@ -2,7 +2,7 @@
 // construction, or its own test suite where it has the case), run through Gress.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { compile, type MatchOptions, match, type Pattern, type PatternResult, pattern } from "../../cep/index.ts";
+import { compile, type MatchOptions, match, Pattern, type PatternResult, pattern } from "../../cep/index.ts";
 import { DEAD_LETTERS, isGressError } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
 
@@ -253,5 +253,20 @@ describe("comparator: orders records with equal timestamps, as FlinkCEP's EventC
   it("with time: \"processing\" it is rejected: records are matched on arrival there", () => {
     const d = () => new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, ab(), { time: "processing", comparator: byName }));
     assert.throws(d, (e: unknown) => isGressError(e, "ERR_CONFIG") && /comparator/.test((e as Error).message));
+  });
+});
+
+describe("a pattern read from JSON with a quantifier the builder cannot produce", () => {
+  it("min 0 or max below min is rejected with a PatternError naming the step, not compiled into other counts", () => {
+    const spec = (quantifier: unknown) => ({
+      version: 1,
+      steps: [{ name: "a", kind: "relaxed", where: { field: "name", op: "==", value: "a" }, quantifier }],
+      skip: { kind: "noSkip" },
+    });
+    const q = { min: 1, max: 2, optional: false, greedy: false, inner: "relaxed" };
+    assert.doesNotThrow(() => Pattern.fromJSON<Ev>(spec(q)));
+    for (const bad of [{ ...q, min: 0 }, { ...q, min: 3 }, { ...q, max: 1.5 }, null]) {
+      assert.throws(() => Pattern.fromJSON<Ev>(spec(bad)), (e: unknown) => isGressError(e, "ERR_PATTERN") && /step "a": the quantifier needs/.test((e as Error).message));
+    }
   });
 });
