@@ -8,6 +8,18 @@
  * a sink failure: `write` throws a {@link BadRecordError} synchronously, before it changed anything, and the
  * sink operator sends that record to dead letters and goes on (or fails the job, under the policy "fail").
  * {@link encodeRecord} does the wrapping for a sink's per-record functions.
+ *
+ * Lifecycle: `open → write* (→ preCommit → commit | abort)* → flush → close` for a bounded input; a job that
+ * fails or is cancelled skips `flush`. After a restart the same object goes through it again: `close()`, then
+ * recovery (`commit` or `abort` of the restored checkpoint's pending transactions, with their handles, before
+ * `open`), then `open()` and the replay from that checkpoint. So:
+ *
+ * - `close()` releases every connection, server, timer and in-flight retry of the run, and may come while
+ *   `open()` is still under way (it then releases what `open` acquired).
+ * - `open()` after `close()` must work as the first one: a new connection, nothing buffered from the failed
+ *   run (its records are replayed), no failure of that run remembered, a server bound to the same port again.
+ * - State that the replay depends on (the counter behind generated ids) comes from the restored
+ *   checkpoint's handle through `commit`, or starts over when there is none — never from the failed run.
  * @module
  */
 import type { StreamRecord } from "./element.ts";
@@ -52,12 +64,13 @@ export interface CommitAborted {
  */
 export interface Sink<T> {
   readonly name: string;
-  /** Called once before the first write. */
+  /** Called before the first write; again after close() when the job restarts (see the module header). */
   open?(ctx?: SinkContext): void | Promise<void>;
   /** Writes one value. The returned promise resolves when the sink accepted it. */
   write(value: T, record: StreamRecord<T>): void | Promise<void>;
   /** Called after the last write of a bounded input, before close. */
   flush?(): void | Promise<void>;
+  /** Releases the run's resources (also while open() is under way); open() may follow on a restart. */
   close?(): void | Promise<void>;
   /** Two-phase commit: make everything written so far ready to commit under `checkpointId`. */
   preCommit?(checkpointId: number): Promise<unknown>;

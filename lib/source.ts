@@ -4,6 +4,24 @@
  * position per split, open from a position, and are acknowledged up to a position once a checkpoint that
  * contains it is durable.
  *
+ * Lifecycle: `open → (pause/resume)* → close`, and after a restart `open` again on the same object:
+ *
+ * - `open(ctx, from)` starts a run. `from` holds the positions to start at: the restored checkpoint's (after
+ *   a restart, the last completed checkpoint's), else the `from` option of `job.source`, else none — then the
+ *   source starts at its configured start. It may resolve before the input ends (a server that listens).
+ * - `pause()` / `resume()` may come at any time, also before `open` settles; `ctx.paused` tells the state
+ *   at open.
+ * - `close()` ends the run: stop emitting, release every connection, server, port, file and timer. It may
+ *   come while `open` is still under way (the job failed or was cancelled meanwhile): it then waits for
+ *   `open`, and releases what `open` acquired; `open` must go no further once it sees the close.
+ * - `open` again after `close` (a restart, see the job's `restart` option) must work as the first `open`:
+ *   reset in `open` whatever `close` ended (the closed flag, buffers, counters, the server), start from the
+ *   `from` it is now given (not from where the closed run was), and ignore late callbacks of the closed run
+ *   (a read or a message that arrives after close). The job calls `open` only after the previous `close`
+ *   settled (or `closeTimeoutMs` passed: so `open` should wait for a close still releasing). A source that
+ *   serves senders (HTTP, WebSocket) binds the same port again. `positions()` called while the new run opens
+ *   must report where that run starts, never the closed run's position.
+ *
  * Flow control: the job calls `pause()` when downstream is under pressure and `resume()` when it is not.
  * A source must stop emitting promptly while paused (the generator checks before every record).
  * @module
@@ -156,7 +174,10 @@ export function timestampOf<V, X>(ctx: SourceContext<V>, value: V, fn: (value: V
 export interface Source<T> {
   /** Unique within the job; used in metrics and checkpoints. */
   readonly name: string;
-  /** Starts producing, from `from` if given (after a restore), else from the source's configured start. */
+  /**
+   * Starts producing (a run), from `from` if given (after a restore), else from the source's configured start.
+   * Called again after close() when the job restarts: see the lifecycle in the module header.
+   */
   open(ctx: SourceContext<T>, from?: Positions): void | Promise<void>;
   /** Stop emitting until resume(). */
   pause(): void;
@@ -166,6 +187,6 @@ export interface Source<T> {
   positions?(): Positions;
   /** Tells the upstream system that everything before `positions` is safely checkpointed. */
   ack?(positions: Positions): Promise<void>;
-  /** Releases resources. */
+  /** Ends the run and releases its resources (also while open() is under way); open() may follow. */
   close(): void | Promise<void>;
 }

@@ -5,6 +5,10 @@
  * byte offset and the reason; it is never dropped silently, and it does not stop the job. A last line without
  * a final newline is read as a line. A close() during open() closes the file open() was opening.
  *
+ * Opened again after close() (a restart), it starts over from the `from` position it is given (the
+ * restored checkpoint's byte offset), or from the start of the file without one: a read still in flight for
+ * the closed run is discarded, and the file is opened anew once the previous close() released it.
+ *
  * @example
  * ```ts
  * job.source(fileSource<Order>({ path: "orders.ndjson", timestamp: (o) => o.at }))
@@ -102,6 +106,10 @@ export class FileSource<T> implements Source<T> {
   #scheduled = false;
   #reading = false;
   #acked = 0;
+  /** Counts open() calls: a read or timer of an earlier (closed) run sees a different number and stops. */
+  #run = 0;
+  /** The last close(): the next open() waits for it, so that one run's handle is released before the next. */
+  #closing: Promise<void> = Promise.resolve();
 
   constructor(options: FileSourceOptions<T>) {
     const o = validate(schema, options, "fileSource");
@@ -115,15 +123,25 @@ export class FileSource<T> implements Source<T> {
   }
 
   async open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
-    this.#ctx = ctx;
     const pos = from?.[this.name];
-    if (pos !== undefined) {
-      if (typeof pos !== "number" || !Number.isInteger(pos) || pos < 0) {
-        throw new SourceError(`file source "${this.name}": position must be a byte offset (a non-negative integer), got ${JSON.stringify(pos)}`);
-      }
-      this.#offset = pos;
-      this.#acked = pos;
+    if (pos !== undefined && (typeof pos !== "number" || !Number.isInteger(pos) || pos < 0)) {
+      throw new SourceError(`file source "${this.name}": position must be a byte offset (a non-negative integer), got ${JSON.stringify(pos)}`);
     }
+    // Everything a previous run (closed by a restart) left is reset: this run starts at `from` or at byte 0.
+    const run = ++this.#run;
+    this.#closed = false;
+    await this.#closing;
+    // Closed again while the previous close() was finishing.
+    if (this.#closed || run !== this.#run) return;
+    this.#ctx = ctx;
+    this.#paused = ctx.paused;
+    this.#scheduled = false;
+    this.#reading = false;
+    this.#eof = false;
+    this.#buf = new Uint8Array(0);
+    this.#start = 0;
+    this.#offset = pos ?? 0;
+    this.#acked = pos ?? 0;
     this.#opening = open(this.#path, "r");
     let file: FileHandle;
     try {
@@ -132,7 +150,7 @@ export class FileSource<T> implements Source<T> {
       throw new SourceError(`file source "${this.name}": cannot open "${this.#path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     // Closed while the file was opening (the job failed or was cancelled): close() closes this handle.
-    if (this.#closed) return;
+    if (this.#closed || run !== this.#run) return;
     this.#file = file;
     this.#pump();
   }
@@ -156,8 +174,13 @@ export class FileSource<T> implements Source<T> {
   get acked(): number {
     return this.#acked;
   }
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
+    this.#closing = this.#release();
+    return this.#closing;
+  }
+
+  async #release(): Promise<void> {
     const f = this.#file ?? (await this.#opening?.catch(() => undefined));
     this.#file = undefined;
     this.#opening = undefined;
@@ -167,7 +190,9 @@ export class FileSource<T> implements Source<T> {
   #schedule(): void {
     if (this.#scheduled || this.#closed) return;
     this.#scheduled = true;
+    const run = this.#run;
     setTimeout(() => {
+      if (run !== this.#run) return;
       this.#scheduled = false;
       this.#pump();
     }, 0);
@@ -231,9 +256,12 @@ export class FileSource<T> implements Source<T> {
     const rest = this.#buf.subarray(this.#start);
     const chunk = new Uint8Array(rest.length + Math.max(this.#chunk, rest.length));
     chunk.set(rest);
+    const run = this.#run;
     file
       .read(chunk, rest.length, chunk.length - rest.length, this.#offset + rest.length)
       .then(({ bytesRead }) => {
+        // Read for a run that was closed (and perhaps opened again since): not this run's bytes.
+        if (run !== this.#run || this.#closed) return;
         this.#reading = false;
         this.#buf = chunk.subarray(0, rest.length + bytesRead);
         this.#start = 0;
@@ -241,6 +269,7 @@ export class FileSource<T> implements Source<T> {
         this.#pump();
       })
       .catch((err: unknown) => {
+        if (run !== this.#run) return;
         this.#reading = false;
         if (!this.#closed) this.#ctx?.fail(new SourceError(`file source "${this.name}": read failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
       });
