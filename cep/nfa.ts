@@ -147,7 +147,8 @@ export class NfaRunner {
         continue;
       }
       kept ??= ks.p.slice(0, i);
-      const deadline = prev ? p.pt + byStep : p.st + this.#within;
+      // Both bounds may have passed by now: the match ended at the earlier one.
+      const deadline = Math.min(first ? p.st + this.#within : Number.POSITIVE_INFINITY, prev ? p.pt + byStep : Number.POSITIVE_INFINITY);
       if (this.#states[p.s]!.type === "pending") {
         // An absence at the end of the pattern: the time bound passed without the forbidden event. The
         // match is stamped with the moment it became certain.

@@ -270,3 +270,25 @@ describe("a pattern read from JSON with a quantifier the builder cannot produce"
     }
   });
 });
+
+describe("an absence bounded by both the pattern's within and its own", () => {
+  it("completes at whichever bound comes first, even when one watermark passes both", () => {
+    const p = pattern<Ev>()
+      .begin("a")
+      .where(named("a"))
+      .followedBy("b")
+      .where(named("b"))
+      .notFollowedBy("x")
+      .where(named("x"))
+      .within(10, "step")
+      .within(20);
+    const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, p));
+    // From a at 1 the match must end by 21; from b at 15 the absence would last until 25.
+    d.pipeInput(ev("a1"), 1).pipeInput(ev("b1"), 15);
+    d.advanceWatermark(100);
+    assert.deepEqual(
+      d.readOutput().map((r) => (r.kind === "match" ? r.end : -1)),
+      [21],
+    );
+  });
+});
