@@ -122,11 +122,11 @@ export async function startPrivateKafka(advertisedPort: number): Promise<Private
   );
   const java = process.env.JAVA_HOME !== undefined ? join(process.env.JAVA_HOME, "bin", "java") : "java";
   const cp = `${libs}/*`;
-  const clusterId = Buffer.from(Array.from({ length: 16 }, () => Math.floor(Math.random() * 256)))
-    .toString("base64")
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .slice(0, 22);
+  // A random 16-byte id in URL-safe base64 (22 characters). Its first character is made a letter (the top 6
+  // bits of the first byte), or StorageTool would take an id starting with "-" for an option.
+  const id = Array.from({ length: 16 }, () => Math.floor(Math.random() * 256));
+  id[0] = (Math.floor(Math.random() * 52) << 2) | (id[0]! & 3);
+  const clusterId = Buffer.from(id).toString("base64").replace(/\+/g, "-").replace(/\//g, "_").slice(0, 22);
   execFileSync(java, ["-Xmx256m", `-Dlog4j.configuration=file:${log4j}`, "-cp", cp, "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", props], {
     stdio: "ignore",
   });
