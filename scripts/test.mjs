@@ -3,6 +3,7 @@
 // ends with one line "N passed, N failed". Exits non-zero if any runtime fails or runs no test.
 //
 //   node scripts/test.mjs [--runtime node|bun|deno]... [--suite unit|property|crash|integration|faults]...
+//                         [--match REGEXP] [--exclude REGEXP]   (only the test files whose path matches / not)
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,9 +22,14 @@ function files(dir) {
     return statSync(p).isDirectory() ? files(p) : p.endsWith(".test.ts") ? [p] : [];
   });
 }
-const testFiles = suites.flatMap((s) => files(join("tests", s))).sort();
+const match = pick("--match").map((r) => new RegExp(r));
+const exclude = pick("--exclude").map((r) => new RegExp(r));
+const testFiles = suites
+  .flatMap((s) => files(join("tests", s)))
+  .filter((f) => match.every((r) => r.test(f)) && !exclude.some((r) => r.test(f)))
+  .sort();
 if (testFiles.length === 0) {
-  console.error(`no test files in ${suites.join(", ")}`);
+  console.error(`no test files in ${suites.join(", ")}${match.length + exclude.length > 0 ? " matching --match/--exclude" : ""}`);
   console.log("0 passed, 1 failed");
   process.exit(1);
 }
