@@ -3,6 +3,8 @@
  *
  * - `write` adds a record to the current batch; batches are sent inside the open transaction, and the write's
  *   promise resolves once its batch is acknowledged by the brokers (so pressure flows back to the job).
+ *   One produce request is out at a time; the writes made meanwhile gather into the next batch (up to
+ *   `batchSize`), so on a slow link the requests grow instead of queueing one tiny request per event-loop turn.
  * - `preCommit(id)` seals the open transaction and returns its handle `{ transactionalId, producerId,
  *   producerEpoch, records, marker }` — the checkpoint stores it (undefined when nothing was written).
  *   Records written after it are held until the sealed transaction is committed (a producer has one open
@@ -179,6 +181,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   let chain: Promise<void> = Promise.resolve();
   let batch: Pending | undefined;
   let scheduled = false;
+  /** Batches handed to the producer and not yet acknowledged. While there are any, writes gather in `batch`. */
+  let sending = 0;
   /** The sealed (pre-committed) transaction and the gate that holds new sends until it is finished. */
   let sealed: { id: number; handle: KafkaSinkHandle; release: () => void } | undefined;
   let gate: Promise<void> = Promise.resolve();
@@ -200,6 +204,7 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
     return p;
   };
   const sendBatch = (b: Pending): void => {
+    sending++;
     void run(async () => {
       await gate;
       const p = producer;
@@ -216,20 +221,42 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
         await p.commit();
         sentInTxn = 0;
       }
-    }).then(b.resolve, (err: unknown) => {
-      // The job fails on this error: disconnect now rather than at close() (without aborting: a sealed
-      // transaction may still be committed by recovery).
-      const p = producer;
-      producer = undefined;
-      void p?.disconnect().catch(() => undefined);
-      b.reject(err);
-    });
+    }).then(
+      () => {
+        sent();
+        b.resolve();
+      },
+      (err: unknown) => {
+        sent();
+        // The job fails on this error: disconnect now rather than at close() (without aborting: a sealed
+        // transaction may still be committed by recovery).
+        const p = producer;
+        producer = undefined;
+        void p?.disconnect().catch(() => undefined);
+        b.reject(err);
+      },
+    );
+  };
+  /** A batch was acknowledged (or failed): send what gathered meanwhile as the next request. */
+  const sent = (): void => {
+    // A late answer for a run before a restart (open() zeroed the count) must not go negative.
+    if (sending > 0) sending--;
+    if (sending === 0 && batch !== undefined) flushBatch();
   };
   const flushBatch = (): void => {
     scheduled = false;
     const b = batch;
     batch = undefined;
     if (b !== undefined) sendBatch(b);
+  };
+  /**
+   * The end of an event-loop turn: send the batch now unless a request is still on its way. Then the writes
+   * keep gathering until its answer comes (as Kafka's producer accumulates while its in-flight requests are
+   * out), so a slow round trip makes the batches bigger, not the queue of small ones longer.
+   */
+  const lingerDone = (): void => {
+    scheduled = false;
+    if (sending === 0) flushBatch();
   };
 
   /** Commits or aborts a pre-committed transaction: our own sealed one directly, else by its handle. */
@@ -295,6 +322,7 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       usedEpoch = false;
       batch = undefined;
       scheduled = false;
+      sending = 0;
       const c = getClient();
       await prepare(c, ctx);
       producer = c.transactionalProducer({ transactionalId, transactionTimeoutMs });
@@ -323,7 +351,7 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       else if (!scheduled) {
         // Everything written in this turn of the event loop goes into one produce request.
         scheduled = true;
-        queueMicrotask(flushBatch);
+        queueMicrotask(lingerDone);
       }
       return b.done;
     },

@@ -227,6 +227,35 @@ describe("fault injection: Kafka (private broker behind a proxy)", () => {
     });
   });
 
+  it("500 ms latency each way on every connection of the job: checkpoints take longer than their interval, none fails", { timeout: 180_000 }, async (t) => {
+    // From the job's start: its group join, InitProducerId and every transaction pay the round trips. Each
+    // checkpoint needs several (marker, EndTxn, InitProducerId, AddPartitionsToTxn, produce: about 15 s here),
+    // far above the 300 ms interval, so the next one starts when the previous completes.
+    proxy.setLatency(500);
+    try {
+      await run({
+        name: "500 ms latency each way",
+        count: 1000,
+        keys: 7,
+        ratePerSecond: 1500,
+        // One run, given well over the ~35 s it needs once started: a job that stalls fails here, not at the test timeout.
+        drive: { maxRuns: 1, runTimeoutMs: 100_000 },
+        // Every chunk the proxy held back, both ways.
+        faults: () => proxy.faults.delayed,
+        minFaults: 50,
+        signal: t.signal,
+        // Latency alone is no failure: no restart, no checkpoint given up.
+        check: (runs) => {
+          assert.equal(runs.restartsInJob, 0, `no restart in the job:\n${runs.stdout.join("\n").slice(-2000)}`);
+          assert.doesNotMatch(runs.stderr.join("\n"), /did not complete within|checkpoint \d+ failed/);
+        },
+      });
+    } finally {
+      // run() takes the latency away when it returns, not when it throws: the next scenarios need it gone.
+      proxy.setLatency(0);
+    }
+  });
+
   it("connection resets during fetch requests", { timeout: 180_000 }, async (t) => {
     onRequests(API.fetch, [2, 4, 6], "reset");
     await run({ name: "resets during fetch", count: 6000, keys: 7, ratePerSecond: 1500, drive: {}, faults: resetsAndCuts, minFaults: 3, signal: t.signal });
