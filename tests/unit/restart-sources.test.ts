@@ -127,7 +127,7 @@ describe("a restart opens the file source again", () => {
     const seen: number[] = [];
     const { sink, writes } = failOnce(
       sinkFn<{ i: number }>("out", (v) => void seen.push(v.i)),
-      () => (writes[0] ?? 0) > 5_000,
+      (): boolean => (writes[0] ?? 0) > 5_000,
     );
     job.source(fileSource<{ i: number }>({ path, batch: 200, chunkBytes: 4096 })).sinkTo(sink);
     await runWithin(job, 30_000);
