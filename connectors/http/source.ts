@@ -13,6 +13,8 @@
  * - Bad records in an accepted batch (bad JSON line, invalid UTF-8, `__proto__`, schema violation,
  *   oversized line, nesting deeper than `maxDepth`) are logged with the batch and go to dead letters with the reason when emitted; the
  *   answer lists them (`rejected`, `errors`).
+ * - Restart: `close()` stops the server (senders get connection errors, to be retried) and closes the log;
+ *   `open()` again replays the log from the restored checkpoint, then listens again on the same port.
  *
  * @example
  * ```ts
@@ -132,7 +134,7 @@ export interface HttpSource<T> extends Source<T> {
   readonly port: number;
   readonly url: string;
   readonly counts: LoggedSource<T>["counts"];
-  /** Resolves once the server listens. */
+  /** Resolves once the server listens; after a restart closed it, once it listens again (on the same port). */
   readonly listening: Promise<void>;
 }
 
@@ -205,7 +207,9 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
   let ctxRef: SourceContext<T> | undefined;
   let port = 0;
   let markListening: () => void = () => {};
-  const listening = new Promise<void>((r) => (markListening = r));
+  let listening = new Promise<void>((r) => (markListening = r));
+  /** `listening` has resolved (the current server listens). */
+  let listened = false;
 
   const logged = new LoggedSource<T>({
     name: options.name,
@@ -228,17 +232,26 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
         const s = createServer((req, res) => void handle(req, res));
         server = s;
         s.once("error", reject);
-        s.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+        // Opened again after a restart: the same port as before, so that the senders' URL stays valid.
+        s.listen(port !== 0 ? port : (options.port ?? 0), options.host ?? "127.0.0.1", () => {
           port = (s.address() as AddressInfo).port;
+          listened = true;
           markListening();
           resolve();
         });
       }),
     onClose: () =>
       new Promise<void>((resolve) => {
-        if (server === undefined) return resolve();
-        server.close(() => resolve());
-        server.closeAllConnections?.();
+        const s = server;
+        server = undefined;
+        // A restart opens again: `listening` then waits for the new server.
+        if (listened) {
+          listened = false;
+          listening = new Promise<void>((r) => (markListening = r));
+        }
+        if (s === undefined) return resolve();
+        s.close(() => resolve());
+        s.closeAllConnections?.();
       }),
   });
 
@@ -366,7 +379,9 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
       return `http://${options.host ?? "127.0.0.1"}:${port}${path}`;
     },
     counts: logged.counts,
-    listening,
+    get listening() {
+      return listening;
+    },
     ...loggedSourceMethods(logged),
   };
 }

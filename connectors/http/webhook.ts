@@ -7,8 +7,14 @@
  * A value without a body (the body function or JSON.stringify throws, or there is no JSON of it) is refused
  * by `write` with a BadRecordError and goes to dead letters.
  *
- * The default key is `<sink name>-<n>` with `n` the write's ordinal in this run; give `idempotencyKey`
- * (a function of the record, for example its id and window end) for keys that are stable across restarts.
+ * The default key is `<sink name>-<n>` with `n` the write's ordinal. With checkpoints, `n` is in the
+ * checkpoint and recovery (also a restart inside the job) continues from the restored checkpoint's `n`, so a
+ * deterministic pipeline's replay repeats the keys the receiver has seen; without, `n` counts from 1 at every
+ * start. Give `idempotencyKey` (a function of the record, for example its id and window end) for keys that do
+ * not depend on the order of the writes. Delivery is at least once: the receiver drops the duplicates.
+ *
+ * `close()` (the job ended or a restart tears it down) abandons the deliveries still retrying, so that no
+ * request or timer of a closed run is left; the restarted run's replay sends them again.
  *
  * @example
  * ```ts
@@ -102,20 +108,26 @@ export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { read
   const timeout = options.timeoutMs ?? 10_000;
   const counts: WebhookCounts = { delivered: 0, retries: 0 };
   let ordinal = 0;
+  /** Recovery restored `ordinal` from a checkpoint in this run (later commits leave it alone). */
+  let restored = false;
+  /** Aborted by close(): the requests and retry waits of that run end. open() starts a new one. */
+  let run = new AbortController();
   const fail = (message: string, cause?: unknown): SinkError =>
     new SinkError(`webhook sink "${options.name}" (${options.url}): ${message}`, { cause, details: { sink: options.name } });
 
   /** Posts one body, retrying as the module header says. */
   const deliver = async (key: string, body: string): Promise<void> => {
+    const closed = run.signal;
     let lastProblem = "";
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       let retryAfterMs: number | undefined;
       try {
+        if (closed.aborted) throw fail("closed before the delivery succeeded");
         const res = await fetch(options.url, {
           method: "POST",
           headers: { "content-type": "application/json", "idempotency-key": key, ...options.headers },
           body,
-          signal: AbortSignal.timeout(timeout),
+          signal: AbortSignal.any([closed, AbortSignal.timeout(timeout)]),
         });
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) {
@@ -128,12 +140,21 @@ export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { read
         if (Number.isFinite(ra) && ra >= 0) retryAfterMs = ra * 1000;
       } catch (e) {
         if (e instanceof SinkError) throw e;
+        if (closed.aborted) throw fail("closed before the delivery succeeded", e);
         lastProblem = e instanceof Error ? e.message : String(e);
       }
       if (attempt === maxAttempts) break;
       counts.retries++;
       const backoff = Math.min(maxDelay, base * 2 ** (attempt - 1));
-      await new Promise((r) => setTimeout(r, Math.min(maxDelay, retryAfterMs ?? backoff)));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(done, Math.min(maxDelay, retryAfterMs ?? backoff));
+        function done(): void {
+          clearTimeout(timer);
+          closed.removeEventListener("abort", done);
+          r();
+        }
+        closed.addEventListener("abort", done);
+      });
     }
     throw fail(`gave up after ${maxAttempts} attempts, last: ${lastProblem}`);
   };
@@ -142,12 +163,34 @@ export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { read
   return {
     name: options.name,
     counts,
+    open() {
+      if (run.signal.aborted) run = new AbortController();
+    },
     write(value, record) {
       // Synchronously: a value without a body or key throws its BadRecordError from write (dead letters).
       const body = encodeRecord("body", options.body ?? JSON.stringify, value) as string | undefined;
       if (body === undefined) throw new BadRecordError(`body failed: a ${typeof value} has no JSON form`);
       const key = keyOf === undefined ? `${options.name}-${++ordinal}` : encodeRecord("idempotencyKey", (v: T) => keyOf(v, record), value);
       return deliver(key, body);
+    },
+    async preCommit(): Promise<{ written: number }> {
+      // The writes before the barrier have been delivered (the sink operator waits for them).
+      return { written: ordinal };
+    },
+    async commit(_checkpointId, handle) {
+      // Called by recovery with the restored checkpoint's handle before this run's first write: continue that
+      // run's ordinals, so that replayed records get the keys they had. Later (normal) commits change nothing.
+      const h = handle as Partial<{ written: number }> | undefined;
+      if (restored || ordinal > 0 || typeof h?.written !== "number") return;
+      restored = true;
+      ordinal = h.written;
+    },
+    async abort() {},
+    close() {
+      run.abort();
+      // The next open (a restart) counts again from the restored checkpoint, or from 1 without one.
+      ordinal = 0;
+      restored = false;
     },
   };
 }

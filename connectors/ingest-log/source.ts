@@ -12,6 +12,12 @@
  * replayed record, or was cancelled). `open()` then stops at its next step without calling `onOpen`, and
  * `close()` waits for it before calling `onClose` and closing the log, so nothing it acquired stays open.
  *
+ * Opening again (a restart): `open()` after `close()` waits for that close to finish, reopens the log and
+ * replays it from the `from` position the job hands it (the restored checkpoint's), or from the log's start
+ * without one, then calls `onOpen` again (the connector accepts input again). Entries appended to the log
+ * but not emitted by the closed run are replayed from the log; an append of the closed run that resolves late
+ * is not emitted twice.
+ *
  * Flow control: `pressured` is true while the job paused the source, while it is replaying, while more than
  * `maxBacklog` entries wait to be emitted, or while the log holds more than `maxLogBytes`. Connectors watch
  * it (`onPressure`) and hold their senders back: WebSocket pauses its sockets, HTTP answers 429.
@@ -114,9 +120,13 @@ export class LoggedSource<T> implements Source<T> {
   #position: LogPosition | undefined;
   #live = false;
   #paused = false;
-  #closed = false;
+  /** Counts open() calls; `#closedRun` is the last run close() ended. A closed run's replay stops. */
+  #run = 0;
+  #closedRun = 0;
   #scheduled = false;
   #wasPressured = true;
+  /** The last close(): the next open() waits for it (the log and the connector's server are released first). */
+  #closing: Promise<void> = Promise.resolve();
 
   constructor(options: LoggedSourceOptions<T>) {
     this.name = options.name;
@@ -159,18 +169,38 @@ export class LoggedSource<T> implements Source<T> {
     const payloads = entries.map(encodeEntry);
     const positions = await log.append(payloads);
     this.counts.appended += entries.length;
+    // The run that appended was closed meanwhile: the entries are in the log, and the next run replays them.
+    if (log !== this.#log || this.#closed) return positions;
     for (const [i, payload] of payloads.entries()) this.#tail.push({ payload, next: positions[i] as LogPosition });
     this.#schedule();
     this.#notify();
     return positions;
   }
 
+  /** The current run was closed (or none was opened yet). */
+  get #closed(): boolean {
+    return this.#closedRun === this.#run;
+  }
+
   open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
-    this.#opening = this.#open(ctx, from);
+    // A run starts with nothing of a previous (closed) run: its tail is in the log and is replayed from `from`.
+    const run = ++this.#run;
+    this.#live = false;
+    this.#tail = [];
+    // Until the replay emits, a checkpoint records where this run starts (never the closed run's position).
+    try {
+      this.#position = from?.[this.name] !== undefined ? toLogPosition(from[this.name], `source "${this.name}" position`) : undefined;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.#opening = this.#open(ctx, from, run);
     return this.#opening;
   }
 
-  async #open(ctx: SourceContext<T>, from?: Positions): Promise<void> {
+  async #open(ctx: SourceContext<T>, from: Positions | undefined, run: number): Promise<void> {
+    // After a restart: the closed run's log and server are released first.
+    await this.#closing;
+    if (this.#stopped(ctx, run)) return;
     this.#options.beforeOpen?.(ctx);
     this.#ctx = ctx;
     // The job may have been under pressure before the source was subscribed.
@@ -181,40 +211,40 @@ export class LoggedSource<T> implements Source<T> {
     });
     this.#log = log;
     // Closed while the log was opening: close() waits for this and closes the log.
-    if (this.#closed) return;
+    if (this.#stopped(ctx, run)) return;
     const start = from?.[this.name] !== undefined ? toLogPosition(from[this.name], `source "${this.name}" position`) : log.start;
     // Replay: every retained entry is shown to onRetained (idempotency keys), those after `start` are emitted.
     const replay: { payload: Uint8Array; next: LogPosition }[] = [];
     let before = log.start;
     for await (const e of log.read()) {
-      if (this.#stopped(ctx)) return;
+      if (this.#stopped(ctx, run)) return;
       this.#options.onRetained?.(decodeEntry(e.payload), e.next);
       if (comparePositions(before, start) >= 0) replay.push({ payload: e.payload.slice(), next: e.next });
       before = e.next;
       if (replay.length >= this.#maxBacklog) {
         // Bounded memory: emit what we have before reading on.
-        await this.#emitReplay(replay.splice(0));
+        await this.#emitReplay(replay.splice(0), run);
       }
     }
-    await this.#emitReplay(replay);
+    await this.#emitReplay(replay, run);
     // The job may have failed on a replayed record (or been cancelled) meanwhile: then accepting input (an HTTP
     // server, a WebSocket listener) would start after close() and keep the process alive.
-    if (this.#stopped(ctx)) return;
-    if (this.#position === undefined) this.#position = comparePositions(start, log.start) >= 0 ? start : log.start;
+    if (this.#stopped(ctx, run)) return;
+    if (this.#position === undefined || comparePositions(this.#position, log.start) < 0) this.#position = comparePositions(start, log.start) >= 0 ? start : log.start;
     this.#live = true;
     await this.#options.onOpen?.();
     this.#notify();
   }
 
   /** Closed, or the job's stream ended (failed, cancelled): open() goes no further. */
-  #stopped(ctx: SourceContext<T>): boolean {
-    return this.#closed || ctx.ended;
+  #stopped(ctx: SourceContext<T>, run: number): boolean {
+    return this.#closedRun >= run || ctx.ended;
   }
 
-  async #emitReplay(batch: { payload: Uint8Array; next: LogPosition }[]): Promise<void> {
+  async #emitReplay(batch: { payload: Uint8Array; next: LogPosition }[], run: number): Promise<void> {
     for (const e of batch) {
-      while (this.#paused && !this.#closed) await new Promise((r) => setTimeout(r, 5));
-      if (this.#closed) return;
+      while (this.#paused && this.#closedRun < run) await new Promise((r) => setTimeout(r, 5));
+      if (this.#closedRun >= run) return;
       this.#emit(e.payload, e.next);
     }
   }
@@ -289,21 +319,27 @@ export class LoggedSource<T> implements Source<T> {
 
   async ack(positions: Positions): Promise<void> {
     const p = positions[this.name];
-    if (p === undefined || this.#log === undefined) return;
+    // A checkpoint that completes after close() truncates nothing: the next run's acks do it.
+    if (p === undefined || this.#log === undefined || this.#closed) return;
     await this.#log.truncate(toLogPosition(p, `source "${this.name}" ack`));
     this.#notify();
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+  close(): Promise<void> {
+    if (this.#closed) return this.#closing;
+    this.#closedRun = this.#run;
+    this.#live = false;
     this.#notify();
-    // A close that comes while open() is under way waits for it first (it stops at its next step, see
-    // #stopped): whatever open() started — the log, an onOpen that was already starting a server — is then
-    // there to be closed.
-    await this.#opening?.catch(() => {});
-    await this.#options.onClose?.();
-    await this.#log?.close();
+    const opening = this.#opening;
+    this.#closing = (async () => {
+      // A close that comes while open() is under way waits for it first (it stops at its next step, see
+      // #stopped): whatever open() started — the log, an onOpen that was already starting a server — is then
+      // there to be closed.
+      await opening?.catch(() => {});
+      await this.#options.onClose?.();
+      await this.#log?.close();
+    })();
+    return this.#closing;
   }
 }
 

@@ -9,7 +9,7 @@
  * without a checkpoint starts at n = 0, which also deduplicates the replay after a crash before the first
  * checkpoint; so a deliberate fresh start within the stream's duplicate window needs a new `idPrefix`.
  * Give `msgId` (a function of the record, e.g. its key and window end) when the pipeline is not
- * deterministic.
+ * deterministic. A restart (close, then open again) counts the same way: from the restored checkpoint's n.
  *
  * A value that cannot be published (its subject, body or id function throws, e.g. JSON of a cyclic value) is
  * refused by `write` with a BadRecordError, takes no id, and goes to dead letters.
@@ -99,14 +99,18 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
   let js: JetStreamClient | undefined;
   const prefix = options.idPrefix ?? options.name;
   const msgIdOf = options.msgId;
+  let opening: Promise<HeldConnection> | undefined;
   let written = 0;
   let restored = false;
   return {
     name: options.name,
     counts,
     async open() {
-      held = await holdConnection(options, options.name);
-      js = jetstream(held.nc);
+      opening = holdConnection(options, options.name);
+      const h = await opening;
+      opening = undefined;
+      held = h;
+      js = jetstream(h.nc);
     },
     write(value, record) {
       const client = js;
@@ -136,7 +140,15 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
     },
     async abort() {},
     async close() {
-      await held?.release();
+      // A restart opens the sink again: recovery's commit() then restores the restored checkpoint's id
+      // sequence, or (no checkpoint yet) the ids start again at 1, as the replay does.
+      written = 0;
+      restored = false;
+      js = undefined;
+      // A close during open() releases the connection open() was getting.
+      const h = held ?? (await opening?.catch(() => undefined));
+      held = undefined;
+      await h?.release();
     },
   };
 }

@@ -16,6 +16,11 @@
  *
  * Messages are JSON; bad bytes (invalid UTF-8, malformed JSON, `__proto__`, oversized, schema violations)
  * go to dead letters with the reason and the stream sequence, never crash the job.
+ *
+ * Both can be opened again after `close()` (a restart): each `open()` is a run of its own (a new connection,
+ * once the previous run released its own). The JetStream source recreates the consumer at the `from` it is
+ * given (the restored checkpoint's sequence) and drops the closed run's pending acks; the core source
+ * subscribes again, and emits first what the closed run had buffered but not emitted.
  * @module
  */
 import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -162,29 +167,27 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
     ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
   });
   const counts = newCounts();
-  let held: HeldConnection | undefined;
-  let opening: Promise<void> | undefined;
-  let closed = false;
-  let paused = false;
-  let wake: (() => void) | undefined;
+  /** The current run: what one open() acquired, until its close(). A restart opens a new one. */
+  let session: JetStreamSession | undefined;
+  /** The last close(): the next open() waits for it, so that the durable consumer is recreated only once it released. */
+  let closing: Promise<void> = Promise.resolve();
   let lastSeq = 0;
   let lastMsg: JsMsg | undefined;
   /** Messages at positions handed to checkpoints, waiting for their ack. */
   const toAck = new Map<number, JsMsg>();
-  let stopFetch: (() => void) | undefined;
 
-  const waitWhilePaused = async (): Promise<void> => {
-    while (paused && !closed) await new Promise<void>((r) => (wake = r));
+  const waitWhilePaused = async (s: JetStreamSession): Promise<void> => {
+    while (s.paused && !s.closed) await new Promise<void>((r) => (s.wake = r));
   };
 
-  const run = async (ctx: SourceContext<T>): Promise<void> => {
-    const nc = (held as HeldConnection).nc;
+  const run = async (s: JetStreamSession, ctx: SourceContext<T>): Promise<void> => {
+    const nc = (s.held as HeldConnection).nc;
     const js = jetstream(nc);
     const consumer = await js.consumers.get(stream, durable);
     const bucket = options.rateLimit !== undefined ? new TokenBucket(options.rateLimit, ctx.clock) : undefined;
-    while (!closed) {
-      await waitWhilePaused();
-      if (closed) break;
+    while (!s.closed) {
+      await waitWhilePaused(s);
+      if (s.closed) break;
       let max = batch;
       if (bucket !== undefined) {
         const wait = bucket.delayFor(1);
@@ -196,11 +199,13 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
         bucket.take(max);
       }
       const messages = await consumer.fetch({ max_messages: max, expires });
-      stopFetch = () => messages.stop();
+      s.stopFetch = () => messages.stop();
+      // Closed while the pull was being set up: close() could not stop it yet.
+      if (s.closed) messages.stop();
       for await (const m of messages) {
         // A pause takes effect between messages: the rest of this pull (at most `batch`) waits here.
-        if (paused) await waitWhilePaused();
-        if (closed) break;
+        if (s.paused) await waitWhilePaused(s);
+        if (s.closed) break;
         counts.received++;
         if (m.seq <= lastSeq) {
           counts.skipped++;
@@ -222,17 +227,20 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
         lastSeq = m.seq;
         lastMsg = m;
       }
-      stopFetch = undefined;
+      s.stopFetch = undefined;
     }
   };
 
-  const openSource = async (ctx: SourceContext<T>, from: Positions | undefined): Promise<void> => {
+  const openSource = async (s: JetStreamSession, ctx: SourceContext<T>, from: Positions | undefined): Promise<void> => {
+    // A restart: the previous run released its connection first.
+    await closing;
+    if (s.closed) return;
     // The job may have been under pressure before the source was subscribed.
-    paused = ctx.paused;
-    held = await holdConnection(options, name);
+    s.paused = ctx.paused;
+    s.held = await holdConnection(options, name);
     // Closed while connecting: close() waits for this and releases the connection.
-    if (closed) return;
-    const jsm = await jetstreamManager(held.nc);
+    if (s.closed) return;
+    const jsm = await jetstreamManager(s.held.nc);
     const config = {
       durable_name: durable,
       ack_policy: AckPolicy.All,
@@ -253,6 +261,7 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
       start = info?.ack_floor.stream_seq ?? 0;
     }
     lastSeq = start;
+    lastMsg = undefined;
     // The deliver policy of a consumer cannot change, and unacknowledged deliveries would only come back
     // after ack_wait: recreate the consumer so it delivers right after `start`, now.
     await jsm.consumers.delete(stream, durable).catch(() => false);
@@ -260,8 +269,9 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
       stream,
       start > 0 ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start + 1 } : { ...config, deliver_policy: DeliverPolicy.All },
     );
-    run(ctx).catch((e: unknown) => {
-      if (!closed) ctx.fail(new SourceError(`NATS source "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
+    if (s.closed) return;
+    run(s, ctx).catch((e: unknown) => {
+      if (!s.closed) ctx.fail(new SourceError(`NATS source "${name}" failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }));
     });
   };
 
@@ -269,15 +279,25 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
     name,
     counts,
     open(ctx, from) {
-      opening = openSource(ctx, from);
-      return opening;
+      // A new run: messages the previous one delivered were acknowledged up to its last checkpoint at most;
+      // this run replays from `from`, so their pending acks (on a released connection) are dropped.
+      toAck.clear();
+      // A checkpoint taken while this run opens records where it starts, never the closed run's position.
+      const given = from?.[stream];
+      lastSeq = typeof given === "number" ? given : 0;
+      lastMsg = undefined;
+      const s: JetStreamSession = { closed: false, paused: false, held: undefined, opening: undefined, wake: undefined, stopFetch: undefined };
+      session = s;
+      s.opening = openSource(s, ctx, from);
+      return s.opening;
     },
     pause() {
-      paused = true;
+      if (session !== undefined) session.paused = true;
     },
     resume() {
-      paused = false;
-      wake?.();
+      if (session === undefined) return;
+      session.paused = false;
+      session.wake?.();
     },
     positions(): Positions {
       if (lastMsg !== undefined) toAck.set(lastMsg.seq, lastMsg);
@@ -296,15 +316,40 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
       // AckAll: acknowledging the newest covered message acknowledges every one before it.
       if (target !== undefined) await target.ackAck();
     },
-    async close() {
-      closed = true;
-      wake?.();
-      stopFetch?.();
-      // A close that comes while open() is still connecting releases the connection open() got.
-      await opening?.catch(() => {});
-      await held?.release();
+    close() {
+      const s = session;
+      if (s === undefined || s.closed) return closing;
+      s.closed = true;
+      s.wake?.();
+      s.stopFetch?.();
+      closing = (async () => {
+        // A close that comes while open() is still connecting releases the connection open() got.
+        await s.opening?.catch(() => {});
+        await s.held?.release();
+      })();
+      return closing;
     },
   };
+}
+
+/** What one open() of a core NATS source holds until its close(). */
+interface CoreSession {
+  closed: boolean;
+  /** Subscribed: buffered messages may be emitted. */
+  live: boolean;
+  held: HeldConnection | undefined;
+  sub: Subscription | undefined;
+  opening: Promise<void> | undefined;
+}
+
+/** What one open() of a JetStream source holds until its close(). */
+interface JetStreamSession {
+  closed: boolean;
+  paused: boolean;
+  held: HeldConnection | undefined;
+  opening: Promise<void> | undefined;
+  wake: (() => void) | undefined;
+  stopFetch: (() => void) | undefined;
 }
 
 /**
@@ -367,14 +412,15 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
     ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
   });
   const counts = newCounts();
+  // Kept across a restart: messages received but not yet emitted go to the next run instead of being lost.
   const buffer: { data: Uint8Array; subject: string }[] = [];
-  let held: HeldConnection | undefined;
-  let sub: Subscription | undefined;
+  /** The current run: what one open() acquired, until its close(). A restart opens a new one. */
+  let session: CoreSession | undefined;
+  /** The last close(): the next open() waits for it, so that one run's subscription ends before the next starts. */
+  let closing: Promise<void> = Promise.resolve();
   let ctxRef: SourceContext<T> | undefined;
   let bucket: TokenBucket | undefined;
   let paused = false;
-  let closed = false;
-  let opening: Promise<void> | undefined;
   let n = 0;
   const deliver = (data: Uint8Array, subject: string): void => {
     const ctx = ctxRef as SourceContext<T>;
@@ -392,8 +438,10 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
     name: options.name,
     counts,
     open(ctx) {
-      opening = openSource(ctx);
-      return opening;
+      const s: CoreSession = { closed: false, live: false, held: undefined, sub: undefined, opening: undefined };
+      session = s;
+      s.opening = openSource(s, ctx);
+      return s.opening;
     },
     pause() {
       paused = true;
@@ -402,23 +450,31 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
       paused = false;
       drain();
     },
-    async close() {
-      closed = true;
-      // A close that comes while open() is still connecting releases the connection open() got.
-      await opening?.catch(() => {});
-      sub?.unsubscribe();
-      await held?.release();
+    close() {
+      const s = session;
+      if (s === undefined || s.closed) return closing;
+      s.closed = true;
+      closing = (async () => {
+        // A close that comes while open() is still connecting releases the connection open() got.
+        await s.opening?.catch(() => {});
+        s.sub?.unsubscribe();
+        await s.held?.release();
+      })();
+      return closing;
     },
   };
-  async function openSource(ctx: SourceContext<T>): Promise<void> {
+  async function openSource(s: CoreSession, ctx: SourceContext<T>): Promise<void> {
+    await closing;
+    if (s.closed) return;
     ctxRef = ctx;
     paused = ctx.paused;
     if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
-    held = await holdConnection(options, options.name);
-    if (closed) return;
-    sub = held.nc.subscribe(options.subject, {
+    s.held = await holdConnection(options, options.name);
+    if (s.closed) return;
+    s.sub = s.held.nc.subscribe(options.subject, {
       ...(options.queue !== undefined ? { queue: options.queue } : {}),
       callback: (err, msg) => {
+        if (s.closed) return;
         if (err !== null) return ctx.fail(new SourceError(`NATS source "${options.name}": ${err.message}`, { cause: err }));
         counts.received++;
         // Over the rate limit, a subject that cannot pause buffers like a paused job does.
@@ -432,9 +488,15 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
         deliver(msg.data, msg.subject);
       },
     });
-    await held.nc.flush();
+    await s.held.nc.flush();
+    s.live = true;
+    // What an earlier run received and could not emit.
+    drain();
   }
   function drain(): void {
+    // Only into a run that is open: a closed run's context takes nothing any more.
+    const s = session;
+    if (s === undefined || s.closed || !s.live) return;
     while (!paused && buffer.length > 0) {
       if (bucket !== undefined && !bucket.tryTake(1)) {
         setTimeout(drain, bucket.delayFor(1));

@@ -15,6 +15,8 @@
  * retry, or recovery after a crash between the checkpoint and the commit) does nothing. Staged rows newer
  * than the restored checkpoint are deleted on open: the job replays them. A start without a restored
  * checkpoint clears this sink's staging and progress, since its checkpoint ids start again at 1.
+ * A restart closes the sink and opens it again: a new connection, an empty batch, and the same recovery as
+ * at a start (the restored checkpoint's rows committed, newer staged rows deleted).
  *
  * A row that cannot be built — a column's extractor throws, or its value cannot be one of the column's type
  * (see `toText`) — is refused by `write` with a BadRecordError before anything is buffered, so it goes to
@@ -344,9 +346,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         // At-least-once: what is staged goes to the table right away.
         if (atLeastOnce) await applyAll();
       } catch (err) {
-        // The job fails on this error: release our connections now rather than at close().
-        if (ownSql) void sql?.end({ timeout: 0 });
-        sql = undefined;
+        // The job fails on this error: release our connections now rather than at close(). The caller's
+        // connection stays: a restart opens the sink again on it (postgres.js reconnects by itself).
+        if (ownSql) {
+          void sql?.end({ timeout: 0 });
+          sql = undefined;
+        }
         failure = fail("insert a batch", err);
         throw failure;
       }
@@ -413,6 +418,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       return hypertable;
     },
     async open() {
+      // Opened again after a restart: the rows buffered by the failed run are replayed from the checkpoint, and
+      // a failure of that run (its connection, already ended) does not break this one.
+      buffer = names.map(() => []);
+      buffered = 0;
+      failure = undefined;
+      inflight = Promise.resolve();
       const s = conn();
       try {
         await ensureTables(s);
@@ -475,6 +486,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await chain;
       if (ownSql) await sql?.end({ timeout: 5 });
       sql = undefined;
+      // Recovery before the next open() (a restart) reports the restored checkpoint through commit() again,
+      // and must commit it: that checkpoint's rows were staged before the failure, which belongs to a later one.
+      // The failed run's buffered rows are replayed.
+      opened = false;
+      failure = undefined;
+      buffer = names.map(() => []);
+      buffered = 0;
+      inflight = Promise.resolve();
     },
   };
   return sink;

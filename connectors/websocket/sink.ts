@@ -6,6 +6,10 @@
  * keep up — more than `maxBufferedBytes` waiting in its socket — is disconnected (close code 1013) rather
  * than buffered without bound; the job never waits for a slow client. A value that cannot be encoded (or
  * whose topic function throws) is refused by `write` with a BadRecordError and goes to dead letters.
+ *
+ * At most once: a client gets what is written while it is connected. A restart closes the sink (clients are
+ * disconnected with 1001) and opens it again on the same port; clients reconnect and resubscribe, and get
+ * what the restarted job writes from then on (the replay from the checkpoint included).
  * @module
  */
 import type { AddressInfo } from "node:net";
@@ -130,7 +134,12 @@ export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSin
     },
     open() {
       opening ??= new Promise<void>((resolve, reject) => {
-        const s = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0, ...(options.path !== undefined ? { path: options.path } : {}) });
+        // Opened again after a restart: the same port as before, so that clients reconnect to the same URL.
+        const s = new WebSocketServer({
+          host: options.host ?? "127.0.0.1",
+          port: port !== 0 ? port : (options.port ?? 0),
+          ...(options.path !== undefined ? { path: options.path } : {}),
+        });
         server = s;
         s.on("connection", onConnection);
         s.once("error", reject);
@@ -158,13 +167,20 @@ export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSin
         counts.sent++;
       }
     },
-    close() {
-      return new Promise<void>((resolve) => {
+    async close() {
+      // A close during open() closes the server open() was starting; the next open() (a restart) starts anew.
+      const starting = opening;
+      opening = undefined;
+      await starting?.catch(() => {});
+      const s = server;
+      server = undefined;
+      await new Promise<void>((resolve) => {
         for (const ws of topics.keys()) ws.close(1001, "sink closed");
-        if (server === undefined) return resolve();
-        server.close(() => resolve());
+        if (s === undefined) return resolve();
+        s.close(() => resolve());
         for (const ws of topics.keys()) ws.terminate();
       });
+      topics.clear();
     },
   };
 }

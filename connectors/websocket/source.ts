@@ -12,6 +12,10 @@
  * become dead letters with the reason when read back. An oversized message (over `maxMessageBytes`) is
  * logged as a bounded preview and becomes a dead letter; over `4 × maxMessageBytes` ws closes the
  * connection (1009) before buffering it.
+ *
+ * A restart closes the source (its sockets are cut, the server stops listening) and opens it again: the log
+ * is replayed from the restored checkpoint, then the server listens again on the same port (a client
+ * connects again), and senders resend what they had not seen acknowledged.
  * @module
  */
 import type { Duplex } from "node:stream";
@@ -98,7 +102,10 @@ export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
 export interface WebSocketSource<T> extends Source<T> {
   readonly port: number;
   readonly counts: LoggedSource<T>["counts"];
-  /** Resolves once the server listens (server mode) or the first connection is open (client mode). */
+  /**
+   * Resolves once the server listens (server mode) or the first connection is open (client mode); after a
+   * restart closed the source, once that is so again (a server listens on the same port).
+   */
   readonly ready: Promise<void>;
 }
 
@@ -138,7 +145,15 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   let rateHoldUntil = 0;
   let port = 0;
   let markReady: () => void = () => {};
-  const ready = new Promise<void>((r) => (markReady = r));
+  let ready = new Promise<void>((r) => (markReady = r));
+  /** `ready` has resolved; a close() then renews it, so that after a restart it waits for the new run. */
+  let wasReady = false;
+  const becomeReady = (): void => {
+    wasReady = true;
+    markReady();
+  };
+  /** Counts runs (open() calls that got as far as accepting input): a closed run's reconnect timer stops. */
+  let run = 0;
 
   const logged: LoggedSource<T> = new LoggedSource<T>({
     name: options.name,
@@ -224,11 +239,14 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   };
 
   const start = (): Promise<void> => {
+    closing = false;
+    const thisRun = ++run;
     if (options.mode === "server") {
       return new Promise<void>((resolve, reject) => {
         const s = new WebSocketServer({
           host: options.host ?? "127.0.0.1",
-          port: options.port ?? 0,
+          // Opened again after a restart: the same port as before, so that the senders' URL stays valid.
+          port: port !== 0 ? port : (options.port ?? 0),
           ...(options.path !== undefined ? { path: options.path } : {}),
           maxPayload: maxBytes * 4,
         });
@@ -237,21 +255,21 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
         s.once("error", reject);
         s.once("listening", () => {
           port = (s.address() as AddressInfo).port;
-          markReady();
+          becomeReady();
           resolve();
         });
       });
     }
     const connectClient = (): void => {
-      if (closing) return;
+      if (closing || thisRun !== run) return;
       const ws = new WebSocket(options.url, { maxPayload: maxBytes * 4 });
       client = ws;
       ws.once("open", () => {
         attach(ws);
-        markReady();
+        becomeReady();
       });
       ws.once("close", () => {
-        if (!closing) setTimeout(connectClient, options.reconnectMs ?? 500);
+        if (!closing && thisRun === run) setTimeout(connectClient, options.reconnectMs ?? 500);
       });
       ws.on("error", () => {});
     };
@@ -261,9 +279,18 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
 
   const stop = (): Promise<void> => {
     closing = true;
+    run++;
+    if (wasReady) {
+      wasReady = false;
+      ready = new Promise<void>((r) => (markReady = r));
+    }
     for (const ws of sockets) ws.terminate();
+    sockets.clear();
     client?.terminate();
-    return new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    client = undefined;
+    const s = server;
+    server = undefined;
+    return new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()));
   };
 
   return {
@@ -272,7 +299,9 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
       return port;
     },
     counts: logged.counts,
-    ready,
+    get ready() {
+      return ready;
+    },
     ...loggedSourceMethods(logged),
   };
 }
