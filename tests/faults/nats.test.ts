@@ -109,7 +109,6 @@ describe("fault injection: NATS JetStream (private server behind a proxy)", () =
       },
       () => restarted,
       1,
-      false,
     );
   });
 
@@ -127,6 +126,6 @@ describe("fault injection: NATS JetStream (private server behind a proxy)", () =
       // The publishes of this chunk reach the server; the connection dies inside the acks coming back.
       conn.cutAfter(40);
     });
-    await run("cuts during publish acks", { signal: t.signal }, () => proxy.faults.cuts - c0, 3, false);
+    await run("cuts during publish acks", { signal: t.signal }, () => proxy.faults.cuts - c0, 3);
   });
 });

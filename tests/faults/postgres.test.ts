@@ -103,7 +103,7 @@ describe("fault injection: PostgreSQL (private cluster behind a proxy)", () => {
   it("the server restarts (crash restart) during a pre-commit's staging insert", { timeout: 200_000 }, async (t) => {
     const r0 = serverRestarts;
     onSql('insert into "gress_stage_', 2, () => restartServer(), 2500);
-    await run("server restart during pre-commit", { signal: t.signal }, () => serverRestarts - r0, 2, "supervisor");
+    await run("server restart during pre-commit", { signal: t.signal }, () => serverRestarts - r0, 2);
   });
 
   it("the server restarts (crash restart) during a commit transaction", { timeout: 200_000 }, async (t) => {
@@ -115,7 +115,7 @@ describe("fault injection: PostgreSQL (private cluster behind a proxy)", () => {
   it("the connection is cut in the middle of a bulk INSERT (the server gets part of the statement)", { timeout: 200_000 }, async (t) => {
     const c0 = proxy.faults.cuts;
     onSql('insert into "gress_stage_', 3, (conn, chunk) => conn.cutRequestAfter(Math.floor(chunk.length / 2)), 1500);
-    await run("connection cut mid-INSERT", { signal: t.signal }, () => proxy.faults.cuts - c0, 3, "supervisor");
+    await run("connection cut mid-INSERT", { signal: t.signal }, () => proxy.faults.cuts - c0, 3);
   });
 
   it("SIGKILL while the job waits out its restart strategy's back-off", { timeout: 200_000 }, async (t) => {
