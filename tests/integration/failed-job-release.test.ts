@@ -7,8 +7,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -28,6 +28,7 @@ import { Job, type Sink, type Source, sinkFn } from "../../lib/index.ts";
 import { tempDirs } from "../support/temp.ts";
 import { freePort } from "../support/tcp-proxy.ts";
 import { brokers, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
+import { bindable, openFilesUnder } from "../support/resources.ts";
 
 const tempDir = tempDirs("gress-release-");
 const CLOSE_TIMEOUT_MS = 8_000;
@@ -38,28 +39,6 @@ function env(name: string): string {
   return v;
 }
 
-/** True when `port` can be bound (nothing listens on it any more). */
-async function bindable(port: number): Promise<boolean> {
-  const s = createServer();
-  return new Promise<boolean>((resolve) => {
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
-}
-
-/** The files under `dir` this process has open (Linux: /proc/self/fd). */
-function openFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith(dir)) out.push(target);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
-}
 
 /** A sink that fails the job on its first record. */
 const failing = (): Sink<unknown> =>

@@ -19,9 +19,8 @@
  * Before the fix, each restarted source kept its "closed" state and read nothing more (the tests time out).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readlinkSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
-import { type AddressInfo, createServer } from "node:net";
+import type { AddressInfo, } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -36,6 +35,7 @@ import { websocketSink, websocketSource } from "../../connectors/websocket/index
 import { Job, type Sink } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { tempDirs } from "../support/temp.ts";
+import { bindable, openFilesUnder } from "../support/resources.ts";
 
 const tempDir = tempDirs("gress-restart-sources-");
 
@@ -57,28 +57,6 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
   }
 }
 
-/** True when `port` can be bound (nothing listens on it any more). */
-async function bindable(port: number): Promise<boolean> {
-  const s = createServer();
-  return new Promise<boolean>((resolve) => {
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
-}
-
-/** The files under `dir` this process has open (Linux: /proc/self/fd). */
-function openFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith(dir)) out.push(target);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
-}
 
 /** The connections the NATS server lists under the client name of a connector. */
 async function natsConnectionsOf(name: string): Promise<number> {

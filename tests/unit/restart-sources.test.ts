@@ -7,29 +7,17 @@
  * job never ended (here: the run is cancelled after a bound and the test fails).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileSink, fileSource, readCommitted } from "../../connectors/file/index.ts";
 import { Job, type Sink, sinkFn } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { tempDirs } from "../support/temp.ts";
+import { openFilesUnder } from "../support/resources.ts";
 
 const tempDir = tempDirs("gress-restart-sources-");
 
-/** The files under `dir` this process has open (Linux: /proc/self/fd). */
-function openFilesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const fd of readdirSync("/proc/self/fd")) {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      if (target.startsWith(dir)) out.push(target);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return out;
-}
 
 /** Runs the job; a run that does not settle within `ms` is cancelled and fails the test (a restarted source that reads nothing). */
 async function runWithin(job: Job, ms: number): Promise<void> {
