@@ -93,7 +93,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "port", arg: "P", help: "port of /metrics, /health and the live page (default 9464; 0: any free port)" },
       { name: "checkpoint-interval", arg: "MS", help: "take a checkpoint every MS ms (default 1000 when a checkpoint option is given)" },
       { name: "state-dir", arg: "DIR", help: "LMDB state directory (default state/<job>); turns checkpoints on" },
-      { name: "retain", arg: "N", help: "checkpoints kept restorable (default 1)" },
+      { name: "retain", arg: "N", help: "checkpoints kept restorable (default 2 with a transactional sink, else 1)" },
       { name: "from-savepoint", arg: "DIR", help: "start from this savepoint when the state directory has no checkpoint yet" },
       { name: "from-checkpoint", arg: "ID", help: "start from this retained checkpoint instead of the latest" },
       { name: "restart", arg: "STRATEGY", help: "what a failure does: none (default), fixed-delay or exponential-backoff" },
