@@ -58,21 +58,23 @@ const parse = {
   deno: (out) => {
     if (!/^(ok|FAILED) \| \d+ passed/m.test(out)) return { pass: Number.NaN, fail: Number.NaN };
     // Its per-test lines: "name ... ok (1ms)" for a test, and for a group (describe) "name ..." before its
-    // steps and "name ... ok|FAILED (…)" after them. A group counts only if it failed by itself (a hook).
+    // steps and "name ... ok|FAILED (…)" after them. A group counts only if it failed by itself (a hook). A
+    // test that prints is also split in two ("name ...", its output, "name ... ok"), but has no step between.
     const open = [];
     let pass = 0;
     for (const line of out.split("\n")) {
       const header = /^(\s*)(.+) \.\.\.$/.exec(line);
       if (header) {
-        open.push(`${header[1]}${header[2]}`);
+        if (open.length > 0) open.at(-1).steps++;
+        open.push({ name: `${header[1]}${header[2]}`, steps: 0 });
         continue;
       }
       const result = /^(\s*)(.+) \.\.\. (ok|FAILED|ignored)\b/.exec(line);
       if (!result) continue;
-      if (open.at(-1) === `${result[1]}${result[2]}`) {
-        open.pop();
-        continue;
-      }
+      if (open.at(-1)?.name === `${result[1]}${result[2]}`) {
+        const group = open.pop();
+        if (group.steps > 0) continue;
+      } else if (open.length > 0) open.at(-1).steps++;
       if (result[3] === "ok") pass++;
     }
     // Deno lists every failure once under FAILURES, a throwing hook's group included.
