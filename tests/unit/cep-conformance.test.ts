@@ -3,8 +3,8 @@
 // the expected results of FlinkCEP's GreedyITCase for greedy/optional combinations.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { match, type Pattern, type PatternResult, pattern, skip } from "../../cep/index.ts";
-import { TestDriver } from "../../lib/testing/index.ts";
+import { type Pattern, pattern, skip } from "../../cep/index.ts";
+import { matchNames } from "../support/cep-matches.ts";
 
 interface Ev {
   readonly n: string;
@@ -16,19 +16,7 @@ const is =
 
 /** Runs `p` over events named `input` (timestamps 1, 2, ...) and returns each match as "n1 n2 ...". */
 function matches(p: Pattern<Ev, string, string>, input: string[]): string[] {
-  const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, p));
-  for (const [i, n] of input.entries()) d.pipeInput({ n }, i + 1);
-  d.endInput();
-  return d
-    .readOutput()
-    .filter((r) => r.kind === "match")
-    .map((r) =>
-      Object.values(r.events)
-        .flat()
-        .sort((a, b) => input.indexOf(a.n) - input.indexOf(b.n))
-        .map((e) => e.n)
-        .join(" "),
-    );
+  return matchNames<Ev>(p, input, (n) => ({ n }), (e) => e.n);
 }
 const sorted = (xs: string[]): string[] => [...xs].sort();
 

@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import { compile, type MatchOptions, match, Pattern, type PatternResult, pattern } from "../../cep/index.ts";
 import { DEAD_LETTERS, isGressError } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
+import { matchNames } from "../support/cep-matches.ts";
 
 /** An event "a4" is name "a", price 4; "a4#2" another one like it; "x" has price 0. */
 interface Ev {
@@ -25,19 +26,7 @@ const compileSpec = (p: Pattern<Ev, string, string>): unknown => compile(p.spec,
 
 /** Runs `p` over `input` (timestamps 1, 2, ...) and returns each match as "id1 id2 ..." in event order. */
 function matches(p: Pattern<Ev, string, string>, input: string[]): string[] {
-  const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, p));
-  for (const [i, id] of input.entries()) d.pipeInput(ev(id), i + 1);
-  d.endInput();
-  return d
-    .readOutput()
-    .filter((r) => r.kind === "match")
-    .map((r) =>
-      Object.values(r.events)
-        .flat()
-        .sort((a, b) => input.indexOf(a.id) - input.indexOf(b.id))
-        .map((e) => e.id)
-        .join(" "),
-    );
+  return matchNames<Ev>(p, input, ev, (e) => e.id);
 }
 
 describe("greedy loop with until: the continuation keeps skipping in its own state", () => {
