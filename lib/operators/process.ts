@@ -168,11 +168,15 @@ export function processElements<T, K extends Key, O>(
     // TTL in event time reads max(watermark, this), so an entry written before the first watermark gets
     // a finite write time instead of −∞ (which would make it expire at once).
     let eventTimestamp = MIN_WATERMARK;
+    // The watermark up to which event-time timers have fired: the one TTL reads. A watermark moves event time
+    // to its timers' times one by one (in time order), and to itself only after them, so a timer due at a
+    // watermark sees the state as it was at the timer's time, not as TTL leaves it at the watermark.
+    let firedUpTo = wm;
     let closed = false;
     const keyCtx: KeyContext = {
       currentKey: undefined,
       namespace: "",
-      eventTime: () => Math.max(eventTimestamp, wm),
+      eventTime: () => Math.max(eventTimestamp, firedUpTo),
       processingTime: () => ctx.clock.now(),
     };
     const handles = new Map<string, unknown>();
@@ -274,6 +278,7 @@ export function processElements<T, K extends Key, O>(
             for (let due = timers.dueEventTimers(wm); due.length > 0; due = timers.dueEventTimers(wm)) {
               for (const t of due) fire(t, "event");
             }
+            firedUpTo = wm;
             return downstream.next(e);
           default:
             return downstream.next(e);
