@@ -12,15 +12,15 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { Kafka, logLevel } from "kafkajs";
 import postgres from "postgres";
 import { freePort } from "../support/tcp-proxy.ts";
 
-const ROOT = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
-const CACHE = process.env.GRESS_SERVICES_CACHE ?? join(ROOT, ".cache", "services");
+// Where scripts/services caches its downloads and builds (outside the checkout, shared by clones).
+const CACHE = process.env.GRESS_SERVICES_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "gress", "services");
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function waitUntil(what: string, timeoutMs: number, ready: () => Promise<boolean>, log?: () => string): Promise<void> {
