@@ -33,7 +33,7 @@ import { MemoryStateBackend } from "./state/memory.ts";
 import { handleUserError } from "./operators/user-error.ts";
 import { SplitWatermarks } from "./split-watermarks.ts";
 import { iterableSource } from "./sources/iterable.ts";
-import { Stream } from "./stream.ts";
+import { declareTime, Stream } from "./stream.ts";
 import { eventTime, validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
 
 /**
@@ -253,7 +253,8 @@ export class Job implements JobContext {
         this.trackRelease(Promise.resolve().then(() => source.close()));
       };
     });
-    return new Stream<T>(this, elements);
+    // Without a watermark strategy the records carry their arrival time (or what the source stamped them with).
+    return declareTime(new Stream<T>(this, elements), strategy === undefined ? "arrival" : "event");
   }
 
   /**
@@ -265,7 +266,9 @@ export class Job implements JobContext {
     options: { name?: string; timestamp?: (value: T, index: number) => number; watermarks?: WatermarkStrategy<T> } = {},
   ): Stream<T> {
     const source = iterableSource(options.name ?? `iterable-${this.#sources.length + 1}`, values, options.timestamp);
-    return this.source(source, options.watermarks === undefined ? {} : { watermarks: options.watermarks });
+    const stream = this.source(source, options.watermarks === undefined ? {} : { watermarks: options.watermarks });
+    // Explicit timestamps of a bounded input are event time: the end of the input is their exact watermark.
+    return options.timestamp === undefined ? stream : declareTime(stream, "event");
   }
 
   /** Registers a runner (a sink chain) to be subscribed by run(). Used by Stream.sinkTo. */

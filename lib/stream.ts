@@ -35,10 +35,35 @@ import { unionElements } from "./operators/union.ts";
 import { type WindowOptions, type WindowResult, windowElements } from "./operators/window.ts";
 import { withTimestampsElements } from "./operators/with-timestamps.ts";
 import type { Sink } from "./sink.ts";
-import { validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
+import { monotonic, validateStrategy, type WatermarkStrategy } from "./watermarks.ts";
+import { ConfigError } from "./errors.ts";
 import type { WindowAssigner } from "./windows/assigners.ts";
 
 /** A stream as one source and the operators chained onto it, first to last. */
+/**
+ * Where the timestamps of a stream's records come from, as far as the pipeline says:
+ * - `event`: the data's own time, with watermarks (`withTimestamps`, a source's `watermarks`), or explicit
+ *   timestamps of a source (its `timestamp` option; the end of the input is then its one watermark), or a test
+ *   that moves the watermark itself;
+ * - `arrival`: a source without either, whose records carry the time they arrived (or what the source stamped
+ *   them with) and get no watermark before the end of the input;
+ * - `unknown`: a stream made by hand on raw elements, which may carry anything.
+ * An event-time window on an `arrival` stream is refused (see WindowedStream), as Flink refuses an event-time
+ * window without a watermark strategy.
+ */
+export type TimeDomain = "event" | "arrival" | "unknown";
+
+/** Sets where a stream's timestamps come from (for sources and test drivers); returns the stream. */
+export let declareTime: <S extends Stream<unknown>>(stream: S, time: TimeDomain) => S;
+/** Where a stream's timestamps come from. */
+export let timeOf: (stream: Stream<unknown>) => TimeDomain;
+
+/** Combines the time domains of several inputs merged into one stream. */
+export function mergedTime(times: readonly TimeDomain[]): TimeDomain {
+  if (times.includes("arrival")) return "arrival";
+  return times.every((t) => t === "event") ? "event" : "unknown";
+}
+
 interface Plan {
   readonly source: Observable<unknown>;
   readonly inits: readonly OperatorInit[];
@@ -58,7 +83,7 @@ function run<T>(plan: Plan): Observable<Element<T>> {
  *
  * // A uid keeps the operator's state across pipeline changes (as Flink's uid), e.g. when restoring a savepoint.
  * const options: OperatorOptions = { uid: "clicks-per-minute" };
- * const counts = fromIterable(["a", "b", "a"]).keyBy((x) => x).window(tumbling(60_000)).count(options);
+ * const counts = fromIterable(["a", "b", "a"], { timestamp: () => 0 }).keyBy((x) => x).window(tumbling(60_000)).count(options);
  * ```
  */
 export interface OperatorOptions {
@@ -92,6 +117,15 @@ export class Stream<T> {
   #consumers = 0;
   #shared: Observable<Element<T>> | undefined;
 
+  #time: TimeDomain = "unknown";
+
+  static {
+    declareTime = (stream, time) => {
+      stream.#time = time;
+      return stream;
+    };
+    timeOf = (stream) => stream.#time;
+  }
   constructor(job: JobContext, elements: Observable<Element<T>>) {
     this.job = job;
     this.#source = elements;
@@ -140,10 +174,11 @@ export class Stream<T> {
     op: (source: Observable<Element<T>>) => Observable<Element<O>>,
     make: (job: JobContext, elements: Observable<Element<O>>) => S,
   ): S {
-    if (!isChainable(op)) return make(this.job, op(this.#consume()));
+    if (!isChainable(op)) return declareTime(make(this.job, op(this.#consume())), this.#time);
     this.#consumers++;
     const child = make(this.job, EMPTY);
     child.#parent = this as Stream<unknown>;
+    child.#time = this.#time;
     child.#init = op.init;
     if (this.#keys !== undefined && isKeyedOperator(op)) child.#keyedInit = op.keyedBy(this.#keys as KeyOf<T>);
     return child;
@@ -178,12 +213,16 @@ export class Stream<T> {
   /** Merges streams of the same type; the watermark is the minimum of the inputs'. */
   union<U extends T>(...others: Stream<U>[]): Stream<T> {
     const inputs: Observable<Element<T>>[] = [this.#consume(), ...others.map((o) => o.#consume())];
-    return new Stream<T>(this.job, unionElements(this.job.operator("union"), inputs));
+    const merged = new Stream<T>(this.job, unionElements(this.job.operator("union"), inputs));
+    merged.#time = mergedTime([this.#time, ...others.map((o) => o.#time)]);
+    return merged;
   }
 
   /** Assigns event time and watermarks. */
   withTimestamps(strategy: WatermarkStrategy<T>): Stream<T> {
-    return this.#then(withTimestampsElements(this.job.operator("watermarks"), validateStrategy(strategy, "withTimestamps")));
+    const timed = this.#then(withTimestampsElements(this.job.operator("watermarks"), validateStrategy(strategy, "withTimestamps")));
+    timed.#time = "event";
+    return timed;
   }
 
   /** Partitions the stream by key, for keyed state, windows and patterns. */
@@ -298,9 +337,19 @@ export class WindowedStream<T, K extends Key> {
 
   /** Aggregates each window incrementally with `agg`. */
   aggregate<A, R>(agg: Aggregator<T, A, R>, options: OperatorOptions = {}): Stream<WindowResult<K, R>> {
-    const ctx = this.#input.job.operator("window", options.uid);
+    const input = this.#input;
+    const ctx = input.job.operator("window", options.uid);
     const op = windowElements(ctx, this.#assigner, agg, this.#options);
-    return this.#input.transform(op) as unknown as Stream<WindowResult<K, R>>;
+    if (this.#options.time === "processing") {
+      // A processing-time window is an event-time window over the time each record reaches it: stamped with
+      // the job's clock, with a heartbeat so that windows close on processing time when no record comes.
+      const clock = input.job.clock;
+      const arrival = monotonic<T>({ timestamp: () => clock.now(), heartbeatMs: PROCESSING_TIME_HEARTBEAT_MS });
+      return input.withTimestamps(arrival).transform(op) as unknown as Stream<WindowResult<K, R>>;
+    }
+    // A global window fires by its trigger alone (a count, say): it needs no event time.
+    if (timeOf(input) === "arrival" && this.#assigner.kind !== "global") throw withoutEventTime(ctx.id);
+    return input.transform(op) as unknown as Stream<WindowResult<K, R>>;
   }
   /** Number of records per window. */
   count(options?: OperatorOptions): Stream<WindowResult<K, number>> {
@@ -334,4 +383,17 @@ export class WindowedStream<T, K extends Key> {
   aggregateWith<A, R>(spec: Parameters<typeof customAggregate<T, A, R>>[0], options?: OperatorOptions): Stream<WindowResult<K, R>> {
     return this.aggregate(customAggregate(spec), options);
   }
+}
+
+/** How often a processing-time window's watermark follows the clock when no record arrives. */
+const PROCESSING_TIME_HEARTBEAT_MS = 200;
+
+/** The error of an event-time window whose input has no event time: what to add instead. */
+function withoutEventTime(operator: string): ConfigError {
+  const message =
+    `window "${operator}" is an event-time window, but its input has no event time: its records carry the time they ` +
+    "arrived and no watermark comes before the end of the input. Add .withTimestamps(strategy) before keyBy " +
+    "(e.g. boundedOutOfOrderness(5_000, { timestamp: (e) => e.at })), give the source a watermark strategy " +
+    '(job.source(source, { watermarks }), or the timestamp/watermarks option of fromIterable), or ask for a processing-time window: .window(assigner, { time: "processing" })';
+  return new ConfigError(message, [{ path: ["window", "time"], code: "event-time-without-timestamps", message: "the input has no timestamps or watermarks" }]);
 }

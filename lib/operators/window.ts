@@ -19,6 +19,7 @@ export type { FireTiming, WindowResult } from "./window-result.ts";
 const windowOptionsSchema = z.strictObject({
   allowedLatenessMs: z.number().nonnegative().optional(),
   lateTag: z.string().min(1).optional(),
+  time: z.enum(["event", "processing"]).optional(),
   trigger: z.custom<Trigger<unknown>>((t) => typeof (t as Trigger<unknown>)?.onElement === "function", "a Trigger").optional(),
   early: z
     .strictObject({ everyCount: z.number().int().positive().optional(), everyMs: z.number().positive().finite().optional() })
@@ -43,6 +44,13 @@ export interface WindowOptions<T> {
   readonly allowedLatenessMs?: number;
   /** Side output for records past the allowed lateness. Default LATE_DATA ("late"). */
   readonly lateTag?: string;
+  /**
+   * `event` (default): windows by the records' event time, closed by watermarks; the input needs event time
+   * (`withTimestamps`, or a source with watermarks or timestamps), else the window is a ConfigError.
+   * `processing`: windows by the time each record reaches the window (the job's clock), closed as that clock
+   * passes their end.
+   */
+  readonly time?: "event" | "processing";
   /** Replaces the default event-time trigger. Required for global windows. */
   readonly trigger?: Trigger<T>;
   /** Early (speculative) results before the window closes: every N records and/or every T ms. */

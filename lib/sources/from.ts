@@ -16,7 +16,7 @@ import type { Observable, Subscription } from "rxjs";
 import { SourceError } from "../errors.ts";
 import { Job, type SourceOptions } from "../job.ts";
 import { type Positions, type Source, type SourceContext, timestampOf } from "../source.ts";
-import type { Stream } from "../stream.ts";
+import { declareTime, type Stream } from "../stream.ts";
 import type { WatermarkStrategy } from "../watermarks.ts";
 
 /**
@@ -53,6 +53,11 @@ function sourceOptions<T>(options: FromOptions<T>): SourceOptions<T> {
 }
 
 let counter = 0;
+
+/** A stream whose values a `timestamp` function stamps carries event time (without watermarks, until its end). */
+function timed<T>(stream: Stream<T>, stamp: ((value: T) => number) | undefined): Stream<T> {
+  return stamp === undefined ? stream : declareTime(stream, "event");
+}
 
 /** Emits `value` with the time `stamp` gives it (a bad one is reported, and the value skipped), or the arrival time. */
 function emitStamped<T>(ctx: SourceContext<T>, value: T, stamp: ((value: T) => number) | undefined, name: string): void {
@@ -126,7 +131,7 @@ export function fromObservable<T>(observable: Observable<T>, options: FromOption
       subscription?.unsubscribe();
     },
   };
-  return (options.job ?? new Job()).source(source, sourceOptions(options));
+  return timed((options.job ?? new Job()).source(source, sourceOptions(options)), stamp);
 }
 
 /**
@@ -209,5 +214,5 @@ export function fromAsyncIterable<T>(values: AsyncIterable<T>, options: Omit<Fro
       wake?.();
     },
   };
-  return (options.job ?? new Job()).source(source, sourceOptions(options));
+  return timed((options.job ?? new Job()).source(source, sourceOptions(options)), stamp);
 }

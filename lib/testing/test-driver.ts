@@ -19,7 +19,7 @@ import { END, type Element, type Key, type OutputTag, record, type SideRecord, s
 import { Job } from "../job.ts";
 import type { UserErrorPolicy } from "../operator-context.ts";
 import type { StateBackend } from "../state/backend.ts";
-import { Stream } from "../stream.ts";
+import { declareTime, Stream } from "../stream.ts";
 
 /**
  * Options of a TestDriver.
@@ -76,7 +76,8 @@ export class TestDriver<I, O> {
       ...(options.state ? { state: options.state } : {}),
       ...(options.onUserError ? { onUserError: options.onUserError } : {}),
     });
-    const output = pipeline(new Stream<I>(this.job, this.#input.asObservable()));
+    // The test gives every record its event time and moves the watermark itself.
+    const output = pipeline(declareTime(new Stream<I>(this.job, this.#input.asObservable()), "event"));
     this.#subscription = output.elements.subscribe({
       next: (e) => {
         if (e.kind === "record") this.#output.push(e);
