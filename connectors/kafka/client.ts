@@ -95,7 +95,115 @@ export interface ConsumerOptions {
   readonly readCommitted?: boolean;
   readonly sessionTimeoutMs?: number;
   readonly maxBytesPerPartition?: number;
+  /**
+   * Decides which member reads which partitions, instead of round robin. Both adapters announce it under
+   * its `name` as the group protocol, so members on either client agree on it.
+   */
+  readonly assignor?: GroupAssignor;
 }
+
+/**
+ * A topic and a partition of it.
+ *
+ * @example
+ * ```ts
+ * import type { TopicPartition } from "gress/kafka";
+ *
+ * const label = (tp: TopicPartition): string => `${tp.topic}-${tp.partition}`;
+ * ```
+ */
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+/**
+ * A group member as the assignor sees it: its id, the topics it subscribes to, and the bytes its
+ * assignor's `userData()` returned when it joined.
+ *
+ * @example
+ * ```ts
+ * import type { GroupMember } from "gress/kafka";
+ *
+ * // The member that says (in its userData) it holds the most local state goes first.
+ * const byUserData = (members: readonly GroupMember[]): GroupMember[] => [...members].sort((a, b) => (b.userData?.length ?? 0) - (a.userData?.length ?? 0));
+ * ```
+ */
+export interface GroupMember {
+  readonly memberId: string;
+  readonly topics: readonly string[];
+  readonly userData: Uint8Array | null;
+}
+
+/**
+ * A custom partition assignor. The group leader calls `assign` with every member and the partition count of
+ * every subscribed topic; each member's `userData()` travels to the leader in its subscription.
+ *
+ * @example
+ * ```ts
+ * import { type GroupAssignor, kafkajsClient, type TopicPartition } from "gress/kafka";
+ *
+ * // Partition p of every topic goes to the same member (co-partitioned topics stay together).
+ * const byPartition: GroupAssignor = {
+ *   name: "by-partition",
+ *   assign(members, partitions) {
+ *     const ids = members.map((m) => m.memberId).sort();
+ *     const out = new Map<string, TopicPartition[]>(ids.map((id) => [id, []]));
+ *     for (const [topic, count] of partitions) for (let p = 0; p < count; p++) out.get(ids[p % ids.length]!)!.push({ topic, partition: p });
+ *     return out;
+ *   },
+ * };
+ * const consumer = kafkajsClient({ brokers: ["localhost:9092"] }).consumer({ groupId: "g", topics: ["a", "b"], fromBeginning: true, assignor: byPartition });
+ * ```
+ */
+export interface GroupAssignor {
+  /** The group protocol name (the same on every client). */
+  readonly name: string;
+  /** This member's subscription user data, asked for at each join. */
+  userData?(): Uint8Array;
+  /** Member id → its partitions. Members left out get nothing. */
+  assign(members: readonly GroupMember[], partitions: ReadonlyMap<string, number>): Map<string, TopicPartition[]>;
+}
+
+/**
+ * A new assignment of this member: all its partitions, and what changed since its previous one.
+ * `generation` is the group generation on @platformatic/kafka; kafkajs does not expose it, so there it counts
+ * this consumer's joins (it grows with each assignment, but is not the broker's number).
+ *
+ * @example
+ * ```ts
+ * import type { Rebalance } from "gress/kafka";
+ *
+ * const describe = (r: Rebalance): string => `generation ${r.generation}: +${r.added.length} -${r.revoked.length}, ${r.assigned.length} in all`;
+ * ```
+ */
+export interface Rebalance {
+  readonly generation: number;
+  readonly assigned: readonly TopicPartition[];
+  readonly added: readonly TopicPartition[];
+  readonly revoked: readonly TopicPartition[];
+}
+
+/**
+ * What identifies a consumer's group membership to the transaction coordinator (KIP-447): offsets committed
+ * in a transaction with an older generation are refused (ILLEGAL_GENERATION), on clients that send it.
+ *
+ * @example
+ * ```ts
+ * import type { GroupMetadata } from "gress/kafka";
+ *
+ * // Without a member: offsets committed for the group with no generation check (as kafkajs always does).
+ * const unchecked: GroupMetadata = { groupId: "billing", generationId: -1, memberId: "" };
+ * ```
+ */
+export interface GroupMetadata {
+  readonly groupId: string;
+  readonly generationId: number;
+  readonly memberId: string;
+  /** The group coordinator's broker id, when known. */
+  readonly coordinatorId?: number;
+}
+
 
 /**
  * A group consumer.
@@ -121,12 +229,19 @@ export interface KafkaConsumer {
   seek(target: PartitionOffset): void;
   pause(topics: readonly string[]): void;
   resume(topics: readonly string[]): void;
+  /** Stops fetching these partitions (after start) until resumed; other partitions of their topics go on. */
+  pausePartitions(partitions: readonly TopicPartition[]): void;
+  resumePartitions(partitions: readonly TopicPartition[]): void;
   /** Commits offsets to the group (the next offset to read, Kafka's convention). */
   commit(offsets: readonly PartitionOffset[]): Promise<void>;
   /** Called when a fetch moved a partition's position without delivering messages (control records). */
   onPositionAdvanced(listener: (target: PartitionOffset) => void): void;
   /** Called with this member's partitions each time the group (re)assigns them. */
   onAssignment(listener: (assigned: readonly { readonly topic: string; readonly partition: number }[]) => void): void;
+  /** Called at each assignment with the generation and what was added and revoked (see {@link Rebalance}). */
+  onRebalance(listener: (rebalance: Rebalance) => void): void;
+  /** This member's group metadata, for offsets committed in a transaction; undefined before it joined. */
+  groupMetadata(): GroupMetadata | undefined;
   stop(): Promise<void>;
 }
 
@@ -271,6 +386,12 @@ export interface KafkaTransactionalProducer {
   send(topic: string, records: readonly ProducerRecord[]): Promise<readonly ProducedBatch[]>;
   /** The current transaction's handle. */
   handle(): TransactionHandle;
+  /**
+   * Commits consumer offsets (the next offset to read) in the open transaction: they take effect when it
+   * commits, and vanish if it aborts. With KIP-447 (@platformatic/kafka) the group generation in `group` is
+   * checked, so a member that lost the partitions cannot commit them; kafkajs sends the group id only.
+   */
+  sendOffsets(group: GroupMetadata, offsets: readonly PartitionOffset[]): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
   disconnect(): Promise<void>;
@@ -321,6 +442,8 @@ export interface KafkaClient {
   markerOutcome(marker: TransactionMarkerRef, waitMs: number): Promise<MarkerOutcome>;
   /** Configuration values of a broker (any one of the cluster), by name; absent names are left out. */
   brokerConfig(names: readonly string[]): Promise<Map<string, string>>;
+  /** Configuration values of a topic (DescribeConfigs), e.g. `cleanup.policy`. Fails if it does not exist. */
+  topicConfig(topic: string): Promise<Map<string, string>>;
   /** The end offset (high watermark) of every partition of a topic. */
   endOffsets(topic: string): Promise<Map<number, number>>;
   /**

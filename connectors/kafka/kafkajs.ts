@@ -10,7 +10,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message } from "kafkajs";
+import { AssignerProtocol, type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message, type PartitionAssigner } from "kafkajs";
 // kafkajs internals: CommonJS modules deep inside the package (it has no "exports" map), imported as ES modules
 // (their default export is module.exports), so that this file loads from npm on every runtime and from a URL
 // (JSR) under Deno, where deno.json maps each path. Typed `unknown` by ./kafkajs-internals.d.ts.
@@ -20,6 +20,7 @@ import retryModule from "kafkajs/src/retry/index.js";
 import partitionersModule from "kafkajs/src/producer/partitioners/index.js";
 import emitterModule from "kafkajs/src/instrumentation/emitter.js";
 import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
+import { assignmentChange } from "./assignment.ts";
 import type {
   BatchHandler,
   ConsumerOptions,
@@ -34,6 +35,10 @@ import type {
   TransactionalProducerOptions,
   TransactionHandle,
   TransactionMarkerRef,
+  GroupAssignor,
+  GroupMetadata,
+  Rebalance,
+  TopicPartition,
 } from "./client.ts";
 
 // kafkajs internals (CommonJS). Typed loosely here and nowhere else.
@@ -45,6 +50,7 @@ interface EosManager {
   isInTransaction(): boolean;
   getProducerId(): string;
   getProducerEpoch(): number;
+  sendOffsets(o: { consumerGroupId: string; topics: { topic: string; partitions: { partition: number; offset: string }[] }[] }): Promise<void>;
 }
 interface FetchedMessage {
   readonly offset: string;
@@ -93,6 +99,7 @@ const filterAbortedMessages = filterAbortedModule as (o: {
 const TRANSACTION_COORDINATOR = 1;
 const READ_COMMITTED = 1;
 const BROKER_RESOURCE = 4;
+const TOPIC_RESOURCE = 2;
 
 /** Protocol errors that mean "this transaction was already finished or superseded". */
 const ALREADY_ENDED = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"]);
@@ -240,6 +247,13 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
       for (const e of res.resources[0]?.configEntries ?? []) if (e.configValue !== null && e.configValue !== undefined) out.set(e.configName, e.configValue);
       return out;
     },
+    async topicConfig(topic) {
+      const a = await adminReady();
+      const res = await a.describeConfigs({ resources: [{ type: TOPIC_RESOURCE, name: topic }], includeSynonyms: false });
+      const out = new Map<string, string>();
+      for (const e of res.resources[0]?.configEntries ?? []) if (e.configValue !== null && e.configValue !== undefined) out.set(e.configName, e.configValue);
+      return out;
+    },
     async endOffsets(topic) {
       const a = await adminReady();
       const offsets = await a.fetchTopicOffsets(topic);
@@ -268,6 +282,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
     maxWaitTimeInMs: 100,
     allowAutoTopicCreation: false,
+    ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor)] }),
   });
   const advanced: ((t: PartitionOffset) => void)[] = [];
   c.on(c.events.END_BATCH_PROCESS, (e) => {
@@ -276,11 +291,26 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     for (const l of advanced) l(target);
   });
   const assignments: ((assigned: { topic: string; partition: number }[]) => void)[] = [];
+  const rebalances: ((r: Rebalance) => void)[] = [];
+  let current: TopicPartition[] = [];
+  let joins = 0;
+  let memberId: string | undefined;
   c.on(c.events.GROUP_JOIN, (e) => {
-    const byTopic = (e.payload as { memberAssignment: Record<string, number[]> }).memberAssignment;
-    const assigned = Object.entries(byTopic).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
+    const payload = e.payload as { memberAssignment: Record<string, number[]>; memberId: string };
+    const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
+    memberId = payload.memberId;
+    const change = assignmentChange(current, assigned);
+    current = assigned;
+    // kafkajs keeps the group generation to itself: count this member's joins instead.
+    const rebalance: Rebalance = { generation: ++joins, assigned, ...change };
     for (const l of assignments) l(assigned);
+    for (const l of rebalances) l(rebalance);
   });
+  const byTopic = (tps: readonly TopicPartition[]): { topic: string; partitions: number[] }[] => {
+    const m = new Map<string, number[]>();
+    for (const tp of tps) m.set(tp.topic, [...(m.get(tp.topic) ?? []), tp.partition]);
+    return [...m].map(([topic, partitions]) => ({ topic, partitions }));
+  };
   return {
     async start(handler: BatchHandler) {
       await c.connect();
@@ -309,6 +339,12 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     resume(topics) {
       whileRunning(() => c.resume(topics.map((topic) => ({ topic }))));
     },
+    pausePartitions(partitions) {
+      if (partitions.length > 0) whileRunning(() => c.pause(byTopic(partitions)));
+    },
+    resumePartitions(partitions) {
+      if (partitions.length > 0) whileRunning(() => c.resume(byTopic(partitions)));
+    },
     async commit(offsets) {
       await c.commitOffsets(offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: String(x.offset) })));
     },
@@ -318,10 +354,45 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     onAssignment(listener) {
       assignments.push(listener);
     },
+    onRebalance(listener) {
+      rebalances.push(listener);
+    },
+    groupMetadata(): GroupMetadata | undefined {
+      return memberId === undefined ? undefined : { groupId: o.groupId, generationId: joins, memberId };
+    },
     async stop() {
       await c.disconnect();
     },
   };
+}
+
+/** A Gress {@link GroupAssignor} as a kafkajs partition assigner (same protocol name as on platformatic). */
+function kafkajsAssigner(a: GroupAssignor): PartitionAssigner {
+  return ({ cluster }) => ({
+    name: a.name,
+    version: 0,
+    async assign({ members, topics }) {
+      const partitions = new Map<string, number>();
+      for (const topic of topics) partitions.set(topic, cluster.findTopicPartitionMetadata(topic).length);
+      const decoded = members.map((m) => {
+        const meta = AssignerProtocol.MemberMetadata.decode(m.memberMetadata);
+        return { memberId: m.memberId, topics: meta?.topics ?? [], userData: meta?.userData && meta.userData.length > 0 ? new Uint8Array(meta.userData) : null };
+      });
+      const out = a.assign(decoded, partitions);
+      return members.map(({ memberId }) => {
+        const assignment: Record<string, number[]> = {};
+        for (const tp of out.get(memberId) ?? []) (assignment[tp.topic] ??= []).push(tp.partition);
+        return { memberId, memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment, userData: Buffer.alloc(0) }) };
+      });
+    },
+    protocol({ topics }) {
+      const userData = a.userData?.();
+      return {
+        name: a.name,
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: userData === undefined ? Buffer.alloc(0) : Buffer.from(userData) }),
+      };
+    },
+  });
 }
 
 /** Runs `f` unless kafkajs says its consumer group is not running (between a crash and its restart). */
@@ -377,6 +448,13 @@ function transactionalProducer(createCluster: CreateCluster, rootLogger: { names
     },
     handle() {
       return { transactionalId: o.transactionalId, producerId: String(eos.getProducerId()), producerEpoch: eos.getProducerEpoch() };
+    },
+    async sendOffsets(group, offsets) {
+      if (offsets.length === 0) return;
+      const topics = new Map<string, { partition: number; offset: string }[]>();
+      for (const x of offsets) topics.set(x.topic, [...(topics.get(x.topic) ?? []), { partition: x.partition, offset: String(x.offset) }]);
+      // kafkajs has no KIP-447: the group id only, fencing is by transactional id.
+      await eos.sendOffsets({ consumerGroupId: group.groupId, topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
     },
     commit: () => eos.commit(),
     abort: () => eos.abort(),

@@ -34,12 +34,15 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, Producer, RecordsBatch } from "@platformatic/kafka";
+import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, GroupPartitionsAssigner, Producer, RecordsBatch } from "@platformatic/kafka";
 import { ConfigError } from "../../lib/errors.ts";
+import { assignmentChange } from "./assignment.ts";
 import type {
   BatchHandler,
   ConsumerOptions,
   EndTransactionResult,
+  GroupAssignor,
+  GroupMetadata,
   KafkaClient,
   KafkaConsumer,
   KafkaMessage,
@@ -47,6 +50,7 @@ import type {
   MarkerOutcome,
   PartitionOffset,
   ProducedBatch,
+  Rebalance,
   TransactionalProducerOptions,
   TransactionHandle,
   TransactionMarkerRef,
@@ -296,6 +300,14 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
       for (const r of described) for (const c of r.configs) if (typeof c.value === "string" && names.includes(c.name)) out.set(c.name, c.value);
       return out;
     },
+    async topicConfig(topic: string): Promise<Map<string, string>> {
+      const a = await getAdmin();
+      const { ConfigResourceTypes } = lib();
+      const described = await a.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic }] });
+      const out = new Map<string, string>();
+      for (const r of described) for (const c of r.configs) if (typeof c.value === "string") out.set(c.name, c.value);
+      return out;
+    },
     async endOffsets(topic) {
       const utility = await getUtility();
       const { FetchIsolationLevels, ListOffsetTimestamps } = lib();
@@ -365,10 +377,15 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     isolationLevel: readCommitted ? lib().FetchIsolationLevels.READ_COMMITTED : lib().FetchIsolationLevels.READ_UNCOMMITTED,
     // Round robin under both names, the library's and kafkajs': members of both clients can share a group
     // (the broker picks a protocol all members offer), e.g. while a deployment moves from one to the other.
-    protocols: [
-      { name: "roundrobin", version: 1 },
-      { name: "RoundRobinAssigner", version: 1 },
-    ],
+    // A custom assignor goes by its own name on both clients.
+    ...(o.assignor === undefined
+      ? {
+          protocols: [
+            { name: "roundrobin", version: 1 },
+            { name: "RoundRobinAssigner", version: 1 },
+          ],
+        }
+      : assignorOptions(o.assignor)),
   }));
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
   /** This member's partitions, with their fetch positions. */
@@ -376,8 +393,12 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   /** Seeks given for partitions not (yet) assigned; applied when they are. */
   const pendingSeeks = new Map<string, number>();
   const paused = new Set<string>();
+  /** Partitions paused one by one (key()), on top of whole topics. */
+  const pausedPartitions = new Set<string>();
+  const isPaused = (topic: string, partition: number): boolean => paused.has(topic) || pausedPartitions.has(key(topic, partition));
   const advanced: ((t: PartitionOffset) => void)[] = [];
   const assignments: ((a: readonly { readonly topic: string; readonly partition: number }[]) => void)[] = [];
+  const rebalances: ((r: Rebalance) => void)[] = [];
   let running = false;
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
@@ -403,10 +424,13 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
         if (a.offset === undefined) fresh.push(a);
       }
     }
+    const before = [...assigned.values()].map((a) => ({ topic: a.topic, partition: a.partition }));
     assigned = next;
     if (fresh.length > 0) positioning = positioning.then(() => position(fresh)).catch(() => undefined);
     const list = [...next.values()].map((a) => ({ topic: a.topic, partition: a.partition }));
+    const rebalance: Rebalance = { generation: c().generationId, assigned: list, ...assignmentChange(before, list) };
     for (const l of assignments) l(list);
+    for (const l of rebalances) l(rebalance);
     poke();
   };
 
@@ -477,7 +501,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     // A lookup that failed (broker away during a rebalance) is tried again here, with the loop's back-off.
     const unpositioned = [...assigned.values()].filter((a) => a.offset === undefined);
     if (unpositioned.length > 0) await position(unpositioned);
-    const wanted = [...assigned.values()].filter((a) => a.offset !== undefined && !paused.has(a.topic));
+    const wanted = [...assigned.values()].filter((a) => a.offset !== undefined && !isPaused(a.topic, a.partition));
     if (wanted.length === 0) {
       await new Promise<void>((r) => {
         wake = r;
@@ -511,7 +535,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
           const a = assigned.get(k);
           const offset = requested.get(k);
           // Paused, sought or revoked since the request: drop the data; the position still says where to go on.
-          if (!running || a === undefined || offset === undefined || a.offset !== offset || paused.has(topic)) continue;
+          if (!running || a === undefined || offset === undefined || a.offset !== offset || isPaused(topic, p.partitionIndex)) continue;
           await deliver(handler, a, offset, p);
         }
       }
@@ -557,6 +581,13 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       for (const t of topics) paused.delete(t);
       poke();
     },
+    pausePartitions(partitions) {
+      for (const tp of partitions) pausedPartitions.add(key(tp.topic, tp.partition));
+    },
+    resumePartitions(partitions) {
+      for (const tp of partitions) pausedPartitions.delete(key(tp.topic, tp.partition));
+      poke();
+    },
     async commit(offsets) {
       await load();
       await c().commit({ offsets: offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: BigInt(x.offset), leaderEpoch: -1 })) });
@@ -567,11 +598,57 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     onAssignment(listener) {
       assignments.push(listener);
     },
+    onRebalance(listener) {
+      rebalances.push(listener);
+    },
+    groupMetadata(): GroupMetadata | undefined {
+      const m = consumer;
+      if (m === undefined || m.memberId === null || m.memberId === undefined) return undefined;
+      const coordinatorId = m.coordinatorId;
+      return { groupId: o.groupId, generationId: m.generationId, memberId: m.memberId, ...(typeof coordinatorId === "number" ? { coordinatorId } : {}) };
+    },
     async stop() {
       running = false;
       poke();
       await loop;
       await consumer?.close(true);
+    },
+  };
+}
+
+/**
+ * A Gress {@link GroupAssignor} as the library's group options: the protocol under the assignor's name (as on
+ * kafkajs), the member's user data in its subscription, and the leader's assignment through it.
+ */
+function assignorOptions(a: GroupAssignor): {
+  protocols: { name: string; version: number }[];
+  protocolsMetadata: () => Buffer;
+  partitionAssigner: GroupPartitionsAssigner;
+} {
+  return {
+    protocols: [{ name: a.name, version: 0 }],
+    protocolsMetadata: () => {
+      const u = a.userData?.();
+      return u === undefined ? Buffer.alloc(0) : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+    },
+    partitionAssigner: (_current, members, topics, metadata) => {
+      const partitions = new Map<string, number>();
+      for (const topic of topics) partitions.set(topic, metadata.topics.get(topic)?.partitionsCount ?? 0);
+      const list = [...members.values()].map((m) => ({
+        memberId: m.memberId,
+        topics: m.topics ?? [],
+        userData: m.metadata === undefined || m.metadata === null || m.metadata.length === 0 ? null : new Uint8Array(typeof m.metadata === "string" ? Buffer.from(m.metadata) : m.metadata),
+      }));
+      const out = a.assign(list, partitions);
+      return [...members.keys()].map((memberId) => {
+        const byTopic = new Map<string, GroupAssignment>();
+        for (const tp of out.get(memberId) ?? []) {
+          const g = byTopic.get(tp.topic) ?? { topic: tp.topic, partitions: [] };
+          g.partitions.push(tp.partition);
+          byTopic.set(tp.topic, g);
+        }
+        return { memberId, assignments: byTopic };
+      });
     },
   };
 }
@@ -696,6 +773,21 @@ function transactionalProducer(base: Base, o: TransactionalProducerOptions): Kaf
       const producerEpoch = made?.producerEpoch;
       if (producerId === undefined || producerEpoch === undefined) throw new Error(`kafka producer ${o.transactionalId} is not connected`);
       return { transactionalId: o.transactionalId, producerId: String(producerId), producerEpoch };
+    },
+    async sendOffsets(group, offsets) {
+      if (offsets.length === 0) return;
+      const t = current();
+      if (group.coordinatorId === undefined) throw new Error(`kafka producer ${o.transactionalId}: sendOffsets needs the group coordinator of "${group.groupId}" (the consumer's groupMetadata())`);
+      // KIP-447 through the library's consumer-offset path: a message-shaped offset carrying the group
+      // metadata, so the broker checks the generation (ILLEGAL_GENERATION for a member that lost the group).
+      await t.addConsumer({ groupId: group.groupId } as unknown as Consumer);
+      sent = true;
+      const consumer = { groupId: group.groupId, generationId: group.generationId, memberId: group.memberId, coordinatorId: group.coordinatorId };
+      for (const x of offsets) {
+        // addOffset commits the message's offset + 1.
+        const message = { topic: x.topic, partition: x.partition, offset: BigInt(x.offset - 1), metadata: { consumer } };
+        await t.addOffset(message as unknown as Parameters<Transaction["addOffset"]>[0]);
+      }
     },
     commit: () => finish(true),
     abort: () => finish(false),

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import type { KafkaBatch, KafkaClient, KafkaConsumer, KafkaMessage } from "../../connectors/kafka/client.ts";
+import type { GroupAssignor, KafkaBatch, KafkaClient, KafkaConsumer, KafkaMessage, Rebalance, TopicPartition } from "../../connectors/kafka/client.ts";
 import { kafkajsClient, platformaticKafkaClient } from "../../connectors/kafka/index.ts";
 import { brokers, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
@@ -365,6 +365,237 @@ describe("KafkaClient contract: both clients in one consumer group (real broker)
     } finally {
       await Promise.all(consumers.map((c) => c.stop()));
       await Promise.all(members.map((m) => m.client.close()));
+    }
+  });
+});
+
+/** The group's committed offsets of a topic (kafkajs admin, independent of the client under test). */
+async function groupOffsets(groupId: string, topic: string): Promise<Map<number, number>> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    return new Map((t?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+const waitUntil = async (f: () => boolean, timeoutMs: number, what: string): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!f()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+for (const [name, make] of Object.entries(clients)) {
+  describe(`KafkaClient contract for scale-out: ${name} (real broker)`, () => {
+    const client = make();
+    after(() => client.close());
+
+    it("a paused partition delivers nothing until resumed while the other partition of its topic goes on", { timeout: 120_000 }, async () => {
+      const topic = uniqueName(`cs-${name}`);
+      await createTopic(topic, 2);
+      const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+      const got = new Map<number, number>([
+        [0, 0],
+        [1, 0],
+      ]);
+      await consumer.start((b) => {
+        got.set(b.partition, (got.get(b.partition) ?? 0) + b.messages.length);
+        return (b.messages.at(-1) as KafkaMessage).offset + 1;
+      });
+      try {
+        await produce(topic, [{ value: "a", partition: 0 }, { value: "b", partition: 1 }]);
+        await waitUntil(() => got.get(0) === 1 && got.get(1) === 1, 20_000, "the first two messages");
+        consumer.pausePartitions([{ topic, partition: 0 }]);
+        await produce(topic, Array.from({ length: 10 }, (_, i) => ({ value: `v${i}`, partition: i % 2 })));
+        await waitUntil(() => got.get(1) === 6, 20_000, "partition 1");
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(got.get(0), 1, "nothing from the paused partition");
+        consumer.resumePartitions([{ topic, partition: 0 }]);
+        await waitUntil(() => got.get(0) === 6, 20_000, "partition 0 after resume");
+      } finally {
+        await consumer.stop();
+      }
+    });
+
+    it("a custom assignor sees every member's user data, keeps partition p of co-partitioned topics together, and rebalances report added and revoked partitions", { timeout: 120_000 }, async () => {
+      const a = uniqueName(`cs-${name}-a`);
+      const b = uniqueName(`cs-${name}-b`);
+      await createTopic(a, 4);
+      await createTopic(b, 4);
+      const groupId = uniqueName("g");
+      const seenUserData: string[][] = [];
+      const assignor = (tag: string): GroupAssignor => ({
+        name: "gress-test-tasks",
+        userData: () => new TextEncoder().encode(tag),
+        assign(members, partitions) {
+          seenUserData.push(members.map((m) => (m.userData === null ? "" : new TextDecoder().decode(m.userData))).sort());
+          // Members in the order of their user data; partition p of every topic to member p % n.
+          const ordered = [...members].sort((x, y) => (new TextDecoder().decode(x.userData ?? new Uint8Array()) < new TextDecoder().decode(y.userData ?? new Uint8Array()) ? -1 : 1));
+          const out = new Map<string, TopicPartition[]>(ordered.map((m) => [m.memberId, []]));
+          for (const [topic, count] of partitions) for (let p = 0; p < count; p++) out.get(ordered[p % ordered.length]!.memberId)!.push({ topic, partition: p });
+          return out;
+        },
+      });
+      const first = client.consumer({ groupId, topics: [a, b], fromBeginning: true, sessionTimeoutMs: 6000, assignor: assignor("first") });
+      const second = make().consumer({ groupId, topics: [a, b], fromBeginning: true, sessionTimeoutMs: 6000, assignor: assignor("second") });
+      const firstEvents: Rebalance[] = [];
+      const secondEvents: Rebalance[] = [];
+      first.onRebalance((r) => firstEvents.push(r));
+      second.onRebalance((r) => secondEvents.push(r));
+      const label = (tps: readonly TopicPartition[]): string[] => tps.map((tp) => `${tp.topic === a ? "a" : "b"}${tp.partition}`).sort();
+      const take = (batch: KafkaBatch): number => (batch.messages.at(-1) as KafkaMessage).offset + 1;
+      try {
+        await first.start(take);
+        await waitUntil(() => label(firstEvents.at(-1)?.assigned ?? []).length === 8, 30_000, "the first member's assignment");
+        assert.deepEqual(label(firstEvents.at(-1)!.added), ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]);
+        const genBefore = firstEvents.at(-1)!.generation;
+        assert.ok(first.groupMetadata() !== undefined, "group metadata after the join");
+        await second.start(take);
+        await waitUntil(
+          () => label(firstEvents.at(-1)?.assigned ?? []).join() === "a0,a2,b0,b2" && label(secondEvents.at(-1)?.assigned ?? []).join() === "a1,a3,b1,b3",
+          60_000,
+          "the split between the two members",
+        );
+        const last = firstEvents.at(-1)!;
+        assert.ok(last.generation > genBefore, `generation grows: ${genBefore} → ${last.generation}`);
+        assert.deepEqual(label(last.revoked), ["a1", "a3", "b1", "b3"]);
+        assert.deepEqual(label(last.added), []);
+        assert.ok(
+          seenUserData.some((u) => u.join() === "first,second"),
+          `the leader saw both members' user data: ${JSON.stringify(seenUserData)}`,
+        );
+      } finally {
+        await second.stop();
+        await first.stop();
+      }
+    });
+
+    it("offsets sent in a transaction become the group's committed offsets when it commits, and not when it aborts", { timeout: 120_000 }, async () => {
+      const input = uniqueName(`cs-${name}-in`);
+      const output = uniqueName(`cs-${name}-out`);
+      await createTopic(input, 1);
+      await createTopic(output, 1);
+      await produce(input, Array.from({ length: 5 }, (_, i) => ({ value: `v${i}` })));
+      const groupId = uniqueName("g");
+      const consumer = client.consumer({ groupId, topics: [input], fromBeginning: true });
+      await consumer.start((batch) => (batch.messages.at(-1) as KafkaMessage).offset + 1);
+      const producer = client.transactionalProducer({ transactionalId: uniqueName("tx") });
+      try {
+        await waitUntil(() => consumer.groupMetadata() !== undefined, 20_000, "the join");
+        await producer.connect();
+        await producer.begin(false);
+        await producer.send(output, [{ key: null, value: "aborted" }]);
+        await producer.sendOffsets(consumer.groupMetadata()!, [{ topic: input, partition: 0, offset: 2 }]);
+        await producer.abort();
+        assert.equal((await groupOffsets(groupId, input)).get(0), -1, "an aborted transaction commits no offset");
+        await producer.begin(false);
+        await producer.send(output, [{ key: null, value: "committed" }]);
+        await producer.sendOffsets(consumer.groupMetadata()!, [{ topic: input, partition: 0, offset: 4 }]);
+        await producer.commit();
+        assert.equal((await groupOffsets(groupId, input)).get(0), 4);
+        assert.deepEqual(
+          (await readCommitted(output)).map((m) => m.value),
+          ["committed"],
+        );
+      } finally {
+        await producer.disconnect();
+        await consumer.stop();
+      }
+    });
+
+    it("connect() fences a zombie with the same transactional id: its records and offsets are never committed", { timeout: 120_000 }, async () => {
+      const output = uniqueName(`cs-${name}-out`);
+      const input = uniqueName(`cs-${name}-in`);
+      await createTopic(output, 1);
+      await createTopic(input, 1);
+      const groupId = uniqueName("g");
+      const transactionalId = uniqueName("tx");
+      const group = { groupId, generationId: -1, memberId: "", coordinatorId: await coordinatorOf(groupId) };
+      const zombie = client.transactionalProducer({ transactionalId });
+      const successor = make().transactionalProducer({ transactionalId });
+      try {
+        await zombie.connect();
+        await zombie.begin(false);
+        await zombie.send(output, [{ key: null, value: "zombie" }]);
+        await zombie.sendOffsets(group, [{ topic: input, partition: 0, offset: 7 }]);
+        await successor.connect();
+        await assert.rejects(zombie.commit(), "the zombie's commit fails");
+        await successor.begin(false);
+        await successor.send(output, [{ key: null, value: "successor" }]);
+        await successor.sendOffsets(group, [{ topic: input, partition: 0, offset: 3 }]);
+        await successor.commit();
+        assert.deepEqual(
+          (await readCommitted(output)).map((m) => m.value),
+          ["successor"],
+        );
+        assert.equal((await groupOffsets(groupId, input)).get(0), 3);
+      } finally {
+        await zombie.disconnect().catch(() => undefined);
+        await successor.disconnect();
+      }
+    });
+
+    it("topicConfig reports a topic's cleanup policy", { timeout: 60_000 }, async () => {
+      const compacted = uniqueName(`cs-${name}-compact`);
+      const plain = uniqueName(`cs-${name}-plain`);
+      await client.createTopic(compacted, 1, { config: { "cleanup.policy": "compact" } });
+      await client.createTopic(plain, 1);
+      assert.equal((await client.topicConfig(compacted)).get("cleanup.policy"), "compact");
+      assert.equal((await client.topicConfig(plain)).get("cleanup.policy"), "delete");
+    });
+  });
+}
+
+/** The broker id of a group's coordinator (kafkajs admin, independent of the client under test). */
+async function coordinatorOf(groupId: string): Promise<number> {
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    // Describing the group makes sure the coordinator is known; a single-broker cluster has one node.
+    await admin.describeGroups([groupId]);
+    const { brokers: nodes } = await admin.describeCluster();
+    if (nodes.length !== 1) throw new Error("this test expects a single-broker cluster");
+    return nodes[0]!.nodeId;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+describe("KafkaClient contract: KIP-447 on @platformatic/kafka (real broker)", () => {
+  it("offsets sent with an older group generation are refused (ILLEGAL_GENERATION) once another member joined", { timeout: 120_000 }, async () => {
+    const client = clients.platformatic!();
+    const input = uniqueName("cs-kip447");
+    await createTopic(input, 2);
+    const groupId = uniqueName("g");
+    const first = client.consumer({ groupId, topics: [input], fromBeginning: true, sessionTimeoutMs: 6000 });
+    const second = client.consumer({ groupId, topics: [input], fromBeginning: true, sessionTimeoutMs: 6000 });
+    const producer = client.transactionalProducer({ transactionalId: uniqueName("tx") });
+    const take = (batch: KafkaBatch): number => (batch.messages.at(-1) as KafkaMessage).offset + 1;
+    const generations: number[] = [];
+    first.onRebalance((r) => generations.push(r.generation));
+    try {
+      await first.start(take);
+      await waitUntil(() => first.groupMetadata() !== undefined && generations.length > 0, 20_000, "the first join");
+      const old = first.groupMetadata()!;
+      await second.start(take);
+      await waitUntil(() => (first.groupMetadata()?.generationId ?? 0) > old.generationId, 30_000, "the next generation");
+      await producer.connect();
+      await producer.begin(false);
+      await assert.rejects(producer.sendOffsets(old, [{ topic: input, partition: 0, offset: 1 }]), /ILLEGAL_GENERATION|generation/i);
+      await producer.abort().catch(() => undefined);
+      await producer.begin(false);
+      await producer.sendOffsets(first.groupMetadata()!, [{ topic: input, partition: 0, offset: 1 }]);
+      await producer.commit();
+      assert.equal((await groupOffsets(groupId, input)).get(0), 1);
+    } finally {
+      await producer.disconnect();
+      await second.stop();
+      await first.stop();
+      await client.close();
     }
   });
 });
