@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import postgres from "postgres";
 import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
 import { type PostgresSinkHandle, postgresSink, type Sql, timescaleAvailable } from "../../connectors/postgres/index.ts";
+import { childCommand } from "../crash/harness.ts";
 
 function pgUrl(): string {
   const v = process.env.GRESS_PG_URL;
@@ -23,6 +28,8 @@ const columns = {
   celsius: { type: "double precision", value: (r: Reading) => r.celsius },
   meta: { type: "jsonb", value: (r: Reading) => r.meta ?? null },
 };
+const NO_TIMESCALE =
+  "the timescaledb extension is not in the test database: `scripts/services up pg` builds it, preloads it and creates it (a server started before it was built needs `scripts/services down pg` and `up pg`)";
 let n = 0;
 const tableName = (): string => `readings_${process.pid}_${Date.now().toString(36)}_${++n}`;
 
@@ -58,26 +65,40 @@ describe("postgres sink (real server)", () => {
     );
   });
 
-  it("without TimescaleDB the time column gets an index on a plain table", { timeout: 120_000 }, async (t) => {
-    if (await timescaleAvailable(sql)) return t.skip("timescaledb is installed here; the hypertable test covers it");
-    const table = tableName();
-    const sink = postgresSink<Reading>({ name: "r", job: "pg-plain", url: pgUrl(), table, columns, createTable: true, timeColumn: "at" });
-    await sink.open?.();
-    await sink.close?.();
-    assert.equal(sink.hypertable, false);
-    const idx = await sql`select indexdef from pg_indexes where tablename = ${table}`;
-    assert.ok(idx.some((i) => /\(at\)/.test(String(i.indexdef))), JSON.stringify(idx));
+  it("without TimescaleDB the time column gets an index on a plain table", { timeout: 120_000 }, async () => {
+    // A database of its own, where the extension was never created (the test database has it).
+    const db = `gress_plain_${process.pid}_${Date.now().toString(36)}`;
+    await sql.unsafe(`create database ${db}`);
+    const url = new URL(pgUrl());
+    url.pathname = `/${db}`;
+    const other = postgres(url.href, { max: 1, onnotice: () => {} });
+    try {
+      assert.equal(await timescaleAvailable(other), false);
+      const table = tableName();
+      const sink = postgresSink<Reading>({ name: "r", job: "pg-plain", sql: other, table, columns, createTable: true, timeColumn: "at" });
+      await sink.open?.();
+      await sink.close?.();
+      assert.equal(sink.hypertable, false);
+      const idx = await other`select indexdef from pg_indexes where tablename = ${table}`;
+      assert.ok(idx.some((i) => /\(at\)/.test(String(i.indexdef))), JSON.stringify(idx));
+    } finally {
+      await other.end({ timeout: 5 });
+      await sql.unsafe(`drop database if exists ${db}`);
+    }
   });
 
-  it("with TimescaleDB the table becomes a hypertable", { timeout: 120_000 }, async (t) => {
-    if (!(await timescaleAvailable(sql))) {
-      return t.skip("the timescaledb extension is not installed on this PostgreSQL (not packaged for Debian 12); hypertable path not run");
-    }
+  it("with TimescaleDB the table becomes a hypertable on the time column", { timeout: 120_000 }, async () => {
+    assert.ok(await timescaleAvailable(sql), NO_TIMESCALE);
     const table = tableName();
     const sink = postgresSink<Reading>({ name: "r", job: "pg-hyper", url: pgUrl(), table, columns, createTable: true, timeColumn: "at" });
     await sink.open?.();
     await sink.close?.();
     assert.equal(sink.hypertable, true);
+    const dims = await sql`select column_name from timescaledb_information.dimensions where hypertable_name = ${table}`;
+    assert.deepEqual(
+      dims.map((d) => d.column_name),
+      ["at"],
+    );
   });
 
   it("rows become visible only at commit, together with the progress row; committing again does nothing", { timeout: 120_000 }, async () => {
@@ -186,5 +207,81 @@ describe("postgres sink text escaping (real server)", () => {
     } finally {
       await sql.end({ timeout: 5 });
     }
+  });
+});
+
+/** Runs the TimescaleDB job in a child; kills it `killAfterMs` after records flow, or lets it finish (undefined). */
+function runTimescaleJob(args: string, killAfterMs: number | undefined): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const [cmd, argv] = childCommand(TIMESCALE_JOB);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, [...argv, args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    child.stdout.on("data", (d: Uint8Array) => {
+      stdout += String(d);
+      if (killAfterMs !== undefined && timer === undefined && stdout.includes("running")) timer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+    });
+    child.stderr.on("data", (d: Uint8Array) => (stderr += String(d)));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (timer !== undefined) clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const TIMESCALE_JOB = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "postgres-timescale-job.ts");
+
+describe("TimescaleDB: a checkpointed job killed with SIGKILL writes readings and their 1-minute counts into hypertables (real server)", () => {
+  const N = 9_000; // 450 s of event time at 20 readings/s: 8 whole minutes and a part
+  const readings = tableName();
+  const counts = `${readings}_counts`;
+  const dir = mkdtempSync(join(tmpdir(), "gress-pg-timescale-"));
+  let sql: Sql;
+  let kills = 0;
+  let runs = 0;
+  before(async () => {
+    sql = postgres(pgUrl(), { max: 2, onnotice: () => {} });
+    assert.ok(await timescaleAvailable(sql), NO_TIMESCALE);
+    const args = JSON.stringify({ url: pgUrl(), readings, counts, stateDir: join(dir, "state"), count: N, ratePerSecond: 3_000 });
+    // Kill the job at different moments of its 3 s run until it finishes by itself.
+    for (const delay of [400, 900, 250, 1_300, 600, undefined, undefined]) {
+      const r = await runTimescaleJob(args, delay);
+      runs++;
+      if (r.stdout.includes("done")) break;
+      if (r.code !== null) throw new Error(`the job failed (exit ${r.code}):\n${r.stderr.slice(-3000)}`);
+      kills++;
+    }
+  });
+  after(async () => {
+    await sql.end({ timeout: 5 });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("both tables are hypertables on their time columns", { timeout: 60_000 }, async () => {
+    const rows = await sql`select hypertable_name, column_name from timescaledb_information.dimensions where hypertable_name in (${readings}, ${counts}) order by 1`;
+    assert.deepEqual(
+      rows.map((r) => `${r.hypertable_name}.${r.column_name}`),
+      [`${readings}.at`, `${counts}.window_start`],
+    );
+  });
+
+  it("every reading is written exactly once across the kills", { timeout: 60_000 }, async (t) => {
+    t.diagnostic(`${kills} kills with SIGKILL in ${runs} runs`);
+    assert.ok(kills >= 3, `at least 3 kills before the job finished (${kills} kills in ${runs} runs)`);
+    const [r] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids, min(id)::int as lo, max(id)::int as hi from "${readings}"`);
+    assert.deepEqual({ ...r }, { n: N, ids: N, lo: 0, hi: N - 1 });
+  });
+
+  it("a time_bucket query over the readings gives exactly the pipeline's window counts", { timeout: 60_000 }, async () => {
+    const bucketed = await sql.unsafe(
+      `select device, extract(epoch from time_bucket('1 minute', at))::bigint * 1000 as start, count(*)::int as n from "${readings}" group by 1, 2 order by 1, 2`,
+    );
+    const windows = await sql.unsafe(`select device, extract(epoch from window_start)::bigint * 1000 as start, readings::int as n from "${counts}" order by 1, 2`);
+    const rows = (xs: readonly Record<string, unknown>[]): string[] => xs.map((x) => `${x.device} ${Number(x.start)} ${x.n}`);
+    assert.ok(windows.length >= 3 * 8, `${windows.length} windows`);
+    // Each window once (no duplicate after a kill), and the same rows as the database's own bucketing.
+    assert.deepEqual(rows(windows), rows(bucketed));
   });
 });
