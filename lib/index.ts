@@ -27,7 +27,7 @@ export * from "./errors.ts";
 export { FlowControl } from "./flow.ts";
 export { Job, type JobOptions, type SourceOptions } from "./job.ts";
 export type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
-export { JobMetrics, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";
+export { bucketQuantile, JobMetrics, LATENCY_BUCKETS, LatencyHistogram, LatencyProbe, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";
 export { type ChainableOperator, type Downstream, operate, type OperatorBody } from "./operate.ts";
 export { RecordOutput } from "./record-output.ts";
 export {

@@ -22,7 +22,7 @@ import { validate } from "./config.ts";
 import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
-import { JobMetrics, type SourceMetrics } from "./metrics.ts";
+import { JobMetrics, type LatencyProbe, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
 import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 import { RecordOutput } from "./record-output.ts";
@@ -509,6 +509,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #watermarks: SourceWatermarks<T> | undefined;
   /** Where records go (one record object refilled, when the chain is transient). */
   readonly #out: RecordOutput<T>;
+  /** End-to-end latency sampling: a decrement per record, a sample now and then (metrics.ts). */
+  readonly #latency: LatencyProbe;
   /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
   #ended = false;
   /** The source signalled the end of its input. */
@@ -536,6 +538,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#downstream = downstream;
     this.#coordinator = job.checkpoints;
     this.#out = new RecordOutput(downstream);
+    this.#latency = job.metrics.latency;
     this.#watermarks =
       watermarks === undefined
         ? undefined
@@ -549,6 +552,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   emit(value: T, timestamp?: number, split?: string): void {
     if (this.#ended || this.#finished) return;
     this.#metrics.emitted++;
+    if (--this.#latency.countdown === 0) this.#latency.sample();
     if (!this.#flowing) {
       // The first record of this run (also after a restart) ends the recovery measurement.
       this.#flowing = true;

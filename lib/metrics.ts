@@ -5,9 +5,20 @@
  *
  * Names start with `gress_`, use base units (seconds, ratios) and counters end in `_total`. Labels are job,
  * operator, source and sink — never record keys.
+ *
+ * End-to-end latency (`gress_end_to_end_latency_seconds{sink, stage}`) is sampled, as Flink's latency markers
+ * are, but through the user's own operators: reading the clock for every record would cost a third of a
+ * stateless pipeline's time. A source takes a sample ({@link LatencyProbe}) at the first record it emits in
+ * each synchronous run of emissions (a fetched batch, a timer tick) and then at every 1024th record of that
+ * run, at most one per millisecond: it notes when that record entered the job. Each sink, at its next write,
+ * observes the time from that entry to the moment the write was done (`stage="written"`: returned, or its
+ * promise resolved), and for sinks with two-phase commit also to the moment the checkpoint that covers the
+ * write completed (`stage="committed"`). A write that a record causes synchronously (map, filter, keyed state,
+ * CEP) therefore measures that record; a window result measures the latest sampled record before it, i.e.
+ * how long the window held its last input.
  * @module
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import { failureCode } from "./restart.ts";
 
 /**
@@ -41,6 +52,129 @@ export class OperatorMetrics {
 }
 
 /**
+ * Upper bounds (seconds) of the end-to-end latency histogram's buckets: 1 ms … 60 s.
+ *
+ * @example
+ * ```ts
+ * import { LATENCY_BUCKETS } from "gress";
+ *
+ * // The `le` labels of gress_end_to_end_latency_seconds_bucket, besides +Inf.
+ * console.log(LATENCY_BUCKETS[0], LATENCY_BUCKETS.at(-1)); // 0.001 60
+ * ```
+ */
+export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Records between two samples within one synchronous run of a source's emissions. */
+const SAMPLE_EVERY = 1024;
+
+/**
+ * Where end-to-end latency samples start: a source calls {@link LatencyProbe.sample} when `countdown` reaches
+ * 0 (one decrement per record); sinks compare `seq` with the last sample they observed (one comparison per
+ * write) and observe `performance.now() - at` for a new one. See the module header.
+ *
+ * @example
+ * ```ts
+ * import { Job } from "gress";
+ *
+ * const job = new Job();
+ * job.fromIterable([1, 2, 3]).sinkTo({ name: "out", write() {} });
+ * await job.run();
+ * // At least the first record was sampled, and the sink observed it.
+ * console.log(job.metrics.latency.seq > 0, job.metrics.sink("out").latency("written").count > 0); // true true
+ * ```
+ */
+export class LatencyProbe {
+  /** Records until the next sample; the source samples when it reaches 0. */
+  countdown: number = 1;
+  /** performance.now() at which the latest sampled record entered the job. */
+  at: number = Number.NEGATIVE_INFINITY;
+  /** Number of the latest sample (0: none yet). */
+  seq: number = 0;
+  #rearmQueued = false;
+  // After the current synchronous run of emissions, the next record is sampled again.
+  readonly #rearm = (): void => {
+    this.#rearmQueued = false;
+    this.countdown = 1;
+  };
+
+  /** The record being emitted now is a sample (unless one was taken less than 1 ms ago). */
+  sample(): void {
+    this.countdown = SAMPLE_EVERY;
+    if (!this.#rearmQueued) {
+      this.#rearmQueued = true;
+      queueMicrotask(this.#rearm);
+    }
+    const now = performance.now();
+    if (now - this.at < 1) return;
+    this.at = now;
+    this.seq++;
+  }
+}
+
+/**
+ * Bucket counts of one latency series, read by the Prometheus exposition and the live page.
+ *
+ * @example
+ * ```ts
+ * import { LatencyHistogram } from "gress";
+ *
+ * const h = new LatencyHistogram();
+ * for (const s of [0.002, 0.004, 0.2]) h.observe(s);
+ * console.log(h.count, h.quantile(0.5)); // 3 0.004375 (interpolated in the 2.5–5 ms bucket)
+ * ```
+ */
+export class LatencyHistogram {
+  /** Observations per bucket of {@link LATENCY_BUCKETS}, and the last one above 60 s (not cumulative). */
+  readonly counts: number[] = new Array<number>(LATENCY_BUCKETS.length + 1).fill(0);
+  count: number = 0;
+  sum: number = 0;
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+    this.counts[i]!++;
+    this.count++;
+    this.sum += seconds;
+  }
+
+  /**
+   * The q-quantile estimated from the buckets as PromQL's histogram_quantile does (linear within the bucket,
+   * the first bucket from 0; above the last bound, that bound); NaN without observations.
+   */
+  quantile(q: number): number {
+    return bucketQuantile(q, LATENCY_BUCKETS, this.counts);
+  }
+}
+
+/**
+ * histogram_quantile over non-cumulative bucket counts (`counts[i]` ≤ `bounds[i]`, the last one +Inf).
+ *
+ * @example
+ * ```ts
+ * import { bucketQuantile } from "gress";
+ *
+ * // 10 observations ≤ 1, 10 in (1, 2]: the median is the upper end of the first bucket.
+ * console.log(bucketQuantile(0.5, [1, 2], [10, 10, 0])); // 1
+ * ```
+ */
+export function bucketQuantile(q: number, bounds: readonly number[], counts: readonly number[]): number {
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (total === 0) return Number.NaN;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const c = counts[i]!;
+    if (below + c >= rank && c > 0) {
+      if (i === bounds.length) return bounds[bounds.length - 1]!;
+      const lo = i === 0 ? 0 : bounds[i - 1]!;
+      return lo + (bounds[i]! - lo) * ((rank - below) / c);
+    }
+    below += c;
+  }
+  return bounds[bounds.length - 1]!;
+}
+
+/**
  * Counters and gauges of one sink.
  *
  * @example
@@ -59,9 +193,47 @@ export class SinkMetrics {
   inFlight: number = 0;
   maxInFlight: number = 0;
   failures: number = 0;
+  /** The latest {@link LatencyProbe} sample this sink observed. */
+  latencySeen: number = 0;
   readonly sink: string;
+  readonly #written = new LatencyHistogram();
+  readonly #committed = new LatencyHistogram();
+  /** Entry times (performance.now()) of samples written since the last barrier, then per checkpoint id. */
+  #uncommitted: number[] = [];
+  readonly #awaitingCommit = new Map<number, number[]>();
   constructor(sink: string) {
     this.sink = sink;
+  }
+
+  /** The end-to-end latency histogram of one stage. */
+  latency(stage: "written" | "committed"): LatencyHistogram {
+    return stage === "written" ? this.#written : this.#committed;
+  }
+  /** A sampled record that entered at `enteredAt` (performance.now()) has been written; `transactional`: it waits for a commit. */
+  observeWritten(enteredAt: number, transactional: boolean): void {
+    this.#written.observe((performance.now() - enteredAt) / 1000);
+    if (transactional) this.#uncommitted.push(enteredAt);
+  }
+  /** The sink pre-commits checkpoint `id`: the samples written so far are committed with it. */
+  barrier(id: number): void {
+    if (this.#uncommitted.length === 0) return;
+    this.#awaitingCommit.set(id, this.#uncommitted);
+    this.#uncommitted = [];
+  }
+  /** Checkpoint `id` completed (its sink transactions committed). */
+  checkpointCompleted(id: number): void {
+    if (this.#awaitingCommit.size === 0) return;
+    const now = performance.now();
+    for (const [cp, entered] of this.#awaitingCommit) {
+      if (cp > id) continue;
+      for (const t of entered) this.#committed.observe((now - t) / 1000);
+      this.#awaitingCommit.delete(cp);
+    }
+  }
+  /** A restart: what was written and not committed is written again from the restored checkpoint. */
+  forgetUncommitted(): void {
+    this.#uncommitted = [];
+    this.#awaitingCommit.clear();
   }
 }
 
@@ -114,6 +286,9 @@ export class JobMetrics {
   restarts: number = 0;
   runningSince: number | undefined = undefined;
   lastFailure: { readonly at: number; readonly error: unknown } | undefined = undefined;
+
+  /** Where end-to-end latency samples start (see the module header). */
+  readonly latency: LatencyProbe = new LatencyProbe();
 
   readonly job: string;
   readonly #now: () => number;
@@ -198,6 +373,8 @@ export class JobMetrics {
         for (const s of sources()) this.set({ source: s.source }, s.paused ? 1 : 0);
       },
     });
+    // A histogram kept in plain bucket counts by the sinks, exposed in the Prometheus format at scrape time.
+    this.registry.registerMetric(latencyMetric(sinks));
     const self = this;
     new Gauge({
       name: "gress_checkpoint_duration_seconds",
@@ -261,6 +438,12 @@ export class JobMetrics {
     });
   }
 
+  /** Checkpoint `id` completed: counts it, and gives its commit time to the sinks' latency. */
+  checkpointCompleted(id: number): void {
+    this.checkpointsCompleted++;
+    for (const s of this.#sinks.values()) s.checkpointCompleted(id);
+  }
+
   /** Seconds since the running attempt began, or 0 when the job is not running. */
   get uptimeSeconds(): number {
     return this.runningSince === undefined ? 0 : Math.max(0, this.#now() - this.runningSince) / 1000;
@@ -294,4 +477,40 @@ export class JobMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** One sample line of a metric, as prom-client's registry formats it. */
+interface SampleLine {
+  readonly metricName: string;
+  readonly labels: Readonly<Record<string, string | number>>;
+  readonly value: number;
+}
+
+/** The latency histogram as a prom-client metric: read from the sinks' bucket counts at each scrape. */
+function latencyMetric(sinks: () => Iterable<SinkMetrics>): Metric {
+  const name = "gress_end_to_end_latency_seconds";
+  const help =
+    'Sampled time from a record entering the job at its source to its result being written by the sink (stage="written") or committed with a checkpoint (stage="committed", two-phase-commit sinks).';
+  const values = (): SampleLine[] => {
+    const out: SampleLine[] = [];
+    for (const s of sinks()) {
+      for (const stage of ["written", "committed"] as const) {
+        const h = s.latency(stage);
+        if (stage === "committed" && h.count === 0) continue;
+        const labels = { sink: s.sink, stage };
+        let cumulative = 0;
+        LATENCY_BUCKETS.forEach((le, i) => {
+          cumulative += h.counts[i]!;
+          out.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cumulative });
+        });
+        out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: h.count });
+        out.push({ metricName: `${name}_sum`, labels, value: h.sum });
+        out.push({ metricName: `${name}_count`, labels, value: h.count });
+      }
+    }
+    return out;
+  };
+  // The registry only calls get() (and reset() from resetMetrics(), which has nothing to reset here).
+  const metric = { name, help, type: "histogram", aggregator: "sum", get: () => Promise.resolve({ name, help, type: "histogram", aggregator: "sum", values: values() }), reset() {} };
+  return metric as unknown as Metric;
 }

@@ -38,6 +38,15 @@ export function sinkElements<T>(
   m.maxInFlight = maxInFlight;
   const who = `sink:${sink.name}`;
   const participant: SinkParticipant | undefined = job.checkpoints?.registerSink(sink as Sink<unknown>);
+  // End-to-end latency (metrics.ts): a write after a new source sample observes it; a sink with two-phase
+  // commit under checkpoints also observes the commit.
+  const probe = job.metrics.latency;
+  const transactional = participant !== undefined && typeof sink.commit === "function";
+  /** Takes the newest sample for this sink: its entry time. */
+  const claimSample = (): number => {
+    m.latencySeen = probe.seq;
+    return probe.at;
+  };
   const fail = (err: unknown, what: string): SinkError =>
     new SinkError(`sink "${sink.name}" failed to ${what}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -99,6 +108,13 @@ export function sinkElements<T>(
         m.written--; // settle counts a write; this one was dead-lettered instead
         settle();
       });
+      if (probe.seq !== m.latencySeen) {
+        const enteredAt = claimSample();
+        result.then(
+          () => m.observeWritten(enteredAt, transactional),
+          () => {},
+        );
+      }
     };
     // The hot path: a synchronous write is done when it returns and never counts as in flight.
     const write = (e: StreamRecord<T>): void => {
@@ -121,7 +137,10 @@ export function sinkElements<T>(
         return;
       }
       if (async) pending(result as PromiseLike<void>, e);
-      else m.written++;
+      else {
+        m.written++;
+        if (probe.seq !== m.latencySeen) m.observeWritten(claimSample(), transactional);
+      }
     };
 
     // Elements after a barrier wait here until the pre-commit for that barrier was issued.
@@ -136,7 +155,11 @@ export function sinkElements<T>(
       gated = true;
       job.flow.press(`${who}:barrier`);
       const handle = drained()
-        .then(() => opened)
+        .then(() => {
+          // Every write before the barrier is done, none after it has started: they commit with this checkpoint.
+          m.barrier(checkpointId);
+          return opened;
+        })
         .then(() => sink.preCommit?.(checkpointId));
       participant?.prepared(checkpointId, handle);
       handle.then(
@@ -159,6 +182,8 @@ export function sinkElements<T>(
     const release = (): void => {
       if (closed) return;
       closed = true;
+      // What was written since the last completed checkpoint is written again after a restart, or never committed.
+      m.forgetUncommitted();
       job.trackRelease(opened.catch(() => {}).then(() => sink.close?.()));
     };
     const finish = (): void => {
