@@ -20,6 +20,7 @@
  * @module
  */
 export * from "./aggregate.ts";
+export { AsyncCache, type AsyncCacheOptions } from "./async-cache.ts";
 export { type CancelTimer, type Clock, SystemClock, VirtualClock } from "./clock.ts";
 export { validate } from "./config.ts";
 export * from "./element.ts";
@@ -39,6 +40,15 @@ export {
   nonRecoverable,
   type RestartOptions,
 } from "./restart.ts";
+export {
+  type AsyncCallContext,
+  AsyncOperatorMetrics,
+  type AsyncOptions,
+  AsyncTimeoutError,
+  asyncMetrics,
+  type KeyedAsyncOptions,
+  type RetryPolicy,
+} from "./operators/async.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";

@@ -23,6 +23,7 @@ import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, 
 import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
 import { record } from "./element.ts";
 import type { JobContext, UserErrorPolicy } from "./operator-context.ts";
+import { type AsyncCallContext, type AsyncOptions, asyncOperator, type KeyedAsyncOptions } from "./operators/async.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
 import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
@@ -205,6 +206,20 @@ export class Stream<T> {
     return this.#then(flatMapElements(this.job.operator("flatMap"), project));
   }
 
+  /**
+   * Calls `fn` per value and emits what its promise resolves to: at most `concurrency` calls in flight, results
+   * in input order or as they complete (never across a watermark), timeouts, retries, and exactly-once results
+   * across checkpoints (see AsyncOptions and lib/operators/async.ts).
+   */
+  mapAsync<O>(fn: (value: T, call: AsyncCallContext) => PromiseLike<O> | O, options: AsyncOptions<T> = {}): Stream<O> {
+    return this.#then(asyncOperator<T, O>(this.job, fn, options, "one", this instanceof KeyedStream));
+  }
+
+  /** As {@link mapAsync}, for zero or more results per value: `fn` resolves to an iterable of them. */
+  flatMapAsync<O>(fn: (value: T, call: AsyncCallContext) => PromiseLike<Iterable<O>> | Iterable<O>, options: AsyncOptions<T> = {}): Stream<O> {
+    return this.#then(asyncOperator<T, O>(this.job, fn, options, "many", this instanceof KeyedStream));
+  }
+
   /** Runs a side effect per value. */
   tap(effect: (value: T) => void): Stream<T> {
     return this.#then(tapElements(this.job.operator("tap"), effect));
@@ -304,6 +319,16 @@ export class KeyedStream<T, K extends Key> extends Stream<T> {
   /** Groups the keyed stream into windows. */
   window(assigner: WindowAssigner<T>, options: WindowOptions<T> = {}): WindowedStream<T, K> {
     return new WindowedStream<T, K>(this, assigner, options);
+  }
+
+  /** As Stream.mapAsync; `ordered: "per-key"` keeps each key's results in input order. */
+  override mapAsync<O>(fn: (value: T, call: AsyncCallContext) => PromiseLike<O> | O, options: KeyedAsyncOptions<T> = {}): Stream<O> {
+    return super.mapAsync(fn, options as AsyncOptions<T>);
+  }
+
+  /** As Stream.flatMapAsync; `ordered: "per-key"` keeps each key's results in input order. */
+  override flatMapAsync<O>(fn: (value: T, call: AsyncCallContext) => PromiseLike<Iterable<O>> | Iterable<O>, options: KeyedAsyncOptions<T> = {}): Stream<O> {
+    return super.flatMapAsync(fn, options as AsyncOptions<T>);
   }
 
   /** Runs a keyed process function with state and timers. */

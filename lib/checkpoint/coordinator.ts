@@ -177,6 +177,8 @@ export class CheckpointCoordinator {
   readonly #log: (message: string) => void;
   readonly #sinks = new Map<string, SinkEntry>();
   readonly #finished = new Map<RunningSource, () => void>();
+  /** What the final checkpoint waits for: operators still working on records (see beforeFinal). */
+  readonly #beforeFinal = new Set<() => Promise<void>>();
   #started: number;
   /** Counts restarts: a checkpoint of an earlier attempt that fails late must not fail the next one. */
   #generation = 0;
@@ -452,6 +454,16 @@ export class CheckpointCoordinator {
     if (this.job.runningSources.every((s) => s.finished)) void this.#finish();
   }
 
+  /**
+   * Registers an operator that still produces output after the input ended (an async operator's calls in
+   * flight): the final checkpoint waits until `idle()` resolves, so that it commits that output too, as
+   * Flink's endInput drains async operators. Returns the function that unregisters it.
+   */
+  beforeFinal(idle: () => Promise<void>): () => void {
+    this.#beforeFinal.add(idle);
+    return () => this.#beforeFinal.delete(idle);
+  }
+
   async #finish(): Promise<void> {
     if (this.#finalTaken) return;
     this.#finalTaken = true;
@@ -459,6 +471,8 @@ export class CheckpointCoordinator {
     const generation = this.#generation;
     try {
       await this.#inProgress;
+      await Promise.all([...this.#beforeFinal].map((idle) => idle()));
+      if (generation !== this.#generation) return;
       await this.trigger(true);
     } catch (err) {
       return this.#failJob(generation, err);
