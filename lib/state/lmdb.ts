@@ -115,6 +115,19 @@ export interface UndoLog {
   readonly keepFrom: number;
 }
 
+/**
+ * One changed entry of a capture, named by table id (not the environment's table number, which another
+ * environment assigns differently): a put of `value`, or a delete when `deleted` is true (`value` undefined).
+ * The unit of a changelog (see `lib/scaleout/changelog.ts`).
+ */
+export interface StateChange {
+  readonly table: string;
+  readonly key: Key;
+  readonly ns: Namespace;
+  readonly deleted: boolean;
+  readonly value: unknown;
+}
+
 const isPrimitive = (v: unknown): boolean => v === null || (typeof v !== "object" && typeof v !== "function");
 
 /** One table: a view over the backend's layers for one table number. */
@@ -530,19 +543,8 @@ export class LmdbStateBackend implements StateBackend {
   commit(capture: StateCapture, writeMeta: () => void, midway?: () => void, undo?: UndoLog): Promise<void> {
     const data = this.#committing;
     if (data === undefined || data.seq !== capture.seq) return Promise.reject(new StateError(`state capture ${capture.seq} is not the one being committed`));
-    // LMDB's encoder (msgpackr) renames an own "__proto__" property to "__proto_" on the way back: refuse
-    // such a value with an error that names it, rather than store something else than was written.
-    for (const [no, key, ns, v] of data.rows) {
-      const below = v === TOMBSTONE || isPrimitive(v) ? undefined : protoKeyPath(v);
-      if (below === undefined) continue;
-      const at = `value${below}`;
-      const table = data.sizes.find((x) => x[1] === no)?.[0] ?? `#${no}`;
-      return Promise.reject(
-        new StateError(
-          `state table "${table}", key ${JSON.stringify(key)}, namespace ${JSON.stringify(ns)}: the value has an own "__proto__" property at ${at}, which the LMDB backend cannot store faithfully; rename that property`,
-        ),
-      );
-    }
+    const unstorable = unstorableRow(data);
+    if (unstorable !== undefined) return Promise.reject(unstorable);
     const state = this.#state;
     const half = data.rows.length >> 1;
     const written = this.root.transaction(() => {
@@ -571,6 +573,92 @@ export class LmdbStateBackend implements StateBackend {
         throw new StateError(`LMDB commit of state capture ${data.seq} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       },
     );
+  }
+
+  /**
+   * The entries `capture` changed, by table id, for a changelog: call it between {@link capture} and
+   * {@link commit} (the disk still holds the previous checkpoint then). After a full replacement (a
+   * {@link restore} from a snapshot) it first yields a delete for every stored entry the capture does not
+   * write again, so that applying the changes to a copy of the previous state gives the captured state. Values
+   * are the capture's frozen copies (do not modify them). Throws the StateError {@link commit} would reject with
+   * for a value LMDB cannot store faithfully. Not on the per-record path: single-process checkpoints never call it.
+   */
+  changes(capture: StateCapture): IterableIterator<StateChange> {
+    this.#open();
+    const data = this.#committing;
+    if (data === undefined || data.seq !== capture.seq) throw new StateError(`state capture ${capture.seq} is not the one being committed`);
+    const unstorable = unstorableRow(data);
+    if (unstorable !== undefined) throw unstorable;
+    const ids = new Map<number, string>();
+    for (const [id, no] of data.sizes) ids.set(no, id);
+    // Read now, not when iterated: the caller may commit (and so change the disk) before it finishes iterating.
+    const gone: StateChange[] = [];
+    if (data.cleared) {
+      const written = new Set<string>();
+      for (const [no, key, ns] of data.rows) written.add(this.#cacheKey(no, key, ns));
+      for (const { key } of this.#state.getRange({})) {
+        const [no, k, ns] = key as [number, Key, Namespace];
+        if (!written.has(this.#cacheKey(no, k, ns))) gone.push({ table: ids.get(no) ?? `#${no}`, key: k, ns, deleted: true, value: undefined });
+      }
+    }
+    return changesOf(gone, data.rows, ids);
+  }
+
+  /**
+   * Writes `changes` straight to disk, in one synchronous transaction with `writeMeta`, bypassing the dirty
+   * set: how a scale-out task restores its state from a changelog. A delete of an absent entry is a no-op;
+   * table sizes follow. With `reset`, every stored entry, undo log and meta entry is dropped first (in the
+   * same transaction), for a restore from the start. Only while nothing is uncommitted (see {@link rollback});
+   * opened tables stay valid. Returns the number of changes applied.
+   */
+  applyChanges(changes: Iterable<StateChange>, writeMeta: () => void = () => {}, options: { readonly reset?: boolean } = {}): number {
+    this.#open();
+    if (this.#dirtyTotal > 0 || this.#committing !== undefined || this.#cleared) {
+      throw new StateError(`LMDB state at "${this.path}" can only apply changes while it holds no uncommitted changes`);
+    }
+    const state = this.#state;
+    const meta = this.meta;
+    let n = 0;
+    this.root.transactionSync(() => {
+      if (options.reset === true) {
+        state.clearSync();
+        this.#undo.clearSync();
+        for (const { key } of [...meta.getRange({})]) meta.remove(key);
+        // Opened tables keep their numbers (their objects hold them), now empty; the others are forgotten.
+        for (const id of [...this.#infos.keys()]) {
+          if (this.#tables.has(id)) this.#infos.get(id)!.size = 0;
+          else this.#infos.delete(id);
+        }
+      }
+      const touched = new Set<string>();
+      for (const c of changes) {
+        let info = this.#infos.get(c.table);
+        if (info === undefined) this.#infos.set(c.table, (info = { no: this.#nextNo++, size: 0 }));
+        touched.add(c.table);
+        const k = [info.no, c.key, c.ns];
+        const existed = state.doesExist(k);
+        if (c.deleted) {
+          if (existed) {
+            state.remove(k);
+            info.size--;
+          }
+        } else {
+          state.put(k, c.value);
+          if (!existed) info.size++;
+        }
+        n++;
+      }
+      const all = options.reset === true ? this.#infos.keys() : touched;
+      for (const id of all) {
+        const info = this.#infos.get(id)!;
+        meta.put(["table", id], { no: info.no, size: info.size });
+      }
+      writeMeta();
+      this.#sealMeta();
+    });
+    this.#young.clear();
+    this.#old.clear();
+    return n;
   }
 
   /** Inside the commit transaction, before the rows are written: what they replace, and the table sizes. */
@@ -880,11 +968,36 @@ export function lmdbState(options: LmdbStateOptions): LmdbStateBackend {
   return new LmdbStateBackend(options);
 }
 
+function* changesOf(gone: readonly StateChange[], rows: CaptureData["rows"], ids: ReadonlyMap<number, string>): IterableIterator<StateChange> {
+  yield* gone;
+  for (const [no, key, ns, v] of rows) {
+    const table = ids.get(no) ?? `#${no}`;
+    yield v === TOMBSTONE ? { table, key, ns, deleted: true, value: undefined } : { table, key, ns, deleted: false, value: v };
+  }
+}
+
+/**
+ * LMDB's encoder (msgpackr) renames an own "__proto__" property to "__proto_" on the way back: the error for
+ * the first captured value that has one (naming it), rather than store something else than was written.
+ */
+function unstorableRow(data: CaptureData): StateError | undefined {
+  for (const [no, key, ns, v] of data.rows) {
+    const below = v === TOMBSTONE || isPrimitive(v) ? undefined : protoKeyPath(v);
+    if (below === undefined) continue;
+    const at = `value${below}`;
+    const table = data.sizes.find((x) => x[1] === no)?.[0] ?? `#${no}`;
+    return new StateError(
+      `state table "${table}", key ${JSON.stringify(key)}, namespace ${JSON.stringify(ns)}: the value has an own "__proto__" property at ${at}, which the LMDB backend cannot store faithfully; rename that property`,
+    );
+  }
+  return undefined;
+}
+
 /**
  * The path below `v` (like `.list[1].__proto__`) of the first own "__proto__" property inside it, or undefined
- * if there is none. The path is put together only on the way back from a hit: the usual walk allocates nothing.
+ * if there is none: msgpack (LMDB's encoder, and the scale-out shuffle's) cannot carry such a value faithfully. The path is put together only on the way back from a hit: the usual walk allocates nothing.
  */
-function protoKeyPath(v: unknown): string | undefined {
+export function protoKeyPath(v: unknown): string | undefined {
   if (v === null || typeof v !== "object" || ArrayBuffer.isView(v) || v instanceof Date) return undefined;
   if (v instanceof Map) {
     for (const [k, x] of v) {
