@@ -2,7 +2,9 @@
  * Fraud detection: card testing. A fraudster checks a stolen card with a few tiny charges, then makes a large
  * purchase. This pipeline finds three small transactions (< 2.00) followed by a large one (≥ 500) on the same
  * card within 10 minutes, joins each match with the card owner's profile as it was at that moment, scores the
- * risk, and prints the alerts above a threshold. Partial sequences that time out are counted too.
+ * risk, and prints the alerts above a threshold. Partial sequences that time out are counted too. Each match
+ * is also scored by a model behind an HTTP service (started on loopback by the example, see fraud-scoring.ts),
+ * called with `mapAsync` (timeout, retries, cache); the alerts carry that score.
  *
  * Runs on generated data and ends by itself: `node --import tsx examples/fraud-detection.ts`.
  * With the services (`scripts/services up && eval "$(scripts/services env)"`), `--services` reads the
@@ -11,9 +13,10 @@
  * @module
  */
 import { isMatch, isTimeout, match, named, pattern, skip, tableJoin } from "../cep/index.ts";
-import { boundedOutOfOrderness, Job, lmdbState, monotonic, sinkFn, type Stream } from "../lib/index.ts";
+import { boundedOutOfOrderness, DEAD_LETTERS, Job, lmdbState, monotonic, type Sink, sinkFn, type Stream } from "../lib/index.ts";
 import { isMainModule } from "../lib/runtime.ts";
 import { type Transaction, transactions, type UserProfile, userProfiles } from "../lib/sources/transactions.ts";
+import { type RiskFeatures, SCORING_OPTIONS, type ScoringService, scoringService } from "./fraud-scoring.ts";
 
 /** An alert for one suspicious card. */
 export interface Alert {
@@ -23,6 +26,8 @@ export interface Alert {
   readonly amount: number;
   readonly country: string;
   readonly risk: number;
+  /** The scoring model's probability that this is fraud (from the scoring service). */
+  readonly score: number;
   readonly reasons: readonly string[];
   readonly at: string;
 }
@@ -37,7 +42,7 @@ export interface FraudStats {
 }
 
 /** The pipeline on any streams of transactions and profile changes (event time from the records). */
-export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: Stream<UserProfile>, stats: FraudStats): Stream<Alert> {
+export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: Stream<UserProfile>, stats: FraudStats, scoring: ScoringService): Stream<Alert> {
   const tx = transactionsIn.withTimestamps(boundedOutOfOrderness<Transaction>(2_000));
   const profiles = profilesIn.withTimestamps(monotonic<UserProfile>());
 
@@ -65,7 +70,7 @@ export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: S
     profiles.keyBy((p) => p.user),
     { mode: "left", uid: "profile-join" },
   )
-    .map(({ left: s, right: profile }): Alert => {
+    .map(({ left: s, right: profile }) => {
       const reasons = ["card-testing sequence"];
       let risk = 0.5;
       if (profile === undefined) {
@@ -89,7 +94,14 @@ export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: S
         risk += 0.1;
         reasons.push("very large amount");
       }
-      return {
+      const features: RiskFeatures = {
+        amount: s.large.amount,
+        tests: s.tests.length,
+        accountAgeDays: profile?.accountAgeDays,
+        abroad: profile !== undefined && s.large.country !== profile.homeCountry,
+        riskTier: profile?.riskTier,
+      };
+      const alert: Omit<Alert, "score"> = {
         card: s.card,
         user: s.user,
         tests: s.tests,
@@ -99,17 +111,35 @@ export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: S
         reasons,
         at: new Date(s.large.at).toISOString(),
       };
+      return { alert, features };
     })
+    // The model's score, from the scoring service: at most 64 requests in flight, each timed out after 2 s
+    // and tried 3 times; a match it cannot score goes to dead letters (see the alert sink).
+    .mapAsync(
+      async ({ alert, features }, call): Promise<Alert> => ({ ...alert, score: await scoring.score(features, call) }),
+      { ...SCORING_OPTIONS, cache: { ...SCORING_OPTIONS.cache!, key: ({ features }) => SCORING_OPTIONS.cache!.key!(features) } },
+    )
     .filter((a) => a.risk >= RISK_THRESHOLD)
     .tap(() => void stats.alerts++);
 }
 
+/** The alerts sink of the generated-data run: prints, and stops the scoring service when the job ends. */
+function alertSink(alert: (a: Alert) => void, scoring: ScoringService): Sink<Alert> {
+  return { name: "alerts", write: alert, close: () => scoring.close() };
+}
+
 /** Builds the job on generated data; `count` bounds the input. `alert` receives each alert. */
-export function fraudDetection(count = 30_000, alert: (a: Alert) => void = (a) => console.log(JSON.stringify(a))): { job: Job; stats: FraudStats } {
+export function fraudDetection(
+  count = 30_000,
+  alert: (a: Alert) => void = (a) => console.log(JSON.stringify(a)),
+): { job: Job; stats: FraudStats; scoring: ScoringService } {
   const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
+  const scoring = scoringService();
   const job = new Job({ name: "fraud-detection" });
-  fraudPipeline(job.source(transactions({ count, maxDelayMs: 2_000 })), job.source(userProfiles()), stats).sinkTo(sinkFn("alerts", alert));
-  return { job, stats };
+  const alerts = fraudPipeline(job.source(transactions({ count, maxDelayMs: 2_000 })), job.source(userProfiles()), stats, scoring);
+  alerts.sideOutput(DEAD_LETTERS).sinkTo(sinkFn("unscored", (m) => console.warn("not scored:", JSON.stringify(m))));
+  alerts.sinkTo(alertSink(alert, scoring));
+  return { job, stats, scoring };
 }
 
 /** Kafka transactions + Kafka profile changelog → pattern + join → alerts on NATS JetStream, exactly-once. */
@@ -135,14 +165,15 @@ export async function mainServices(count = 30_000): Promise<void> {
   await jsm.streams.add({ name: `FRAUD_ALERTS_${run}`, subjects: [`fraud.alerts.${run}`] });
 
   const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
+  const scoring = scoringService();
   const stateDir = mkdtempSync(join(tmpdir(), "gress-fraud-"));
   const job = new Job({ name: "fraud-detection", state: lmdbState({ path: stateDir }), checkpoints: { intervalMs: 500 } });
   const source = <T>(name: string, topic: string): Stream<T> =>
     job.source(kafkaSource<T>({ name, brokers, topics: [topic], groupId: `fraud-${run}-${name}`, bounded: true }));
-  fraudPipeline(source<Transaction>("transactions", `transactions-${run}`), source<UserProfile>("profiles", `profiles-${run}`), stats).sinkTo(
+  fraudPipeline(source<Transaction>("transactions", `transactions-${run}`), source<UserProfile>("profiles", `profiles-${run}`), stats, scoring).sinkTo(
     natsJetStreamSink<Alert>({ name: "alerts", servers: natsUrl, subject: `fraud.alerts.${run}`, idPrefix: `fraud-${run}` }),
   );
-  await job.run();
+  await job.run().finally(() => scoring.close());
   const published = (await jsm.streams.info(`FRAUD_ALERTS_${run}`)).state.messages;
   console.log(`${count} transactions from Kafka: ${stats.matches} card-testing matches, ${stats.timeouts} timed out; ${published} alerts on NATS subject fraud.alerts.${run}`);
   await jsm.streams.delete(`FRAUD_ALERTS_${run}`);
@@ -154,9 +185,13 @@ if (isMainModule(import.meta.url) && process.argv.includes("--services")) {
   await mainServices();
 } else if (isMainModule(import.meta.url)) {
   const started = Date.now();
-  const { job, stats } = fraudDetection(30_000, (a) => {
-    console.log(`ALERT ${a.at} ${a.card} (${a.user}) ${a.amount.toFixed(2)} ${a.country} risk=${a.risk} tests=[${a.tests.join(", ")}] ${a.reasons.join("; ")}`);
+  const { job, stats, scoring } = fraudDetection(30_000, (a) => {
+    console.log(
+      `ALERT ${a.at} ${a.card} (${a.user}) ${a.amount.toFixed(2)} ${a.country} risk=${a.risk} score=${a.score} tests=[${a.tests.join(", ")}] ${a.reasons.join("; ")}`,
+    );
   });
   await job.run();
-  console.log(`${stats.matches} card-testing matches, ${stats.timeouts} timed out, ${stats.alerts} alerts (risk ≥ ${RISK_THRESHOLD}) in ${Date.now() - started} ms`);
+  console.log(
+    `${stats.matches} card-testing matches, ${stats.timeouts} timed out, ${stats.alerts} alerts (risk ≥ ${RISK_THRESHOLD}) in ${Date.now() - started} ms; ${scoring.requests} scoring requests`,
+  );
 }
