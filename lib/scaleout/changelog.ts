@@ -25,10 +25,11 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 import type { Key } from "../element.ts";
-import { ConfigError, StateError } from "../errors.ts";
+import { StateError } from "../errors.ts";
 import type { Positions } from "../source.ts";
 import type { Namespace } from "../state/backend.ts";
 import type { LmdbStateBackend, StateCapture, StateChange } from "../state/lmdb.ts";
+import { checkSameTopology } from "./fingerprint.ts";
 
 /** A record to produce to (or read from) the changelog: key bytes and value bytes, `null` for a tombstone. */
 export interface ChangelogRecord {
@@ -276,12 +277,11 @@ export class ChangelogRestore {
   }
 
   #checkTopology(cp: ChangelogCheckpoint, offset: number): void {
-    if (cp.fingerprint === this.#options.fingerprint) return;
-    const theirs = cp.topology === undefined ? cp.fingerprint : `${cp.fingerprint} (${cp.topology})`;
-    const ours = this.#options.topology === undefined ? this.#options.fingerprint : `${this.#options.fingerprint} (${this.#options.topology})`;
-    throw new ConfigError(
-      `the changelog holds state of another topology: its checkpoint ${cp.id} (offset ${offset}) was written by topology ${theirs}, this job is topology ${ours}; a job name was reused for a different pipeline: give the job another name, or delete its changelog topics`,
-      [{ path: ["changelog"], code: "topology_mismatch", message: `checkpoint fingerprint ${cp.fingerprint} ≠ job fingerprint ${this.#options.fingerprint}` }],
+    const o = this.#options;
+    checkSameTopology(
+      { fingerprint: o.fingerprint, description: o.topology ?? "(no description)" },
+      { fingerprint: cp.fingerprint, description: cp.topology },
+      `the changelog's checkpoint ${cp.id} (offset ${offset})`,
     );
   }
 }
