@@ -274,6 +274,8 @@ export function matchElements<E, S extends string>(
   const lateTag = options.lateTag ?? LATE_DATA.id;
   const comparator = options.comparator;
   const m = ctx.metrics;
+  // A CEP operator: /metrics exports its partial matches (gress_cep_partial_matches) and timeouts.
+  m.partialMatches = 0;
   const partials = ctx.state.table<KeyNfaState>(ctx.id, "partials");
   // Per key: timestamps and values of the records the watermark has not passed yet, sorted by timestamp.
   const pending = ctx.state.table<{ t: number[]; v: E[] }>(ctx.id, "pending");
@@ -302,8 +304,10 @@ export function matchElements<E, S extends string>(
       {
         match: (key, matched, ts) =>
           emit({ kind: "match", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? ts, end: ts }, ts, key),
-        timeout: (key, matched, at) =>
-          emit({ kind: "timeout", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? at, timeoutAt: at }, at, key),
+        timeout: (key, matched, at) => {
+          m.timeouts++;
+          emit({ kind: "timeout", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? at, timeoutAt: at }, at, key);
+        },
         dropped: (key, matched) => {
           const value: DroppedPartialMatch = { key: userKey(key), events: toEvents(matched) };
           downstream.next(sideRecord(CEP_OVERFLOW.id, value, matched[matched.length - 1]?.timestamp ?? 0, `${ctx.id}: key reached maxPartialMatches=${limit}`));
@@ -326,6 +330,7 @@ export function matchElements<E, S extends string>(
 
     const gauge = (): void => {
       m.buffered = partialCount + pendingCount + events.size;
+      m.partialMatches = partialCount;
     };
     const schedule = (k: Key, ks: KeyNfaState): void => {
       const d = runner.nextDeadline(ks);

@@ -49,6 +49,16 @@ export {
   type KeyedAsyncOptions,
   type RetryPolicy,
 } from "./operators/async.ts";
+export {
+  type BroadcastContext,
+  type BroadcastStateDescriptor,
+  broadcastState,
+  isBroadcastPartitioned,
+  type KeyedBroadcastContext,
+  type KeyedBroadcastProcessFunction,
+  type ReadOnlyBroadcastState,
+} from "./operators/broadcast.ts";
+export type { CoProcessContext, CoProcessFunction, KeyedCoProcessFunction } from "./operators/connect.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";
@@ -61,7 +71,16 @@ export * from "./state/keyed.ts";
 export { MemoryStateBackend, memoryState } from "./state/memory.ts";
 export { LmdbStateBackend, type LmdbStateOptions, lmdbState } from "./state/lmdb.ts";
 export * from "./checkpoint/index.ts";
-export { KeyedStream, type OperatorOptions, Stream, WindowedStream } from "./stream.ts";
+export {
+  BroadcastConnectedStream,
+  BroadcastStream,
+  ConnectedStreams,
+  KeyedConnectedStreams,
+  KeyedStream,
+  type OperatorOptions,
+  Stream,
+  WindowedStream,
+} from "./stream.ts";
 export { type Timer, TimerService } from "./timers.ts";
 export * from "./watermarks.ts";
 export * from "./windows/assigners.ts";

@@ -45,6 +45,11 @@ export class OperatorMetrics {
   /** Entries held in buffers / state that have a bound, and that bound (0 = none). */
   buffered: number = 0;
   bufferCapacity: number = 0;
+  /** CEP operators: partial matches held now (NaN for any other operator), and partial matches timed out. */
+  partialMatches: number = Number.NaN;
+  timeouts: number = 0;
+  /** Per source split, its watermark generator (where watermarks are generated per split). */
+  readonly splits: Map<string, { current(): number }> = new Map();
   readonly operator: string;
   constructor(operator: string) {
     this.operator = operator;
@@ -331,6 +336,23 @@ export class JobMetrics {
       (m) => (m.bufferCapacity > 0 ? m.buffered / m.bufferCapacity : Number.NaN),
       false,
     );
+    perOperator("gress_cep_partial_matches", "Partial matches a CEP operator holds.", (m) => m.partialMatches, false);
+    perOperator("gress_cep_timeouts_total", "Partial matches of a CEP operator that timed out.", (m) => (Number.isFinite(m.partialMatches) ? m.timeouts : Number.NaN), true);
+    new Gauge({
+      name: "gress_split_watermark_seconds",
+      help: "Watermark of one source split (Kafka partition, NATS stream...), before splits are merged.",
+      labelNames: ["operator", "split"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const m of ops()) {
+          for (const [split, g] of m.splits) {
+            const w = g.current();
+            if (Number.isFinite(w)) this.set({ operator: m.operator, split }, w / 1000);
+          }
+        }
+      },
+    });
     const sinks = () => this.#sinks.values();
     new Gauge({
       name: "gress_sink_in_flight",

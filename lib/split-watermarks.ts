@@ -107,6 +107,7 @@ export class SplitWatermarks {
   #addSplit(split: string, seen: boolean): SplitState {
     const s: SplitState = { generator: this.#strategy.generator(), lastActive: this.#clock.now(), seen };
     this.#splits.set(split, s);
+    this.#metrics.splits.set(split, s.generator); // gress_split_watermark_seconds
     this.#splitList.push(s);
     return s;
   }

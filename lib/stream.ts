@@ -18,12 +18,20 @@
  * ```
  * @module
  */
-import { EMPTY, Observable, filter as rxFilter, map as rxMap, share } from "rxjs";
+import { EMPTY, Observable, filter as rxFilter, map as rxMap, share, startWith } from "rxjs";
 import { aggregate as customAggregate, avg, type Aggregator, collectAll, count, max, min, reduce, sum } from "./aggregate.ts";
 import type { Element, Key, OutputTag, SideRecord, StreamRecord } from "./element.ts";
-import { record } from "./element.ts";
+import { MAX_WATERMARK, record, watermark } from "./element.ts";
 import type { JobContext, UserErrorPolicy } from "./operator-context.ts";
 import { type AsyncCallContext, type AsyncOptions, asyncOperator, type KeyedAsyncOptions } from "./operators/async.ts";
+import {
+  BROADCAST_KEY,
+  type BroadcastStateDescriptor,
+  type KeyedBroadcastProcessFunction,
+  keyedBroadcastProcess,
+  markBroadcast,
+} from "./operators/broadcast.ts";
+import { type CoProcessFunction, type KeyedCoProcessFunction, keyedCoProcess, type Tagged, UNKEYED, unkeyedCoProcess } from "./operators/connect.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
 import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
@@ -40,7 +48,6 @@ import { monotonic, validateStrategy, type WatermarkStrategy } from "./watermark
 import { ConfigError } from "./errors.ts";
 import type { WindowAssigner } from "./windows/assigners.ts";
 
-/** A stream as one source and the operators chained onto it, first to last. */
 /**
  * Where the timestamps of a stream's records come from, as far as the pipeline says:
  * - `event`: the data's own time, with watermarks (`withTimestamps`, a source's `watermarks`), or explicit
@@ -65,6 +72,7 @@ export function mergedTime(times: readonly TimeDomain[]): TimeDomain {
   return times.every((t) => t === "event") ? "event" : "unknown";
 }
 
+/** A stream as one source and the operators chained onto it, first to last. */
 interface Plan {
   readonly source: Observable<unknown>;
   readonly inits: readonly OperatorInit[];
@@ -117,7 +125,6 @@ export class Stream<T> {
   #keyedInit: OperatorInit | undefined;
   #consumers = 0;
   #shared: Observable<Element<T>> | undefined;
-
   #time: TimeDomain = "unknown";
 
   static {
@@ -127,6 +134,7 @@ export class Stream<T> {
     };
     timeOf = (stream) => stream.#time;
   }
+
   constructor(job: JobContext, elements: Observable<Element<T>>) {
     this.job = job;
     this.#source = elements;
@@ -178,8 +186,8 @@ export class Stream<T> {
     if (!isChainable(op)) return declareTime(make(this.job, op(this.#consume())), this.#time);
     this.#consumers++;
     const child = make(this.job, EMPTY);
-    child.#parent = this as Stream<unknown>;
     child.#time = this.#time;
+    child.#parent = this as Stream<unknown>;
     child.#init = op.init;
     if (this.#keys !== undefined && isKeyedOperator(op)) child.#keyedInit = op.keyedBy(this.#keys as KeyOf<T>);
     return child;
@@ -231,6 +239,28 @@ export class Stream<T> {
     const merged = new Stream<T>(this.job, unionElements(this.job.operator("union"), inputs));
     merged.#time = mergedTime([this.#time, ...others.map((o) => o.#time)]);
     return merged;
+  }
+
+  /**
+   * Connects this stream with another of any type, for a co-process function that sees both (Flink's
+   * `connect`). The watermark is the minimum of both inputs'. Connect two KeyedStreams (or call `keyBy` on the
+   * result) for keyed state and timers shared by both inputs.
+   */
+  connect<B>(other: Stream<B>): ConnectedStreams<T, B> {
+    return new ConnectedStreams<T, B>(this, other);
+  }
+
+  /**
+   * Broadcasts this stream: connected to a keyed stream, every value reaches every instance of the operator,
+   * which keeps the broadcast state named by `descriptors` (see lib/operators/broadcast.ts).
+   */
+  broadcast(...descriptors: BroadcastStateDescriptor<string | number, unknown>[]): BroadcastStream<T> {
+    if (descriptors.length === 0) {
+      throw new ConfigError("broadcast() needs at least one broadcast state descriptor (broadcastState(name))", [
+        { path: ["broadcast", "descriptors"], code: "too_small", message: "at least one descriptor" },
+      ]);
+    }
+    return markBroadcast(new BroadcastStream<T>(this, descriptors));
   }
 
   /** Assigns event time and watermarks. */
@@ -334,6 +364,184 @@ export class KeyedStream<T, K extends Key> extends Stream<T> {
   /** Runs a keyed process function with state and timers. */
   process<O>(fn: ProcessFunction<T, K, O>, options: OperatorOptions = {}): Stream<O> {
     return this.transform(processElements(this.job.operator("process", options.uid), fn));
+  }
+
+  /**
+   * Connects this keyed stream with a keyed stream of the same key type (for a keyed co-process function:
+   * state and timers per key, shared by both inputs), with a broadcast stream (for broadcast state), or with
+   * any other stream (an unkeyed co-process function).
+   */
+  override connect<B>(other: KeyedStream<B, K>): KeyedConnectedStreams<T, B, K>;
+  override connect<R>(other: BroadcastStream<R>): BroadcastConnectedStream<T, K, R>;
+  override connect<B>(other: Stream<B>): ConnectedStreams<T, B>;
+  override connect<B>(other: Stream<B> | BroadcastStream<B>): ConnectedStreams<T, B> | KeyedConnectedStreams<T, B, K> | BroadcastConnectedStream<T, K, B> {
+    if (other instanceof BroadcastStream) return new BroadcastConnectedStream<T, K, B>(this, other);
+    if (other instanceof KeyedStream) return new KeyedConnectedStreams<T, B, K>(this, other as KeyedStream<B, K>);
+    return super.connect(other);
+  }
+}
+
+/** `stream`'s values tagged as input `input` of a two-input operator (keys and timestamps kept). */
+function tagged<A, B>(stream: Stream<A> | Stream<B>, input: 1 | 2): Stream<Tagged<A, B>> {
+  return (stream as Stream<A | B>).map((value): Tagged<A, B> => ({ input, value }));
+}
+
+/** Both inputs tagged and merged by union: records interleave, the watermark is the minimum of both. */
+function merged<A, B>(first: Stream<A>, second: Stream<B>): Stream<Tagged<A, B>> {
+  return tagged<A, B>(first, 1).union(tagged<A, B>(second, 2));
+}
+
+/**
+ * Two streams connected for a co-process function (Flink's ConnectedStreams). Without keys the function gets
+ * no keyed state or timers; `keyBy` partitions both inputs by key for a keyed one.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * const temperatures = fromIterable([{ room: "r1", celsius: 31 }]);
+ * const alarms = fromIterable([{ room: "r2", smoke: true }]);
+ * const events = await temperatures
+ *   .connect(alarms)
+ *   .process<string>({
+ *     processElement1: (t, ctx) => ctx.emit(`${t.room}: ${t.celsius} °C`),
+ *     processElement2: (a, ctx) => ctx.emit(`${a.room}: smoke`),
+ *   })
+ *   .collect();
+ * ```
+ */
+export class ConnectedStreams<A, B> {
+  readonly #first: Stream<A>;
+  readonly #second: Stream<B>;
+
+  constructor(first: Stream<A>, second: Stream<B>) {
+    this.#first = first;
+    this.#second = second;
+  }
+
+  /** Runs `fn` on the values of both inputs: `processElement1` for this stream's, `processElement2` for the other's. */
+  process<O>(fn: CoProcessFunction<A, B, O>, options: OperatorOptions = {}): Stream<O> {
+    const job = this.#first.job;
+    const ctx = job.operator("co-process", options.uid);
+    // One internal key for every record: the process operator runs keyed, the function never sees the key.
+    return merged(this.#first, this.#second)
+      .keyBy(() => UNKEYED)
+      .transform(processElements(ctx, unkeyedCoProcess(ctx, fn)));
+  }
+
+  /** Partitions both inputs by key (of the same type), for a keyed co-process function. */
+  keyBy<K extends Key>(first: (value: A) => K, second: (value: B) => K): KeyedConnectedStreams<A, B, K> {
+    return new KeyedConnectedStreams<A, B, K>(this.#first.keyBy(first), this.#second.keyBy(second));
+  }
+}
+
+/**
+ * Two keyed streams connected for a keyed co-process function (Flink's KeyedCoProcessFunction): state and
+ * timers per key, shared by both inputs; one watermark, the minimum of both.
+ *
+ * @example
+ * ```ts
+ * import { fromIterable } from "gress";
+ *
+ * type Order = { id: string; at: number };
+ * type Payment = { order: string; at: number };
+ * const orders = fromIterable<Order>([{ id: "o1", at: 0 }], { timestamp: (o) => o.at }).keyBy((o) => o.id);
+ * const payments = fromIterable<Payment>([{ order: "o1", at: 4_000 }], { timestamp: (p) => p.at }).keyBy((p) => p.order);
+ * // Time from order to payment, per order.
+ * const latency = orders.connect(payments).process<number>({
+ *   processElement1: (o, ctx) => ctx.state.value<number>("ordered").update(o.at),
+ *   processElement2: (p, ctx) => ctx.emit(p.at - (ctx.state.value<number>("ordered").value() ?? p.at)),
+ * });
+ * ```
+ */
+export class KeyedConnectedStreams<A, B, K extends Key> {
+  readonly #first: KeyedStream<A, K>;
+  readonly #second: KeyedStream<B, K>;
+
+  constructor(first: KeyedStream<A, K>, second: KeyedStream<B, K>) {
+    this.#first = first;
+    this.#second = second;
+  }
+
+  /** Runs `fn` per key on the values of both inputs, with keyed state and timers shared by both. */
+  process<O>(fn: KeyedCoProcessFunction<A, B, K, O>, options: OperatorOptions = {}): Stream<O> {
+    const ctx = this.#first.job.operator("co-process", options.uid);
+    return merged(this.#first, this.#second).transform(processElements(ctx, keyedCoProcess(ctx, fn)));
+  }
+}
+
+/**
+ * A stream made by `broadcast(descriptors)`, to connect to a keyed stream: every value reaches every instance
+ * of the operator, which keeps the named broadcast state.
+ *
+ * @example
+ * ```ts
+ * import { type BroadcastStream, broadcastState, fromIterable } from "gress";
+ *
+ * type Rule = { id: string; max: number };
+ * const rules = broadcastState<string, Rule>("rules");
+ * const broadcast: BroadcastStream<Rule> = fromIterable<Rule>([{ id: "r1", max: 100 }]).broadcast(rules);
+ * ```
+ */
+export class BroadcastStream<R> {
+  readonly stream: Stream<R>;
+  readonly descriptors: readonly BroadcastStateDescriptor<string | number, unknown>[];
+
+  constructor(stream: Stream<R>, descriptors: readonly BroadcastStateDescriptor<string | number, unknown>[]) {
+    this.stream = stream;
+    this.descriptors = descriptors;
+  }
+}
+
+/**
+ * A keyed stream connected to a broadcast stream (Flink's BroadcastConnectedStream), for a
+ * {@link KeyedBroadcastProcessFunction}.
+ *
+ * @example
+ * ```ts
+ * import { broadcastState, fromIterable } from "gress";
+ *
+ * const threshold = broadcastState<string, number>("threshold");
+ * const limits = fromIterable([50]).broadcast(threshold);
+ * const readings = fromIterable([{ sensor: "s1", value: 70, at: 1 }], { timestamp: (r) => r.at }).keyBy((r) => r.sensor);
+ * const alerts = readings.connect(limits).process<string>({
+ *   processElement(r, ctx) {
+ *     const max = ctx.getBroadcastState(threshold).get("max");
+ *     if (max !== undefined && r.value > max) ctx.emit(`${ctx.key} above ${max}`);
+ *   },
+ *   processBroadcastElement(max, ctx) {
+ *     ctx.getBroadcastState(threshold).put("max", max);
+ *   },
+ * });
+ * ```
+ */
+export class BroadcastConnectedStream<T, K extends Key, R> {
+  readonly #keyed: KeyedStream<T, K>;
+  readonly #broadcast: BroadcastStream<R>;
+
+  constructor(keyed: KeyedStream<T, K>, broadcast: BroadcastStream<R>) {
+    this.#keyed = keyed;
+    this.#broadcast = broadcast;
+  }
+
+  /** Runs `fn`: `processBroadcastElement` for each broadcast value, `processElement` per keyed value. */
+  process<O>(fn: KeyedBroadcastProcessFunction<T, K, R, O>, options: OperatorOptions = {}): Stream<O> {
+    const keyed = this.#keyed;
+    const ctx = keyed.job.operator("broadcast-process", options.uid);
+    let rules = tagged<T, R>(this.#broadcast.stream, 2);
+    // A broadcast stream without event time (rules read as they come) must not hold the keyed side's event
+    // time back: its watermark counts as +∞ from the start.
+    if (timeOf(rules) === "arrival") {
+      rules = declareTime(
+        rules.transform((elements) => elements.pipe(rxFilter((e) => e.kind !== "watermark"), startWith(watermark(MAX_WATERMARK)))),
+        "unknown",
+      );
+    }
+    const both = tagged<T, R>(keyed, 1).union(rules.keyBy(() => BROADCAST_KEY));
+    return declareTime(
+      both.transform(processElements(ctx, keyedBroadcastProcess(ctx, fn, this.#broadcast.descriptors))),
+      timeOf(keyed),
+    );
   }
 }
 

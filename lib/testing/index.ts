@@ -5,4 +5,4 @@
  */
 export { VirtualClock } from "../clock.ts";
 export * from "./arbitraries.ts";
-export { TestDriver, type TestDriverOptions } from "./test-driver.ts";
+export { MultiInputTestDriver, TestDriver, type TestDriverOptions } from "./test-driver.ts";

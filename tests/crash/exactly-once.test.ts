@@ -43,6 +43,7 @@ const TITLES: Record<JobConfig["kind"], string> = {
   "keyed-seq": "keyed state with per-key sequence numbers",
   window: "tumbling window count and sum",
   pattern: "CEP matches and timeouts (A → B → C within 400 ms)",
+  broadcast: "keyed state with broadcast state (broadcast-exactly-once.test.ts)",
 };
 
 for (const config of [KEYED, WINDOW, PATTERN]) {
