@@ -594,11 +594,18 @@ export class LmdbStateBackend implements StateBackend {
     // Read now, not when iterated: the caller may commit (and so change the disk) before it finishes iterating.
     const gone: StateChange[] = [];
     if (data.cleared) {
-      const written = new Set<string>();
-      for (const [no, key, ns] of data.rows) written.add(this.#cacheKey(no, key, ns));
+      // Exact keys (not the cache's string keys): table number → key → namespaces.
+      const written = new Map<number, Map<Key, Set<Namespace>>>();
+      for (const [no, key, ns] of data.rows) {
+        let keys = written.get(no);
+        if (keys === undefined) written.set(no, (keys = new Map()));
+        let nss = keys.get(key);
+        if (nss === undefined) keys.set(key, (nss = new Set()));
+        nss.add(ns);
+      }
       for (const { key } of this.#state.getRange({})) {
         const [no, k, ns] = key as [number, Key, Namespace];
-        if (!written.has(this.#cacheKey(no, k, ns))) gone.push({ table: ids.get(no) ?? `#${no}`, key: k, ns, deleted: true, value: undefined });
+        if (written.get(no)?.get(k)?.has(ns) !== true) gone.push({ table: ids.get(no) ?? `#${no}`, key: k, ns, deleted: true, value: undefined });
       }
     }
     return changesOf(gone, data.rows, ids);

@@ -99,6 +99,23 @@ describe("LmdbStateBackend.changes", () => {
     await b.close();
   });
 
+  it("after a restore from a snapshot, tells entries apart exactly, even keys with NULs that look alike as text", async () => {
+    const b = open();
+    const t = b.table<number>("op", "t");
+    t.put("a", "b\u0000$", 1);
+    await b.commit(b.capture(), () => {});
+    b.restore({ tables: { "op/t": [["a\u0000$b", "", 2]] } });
+    const changes = [...b.changes(b.capture())];
+    assert.deepEqual(
+      changes.map((c) => [c.key, c.ns, c.deleted]),
+      [
+        ["a", "b\u0000$", true],
+        ["a\u0000$b", "", false],
+      ],
+    );
+    await b.close();
+  });
+
   it("refuses a value with an own __proto__ property, as commit does, naming it", async () => {
     const b = open();
     const v = JSON.parse('{"a":{"__proto__":{"x":1}}}');
