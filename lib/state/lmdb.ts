@@ -447,7 +447,8 @@ export class LmdbStateBackend implements StateBackend {
   }
 
   #cacheKey(no: number, key: Key, ns: Namespace): string {
-    return `${no}${typeof key === "number" ? "#" : "$"}${key}\u0000${typeof ns === "number" ? "#" : "$"}${ns}`;
+    // A string key is length-prefixed: with a separator only, ("a", "b\0$") and ("a\0$b", "") were one entry.
+    return `${no}${typeof key === "number" ? `#${key}\u0000` : `$${key.length}:${key}`}${typeof ns === "number" ? "#" : "$"}${ns}`;
   }
   /** @internal read of the checkpointed value through the cache */
   readStored(no: number, key: Key, ns: Namespace): unknown {

@@ -94,6 +94,20 @@ describe("LMDB state backend", () => {
     await b.close();
   });
 
+  it("the read cache keeps entries apart whose key and namespace run together alike (NULs in string keys)", async () => {
+    const b = open(tempDir());
+    const t = b.table<number>("op", "t");
+    t.put("a", "b\u0000$", 1);
+    await checkpoint(b);
+    // Read first, so that it is cached; then its look-alike must not hit that cache entry.
+    assert.equal(t.get("a", "b\u0000$"), 1);
+    assert.equal(t.get("a\u0000$b", ""), undefined);
+    t.put("a\u0000$b", "", 2);
+    await checkpoint(b);
+    assert.deepEqual([t.get("a", "b\u0000$"), t.get("a\u0000$b", ""), t.size], [1, 2, 2]);
+    await b.close();
+  });
+
   it("reaching maxDirtyEntries asks the listener (the coordinator) for a checkpoint, once per crossing", async () => {
     const b = open(tempDir(), { maxDirtyEntries: 10 });
     let asked = 0;
