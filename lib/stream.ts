@@ -293,9 +293,16 @@ export class Stream<T> {
     return this.#consume().pipe(rxFilter((e): e is SideRecord => e.kind === "side" && e.tag === tag.id));
   }
 
-  /** Escape hatch: applies a custom operator on the raw element stream. */
+  /**
+   * Escape hatch: applies an operator to the stream's *elements* (`Element<T>`: records `{ kind: "record",
+   * value, timestamp, key }`, and the watermarks, barriers and side records between them, to be let through
+   * in order), not to plain values: for those use map/filter/flatMap/mapAsync, or `toObservable()`. An
+   * operator that emits something other than an element (say `bufferCount(10)`, which emits arrays) fails the
+   * job with a ConfigError that says so.
+   */
   transform<O>(operator: (elements: Observable<Element<T>>) => Observable<Element<O>>): Stream<O> {
-    return this.#then(operator);
+    if (isChainable(operator)) return this.#then(operator);
+    return this.#then((elements) => operator(elements).pipe(rxMap(checkElement<O>)));
   }
 
   /** Escape hatch: the records with timestamp and key. */
@@ -616,6 +623,19 @@ export class WindowedStream<T, K extends Key> {
   aggregateWith<A, R>(spec: Parameters<typeof customAggregate<T, A, R>>[0], options?: OperatorOptions): Stream<WindowResult<K, R>> {
     return this.aggregate(customAggregate(spec), options);
   }
+}
+
+const ELEMENT_KINDS: ReadonlySet<unknown> = new Set(["record", "watermark", "barrier", "end", "splits", "side"]);
+
+/** `value` if it is an element; else the error of a transform() operator that emitted something else. */
+function checkElement<O>(value: Element<O>): Element<O> {
+  if (typeof value === "object" && value !== null && ELEMENT_KINDS.has((value as { kind?: unknown }).kind)) return value;
+  const shown = Array.isArray(value) ? `an array (${value.length} items)` : typeof value === "object" ? JSON.stringify(value)?.slice(0, 80) : `${typeof value} ${String(value)}`;
+  const message =
+    `transform(): the operator emitted ${shown}, not an element. transform() operators get and emit elements ` +
+    '(records { kind: "record", value, timestamp, key }, and the watermarks, barriers and side records between them); ' +
+    "for an RxJS operator on plain values use map/filter/flatMap/mapAsync, or stream.toObservable().pipe(op)";
+  throw new ConfigError(message, [{ path: ["transform"], code: "not_an_element", message: "the operator emitted a value that is not an element" }]);
 }
 
 /** How often a processing-time window's watermark follows the clock when no record arrives. */
