@@ -590,7 +590,29 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     },
     async commit(offsets) {
       await load();
-      await c().commit({ offsets: offsets.map((x) => ({ topic: x.topic, partition: x.partition, offset: BigInt(x.offset), leaderEpoch: -1 })) });
+      // OffsetCommit sent here, not with the library's commit(): when that one fails with a rebalance error it
+      // joins the group again by itself, beside the heartbeat's own rejoin, and retries under the new
+      // generation. Members committing after each batch then set off one extra generation after another, about
+      // a second apart (measured: 5 generations in 6 s with an unchanged assignment, docs/SCALE-OUT.md F3),
+      // and may commit partitions that have just moved to another member. A failed commit fails here; the
+      // heartbeat rejoins.
+      const member = c();
+      const coordinator = member.coordinatorId;
+      if (member.memberId === null || coordinator === null || coordinator === undefined) throw new Error(`kafka: consumer of group "${o.groupId}" has not joined it yet`);
+      const topics = new Map<string, { partitionIndex: number; committedOffset: bigint; committedLeaderEpoch: number; committedMetadata: null }[]>();
+      for (const x of offsets) {
+        const list = topics.get(x.topic) ?? [];
+        list.push({ partitionIndex: x.partition, committedOffset: BigInt(x.offset), committedLeaderEpoch: -1, committedMetadata: null });
+        topics.set(x.topic, list);
+      }
+      const b = clientBase(member);
+      const metadata = await call<{ brokers: Map<number, unknown> }>((cb) => b.metadata({ topics: [] }, cb));
+      const broker = metadata.brokers.get(coordinator);
+      if (broker === undefined) throw new Error(`kafka: group coordinator ${coordinator} of "${o.groupId}" is not in the metadata`);
+      const connection = await call<unknown>((cb) => b.connection(broker, cb));
+      const offsetCommit = await call<Api>((cb) => b.api("OffsetCommit", cb));
+      const request = [...topics].map(([name, partitions]) => ({ name, partitions }));
+      await call<unknown>((cb) => offsetCommit(connection, o.groupId, member.generationId, member.memberId, null, request, cb));
     },
     onPositionAdvanced(listener) {
       advanced.push(listener);
@@ -611,7 +633,16 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       running = false;
       poke();
       await loop;
-      await consumer?.close(true);
+      // Closing during a rebalance (another member just left) sometimes never calls back in the library, with
+      // no socket or timer left to keep the process alive, or fails with "Connection closed". Leaving the group
+      // is a courtesy (the broker drops a silent member after the session timeout), so neither may hang or fail
+      // the stop.
+      // A rejoin under way then fails once its connection closes, and the library reports that as an "error"
+      // event: with no listener it would be an uncaught exception after the stop.
+      consumer?.on("error", () => undefined);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([consumer?.close(true).catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, sessionTimeout)))]);
+      clearTimeout(timer);
     },
   };
 }

@@ -474,6 +474,48 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
+    it("members that commit after every batch while data flows see one new generation per membership change, not more", { timeout: 120_000 }, async () => {
+      const topic = uniqueName(`cs-${name}-gen`);
+      await createTopic(topic, 4);
+      const groupId = uniqueName("g");
+      let producing = true;
+      const feeding = (async () => {
+        for (let i = 0; producing; i++) {
+          await produce(topic, Array.from({ length: 8 }, (_, j) => ({ value: `v${i}-${j}`, partition: j % 4 })));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const members = [client, make()].map((cl) => {
+        const consumer = cl.consumer({ groupId, topics: [topic], fromBeginning: true, sessionTimeoutMs: 6000 });
+        const generations = new Set<number>();
+        consumer.onRebalance((r) => generations.add(r.generation));
+        return { consumer, generations };
+      });
+      // The Kafka source's ack(): commit what was read, ignoring a commit refused during a rebalance.
+      const committing = (consumer: KafkaConsumer) => async (b: KafkaBatch): Promise<number> => {
+        const next = (b.messages.at(-1) as KafkaMessage).offset + 1;
+        await consumer.commit([{ topic: b.topic, partition: b.partition, offset: next }]).catch(() => undefined);
+        return next;
+      };
+      const [first, second] = members as [(typeof members)[number], (typeof members)[number]];
+      try {
+        await first.consumer.start(committing(first.consumer));
+        await waitUntil(() => first.generations.size === 1, 20_000, "the first join");
+        await new Promise((r) => setTimeout(r, 2000));
+        await second.consumer.start(committing(second.consumer));
+        await waitUntil(() => second.generations.size > 0, 30_000, "the second join");
+        // Extra rebalances came about a second apart (docs/SCALE-OUT.md F3): give them time to show.
+        await new Promise((r) => setTimeout(r, 6000));
+        assert.equal(first.generations.size, 2, `the first member's generations: ${[...first.generations].join(", ")}`);
+        assert.equal(second.generations.size, 1, `the second member's generations: ${[...second.generations].join(", ")}`);
+      } finally {
+        producing = false;
+        await feeding;
+        await second.consumer.stop();
+        await first.consumer.stop();
+      }
+    });
+
     it("offsets sent in a transaction become the group's committed offsets when it commits, and not when it aborts", { timeout: 120_000 }, async () => {
       const input = uniqueName(`cs-${name}-in`);
       const output = uniqueName(`cs-${name}-out`);
