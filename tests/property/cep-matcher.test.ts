@@ -1,10 +1,10 @@
-// Property tests of the CEP matcher against a brute-force reference, under reordering, and for state cleanup.
+// Property tests of the CEP matcher against the brute-force reference of gress/testing, under reordering, and for state cleanup.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type Contiguity, match, type Pattern, type PatternResult, pattern, type SkipStrategy, skip } from "../../cep/index.ts";
 import { isGressError } from "../../lib/index.ts";
-import { reorderWithin, TestDriver, type Timestamped } from "../../lib/testing/index.ts";
+import { bruteForceMatches, type ReferencePattern, reorderWithin, TestDriver, type Timestamped } from "../../lib/testing/index.ts";
 
 interface Ev {
   readonly id: number;
@@ -75,43 +75,23 @@ function build(g: PatternGen, strategy: SkipStrategy = skip.noSkip(), extras: Ex
   return p.skip(strategy);
 }
 
-/**
- * The reference: enumerates every assignment of events to steps that the declarative FlinkCEP rules allow.
- * A step's next event is, by contiguity: strict — the event right after the last taken one; relaxed — the
- * first later event satisfying the step's condition; any — every later event satisfying it. The first
- * event of a match may be any event. An optional step may take nothing (the next step is then relative to
- * the same last event). A match is complete once every step has its minimum count; with `within`, its last
- * event is less than `within` after its first.
- */
+/** The brute-force reference (gress/testing's bruteForceMatches), as "step:id ..." per match, sorted. */
 function reference(g: PatternGen, events: readonly Timestamped<Ev>[]): string[] {
-  const out: string[] = [];
-  const n = g.steps.length;
-  const ok = (i: number, k: number): boolean => g.steps[i]!.types.includes(events[k]!.value.type);
-  const candidates = (i: number, c: Contiguity, last: number): number[] => {
-    if (last < 0) return events.map((_, k) => k).filter((k) => ok(i, k));
-    if (c === "strict") return last + 1 < events.length && ok(i, last + 1) ? [last + 1] : [];
-    const later: number[] = [];
-    for (let k = last + 1; k < events.length; k++) if (ok(i, k)) later.push(k);
-    return c === "relaxed" ? later.slice(0, 1) : later;
+  const meaning: ReferencePattern<Ev> = {
+    steps: g.steps.map((s, i) => ({
+      name: `s${i}`,
+      where: (e: Ev) => s.types.includes(e.type),
+      contiguity: s.kind,
+      min: s.min,
+      max: s.max,
+      optional: s.optional,
+      inner: s.inner,
+    })),
+    ...(g.within === undefined ? {} : { within: g.within }),
   };
-  const rec = (i: number, cnt: number, last: number, path: string[], firstTs: number): void => {
-    const s = g.steps[i]!;
-    if (cnt < (s.max ?? Number.POSITIVE_INFINITY)) {
-      for (const k of candidates(i, cnt === 0 ? s.kind : s.inner, last)) {
-        const ts = events[k]!.timestamp;
-        const first = path.length === 0 ? ts : firstTs;
-        if (g.within !== undefined && ts - first >= g.within) continue;
-        rec(i, cnt + 1, k, [...path, `s${i}:${events[k]!.value.id}`], first);
-      }
-    }
-    if (cnt >= s.min || (cnt === 0 && s.optional)) {
-      if (i + 1 === n) {
-        if (path.length > 0) out.push(path.join(" "));
-      } else rec(i + 1, 0, last, path, firstTs);
-    }
-  };
-  rec(0, 0, -1, [], 0);
-  return out.sort();
+  return bruteForceMatches(meaning, events)
+    .map((m) => m.map(({ step, index }) => `${step}:${events[index]!.value.id}`).join(" "))
+    .sort();
 }
 
 const describeMatch = (r: PatternResult<Ev, string>): string =>
