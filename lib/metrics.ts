@@ -285,6 +285,8 @@ export class JobMetrics {
   readonly #sources = new Map<string, SourceMetrics>();
   /** Set by the checkpoint coordinator and recovery. */
   lastCheckpointDurationSeconds: number = 0;
+  /** State entries the last completed checkpoint wrote (changed since the one before). */
+  lastCheckpointEntries: number = 0;
   checkpointsCompleted: number = 0;
   recoverySeconds: number = 0;
   /** Set by job.run(): restarts so far, when the running attempt began (job Clock ms), the last failure. */
@@ -406,6 +408,14 @@ export class JobMetrics {
         this.set(self.lastCheckpointDurationSeconds);
       },
     });
+    new Gauge({
+      name: "gress_checkpoint_size_entries",
+      help: "State entries written by the last completed checkpoint (those changed since the previous one).",
+      registers: [this.registry],
+      collect() {
+        this.set(self.lastCheckpointEntries);
+      },
+    });
     new Counter({
       name: "gress_checkpoints_completed_total",
       help: "Checkpoints completed since start.",
@@ -460,9 +470,10 @@ export class JobMetrics {
     });
   }
 
-  /** Checkpoint `id` completed: counts it, and gives its commit time to the sinks' latency. */
-  checkpointCompleted(id: number): void {
+  /** Checkpoint `id` completed, having written `entries` changed state entries: counts it, and gives its commit time to the sinks' latency. */
+  checkpointCompleted(id: number, entries = 0): void {
     this.checkpointsCompleted++;
+    this.lastCheckpointEntries = entries;
     for (const s of this.#sinks.values()) s.checkpointCompleted(id);
   }
 

@@ -600,7 +600,7 @@ export class CheckpointCoordinator {
     }
     const durationSeconds = (performance.now() - began) / 1000;
     this.job.metrics.lastCheckpointDurationSeconds = durationSeconds;
-    this.job.metrics.checkpointCompleted(id);
+    this.job.metrics.checkpointCompleted(id, capture.entries);
     this.history.push({ id, changedEntries: capture.entries, durationSeconds, final });
     if (this.history.length > 100) this.history.shift();
     if (!final) {
