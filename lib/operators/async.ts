@@ -3,9 +3,11 @@
  * `AsyncDataStream.orderedWait` / `unorderedWait` do. The contract:
  *
  * - **Bounds.** At most `concurrency` calls are in flight. The operator's queue holds the records whose
- *   results are not out yet; when it holds `concurrency` of them it presses the job's flow control, so the
- *   sources pause (as a sink at `maxInFlight` does), and releases at half. Records that still arrive meanwhile
- *   (the rest of a source's batch) wait in the queue, in order, and are called as calls finish.
+ *   results are not out yet: those in flight, those waiting for a free slot, and (in order) results waiting
+ *   for an earlier one. When it holds twice `concurrency` records it presses the job's flow control, so the
+ *   sources pause (as a sink at `maxInFlight` does), and releases when it is back at `concurrency`: so the
+ *   slots stay busy while the sources resume. Records that still arrive while the sources pause (the rest of
+ *   a source's batch) wait in the queue, in order, and are called as calls finish.
  * - **Order.** `ordered: true` (default) emits results in input order. `ordered: false` emits each result as
  *   its call completes, but never across a watermark: the watermarks divide the queue into segments, a
  *   result goes out only once every record of earlier segments is out, and a watermark only after every
@@ -94,7 +96,7 @@ export interface RetryPolicy {
  * ```
  */
 export interface AsyncOptions<I> {
-  /** Calls in flight at most, and results held at most before the sources are paused. Default 100. */
+  /** Calls in flight at most (default 100). The operator holds up to twice as many records before it pauses the sources. */
   readonly concurrency?: number;
   /** true (default): results in input order; false: as they complete, never across a watermark. */
   readonly ordered?: boolean;
@@ -496,7 +498,7 @@ class AsyncBody<I, O> {
     this.#cacheKey = cacheKey;
     this.#table = table;
     this.#who = `async:${ctx.id}`;
-    this.#m.bufferCapacity = this.#capacity;
+    this.#m.bufferCapacity = 2 * this.#capacity;
     this.#m.buffered = 0;
     am.inFlight = 0;
     // The final checkpoint waits until the results of the last records are out, so that it commits them.
@@ -626,7 +628,7 @@ class AsyncBody<I, O> {
       }
     }
     this.#m.buffered = ++this.#queued;
-    if (this.#queued >= this.#capacity && !this.#pressing) {
+    if (this.#queued >= 2 * this.#capacity && !this.#pressing) {
       this.#pressing = true;
       this.#job.flow.press(this.#who);
     }
@@ -823,7 +825,7 @@ class AsyncBody<I, O> {
       else k.first = e.keyNext;
       e.keyNext = undefined;
     }
-    if (this.#pressing && this.#queued <= this.#capacity >> 1) {
+    if (this.#pressing && this.#queued <= this.#capacity) {
       this.#pressing = false;
       this.#job.flow.release(this.#who);
     }

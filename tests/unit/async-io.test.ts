@@ -158,15 +158,25 @@ describe("mapAsync: bounds and backpressure", () => {
   it("starts at most `concurrency` calls, pauses the sources when full, and starts the rest as calls end", async () => {
     const { calls, fn } = manual<number>();
     const d = new TestDriver<number, unknown>((s) => s.mapAsync(fn, { concurrency: 2, uid: "two" }));
-    for (let i = 0; i < 5; i++) d.pipeInput(i, i);
+    for (let i = 0; i < 3; i++) d.pipeInput(i, i);
+    assert.equal(d.job.flow.paused, false, "3 records: 2 in flight, 1 waiting");
+    d.pipeInput(3, 3);
+    assert.equal(d.job.flow.paused, true, "the sources are paused once twice `concurrency` records are held");
+    d.pipeInput(4, 4); // a source's batch that was under way still gets in, and waits
     assert.equal(calls.length, 2);
     assert.equal(asyncMetrics(d.job.metrics, "two").inFlight, 2);
-    assert.equal(d.job.flow.paused, true, "the sources are paused while the queue is full");
     calls[0]!.resolve(0);
     await settle();
     assert.equal(calls.length, 3, "a finished call frees a slot for the next waiting record");
     assert.deepEqual(d.readOutput(), [0]);
-    for (let i = 1; i < 5; i++) {
+    assert.equal(d.job.flow.paused, true, "4 held: still paused");
+    calls[1]!.resolve(1);
+    await settle();
+    assert.equal(d.job.flow.paused, true, "3 held: still paused");
+    calls[2]!.resolve(2);
+    await settle();
+    assert.equal(d.job.flow.paused, false, "back at `concurrency` held: the sources go on");
+    for (let i = 3; i < 5; i++) {
       assert.ok(calls.length <= i + 2, "never more than 2 calls in flight");
       calls[i]!.resolve(i);
       await settle();
