@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import postgres from "postgres";
 import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
 import { type PostgresSinkHandle, postgresSink, type Sql, timescaleAvailable } from "../../connectors/postgres/index.ts";
+import { LIVE_ANALYTICS_SQL } from "../../scripts/dashboards.ts";
 import { childCommand } from "../crash/harness.ts";
 
 function pgUrl(): string {
@@ -283,5 +284,47 @@ describe("TimescaleDB: a checkpointed job killed with SIGKILL writes readings an
     assert.ok(windows.length >= 3 * 8, `${windows.length} windows`);
     // Each window once (no duplicate after a kill), and the same rows as the database's own bucketing.
     assert.deepEqual(rows(windows), rows(bucketed));
+  });
+});
+
+describe("the Live analytics dashboard's SQL on TimescaleDB (real server)", () => {
+  it("its time_bucket queries run on a hypertable like the example's and give the per-minute counts", { timeout: 60_000 }, async () => {
+    const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
+    const schema = `dash_${process.pid}_${Date.now().toString(36)}`;
+    try {
+      assert.ok(await timescaleAvailable(sql), NO_TIMESCALE);
+      await sql.begin(async (tx) => {
+        // The example's table (see examples/live-analytics.ts), in a schema of its own so that the dashboard's
+        // unqualified "action_counts" finds it.
+        await tx.unsafe(`create schema ${schema}`);
+        await tx.unsafe(`set local search_path to ${schema}, public`);
+        await tx.unsafe("create table action_counts (action text not null, window_start timestamptz not null, window_end timestamptz not null, clicks bigint not null, primary key (action, window_start))");
+        await tx.unsafe("select create_hypertable('action_counts', 'window_start')");
+        const t0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+        // Sliding windows every 10 s over two minutes: view grows, buy stays at 2.
+        for (let i = 0; i < 12; i++) {
+          const start = new Date(t0 + i * 10_000);
+          const end = new Date(t0 + i * 10_000 + 60_000);
+          await tx`insert into action_counts values ('view', ${start}, ${end}, ${10 + i}), ('buy', ${start}, ${end}, 2)`;
+        }
+        // Grafana's $__timeFilter(col) for the dashboard's time range.
+        const grafana = (q: string): string => q.replace(/\$__timeFilter\((\w+)\)/g, "$1 BETWEEN '2026-01-01T11:00:00Z' AND '2026-01-01T13:00:00Z'");
+        const perMinute = await tx.unsafe(grafana(LIVE_ANALYTICS_SQL.perMinute));
+        assert.deepEqual(
+          perMinute.map((r) => `${(r.time as Date).toISOString()} ${r.metric} ${r.value}`).sort(),
+          ["2026-01-01T12:00:00.000Z buy 2", "2026-01-01T12:00:00.000Z view 15", "2026-01-01T12:01:00.000Z buy 2", "2026-01-01T12:01:00.000Z view 21"],
+        );
+        const total = await tx.unsafe(grafana(LIVE_ANALYTICS_SQL.total));
+        assert.deepEqual(
+          total.map((r) => `${(r.time as Date).toISOString()} ${r.clicks}`),
+          ["2026-01-01T12:00:00.000Z 17", "2026-01-01T12:01:00.000Z 23"],
+        );
+        const [latest] = await tx.unsafe(LIVE_ANALYTICS_SQL.latest);
+        assert.equal((latest?.latest as Date | undefined)?.toISOString(), "2026-01-01T12:01:50.000Z");
+        await tx.unsafe(`drop schema ${schema} cascade`);
+      });
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
   });
 });
