@@ -44,6 +44,24 @@ export type Decoded<T> = { readonly ok: true; readonly value: T } | { readonly o
  */
 export type Decoder<T> = (bytes: Uint8Array | null) => Decoded<T>;
 
+/**
+ * A decoder that may need to wait (a schema registry lookup) before it can answer: it returns a promise only
+ * then, and answers synchronously otherwise. Sources that read in batches (Kafka) accept it as `decode`.
+ *
+ * @example
+ * ```ts
+ * import type { AsyncDecoder } from "gress/kafka";
+ *
+ * const known = new Map<number, string>([[1, "one"]]);
+ * const decode: AsyncDecoder<string> = (bytes) => {
+ *   const id = bytes?.[0] ?? -1;
+ *   const name = known.get(id);
+ *   return name !== undefined ? { ok: true, value: name } : Promise.resolve({ ok: false, reason: `unknown id ${id}` });
+ * };
+ * ```
+ */
+export type AsyncDecoder<T> = (bytes: Uint8Array | null) => Decoded<T> | Promise<Decoded<T>>;
+
 /** Options of {@link jsonDecoder}. */
 export interface JsonDecoderOptions<T> {
   /** Values must match this schema; the parsed output of the schema is emitted. */

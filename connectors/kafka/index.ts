@@ -19,4 +19,4 @@ export { type KafkajsClientOptions, kafkajsClient } from "./kafkajs.ts";
 export { type PlatformaticKafkaClientOptions, platformaticKafkaClient } from "./platformatic.ts";
 export { type KafkaSinkHandle, type KafkaSinkOptions, kafkaSink } from "./sink.ts";
 export { type KafkaSourceOptions, kafkaSource, parseSplit, splitOf } from "./source.ts";
-export { type Decoded, type Decoder, jsonDecoder, type SourceDeadLetter, textDecoder } from "../ingest/decode.ts";
+export { type AsyncDecoder, type Decoded, type Decoder, jsonDecoder, type SourceDeadLetter, textDecoder } from "../ingest/decode.ts";

@@ -44,6 +44,7 @@ import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { ConfigError, SinkError } from "../../lib/errors.ts";
 import { type CommitAborted, encodeRecord, type Sink, type SinkContext } from "../../lib/sink.ts";
+import type { RecordSerializer } from "../registry/serde.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
@@ -73,8 +74,8 @@ export interface KafkaSinkOptions<T> {
   readonly brokers?: readonly string[];
   readonly client?: KafkaClient;
   readonly topic: string;
-  /** Message value. Default: JSON text of the value. */
-  readonly serialize?: (value: T) => Uint8Array | string | null;
+  /** Message value. Default: JSON text of the value. A {@link RecordSerializer} (`registrySerializer` of gress/registry) is opened with the sink. */
+  readonly serialize?: ((value: T) => Uint8Array | string | null) | RecordSerializer<T>;
   /** Message key (decides the partition). Default: none. */
   readonly key?: (value: T) => Uint8Array | string | null;
   /** Static transactional id; one per job and sink. Default `gress-<job name>-<sink name>`. */
@@ -125,7 +126,7 @@ const optionsSchema = z.strictObject({
   brokers: z.array(z.string().min(1)).min(1).optional(),
   client: z.custom<KafkaClient>((c) => typeof (c as KafkaClient)?.transactionalProducer === "function", "a KafkaClient").optional(),
   topic: z.string().min(1),
-  serialize: z.function().optional(),
+  serialize: z.union([z.function(), z.custom<RecordSerializer<unknown>>((s) => typeof (s as RecordSerializer<unknown>)?.serialize === "function" && typeof (s as RecordSerializer<unknown>).open === "function", "a function or a RecordSerializer")]).optional(),
   key: z.function().optional(),
   transactionalId: z.string().min(1).optional(),
   semantic: z.enum(["exactly-once", "at-least-once"]).optional(),
@@ -172,7 +173,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   const transactionTimeoutMs = o.transactionTimeoutMs ?? 60_000;
   const batchSize = o.batchSize ?? 2000;
   const atLeastOnce = o.semantic === "at-least-once";
-  const serialize = options.serialize ?? ((v: T) => JSON.stringify(v) ?? null);
+  const serializer = typeof options.serialize === "object" ? options.serialize : undefined;
+  const serialize = serializer !== undefined ? (v: T) => serializer.serialize(v) : ((options.serialize as ((value: T) => Uint8Array | string | null) | undefined) ?? ((v: T) => JSON.stringify(v) ?? null));
   const keyOf = options.key;
   const ownClient = options.client === undefined;
   let client: KafkaClient | undefined = options.client;
@@ -323,6 +325,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       batch = undefined;
       scheduled = false;
       sending = 0;
+      // A registry serializer checks its schema's compatibility and registers it: an incompatible one fails the start.
+      await serializer?.open();
       const c = getClient();
       await prepare(c, ctx);
       producer = c.transactionalProducer({ transactionalId, transactionTimeoutMs });

@@ -28,7 +28,7 @@ import type { CancelTimer } from "../../lib/clock.ts";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
 import type { Positions, Source, SourceContext } from "../../lib/source.ts";
-import { type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
+import { type AsyncDecoder, type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
 import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
 import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
@@ -63,8 +63,8 @@ export interface KafkaSourceOptions<T> {
   readonly client?: KafkaClient;
   readonly topics: readonly string[];
   readonly groupId: string;
-  /** Turns message bytes into a value. Default: JSON (see `jsonDecoder`). */
-  readonly decode?: Decoder<T>;
+  /** Turns message bytes into a value. Default: JSON (see `jsonDecoder`); `registryDecoder` (gress/registry) reads Avro, Protobuf and JSON Schema records. */
+  readonly decode?: Decoder<T> | AsyncDecoder<T>;
   /** Where a partition with no checkpointed or committed position starts. Default "earliest". */
   readonly startFrom?: "earliest" | "latest";
   /** Read up to the end offsets seen at open, then end the input (a bounded source). Default false. */
@@ -150,7 +150,7 @@ export function parseSplit(split: string): { topic: string; partition: number } 
 export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source<T> {
   const o = validate(optionsSchema, options, "kafkaSource");
   const name = o.name;
-  const decode: Decoder<T> = options.decode ?? (jsonDecoder() as Decoder<T>);
+  const decode: Decoder<T> | AsyncDecoder<T> = options.decode ?? (jsonDecoder() as Decoder<T>);
   const ownClient = options.client === undefined;
   let client: KafkaClient | undefined = options.client;
   let consumer: KafkaConsumer | undefined;
@@ -219,7 +219,16 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         }
         bucket.take(1);
       }
-      const decoded = decode(m.value);
+      let decoded = decode(m.value);
+      if (decoded instanceof Promise) {
+        // A decoder that must ask first (a schema registry, once per schema id): nothing moved yet, so on
+        // close or pause this message is read again.
+        decoded = await decoded;
+        if (closed || paused || ctx.paused) {
+          stoppedEarly.add(split);
+          return m.offset;
+        }
+      }
       // The position moves before the emit: a checkpoint triggered by the emit's side effects sees it.
       position = m.offset + 1;
       next.set(split, position);

@@ -105,6 +105,8 @@ export interface ReadMessage {
   readonly offset: number;
   readonly key: string | null;
   readonly value: string;
+  /** The value's bytes (for binary formats such as Avro and Protobuf). */
+  readonly bytes: Uint8Array | null;
 }
 
 /**
@@ -169,7 +171,7 @@ export async function readCommitted(topic: string, timeoutMs = 30_000): Promise<
       consumer
         .run({
           eachMessage: async ({ partition, message }) => {
-            out.push({ partition, offset: Number(message.offset), key: message.key?.toString() ?? null, value: message.value?.toString() ?? "" });
+            out.push({ partition, offset: Number(message.offset), key: message.key?.toString() ?? null, value: message.value?.toString() ?? "", bytes: message.value === null ? null : new Uint8Array(message.value) });
           },
         })
         .catch(reject);
