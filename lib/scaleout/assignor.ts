@@ -164,6 +164,19 @@ export function assignTasks(input: AssignInput): TaskAssignment {
   }
   const tasks = [...input.tasks].sort((a, b) => compareTasks(a.id, b.id));
   const byId = new Map(tasks.map((t) => [t.id, t]));
+  if (byId.size !== tasks.length) {
+    const twice = tasks.find((t, i) => tasks.findIndex((u) => u.id === t.id) !== i)!.id;
+    throw new ConfigError(`task ${twice} is listed twice: each task id names one partition set`, [{ path: ["tasks", twice], code: "duplicate_task", message: "listed twice" }]);
+  }
+  const owners = new Map<string, string>();
+  for (const t of tasks) {
+    for (const p of t.partitions) {
+      const tp = `${p.topic}-${p.partition}`;
+      const other = owners.get(tp);
+      if (other !== undefined) throw new ConfigError(`partition ${tp} belongs to tasks ${other} and ${t.id}: a partition is read by one task`, [{ path: ["tasks", t.id], code: "shared_partition", message: tp }]);
+      owners.set(tp, t.id);
+    }
+  }
   const offset = (m: MemberState, task: string): number => m.sub.tasks[task] ?? -1;
 
   // Previous owners: a task claimed by several members goes to the newest local copy, then the lowest id.

@@ -111,6 +111,13 @@ describe("assignTasks", () => {
     assert.deepEqual(out.tasks.get("m1"), ["0_1"]);
   });
 
+  it("a task listed twice, or a partition in two tasks, is a ConfigError naming it", () => {
+    const twice = errorOf(() => assignTasks({ topology: "fp", members: [member("m1")], tasks: [tasks[0]!, tasks[1]!, tasks[0]!] }));
+    assert.ok(isGressError(twice, "ERR_CONFIG") && /task 0_0 is listed twice/.test(twice.message), twice.message);
+    const shared = errorOf(() => assignTasks({ topology: "fp", members: [member("m1")], tasks: [tasks[0]!, { id: "1_0", partitions: [{ topic: "b", partition: 0 }] }] }));
+    assert.ok(isGressError(shared, "ERR_CONFIG") && /partition b-0 belongs to tasks 0_0 and 1_0/.test(shared.message), shared.message);
+  });
+
   it("a member of another topology is a ConfigError naming both fingerprints", () => {
     const e = errorOf(() => assignTasks({ topology: "fp", members: [member("m1"), member("m2", { topology: "fp-other" })], tasks }));
     assert.ok(isGressError(e, "ERR_CONFIG"), e.message);
