@@ -115,10 +115,7 @@ export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: S
     })
     // The model's score, from the scoring service: at most 64 requests in flight, each timed out after 2 s
     // and tried 3 times; a match it cannot score goes to dead letters (see the alert sink).
-    .mapAsync(
-      async ({ alert, features }, call): Promise<Alert> => ({ ...alert, score: await scoring.score(features, call) }),
-      { ...SCORING_OPTIONS, cache: { ...SCORING_OPTIONS.cache!, key: ({ features }) => SCORING_OPTIONS.cache!.key!(features) } },
-    )
+    .mapAsync(async ({ alert, features }, call): Promise<Alert> => ({ ...alert, score: await scoring.score(features, call) }), SCORING_OPTIONS)
     .filter((a) => a.risk >= RISK_THRESHOLD)
     .tap(() => void stats.alerts++);
 }
@@ -134,8 +131,8 @@ export function fraudDetection(
   alert: (a: Alert) => void = (a) => console.log(JSON.stringify(a)),
 ): { job: Job; stats: FraudStats; scoring: ScoringService } {
   const stats: FraudStats = { matches: 0, timeouts: 0, alerts: 0 };
-  const scoring = scoringService();
   const job = new Job({ name: "fraud-detection" });
+  const scoring = scoringService(job.clock);
   const alerts = fraudPipeline(job.source(transactions({ count, maxDelayMs: 2_000 })), job.source(userProfiles()), stats, scoring);
   alerts.sideOutput(DEAD_LETTERS).sinkTo(sinkFn("unscored", (m) => console.warn("not scored:", JSON.stringify(m))));
   alerts.sinkTo(alertSink(alert, scoring));

@@ -3,8 +3,10 @@
  *
  * The service is a small HTTP server on loopback (`POST /score` with the features as JSON, answering
  * `{ "score": 0.93 }`): a logistic model over a few features of a card-testing match. It stands in for a
- * model server; the pipeline reaches it with `mapAsync`, with a timeout, retries and a cache (the model is
- * deterministic, so equal features get the score from the cache).
+ * model server; the pipeline reaches it with `mapAsync`, with a timeout and retries. The client keeps the
+ * scores in an `AsyncCache` (bounded LRU with TTL) by features: the model is deterministic, so equal
+ * features get the score without a request. (The `cache` option of `mapAsync` would cache the whole alert
+ * the step returns, which depends on more than the features.)
  *
  * The server starts on the first call and stops when `close()` is called (the example's alert sink closes it
  * when the job ends); after a close, the next call starts it again (a restarted job).
@@ -12,7 +14,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { AsyncCallContext, AsyncOptions } from "../lib/index.ts";
+import { AsyncCache, type AsyncCallContext, type AsyncOptions, type Clock, SystemClock } from "../lib/index.ts";
 
 /** What the model looks at. */
 export interface RiskFeatures {
@@ -50,6 +52,8 @@ function isFeatures(v: unknown): v is RiskFeatures {
 export interface ScoringService {
   /** Scores one match: POSTs the features, resolves with the score. Pass the call's signal on. */
   score(features: RiskFeatures, call?: AsyncCallContext): Promise<number>;
+  /** Scores by features (hits and misses counted). */
+  readonly cache: AsyncCache<string, number>;
   /** Requests the server answered so far. */
   readonly requests: number;
   /** True from the first call until close(). */
@@ -59,21 +63,21 @@ export interface ScoringService {
 }
 
 /** The options the example gives `mapAsync` for the scoring step. */
-export const SCORING_OPTIONS: AsyncOptions<RiskFeatures> = {
+export const SCORING_OPTIONS: AsyncOptions<unknown> = {
   // Up to 64 requests in flight; alerts leave in the order of the matches.
   concurrency: 64,
   ordered: true,
   timeoutMs: 2_000,
   retry: { maxAttempts: 3, backoff: "exponential", delayMs: 50, maxDelayMs: 500 },
-  // Equal features, equal score: no request for features seen in the last minute.
-  cache: { maxEntries: 10_000, ttlMs: 60_000, key: (f) => JSON.stringify([f.amount, f.tests, f.accountAgeDays, f.abroad, f.riskTier]) },
   uid: "risk-score",
 };
 
-/** A scoring service on 127.0.0.1 (an ephemeral port), started by the first call. */
-export function scoringService(): ScoringService {
+/** A scoring service on 127.0.0.1 (an ephemeral port), started by the first call; `clock` times the cache. */
+export function scoringService(clock: Clock = new SystemClock()): ScoringService {
   let server: Promise<{ server: Server; url: string }> | undefined;
   let requests = 0;
+  // Equal features, equal score: no request for features scored in the last minute.
+  const cache = new AsyncCache<string, number>({ maxEntries: 10_000, ttlMs: 60_000 }, clock);
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     let body = "";
     req.setEncoding("utf8");
@@ -99,19 +103,24 @@ export function scoringService(): ScoringService {
       s.once("error", reject);
       s.listen(0, "127.0.0.1", () => resolve({ server: s, url: `http://127.0.0.1:${(s.address() as AddressInfo).port}/score` }));
     });
+  const request = async (features: RiskFeatures, call: AsyncCallContext | undefined): Promise<number> => {
+    server ??= start();
+    const { url } = await server;
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", connection: "close" },
+      body: JSON.stringify(features),
+      ...(call === undefined ? {} : { signal: call.signal }),
+    });
+    const answer = (await res.json()) as { score?: unknown; error?: unknown };
+    if (!res.ok || typeof answer.score !== "number") throw new Error(`scoring service answered ${res.status}: ${String(answer.error ?? "no score")}`);
+    return answer.score;
+  };
   return {
+    cache,
     async score(features, call) {
-      server ??= start();
-      const { url } = await server;
-      const res = await fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/json", connection: "close" },
-        body: JSON.stringify(features),
-        ...(call === undefined ? {} : { signal: call.signal }),
-      });
-      const answer = (await res.json()) as { score?: unknown; error?: unknown };
-      if (!res.ok || typeof answer.score !== "number") throw new Error(`scoring service answered ${res.status}: ${String(answer.error ?? "no score")}`);
-      return answer.score;
+      const key = JSON.stringify([features.amount, features.tests, features.accountAgeDays, features.abroad, features.riskTier]);
+      return cache.getOrLoad(key, () => request(features, call));
     },
     get requests() {
       return requests;

@@ -26,7 +26,10 @@ export interface AsyncCacheOptions<I> {
   readonly maxEntries: number;
   /** An entry is used for this long after it was stored (processing time, ms). Default: no expiry. */
   readonly ttlMs?: number;
-  /** The cache key of an input value. Default: the value itself (a string or number). */
+  /**
+   * The cache key of an input value. Default: the value itself (a string or number). With `mapAsync`, the
+   * result cached for a key is reused for every value with that key: the result must depend on the key alone.
+   */
   readonly key?: (value: I) => string | number;
 }
 
@@ -105,6 +108,30 @@ export class AsyncCache<K, V> {
       const oldest = this.#entries.keys().next();
       if (oldest.done !== true) this.#entries.delete(oldest.value);
     }
+  }
+
+  /**
+   * The live value of `key`, or else what `load()` resolves to, stored unless it is undefined. For enrichment
+   * inside an async function, where the `cache` option of `mapAsync` does not fit (its cached result is the
+   * whole output for a key).
+   *
+   * @example
+   * ```ts
+   * import { AsyncCache, fromIterable, SystemClock } from "gress";
+   *
+   * const tiers = new AsyncCache<string, string>({ maxEntries: 10_000, ttlMs: 60_000 }, new SystemClock());
+   * const lookupTier = async (user: string, signal: AbortSignal): Promise<string> => (signal.aborted ? "none" : user === "ann" ? "gold" : "silver");
+   * const orders = fromIterable([{ id: 1, user: "ann" }, { id: 2, user: "ann" }]);
+   * // Each order keeps its own id; the tier of "ann" is looked up once.
+   * const enriched = orders.mapAsync(async (o, { signal }) => ({ ...o, tier: await tiers.getOrLoad(o.user, () => lookupTier(o.user, signal)) }));
+   * ```
+   */
+  async getOrLoad(key: K, load: () => V | PromiseLike<V>): Promise<V> {
+    const hit = this.get(key);
+    if (hit !== undefined) return hit;
+    const value = await load();
+    if (value !== undefined) this.set(key, value);
+    return value;
   }
 
   /** Forgets every entry. */

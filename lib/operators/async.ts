@@ -104,7 +104,11 @@ export interface AsyncOptions<I> {
   readonly timeoutMs?: number;
   /** Retries of failed and timed-out calls. Default: one attempt. */
   readonly retry?: RetryPolicy;
-  /** A bounded LRU cache with TTL in front of the function, for lookups (undefined results are not cached). */
+  /**
+   * A bounded LRU cache with TTL in front of the function, for lookups: the result for a value is reused for
+   * every later value with the same `key` while it lives, so use it when the result depends on the key alone
+   * (a profile by user id), not when it carries the rest of the value. Undefined results are not cached.
+   */
   readonly cache?: AsyncCacheOptions<I>;
   /** What a record whose attempts all failed does. Default: the job's `onUserError`. */
   readonly onUserError?: UserErrorPolicy;

@@ -433,6 +433,20 @@ describe("mapAsync: cache and metrics", () => {
     assert.throws(() => new AsyncCache({ maxEntries: 0 }, clock), ConfigError);
   });
 
+  it("AsyncCache.getOrLoad loads a missing or expired key once and answers the rest from the cache", async () => {
+    const clock = new VirtualClock(0);
+    const cache = new AsyncCache<string, string>({ maxEntries: 10, ttlMs: 100 }, clock);
+    let loads = 0;
+    const load = async (): Promise<string> => `v${++loads}`;
+    assert.equal(await cache.getOrLoad("k", load), "v1");
+    assert.equal(await cache.getOrLoad("k", load), "v1");
+    clock.advance(100);
+    assert.equal(await cache.getOrLoad("k", load), "v2", "expired after ttlMs");
+    assert.equal(await cache.getOrLoad("u", async () => undefined as unknown as string), undefined);
+    assert.equal(cache.size, 1, "undefined is not stored");
+    assert.deepEqual([cache.hits, cache.misses], [1, 3]);
+  });
+
   it("exports the in-flight gauge, call latency histogram, timeouts and retries to Prometheus", async () => {
     const job = new Job();
     job
