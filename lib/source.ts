@@ -189,4 +189,25 @@ export interface Source<T> {
   ack?(positions: Positions): Promise<void>;
   /** Ends the run and releases its resources (also while open() is under way); open() may follow. */
   close(): void | Promise<void>;
+  /**
+   * How far a source with a known end has got, for progress bars (`gress run` on a terminal); undefined while
+   * the end is unknown. Sources without an end (or that cannot tell) leave it out.
+   */
+  progress?(): SourceProgress | undefined;
+}
+
+/**
+ * How far a bounded source has got: `done` of `total` in `unit` (records, bytes).
+ *
+ * @example
+ * ```ts
+ * import type { SourceProgress } from "gress";
+ *
+ * const percent = (p: SourceProgress): string => `${((100 * p.done) / p.total).toFixed(0)}% of ${p.total} ${p.unit}`;
+ * ```
+ */
+export interface SourceProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly unit: "records" | "bytes";
 }

@@ -20,7 +20,7 @@ import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
 import { DEFAULT_MAX_DEPTH, depthViolation } from "../ingest/decode.ts";
-import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import type { Positions, Source, SourceContext, SourceProgress } from "../../lib/source.ts";
 
 /**
  * Options of {@link fileSource}.
@@ -98,6 +98,8 @@ export class FileSource<T> implements Source<T> {
   #opening: Promise<FileHandle> | undefined;
   /** File offset of the first byte not yet emitted (the position). */
   #offset = 0;
+  /** The file's size when it was opened. */
+  #size: number | undefined;
   #buf: Uint8Array = new Uint8Array(0);
   #start = 0;
   #eof = false;
@@ -152,7 +154,16 @@ export class FileSource<T> implements Source<T> {
     // Closed while the file was opening (the job failed or was cancelled): close() closes this handle.
     if (this.#closed || run !== this.#run) return;
     this.#file = file;
+    this.#size = await file.stat().then(
+      (st) => st.size,
+      () => undefined,
+    );
+    if (this.#closed || run !== this.#run) return;
     this.#pump();
+  }
+  /** Bytes read of the file's size at open (a file that grows meanwhile shows more than 100% until the end). */
+  progress(): SourceProgress | undefined {
+    return this.#size === undefined ? undefined : { done: this.#offset, total: Math.max(this.#size, this.#offset), unit: "bytes" };
   }
   pause(): void {
     this.#paused = true;

@@ -14,7 +14,7 @@
 import { z } from "zod";
 import { validate } from "../config.ts";
 import { runSoon } from "../runtime.ts";
-import type { Positions, Source, SourceContext } from "../source.ts";
+import type { Positions, Source, SourceContext, SourceProgress } from "../source.ts";
 
 /**
  * 32-bit mix of (seed, index, salt): a counter-based PRNG, so any event can be regenerated alone.
@@ -218,6 +218,9 @@ export class GeneratorSource<T> implements Source<T> {
       this.#rateBase = this.#next;
     }
     this.#schedule(0);
+  }
+  progress(): SourceProgress | undefined {
+    return Number.isFinite(this.#count) ? { done: this.#next, total: this.#count, unit: "records" } : undefined;
   }
   positions(): Positions {
     return { [this.name]: this.#next };
