@@ -63,12 +63,13 @@ export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } f
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink } from "./sink.ts";
 export { encodeRecord, sinkFn } from "./sink.ts";
-export { type Position, type Positions, type Source, type SourceContext, type SourceProgress, timestampOf } from "./source.ts";
+export { type Position, type Positions, type Source, type SourceContext, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";
 export * from "./sources/generator.ts";
 export * from "./state/backend.ts";
 export * from "./state/keyed.ts";
 export { MemoryStateBackend, memoryState } from "./state/memory.ts";
+export type { QueriedState } from "./state/queryable.ts";
 export { LmdbStateBackend, type LmdbStateOptions, lmdbState } from "./state/lmdb.ts";
 export * from "./checkpoint/index.ts";
 export {

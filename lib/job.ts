@@ -19,7 +19,7 @@ import { z } from "zod";
 import { type CheckpointOptions, CheckpointCoordinator, type RunningSource } from "./checkpoint/coordinator.ts";
 import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
-import { barrier, END, type Element, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
+import { barrier, END, type Element, type Key, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
 import { JobMetrics, type LatencyProbe, type SourceMetrics } from "./metrics.ts";
@@ -30,6 +30,7 @@ import { type RestartOptions, RestartTracker, restartLine, restartOptionsSchema 
 import type { Positions, Source, SourceContext } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
+import { type QueriedState, QueryableState } from "./state/queryable.ts";
 import { handleUserError } from "./operators/user-error.ts";
 import { SplitWatermarks } from "./split-watermarks.ts";
 import { iterableSource } from "./sources/iterable.ts";
@@ -149,6 +150,8 @@ export class Job implements JobContext {
   readonly checkpoints: CheckpointCoordinator | undefined;
   /** The restart strategy. */
   readonly restart: RestartOptions;
+  /** The state backend as operators get it: it remembers which tables they opened, for queryState(). */
+  readonly #queryable: QueryableState;
   readonly #operatorIds = new Set<string>();
   readonly #counters = new Map<string, number>();
   readonly #sources: RegisteredSource[] = [];
@@ -178,6 +181,7 @@ export class Job implements JobContext {
     this.closeTimeoutMs = o.closeTimeoutMs ?? 10_000;
     this.restart = (o.restart as RestartOptions | undefined) ?? { strategy: "none" };
     this.metrics = new JobMetrics(this.name, () => this.clock.now());
+    this.#queryable = new QueryableState(this.state, () => this.clock.now());
     // Last: recovery reads the last checkpoint now, so that sources created next start from its positions.
     this.checkpoints = o.checkpoints === undefined ? undefined : new CheckpointCoordinator(this, o.checkpoints);
   }
@@ -201,10 +205,20 @@ export class Job implements JobContext {
     return {
       id,
       clock: this.clock,
-      state: this.state,
+      state: this.#queryable,
       metrics: this.metrics.operator(id),
       onUserError: this.onUserError,
     };
+  }
+
+  /**
+   * Reads state `name` of operator `operator` (its uid, or `kind-N`) for `key`, from outside the pipeline:
+   * a process function's value, map or list state, a broadcast state (`key` names its entry), or an internal
+   * table such as a window's `acc`. Reads the live state between two records: not yet committed by a checkpoint,
+   * so a recovery may roll it back. Undefined if the operator has no such state. See lib/state/queryable.ts.
+   */
+  queryState(operator: string, name: string, key: Key): QueriedState | undefined {
+    return this.#queryable.query(operator, name, key);
   }
 
   /** A stream from a {@link Source}. */

@@ -172,6 +172,32 @@ function requireKey(ctx: KeyContext): Key {
   return ctx.currentKey;
 }
 
+// The TTL of each table written through a handle with one, for queries from outside (state/queryable.ts).
+const tableTtls = new WeakMap<StateTable<unknown>, StateTtl>();
+
+/**
+ * The value a state handle would read from `raw`, a table entry: `raw` itself, or, for a table with TTL, its
+ * value unless expired at `time` (processing time, or the operator's event time). For queryable state.
+ *
+ * @example
+ * ```ts
+ * import { type KeyContext, liveValue, memoryState, valueState } from "gress";
+ *
+ * const table = memoryState().table("op", "seen");
+ * const ctx: KeyContext = { currentKey: "ann", namespace: "", eventTime: () => 0, processingTime: () => 0 };
+ * valueState<string>(table, ctx, { ttl: { ms: 1_000 } }).update("yes");
+ * console.log(liveValue(table, table.get("ann", ""), { processing: 500, event: 0 })); // "yes"
+ * console.log(liveValue(table, table.get("ann", ""), { processing: 1_000, event: 0 })); // undefined: expired
+ * ```
+ */
+export function liveValue(table: StateTable<unknown>, raw: unknown, time: { readonly processing: number; readonly event: number }): unknown {
+  const ttl = tableTtls.get(table);
+  if (raw === undefined || ttl === undefined) return raw;
+  const stamped = raw as Stamped<unknown>;
+  const now = ttl.time === "event" ? time.event : time.processing;
+  return stamped.t + ttl.ms <= now ? undefined : stamped.v;
+}
+
 /** Reads and writes one table with optional TTL; the base of the three handle kinds. */
 class TtlView<T> {
   readonly #table: StateTable<unknown>;
@@ -182,6 +208,7 @@ class TtlView<T> {
     this.#table = table;
     this.#ctx = ctx;
     this.#ttl = validate(stateOptionsSchema, options ?? {}, "state").ttl;
+    if (this.#ttl !== undefined) tableTtls.set(table, this.#ttl);
   }
   #now(): number {
     return this.#ttl?.time === "event" ? this.#ctx.eventTime() : this.#ctx.processingTime();
