@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { writeSavepoint } from "./checkpoint/savepoint.ts";
+import { ProgressReporter } from "./cli-progress.ts";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
 import { Job } from "./job.ts";
@@ -109,6 +110,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "restart-reset-after", arg: "MS", help: "exponential-backoff: an attempt that ran MS ms resets the wait (default 3600000)" },
       { name: "max-failures", arg: "N", help: "failure-rate limit: more than N failures within --failure-interval end the job" },
       { name: "failure-interval", arg: "MS", help: "the failure-rate limit's interval (default 60000)" },
+      { name: "quiet", help: "no status line or progress bar while the job runs (only the summary at the end)" },
       HELP_OPTION,
     ],
   },
@@ -196,14 +198,14 @@ function defaultStateDir(job: string): string {
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
 
-async function withServer(job: Job, port: number | undefined, health: JobHealth, body: () => Promise<void>): Promise<void> {
+async function withServer(job: Job, port: number | undefined, health: JobHealth, body: () => Promise<void>, quiet = false): Promise<void> {
   let server: MetricsServer | undefined;
   if (port !== undefined) {
     // Queryable state (/state/...) asks for one of these bearer tokens when set; as the HTTP source's tokens,
     // they come from the environment, not the command line (which other users can see).
     const stateTokens = (process.env.GRESS_STATE_TOKENS ?? "").split(",").filter((t) => t !== "");
     server = await serveMetrics(job, health, port, { stateTokens });
-    console.log(`metrics: http://127.0.0.1:${server.port}/metrics   live page: http://127.0.0.1:${server.port}/`);
+    if (!quiet) console.log(`metrics: http://127.0.0.1:${server.port}/metrics   live page: http://127.0.0.1:${server.port}/`);
   }
   try {
     health.status = "running";
@@ -359,6 +361,7 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
         "restart-reset-after": z.coerce.number().positive().optional(),
         "max-failures": optionalInt,
         "failure-interval": z.coerce.number().positive().optional(),
+        quiet: z.literal("true").optional(),
       })
       .refine((x) => x.restart !== undefined || Object.keys(x).every((k) => !/^restart-|^max-failures$|^failure-interval$/.test(k)), {
         message: "give --restart fixed-delay or exponential-backoff with the other restart options",
@@ -417,12 +420,17 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A status line on a terminal (with a progress bar when the input has a known end), plain lines otherwise.
+  const status = o.quiet === undefined ? new ProgressReporter(job, process.stderr) : undefined;
+  status?.start();
   try {
-    await withServer(job, o.port, health, () => job.run());
+    await withServer(job, o.port, health, () => job.run(), o.quiet !== undefined);
   } catch (e) {
+    status?.stop();
     printSummary(job, "failed", (performance.now() - started) / 1000);
     throw e;
   } finally {
+    status?.stop();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
