@@ -8,12 +8,13 @@
  *
  * Runs on generated data and ends by itself: `node --import tsx examples/fraud-detection.ts`.
  * With the services (`scripts/services up && eval "$(scripts/services env)"`), `--services` reads the
- * transactions and the profile changelog from Kafka topics and publishes the alerts to NATS JetStream, with
- * exactly-once checkpoints: `node --import tsx examples/fraud-detection.ts --services`.
+ * transactions from a Kafka topic, looks the profiles up in PostgreSQL with `mapAsync` (fraud-profiles.ts)
+ * and publishes the alerts to NATS JetStream, with exactly-once checkpoints:
+ * `node --import tsx examples/fraud-detection.ts --services`.
  * @module
  */
 import { isMatch, isTimeout, match, named, pattern, skip, tableJoin } from "../cep/index.ts";
-import { boundedOutOfOrderness, DEAD_LETTERS, Job, lmdbState, monotonic, type Sink, sinkFn, type Stream } from "../lib/index.ts";
+import { type AsyncCallContext, boundedOutOfOrderness, DEAD_LETTERS, Job, lmdbState, monotonic, type Sink, sinkFn, type Stream } from "../lib/index.ts";
 import { isMainModule } from "../lib/runtime.ts";
 import { type Transaction, transactions, type UserProfile, userProfiles } from "../lib/sources/transactions.ts";
 import { type RiskFeatures, SCORING_OPTIONS, type ScoringService, scoringService } from "./fraud-scoring.ts";
@@ -41,10 +42,15 @@ export interface FraudStats {
   alerts: number;
 }
 
-/** The pipeline on any streams of transactions and profile changes (event time from the records). */
-export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: Stream<UserProfile>, stats: FraudStats, scoring: ScoringService): Stream<Alert> {
+/** Looks a user's profile up in an external system (PostgreSQL in the --services run). */
+export type ProfileLookup = (user: string, call: AsyncCallContext) => Promise<UserProfile | undefined>;
+
+/**
+ * The pipeline on any stream of transactions (event time from the records). Profiles come either as a stream
+ * of profile changes, joined as they were at the time of each match, or from a lookup, called per match.
+ */
+export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: Stream<UserProfile> | ProfileLookup, stats: FraudStats, scoring: ScoringService): Stream<Alert> {
   const tx = transactionsIn.withTimestamps(boundedOutOfOrderness<Transaction>(2_000));
-  const profiles = profilesIn.withTimestamps(monotonic<UserProfile>());
 
   const cardTesting = pattern<Transaction>()
     .begin("tests")
@@ -65,11 +71,22 @@ export function fraudPipeline(transactionsIn: Stream<Transaction>, profilesIn: S
     const large = m.events.large[0]!;
     return { card: large.card, user: large.user, tests: m.events.tests.map((t) => t.amount), large };
   });
-  return tableJoin(
-    suspicious.keyBy((s) => s.user),
-    profiles.keyBy((p) => p.user),
-    { mode: "left", uid: "profile-join" },
-  )
+  type Suspicious = (typeof suspicious extends Stream<infer S> ? S : never);
+  const withProfiles: Stream<{ readonly left: Suspicious; readonly right: UserProfile | undefined }> =
+    typeof profilesIn === "function"
+      ? // Up to 32 lookups in flight, in order, each timed out after 2 s and tried 3 times.
+        suspicious.mapAsync(async (s, call) => ({ left: s, right: await profilesIn(s.user, call) }), {
+          concurrency: 32,
+          timeoutMs: 2_000,
+          retry: { maxAttempts: 3, backoff: "exponential", delayMs: 50 },
+          uid: "profile-lookup",
+        })
+      : tableJoin(
+          suspicious.keyBy((s) => s.user),
+          profilesIn.withTimestamps(monotonic<UserProfile>()).keyBy((p) => p.user),
+          { mode: "left", uid: "profile-join" },
+        );
+  return withProfiles
     .map(({ left: s, right: profile }) => {
       const reasons = ["card-testing sequence"];
       let risk = 0.5;
@@ -139,24 +156,30 @@ export function fraudDetection(
   return { job, stats, scoring };
 }
 
-/** Kafka transactions + Kafka profile changelog → pattern + join → alerts on NATS JetStream, exactly-once. */
+/** Kafka transactions → pattern → profile lookup in PostgreSQL → scoring → alerts on NATS JetStream, exactly-once. */
 export async function mainServices(count = 30_000): Promise<void> {
   const { kafkaSource } = await import("../connectors/kafka/index.ts");
   const { natsJetStreamSink } = await import("../connectors/nats/index.ts");
   const { jetstreamManager } = await import("@nats-io/jetstream");
   const { connect } = await import("@nats-io/transport-node");
   const { brokersFromEnv, feedTopic } = await import("./support/kafka-feed.ts");
+  const { postgresProfiles } = await import("./fraud-profiles.ts");
   const { mkdtempSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
   const natsUrl = process.env.GRESS_NATS_URL;
-  if (natsUrl === undefined) throw new Error('set GRESS_NATS_URL: scripts/services up && eval "$(scripts/services env)"');
+  const pgUrl = process.env.GRESS_PG_URL;
+  if (natsUrl === undefined || pgUrl === undefined) throw new Error('set GRESS_NATS_URL and GRESS_PG_URL: scripts/services up && eval "$(scripts/services env)"');
   const brokers = brokersFromEnv();
   const run = Date.now().toString(36);
   const txSource = transactions({ count, maxDelayMs: 2_000 });
   const profileSource = userProfiles();
   await feedTopic(brokers, `transactions-${run}`, txSource, count, (t) => t.card, 3);
-  await feedTopic(brokers, `profiles-${run}`, profileSource, 400, (p) => p.user, 1);
+  const profiles = await postgresProfiles(
+    pgUrl,
+    `fraud_profiles_${run}`,
+    Array.from({ length: 400 }, (_, i) => profileSource.event(i).value),
+  );
   const nc = await connect({ servers: natsUrl });
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: `FRAUD_ALERTS_${run}`, subjects: [`fraud.alerts.${run}`] });
@@ -167,12 +190,14 @@ export async function mainServices(count = 30_000): Promise<void> {
   const job = new Job({ name: "fraud-detection", state: lmdbState({ path: stateDir }), checkpoints: { intervalMs: 500 } });
   const source = <T>(name: string, topic: string): Stream<T> =>
     job.source(kafkaSource<T>({ name, brokers, topics: [topic], groupId: `fraud-${run}-${name}`, bounded: true }));
-  fraudPipeline(source<Transaction>("transactions", `transactions-${run}`), source<UserProfile>("profiles", `profiles-${run}`), stats, scoring).sinkTo(
+  fraudPipeline(source<Transaction>("transactions", `transactions-${run}`), (user, call) => profiles.lookup(user, call), stats, scoring).sinkTo(
     natsJetStreamSink<Alert>({ name: "alerts", servers: natsUrl, subject: `fraud.alerts.${run}`, idPrefix: `fraud-${run}` }),
   );
-  await job.run().finally(() => scoring.close());
+  await job.run().finally(() => Promise.all([scoring.close(), profiles.close()]));
   const published = (await jsm.streams.info(`FRAUD_ALERTS_${run}`)).state.messages;
-  console.log(`${count} transactions from Kafka: ${stats.matches} card-testing matches, ${stats.timeouts} timed out; ${published} alerts on NATS subject fraud.alerts.${run}`);
+  console.log(
+    `${count} transactions from Kafka: ${stats.matches} card-testing matches, ${stats.timeouts} timed out; ${profiles.queries} profile queries to PostgreSQL (${profiles.cache.hits} from the cache), ${scoring.requests} scoring requests; ${published} alerts on NATS subject fraud.alerts.${run}`,
+  );
   await jsm.streams.delete(`FRAUD_ALERTS_${run}`);
   await nc.close();
   rmSync(stateDir, { recursive: true, force: true });
