@@ -257,6 +257,25 @@ describe("mapAsync: failures", () => {
     assert.equal(n, 3);
   });
 
+  it("a function that throws synchronously is a failed call too; results that are plain values need no promise", async () => {
+    const d = new TestDriver<number, number>((s) =>
+      s.mapAsync(
+        (x) => {
+          if (x < 0) throw new RangeError(`negative: ${x}`);
+          return x * 2;
+        },
+        { uid: "sync" },
+      ),
+    );
+    d.pipeInput(1, 1).pipeInput(-1, 2).pipeInput(3, 3);
+    await settle();
+    assert.deepEqual(d.readOutput(), [2, 6]);
+    assert.deepEqual(
+      d.readSideRecords(DEAD_LETTERS).map((r) => [r.value, r.reason]),
+      [[-1, "sync: negative: -1"]],
+    );
+  });
+
   it("retryIf decides which errors are tried again; the reason names the error", async () => {
     const d = new TestDriver<number, number>((s) =>
       s.mapAsync(
