@@ -200,8 +200,17 @@ export interface ExactlyOnceOptions<O> {
   readonly show?: (value: O) => string;
 }
 
-/** What a run of the job produced. */
-interface Outcome<O> {
+/**
+ * What {@link runWithCrashes} saw: the output committed in the end, and where each crash happened.
+ *
+ * @example
+ * ```ts
+ * import type { CrashRun } from "gress/testing";
+ *
+ * const run: CrashRun<string> = { committed: ["c1=5"], crashes: ["before input record 2 (c1@100)"] };
+ * ```
+ */
+export interface CrashRun<O> {
   readonly committed: O[];
   readonly crashes: string[];
 }
@@ -373,13 +382,26 @@ class CrashingSink<O> implements Sink<O> {
   }
 }
 
-/** Runs the job to completion through the schedule's crashes, on a fresh state directory. */
-async function runWithCrashes<I, O>(
+/**
+ * Runs a pipeline over `events` to completion through the crashes of `schedule`, as one property run of
+ * {@link checkExactlyOnce} does (a fresh temporary LMDB state directory, removed at the end, and a fresh
+ * sink), and returns what was committed. Use it to look at a counterexample's output, or to chart it.
+ *
+ * @example
+ * ```ts
+ * import { runWithCrashes } from "gress/testing";
+ *
+ * const input = [1, 2, 3, 4].map((n) => ({ value: n, timestamp: n * 1_000 }));
+ * const run = await runWithCrashes((s) => s.map((n: number) => n * 10), input, { checkpointEvery: 2, crashes: [{ at: "pre-commit", n: 1 }] });
+ * console.log(run.committed, run.crashes); // [10, 20, 30, 40] ["after the sink pre-committed checkpoint 1 of the run (durable, not committed)"]
+ * ```
+ */
+export async function runWithCrashes<I, O>(
   build: (input: Stream<I>) => Stream<O>,
   events: readonly Timestamped<I>[],
   schedule: CrashSchedule,
-  options: ExactlyOnceOptions<O>,
-): Promise<Outcome<O>> {
+  options: ExactlyOnceOptions<O> = {},
+): Promise<CrashRun<O>> {
   const dir = mkdtempSync(join(tmpdir(), "gress-exactly-once-"));
   const sink = (options.sink ?? (() => transactionalMemorySink<O>()))();
   const crashes: string[] = [];
@@ -428,7 +450,7 @@ function describeCrash(c: CrashPoint): string {
 }
 
 /**
- * Arbitrary crash schedules: up to `maxCrashes` crash points (records up to `records`, checkpoints up to a few),
+ * Arbitrary crash schedules: up to `maxCrashes` crash points (the n-th record or checkpoint, n up to `records`),
  * shrinking towards fewer and earlier crashes. Printed short, as `every 2: records#3 → recovery`.
  *
  * @example
@@ -444,7 +466,8 @@ export function crashSchedules(records: number, options: { maxCrashes?: number; 
   const maxEvery = Math.max(1, options.maxCheckpointEvery ?? 5);
   const point: fc.Arbitrary<CrashPoint> = fc.oneof(
     fc.integer({ min: 1, max: Math.max(1, records) }).map((n): CrashPoint => ({ at: "records", n })),
-    fc.record({ at: fc.constantFrom("checkpoint" as const, "pre-commit" as const, "commit" as const), n: fc.integer({ min: 1, max: 4 }) }),
+    // A run takes at most one checkpoint per record (and a final one).
+    fc.record({ at: fc.constantFrom("checkpoint" as const, "pre-commit" as const, "commit" as const), n: fc.integer({ min: 1, max: Math.max(1, records + 1) }) }),
     fc.constant<CrashPoint>({ at: "recovery" }),
   );
   return fc

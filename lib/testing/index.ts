@@ -27,11 +27,13 @@ export {
 } from "./cep-reference.ts";
 export {
   type CrashPoint,
+  type CrashRun,
   type CrashSchedule,
   checkExactlyOnce,
   crashSchedules,
   type ExactlyOnceOptions,
   type InspectableSink,
+  runWithCrashes,
   transactionalMemorySink,
 } from "./exactly-once.ts";
 export {

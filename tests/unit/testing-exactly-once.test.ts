@@ -15,6 +15,7 @@ import {
   checkExactlyOnce,
   type InspectableSink,
   recordsOf,
+  runWithCrashes,
   type Timestamped,
   timestampedEvents,
   transactionalMemorySink,
@@ -131,6 +132,12 @@ describe("checkExactlyOnce passes on exactly-once pipelines", () => {
     ];
     const details = await fc.check(checkExactlyOnce(totals, fixed, { schedules }), { numRuns: 40, seed: 1 });
     assert.equal(details.failed, false, String(details.errorInstance));
+  });
+
+  it("runWithCrashes: one run through a schedule, with the committed output and where each crash happened", async () => {
+    const run = await runWithCrashes(totals, fixed, { checkpointEvery: 3, crashes: [{ at: "records", n: 5 }, { at: "checkpoint", n: 1 }, { at: "commit", n: 9 }] });
+    assert.deepEqual(run.crashes, ["before input record 5 ({amount:5,card:c0}@400)", "during checkpoint 1 of the run (its state transaction not written)"]);
+    assert.deepEqual(run.committed.sort(), ["c0=1", "c0=4", "c0=9", "c0=16", "c1=2", "c1=6", "c1=12", "c1=20"].sort());
   });
 
   it("the in-memory transactional sink: invisible until committed, idempotent commit, aborted and stale transactions never visible", async () => {
