@@ -5,6 +5,8 @@
  *
  * - Auth: `Authorization: Bearer <token>` when `tokens` is set (401 otherwise, compared in constant time).
  * - Size: bodies over `maxBodyBytes` get 413, checked on Content-Length and while streaming.
+ * - Quotas per tenant (`quotas`): the tenant is named by a header or by its bearer token; a tenant over its
+ *   records/s or bytes/s gets 429 with Retry-After, and the other tenants are not affected.
  * - Pressure: while the job holds the source back (paused, replaying, backlog or log full) or the rate limit
  *   has no tokens for the batch, the answer is 429 with Retry-After (seconds).
  * - Idempotency: a repeated `Idempotency-Key` is answered with the first answer and logged only once. Keys
@@ -35,6 +37,8 @@ import {
   depthViolation,
   jsonDecoder,
   schemaReason,
+  TenantQuotas,
+  type TenantQuotaOptions,
   TokenBucket,
   type TokenBucketOptions,
 } from "../ingest/index.ts";
@@ -78,6 +82,8 @@ export interface HttpSourceOptions<T> {
   readonly schema?: z.ZodType<T>;
   /** Token-bucket rate limit in records per second. */
   readonly rateLimit?: TokenBucketOptions;
+  /** Quotas per tenant: records/s and bytes/s each (429 with Retry-After for the tenant over it). */
+  readonly quotas?: TenantQuotaOptions;
   /** Retry-After in seconds when the source is under pressure. Default 1. */
   readonly retryAfterSeconds?: number;
   /** Idempotency keys remembered in memory. Default 100 000. */
@@ -136,6 +142,8 @@ export interface HttpSource<T> extends Source<T> {
   readonly counts: LoggedSource<T>["counts"];
   /** Resolves once the server listens; after a restart closed it, once it listens again (on the same port). */
   readonly listening: Promise<void>;
+  /** Admitted and refused traffic per tenant (under "*" unless `quotas.perTenantStats`); undefined without quotas. */
+  readonly quotaStats: ReadonlyMap<string, Readonly<{ admittedRecords: number; admittedBytes: number; refusedRecords: number; refusedBytes: number; refusals: number }>> | undefined;
 }
 
 /**
@@ -160,7 +168,9 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
   const maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
   const retryAfter = String(options.retryAfterSeconds ?? 1);
   const maxKeys = options.maxIdempotencyKeys ?? 100_000;
-  const tokens = (options.tokens ?? []).map((t) => new TextEncoder().encode(t));
+  const quotaTenant = options.quotas?.tenant;
+  const tenantTokens = quotaTenant !== undefined && "tokens" in quotaTenant ? Object.values(quotaTenant.tokens) : [];
+  const tokens = [...(options.tokens ?? []), ...tenantTokens].map((t) => new TextEncoder().encode(t));
   const maxDepth = checkMaxDepth(options.maxDepth, "httpSource");
   const decodeRecord = jsonDecoder<T>({
     ...(options.schema !== undefined ? { schema: options.schema } : {}),
@@ -204,6 +214,7 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
 
   let server: Server | undefined;
   let bucket: TokenBucket | undefined;
+  let quotas: TenantQuotas | undefined;
   let ctxRef: SourceContext<T> | undefined;
   let port = 0;
   let markListening: () => void = () => {};
@@ -226,6 +237,7 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
     beforeOpen: (ctx) => {
       ctxRef = ctx;
       if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+      if (options.quotas !== undefined && quotas === undefined) quotas = new TenantQuotas(options.quotas, ctx.clock);
     },
     onOpen: () =>
       new Promise<void>((resolve, reject) => {
@@ -306,6 +318,18 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
       if (url.pathname !== path) return send(res, 404, { error: `not found: POST ${path}` });
       if (req.method !== "POST") return send(res, 405, { error: "only POST" }, { allow: "POST" });
       if (!authorized(req)) return send(res, 401, { error: "missing or wrong bearer token" }, { "www-authenticate": 'Bearer realm="gress"' });
+      let tenant: string | undefined;
+      if (quotaTenant !== undefined) {
+        if ("header" in quotaTenant) {
+          const h = req.headers[quotaTenant.header.toLowerCase()];
+          tenant = typeof h === "string" && h.length > 0 && h.length <= 256 ? h : undefined;
+          if (tenant === undefined) return send(res, 400, { error: `missing tenant: give the ${quotaTenant.header} header (1 to 256 characters)` });
+        } else {
+          tenant = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+          tenant = tenant === undefined ? undefined : quotas?.tenantOfToken(tenant);
+          if (tenant === undefined) return send(res, 403, { error: "the bearer token names no tenant" });
+        }
+      }
       const length = Number(req.headers["content-length"] ?? Number.NaN);
       if (length > maxBodyBytes) {
         send(res, 413, { error: `body of ${length} bytes exceeds the limit of ${maxBodyBytes}` }, { connection: "close" });
@@ -351,6 +375,8 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
       const ctx = ctxRef as SourceContext<T>;
       const entry: LoggedEntry = { receivedAt: ctx.clock.now(), meta: JSON.stringify({ k: key, t } satisfies Meta), body };
       const recs = records(entry);
+      const over = tenant === undefined || quotas === undefined ? 0 : quotas.admit(tenant, recs.length, body.byteLength);
+      if (over > 0) return fail(429, `tenant ${JSON.stringify(tenant)} is over its quota`, { "retry-after": String(Math.max(1, Math.ceil(over / 1000))) });
       if (bucket !== undefined && !bucket.tryTake(recs.length)) {
         const wait = Math.max(1, Math.ceil(bucket.delayFor(recs.length) / 1000));
         return fail(429, "rate limit exceeded", { "retry-after": String(wait) });
@@ -381,6 +407,9 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
     counts: logged.counts,
     get listening() {
       return listening;
+    },
+    get quotaStats() {
+      return quotas?.stats;
     },
     ...loggedSourceMethods(logged),
   };

@@ -7,4 +7,5 @@
  * @module
  */
 export * from "./decode.ts";
+export * from "./quota.ts";
 export * from "./token-bucket.ts";
