@@ -3,11 +3,14 @@
  * with 70% noise events, swept over W = 1×, 10× and 100× a base window. Each W is measured for the Gress
  * matcher (event time: records sorted until the watermark passes them, all state in keyed state tables)
  * and for a hand-written matcher for this one pattern, on the same pre-generated input in the same process.
- * Both consume the same RxJS element stream. Prints events/s (median of the rounds) and the ratios.
+ * Both consume the same RxJS element stream. Prints events/s (median of the rounds), the ratios, and the
+ * bytes each allocates per event (V8's sampling heap profiler over one extra, untimed run, counting objects
+ * that were collected too, so it is every allocation, not what survives).
  *
  *   node --import tsx -e "import('./bench/cep.ts').then(m=>m.run())"
  * @module
  */
+import { Session } from "node:inspector";
 import { from } from "rxjs";
 import { matchElements, pattern } from "../cep/index.ts";
 import { type Element, type Key, record, watermark } from "../lib/element.ts";
@@ -27,7 +30,8 @@ const ROUNDS = 5;
 // One event per ms overall, so each key sees an event every KEYS ms; the base window holds ~10 per key.
 const BASE_W = 10 * KEYS;
 
-function input(): Element<Ev>[] {
+/** The input: EVENTS records over KEYS keys, a watermark every 100 records. */
+export function input(): Element<Ev>[] {
   const out: Element<Ev>[] = [];
   for (let i = 0; i < EVENTS; i++) {
     const h = hash32(7, i);
@@ -43,7 +47,7 @@ function input(): Element<Ev>[] {
 }
 
 /** Runs the Gress matcher over `elements`; returns [matches, seconds]. */
-function gress(elements: Element<Ev>[], w: number): [number, number] {
+export function gress(elements: Element<Ev>[], w: number): [number, number] {
   const job = new Job({ name: "bench" });
   const p = pattern<Ev>()
     .begin("a")
@@ -67,7 +71,7 @@ function gress(elements: Element<Ev>[], w: number): [number, number] {
  * for B and for C. Same semantics: every A starts a match, each waits for the first B, then the first C,
  * and a match must end less than `w` after its A. Records are sorted per key until the watermark passes.
  */
-function handWritten(elements: Element<Ev>[], w: number): [number, number] {
+export function handWritten(elements: Element<Ev>[], w: number): [number, number] {
   let matches = 0;
   const waitB = new Map<Key, number[]>();
   const waitC = new Map<Key, number[]>();
@@ -111,11 +115,35 @@ function handWritten(elements: Element<Ev>[], w: number): [number, number] {
   return [matches, (performance.now() - t0) / 1000];
 }
 
+/**
+ * Bytes allocated per event by `work`, from V8's sampling heap profiler (one sample per 4 KiB allocated on
+ * average, objects later collected by minor or major GC included): an estimate, to a few percent.
+ */
+async function allocatedPerEvent(work: () => unknown): Promise<number> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+  interface SampleNode {
+    selfSize: number;
+    children: SampleNode[];
+  }
+  const total = (n: SampleNode): number => n.children.reduce((s, c) => s + total(c), n.selfSize);
+  try {
+    await post("HeapProfiler.startSampling", { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    work();
+    const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: { head: SampleNode } };
+    return total(profile.head) / EVENTS;
+  } finally {
+    session.disconnect();
+  }
+}
+
 /** Runs the sweep and prints the table. */
 export async function run(): Promise<void> {
   const elements = input();
   console.log(`CEP A→B→C within W, ${KEYS} keys, ${EVENTS} events (70% noise), median of ${ROUNDS} rounds`);
-  console.log("W        gress ev/s   hand ev/s    gress/hand  matches");
+  console.log("W        gress ev/s   hand ev/s    gress/hand  matches  gress B/ev  hand B/ev");
   let base = 0;
   for (const mult of [1, 10, 100]) {
     const w = BASE_W * mult;
@@ -135,8 +163,10 @@ export async function run(): Promise<void> {
     const gr = median(g);
     const hr = median(h);
     if (mult === 1) base = gr;
+    const ga = await allocatedPerEvent(() => gress(elements, w));
+    const ha = await allocatedPerEvent(() => handWritten(elements, w));
     console.log(
-      `${String(mult).padStart(3)}×W  ${gr.toExponential(2).padStart(10)}  ${hr.toExponential(2).padStart(10)}  ${(gr / hr).toFixed(3).padStart(10)}  ${gm}`,
+      `${String(mult).padStart(3)}×W  ${gr.toExponential(2).padStart(10)}  ${hr.toExponential(2).padStart(10)}  ${(gr / hr).toFixed(3).padStart(10)}  ${String(gm).padStart(7)}  ${ga.toFixed(0).padStart(10)}  ${ha.toFixed(0).padStart(9)}`,
     );
     if (mult === 100) console.log(`throughput at 100×W / 1×W = ${(gr / base).toFixed(2)}`);
   }

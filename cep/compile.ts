@@ -135,7 +135,20 @@ export function compileCondition(spec: ConditionSpec, fns: ReadonlyMap<string, C
   }
 }
 
-const not = (c: Cond | null): Cond | null => (c === null ? FALSE : (e, ctx) => !c(e, ctx));
+// Each negation made by `not`, mapped to the condition it negates: the runner evaluates a state's take
+// condition once for the pair (take c, ignore not c) that relaxed contiguity gives almost every state.
+const negations = new WeakMap<Cond, Cond>();
+const not = (c: Cond | null): Cond | null => {
+  if (c === null) return FALSE;
+  const n: Cond = (e, ctx) => !c(e, ctx);
+  negations.set(n, c);
+  return n;
+};
+
+/** The condition that `c` negates, if `c` was made as a negation by the compiler. */
+export function negationOf(c: Cond): Cond | undefined {
+  return negations.get(c);
+}
 const and = (a: Cond | null, b: Cond | null): Cond | null => (a === null ? b : b === null ? a : (e, ctx) => a(e, ctx) && b(e, ctx));
 const FALSE: Cond = () => false;
 

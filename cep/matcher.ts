@@ -11,9 +11,15 @@
  * behind the watermark is late and goes to the late side output. In processing time a record is matched on
  * arrival, stamped with the clock, and timeouts fire on clock timers.
  *
- * All state is keyed state of the operator: `pending` (the sort buffer), `partials` (partial matches and
- * held completed matches per key), `events` and `nodes` (the shared buffer), `watermark`. A key's entries are
- * deleted as soon as nothing can use them. The heaps that find due keys are rebuilt from the tables on start.
+ * State lives in memory while the operator runs, laid out so that the work per record does not depend on the
+ * time bound or on how many records wait: per key, one plain object holds the partial matches, the completed
+ * matches held back by a skip strategy and the shared buffer (`partials` table, one row per key); the records
+ * the watermark has not passed wait in one operator-wide buffer (`pending` table, one row), appended to in
+ * O(1) when they arrive in timestamp order and released from the front by the watermark. These objects are
+ * the tables' values: a key's row is put when the key gets state and deleted as soon as nothing can use it,
+ * and at every checkpoint barrier the rows changed since the last one are put again, so a backend that copies
+ * values at a checkpoint (LMDB) captures exactly the state at the barrier. The `watermark` table holds the
+ * operator's watermark. The timeout heap is rebuilt from the tables on start (after a restore too).
  * @module
  */
 import type { Observable } from "rxjs";
@@ -22,13 +28,14 @@ import { z } from "zod";
 import { validate } from "../lib/config.ts";
 import { type Element, type Key, LATE_DATA, MAX_WATERMARK, MIN_WATERMARK, type OutputTag, outputTag, record, sideRecord, type StreamRecord } from "../lib/element.ts";
 import type { OperatorContext } from "../lib/operator-context.ts";
+import { StateError } from "../lib/errors.ts";
 import { handleUserError } from "../lib/operators/user-error.ts";
 import type { Stream } from "../lib/stream.ts";
 import { compile, type Nfa } from "./compile.ts";
 import { TimeHeap } from "./heap.ts";
 import { emptyKeyState, type KeyNfaState, type LimitPolicy, NfaRunner } from "./nfa.ts";
 import type { Pattern } from "./pattern.ts";
-import { type MatchedEvent, SharedBuffer, type StoredEvent, type StoredNode } from "./shared-buffer.ts";
+import { type MatchedEvent, SharedBuffer } from "./shared-buffer.ts";
 
 /**
  * The events of a match, by step name. Steps that matched nothing (optional ones) have empty lists.
@@ -276,17 +283,22 @@ export function matchElements<E, S extends string>(
   const m = ctx.metrics;
   // A CEP operator: /metrics exports its partial matches (gress_cep_partial_matches) and timeouts.
   m.partialMatches = 0;
+  // Per key, the NFA state with its shared buffer (see the module comment: live objects, written at barriers).
   const partials = ctx.state.table<KeyNfaState>(ctx.id, "partials");
-  // Per key: timestamps and values of the records the watermark has not passed yet, sorted by timestamp.
-  const pending = ctx.state.table<{ t: number[]; v: E[] }>(ctx.id, "pending");
-  const events = ctx.state.table<StoredEvent>(ctx.id, "events");
-  const nodes = ctx.state.table<StoredNode>(ctx.id, "nodes");
+  // One row ("", ""): the records the watermark has not passed yet, present while there are any.
+  const pendingState = ctx.state.table<PendingBuffer<E>>(ctx.id, "pending");
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
   const stepNames = nfa.stepNames;
   const toEvents = (matched: MatchedEvent[]): MatchEvents<E, S> => {
+    // Arrays of the size they get (an empty array grows to 16 slots on its first push).
+    const lists = new Array<E[] | undefined>(stepNames.length);
+    for (const e of matched) {
+      const l = lists[e.step];
+      if (l === undefined) lists[e.step] = [e.value as E];
+      else l.push(e.value as E);
+    }
     const out: Record<string, E[]> = {};
-    for (const n of stepNames) out[n] = [];
-    for (const e of matched) out[stepNames[e.step]!]!.push(e.value as E);
+    for (let i = 0; i < stepNames.length; i++) out[stepNames[i]!] = lists[i] ?? [];
     return out as MatchEvents<E, S>;
   };
   const userKey = (k: Key): Key | undefined => (k === GLOBAL ? undefined : k);
@@ -298,9 +310,10 @@ export function matchElements<E, S extends string>(
       m.recordsOut++;
       downstream.next(record(value, timestamp, userKey(key)));
     };
+    const buffer = new SharedBuffer();
     const runner = new NfaRunner(
       nfa,
-      new SharedBuffer(events, nodes),
+      buffer,
       {
         match: (key, matched, ts) =>
           emit({ kind: "match", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? ts, end: ts }, ts, key),
@@ -319,100 +332,183 @@ export function matchElements<E, S extends string>(
       limit,
       policy,
     );
-    const pendingHeap = new TimeHeap();
+    // The live NFA state of every key that has any; each is also the object stored in `partials`.
+    const slots = new Map<Key, KeySlot>();
+    // Slots changed since the last barrier: written to `partials` at the next one.
+    let dirty: KeySlot[] = [];
+    let epoch = 0;
+    const pending: PendingBuffer<E> = pendingState.get("", "") ?? emptyPending<E>();
+    let pendingDirty = false;
     const timeoutHeap = new TimeHeap();
-    const scheduled = new Map<Key, number>();
     let partialCount = 0;
-    let pendingCount = 0;
     let cancelTimer: (() => void) | undefined;
     let armedAt = Number.POSITIVE_INFINITY;
     let closed = false;
 
     const gauge = (): void => {
-      m.buffered = partialCount + pendingCount + events.size;
+      m.buffered = partialCount + pendingSize(pending) + buffer.liveEvents;
       m.partialMatches = partialCount;
     };
-    const schedule = (k: Key, ks: KeyNfaState): void => {
-      const d = runner.nextDeadline(ks);
-      if (d === Number.POSITIVE_INFINITY || d >= (scheduled.get(k) ?? Number.POSITIVE_INFINITY)) return;
-      scheduled.set(k, d);
-      timeoutHeap.push(d, k);
+    const schedule = (slot: KeySlot): void => {
+      const d = runner.nextDeadline(slot.ks);
+      if (d === Number.POSITIVE_INFINITY || d >= slot.due) return;
+      slot.due = d;
+      timeoutHeap.push(d, slot.key);
     };
-    const save = (k: Key, ks: KeyNfaState, existed: boolean, before: number): void => {
+    // After the runner changed a key's state: keep the slot (scheduled, marked dirty) or drop it when empty.
+    const settle = (slot: KeySlot, before: number): void => {
+      const ks = slot.ks;
       partialCount += ks.p.length - before;
       if (ks.p.length === 0 && ks.c.length === 0) {
-        if (existed) partials.delete(k, "");
+        slots.delete(slot.key);
+        slot.live = false;
+        partials.delete(slot.key, "");
         return;
       }
-      partials.put(k, "", ks);
-      schedule(k, ks);
+      if (slot.epoch !== epoch) {
+        slot.epoch = epoch;
+        dirty.push(slot);
+        // Without checkpoints no barrier ever empties the list: drop the entries of keys that are gone.
+        if (dirty.length > 1024 && dirty.length > 2 * slots.size) dirty = dirty.filter((x) => x.live);
+      }
+      schedule(slot);
     };
     // A key without state is processed on a scratch state, which is kept only if the event started something.
     let scratch = emptyKeyState();
     const processEvent = (k: Key, value: E, ts: number): void => {
-      const stored = partials.get(k, "");
-      const ks = stored ?? scratch;
-      const before = ks.p.length;
       conditionError = undefined;
-      const ok = runner.processEvent(k, ks, value, ts);
-      if (stored === undefined && (ks.p.length > 0 || ks.c.length > 0)) scratch = emptyKeyState();
-      save(k, ks, stored !== undefined, before);
+      let ok: boolean;
+      const slot = slots.get(k);
+      if (slot !== undefined) {
+        const before = slot.ks.p.length;
+        // slot.due is at most the key's earliest deadline (it is only lowered between two timeout passes).
+        ok = runner.processEvent(k, slot.ks, value, ts, slot.due);
+        settle(slot, before);
+      } else {
+        const ks = scratch;
+        ok = runner.processEvent(k, ks, value, ts);
+        if (ks.p.length > 0 || ks.c.length > 0) {
+          scratch = emptyKeyState();
+          const created = new KeySlot(k, ks);
+          slots.set(k, created);
+          // Stored at once (a live reference: the memory backend sees every later change without a write).
+          partials.put(k, "", ks);
+          settle(created, 0);
+        }
+      }
       if (!ok) handleUserError(ctx, downstream, record(value, ts, userKey(k)), conditionError);
-    };
-    const advance = (k: Key, time: number): void => {
-      const ks = partials.get(k, "");
-      if (ks === undefined) return;
-      const before = ks.p.length;
-      runner.advanceTime(k, ks, time);
-      save(k, ks, true, before);
     };
     const drainTimeouts = (time: number): void => {
       while (timeoutHeap.size > 0 && timeoutHeap.peekTime() <= time) {
         const t = timeoutHeap.peekTime();
         const k = timeoutHeap.pop()!;
-        if (scheduled.get(k) !== t) continue;
-        scheduled.delete(k);
-        advance(k, time);
+        const slot = slots.get(k);
+        if (slot === undefined || slot.due !== t) continue;
+        slot.due = Number.POSITIVE_INFINITY;
+        const before = slot.ks.p.length;
+        runner.advanceTime(k, slot.ks, time);
+        settle(slot, before);
       }
     };
     const flushAll = (): void => {
-      for (const [k, , ks] of [...partials.entries()]) {
-        runner.flush(k, ks);
-        partials.delete(k, "");
+      for (const slot of [...slots.values()]) {
+        runner.flush(slot.key, slot.ks);
+        partials.delete(slot.key, "");
+        slot.live = false;
       }
+      slots.clear();
       partialCount = 0;
-      scheduled.clear();
       timeoutHeap.clear();
+    };
+    // Records of one key with one timestamp, put in the comparator's order (insertion in arrival order, as
+    // FlinkCEP's priority queue does); a record the comparator throws on is a user error and is left out.
+    const ordered = (keys: Key[], values: E[], ts: number): [Key[], E[]] => {
+      const groups = new Map<Key, E[]>();
+      for (let i = 0; i < keys.length; i++) {
+        const v = values[i]!;
+        let g = groups.get(keys[i]!);
+        if (g === undefined) groups.set(keys[i]!, (g = []));
+        let at = g.length;
+        try {
+          while (at > 0 && comparator!(g[at - 1]!, v) > 0) at--;
+        } catch (err) {
+          handleUserError(ctx, downstream, record(v, ts, userKey(keys[i]!)), err);
+          continue;
+        }
+        g.splice(at, 0, v);
+      }
+      const ks: Key[] = [];
+      const vs: E[] = [];
+      for (const [k, g] of groups) {
+        for (const v of g) {
+          ks.push(k);
+          vs.push(v);
+        }
+      }
+      return [ks, vs];
+    };
+    const release = (w: number): void => {
+      const p = pending;
+      if (pendingSize(p) === 0) return;
+      pendingDirty = true;
+      while (p.h < p.e || p.ht.length > 0) {
+        const ft = p.h < p.e ? p.t[p.h]! : Number.POSITIVE_INFINITY;
+        const ht = p.ht.length > 0 ? p.ht[0]! : Number.POSITIVE_INFINITY;
+        const fifo = p.h < p.e && (p.ht.length === 0 || ft <= ht);
+        const ts = fifo ? ft : ht;
+        if (ts > w) break;
+        if (comparator !== undefined && sameTimeFollows(p, ts)) {
+          // Several records at one timestamp: order them per key before any is matched.
+          const keys: Key[] = [];
+          const values: E[] = [];
+          while (p.h < p.e && p.t[p.h] === ts) takeFifo(p, keys, values);
+          while (p.ht.length > 0 && p.ht[0] === ts) takeHeap(p, keys, values);
+          const [ok, ov] = ordered(keys, values, ts);
+          for (let i = 0; i < ok.length; i++) processEvent(ok[i]!, ov[i]!, ts);
+          continue;
+        }
+        if (fifo) {
+          const i = p.h++;
+          const v = p.v[i]!;
+          p.v[i] = undefined as E; // released: let the value be collected
+          processEvent(p.k[i]!, v, ts);
+        } else {
+          const k = p.hk[0]!;
+          const v = p.hv[0]!;
+          heapPop(p);
+          processEvent(k, v, ts);
+        }
+      }
+      if (pendingSize(p) === 0) {
+        // Emptied: the row goes, the arrays stay for the next records (no regrowth after every watermark).
+        p.h = 0;
+        p.e = 0;
+        pendingState.delete("", "");
+      } else if (p.h >= 1024 && 2 * p.h >= p.e) {
+        p.t.splice(0, p.h);
+        p.k.splice(0, p.h);
+        p.v.splice(0, p.h);
+        p.e -= p.h;
+        p.h = 0;
+      }
     };
     const onWatermark = (w: number): void => {
       if (w <= wm) return;
       wm = w;
       m.watermark = w;
       wmState.put("", "", w);
-      while (pendingHeap.size > 0 && pendingHeap.peekTime() <= w) {
-        const k = pendingHeap.pop()!;
-        const buf = pending.get(k, "");
-        if (buf === undefined) continue;
-        const { t, v } = buf;
-        let i = 0;
-        while (i < t.length && t[i]! <= w) {
-          processEvent(k, v[i]!, t[i]!);
-          i++;
-        }
-        pendingCount -= i;
-        if (i === t.length) pending.delete(k, "");
-        else {
-          if (i > 0) {
-            t.splice(0, i);
-            v.splice(0, i);
-            pending.put(k, "", buf);
-          }
-          pendingHeap.push(t[0]!, k);
-        }
-      }
+      release(w);
       drainTimeouts(w);
       if (w === MAX_WATERMARK) flushAll();
       gauge();
+    };
+    // At a checkpoint barrier the state backend is about to capture: write what changed since the last one.
+    const onBarrier = (): void => {
+      for (const slot of dirty) if (slot.live) partials.put(slot.key, "", slot.ks);
+      dirty = [];
+      epoch++;
+      if (pendingDirty && pendingSize(pending) > 0) pendingState.put("", "", pending);
+      pendingDirty = false;
     };
     const arm = (): void => {
       const next = timeoutHeap.peekTime();
@@ -447,44 +543,39 @@ export function matchElements<E, S extends string>(
         downstream.next(sideRecord(lateTag, e.value, ts, `late: timestamp ${ts} is at or behind the watermark ${wm} of pattern operator "${ctx.id}"`));
         return;
       }
-      let buf = pending.get(k, "");
-      if (buf === undefined) {
-        buf = { t: [ts], v: [e.value] };
-        pendingHeap.push(ts, k);
-      } else {
-        // Keep the buffer sorted by timestamp, then by the comparator, stable (arrival order) for ties.
-        const { t, v } = buf;
-        let i = t.length;
-        while (i > 0 && t[i - 1]! > ts) i--;
-        if (comparator !== undefined && i > 0 && t[i - 1] === ts) {
-          try {
-            while (i > 0 && t[i - 1] === ts && comparator(v[i - 1]!, e.value) > 0) i--;
-          } catch (err) {
-            handleUserError(ctx, downstream, record(e.value, ts, userKey(k)), err);
-            return;
-          }
-        }
-        if (i === t.length) {
-          t.push(ts);
-          v.push(e.value);
+      const p = pending;
+      if (pendingSize(p) === 0) pendingState.put("", "", p);
+      pendingDirty = true;
+      const n = p.e;
+      if (n === p.h || p.t[n - 1]! <= ts) {
+        // In order (the common case): append.
+        if (n < p.t.length) {
+          p.t[n] = ts;
+          p.k[n] = k;
+          p.v[n] = e.value;
         } else {
-          t.splice(i, 0, ts);
-          v.splice(i, 0, e.value);
+          p.t.push(ts);
+          p.k.push(k);
+          p.v.push(e.value);
         }
-        if (i === 0) pendingHeap.push(ts, k);
-      }
-      pending.put(k, "", buf);
-      pendingCount++;
+        p.e = n + 1;
+      } else heapPush(p, ts, k, e.value);
     };
 
-    // Rebuild the in-memory indexes from state (a fresh start, or a restore).
-    for (const [k, , buf] of pending.entries()) {
-      if (buf.t.length > 0) pendingHeap.push(buf.t[0]!, k);
-      pendingCount += buf.t.length;
-    }
+    // Rebuild the in-memory state from the tables (a fresh start, or a restore).
     for (const [k, , ks] of partials.entries()) {
+      if (!Array.isArray(ks.nq) || typeof ks.nn !== "number") {
+        throw new StateError(`CEP operator "${ctx.id}": the partial matches of key ${JSON.stringify(k)} are stored in an older layout that this version cannot read; drain the job (or start it without that state) before upgrading`);
+      }
+      const slot = new KeySlot(k, ks);
+      slots.set(k, slot);
       partialCount += ks.p.length;
-      schedule(k, ks);
+      for (let i = 0; i < ks.en; i++) if (ks.er[i]! > 0) buffer.liveEvents++;
+      schedule(slot);
+    }
+    for (const [k, , p] of pendingState.entries()) {
+      if (k === "" && Array.isArray(p.ht) && typeof p.e === "number") continue;
+      throw new StateError(`CEP operator "${ctx.id}": its buffered records are stored in an older layout that this version cannot read; drain the job (or start it without that state) before upgrading`);
     }
     if (!eventTime) arm();
 
@@ -496,12 +587,16 @@ export function matchElements<E, S extends string>(
           case "watermark":
             if (eventTime) onWatermark(e.timestamp);
             return downstream.next(e);
+          case "barrier":
+            onBarrier();
+            return downstream.next(e);
           case "end":
             if (eventTime) onWatermark(MAX_WATERMARK);
             else {
               drainTimeouts(ctx.clock.now());
               flushAll();
             }
+            onBarrier();
             gauge();
             return downstream.next(e);
           default:
@@ -514,4 +609,121 @@ export function matchElements<E, S extends string>(
       },
     };
   });
+}
+
+/** The in-memory handle of a key's NFA state. */
+class KeySlot {
+  readonly key: Key;
+  readonly ks: KeyNfaState;
+  /** The earliest timeout scheduled in the heap for this key (Infinity: none). */
+  due = Number.POSITIVE_INFINITY;
+  /** The epoch in which it was last put on the dirty list. */
+  epoch = -1;
+  /** False once the key's state is gone (a stale entry of the dirty list). */
+  live = true;
+  constructor(key: Key, ks: KeyNfaState) {
+    this.key = key;
+    this.ks = ks;
+  }
+}
+
+/**
+ * The records the watermark has not passed yet, of every key: plain data, stored as one row. Records that
+ * arrive in timestamp order (the common case) are appended to a queue (`t`, `k`, `v` from index `h`); one
+ * that arrives behind the queue's last timestamp goes into a min-heap on (timestamp, arrival number). A
+ * watermark releases from the fronts of both. Ties go to the queue first: every record in the heap arrived
+ * after every queued record with the same timestamp, so the order is (timestamp, arrival) per key.
+ */
+interface PendingBuffer<E> {
+  h: number;
+  /** End of the queue: the arrays are kept when it empties and refilled by index, so slots past it are stale. */
+  e: number;
+  t: number[];
+  k: Key[];
+  v: E[];
+  ht: number[];
+  hn: number[];
+  hk: Key[];
+  hv: E[];
+  /** Arrival number of the next record put into the heap. */
+  n: number;
+}
+
+function emptyPending<E>(): PendingBuffer<E> {
+  return { h: 0, e: 0, t: [], k: [], v: [], ht: [], hn: [], hk: [], hv: [], n: 0 };
+}
+
+function pendingSize<E>(p: PendingBuffer<E>): number {
+  return p.e - p.h + p.ht.length;
+}
+
+/** True if the next record to release at `ts` is followed by another at `ts` (in the queue or the heap). */
+function sameTimeFollows<E>(p: PendingBuffer<E>, ts: number): boolean {
+  let n = 0;
+  if (p.h < p.e && p.t[p.h] === ts) n += p.h + 1 < p.e && p.t[p.h + 1] === ts ? 2 : 1;
+  if (n < 2 && p.ht.length > 0 && p.ht[0] === ts) n += p.ht.length > 1 && (p.ht[1] === ts || p.ht[2] === ts) ? 2 : 1;
+  return n >= 2;
+}
+
+function takeFifo<E>(p: PendingBuffer<E>, keys: Key[], values: E[]): void {
+  const i = p.h++;
+  keys.push(p.k[i]!);
+  values.push(p.v[i]!);
+  p.v[i] = undefined as E;
+}
+
+function takeHeap<E>(p: PendingBuffer<E>, keys: Key[], values: E[]): void {
+  keys.push(p.hk[0]!);
+  values.push(p.hv[0]!);
+  heapPop(p);
+}
+
+const before = (p: PendingBuffer<unknown>, i: number, j: number): boolean => p.ht[i]! < p.ht[j]! || (p.ht[i] === p.ht[j] && p.hn[i]! < p.hn[j]!);
+
+function heapSwap<E>(p: PendingBuffer<E>, i: number, j: number): void {
+  const t = p.ht[i]!;
+  p.ht[i] = p.ht[j]!;
+  p.ht[j] = t;
+  const n = p.hn[i]!;
+  p.hn[i] = p.hn[j]!;
+  p.hn[j] = n;
+  const k = p.hk[i]!;
+  p.hk[i] = p.hk[j]!;
+  p.hk[j] = k;
+  const v = p.hv[i]!;
+  p.hv[i] = p.hv[j]!;
+  p.hv[j] = v;
+}
+
+function heapPush<E>(p: PendingBuffer<E>, ts: number, k: Key, v: E): void {
+  p.ht.push(ts);
+  p.hn.push(p.n++);
+  p.hk.push(k);
+  p.hv.push(v);
+  let i = p.ht.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!before(p, i, parent)) break;
+    heapSwap(p, i, parent);
+    i = parent;
+  }
+}
+
+function heapPop<E>(p: PendingBuffer<E>): void {
+  const last = p.ht.length - 1;
+  heapSwap(p, 0, last);
+  p.ht.pop();
+  p.hn.pop();
+  p.hk.pop();
+  p.hv.pop();
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= last) break;
+    const r = l + 1;
+    const c = r < last && before(p, r, l) ? r : l;
+    if (!before(p, c, i)) break;
+    heapSwap(p, i, c);
+    i = c;
+  }
 }

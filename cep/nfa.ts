@@ -2,7 +2,8 @@
  * Runs a compiled {@link Nfa} for one key at a time, with FlinkCEP's semantics. The state of a key
  * ({@link KeyNfaState}) is plain data: its partial matches (each a state id, a shared-buffer node, the start
  * time and event, and the time of the last event), the completed matches held back by a skip strategy, and
- * two counters. The caller loads and stores it in keyed state; this module never keeps anything of its own.
+ * counters, and the key's shared buffer. The caller keeps and stores it; the runner keeps only per-event
+ * scratch (and one spare list, which it swaps with a key's list of partial matches instead of allocating one).
  *
  * Per event: first time out what the event's timestamp has expired, then advance every partial match and the
  * implicit start computation along the edges whose conditions hold (proceed edges are followed with the same
@@ -11,9 +12,9 @@
  */
 import type { Key } from "../lib/element.ts";
 import { StateError } from "../lib/errors.ts";
-import { type Cond, type Edge, IGNORE, type Nfa, type NState, PROCEED } from "./compile.ts";
+import { type Cond, type Edge, IGNORE, type Nfa, type NState, negationOf, PROCEED, TAKE } from "./compile.ts";
 import type { ConditionContext, SkipStrategy } from "./pattern.ts";
-import type { MatchedEvent, SharedBuffer } from "./shared-buffer.ts";
+import type { KeyBuffer, MatchedEvent, SharedBuffer } from "./shared-buffer.ts";
 
 /** A partial match: NFA state, shared-buffer node, start timestamp and event seq, last event timestamp. */
 export interface PartialMatch {
@@ -24,8 +25,8 @@ export interface PartialMatch {
   pt: number;
 }
 
-/** The NFA state of one key, stored in keyed state. */
-export interface KeyNfaState {
+/** The NFA state of one key, its shared buffer included: plain data, stored in keyed state. */
+export interface KeyNfaState extends KeyBuffer {
   /** Partial matches, ordered by (start timestamp, start event). */
   p: PartialMatch[];
   /** Completed matches held until no earlier partial match is alive (skip strategies other than noSkip). */
@@ -60,7 +61,7 @@ export interface NfaOutput {
 
 /** Creates an empty key state. */
 export function emptyKeyState(): KeyNfaState {
-  return { p: [], c: [], seq: 0, nid: 0 };
+  return { p: [], c: [], seq: 0, nid: 0, nb: 0, nh: 0, nn: 0, nq: [], ns: [], np: [], nr: [], eb: 0, eh: 0, en: 0, ev: [], et: [], er: [] };
 }
 
 const earlier = (a: PartialMatch, b: PartialMatch): number => a.st - b.st || a.ss - b.ss;
@@ -77,8 +78,11 @@ export class NfaRunner {
   readonly #states: readonly NState[];
   readonly #stepWithin: readonly number[];
   readonly #within: number;
+  readonly #anyStepWithin: boolean;
   /** Per state id: whether the state has proceed (epsilon) edges. */
   readonly #proceeds: readonly boolean[];
+  /** Per state id: c, if the state's edges are exactly (take c, ignore not c), else undefined. */
+  readonly #pairs: readonly (Cond | undefined)[];
   // Per-event scratch, reused to keep the hot path allocation-free.
   #key: Key = "";
   #ks: KeyNfaState = emptyKeyState();
@@ -88,6 +92,11 @@ export class NfaRunner {
   #failed = false;
   #stack: NState[] = [];
   readonly #edges: Edge[] = [];
+  /** The list the next partial matches are written into (by index, `#n` of them), and the spare one. */
+  #n = 0;
+  #spare: PartialMatch[] = [];
+  /** Per #advance: the partial matches the event made from one (by index, `#rn` of them). */
+  readonly #res: PartialMatch[] = [];
   readonly #ctx: ConditionContext<unknown, string> & { node: number };
 
   constructor(nfa: Nfa, buffer: SharedBuffer, out: NfaOutput, limit: number, policy: LimitPolicy) {
@@ -101,7 +110,13 @@ export class NfaRunner {
     this.#states = nfa.states;
     this.#stepWithin = nfa.stepWithin;
     this.#within = nfa.within;
+    this.#anyStepWithin = nfa.stepWithin.some((w) => w !== Number.POSITIVE_INFINITY);
     this.#proceeds = nfa.states.map((st) => st.edges.some((e) => e.action === PROCEED));
+    this.#pairs = nfa.states.map((st) => {
+      const [take, ignore] = st.edges;
+      const pair = st.edges.length === 2 && take!.action === TAKE && ignore!.action === IGNORE && take!.cond !== null && ignore!.cond !== null;
+      return pair && negationOf(ignore!.cond!) === take!.cond ? take!.cond : undefined;
+    });
     const self = this;
     const stepNames = nfa.stepNames;
     const ctx: ConditionContext<unknown, string> & { node: number } = {
@@ -110,7 +125,7 @@ export class NfaRunner {
       eventsFor(step: string): readonly unknown[] {
         const idx = stepNames.indexOf(step);
         if (idx < 0 || ctx.node < 0) return [];
-        return self.buffer.eventsOfStep(self.#key, ctx.node, idx);
+        return self.buffer.eventsOfStep(self.#ks, ctx.node, idx);
       },
       get timestamp() {
         return self.#ts;
@@ -121,6 +136,8 @@ export class NfaRunner {
 
   /** Earliest time at which a partial match of `ks` times out, or Infinity. */
   nextDeadline(ks: KeyNfaState): number {
+    // Partial matches are ordered by start: without per-step bounds the first one is due first.
+    if (!this.#anyStepWithin) return ks.p.length === 0 ? Number.POSITIVE_INFINITY : ks.p[0]!.st + this.#within;
     let d = Number.POSITIVE_INFINITY;
     for (const p of ks.p) {
       const a = p.st + this.#within;
@@ -135,6 +152,7 @@ export class NfaRunner {
   advanceTime(key: Key, ks: KeyNfaState, time: number): void {
     if (ks.p.length === 0) return;
     this.#key = key;
+    this.#ks = ks;
     let potential: PartialMatch[] | undefined;
     let kept: PartialMatch[] | undefined;
     for (let i = 0; i < ks.p.length; i++) {
@@ -155,17 +173,20 @@ export class NfaRunner {
         (potential ??= []).push({ s: p.s, n: p.n, st: p.st, ss: p.ss, pt: deadline });
         continue;
       }
-      this.#out.timeout(key, this.buffer.materialize(key, p.n), deadline);
-      this.buffer.release(key, p.n);
+      this.#out.timeout(key, this.buffer.materialize(this.#ks, p.n), deadline);
+      this.buffer.release(this.#ks, p.n);
     }
     if (kept === undefined) return;
     ks.p = kept;
     if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
   }
 
-  /** Processes one event of `key` (timeouts first). Returns false if a condition threw on it. */
-  processEvent(key: Key, ks: KeyNfaState, value: unknown, ts: number): boolean {
-    this.advanceTime(key, ks, ts);
+  /**
+   * Processes one event of `key` (timeouts first). Returns false if a condition threw on it. `due`, if given,
+   * is at most the key's {@link nextDeadline}: before it nothing can time out, and the timeout pass is skipped.
+   */
+  processEvent(key: Key, ks: KeyNfaState, value: unknown, ts: number, due: number = Number.NEGATIVE_INFINITY): boolean {
+    if (ts >= due) this.advanceTime(key, ks, ts);
     this.#key = key;
     this.#ks = ks;
     this.#value = value;
@@ -173,18 +194,23 @@ export class NfaRunner {
     this.#seq = -1;
     this.#failed = false;
     const old = ks.p;
-    // Reuse the empty list of a key without partial matches: most events start nothing.
-    const next: PartialMatch[] = old.length === 0 ? old : [];
+    // The next list is filled by index into a spare array that this key's previous list then replaces (lists
+    // are swapped between keys, never allocated per event); an empty list is simply reused.
+    const next: PartialMatch[] = old.length === 0 ? old : this.#spare;
+    this.#n = 0;
     let potential: PartialMatch[] | undefined;
     try {
       for (let i = 0; i < old.length; i++) potential = this.#advance(old[i]!, false, next, potential);
       potential = this.#advance(undefined, true, next, potential);
+      // Stale entries past the count are popped (setting length is a runtime call in V8).
+      while (next.length > this.#n) next.pop();
       ks.p = next;
+      if (next !== old) this.#spare = old;
       if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
-      if (next.length > this.#limit) this.#enforceLimit(key, ks);
+      if (ks.p.length > this.#limit) this.#enforceLimit(key, ks);
     } finally {
       // The event was stored pinned by the first branch that took it (see #advance); now every branch has had it.
-      if (this.#seq >= 0) this.buffer.unpinEvent(key, this.#seq);
+      if (this.#seq >= 0) this.buffer.unpinEvent(this.#ks, this.#seq);
     }
     return !this.#failed;
   }
@@ -192,7 +218,8 @@ export class NfaRunner {
   /** Drops every partial match of `key` and emits the completed ones it held back (end of input). */
   flush(key: Key, ks: KeyNfaState): void {
     this.#key = key;
-    for (const p of ks.p) this.buffer.release(key, p.n);
+    this.#ks = ks;
+    for (const p of ks.p) this.buffer.release(this.#ks, p.n);
     ks.p = [];
     const held = ks.c;
     ks.c = [];
@@ -220,6 +247,22 @@ export class NfaRunner {
   #decisions(state: NState, node: number): number {
     const edges = this.#edges;
     let n = 0;
+    const pair = this.#pairs[state.id];
+    if (pair !== undefined) {
+      // c once instead of c and then not c; the same outcome, a throw (neither edge) included.
+      this.#ctx.node = node;
+      let r: unknown;
+      try {
+        r = pair(this.#value, this.#ctx);
+      } catch (err) {
+        if (!this.#failed) this.#out.conditionError(err);
+        this.#failed = true;
+        return 0;
+      }
+      if (r === true) edges[n++] = state.edges[0]!;
+      else if (!r) edges[n++] = state.edges[1]!;
+      return n;
+    }
     // Common case first: a state without proceed edges needs no stack.
     if (!this.#proceeds[state.id]) {
       for (const e of state.edges) if (this.#test(e.cond, node)) edges[n++] = e;
@@ -259,12 +302,11 @@ export class NfaRunner {
 
   #advance(p: PartialMatch | undefined, isStart: boolean, next: PartialMatch[], potentialIn: PartialMatch[] | undefined): PartialMatch[] | undefined {
     let potential = potentialIn;
-    const key = this.#key;
     const node = p === undefined ? -1 : p.n;
     const state = p === undefined ? this.nfa.start : this.#states[p.s]!;
     const count = this.#decisions(state, node);
     if (count === 0) {
-      if (p !== undefined) this.buffer.release(key, node);
+      if (p !== undefined) this.buffer.release(this.#ks, node);
       return potential;
     }
     const enabled = this.#edges;
@@ -273,17 +315,20 @@ export class NfaRunner {
     // object.
     if (p !== undefined && count === 1 && enabled[0]!.action === IGNORE && enabled[0]!.target.type !== "final") {
       const target = enabled[0]!.target.id;
-      next.push(target === p.s ? p : { s: target, n: node, st: p.st, ss: p.ss, pt: p.pt });
+      this.#put(next, target === p.s ? p : { s: target, n: node, st: p.st, ss: p.ss, pt: p.pt });
       return potential;
     }
-    const results: PartialMatch[] = [];
+    // The start state of an event that starts nothing (its only enabled edge ignores it): done.
+    if (isStart && count === 1 && enabled[0]!.action === IGNORE) return potential;
+    const results = this.#res;
+    let rn = 0;
     let discard = false;
     for (let i = 0; i < count; i++) {
       const e = enabled[i]!;
       if (e.action === IGNORE) {
         if (isStart) continue;
-        this.buffer.retain(key, node);
-        results.push({ s: e.target.id, n: node, st: p!.st, ss: p!.ss, pt: p!.pt });
+        this.buffer.retain(this.#ks, node);
+        results[rn++] = { s: e.target.id, n: node, st: p!.st, ss: p!.ss, pt: p!.pt };
         continue;
       }
       if (e.target.type === "stop") {
@@ -292,29 +337,36 @@ export class NfaRunner {
       }
       if (this.#seq < 0) {
         this.#seq = this.#ks.seq++;
-        this.buffer.putEvent(key, this.#seq, this.#value, this.#ts);
+        this.buffer.putEvent(this.#ks, this.#seq, this.#value, this.#ts);
       }
       const id = this.#ks.nid++;
-      this.buffer.addNode(key, id, this.#seq, e.source.step, node);
+      this.buffer.addNode(this.#ks, id, this.#seq, e.source.step, node);
       const st = p === undefined ? this.#ts : p.st;
       const ss = p === undefined ? this.#seq : p.ss;
-      results.push({ s: e.target.id, n: id, st, ss, pt: this.#ts });
+      results[rn++] = { s: e.target.id, n: id, st, ss, pt: this.#ts };
       if (e.target.type !== "final" && this.#finalAfterProceed(e.target, node)) {
-        this.buffer.retain(key, id);
-        results.push({ s: -1, n: id, st, ss, pt: this.#ts });
+        this.buffer.retain(this.#ks, id);
+        results[rn++] = { s: -1, n: id, st, ss, pt: this.#ts };
       }
     }
-    for (const r of results) {
+    for (let i = 0; i < rn; i++) {
+      const r = results[i]!;
       if (r.s === -1 || this.#states[r.s]!.type === "final") {
         (potential ??= []).push(r);
       } else if (discard) {
-        this.buffer.release(key, r.n);
+        this.buffer.release(this.#ks, r.n);
       } else {
-        next.push(r);
+        this.#put(next, r);
       }
     }
-    if (p !== undefined) this.buffer.release(key, node);
+    if (p !== undefined) this.buffer.release(this.#ks, node);
     return potential;
+  }
+
+  #put(next: PartialMatch[], p: PartialMatch): void {
+    if (this.#n < next.length) next[this.#n] = p;
+    else next.push(p);
+    this.#n++;
   }
 
   #completed(ks: KeyNfaState, potential: PartialMatch[]): void {
@@ -331,14 +383,14 @@ export class NfaRunner {
     // complete, and the skip strategy must see matches in start order.
     while (ks.c.length > 0 && (ks.p.length === 0 || earlier(ks.c[0]!, ks.p[0]!) <= 0)) {
       const m = ks.c.shift()!;
-      const events = this.buffer.materialize(this.#key, m.n);
+      const events = this.buffer.materialize(this.#ks, m.n);
       const pruneBelow = this.#pruningPoint(events);
       if (pruneBelow !== undefined) {
         ks.p = this.#prune(ks.p, pruneBelow);
         ks.c = this.#prune(ks.c, pruneBelow);
       }
       this.#out.match(this.#key, events, m.pt);
-      this.buffer.release(this.#key, m.n);
+      this.buffer.release(this.#ks, m.n);
     }
   }
 
@@ -366,15 +418,15 @@ export class NfaRunner {
   #prune(list: PartialMatch[], below: number): PartialMatch[] {
     const out: PartialMatch[] = [];
     for (const p of list) {
-      if (p.ss < below) this.buffer.release(this.#key, p.n);
+      if (p.ss < below) this.buffer.release(this.#ks, p.n);
       else out.push(p);
     }
     return out;
   }
 
   #emit(m: PartialMatch, ts: number): void {
-    this.#out.match(this.#key, this.buffer.materialize(this.#key, m.n), ts);
-    this.buffer.release(this.#key, m.n);
+    this.#out.match(this.#key, this.buffer.materialize(this.#ks, m.n), ts);
+    this.buffer.release(this.#ks, m.n);
   }
 
   #enforceLimit(key: Key, ks: KeyNfaState): void {
@@ -384,8 +436,8 @@ export class NfaRunner {
     }
     const dropped = this.#policy === "drop-oldest" ? ks.p.splice(0, excess) : ks.p.splice(ks.p.length - excess, excess);
     for (const p of dropped) {
-      this.#out.dropped(key, this.buffer.materialize(key, p.n));
-      this.buffer.release(key, p.n);
+      this.#out.dropped(key, this.buffer.materialize(this.#ks, p.n));
+      this.buffer.release(this.#ks, p.n);
     }
   }
 }
