@@ -445,6 +445,27 @@ export async function runWithCrashes<I, O>(
   }
 }
 
+/** Throws a TypeError naming the first option that cannot work. */
+function validateOptions<O>(options: ExactlyOnceOptions<O>): void {
+  const positiveInt = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && v >= 1;
+  if (options.maxCrashes !== undefined && !positiveInt(options.maxCrashes)) throw new TypeError(`checkExactlyOnce: maxCrashes must be an integer ≥ 1, got ${options.maxCrashes}`);
+  if (options.maxCheckpointEvery !== undefined && !positiveInt(options.maxCheckpointEvery)) {
+    throw new TypeError(`checkExactlyOnce: maxCheckpointEvery must be an integer ≥ 1, got ${options.maxCheckpointEvery}`);
+  }
+  if (options.msPerRecord !== undefined && !(Number.isFinite(options.msPerRecord) && options.msPerRecord >= 0)) {
+    throw new TypeError(`checkExactlyOnce: msPerRecord must be a finite number ≥ 0, got ${options.msPerRecord}`);
+  }
+  if (options.schedules === undefined) return;
+  if (options.schedules.length === 0) throw new TypeError("checkExactlyOnce: schedules is empty; leave it out for random schedules");
+  options.schedules.forEach((s, i) => {
+    if (!positiveInt(s.checkpointEvery)) throw new TypeError(`checkExactlyOnce: schedules[${i}].checkpointEvery must be an integer ≥ 1, got ${s.checkpointEvery}`);
+    s.crashes.forEach((c, j) => {
+      const ok = c.at === "recovery" || (["records", "checkpoint", "pre-commit", "commit"].includes(c.at) && positiveInt((c as { n: number }).n));
+      if (!ok) throw new TypeError(`checkExactlyOnce: schedules[${i}].crashes[${j}] is not a crash point: ${JSON.stringify(c)} (at: records | checkpoint | pre-commit | commit with n ≥ 1, or recovery)`);
+    });
+  });
+}
+
 function describeCrash(c: CrashPoint): string {
   return c.at === "recovery" ? "recovery" : `${c.at}#${c.n}`;
 }
@@ -511,6 +532,7 @@ export function checkExactlyOnce<I, O>(
   input: fc.Arbitrary<Timestamped<I>[]> | readonly Timestamped<I>[],
   options: ExactlyOnceOptions<O> = {},
 ): fc.IAsyncPropertyWithHooks<[Timestamped<I>[], CrashSchedule]> {
+  validateOptions(options);
   const fixed = Array.isArray(input) ? (input as readonly Timestamped<I>[]) : undefined;
   const inputs = (fixed !== undefined ? fc.constant([...fixed]) : (input as fc.Arbitrary<Timestamped<I>[]>)).map((evs) =>
     printedAs([...evs], () => formatEvents(evs)),

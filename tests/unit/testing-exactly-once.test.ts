@@ -14,7 +14,6 @@ import {
   type CrashSchedule,
   checkExactlyOnce,
   type InspectableSink,
-  recordsOf,
   runWithCrashes,
   type Timestamped,
   timestampedEvents,
@@ -248,15 +247,26 @@ describe("checkExactlyOnce catches what breaks exactly-once, and shrinks it", ()
     assertCaught(details, /in the run with crashes, not in the failure-free run/);
   });
 
-  it("a pipeline that fails on its own is reported as its error, not as a crash", async () => {
-    const throwing = (s: Stream<Tx>): Stream<string> =>
-      s.map((t) => {
-        if (t.amount === 3) throw new Error("amount 3 is not allowed");
-        return t.card;
-      });
-    const input = recordsOf("x@1").map(() => ({ value: { card: "c1", amount: 3 }, timestamp: 1 }));
-    const details = await fc.check(checkExactlyOnce(throwing, input), { numRuns: 1 });
-    // The default policy dead-letters the record: the run completes, with no output either way.
-    assert.equal(details.failed, false, String(details.errorInstance));
+  it("refuses options that cannot work, naming them", () => {
+    assert.throws(() => checkExactlyOnce(totals, fixed, { schedules: [] }), /schedules is empty; leave it out for random schedules/);
+    assert.throws(() => checkExactlyOnce(totals, fixed, { schedules: [{ checkpointEvery: 0, crashes: [] }] }), /schedules\[0\]\.checkpointEvery must be an integer ≥ 1, got 0/);
+    assert.throws(
+      () => checkExactlyOnce(totals, fixed, { schedules: [{ checkpointEvery: 1, crashes: [{ at: "checkpoint", n: 0 }] }] }),
+      /schedules\[0\]\.crashes\[0\] is not a crash point: \{"at":"checkpoint","n":0\}/,
+    );
+    assert.throws(() => checkExactlyOnce(totals, fixed, { maxCrashes: 0 }), /maxCrashes must be an integer ≥ 1, got 0/);
+  });
+
+  it("a job that fails on its own (its sink fails) fails the property with that error, not as a crash", async () => {
+    const full = sinkWith(() => ({
+      write() {
+        throw new Error("disk full");
+      },
+    }));
+    const details = await fc.check(checkExactlyOnce(totals, fixed, { sink: full, schedules: [{ checkpointEvery: 2, crashes: [] }] }), { numRuns: 1 });
+    assert.equal(details.failed, true);
+    const message = String((details.errorInstance as Error).message);
+    assert.match(message, /disk full/);
+    assert.doesNotMatch(message, /not exactly-once|simulated crash/);
   });
 });
