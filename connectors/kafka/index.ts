@@ -19,4 +19,5 @@ export { type KafkajsClientOptions, kafkajsClient } from "./kafkajs.ts";
 export { type PlatformaticKafkaClientOptions, platformaticKafkaClient } from "./platformatic.ts";
 export { type KafkaSinkHandle, type KafkaSinkOptions, kafkaSink } from "./sink.ts";
 export { type KafkaSourceOptions, kafkaSource, parseSplit, splitOf } from "./source.ts";
+export { runScaledOut, type ScaleOutOptions, type ScaleOutWorker } from "../../lib/scaleout/worker.ts";
 export { type AsyncDecoder, type Decoded, type Decoder, jsonDecoder, type SourceDeadLetter, textDecoder } from "../ingest/decode.ts";

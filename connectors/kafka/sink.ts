@@ -38,6 +38,11 @@
  *
  * Without checkpoints (`semantic: "at-least-once"`, or a bounded job without checkpoints), each batch is
  * committed on its own, or what is open is committed by `flush()` at the end of the input.
+ *
+ * In a scale-out task (lib/scaleout/task-io.ts: the job is a task's) an exactly-once sink has no producer of
+ * its own: it sends into the task's open transaction, which the task commits with its checkpoint (output,
+ * changelog, checkpoint record and input offsets together). `preCommit` then only waits for the sends and
+ * holds later writes until the checkpoint's `commit`; there is no marker and nothing to commit by handle.
  * @module
  */
 import { z } from "zod";
@@ -45,6 +50,7 @@ import { validate } from "../../lib/config.ts";
 import { ConfigError, SinkError } from "../../lib/errors.ts";
 import { type CommitAborted, encodeRecord, type Sink, type SinkContext } from "../../lib/sink.ts";
 import type { RecordSerializer } from "../registry/serde.ts";
+import { type TaskKafkaIo, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
@@ -142,6 +148,35 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** The handle of a sink in a scale-out task: its records went out with the task's transaction. */
+interface TaskSinkHandle {
+  readonly task: string;
+  readonly records: number;
+}
+
+function isTaskHandle(h: unknown): h is TaskSinkHandle {
+  return typeof h === "object" && h !== null && typeof (h as TaskSinkHandle).task === "string";
+}
+
+/** The task's transaction as this sink's producer: sends go into it; the task begins and commits it. */
+function taskProducer(io: TaskKafkaIo): KafkaTransactionalProducer {
+  const notHere = (what: string): Promise<never> => Promise.reject(new Error(`kafka sink of task ${io.taskId}: ${what} belongs to the task`));
+  return {
+    connect: async () => {},
+    begin: async () => {},
+    inTransaction: true,
+    async send(topic, records) {
+      await io.send(topic, records);
+      return [];
+    },
+    handle: () => ({ transactionalId: `task ${io.taskId}`, producerId: "-1", producerEpoch: -1 }),
+    sendOffsets: () => notHere("committing offsets"),
+    commit: async () => {},
+    abort: async () => {},
+    disconnect: async () => {},
+  };
+}
+
 function isHandle(h: unknown): h is KafkaSinkHandle {
   const x = h as KafkaSinkHandle;
   return typeof x === "object" && x !== null && typeof x.transactionalId === "string" && typeof x.producerId === "string" && typeof x.producerEpoch === "number";
@@ -192,6 +227,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   let closed = false;
   /** The producer epoch has had a transaction already. */
   let usedEpoch = false;
+  /** Set at open when the job is a scale-out task (see the module comment). */
+  let task: TaskKafkaIo | undefined;
 
   const getClient = (): KafkaClient => {
     if (client === undefined) {
@@ -327,6 +364,11 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       sending = 0;
       // A registry serializer checks its schema's compatibility and registers it: an incompatible one fails the start.
       await serializer?.open();
+      task = atLeastOnce ? undefined : taskIoOf(ctx?.jobName);
+      if (task !== undefined) {
+        producer = taskProducer(task);
+        return;
+      }
       const c = getClient();
       await prepare(c, ctx);
       producer = c.transactionalProducer({ transactionalId, transactionTimeoutMs });
@@ -361,6 +403,17 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
     },
     preCommit(checkpointId) {
       flushBatch();
+      const t = task;
+      if (t !== undefined) {
+        // Sent means in the task's transaction; hold what follows until the task has committed it.
+        return run(async () => {
+          await gate;
+          let release!: () => void;
+          gate = new Promise<void>((r) => (release = r));
+          sealed = { id: checkpointId, handle: { task: t.taskId, records: sentInTxn } as unknown as KafkaSinkHandle, release };
+          sentInTxn = 0;
+        }).then(() => (sealed?.id === checkpointId ? sealed.handle : undefined));
+      }
       return run(async () => {
         await gate;
         const p = producer;
@@ -381,10 +434,20 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       }).then(() => (sealed?.id === checkpointId ? sealed.handle : undefined));
     },
     async commit(checkpointId, handle) {
+      if (isTaskHandle(handle)) {
+        // The task committed its transaction already (or, on recovery, long ago): release the held writes.
+        const s = sealed;
+        if (s !== undefined && s.id === checkpointId) {
+          sealed = undefined;
+          s.release();
+        }
+        return undefined;
+      }
       if (!isHandle(handle)) throw new SinkError(`kafka sink "${name}": checkpoint ${checkpointId} has no valid transaction handle`);
       return finish(checkpointId, handle, true);
     },
     async abort(checkpointId, handle) {
+      if (isTaskHandle(handle)) return;
       if (isHandle(handle)) await finish(checkpointId, handle, false);
     },
     async flush() {

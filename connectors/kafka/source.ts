@@ -21,6 +21,10 @@
  * its place at once). Once the assignment is complete again the partitions are sought to the job's own
  * positions and reading resumes; if it is not, the job fails with a SourceError naming the partitions.
  * Handing a partition's state over to another job through the checkpoint is not implemented.
+ *
+ * Scale-out (lib/scaleout/): a task binds the source (`BIND_TASK`) to its routed client before the job runs.
+ * The source then reads only the task's partitions, from batches the worker's group consumer hands it, and its
+ * group offsets are committed in the task's Kafka transaction, not by `ack`. The rest is as above.
  * @module
  */
 import { z } from "zod";
@@ -28,6 +32,7 @@ import type { CancelTimer } from "../../lib/clock.ts";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
 import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import { BIND_TASK, SOURCE_TOPICS, type TaskBindable } from "../../lib/scaleout/task-io.ts";
 import { type AsyncDecoder, type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
 import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
 import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
@@ -151,7 +156,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   const o = validate(optionsSchema, options, "kafkaSource");
   const name = o.name;
   const decode: Decoder<T> | AsyncDecoder<T> = options.decode ?? (jsonDecoder() as Decoder<T>);
-  const ownClient = options.client === undefined;
+  let ownClient = options.client === undefined;
   let client: KafkaClient | undefined = options.client;
   let consumer: KafkaConsumer | undefined;
   /** The consumer's start (connect, join, first fetch); close() waits for it, or a late join would leak. */
@@ -239,8 +244,14 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     return (messages[messages.length - 1] as (typeof messages)[number]).offset + 1;
   };
 
-  return {
+  const source: Source<T> & TaskBindable = {
     name,
+    [SOURCE_TOPICS]: o.topics,
+    [BIND_TASK](io) {
+      // A scale-out task: its routed client (the task's partitions only; see the module comment).
+      client = io.client;
+      ownClient = false;
+    },
     async open(ctx, from) {
       ctxRef = ctx;
       // Opened again after close() (the job restarted after a failure, or runs again): start clean.
@@ -392,4 +403,5 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       }
     },
   };
+  return source;
 }

@@ -28,7 +28,7 @@ import type { JobMetrics } from "../metrics.ts";
 import type { CommitAborted, Sink } from "../sink.ts";
 import type { Positions, Source } from "../source.ts";
 import type { StateBackend } from "../state/backend.ts";
-import { LmdbStateBackend } from "../state/lmdb.ts";
+import { LmdbStateBackend, type StateCapture } from "../state/lmdb.ts";
 import { failpoint } from "./failpoints.ts";
 import { restoreSavepointInto, type SavepointInfo, writeSavepointFrom } from "./savepoint.ts";
 import { type CheckpointRecord, latestCheckpoint, listCheckpoints, recordCheckpoint } from "./storage.ts";
@@ -123,6 +123,17 @@ export interface CheckpointStats {
   readonly final: boolean;
 }
 
+/**
+ * Commits checkpoints through an external transaction (a scale-out task's Kafka transaction, see
+ * lib/scaleout/task-checkpoint.ts). `commit` runs once every sink has pre-committed, before the state is written
+ * to LMDB: its success is the checkpoint's commit point, and LMDB becomes a cache written after it. It returns
+ * what to write into the LMDB transaction's metadata besides the checkpoint record. A failure fails the
+ * checkpoint (nothing is written to LMDB).
+ */
+export interface CheckpointCommitter {
+  commit(record: CheckpointRecord, capture: StateCapture): Promise<(() => void) | undefined>;
+}
+
 /** A source as the checkpoint coordinator sees it while the job runs. */
 export interface RunningSource {
   readonly source: Source<unknown>;
@@ -192,6 +203,7 @@ export class CheckpointCoordinator {
   #finalTaken = false;
   #recovering = false;
   #urgent = false;
+  #committer: CheckpointCommitter | undefined;
   /** Completed checkpoints of this run. */
   readonly history: CheckpointStats[] = [];
 
@@ -248,6 +260,11 @@ export class CheckpointCoordinator {
       meta.put("issued", Math.max(latest.id, (meta.get("issued") as number | undefined) ?? 0));
     });
     this.#log(`rolled back to checkpoint ${target}; discarded checkpoint${newer.length > 1 ? "s" : ""} ${newer.join(", ")}`);
+  }
+
+  /** Makes `committer` the commit point of every checkpoint from now on (scale-out tasks; set before run()). */
+  commitThrough(committer: CheckpointCommitter): void {
+    this.#committer = committer;
   }
 
   /** Checkpoints kept (see CheckpointOptions.retain); sinks register while the pipeline is built, before run(). */
@@ -573,10 +590,14 @@ export class CheckpointCoordinator {
         changedEntries: capture.entries,
         ...(this.#savepointId === undefined ? {} : { savepoint: this.#savepointId }),
       };
+      const committed = this.#committer === undefined ? undefined : await Promise.race([this.#committer.commit(record, capture), timedOut]);
       await Promise.race([
         this.backend.commit(
           capture,
-          () => recordCheckpoint(this.backend.meta, record, this.retain),
+          () => {
+            recordCheckpoint(this.backend.meta, record, this.retain);
+            committed?.();
+          },
           () => failpoint("checkpoint-snapshot"),
           // An older checkpoint stays restorable while the undo logs of every newer one are kept.
           this.retain > 1 ? { id, keepFrom: this.#oldestKept(id) + 1 } : undefined,

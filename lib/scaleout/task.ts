@@ -1,0 +1,391 @@
+/**
+ * One scale-out task (docs/SCALE-OUT.md, sections 2, 4 and 5): the job's pipeline narrowed to partition p of
+ * its input topics, with an LMDB environment of its own at `<state>/<job>/<task>/`, a transactional producer
+ * of its own (`gress-<job>-<task>`) and its own checkpoints.
+ *
+ * Start, in this order:
+ *  1. **Fence.** The producer's transactional InitProducerId bumps the epoch of `gress-<job>-<task>`: a previous
+ *     owner (a zombie) can no longer commit, and a transaction it left open is aborted (F5).
+ *  2. **Restore.** The changelog partition p is read with read_committed from the local copy's offset (or 0)
+ *     up to its end, into the LMDB environment (lib/scaleout/changelog.ts); the changelog's last checkpoint
+ *     record becomes the environment's checkpoint record, so that the Job recovers from it as always
+ *     (positions for the sources, sink handles).
+ *  3. **Build.** The pipeline function runs on a {@link TaskJob}: Kafka sources are bound to the task (they read
+ *     only its partitions, from batches the worker routes), Kafka sinks write into the task's transaction.
+ *  4. **Run.** Each checkpoint commits through {@link TaskCommitter} (lib/scaleout/task-checkpoint.ts): one
+ *     Kafka transaction, then LMDB as a cache.
+ *
+ * Stop (the task was revoked, or the worker stops): the sources stop at once, the job is cancelled and the open
+ * transaction aborted. There is no final checkpoint: the new owner processes the records since the last one
+ * again (at most one interval), which keeps exactly-once since none of their effects was committed.
+ * A commit refused because another producer fenced this one, or because the group moved on (KIP-447), ends
+ * the task as "migrated" ({@link isMigrationError}), not as a failure of the job.
+ * @module
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import type { BatchHandler, KafkaClient, KafkaConsumer, KafkaMessage, KafkaTransactionalProducer, PartitionOffset, ProducerRecord, Rebalance } from "../../connectors/kafka/client.ts";
+import { recordCheckpoint } from "../checkpoint/storage.ts";
+import { Job, type JobOptions, type SourceOptions } from "../job.ts";
+import type { OperatorContext } from "../operator-context.ts";
+import type { Source } from "../source.ts";
+import { LmdbStateBackend } from "../state/lmdb.ts";
+import type { Stream } from "../stream.ts";
+import { beginRestore, type ChangelogEntry, type RestoreResult } from "./changelog.ts";
+import type { TopologyFingerprint } from "./fingerprint.ts";
+import { TaskCommitter } from "./task-checkpoint.ts";
+import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
+
+/** A pipeline module's default export: builds the pipeline on the job it is given. */
+export type BuildPipeline = (job: Job) => void | Promise<void>;
+
+/** What a task needs from its worker. */
+export interface TaskOptions {
+  /** The scale-out job's name. */
+  readonly job: string;
+  readonly taskId: string;
+  readonly partition: number;
+  /** The input topics (partition `partition` of each is this task's). */
+  readonly topics: readonly string[];
+  /** The worker's state directory; the task's environment is `<state>/<job>/<task>/`. */
+  readonly stateDir: string;
+  readonly client: KafkaClient;
+  /** The worker's group consumer. */
+  readonly consumer: KafkaConsumer;
+  readonly groupId: string;
+  readonly changelogTopic: string;
+  readonly topology: TopologyFingerprint;
+  readonly intervalMs: number;
+  readonly checkpointTimeoutMs?: number;
+  readonly transactionTimeoutMs: number;
+  readonly mapSize?: number;
+  readonly build: BuildPipeline;
+  readonly log: (message: string) => void;
+}
+
+/** The name of a task's Job: unique per task in a process (sinks find their task by it), a valid job name. */
+export function taskJobName(job: string, taskId: string): string {
+  return `${job}.task-${taskId}`;
+}
+
+/**
+ * A Job in task mode: every source it is given is bound to the task (Kafka sources read the task's partitions);
+ * it records the operators it allocates, in order, for the topology fingerprint.
+ */
+export class TaskJob extends Job {
+  readonly #io: TaskKafkaIo | undefined;
+  readonly #operators: { id: string; kind: string; uid?: string }[] = [];
+  readonly #sources: { source: Source<unknown>; topics: readonly string[] | undefined }[] = [];
+
+  constructor(options: JobOptions, io: TaskKafkaIo | undefined) {
+    super(options);
+    this.#io = io;
+  }
+
+  override operator(kind: string, uid?: string): OperatorContext {
+    const ctx = super.operator(kind, uid);
+    this.#operators.push(uid === undefined ? { id: ctx.id, kind } : { id: ctx.id, kind, uid });
+    return ctx;
+  }
+
+  override source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
+    this.#sources.push({ source: source as Source<unknown>, topics: undefined });
+    if (this.#io !== undefined) bindTaskSource(source, this.#io);
+    return super.source(source, options);
+  }
+
+  /** The operators allocated so far, in construction order. */
+  get operators(): readonly { readonly id: string; readonly kind: string; readonly uid?: string }[] {
+    return this.#operators;
+  }
+
+  /** The sources given so far. */
+  get givenSources(): readonly Source<unknown>[] {
+    return this.#sources.map((s) => s.source);
+  }
+}
+
+/** Kafka protocol errors that say another producer or group generation took over this task. */
+const MIGRATED = ["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID", "FENCED_INSTANCE_ID", "INVALID_PRODUCER_ID_MAPPING", "REBALANCE_IN_PROGRESS"];
+
+/**
+ * True when `error` (or one of its causes) says that the task's transaction was fenced by a newer owner or
+ * refused for an older group generation: the task moved, and this incarnation is a zombie.
+ */
+export function isMigrationError(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  const visit = (e: unknown): boolean => {
+    if (e === null || typeof e !== "object" || seen.has(e)) return false;
+    seen.add(e);
+    const x = e as { type?: unknown; apiId?: unknown; code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+    for (const v of [x.type, x.apiId, x.code]) if (typeof v === "string" && MIGRATED.includes(v)) return true;
+    if (typeof x.message === "string" && MIGRATED.some((m) => (x.message as string).includes(m))) return true;
+    if (visit(x.cause)) return true;
+    return Array.isArray(x.errors) && x.errors.some(visit);
+  };
+  return visit(error);
+}
+
+/**
+ * The consumer a task's Kafka source sees: batches of the task's partitions, routed by the worker; seeks and
+ * pauses go to the worker's consumer for those partitions only; offsets are not committed here (they go with
+ * the task's transaction).
+ */
+export class RoutedConsumer implements KafkaConsumer {
+  readonly #worker: KafkaConsumer;
+  readonly #partitions: readonly { readonly topic: string; readonly partition: number }[];
+  #handler: BatchHandler | undefined;
+  readonly #assignment: ((assigned: readonly { readonly topic: string; readonly partition: number }[]) => void)[] = [];
+  readonly #advanced: ((t: PartitionOffset) => void)[] = [];
+
+  constructor(worker: KafkaConsumer, partitions: readonly { readonly topic: string; readonly partition: number }[]) {
+    this.#worker = worker;
+    this.#partitions = partitions;
+  }
+
+  /** The source's batch handler, once it started. */
+  get handler(): BatchHandler | undefined {
+    return this.#handler;
+  }
+
+  /** The worker's group assigned the task again (a rebalance that kept it): the source seeks to its own positions. */
+  reassigned(): void {
+    for (const l of this.#assignment) l(this.#partitions);
+  }
+
+  /** A fetch moved a partition's position past control records. */
+  advanced(target: PartitionOffset): void {
+    for (const l of this.#advanced) l(target);
+  }
+
+  async start(handler: BatchHandler): Promise<void> {
+    this.#handler = handler;
+    for (const l of this.#assignment) l(this.#partitions);
+    this.#worker.resumePartitions(this.#partitions);
+  }
+  seek(target: PartitionOffset): void {
+    this.#worker.seek(target);
+  }
+  #of(topics: readonly string[]): { topic: string; partition: number }[] {
+    return this.#partitions.filter((tp) => topics.includes(tp.topic));
+  }
+  pause(topics: readonly string[]): void {
+    this.#worker.pausePartitions(this.#of(topics));
+  }
+  resume(topics: readonly string[]): void {
+    if (this.#handler !== undefined) this.#worker.resumePartitions(this.#of(topics));
+  }
+  pausePartitions(partitions: readonly { topic: string; partition: number }[]): void {
+    this.#worker.pausePartitions(partitions);
+  }
+  resumePartitions(partitions: readonly { topic: string; partition: number }[]): void {
+    if (this.#handler !== undefined) this.#worker.resumePartitions(partitions);
+  }
+  async commit(): Promise<void> {}
+  onPositionAdvanced(listener: (target: PartitionOffset) => void): void {
+    this.#advanced.push(listener);
+  }
+  onAssignment(listener: (assigned: readonly { readonly topic: string; readonly partition: number }[]) => void): void {
+    this.#assignment.push(listener);
+  }
+  onRebalance(_listener: (rebalance: Rebalance) => void): void {}
+  groupMetadata(): ReturnType<KafkaConsumer["groupMetadata"]> {
+    return this.#worker.groupMetadata();
+  }
+  async stop(): Promise<void> {
+    this.#handler = undefined;
+    this.#worker.pausePartitions(this.#partitions);
+  }
+}
+
+/** A running task. */
+export class Task {
+  readonly id: string;
+  readonly #o: TaskOptions;
+  readonly #partitions: { topic: string; partition: number }[];
+  readonly routed: RoutedConsumer;
+  #producer: KafkaTransactionalProducer | undefined;
+  #backend: LmdbStateBackend | undefined;
+  #job: TaskJob | undefined;
+  #unregister: (() => void) | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  /** Serialises the uses of the producer (sink sends and the checkpoint's transaction). */
+  #chain: Promise<unknown> = Promise.resolve();
+  /** What the restore did (for logs and tests). */
+  restored: RestoreResult | undefined;
+
+  constructor(o: TaskOptions) {
+    this.#o = o;
+    this.id = o.taskId;
+    this.#partitions = o.topics.map((topic) => ({ topic, partition: o.partition }));
+    this.routed = new RoutedConsumer(o.consumer, this.#partitions);
+  }
+
+  /** The topic-partitions this task reads. */
+  get partitions(): readonly { readonly topic: string; readonly partition: number }[] {
+    return this.#partitions;
+  }
+
+  #exclusive<R>(op: () => Promise<R>): Promise<R> {
+    const p = this.#chain.then(op);
+    this.#chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Fences, restores and starts the task; resolves once its pipeline runs. `ended` is called once when the
+   * job ends (undefined after a stop, or the error it failed with).
+   */
+  async start(ended: (error: unknown) => void): Promise<void> {
+    const o = this.#o;
+    const began = performance.now();
+    const producer = o.client.transactionalProducer({ transactionalId: `gress-${o.job}-${o.taskId}`, transactionTimeoutMs: o.transactionTimeoutMs });
+    this.#producer = producer;
+    await producer.connect();
+    if (this.#stopping) return;
+    const dir = join(o.stateDir, o.job, o.taskId);
+    mkdirSync(dir, { recursive: true });
+    const backend = new LmdbStateBackend({ path: dir, ...(o.mapSize === undefined ? {} : { mapSize: o.mapSize }) });
+    this.#backend = backend;
+    const restored = await this.#restore(backend);
+    this.restored = restored;
+    if (this.#stopping) return;
+    const cp = restored.checkpoint;
+    if (cp !== undefined) {
+      // The Job recovers from its own checkpoint record: the changelog's last one, whatever LMDB held.
+      backend.applyChanges([], () =>
+        recordCheckpoint(backend.meta, { id: cp.id, job: taskJobName(o.job, o.taskId), at: cp.at, positions: cp.positions, sinks: cp.sinks, final: cp.final, changedEntries: 0 }, 1),
+      );
+    }
+    const io: TaskKafkaIo = {
+      taskId: o.taskId,
+      client: this.#routedClient(),
+      send: (topic: string, records: readonly ProducerRecord[]) => this.#exclusive(async () => void (await producer.send(topic, records))),
+    };
+    const name = taskJobName(o.job, o.taskId);
+    this.#unregister = registerTaskIo(name, io);
+    const job = new TaskJob(
+      {
+        name,
+        state: backend,
+        checkpoints: { intervalMs: o.intervalMs, retain: 1, log: (m) => o.log(`task ${o.taskId}: ${m}`), ...(o.checkpointTimeoutMs === undefined ? {} : { timeoutMs: o.checkpointTimeoutMs }) },
+      },
+      io,
+    );
+    this.#job = job;
+    await o.build(job);
+    const committer = new TaskCommitter({
+      taskId: o.taskId,
+      partition: o.partition,
+      changelogTopic: o.changelogTopic,
+      groupId: o.groupId,
+      producer,
+      consumer: o.consumer,
+      backend,
+      topology: o.topology,
+      exclusive: (op) => this.#exclusive(op),
+    });
+    job.checkpoints?.commitThrough(committer);
+    await producer.begin(false);
+    o.log(
+      `task ${o.taskId} started in ${(performance.now() - began).toFixed(0)} ms: restored ${restored.applied} changelog records from offset ${restored.from}` +
+        (cp === undefined ? ", no checkpoint yet" : `, checkpoint ${cp.id}`),
+    );
+    this.#running = job.run().then(
+      () => ended(undefined),
+      (err: unknown) => ended(this.#stopping ? undefined : err),
+    );
+  }
+
+  /** Reads the task's changelog partition (read_committed) from the local copy's offset to its end into LMDB. */
+  async #restore(backend: LmdbStateBackend): Promise<RestoreResult> {
+    const o = this.#o;
+    const restore = beginRestore(backend, { fingerprint: o.topology.fingerprint, topology: o.topology.description });
+    // After the fence no transaction of this task is open, so the end offset is stable.
+    const end = (await o.client.endOffsets(o.changelogTopic)).get(o.partition) ?? 0;
+    if (restore.from >= end) return restore.finish(end);
+    // A consumer of a group of its own, for this restore only (the KafkaClient reads through group consumers).
+    const reader = o.client.consumer({ groupId: `gress-${o.job}-restore-${o.taskId}-${process.pid}-${Date.now()}`, topics: [o.changelogTopic], fromBeginning: true, readCommitted: true });
+    let position = restore.from;
+    let done!: () => void;
+    let failed!: (e: unknown) => void;
+    const finished = new Promise<void>((res, rej) => {
+      done = res;
+      failed = rej;
+    });
+    const check = (): void => {
+      if (position >= end) done();
+    };
+    reader.onPositionAdvanced((t) => {
+      if (t.partition === o.partition && t.offset > position) {
+        position = t.offset;
+        check();
+      }
+    });
+    let sought = false;
+    await reader.start(async (batch) => {
+      const first = batch.messages[0] as KafkaMessage;
+      if (batch.partition !== o.partition) {
+        reader.pausePartitions([{ topic: batch.topic, partition: batch.partition }]);
+        return first.offset;
+      }
+      if (!sought) return first.offset;
+      try {
+        const entries: ChangelogEntry[] = batch.messages.filter((m) => m.offset >= position && m.offset < end).map((m) => ({ offset: m.offset, key: m.key ?? new Uint8Array(), value: m.value }));
+        restore.apply(entries);
+      } catch (err) {
+        failed(err);
+        return first.offset;
+      }
+      const next = (batch.messages.at(-1) as KafkaMessage).offset + 1;
+      if (next > position) position = next;
+      check();
+      return next;
+    });
+    reader.seek({ topic: o.changelogTopic, partition: o.partition, offset: restore.from });
+    sought = true;
+    try {
+      await finished;
+    } finally {
+      await reader.stop();
+    }
+    return restore.finish(end);
+  }
+
+  /** The client the task's Kafka sources use: the worker's, with a routed consumer and the task's partitions only. */
+  #routedClient(): KafkaClient {
+    const c = this.#o.client;
+    const routed = this.routed;
+    const partition = this.#o.partition;
+    return {
+      consumer: () => routed,
+      transactionalProducer: (x) => c.transactionalProducer(x),
+      endTransaction: (h, commit) => c.endTransaction(h, commit),
+      markerOutcome: (m, w) => c.markerOutcome(m, w),
+      brokerConfig: (n) => c.brokerConfig(n),
+      topicConfig: (t) => c.topicConfig(t),
+      endOffsets: async (topic) => {
+        const all = await c.endOffsets(topic);
+        return new Map([...all].filter(([p]) => p === partition));
+      },
+      createTopic: (t, p, x) => c.createTopic(t, p, x),
+      close: async () => {},
+    };
+  }
+
+  /** Stops the task: no more batches, the job cancelled, the open transaction aborted. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return this.#running;
+    this.#stopping = true;
+    await this.routed.stop();
+    this.#job?.cancel();
+    await this.#running?.catch(() => undefined);
+    const p = this.#producer;
+    if (p?.inTransaction === true) await p.abort().catch(() => undefined);
+    await p?.disconnect().catch(() => undefined);
+    this.#unregister?.();
+    await this.#backend?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * A scale-out worker (docs/SCALE-OUT.md, section 3): one process's share of a job that runs as a Kafka
+ * consumer group. Every worker of the job runs the same pipeline function; the group decides which tasks
+ * (input partitions) each one runs.
+ *
+ * - **At start** the pipeline is built once on a probe Job (never run) to learn its Kafka sources and operators:
+ *   every source must be a Kafka source, and the input topics must have equal partition counts P (task p owns
+ *   partition p of each). The topology fingerprint covers the operators, the sources and the partition counts.
+ *   The changelog topic `gress-<job>-0-changelog` (P partitions, compacted) is created, or checked.
+ * - **One group consumer** (group `gress-<job>`, or `group`) subscribes to the input topics with the task
+ *   assignor (lib/scaleout/assignor.ts: whole tasks, balanced, sticky) and routes each fetched batch to the
+ *   task that owns its partition.
+ * - **Rebalances** are handled by comparing the new assignment with the tasks running: revoked tasks stop,
+ *   added tasks start (fence, restore, run), unchanged tasks carry on (their sources seek to their own
+ *   positions again). Repeated assignments change nothing. Assignments are applied one at a time, the latest
+ *   wins.
+ * - **A task that migrated** (its commit fenced, or refused for an older generation) is closed without failing
+ *   the worker; if the group still gives it to this worker, it is started again (restored from the changelog).
+ *   Any other task failure stops the worker with that error.
+ * Not built yet: shuffles (keyBy on another key than the input partitioning must not be used), non-Kafka
+ * sinks with per-task idempotence, static membership, a final checkpoint on revocation.
+ * @module
+ */
+import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
+import { kafkajsClient } from "../../connectors/kafka/kafkajs.ts";
+import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts";
+import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
+import { checkChangelogTopic, checkCopartitioned, checkScaleOutSources } from "./config-checks.ts";
+import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
+import { type BuildPipeline, isMigrationError, Task, TaskJob } from "./task.ts";
+import { kafkaTopicsOf } from "./task-io.ts";
+
+/**
+ * Options of {@link runScaledOut}.
+ *
+ * @example
+ * ```ts
+ * import { type ScaleOutOptions } from "gress/kafka";
+ *
+ * const options: ScaleOutOptions = {
+ *   name: "orders",
+ *   kafka: { brokers: ["localhost:9092"], client: "platformatic" },
+ *   state: "state",
+ *   checkpoints: { intervalMs: 1_000 },
+ * };
+ * ```
+ */
+export interface ScaleOutOptions {
+  /** The job name: every worker of the job uses the same. Names the group, the changelog and the transactional ids. */
+  readonly name: string;
+  /** The brokers (and which client: kafkajs by default), or a KafkaClient to use. */
+  readonly kafka: { readonly brokers: readonly string[]; readonly client?: "kafkajs" | "platformatic" } | KafkaClient;
+  /** This worker's state directory: a task's LMDB environment is `<state>/<name>/<task>/`. */
+  readonly state: string;
+  /** Each task's checkpoints. Default interval 1 000 ms (a rebalance replays at most one interval). */
+  readonly checkpoints?: { readonly intervalMs?: number; readonly timeoutMs?: number };
+  /** The consumer group. Default `gress-<name>`. */
+  readonly group?: string;
+  /** Group session timeout: how soon a dead worker's tasks move. Default 10 000 (the broker's minimum is usually 6 000). */
+  readonly sessionTimeoutMs?: number;
+  /** The broker aborts a task transaction open longer than this. Default 60 000. */
+  readonly transactionTimeoutMs?: number;
+  /** LMDB map size per task, in bytes. Default 1 GiB. */
+  readonly mapSize?: number;
+  /** Where the worker logs tasks starting, stopping and moving. Default: console.error. */
+  readonly log?: (message: string) => void;
+}
+
+/**
+ * A running worker.
+ *
+ * @example
+ * ```ts
+ * import { type ScaleOutWorker, runScaledOut } from "gress/kafka";
+ *
+ * const worker: ScaleOutWorker = runScaledOut({ name: "copy", kafka: { brokers: ["localhost:9092"] }, state: "state" }, () => {});
+ * await worker.started;
+ * console.log(worker.tasks); // e.g. ["0_0", "0_2"]
+ * await worker.stop();
+ * ```
+ */
+export interface ScaleOutWorker {
+  /** Resolves once the worker has joined its group (rejects if it could not start). */
+  readonly started: Promise<void>;
+  /** Settles when the worker has stopped: resolves after stop(), rejects when a task failed. */
+  readonly done: Promise<void>;
+  /** The tasks running on this worker now. */
+  readonly tasks: readonly string[];
+  /** Assignments received so far. */
+  readonly rebalances: number;
+  /** Stops every task (no final checkpoint: the next owner replays since the last one) and leaves the group. */
+  stop(): Promise<void>;
+}
+
+interface Plan {
+  readonly topics: readonly string[];
+  readonly partitions: number;
+  readonly topology: TopologyFingerprint;
+  readonly changelogTopic: string;
+}
+
+/** Runs `f` again (for up to 10 s) while the broker says a partition has no leader yet (a topic just created). */
+async function settled<R>(f: () => Promise<R>): Promise<R> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await f();
+    } catch (err) {
+      const text = `${(err as { type?: unknown })?.type ?? ""} ${err instanceof Error ? err.message : String(err)}`;
+      if (Date.now() > deadline || !/LEADER|leader|UNKNOWN_TOPIC|does not host this topic/.test(text)) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+const key = (tp: TopicPartition): string => `${tp.topic}\u0000${tp.partition}`;
+
+/**
+ * Runs one worker of a scale-out job: `build` is the pipeline function (a pipeline module's default export),
+ * called once per task on that task's Job. Start the same on as many processes or machines as you like, with
+ * the same name: they share the input partitions, each task's state moves with it, and the output stays
+ * exactly-once across kills and rebalances. Every source must be a Kafka source; Kafka sinks write in the
+ * task's transaction.
+ *
+ * @example
+ * ```ts
+ * import type { Job } from "gress";
+ * import { kafkaSink, kafkaSource, runScaledOut } from "gress/kafka";
+ *
+ * type Order = { customer: string; amount: number };
+ * // Input keyed by customer: the per-customer total lives in the task that owns the customer's partition.
+ * const pipeline = (job: Job) =>
+ *   job
+ *     .source(kafkaSource<Order>({ name: "orders", brokers: ["localhost:9092"], topics: ["orders"], groupId: "totals" }))
+ *     .keyBy((o) => o.customer)
+ *     .process<{ customer: string; total: number }>({
+ *       processElement(o, ctx) {
+ *         const total = ctx.state.value<number>("total");
+ *         total.update((total.value() ?? 0) + o.amount);
+ *         ctx.emit({ customer: o.customer, total: total.value() ?? 0 });
+ *       },
+ *     })
+ *     .sinkTo(kafkaSink({ name: "totals", brokers: ["localhost:9092"], topic: "totals", key: (t) => t.customer }));
+ *
+ * const worker = runScaledOut({ name: "totals", kafka: { brokers: ["localhost:9092"] }, state: "state", checkpoints: { intervalMs: 1_000 } }, pipeline);
+ * process.once("SIGTERM", () => void worker.stop());
+ * await worker.done;
+ * ```
+ */
+export function runScaledOut(options: ScaleOutOptions, build: BuildPipeline): ScaleOutWorker {
+  return new Worker(options, build).handle();
+}
+
+class Worker {
+  readonly #o: ScaleOutOptions;
+  readonly #build: BuildPipeline;
+  readonly #log: (m: string) => void;
+  readonly #client: KafkaClient;
+  readonly #ownClient: boolean;
+  readonly #group: string;
+  readonly #tasks = new Map<string, Task>();
+  /** Partition key → the task that owns it. */
+  readonly #byPartition = new Map<string, Task>();
+  #consumer: KafkaConsumer | undefined;
+  #plan: Plan | undefined;
+  #wanted = new Set<string>();
+  #applying: Promise<void> = Promise.resolve();
+  #rebalances = 0;
+  #stopped = false;
+  #failure: unknown;
+  #stopping: Promise<void> | undefined;
+  #resolveDone!: () => void;
+  #rejectDone!: (e: unknown) => void;
+  readonly done: Promise<void>;
+  readonly started: Promise<void>;
+
+  constructor(o: ScaleOutOptions, build: BuildPipeline) {
+    this.#o = o;
+    this.#build = build;
+    this.#log = o.log ?? ((m) => console.error(`gress: ${m}`));
+    const k = o.kafka;
+    if ("consumer" in k) {
+      this.#client = k;
+      this.#ownClient = false;
+    } else {
+      this.#client = k.client === "platformatic" ? platformaticKafkaClient({ brokers: k.brokers, clientId: `gress-${o.name}` }) : kafkajsClient({ brokers: k.brokers, clientId: `gress-${o.name}` });
+      this.#ownClient = true;
+    }
+    this.#group = o.group ?? `gress-${o.name}`;
+    this.done = new Promise<void>((res, rej) => {
+      this.#resolveDone = res;
+      this.#rejectDone = rej;
+    });
+    this.done.catch(() => undefined);
+    this.started = this.#start();
+    this.started.catch((err: unknown) => this.#fail(err));
+  }
+
+  handle(): ScaleOutWorker {
+    const self = this;
+    return {
+      started: this.started,
+      done: this.done,
+      get tasks() {
+        return [...self.#tasks.keys()].sort();
+      },
+      get rebalances() {
+        return self.#rebalances;
+      },
+      stop: () => this.stop(),
+    };
+  }
+
+  /** Builds the pipeline once on a probe job: its sources, topics and operators. */
+  async #probe(): Promise<Plan> {
+    const probe = new TaskJob({ name: this.#o.name }, undefined);
+    await this.#build(probe);
+    const sources = probe.givenSources.map((s) => ({ source: s, topics: kafkaTopicsOf(s) }));
+    checkScaleOutSources(sources.map((s) => ({ name: s.source.name, kind: s.topics === undefined ? "not Kafka" : "kafka" })));
+    const topics = [...new Set(sources.flatMap((s) => s.topics ?? []))].sort();
+    const counts = new Map<string, number>();
+    for (const t of topics) {
+      const ends = await this.#client.endOffsets(t).catch(() => undefined);
+      if (ends !== undefined && ends.size > 0) counts.set(t, ends.size);
+    }
+    const partitions = checkCopartitioned(topics, counts);
+    const topology = topologyFingerprint({
+      operators: probe.operators,
+      sources: sources.map((s) => ({ name: s.source.name, topics: s.topics ?? [] })),
+      shuffles: [],
+      partitions: counts,
+    });
+    const changelogTopic = `gress-${this.#o.name}-0-changelog`;
+    await this.#client.createTopic(changelogTopic, partitions, { replicationFactor: -1, config: { "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.bytes": String(64 * 1024 * 1024) } });
+    // Another worker may have created it a moment ago: its partitions can still be without a leader.
+    const actual = (await settled(() => this.#client.endOffsets(changelogTopic))).size;
+    checkChangelogTopic(changelogTopic, await this.#client.topicConfig(changelogTopic), { actual, expected: partitions });
+    return { topics, partitions, topology, changelogTopic };
+  }
+
+  async #start(): Promise<void> {
+    const plan = await this.#probe();
+    this.#plan = plan;
+    if (this.#stopped) return;
+    const assignor: GroupAssignor = {
+      name: "gress-tasks",
+      userData: () => encodeSubscription({ v: 1, topology: plan.topology.fingerprint, tasks: {}, owned: [...this.#tasks.keys()] }),
+      assign: (members, partitions) => assignTasks({ topology: plan.topology.fingerprint, members, tasks: tasksFor([{ id: 0, topics: plan.topics }], partitions) }).partitions,
+    };
+    const consumer = this.#client.consumer({
+      groupId: this.#group,
+      topics: plan.topics,
+      fromBeginning: true,
+      readCommitted: true,
+      sessionTimeoutMs: this.#o.sessionTimeoutMs ?? 10_000,
+      assignor,
+    });
+    this.#consumer = consumer;
+    consumer.onRebalance((r) => {
+      this.#rebalances++;
+      // Nothing is read from a partition until its task is ready.
+      consumer.pausePartitions(r.added);
+      this.#wanted = new Set(r.assigned.map((tp) => taskId(0, tp.partition)));
+      this.#apply();
+    });
+    consumer.onPositionAdvanced((t) => this.#byPartition.get(key(t))?.routed.advanced(t));
+    await consumer.start(async (batch) => {
+      const task = this.#byPartition.get(key(batch));
+      const handler = task?.routed.handler;
+      const first = batch.messages[0]?.offset ?? 0;
+      if (handler === undefined) {
+        // Its task is not (or no longer) running here: stop fetching it until a task takes it.
+        consumer.pausePartitions([{ topic: batch.topic, partition: batch.partition }]);
+        return first;
+      }
+      return handler(batch);
+    });
+  }
+
+  /** Applies the latest assignment (one application at a time; a newer assignment is applied after it). */
+  #apply(): void {
+    this.#applying = this.#applying.then(() => this.#reconcile()).catch((err: unknown) => this.#fail(err));
+  }
+
+  async #reconcile(): Promise<void> {
+    const plan = this.#plan;
+    if (plan === undefined || this.#stopped) return;
+    const wanted = this.#wanted;
+    const revoked = [...this.#tasks.keys()].filter((id) => !wanted.has(id));
+    const added = [...wanted].filter((id) => !this.#tasks.has(id)).sort();
+    const unchanged = [...this.#tasks.values()].filter((t) => wanted.has(t.id));
+    for (const t of unchanged) t.routed.reassigned();
+    if (revoked.length > 0 || added.length > 0) this.#log(`worker of "${this.#o.name}": assignment ${this.#rebalances}: +[${added.join(", ")}] -[${revoked.join(", ")}] =[${unchanged.map((t) => t.id).join(", ")}]`);
+    await Promise.all(revoked.map((id) => this.#stopTask(id, "revoked")));
+    await Promise.all(added.map((id) => this.#startTask(id, plan)));
+  }
+
+  async #stopTask(id: string, why: string): Promise<void> {
+    const task = this.#tasks.get(id);
+    if (task === undefined) return;
+    this.#tasks.delete(id);
+    for (const tp of task.partitions) if (this.#byPartition.get(key(tp)) === task) this.#byPartition.delete(key(tp));
+    await task.stop();
+    this.#log(`task ${id} stopped (${why})`);
+  }
+
+  async #startTask(id: string, plan: Plan): Promise<void> {
+    const consumer = this.#consumer;
+    if (consumer === undefined || this.#stopped) return;
+    const partition = Number(id.split("_")[1]);
+    const task = new Task({
+      job: this.#o.name,
+      taskId: id,
+      partition,
+      topics: plan.topics,
+      stateDir: this.#o.state,
+      client: this.#client,
+      consumer,
+      groupId: this.#group,
+      changelogTopic: plan.changelogTopic,
+      topology: plan.topology,
+      intervalMs: this.#o.checkpoints?.intervalMs ?? 1000,
+      ...(this.#o.checkpoints?.timeoutMs === undefined ? {} : { checkpointTimeoutMs: this.#o.checkpoints.timeoutMs }),
+      transactionTimeoutMs: this.#o.transactionTimeoutMs ?? 60_000,
+      mapSize: this.#o.mapSize ?? 1024 * 1024 * 1024,
+      build: this.#build,
+      log: this.#log,
+    });
+    this.#tasks.set(id, task);
+    for (const tp of task.partitions) this.#byPartition.set(key(tp), task);
+    try {
+      await task.start((err) => this.#taskEnded(task, err));
+    } catch (err) {
+      if (!isMigrationError(err) || this.#stopped) throw err;
+      this.#taskEnded(task, err);
+    }
+  }
+
+  #taskEnded(task: Task, err: unknown): void {
+    if (this.#stopped || this.#tasks.get(task.id) !== task) return;
+    if (err !== undefined && !isMigrationError(err)) {
+      this.#fail(err);
+      return;
+    }
+    // Fenced or refused for an older generation: another worker owns it now, or will. Close this incarnation;
+    // if the group still gives the task to this worker, start it again from the changelog.
+    this.#log(`task ${task.id} migrated: ${err instanceof Error ? err.message : String(err ?? "its input ended")}`);
+    this.#applying = this.#applying
+      .then(async () => {
+        await this.#stopTask(task.id, "migrated");
+        if (err !== undefined) await new Promise((r) => setTimeout(r, 500));
+        if (err !== undefined && this.#wanted.has(task.id) && this.#plan !== undefined) await this.#startTask(task.id, this.#plan);
+      })
+      .catch((e: unknown) => this.#fail(e));
+  }
+
+  /** Stops the worker because of `err` (not awaited: it may be called from the assignment chain that stop() waits for). */
+  #fail(err: unknown): void {
+    if (this.#stopped) return;
+    this.#failure = err;
+    this.#log(`worker of "${this.#o.name}" fails: ${err instanceof Error ? err.message : String(err)}`);
+    void this.stop().catch(() => undefined);
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.#stopped = true;
+      await this.started.catch(() => undefined);
+      await this.#applying.catch(() => undefined);
+      await Promise.all([...this.#tasks.keys()].map((id) => this.#stopTask(id, "worker stopping")));
+      await this.#consumer?.stop();
+      if (this.#ownClient) await this.#client.close();
+      if (this.#failure === undefined) this.#resolveDone();
+      else this.#rejectDone(this.#failure);
+    })();
+    return this.#stopping;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Scale-out on the real broker (issue 11, without shuffles): worker processes of one job share the input
+ * partitions as tasks; each task's keyed state lives in its changelog and moves with the task; every task
+ * checkpoint is one Kafka transaction (output, changelog, checkpoint record, input offsets). The output must
+ * equal a failure-free reference: every input record exactly once, and per key the sequence numbers 1..n in
+ * input order. Runs on the client GRESS_KAFKA_CLIENT names (kafkajs by default), as .ci/run does for both.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, describe, it } from "node:test";
+import { checkSequences, events } from "./kafka-eos-support.ts";
+import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+
+const JOB = join(import.meta.dirname, "scaleout-job.ts");
+
+interface Worker {
+  readonly child: ChildProcess;
+  log: string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startWorker(config: object): Worker {
+  const child = spawn(process.execPath, ["--import", "tsx", JOB, JSON.stringify(config)], { stdio: ["ignore", "pipe", "pipe"] });
+  const w: Worker = {
+    child,
+    log: "",
+    exited: new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal }))),
+  };
+  child.stdout?.on("data", (d: Buffer) => (w.log += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (w.log += d.toString()));
+  return w;
+}
+
+const started = (w: Worker): string[] => [...w.log.matchAll(/task (\d+_\d+) started/g)].map((m) => m[1] as string);
+
+/** Counts committed output messages as they come (read_committed), to know when the job is through. */
+async function outputCounter(topic: string): Promise<{ count: () => number; stop: () => Promise<void> }> {
+  const consumer = kafka().consumer({ groupId: uniqueName("watch"), readUncommitted: false, maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  let n = 0;
+  await consumer.run({ eachBatch: async ({ batch }) => void (n += batch.messages.length) });
+  return { count: () => n, stop: () => consumer.disconnect() };
+}
+
+const until = async (what: string, f: () => boolean, timeoutMs: number, workers: readonly Worker[]): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!f()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; worker logs:\n${workers.map((w) => w.log).join("\n---\n")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+/** The output read back, checked against the input: exactly once, per-key sequences in input order. */
+async function checkOutput(output: string, count: number, keys: number): Promise<void> {
+  const read = (await readCommitted(output, 60_000)).map((m) => JSON.parse(m.value) as { key: string; seq: number; i: number });
+  assert.deepEqual(checkSequences(read, count, keys), []);
+  assert.equal(read.length, count, "exactly one output per input record");
+  // The failure-free reference: seq j of a key belongs to that key's j-th input record.
+  const expected = new Map<string, number>();
+  const next = new Map<string, number>();
+  for (const e of events(count, keys)) {
+    const seq = (next.get(e.key) ?? 0) + 1;
+    next.set(e.key, seq);
+    expected.set(`${e.key}/${seq}`, e.i);
+  }
+  const wrong = read.filter((o) => expected.get(`${o.key}/${o.seq}`) !== o.i);
+  assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} outputs pair a sequence number with another input record than the reference`);
+}
+
+describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  const setup = async (partitions: number, count: number, keys: number) => {
+    const input = uniqueName("so-in");
+    const output = uniqueName("so-out");
+    await createTopic(input, partitions);
+    await createTopic(output, partitions);
+    await produce(
+      input,
+      events(count, keys).map((e) => ({ key: e.key, value: JSON.stringify(e) })),
+    );
+    return { input, output };
+  };
+  const config = (input: string, output: string, job: string, ratePerSecond: number) => {
+    const state = mkdtempSync(join(tmpdir(), "gress-so-"));
+    dirs.push(state);
+    return { job, state, brokers: brokers(), client: clientName(), input, output, intervalMs: 500, ratePerSecond };
+  };
+
+  it("one worker runs every task (4 partitions): each task's output, state and offsets commit in its transaction", { timeout: 120_000 }, async () => {
+    const count = 3000;
+    const keys = 40;
+    const { input, output } = await setup(4, count, keys);
+    const counter = await outputCounter(output);
+    const w = startWorker(config(input, output, uniqueName("so1"), 5000));
+    try {
+      await until("all output", () => counter.count() >= count, 90_000, [w]);
+      assert.deepEqual(started(w).sort(), ["0_0", "0_1", "0_2", "0_3"]);
+    } finally {
+      w.child.kill("SIGTERM");
+      await counter.stop();
+    }
+    assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
+    await checkOutput(output, count, keys);
+  });
+
+  it("two worker processes share the tasks; one is killed with SIGKILL and its tasks move with their state; the output equals the reference", { timeout: 180_000 }, async () => {
+    const count = 8000;
+    const keys = 50;
+    const { input, output } = await setup(4, count, keys);
+    const job = uniqueName("so2");
+    const counter = await outputCounter(output);
+    const a = startWorker(config(input, output, job, 250));
+    const b = startWorker(config(input, output, job, 250));
+    const workers = [a, b];
+    try {
+      // Both run tasks, and a part of the output is committed, before the kill.
+      await until("both workers running tasks", () => started(a).length > 0 && started(b).length > 0 && counter.count() >= 1500, 90_000, workers);
+      assert.ok(counter.count() < count - 1000, `the kill comes mid-stream (${counter.count()} of ${count} out)`);
+      const bTasks = new Set(started(b));
+      b.child.kill("SIGKILL");
+      assert.equal((await b.exited).signal, "SIGKILL");
+      await until("all output after the kill", () => counter.count() >= count, 120_000, workers);
+      // The survivor took over the killed worker's tasks (restored from their changelogs).
+      for (const t of bTasks) assert.ok(started(a).includes(t), `worker A started task ${t} after the kill:\n${a.log}`);
+      // Duplicates would come after the count is reached: give them time to show.
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(counter.count(), count, "no output record twice");
+    } finally {
+      for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGTERM");
+      await counter.stop();
+    }
+    assert.deepEqual(await a.exited, { code: 0, signal: null }, a.log);
+    await checkOutput(output, count, keys);
+  });
+});
