@@ -90,8 +90,11 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 function plain(value: unknown): unknown {
   if (typeof value !== "object" || value === null || value instanceof Uint8Array) return value;
   if (Array.isArray(value)) return value.map(plain);
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) out[key] = plain((value as Record<string, unknown>)[key]);
+  const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
+  for (const key in out) {
+    const v = out[key];
+    if (typeof v === "object" && v !== null) out[key] = plain(v);
+  }
   return out;
 }
 
@@ -165,18 +168,23 @@ function protobufCodec(text: string, messageType: string | undefined): Codec {
   }
   const indexBytes = writeMessageIndexes(encodeIndexes);
   const toObject: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true };
+  const decodeAs = (type: protobuf.Type, payload: Uint8Array): Decoded<unknown> => {
+    try {
+      return { ok: true, value: type.toObject(type.decode(payload), toObject) };
+    } catch (err) {
+      return { ok: false, reason: `undecodable PROTOBUF payload (${type.name}): ${message(err)}` };
+    }
+  };
   return {
     schemaType: "PROTOBUF",
     decode(body) {
+      // Most frames name the file's first message as the single byte 0.
+      if (body[0] === 0) return decodeAs(top[0] as protobuf.Type, body.subarray(1));
       const read = readMessageIndexes(body);
       if (!read.ok) return read;
       const type = byIndexes(read.value.indexes);
       if (type === undefined) return { ok: false, reason: `no Protobuf message at indexes [${read.value.indexes.join(", ")}] in the schema` };
-      try {
-        return { ok: true, value: type.toObject(type.decode(read.value.payload), toObject) };
-      } catch (err) {
-        return { ok: false, reason: `undecodable PROTOBUF payload (${type.name}): ${message(err)}` };
-      }
+      return decodeAs(type, read.value.payload);
     },
     encode(value) {
       const invalid = encodeType.verify(value as Record<string, unknown>);

@@ -49,7 +49,8 @@ export function parseFrame(bytes: Uint8Array): Decoded<Frame> {
   if (bytes[0] !== MAGIC_BYTE) {
     return { ok: false, reason: `not in the Confluent wire format: first byte 0x${(bytes[0] as number).toString(16).padStart(2, "0")}, expected magic byte 0x00` };
   }
-  const schemaId = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES).getInt32(1, false);
+  // Big-endian int32, as DataView.getInt32 reads it, without allocating a view per message.
+  const schemaId = ((bytes[1] as number) << 24) | ((bytes[2] as number) << 16) | ((bytes[3] as number) << 8) | (bytes[4] as number);
   return { ok: true, value: { schemaId, body: bytes.subarray(HEADER_BYTES) } };
 }
 
