@@ -100,7 +100,10 @@ export interface AsyncOptions<I> {
   readonly concurrency?: number;
   /** true (default): results in input order; false: as they complete, never across a watermark. */
   readonly ordered?: boolean;
-  /** Each attempt is aborted and counts as failed after this many ms of the job's clock. Default: none. */
+  /**
+   * Each attempt is aborted and counts as failed after this many ms of the job's clock. Default: none; then a
+   * call that never settles holds its slot (and, in order, every result after it) and the input never ends.
+   */
   readonly timeoutMs?: number;
   /** Retries of failed and timed-out calls. Default: one attempt. */
   readonly retry?: RetryPolicy;
@@ -789,6 +792,11 @@ class AsyncBody<I, O> {
           this.#waitingAt = 0;
         }
         this.#start(next);
+      }
+      // Records keep arriving while others wait (the queue never empties): drop the started ones from the front.
+      if (this.#waitingAt > 1024 && this.#waitingAt * 2 > this.#waiting.length) {
+        this.#waiting.splice(0, this.#waitingAt);
+        this.#waitingAt = 0;
       }
     } finally {
       this.#starting = false;

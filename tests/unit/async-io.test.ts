@@ -186,6 +186,33 @@ describe("mapAsync: bounds and backpressure", () => {
     assert.equal(asyncMetrics(d.job.metrics, "two").inFlight, 0);
   });
 
+  it("thousands of records waiting for one slot (a source that cannot pause) come out complete and in order", async () => {
+    let calls = 0;
+    let inFlight = 0;
+    let most = 0;
+    const d = new TestDriver<number, number>((s) =>
+      s.mapAsync(
+        async (x) => {
+          calls++;
+          most = Math.max(most, ++inFlight);
+          await Promise.resolve();
+          inFlight--;
+          return x;
+        },
+        { concurrency: 1 },
+      ),
+    );
+    const n = 3_000;
+    for (let i = 0; i < n; i++) d.pipeInput(i, i);
+    await settle();
+    assert.deepEqual(
+      d.readOutput(),
+      Array.from({ length: n }, (_, i) => i),
+    );
+    assert.equal(calls, n, "one call per record");
+    assert.equal(most, 1);
+  });
+
   it("at the end of the input, waits for every call before it completes", async () => {
     const { calls, fn } = manual<number>();
     const d = new TestDriver<number, unknown>((s) => s.mapAsync(fn));
