@@ -4,9 +4,10 @@
  * over a {@link StateTable}, so the same user code runs on every backend.
  *
  * TTL: a state with `ttl` stores its last-write time beside the value and treats an expired entry as absent
- * (and deletes it) on read. `expireAll()` sweeps a whole table; the engine calls it at checkpoints. Time is
- * event time (the operator's watermark, or the timestamp of the element being processed if that is later) or
- * processing time (the job's Clock), as configured.
+ * (and deletes it) on read. `expireAll()` sweeps a whole table. Time is event time (the operator's watermark,
+ * or the timestamp of the element being processed if that is later; in an event-time timer, the timer's time,
+ * so that the timers a watermark fires see the state as it was at their time) or processing time (the job's
+ * Clock), as configured.
  * @module
  */
 import { z } from "zod";
