@@ -35,7 +35,7 @@ import { compile, type Nfa } from "./compile.ts";
 import { TimeHeap } from "./heap.ts";
 import { emptyKeyState, type KeyNfaState, type LimitPolicy, NfaRunner } from "./nfa.ts";
 import type { Pattern } from "./pattern.ts";
-import { type MatchedEvent, SharedBuffer } from "./shared-buffer.ts";
+import { type KeyBuffer, SharedBuffer } from "./shared-buffer.ts";
 
 /**
  * The events of a match, by step name. Steps that matched nothing (optional ones) have empty lists.
@@ -289,16 +289,12 @@ export function matchElements<E, S extends string>(
   const pendingState = ctx.state.table<PendingBuffer<E>>(ctx.id, "pending");
   const wmState = ctx.state.table<number>(ctx.id, "watermark");
   const stepNames = nfa.stepNames;
-  const toEvents = (matched: MatchedEvent[]): MatchEvents<E, S> => {
-    // Arrays of the size they get (an empty array grows to 16 slots on its first push).
-    const lists = new Array<E[] | undefined>(stepNames.length);
-    for (const e of matched) {
-      const l = lists[e.step];
-      if (l === undefined) lists[e.step] = [e.value as E];
-      else l.push(e.value as E);
-    }
-    const out: Record<string, E[]> = {};
-    for (let i = 0; i < stepNames.length; i++) out[stepNames[i]!] = lists[i] ?? [];
+  const steps = stepNames.length;
+  // The events object of a result; sets buffer.pathStart/pathEnd (see SharedBuffer.byStep).
+  const toEvents = (buffer: SharedBuffer, b: KeyBuffer, node: number): MatchEvents<E, S> => {
+    const lists = buffer.byStep(b, node, steps);
+    const out: Record<string, unknown[]> = {};
+    for (let i = 0; i < steps; i++) out[stepNames[i]!] = lists[i]!;
     return out as MatchEvents<E, S>;
   };
   const userKey = (k: Key): Key | undefined => (k === GLOBAL ? undefined : k);
@@ -315,15 +311,21 @@ export function matchElements<E, S extends string>(
       nfa,
       buffer,
       {
-        match: (key, matched, ts) =>
-          emit({ kind: "match", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? ts, end: ts }, ts, key),
-        timeout: (key, matched, at) => {
-          m.timeouts++;
-          emit({ kind: "timeout", key: userKey(key), events: toEvents(matched), start: matched[0]?.timestamp ?? at, timeoutAt: at }, at, key);
+        match: (key, b, node, ts) => {
+          const events = toEvents(buffer, b, node);
+          const start = buffer.pathStart;
+          emit({ kind: "match", key: userKey(key), events, start: Number.isNaN(start) ? ts : start, end: ts }, ts, key);
         },
-        dropped: (key, matched) => {
-          const value: DroppedPartialMatch = { key: userKey(key), events: toEvents(matched) };
-          downstream.next(sideRecord(CEP_OVERFLOW.id, value, matched[matched.length - 1]?.timestamp ?? 0, `${ctx.id}: key reached maxPartialMatches=${limit}`));
+        timeout: (key, b, node, at) => {
+          m.timeouts++;
+          const events = toEvents(buffer, b, node);
+          const start = buffer.pathStart;
+          emit({ kind: "timeout", key: userKey(key), events, start: Number.isNaN(start) ? at : start, timeoutAt: at }, at, key);
+        },
+        dropped: (key, b, node) => {
+          const value: DroppedPartialMatch = { key: userKey(key), events: toEvents(buffer, b, node) };
+          const end = buffer.pathEnd;
+          downstream.next(sideRecord(CEP_OVERFLOW.id, value, Number.isNaN(end) ? 0 : end, `${ctx.id}: key reached maxPartialMatches=${limit}`));
         },
         conditionError: (err) => {
           conditionError = err;
@@ -360,18 +362,25 @@ export function matchElements<E, S extends string>(
       const ks = slot.ks;
       partialCount += ks.p.length - before;
       if (ks.p.length === 0 && ks.c.length === 0) {
-        slots.delete(slot.key);
-        slot.live = false;
+        // The row goes at once; the slot stays (empty) for the key's next partial match, until a sweep.
         partials.delete(slot.key, "");
+        slot.live = false;
+        slot.due = Number.POSITIVE_INFINITY;
+        if (++deadSlots > 1024 && 2 * deadSlots > slots.size) sweep();
         return;
       }
       if (slot.epoch !== epoch) {
         slot.epoch = epoch;
         dirty.push(slot);
         // Without checkpoints no barrier ever empties the list: drop the entries of keys that are gone.
-        if (dirty.length > 1024 && dirty.length > 2 * slots.size) dirty = dirty.filter((x) => x.live);
+        if (dirty.length > 1024 && dirty.length > 2 * (slots.size - deadSlots)) dirty = dirty.filter((x) => x.live);
       }
       schedule(slot);
+    };
+    let deadSlots = 0;
+    const sweep = (): void => {
+      for (const [k, slot] of slots) if (!slot.live) slots.delete(k);
+      deadSlots = 0;
     };
     // A key without state is processed on a scratch state, which is kept only if the event started something.
     let scratch = emptyKeyState();
@@ -379,11 +388,22 @@ export function matchElements<E, S extends string>(
       conditionError = undefined;
       let ok: boolean;
       const slot = slots.get(k);
-      if (slot !== undefined) {
+      if (slot?.live) {
         const before = slot.ks.p.length;
         // slot.due is at most the key's earliest deadline (it is only lowered between two timeout passes).
         ok = runner.processEvent(k, slot.ks, value, ts, slot.due);
         settle(slot, before);
+      } else if (slot !== undefined) {
+        // A key whose state emptied: its slot (and the arrays in it) is used again if the event starts something.
+        const ks = slot.ks;
+        ok = runner.processEvent(k, ks, value, ts);
+        if (ks.p.length > 0 || ks.c.length > 0) {
+          slot.live = true;
+          slot.epoch = -1;
+          deadSlots--;
+          partials.put(k, "", ks);
+          settle(slot, 0);
+        }
       } else {
         const ks = scratch;
         ok = runner.processEvent(k, ks, value, ts);
@@ -403,7 +423,7 @@ export function matchElements<E, S extends string>(
         const t = timeoutHeap.peekTime();
         const k = timeoutHeap.pop()!;
         const slot = slots.get(k);
-        if (slot === undefined || slot.due !== t) continue;
+        if (slot === undefined || !slot.live || slot.due !== t) continue;
         slot.due = Number.POSITIVE_INFINITY;
         const before = slot.ks.p.length;
         runner.advanceTime(k, slot.ks, time);
@@ -412,11 +432,13 @@ export function matchElements<E, S extends string>(
     };
     const flushAll = (): void => {
       for (const slot of [...slots.values()]) {
+        if (!slot.live) continue;
         runner.flush(slot.key, slot.ks);
         partials.delete(slot.key, "");
         slot.live = false;
       }
       slots.clear();
+      deadSlots = 0;
       partialCount = 0;
       timeoutHeap.clear();
     };

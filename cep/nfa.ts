@@ -49,12 +49,12 @@ export interface KeyNfaState extends KeyBuffer {
  */
 export type LimitPolicy = "drop-oldest" | "reject-new" | "fail";
 
-/** Callbacks through which the runner reports results. */
+/** Callbacks through which the runner reports results: each gets the key's buffer and the result's last node. */
 export interface NfaOutput {
-  match(key: Key, events: MatchedEvent[], timestamp: number): void;
-  timeout(key: Key, events: MatchedEvent[], timeoutAt: number): void;
+  match(key: Key, buffer: KeyBuffer, node: number, timestamp: number): void;
+  timeout(key: Key, buffer: KeyBuffer, node: number, timeoutAt: number): void;
   /** A partial match dropped at the per-key limit. */
-  dropped(key: Key, events: MatchedEvent[]): void;
+  dropped(key: Key, buffer: KeyBuffer, node: number): void;
   /** A condition threw on the current event. */
   conditionError(error: unknown): void;
 }
@@ -173,7 +173,7 @@ export class NfaRunner {
         (potential ??= []).push({ s: p.s, n: p.n, st: p.st, ss: p.ss, pt: deadline });
         continue;
       }
-      this.#out.timeout(key, this.buffer.materialize(this.#ks, p.n), deadline);
+      this.#out.timeout(key, this.#ks, p.n, deadline);
       this.buffer.release(this.#ks, p.n);
     }
     if (kept === undefined) return;
@@ -389,7 +389,7 @@ export class NfaRunner {
         ks.p = this.#prune(ks.p, pruneBelow);
         ks.c = this.#prune(ks.c, pruneBelow);
       }
-      this.#out.match(this.#key, events, m.pt);
+      this.#out.match(this.#key, this.#ks, m.n, m.pt);
       this.buffer.release(this.#ks, m.n);
     }
   }
@@ -425,7 +425,7 @@ export class NfaRunner {
   }
 
   #emit(m: PartialMatch, ts: number): void {
-    this.#out.match(this.#key, this.buffer.materialize(this.#ks, m.n), ts);
+    this.#out.match(this.#key, this.#ks, m.n, ts);
     this.buffer.release(this.#ks, m.n);
   }
 
@@ -436,7 +436,7 @@ export class NfaRunner {
     }
     const dropped = this.#policy === "drop-oldest" ? ks.p.splice(0, excess) : ks.p.splice(ks.p.length - excess, excess);
     for (const p of dropped) {
-      this.#out.dropped(key, this.buffer.materialize(this.#ks, p.n));
+      this.#out.dropped(key, this.#ks, p.n);
       this.buffer.release(this.#ks, p.n);
     }
   }

@@ -142,6 +142,40 @@ export class SharedBuffer {
     return out;
   }
 
+  /**
+   * The events of the partial match ending at node `id`, per step (`steps` lists, each oldest first and of
+   * its exact size; empty for a step without events), without a {@link MatchedEvent} per event. Sets
+   * {@link pathStart} and {@link pathEnd} to the timestamps of its first and last event (NaN if it has none).
+   */
+  byStep(b: KeyBuffer, id: number, steps: number): unknown[][] {
+    const counts = this.#counts;
+    for (let s = 0; s < steps; s++) counts[s] = 0;
+    let first = Number.NaN;
+    let last = Number.NaN;
+    for (let cur = id; cur >= 0; ) {
+      const i = cur - b.nb;
+      counts[b.ns[i]!]!++;
+      first = b.et[b.nq[i]! - b.eb]!;
+      if (last !== last) last = first;
+      cur = b.np[i]!;
+    }
+    const lists = new Array<unknown[]>(steps);
+    for (let s = 0; s < steps; s++) lists[s] = counts[s] === 0 ? [] : new Array(counts[s]);
+    for (let cur = id; cur >= 0; ) {
+      const i = cur - b.nb;
+      const s = b.ns[i]!;
+      lists[s]![--counts[s]!] = b.ev[b.nq[i]! - b.eb];
+      cur = b.np[i]!;
+    }
+    this.pathStart = first;
+    this.pathEnd = last;
+    return lists;
+  }
+  /** Timestamps of the first and last event of the path last read by {@link byStep}. */
+  pathStart: number = Number.NaN;
+  pathEnd: number = Number.NaN;
+  readonly #counts: number[] = [];
+
   /** Events accepted by step `step` on the path ending at node `id`, oldest first. */
   eventsOfStep(b: KeyBuffer, id: number, step: number): unknown[] {
     const out: unknown[] = [];

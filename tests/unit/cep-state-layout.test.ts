@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Subject } from "rxjs";
-import { matchElements, type PatternResult, pattern } from "../../cep/index.ts";
+import { match, matchElements, type PatternResult, pattern } from "../../cep/index.ts";
 import { barrier, type Element, Job, record, watermark } from "../../lib/index.ts";
+import { TestDriver } from "../../lib/testing/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { tempDirs } from "../support/temp.ts";
 
@@ -99,5 +100,50 @@ describe("CEP matcher state on a backend that copies at checkpoints", () => {
     assert.equal(second.table("m", "pending").size, 0, "the released buffer leaves no row");
     assert.equal(second.table("m", "partials").size, 0, "completed keys leave no row");
     await second.close();
+  });
+});
+
+describe("CEP matcher state in memory", () => {
+  const show = (r: PatternResult<Ev, string>): string =>
+    `${r.kind} ${String(r.key)}: ${Object.values(r.events)
+      .flat()
+      .map((x) => x.id)
+      .join(" ")}`;
+
+  it("keys whose state emptied start again correctly, also after their slots were swept", () => {
+    // 3 000 keys complete a match, so their state empties (more than the 1 024 empty slots kept before a
+    // sweep), then each matches again.
+    const keys = 3_000;
+    const d = new TestDriver<Ev & { k: number }, PatternResult<Ev, string>>((s) => match(s.keyBy((e) => e.k), abc(), { uid: "m" }));
+    for (const round of [0, 1]) {
+      const t0 = round * 10;
+      for (let k = 0; k < keys; k++) d.pipeInput({ k, t: "A", id: 1 }, t0 + 1);
+      for (let k = 0; k < keys; k++) d.pipeInput({ k, t: "B", id: 2 }, t0 + 2);
+      for (let k = 0; k < keys; k++) d.pipeInput({ k, t: "C", id: 3 }, t0 + 3);
+      d.advanceWatermark(t0 + 3);
+      const out = d.readOutput().map(show);
+      assert.equal(out.length, keys, `round ${round}: one match per key`);
+      assert.equal(new Set(out).size, keys);
+      assert.ok(out.every((r) => /^match \d+: 1 2 3$/.test(r)));
+      assert.equal(d.job.state.table("m", "partials").size, 0, `round ${round}: no state left`);
+    }
+  });
+
+  it("records behind the buffer's last timestamp with equal timestamps are put in the comparator's order", () => {
+    // x at 6 arrives first; b and a at 5 arrive behind it (out of order), b before a. The comparator puts a
+    // first, so a next b matches; arrival order alone would not.
+    const ab = () =>
+      pattern<Ev>()
+        .begin("a")
+        .where((e) => e.t === "A")
+        .next("b")
+        .where((e) => e.t === "B");
+    const run = (comparator?: (x: Ev, y: Ev) => number): string[] => {
+      const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s.keyBy(() => "k"), ab(), comparator === undefined ? {} : { comparator }));
+      d.pipeInput({ t: "X", id: 1 }, 6).pipeInput({ t: "B", id: 2 }, 5).pipeInput({ t: "A", id: 3 }, 5).advanceWatermark(10);
+      return d.readOutput().map(show);
+    };
+    assert.deepEqual(run(), []);
+    assert.deepEqual(run((x, y) => x.t.localeCompare(y.t)), ["match k: 3 2"]);
   });
 });
