@@ -42,7 +42,10 @@ export {
   checkOrderInsensitive,
   checkWatermarkSchedule,
   type LatenessOptions,
+  type MultiInputPipeline,
+  multiInput,
   type OrderInsensitiveOptions,
+  type Tagged,
   type WatermarkScheduleOptions,
 } from "./laws.ts";
 export { type EventStep, events, formatEvents, playEvents, recordsOf } from "./marbles.ts";

@@ -20,7 +20,7 @@ import { maxTimestamp, type WindowAssigner, windowStart } from "../windows/assig
 import type { Timestamped } from "./arbitraries.ts";
 import { compareValues, printedAs, short } from "./compare.ts";
 import { formatEvents } from "./marbles.ts";
-import { TestDriver } from "./test-driver.ts";
+import { MultiInputTestDriver, TestDriver } from "./test-driver.ts";
 
 /**
  * Runs a property from gress/testing (or any fast-check property) with `fc.assert`, asking fast-check to put
@@ -51,8 +51,82 @@ interface Out<O> {
   readonly timestamp: number;
 }
 
-/** Plays steps into a fresh driver, ends the input, and returns the output and the side output `tag`. */
-function play<I, O>(build: (input: Stream<I>) => Stream<O>, steps: readonly Step<I>[], tag?: OutputTag<unknown>): { out: Out<O>[]; side: unknown[] } {
+/**
+ * A record of one of several named inputs, as the laws take them for a {@link multiInput} pipeline.
+ *
+ * @example
+ * ```ts
+ * import type { Tagged } from "gress/testing";
+ *
+ * type Inputs = { tx: { card: string; amount: number }; limits: number };
+ * const r: Tagged<Inputs> = { input: "limits", value: 100 };
+ * ```
+ */
+export type Tagged<I extends Record<string, unknown>> = TagEach<I, keyof I & string>;
+
+/** One {@link Tagged} record per input name (a distributive conditional type). */
+type TagEach<I, Name> = Name extends keyof I ? { readonly input: Name; readonly value: I[Name] } : never;
+
+/**
+ * A pipeline with several named inputs, for the laws: made by {@link multiInput}.
+ *
+ * @example
+ * ```ts
+ * import type { MultiInputPipeline, Tagged } from "gress/testing";
+ *
+ * type Inputs = { clicks: string; views: string };
+ * declare const both: MultiInputPipeline<Tagged<Inputs>, number>;
+ * console.log(both.inputs); // ["clicks", "views"]
+ * ```
+ */
+export interface MultiInputPipeline<T, O> {
+  readonly inputs: readonly string[];
+  /** Builds a new driver for one run; the laws push records to the input each names. */
+  readonly driver: () => MultiInputTestDriver<Record<string, unknown>, O>;
+  /** Phantom field that carries the record type; never set. */
+  readonly __records?: T;
+}
+
+/**
+ * Makes a pipeline with several named inputs (a {@link MultiInputTestDriver} pipeline) checkable by the time
+ * laws ({@link checkOrderInsensitive}, {@link checkWatermarkSchedule}, {@link checkLateness}). Their events
+ * are then {@link Tagged} records — each names its input — in one arrival order across the inputs, and every
+ * watermark the law moves is moved on every input.
+ *
+ * @example
+ * ```ts
+ * import fc from "fast-check";
+ * import { tumbling } from "gress";
+ * import { checkOrderInsensitive, multiInput, type Tagged, timestampedEvents } from "gress/testing";
+ *
+ * type Inputs = { clicks: string; views: string };
+ * const both = multiInput<Inputs, number>(["clicks", "views"], (d) =>
+ *   d.input("clicks").union(d.input("views")).keyBy(() => "all").window(tumbling(1_000)).count().map((w) => w.value),
+ * );
+ * const tagged = fc.oneof(
+ *   fc.constantFrom("ann", "bob").map((value): Tagged<Inputs> => ({ input: "clicks", value })),
+ *   fc.constantFrom("/a", "/b").map((value): Tagged<Inputs> => ({ input: "views", value })),
+ * );
+ * fc.assert(checkOrderInsensitive(both, timestampedEvents(tagged, { maxLength: 20 }), { boundMs: 500 }), { seed: 2 });
+ * ```
+ */
+export function multiInput<I extends Record<string, unknown>, O>(
+  inputs: readonly (keyof I & string)[],
+  build: (driver: MultiInputTestDriver<I, O>) => Stream<O>,
+): MultiInputPipeline<Tagged<I>, O> {
+  if (inputs.length === 0) throw new TypeError("multiInput: give at least one input name");
+  return {
+    inputs,
+    driver: () => new MultiInputTestDriver<I, O>(inputs, build) as unknown as MultiInputTestDriver<Record<string, unknown>, O>,
+  };
+}
+
+/** What the laws take as the pipeline: a function of one input, or a {@link multiInput} pipeline. */
+type Pipeline<I, O> = ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>;
+
+/** Plays steps into a fresh driver, ends the input(s), and returns the output and the side output `tag`. */
+function play<I, O>(build: Pipeline<I, O>, steps: readonly Step<I>[], tag?: OutputTag<unknown>): { out: Out<O>[]; side: unknown[] } {
+  if (typeof build !== "function") return playMulti(build, steps, tag);
   const d = new TestDriver<I, O>(build);
   try {
     for (const s of steps) {
@@ -62,6 +136,27 @@ function play<I, O>(build: (input: Stream<I>) => Stream<O>, steps: readonly Step
     d.endInput();
     const out = d.readOutputRecords().map((r) => ({ value: r.value, timestamp: r.timestamp }));
     return { out, side: tag === undefined ? [] : d.readSideOutput(tag) };
+  } finally {
+    d.close();
+  }
+}
+
+function playMulti<I, O>(build: MultiInputPipeline<I, O>, steps: readonly Step<I>[], tag?: OutputTag<unknown>): { out: Out<O>[]; side: unknown[] } {
+  const d = build.driver();
+  try {
+    for (const s of steps) {
+      if ("record" in s) {
+        const r = s.record.value as { input?: unknown; value?: unknown } | null;
+        if (r === null || typeof r !== "object" || typeof r.input !== "string" || !build.inputs.includes(r.input)) {
+          throw new TypeError(`a multi-input record must be { input, value } with input one of ${build.inputs.map((n) => `"${n}"`).join(", ")}; got ${short(r)}`);
+        }
+        d.pipeInput(r.input, r.value, s.record.timestamp);
+      } else for (const name of build.inputs) d.advanceWatermark(name, s.watermark);
+    }
+    d.endInput();
+    const out = d.readOutputRecords().map((r) => ({ value: r.value, timestamp: r.timestamp }));
+    const side = tag === undefined ? [] : d.readSideOutput(tag);
+    return { out, side };
   } finally {
     d.close();
   }
@@ -146,7 +241,7 @@ function delayed<I>(sorted: readonly Timestamped<I>[], delays: readonly number[]
  * ```
  */
 export function checkOrderInsensitive<I, O>(
-  build: (input: Stream<I>) => Stream<O>,
+  build: ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>,
   events: fc.Arbitrary<Timestamped<I>[]>,
   options: OrderInsensitiveOptions<O>,
 ): fc.IPropertyWithHooks<[Timestamped<I>[], number[]]> {
@@ -232,7 +327,7 @@ const describeSteps = <I>(steps: readonly Step<I>[]): string =>
  * ```
  */
 export function checkWatermarkSchedule<I, O>(
-  build: (input: Stream<I>) => Stream<O>,
+  build: ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>,
   events: fc.Arbitrary<Timestamped<I>[]>,
   options: WatermarkScheduleOptions<O> = {},
 ): fc.IPropertyWithHooks<[Timestamped<I>[], (number | null)[]]> {
@@ -304,7 +399,7 @@ function windowsOf(assigner: WindowAssigner<unknown>, ts: number): { start: numb
  * ```
  */
 export function checkLateness<I, O>(
-  build: (input: Stream<I>) => Stream<O>,
+  build: ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>,
   events: fc.Arbitrary<Timestamped<I>[]>,
   options: LatenessOptions<I, O>,
 ): fc.IPropertyWithHooks<[Timestamped<I>[]]> {
@@ -331,8 +426,9 @@ export function checkLateness<I, O>(
     }
     const all = play(build, steps, tag);
     const late = compareValues(
-      tooLate.map((r) => r.value),
-      all.side as I[],
+      // A multi-input pipeline's late output holds the values as they were pushed, without their input's name.
+      tooLate.map((r) => (typeof build === "function" ? r.value : (r.value as { value: unknown }).value)),
+      all.side,
       "the records past the allowed lateness",
       `side output "${tag.id}"`,
     );

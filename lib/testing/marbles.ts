@@ -6,8 +6,10 @@
  * separated by white space:
  *
  * - `name@t` — a record at event time `t` (an integer, may be negative); its value is `values[name]` when a
- *   value map is given, else the name itself;
- * - `Wt` — the watermark moves to `t`;
+ *   value map is given, else the name itself; `input:name@t` is a record of input `input`, for a
+ *   {@link MultiInputTestDriver} (its value is `values["input:name"]`, else `values[name]`);
+ * - `Wt` — the watermark moves to `t`; `input:Wt` moves only that input's, for a MultiInputTestDriver (a
+ *   plain `Wt` moves the watermark of every input named in `playEvents`' `inputs` option);
  * - `+ms` — processing time moves forward by `ms`;
  * - `|` — a frame boundary: {@link playEvents} reads the output there, so a test can say what came out of
  *   each frame.
@@ -19,7 +21,7 @@
  */
 import type { Timestamped } from "./arbitraries.ts";
 import { short } from "./compare.ts";
-import type { TestDriver } from "./test-driver.ts";
+import { MultiInputTestDriver, type TestDriver } from "./test-driver.ts";
 
 /**
  * One step of an event script.
@@ -34,12 +36,12 @@ import type { TestDriver } from "./test-driver.ts";
  */
 export type EventStep<T> =
   | { readonly kind: "record"; readonly name: string; readonly value: T; readonly timestamp: number }
-  | { readonly kind: "watermark"; readonly timestamp: number }
+  | { readonly kind: "watermark"; readonly timestamp: number; readonly input?: string }
   | { readonly kind: "time"; readonly ms: number }
   | { readonly kind: "frame" };
 
 const RECORD = /^([^\s@|]+)@(-?\d+)$/;
-const WATERMARK = /^W(-?\d+)$/;
+const WATERMARK = /^(?:([^\s@|:]+):)?W(-?\d+)$/;
 const TIME = /^\+(\d+)$/;
 
 /**
@@ -67,7 +69,7 @@ export function events<T = string>(script: string, values?: Readonly<Record<stri
     }
     const wm = WATERMARK.exec(token);
     if (wm !== null) {
-      steps.push({ kind: "watermark", timestamp: Number(wm[1]) });
+      steps.push(wm[1] === undefined ? { kind: "watermark", timestamp: Number(wm[2]) } : { kind: "watermark", timestamp: Number(wm[2]), input: wm[1] });
       return;
     }
     const time = TIME.exec(token);
@@ -78,9 +80,11 @@ export function events<T = string>(script: string, values?: Readonly<Record<stri
     const rec = RECORD.exec(token);
     if (rec === null) throw new TypeError(`${where}: expected name@time (a@1), W<time> (W5), +<ms> (+100) or |`);
     const name = rec[1]!;
+    const bare = name.slice(name.indexOf(":") + 1);
     let value: T;
     if (values === undefined) value = name as T;
     else if (Object.hasOwn(values, name)) value = values[name] as T;
+    else if (Object.hasOwn(values, bare)) value = values[bare] as T;
     else throw new TypeError(`${where}: "${name}" is not in the value map (it has ${Object.keys(values).join(", ") || "no names"})`);
     steps.push({ kind: "record", name, value, timestamp: Number(rec[2]) });
   });
@@ -121,7 +125,9 @@ export function formatEvents<T>(records: readonly Timestamped<T>[], name: (value
 }
 
 /**
- * Plays a script into a TestDriver: records with their event times, watermarks, processing time. Returns the
+ * Plays a script into a TestDriver (or a MultiInputTestDriver: records written `input:name@t`, watermarks
+ * `input:Wt`, or `Wt` for every input given in `options.inputs`): records with their event times,
+ * watermarks, processing time. Returns the
  * output read at each frame boundary `|`, plus the output after the last boundary when steps follow it. It
  * does not end the input: call `driver.endInput()` for the final watermark and the end of the stream.
  *
@@ -135,7 +141,11 @@ export function formatEvents<T>(records: readonly Timestamped<T>[], name: (value
  * // [[], [{ key: "a", start: 0, end: 5, value: 2, timing: "on-time" }], [{ key: "a", start: 5, end: 10, value: 1, timing: "on-time" }]]
  * ```
  */
-export function playEvents<I, O>(driver: TestDriver<I, O>, script: readonly EventStep<I>[]): O[][] {
+export function playEvents<I, O>(
+  driver: TestDriver<I, O> | MultiInputTestDriver<Record<string, unknown>, O>,
+  script: readonly EventStep<I>[],
+  options: { readonly inputs?: readonly string[] } = {},
+): O[][] {
   const frames: O[][] = [];
   let open = false;
   for (const step of script) {
@@ -145,10 +155,25 @@ export function playEvents<I, O>(driver: TestDriver<I, O>, script: readonly Even
       continue;
     }
     open = true;
-    if (step.kind === "record") driver.pipeInput(step.value, step.timestamp);
+    if (driver instanceof MultiInputTestDriver) playMulti(driver, step, options.inputs);
+    else if (step.kind === "record") driver.pipeInput(step.value, step.timestamp);
     else if (step.kind === "watermark") driver.advanceWatermark(step.timestamp);
     else driver.advanceProcessingTime(step.ms);
   }
   if (open) frames.push(driver.readOutput());
   return frames;
+}
+
+/** One step into a multi-input driver: a record goes to the input its name gives (`input:name`). */
+function playMulti<I>(driver: MultiInputTestDriver<Record<string, unknown>, unknown>, step: Exclude<EventStep<I>, { kind: "frame" }>, inputs: readonly string[] | undefined): void {
+  if (step.kind === "time") driver.advanceProcessingTime(step.ms);
+  else if (step.kind === "watermark") {
+    if (step.input !== undefined) driver.advanceWatermark(step.input, step.timestamp);
+    else if (inputs === undefined) throw new TypeError(`playEvents(): W${step.timestamp} names no input; write input:W${step.timestamp}, or give the inputs option to move every input's watermark`);
+    else for (const name of inputs) driver.advanceWatermark(name, step.timestamp);
+  } else {
+    const colon = step.name.indexOf(":");
+    if (colon < 0) throw new TypeError(`playEvents(): record "${step.name}@${step.timestamp}" names no input; write input:name@time for a MultiInputTestDriver`);
+    driver.pipeInput(step.name.slice(0, colon), step.value, step.timestamp);
+  }
 }

@@ -7,8 +7,17 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { aggregate, boundedOutOfOrderness, outputTag, type ProcessFunction, type Stream, sliding, tumbling } from "../../lib/index.ts";
-import { assertCheck, checkLateness, checkOrderInsensitive, checkWatermarkSchedule, type Timestamped, timestampedEvents } from "../../lib/testing/index.ts";
+import { aggregate, boundedOutOfOrderness, broadcastState, outputTag, type ProcessFunction, type Stream, sliding, tumbling } from "../../lib/index.ts";
+import {
+  assertCheck,
+  checkLateness,
+  checkOrderInsensitive,
+  checkWatermarkSchedule,
+  multiInput,
+  type Tagged,
+  type Timestamped,
+  timestampedEvents,
+} from "../../lib/testing/index.ts";
 
 interface Reading {
   readonly sensor: string;
@@ -174,5 +183,78 @@ describe("checkLateness", () => {
 
   it("refuses session and global windows, which have no end known in advance", () => {
     assert.throws(() => checkLateness(sums, readings(0), { windows: { kind: "global" }, allowedLatenessMs: 0 }), /windows must be tumbling or sliding, got global/);
+  });
+});
+
+describe("the time laws on a pipeline with several inputs (MultiInputTestDriver)", () => {
+  type Inputs = { tx: { card: string; amount: number }; limits: number };
+  const tagged: fc.Arbitrary<Tagged<Inputs>> = fc.oneof(
+    fc.record({ card: fc.constantFrom("c1", "c2"), amount: fc.integer({ min: 1, max: 300 }) }).map((value): Tagged<Inputs> => ({ input: "tx", value })),
+    fc.integer({ min: 50, max: 250 }).map((value): Tagged<Inputs> => ({ input: "limits", value })),
+  );
+  const both = timestampedEvents(tagged, { maxLength: 20, maxGapMs: 300 });
+
+  it("pass on a union of the inputs into windows", async () => {
+    const perWindow = multiInput<Inputs, string>(["tx", "limits"], (d) =>
+      d
+        .input("tx")
+        .map((t) => t.amount)
+        .union(d.input("limits"))
+        .keyBy(() => "all")
+        .window(tumbling(1_000))
+        .count()
+        .map((w) => `${w.start}=${w.value}`),
+    );
+    await assertCheck(checkOrderInsensitive(perWindow, both, { boundMs: 600 }), { numRuns: 100, seed: 21 });
+    await assertCheck(checkWatermarkSchedule(perWindow, both), { numRuns: 100, seed: 22 });
+    // Two feeds of the same type, so that the late output holds the values as they were pushed.
+    type Feeds = { eu: Inputs["tx"]; us: Inputs["tx"] };
+    const LATE = outputTag<Inputs["tx"]>("late-tx");
+    const late = multiInput<Feeds, string>(["eu", "us"], (d) =>
+      d
+        .input("eu")
+        .union(d.input("us"))
+        .keyBy((t) => t.card)
+        .window(tumbling(1_000), { lateTag: LATE.id })
+        .count()
+        .map((w) => `${w.key}@${w.start}=${w.value}`),
+    );
+    const feed = fc.record({ card: fc.constantFrom("c1", "c2"), amount: fc.integer({ min: 1, max: 9 }) });
+    const disordered = fc
+      .array(fc.tuple(fc.constantFrom("eu" as const, "us" as const), feed, fc.integer({ min: 0, max: 30 })), { maxLength: 20 })
+      .map((rows) => rows.map(([input, value, t]): Timestamped<Tagged<Feeds>> => ({ value: { input, value }, timestamp: t * 100 })));
+    await assertCheck(checkLateness(late, disordered, { windows: tumbling(1_000), allowedLatenessMs: 0, lateTag: LATE }), { numRuns: 150, seed: 23 });
+  });
+
+  it("catch a limit from a broadcast input applied in arrival order, shrunk to a limit and a transaction", () => {
+    const limit = broadcastState<string, number>("limit");
+    const overLimit = multiInput<Inputs, string>(["tx", "limits"], (d) =>
+      d
+        .input("tx")
+        .keyBy((t) => t.card)
+        .connect(d.input("limits").broadcast(limit))
+        .process<string>({
+          processElement(t, ctx) {
+            if (t.amount > (ctx.getBroadcastState(limit).get("max") ?? Number.POSITIVE_INFINITY)) ctx.emit(`${t.card} ${t.amount} over`);
+          },
+          processBroadcastElement(max, ctx) {
+            ctx.getBroadcastState(limit).put("max", max);
+          },
+        }),
+    );
+    const details = caught(checkOrderInsensitive(overLimit, both, { boundMs: 600 }), 24, /the results depend on arrival order/);
+    const [sorted] = details.counterexample!;
+    assert.deepEqual(
+      sorted.map((e) => e.value.input).sort(),
+      ["limits", "tx"],
+      `shrunk to one limit and one transaction: ${fc.stringify(details.counterexample)}`,
+    );
+  });
+
+  it("refuse a record that names no input of the pipeline", () => {
+    const one = multiInput<Inputs, number>(["tx", "limits"], (d) => d.input("limits"));
+    const wrong = fc.constant<Timestamped<Tagged<Inputs>>[]>([{ value: { input: "nope", value: 1 } as unknown as Tagged<Inputs>, timestamp: 1 }]);
+    const details = fc.check(checkWatermarkSchedule(one, wrong), { numRuns: 1 });
+    assert.match(String((details.errorInstance as Error).message), /a multi-input record must be \{ input, value \} with input one of "tx", "limits"; got \{input:nope,value:1\}/);
   });
 });

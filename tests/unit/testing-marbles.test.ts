@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { LATE_DATA, type ProcessFunction, tumbling, type WindowResult } from "../../lib/index.ts";
-import { events, formatEvents, playEvents, recordsOf, TestDriver } from "../../lib/testing/index.ts";
+import { broadcastState, LATE_DATA, type ProcessFunction, tumbling, type WindowResult } from "../../lib/index.ts";
+import { events, formatEvents, MultiInputTestDriver, playEvents, recordsOf, TestDriver } from "../../lib/testing/index.ts";
 
 describe("events(): the notation", () => {
   it("reads records, watermarks, processing time and frame boundaries in arrival order", () => {
@@ -70,5 +70,28 @@ describe("playEvents(): a script into a TestDriver", () => {
     };
     const driver = new TestDriver<string, string>((s) => s.keyBy((x) => x).process(ticks));
     assert.deepEqual(playEvents(driver, events("a@1 +50 | +50 b@2 +99 | +1")), [[], ["a processing 100"], ["b processing 200"]]);
+  });
+
+  it("plays into a MultiInputTestDriver: input:name@t records, input:Wt and (with inputs) Wt watermarks", () => {
+    type Inputs = { tx: number; limits: number };
+    const limit = broadcastState<string, number>("limit");
+    const driver = new MultiInputTestDriver<Inputs, string>(["tx", "limits"], (d) =>
+      d
+        .input("tx")
+        .keyBy(() => "card")
+        .connect(d.input("limits").broadcast(limit))
+        .process<string>({
+          processElement(amount, ctx) {
+            if (amount > (ctx.getBroadcastState(limit).get("max") ?? Number.POSITIVE_INFINITY)) ctx.emit(`${amount} over`);
+          },
+          processBroadcastElement(max, ctx) {
+            ctx.getBroadcastState(limit).put("max", max);
+          },
+        }),
+    );
+    const script = events("tx:big@1 limits:max@2 | tx:big@3 tx:small@4 tx:W5 limits:W5 | W9", { big: 500, small: 5, max: 100 });
+    assert.deepEqual(playEvents(driver, script, { inputs: ["tx", "limits"] }), [[], ["500 over"], []]);
+    assert.throws(() => playEvents(driver, events("W10")), /W10 names no input; write input:W10, or give the inputs option/);
+    assert.throws(() => playEvents(driver, events("big@11")), /record "big@11" names no input; write input:name@time/);
   });
 });
