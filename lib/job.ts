@@ -22,7 +22,7 @@ import { validate } from "./config.ts";
 import { barrier, END, type Element, type Key, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, UserFunctionError } from "./errors.ts";
 import { FlowControl } from "./flow.ts";
-import { JobMetrics, type LatencyProbe, type SourceMetrics } from "./metrics.ts";
+import { JobMetrics, LATENCY_SAMPLE_EVERY, type LatencyProbe, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
 import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 import { RecordOutput } from "./record-output.ts";
@@ -523,8 +523,16 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   readonly #watermarks: SourceWatermarks<T> | undefined;
   /** Where records go (one record object refilled, when the chain is transient). */
   readonly #out: RecordOutput<T>;
-  /** End-to-end latency sampling: a decrement per record, a sample now and then (metrics.ts). */
+  /** End-to-end latency sampling (metrics.ts). */
   readonly #latency: LatencyProbe;
+  /** The record count at which the next sample is due. */
+  #nextSample = 0;
+  #rearmQueued = false;
+  // After the current synchronous run of emissions, the next record is sampled again.
+  readonly #rearm = (): void => {
+    this.#rearmQueued = false;
+    this.#nextSample = 0;
+  };
   /** The stream has ended (completed, failed or unsubscribed): nothing more goes out. */
   #ended = false;
   /** The source signalled the end of its input. */
@@ -565,8 +573,8 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
 
   emit(value: T, timestamp?: number, split?: string): void {
     if (this.#ended || this.#finished) return;
-    this.#metrics.emitted++;
-    if (--this.#latency.countdown === 0) this.#latency.sample();
+    // One comparison per record: the record count reached the next sample (metrics.ts, end-to-end latency).
+    if (this.#metrics.emitted++ >= this.#nextSample) this.#sample();
     if (!this.#flowing) {
       // The first record of this run (also after a restart) ends the recovery measurement.
       this.#flowing = true;
@@ -576,6 +584,15 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     const sp = split ?? this.source.name;
     if (this.#watermarks === undefined) this.#out.send(value, ts, undefined, sp);
     else this.#emitWithWatermarks(this.#watermarks, value, ts, sp);
+  }
+  /** The record being emitted is a latency sample; the next comes 1024 records on, or after this synchronous run. */
+  #sample(): void {
+    this.#nextSample = this.#metrics.emitted + LATENCY_SAMPLE_EVERY;
+    if (!this.#rearmQueued) {
+      this.#rearmQueued = true;
+      queueMicrotask(this.#rearm);
+    }
+    this.#latency.sample();
   }
   /** Emits a record with the event time the strategy gives it, and the watermarks that follow from it. */
   #emitWithWatermarks(watermarks: SourceWatermarks<T>, value: T, sourceTimestamp: number, split: string): void {

@@ -10,7 +10,7 @@
  * are, but through the user's own operators: reading the clock for every record would cost a third of a
  * stateless pipeline's time. A source takes a sample ({@link LatencyProbe}) at the first record it emits in
  * each synchronous run of emissions (a fetched batch, a timer tick) and then at every 1024th record of that
- * run, at most one per millisecond: it notes when that record entered the job. Each sink, at its next write,
+ * run, at most one per millisecond (a comparison per record): it notes when that record entered the job. Each sink, at its next write,
  * observes the time from that entry to the moment the write was done (`stage="written"`: returned, or its
  * promise resolved), and for sinks with two-phase commit also to the moment the checkpoint that covers the
  * write completed (`stage="committed"`). A write that a record causes synchronously (map, filter, keyed state,
@@ -69,13 +69,14 @@ export class OperatorMetrics {
  */
 export const LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/** Records between two samples within one synchronous run of a source's emissions. */
-const SAMPLE_EVERY = 1024;
+/** Records between two latency samples within one synchronous run of a source's emissions. */
+export const LATENCY_SAMPLE_EVERY = 1024;
 
 /**
- * Where end-to-end latency samples start: a source calls {@link LatencyProbe.sample} when `countdown` reaches
- * 0 (one decrement per record); sinks compare `seq` with the last sample they observed (one comparison per
- * write) and observe `performance.now() - at` for a new one. See the module header.
+ * Where end-to-end latency samples start: each source counts its records down and calls
+ * {@link LatencyProbe.sample} at the first record of a synchronous run of emissions and every
+ * {@link LATENCY_SAMPLE_EVERY}th after it; sinks compare `seq` with the last sample they observed (one
+ * comparison per write) and observe `performance.now() - at` for a new one. See the module header.
  *
  * @example
  * ```ts
@@ -89,26 +90,13 @@ const SAMPLE_EVERY = 1024;
  * ```
  */
 export class LatencyProbe {
-  /** Records until the next sample; the source samples when it reaches 0. */
-  countdown: number = 1;
   /** performance.now() at which the latest sampled record entered the job. */
   at: number = Number.NEGATIVE_INFINITY;
   /** Number of the latest sample (0: none yet). */
   seq: number = 0;
-  #rearmQueued = false;
-  // After the current synchronous run of emissions, the next record is sampled again.
-  readonly #rearm = (): void => {
-    this.#rearmQueued = false;
-    this.countdown = 1;
-  };
 
-  /** The record being emitted now is a sample (unless one was taken less than 1 ms ago). */
+  /** The record being emitted now is a sample, unless one was taken less than 1 ms ago. */
   sample(): void {
-    this.countdown = SAMPLE_EVERY;
-    if (!this.#rearmQueued) {
-      this.#rearmQueued = true;
-      queueMicrotask(this.#rearm);
-    }
     const now = performance.now();
     if (now - this.at < 1) return;
     this.at = now;
@@ -198,8 +186,6 @@ export class SinkMetrics {
   inFlight: number = 0;
   maxInFlight: number = 0;
   failures: number = 0;
-  /** The latest {@link LatencyProbe} sample this sink observed. */
-  latencySeen: number = 0;
   readonly sink: string;
   readonly #written = new LatencyHistogram();
   readonly #committed = new LatencyHistogram();

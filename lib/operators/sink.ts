@@ -42,11 +42,6 @@ export function sinkElements<T>(
   // commit under checkpoints also observes the commit.
   const probe = job.metrics.latency;
   const transactional = participant !== undefined && typeof sink.commit === "function";
-  /** Takes the newest sample for this sink: its entry time. */
-  const claimSample = (): number => {
-    m.latencySeen = probe.seq;
-    return probe.at;
-  };
   const fail = (err: unknown, what: string): SinkError =>
     new SinkError(`sink "${sink.name}" failed to ${what}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -75,6 +70,12 @@ export function sinkElements<T>(
     };
     // Runs once per asynchronous write: nothing here may allocate or touch shared sets unless there is work to do.
     let pressing = false;
+    // The latest latency sample this sink observed, and taking the newest one (its entry time).
+    let seen = 0;
+    const claimSample = (): number => {
+      seen = probe.seq;
+      return probe.at;
+    };
     // Writes in flight of this subscription. Not the metric's field: after a restart, a write of the failed
     // attempt that settles late (or never: a rejected one) must not count in the new attempt's drain.
     let inFlight = 0;
@@ -108,7 +109,7 @@ export function sinkElements<T>(
         m.written--; // settle counts a write; this one was dead-lettered instead
         settle();
       });
-      if (probe.seq !== m.latencySeen) {
+      if (probe.seq !== seen) {
         const enteredAt = claimSample();
         result.then(
           () => m.observeWritten(enteredAt, transactional),
@@ -139,7 +140,7 @@ export function sinkElements<T>(
       if (async) pending(result as PromiseLike<void>, e);
       else {
         m.written++;
-        if (probe.seq !== m.latencySeen) m.observeWritten(claimSample(), transactional);
+        if (probe.seq !== seen) m.observeWritten(claimSample(), transactional);
       }
     };
 
