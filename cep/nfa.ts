@@ -83,6 +83,8 @@ export class NfaRunner {
   readonly #proceeds: readonly boolean[];
   /** Per state id: c, if the state's edges are exactly (take c, ignore not c), else undefined. */
   readonly #pairs: readonly (Cond | undefined)[];
+  /** Per state id: whether its second edge leads back to it (with #pairs: an ignore loop). */
+  readonly #selfIgnore: readonly boolean[];
   // Per-event scratch, reused to keep the hot path allocation-free.
   #key: Key = "";
   #ks: KeyNfaState = emptyKeyState();
@@ -112,6 +114,7 @@ export class NfaRunner {
     this.#within = nfa.within;
     this.#anyStepWithin = nfa.stepWithin.some((w) => w !== Number.POSITIVE_INFINITY);
     this.#proceeds = nfa.states.map((st) => st.edges.some((e) => e.action === PROCEED));
+    this.#selfIgnore = nfa.states.map((st) => st.edges.length === 2 && st.edges[1]!.target === st && st.type !== "final");
     this.#pairs = nfa.states.map((st) => {
       const [take, ignore] = st.edges;
       const pair = st.edges.length === 2 && take!.action === TAKE && ignore!.action === IGNORE && take!.cond !== null && ignore!.cond !== null;
@@ -200,8 +203,41 @@ export class NfaRunner {
     this.#n = 0;
     let potential: PartialMatch[] | undefined;
     try {
-      for (let i = 0; i < old.length; i++) potential = this.#advance(old[i]!, false, next, potential);
-      potential = this.#advance(undefined, true, next, potential);
+      const pairs = this.#pairs;
+      const ctx = this.#ctx;
+      for (let i = 0; i < old.length; i++) {
+        const p = old[i]!;
+        // The commonest step, inline: a (take c, ignore not c) state whose ignore edge loops, and an event
+        // that fails c, passes the partial match by unchanged. Anything else (c holds, or throws) goes the
+        // general way, which evaluates c again.
+        const pair = pairs[p.s];
+        if (pair !== undefined && this.#selfIgnore[p.s]) {
+          ctx.node = p.n;
+          let r: unknown = true;
+          try {
+            r = pair(value, ctx);
+          } catch {
+            r = true;
+          }
+          if (!r) {
+            this.#put(next, p);
+            continue;
+          }
+        }
+        potential = this.#advance(p, false, next, potential);
+      }
+      // The start computation, likewise: an event that fails the first step's condition starts nothing.
+      const startPair = pairs[this.nfa.start.id];
+      let starts = true;
+      if (startPair !== undefined) {
+        ctx.node = -1;
+        try {
+          starts = !!startPair(value, ctx);
+        } catch {
+          starts = true;
+        }
+      }
+      if (starts) potential = this.#advance(undefined, true, next, potential);
       // Stale entries past the count are popped (setting length is a runtime call in V8).
       while (next.length > this.#n) next.pop();
       ks.p = next;
