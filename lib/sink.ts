@@ -31,6 +31,13 @@ export interface SinkContext {
   readonly jobName: string;
   /** The checkpoint interval, when the job takes checkpoints. */
   readonly checkpointIntervalMs: number | undefined;
+  /**
+   * Dead-letters a record that the sink found bad only after `write` returned (a batching sink learns it from
+   * the external system when the batch goes out): it goes to the sink's DEAD_LETTERS side output with the
+   * reason, as a BadRecordError thrown by `write` would (and fails the job under the policy "fail"). Call it
+   * before the flush or pre-commit that found it resolves, so that it comes before the checkpoint's barrier.
+   */
+  readonly deadLetter?: (value: unknown, timestamp: number, reason: string) => void;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * PostgreSQL and TimescaleDB for Gress (`gress/postgres`): a sink with typed column mapping, bulk inserts
- * into a staging table, and exactly-once commits through a progress table written in the same transaction
+ * PostgreSQL and TimescaleDB for Gress (`gress/postgres`): a sink with typed column mapping, COPY of
+ * batches into a staging table, and exactly-once commits through a progress table written in the same transaction
  * as the rows. Tables (and hypertables, when the timescaledb extension exists) are created on request.
  *
  * @example
@@ -23,6 +23,7 @@ export {
   PROGRESS_TABLE,
   type PostgresSinkHandle,
   type PostgresSinkOptions,
+  postgresConnection,
   postgresSink,
   type Sql,
   timescaleAvailable,

@@ -2,31 +2,41 @@
  * The PostgreSQL / TimescaleDB sink, exactly-once through a progress table.
  *
  * Rows are typed by a declared column spec (name → PostgreSQL type + value extractor). They are batched in
- * memory and inserted in bulk — one `unnest` of one text array per column, cast to the declared types —
- * into a staging table, tagged with the checkpoint they belong to. (COPY FROM STDIN was measured slower for
- * these batch sizes with postgres.js, and it loses the server's error on a bad value.) `commit(checkpointId)` then runs one transaction:
+ * memory as COPY text lines and moved with one `COPY … FROM STDIN` per batch into a staging table (typed like
+ * the columns), tagged with the checkpoint they belong to. The staging table is an ordinary (logged) table, so
+ * that what a completed checkpoint staged survives a crash of Gress or of the server until it is committed.
+ * `commit(checkpointId)` then runs one transaction:
  *
  *     INSERT INTO gress_sink_progress (job, sink, checkpoint_id) … ON CONFLICT DO NOTHING RETURNING 1
  *     -- only if that inserted the row:
  *     INSERT INTO target SELECT … FROM staging WHERE gress_checkpoint <= $id … ON CONFLICT (key) DO UPDATE …
- *     DELETE FROM staging WHERE gress_checkpoint <= $id
+ *     TRUNCATE staging   -- or DELETE … WHERE gress_checkpoint <= $id when later rows are staged already
  *
  * so the rows and the progress row become visible together, and committing the same checkpoint again (a
- * retry, or recovery after a crash between the checkpoint and the commit) does nothing. Staged rows newer
+ * retry, or recovery after a crash between the checkpoint and the commit) does nothing.
+ *
+ * COPY through postgres.js (3.4.9): one write of the whole batch (writing row by row costs a protocol message
+ * and a socket write per row, which made an earlier COPY attempt slower than a bulk INSERT); and the server's
+ * error is taken from the query itself, because the library never settles the stream when the server refuses
+ * the data after the stream has ended (porsager/postgres#1173): waiting for the stream alone hangs on a bad
+ * value. A value the server refuses (a `22xxx` data error, reported with its line of the COPY) is a dead
+ * letter with the server's message: that row is left out and the rest of the batch is copied again. Staged rows newer
  * than the restored checkpoint are deleted on open: the job replays them. A start without a restored
  * checkpoint clears this sink's staging and progress, since its checkpoint ids start again at 1.
  * A restart closes the sink and opens it again: a new connection, an empty batch, and the same recovery as
  * at a start (the restored checkpoint's rows committed, newer staged rows deleted).
  *
  * A row that cannot be built — a column's extractor throws, or its value cannot be one of the column's type
- * (see `toText`) — is refused by `write` with a BadRecordError before anything is buffered, so it goes to
- * dead letters and the batch stays good.
+ * (see `converterFor`) — is refused by `write` with a BadRecordError before anything is buffered, so it goes to
+ * dead letters and the batch stays good. A value only the server can judge (`"warm"` for a double precision,
+ * a text longer than a varchar(n)) goes to dead letters when its batch is copied (SinkContext.deadLetter).
  *
  * With `key`, rows are upserted (the last row per key in a checkpoint wins); without, they are inserted.
  * `createTable` creates the table; with `timeColumn` it becomes a hypertable when the timescaledb extension
  * is installed, and otherwise a plain table with an index on the time column.
  * @module
  */
+import net from "node:net";
 import postgres from "postgres";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
@@ -197,20 +207,25 @@ function fnv(s: string): string {
 const INTEGER_BITS: Readonly<Record<string, number>> = { smallint: 16, int2: 16, integer: 32, int: 32, int4: 32, bigint: 64, int8: 64 };
 
 /**
- * Converts one value to the text PostgreSQL parses for `type`, or throws (an Error saying why) when the
- * value cannot be one: a value the server would refuse fails the whole batch, and with it the job, again
- * after every restart. Checked here: integers (an integer within the type's range), timestamps (a valid
- * time), JSON (serialisable: not cyclic or nested too deeply), and NUL characters, which no PostgreSQL text
- * can hold. Other types are passed as text for the server to parse.
+ * The function that converts a value of a column of `type` to the text PostgreSQL parses (null → NULL), or
+ * throws (an Error saying why) when the value cannot be one: Gress finds these bad values before the server,
+ * for a dead letter naming the column. Checked here: integers (an integer within the type's range),
+ * timestamps (a valid time), JSON (serialisable: not cyclic or nested too deeply), and NUL characters, which
+ * no PostgreSQL text can hold. Other types are passed as text for the server to parse (what it refuses is
+ * dead-lettered when the batch is copied). The type is looked at once, not for every value.
  */
-function toText(type: string, v: unknown): string | null {
-  if (v === null || v === undefined) return null;
+function converterFor(type: string): (v: unknown) => string | null {
   const t = type.toLowerCase();
   const bits = INTEGER_BITS[t];
+  if (bits !== undefined) return (v) => (v === null || v === undefined ? null : integerText(v, t, bits));
+  const time = t.startsWith("timestamp") || t === "date";
+  return (v) => (v === null || v === undefined ? null : otherText(t, time, v));
+}
+
+function otherText(t: string, time: boolean, v: unknown): string {
   let text: string;
-  if (bits !== undefined) text = integerText(v, t, bits);
-  else if ((t.startsWith("timestamp") || t === "date") && (typeof v === "number" || v instanceof Date)) text = timeText(v);
-  else if (t === "json" || t === "jsonb") {
+  if (time && (typeof v === "number" || v instanceof Date)) return timeText(v);
+  if (t === "json" || t === "jsonb") {
     const json = JSON.stringify(v) as string | undefined;
     if (json === undefined) throw new TypeError(`a ${typeof v} has no JSON form`);
     if (t === "jsonb" && /(^|[^\\])(\\\\)*\\u0000/.test(json)) throw new TypeError("jsonb cannot hold the character U+0000");
@@ -238,17 +253,152 @@ function integerText(v: unknown, type: string, bits: number): string {
   return n.toString();
 }
 
+/** The minute whose ISO text starts `minutePrefix` ("2026-12-04T22:58:"): stream times come mostly in order. */
+let cachedMinute = Number.NaN;
+let minutePrefix = "";
+/** Years 0000-9999, where toISOString has the fixed-width form. */
+const FIRST_MS = -62_167_219_200_000;
+const LAST_MS = 253_402_300_799_999;
+
 function timeText(v: number | Date): string {
-  const ms = typeof v === "number" ? v : v.getTime();
+  const raw = typeof v === "number" ? v : v.getTime();
   // toISOString throws its own RangeError ("Invalid time value") without saying which value it was.
-  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw new RangeError(`not a valid time: ${String(v)}`);
-  return new Date(ms).toISOString();
+  if (!Number.isFinite(raw) || Math.abs(raw) > 8.64e15) throw new RangeError(`not a valid time: ${String(v)}`);
+  const ms = Math.trunc(raw) + 0; // as Date does (+0: no "-0")
+  if (ms < FIRST_MS || ms > LAST_MS) return new Date(ms).toISOString();
+  // The same text as toISOString, the date and minute formatted once per minute (a profiled hot spot).
+  const minute = Math.floor(ms / 60_000);
+  if (minute !== cachedMinute) {
+    cachedMinute = minute;
+    minutePrefix = new Date(minute * 60_000).toISOString().slice(0, 17);
+  }
+  const rest = ms - minute * 60_000;
+  const sec = Math.floor(rest / 1000);
+  const milli = rest - sec * 1000;
+  return `${minutePrefix}${sec < 10 ? "0" : ""}${sec}.${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
 }
 
 function describe(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   if (typeof v === "object") return Array.isArray(v) ? "an array" : "an object";
   return `${typeof v} ${String(v)}`;
+}
+
+/** Escapes a value for COPY's text format (the row's separators and the escape character itself). */
+function copyText(s: string): string {
+  if (!/[\\\n\r\t]/.test(s)) return s;
+  return s.replace(/[\\\n\r\t]/g, (c) => (c === "\\" ? "\\\\" : c === "\n" ? "\\n" : c === "\r" ? "\\r" : "\\t"));
+}
+
+/** A server error about one row of a COPY: a data exception (SQLSTATE class 22) with the row's line number. */
+function badCopyLine(err: unknown): { line: number; reason: string } | undefined {
+  const e = err as { code?: unknown; where?: unknown; message?: unknown };
+  if (typeof e !== "object" || e === null || typeof e.code !== "string" || !e.code.startsWith("22") || typeof e.where !== "string") return undefined;
+  const m = /^COPY [^,]+, line (\d+)(?:, column ([^:]+))?/.exec(e.where);
+  if (m === null) return undefined;
+  const column = m[2] === undefined ? "" : `column "${m[2]}": `;
+  return { line: Number(m[1]), reason: `${column}${String(e.message)}` };
+}
+
+/** An open `COPY … FROM STDIN`. */
+interface CopyIn {
+  /** Sends rows; rejects with the server's error when it refused the COPY. */
+  write(data: Buffer): Promise<void>;
+  /** Ends the data; resolves when the server took all of it, rejects with its error. */
+  end(): Promise<void>;
+  /** Gives the COPY up (CopyFail): the server keeps none of it. */
+  abort(): void;
+}
+
+/**
+ * Starts `statement` (a COPY … FROM STDIN). The server's error is taken from the query as well as from the
+ * stream: postgres.js 3.4.9 reports an error that arrives after the stream ended only to the query object,
+ * whose promise had resolved to the stream already (porsager/postgres#1173), and never settles the stream.
+ */
+async function openCopy(sql: Sql, statement: string): Promise<CopyIn> {
+  const query = sql.unsafe(statement);
+  const q = query as unknown as { reject?: (e: unknown) => void };
+  const reject = q.reject;
+  if (typeof reject !== "function") throw new Error("this postgres.js has no Query.reject: the sink's COPY needs postgres.js 3.4");
+  let serverError: unknown;
+  let refused: (e: unknown) => void = () => {};
+  const failed = new Promise<never>((_, r) => (refused = r));
+  failed.catch(() => undefined);
+  const onError = (e: unknown): void => {
+    serverError ??= e;
+    refused(serverError);
+  };
+  q.reject = (e: unknown) => {
+    onError(e);
+    reject(e);
+  };
+  const stream = await query.writable();
+  stream.on("error", onError);
+  const finished = new Promise<void>((resolve) => stream.on("finish", resolve));
+  return {
+    write: (data) =>
+      Promise.race([
+        failed,
+        new Promise<void>((resolve, fail) =>
+          // A write the destroyed stream refuses: report the server's error, set in the same turn.
+          stream.write(data, (err) => (err ? setTimeout(() => fail(serverError ?? err), 0) : resolve())),
+        ),
+      ]),
+    end: () => {
+      stream.end();
+      return Promise.race([finished, failed]);
+    },
+    abort: () => {
+      if (!stream.destroyed) stream.destroy(new Error("COPY given up: the sink closed"));
+    },
+  };
+}
+
+/** Runs `statement` (a COPY … FROM STDIN) with `data` as its whole input. */
+async function copyIn(sql: Sql, statement: string, data: Buffer): Promise<void> {
+  const copy = await openCopy(sql, statement);
+  await copy.write(data);
+  await copy.end();
+}
+
+/**
+ * A postgres.js connection (pool of `max`, default 2) with Nagle's algorithm off on its sockets, as the sink
+ * makes for itself from `url`. postgres.js leaves it on, and then a short message right after a COPY (the
+ * next COPY statement, a transaction's BEGIN) waits for the server's delayed acknowledgement, ~40 ms on
+ * Linux: measured, each COPY of a 5,000-row batch took ~45 ms longer than its data. Give the sink one of
+ * these as `sql` to share a connection between jobs or sinks. Done for a URL with one TCP host; other URLs
+ * (several hosts, a Unix socket) get postgres.js' own socket.
+ *
+ * @example
+ * ```ts
+ * import { postgresConnection, postgresSink } from "gress/postgres";
+ *
+ * const sql = postgresConnection("postgres://gress@localhost:5432/iot");
+ * const sink = postgresSink<{ id: number }>({ name: "ids", job: "iot", sql, table: "ids", columns: { id: { type: "bigint", value: (r) => r.id } } });
+ * console.log(sink.name); // ids; end the connection with `await sql.end()` when the jobs are done
+ * ```
+ * @param url postgres://user:password@host:port/database
+ * @param max connections in the pool
+ * @returns the `sql` function
+ */
+export function postgresConnection(url: string, max = 2): Sql {
+  const options = { max, onnotice: () => {} };
+  const parsed = postgres(url, options).options; // parses only: connections are made on the first query
+  const host = parsed.host[0];
+  const port = parsed.port[0];
+  if (parsed.host.length !== 1 || parsed.path || host === undefined || port === undefined) return postgres(url, options);
+  const socket = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host, port, noDelay: true });
+      s.once("error", reject);
+      s.once("connect", () => {
+        s.off("error", reject);
+        s.setNoDelay(true);
+        resolve(s);
+      });
+    });
+  // `socket` is a documented postgres.js option missing from its types.
+  return postgres(url, { ...options, socket } as typeof options);
 }
 
 function isHandle(h: unknown): h is PostgresSinkHandle {
@@ -281,6 +431,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const names = Object.keys(options.columns);
   const specs = names.map((n) => options.columns[n] as ColumnSpec<T>);
   const types = specs.map((s) => s.type);
+  const converters = types.map(converterFor);
+  const extractors = specs.map((s) => s.value);
   const batchSize = o.batchSize ?? 5000;
   const atLeastOnce = o.semantic === "at-least-once";
   const table = q(o.table);
@@ -298,15 +450,33 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     o.key === undefined
       ? `select ${cols} from ${staging} where gress_checkpoint <= $1`
       : `select ${cols} from (select distinct on (${o.key.map(q).join(", ")}) * from ${staging} where gress_checkpoint <= $1 order by ${o.key.map(q).join(", ")}, gress_seq desc) s`;
-  const castFrom = names.map((n, i) => `t.${q(n)}::${types[i]}`).join(", ");
-  const unnest = `unnest(${names.map((_, i) => `$${i + 2}::text[]`).join(", ")}) as t(${cols})`;
-  const stageSql = `insert into ${staging} (gress_checkpoint, ${cols}) select $1::bigint, ${castFrom} from ${unnest}`;
+  // Without a key, staged rows need no order (gress_seq stays null; an older staging table fills it itself).
+  const copySql = `copy ${staging} (${cols}${o.key === undefined ? "" : ", gress_seq"}, gress_checkpoint) from stdin`;
 
   const ownSql = options.sql === undefined;
   let sql: Sql | undefined = options.sql;
-  /** Buffered rows, column by column, as the text PostgreSQL parses. */
-  let buffer: (string | null)[][] = names.map(() => []);
-  let buffered = 0;
+  /** A batch of rows on its way into the staging table. */
+  interface Batch {
+    readonly lines: string[];
+    readonly values: T[];
+    readonly times: number[];
+    readonly seq: number;
+    readonly tag: number;
+  }
+  /** Rows per COPY statement at most: a COPY stays open across batches until a checkpoint or this many rows. */
+  const copyRows = Math.max(batchSize, 100_000);
+  /** The COPY kept open between batches, with the batches it carries (to copy them again around a bad row). */
+  let streaming: { readonly copy: CopyIn; readonly batches: Batch[]; rows: number } | undefined;
+  /** Buffered rows as COPY text lines (without the seq and checkpoint columns), with their records for dead letters. */
+  let lines: string[] = [];
+  let values: T[] = [];
+  let times: number[] = [];
+  /** Orders the staged rows (the last one per key wins); continues the staged rows' numbers after a restart. */
+  let seq = 0;
+  /** The highest checkpoint tag staged by this run: a commit at or above it may truncate the staging table. */
+  let stagedUpTo = 0;
+  /** Where a row the server refuses goes (the job's sink operator); without it, such a row fails the batch. */
+  let deadLetter: ((value: unknown, timestamp: number, reason: string) => void) | undefined;
   let chain: Promise<void> = Promise.resolve();
   /** Highest checkpoint id pre-committed or restored: new rows belong to a later one. */
   let lastId = 0;
@@ -321,7 +491,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const conn = (): Sql => {
     if (sql === undefined) {
       if (o.url === undefined) throw new SinkError(`postgres sink "${name}": give url or sql`);
-      sql = postgres(o.url, { max: 2, onnotice: () => {} });
+      sql = postgresConnection(o.url);
     }
     return sql;
   };
@@ -333,27 +503,127 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const fail = (what: string, err: unknown): SinkError =>
     new SinkError(`postgres sink "${name}" (table ${o.table}) failed to ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { sink: name } });
 
-  /** Takes the buffered rows and inserts them (staged under `tag`, or directly). */
+  /**
+   * Copies rows [from, to) of a batch into the staging table under `tag`. A row whose value the server refuses
+   * is dead-lettered with the server's reason, and the rows around it are copied again (those before it were
+   * read fine, so the first part succeeds; the rest may hold more bad rows).
+   */
+  const stage = async (batch: Batch, from: number, to: number): Promise<void> => {
+    if (from >= to) return;
+    await copyIn(conn(), copySql, batchText(batch, from, to));
+  };
+  const batchText = (batch: Batch, from: number, to: number): Buffer => {
+    const tag = batch.tag;
+    let text: string;
+    if (o.key === undefined) {
+      const end = `\t${tag}\n`;
+      text = (from === 0 && to === batch.lines.length ? batch.lines : batch.lines.slice(from, to)).join(end) + end;
+    } else {
+      text = "";
+      for (let i = from; i < to; i++) text += `${batch.lines[i]}\t${batch.seq + i}\t${tag}\n`;
+    }
+    return Buffer.from(text, "utf8");
+  };
+  /**
+   * After the server refused a COPY: the row it names goes to dead letters with the server's reason, and the
+   * COPY's other rows are copied again, each batch in a COPY of its own (rows before the bad one were read
+   * fine; the rest may hold more bad rows, found the same way). An error that names no row fails the sink.
+   */
+  const restage = async (batches: readonly Batch[], err: unknown): Promise<void> => {
+    const bad = badCopyLine(err);
+    const total = batches.reduce((n, b) => n + b.lines.length, 0);
+    if (bad === undefined || bad.line > total || deadLetter === undefined) throw err;
+    let offset = 0;
+    for (const b of batches) {
+      const at = bad.line - 1 - offset;
+      if (at >= 0 && at < b.lines.length) {
+        deadLetter(b.values[at], b.times[at] as number, bad.reason);
+        await stageAll(b, 0, at);
+        await stageAll(b, at + 1, b.lines.length);
+      } else await stageAll(b, 0, b.lines.length);
+      offset += b.lines.length;
+    }
+  };
+  /** Copies rows [from, to) of a batch in one COPY, dead-lettering the rows the server refuses. */
+  const stageAll = async (batch: Batch, from: number, to: number): Promise<void> => {
+    try {
+      await stage(batch, from, to);
+    } catch (err) {
+      const sub: Batch = { ...batch, lines: batch.lines.slice(from, to), values: batch.values.slice(from, to), times: batch.times.slice(from, to), seq: batch.seq + from };
+      await restage([sub], err);
+    }
+  };
+  /** The job fails on this error: release our connections now rather than at close(). */
+  const broken = (what: string, err: unknown): SinkError => {
+    streaming?.copy.abort();
+    streaming = undefined;
+    // The caller's connection stays: a restart opens the sink again on it (postgres.js reconnects by itself).
+    if (ownSql) {
+      void sql?.end({ timeout: 0 });
+      sql = undefined;
+    }
+    failure = fail(what, err);
+    return failure;
+  };
+  /** Sends a batch into the open COPY (opening one), which ends when it holds `copyRows` rows. */
+  const send = async (batch: Batch): Promise<void> => {
+    streaming ??= { copy: await openCopy(conn(), copySql), batches: [], rows: 0 };
+    const s = streaming;
+    s.batches.push(batch);
+    s.rows += batch.lines.length;
+    stagedUpTo = Math.max(stagedUpTo, batch.tag);
+    try {
+      await s.copy.write(batchText(batch, 0, batch.lines.length));
+    } catch (err) {
+      streaming = undefined;
+      await restage(s.batches, err);
+      return;
+    }
+    if (s.rows >= copyRows) await endCopy();
+  };
+  /** Ends the open COPY: its rows are staged (or dead letters) when this resolves. */
+  const endCopy = async (): Promise<void> => {
+    const s = streaming;
+    if (s === undefined) return;
+    streaming = undefined;
+    try {
+      await s.copy.end();
+    } catch (err) {
+      await restage(s.batches, err);
+    }
+  };
+  /** Runs `op` on the chain after the open COPY ended (`op` needs the rows staged, or the connection). */
+  const afterCopy = (what: string, op: () => Promise<void>): Promise<void> =>
+    run(async () => {
+      if (failure !== undefined) throw failure;
+      try {
+        await endCopy();
+      } catch (err) {
+        throw broken(what, err);
+      }
+      await op();
+    });
+
+  /** Takes the buffered rows and copies them (staged under `tag`, and at-least-once then into the table). */
   const flushBuffer = (tag: number): Promise<void> => {
     if (failure !== undefined) return Promise.reject(failure);
-    if (buffered === 0) return run(async () => {});
-    const columns = buffer;
-    buffer = names.map(() => []);
-    buffered = 0;
+    if (lines.length === 0) return run(async () => {});
+    const batch: Batch = { lines, values, times, seq, tag };
+    seq += lines.length;
+    lines = [];
+    values = [];
+    times = [];
     return run(async () => {
+      if (failure !== undefined) throw failure;
       try {
-        await conn().unsafe(stageSql, [tag, ...columns] as never);
+        await send(batch);
         // At-least-once: what is staged goes to the table right away.
-        if (atLeastOnce) await applyAll();
-      } catch (err) {
-        // The job fails on this error: release our connections now rather than at close(). The caller's
-        // connection stays: a restart opens the sink again on it (postgres.js reconnects by itself).
-        if (ownSql) {
-          void sql?.end({ timeout: 0 });
-          sql = undefined;
+        if (atLeastOnce) {
+          await endCopy();
+          await applyAll();
         }
-        failure = fail("insert a batch", err);
-        throw failure;
+      } catch (err) {
+        throw broken("insert a batch", err);
       }
     });
   };
@@ -371,8 +641,9 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         else await s.unsafe(`create index if not exists ${q(`${o.table.replace(".", "_")}_${o.timeColumn}_idx`)} on ${table} (${q(o.timeColumn)})`);
       }
     }
+    // (A staging table created by an earlier version has gress_seq bigserial: the sink gives the numbers.)
     await s.unsafe(
-      `create table if not exists ${staging} (gress_seq bigserial, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
+      `create table if not exists ${staging} (gress_seq bigint, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
     );
   };
 
@@ -380,7 +651,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const applyAll = async (): Promise<void> => {
     await conn().begin(async (tx) => {
       await tx.unsafe(`insert into ${table} (${cols}) ${applySelect}${conflict}`, [Number.MAX_SAFE_INTEGER]);
-      await tx.unsafe(`delete from ${staging}`);
+      await tx.unsafe(`truncate ${staging}`);
     });
   };
 
@@ -394,22 +665,29 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       );
       if (inserted.length === 0) return;
       await tx.unsafe(`insert into ${table} (${cols}) ${applySelect}${conflict}`, [checkpointId]);
-      await tx.unsafe(`delete from ${staging} where gress_checkpoint <= $1`, [checkpointId]);
+      // Truncating is much cheaper than deleting row by row, and right when nothing later is staged: this run
+      // staged nothing above the checkpoint, and recovery (before open) left nothing of an earlier run.
+      if (opened && stagedUpTo <= checkpointId) await tx.unsafe(`truncate ${staging}`);
+      else await tx.unsafe(`delete from ${staging} where gress_checkpoint <= $1`, [checkpointId]);
       // Keep a short history of progress rows.
       await tx.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $3`, [o.job, name, checkpointId - 100]);
     });
   };
 
-  /** One row as text, every column or none: a column that cannot be mapped throws a BadRecordError naming it. */
-  const rowOf = (value: T): (string | null)[] => {
-    const row: (string | null)[] = new Array(specs.length);
+  /** One row as a COPY text line (without its end), every column or none: a column that cannot be mapped throws a BadRecordError naming it. */
+  const lineOf = (value: T): string => {
+    let line = "";
     let i = 0;
     try {
-      for (; i < specs.length; i++) row[i] = toText(types[i] as string, (specs[i] as ColumnSpec<T>).value(value));
+      for (; i < specs.length; i++) {
+        const text = (converters[i] as (v: unknown) => string | null)((extractors[i] as (row: T) => unknown)(value));
+        line += i === 0 ? "" : "\t";
+        line += text === null ? "\\N" : copyText(text);
+      }
     } catch (err) {
       throw new BadRecordError(`column "${names[i]}" (${types[i]}): ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { sink: name } });
     }
-    return row;
+    return line;
   };
 
   const sink: Sink<T> & { readonly hypertable: boolean | undefined } = {
@@ -417,11 +695,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     get hypertable() {
       return hypertable;
     },
-    async open() {
+    async open(ctx) {
       // Opened again after a restart: the rows buffered by the failed run are replayed from the checkpoint, and
       // a failure of that run (its connection, already ended) does not break this one.
-      buffer = names.map(() => []);
-      buffered = 0;
+      lines = [];
+      values = [];
+      times = [];
+      stagedUpTo = 0;
+      deadLetter = ctx?.deadLetter;
       failure = undefined;
       inflight = Promise.resolve();
       const s = conn();
@@ -435,15 +716,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
             await s.unsafe(`delete from ${staging} where gress_checkpoint > $1`, [recoveredId]);
             lastId = recoveredId;
           }
+          const [top] = await s.unsafe(`select coalesce(max(gress_seq), 0)::text as seq from ${staging}`);
+          seq = Number(top?.seq ?? 0) + 1;
       } catch (err) {
         throw fail("open", err);
       }
       opened = true;
     },
-    write(value) {
-      const row = rowOf(value);
-      for (let i = 0; i < row.length; i++) (buffer[i] as (string | null)[]).push(row[i] as string | null);
-      if (++buffered >= batchSize) {
+    write(value, record) {
+      lines.push(lineOf(value));
+      values.push(value);
+      times.push(record?.timestamp ?? 0);
+      if (lines.length >= batchSize) {
         // Build the next batch while this one is inserted; hold the writer only if the previous is not done.
         const previous = inflight;
         inflight = flushBuffer(lastId + 1);
@@ -454,6 +738,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     async preCommit(checkpointId): Promise<PostgresSinkHandle> {
       const tag = Math.max(checkpointId, lastId + 1);
       await flushBuffer(tag);
+      // The checkpoint's rows are staged when its COPY ended.
+      await afterCopy(`stage checkpoint ${checkpointId}`, async () => {});
       lastId = Math.max(lastId, checkpointId);
       return { job: o.job, sink: name, checkpointId };
     },
@@ -465,14 +751,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // Recovery calls this before open(): the tables exist, since a checkpoint was taken with this sink.
       if (!opened) recoveredId = Math.max(recoveredId ?? 0, checkpointId);
       try {
-        await run(() => apply(checkpointId));
+        await afterCopy(`stage rows before checkpoint ${checkpointId}'s commit`, () => apply(checkpointId));
       } catch (err) {
-        throw fail(`commit checkpoint ${checkpointId}`, err);
+        throw err === failure ? err : fail(`commit checkpoint ${checkpointId}`, err);
       }
     },
     async abort(checkpointId) {
       if (atLeastOnce) return;
-      await run(async () => {
+      await afterCopy(`stage rows before checkpoint ${checkpointId}'s abort`, async () => {
         await conn().unsafe(`delete from ${staging} where gress_checkpoint <= $1`, [checkpointId]);
       });
     },
@@ -480,10 +766,20 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // Without checkpoints (a bounded job), the end of the input commits what is staged; with checkpoints
       // the final checkpoint committed everything and nothing is staged.
       await flushBuffer(lastId + 1);
-      if (!atLeastOnce) await run(applyAll);
+      await afterCopy("insert a batch", async () => {
+        if (atLeastOnce) return;
+        try {
+          await applyAll();
+        } catch (err) {
+          throw fail("move the staged rows into the table", err);
+        }
+      });
     },
     async close() {
       await chain;
+      // A COPY left open by a failed run: the server drops its rows (they are replayed).
+      streaming?.copy.abort();
+      streaming = undefined;
       if (ownSql) await sql?.end({ timeout: 5 });
       sql = undefined;
       // Recovery before the next open() (a restart) reports the restored checkpoint through commit() again,
@@ -491,8 +787,9 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // The failed run's buffered rows are replayed.
       opened = false;
       failure = undefined;
-      buffer = names.map(() => []);
-      buffered = 0;
+      lines = [];
+      values = [];
+      times = [];
       inflight = Promise.resolve();
     },
   };

@@ -1,6 +1,6 @@
 import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
-import { isGressError, SinkError } from "../errors.ts";
+import { BadRecordError, isGressError, SinkError } from "../errors.ts";
 import type { JobContext, UserErrorPolicy } from "../operator-context.ts";
 import { type ChainableOperator, operate } from "../operate.ts";
 import type { Sink } from "../sink.ts";
@@ -15,7 +15,9 @@ import type { Sink } from "../sink.ts";
  * A record the sink cannot take is not a failed write: when `write` throws a BadRecordError (or its promise
  * rejects with one), the record goes to the operator's DEAD_LETTERS side output with the sink's name and the
  * reason, is counted under `sink:<name>`, and the sink goes on; with the policy "fail" the job fails instead.
- * Without this, a record that no sink can serialise would fail the job again after every restart.
+ * Without this, a record that no sink can serialise would fail the job again after every restart. A batching
+ * sink that learns only later that a record was bad (the database refused its value) reports it through the
+ * `deadLetter` of the context its `open` gets, with the same effect.
  *
  * Checkpoint barriers: when one arrives the operator holds back what follows it (and pauses the sources),
  * waits for every pending write, calls `sink.preCommit(checkpointId)` and reports the handle to the job's
@@ -90,7 +92,17 @@ export function sinkElements<T>(
       if (inFlight === 0 && drainWaiters.length > 0) for (const w of drainWaiters.splice(0)) w();
     };
     const drained = (): Promise<void> => (inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => drainWaiters.push(r)));
-    const opened = Promise.resolve().then(() => sink.open?.({ jobName: job.name, checkpointIntervalMs: job.checkpoints?.intervalMs }));
+    /** A record the sink rejected after its write returned (SinkContext.deadLetter). */
+    const deadLetter = (value: unknown, timestamp: number, reason: string): void => {
+      if (failed) return;
+      if (onRecordError === "fail") {
+        onError(new BadRecordError(reason), "write");
+        return;
+      }
+      job.metrics.operator(who).deadLetters++;
+      downstream.next(sideRecord(DEAD_LETTERS.id, value, timestamp, `sink "${sink.name}": ${reason}`));
+    };
+    const opened = Promise.resolve().then(() => sink.open?.({ jobName: job.name, checkpointIntervalMs: job.checkpoints?.intervalMs, deadLetter }));
     let ready = false;
     void opened.then(
       () => {

@@ -138,13 +138,27 @@ describe("postgres sink (real server)", () => {
     );
   });
 
-  it("a value the server rejects, which the sink cannot check itself, fails the job with an error naming the sink and table", { timeout: 120_000 }, async () => {
+  it("a value the server rejects, which the sink cannot check itself, is a dead letter with the server's reason (more: postgres-copy.test.ts)", { timeout: 120_000 }, async () => {
     const table = tableName();
     const job = new Job({ name: "pg-bad" });
+    const dead: string[] = [];
     job
       .fromIterable([{ device: "x", at: 0, celsius: 1 }])
-      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad", url: pgUrl(), table, createTable: true, columns: { ...columns, celsius: { type: "double precision", value: () => "warm" } } }));
-    await assert.rejects(job.run(), (e: Error) => /postgres sink "r" \(table readings_\w+\) failed to insert a batch: .*invalid input syntax for type double precision/.test(e.message));
+      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad", url: pgUrl(), table, createTable: true, columns: { ...columns, celsius: { type: "double precision", value: () => "warm" } } }))
+      .sideRecords(DEAD_LETTERS)
+      .subscribe((r) => void dead.push(r.reason));
+    await job.run();
+    assert.deepEqual(dead, ['sink "r": column "celsius": invalid input syntax for type double precision: "warm"']);
+  });
+
+  it("a failure that is no bad value (the table's column type does not match) fails the job with an error naming the sink and table", { timeout: 120_000 }, async () => {
+    const table = tableName();
+    await sql.unsafe(`create table "${table}" (device text, at timestamptz, celsius double precision, meta jsonb)`);
+    const job = new Job({ name: "pg-bad-table" });
+    job
+      .fromIterable([{ device: "x", at: 0, celsius: 1 }])
+      .sinkTo(postgresSink<Reading>({ name: "r", job: "pg-bad-table", url: pgUrl(), table, columns: { ...columns, at: { type: "bigint", value: (r) => r.at } } }));
+    await assert.rejects(job.run(), (e: Error) => /postgres sink "r" \(table readings_\w+\) failed to move the staged rows into the table: column "at" is of type timestamp with time zone but expression is of type bigint/.test(e.message));
   });
 
   it("a value the sink can tell is no integer is a dead letter naming the column; the batch is inserted without it", { timeout: 120_000 }, async () => {

@@ -1,0 +1,138 @@
+/**
+ * The PostgreSQL sink's COPY path on the real server: values only the server can judge become dead letters
+ * with its reason and exact counts (in a bounded job and through a checkpoint's pre-commit), the other rows
+ * are written, and nothing hangs (each test has a timeout; postgres.js never settles a COPY stream the server
+ * refused after it ended, porsager/postgres#1173).
+ */
+import assert from "node:assert/strict";
+import process from "node:process";
+import { after, before, describe, it } from "node:test";
+import postgres from "postgres";
+import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
+import { type PostgresSinkHandle, postgresSink, type Sql } from "../../connectors/postgres/index.ts";
+
+function pgUrl(): string {
+  const v = process.env.GRESS_PG_URL;
+  if (v === undefined || v === "") throw new Error('GRESS_PG_URL is not set: run `scripts/services up pg` and `eval "$(scripts/services env)"` first');
+  return v;
+}
+
+let n = 0;
+const tableName = (): string => `copy_${process.pid}_${Date.now().toString(36)}_${++n}`;
+
+interface Row {
+  readonly id: number;
+  readonly reading: string;
+  readonly code: string;
+}
+const columns = {
+  id: { type: "integer", value: (r: Row) => r.id },
+  reading: { type: "double precision", value: (r: Row) => r.reading },
+  code: { type: "varchar(3)", value: (r: Row) => r.code },
+};
+
+/** 5,500 rows; some have a reading the server cannot parse or a code longer than varchar(3). */
+function rows(): { rows: Row[]; bad: Map<number, RegExp> } {
+  const bad = new Map<number, RegExp>();
+  const out: Row[] = [];
+  for (let id = 0; id < 5_500; id++) {
+    let reading = String(id / 4);
+    let code = "ok";
+    // The first and last row, two rows of one batch next to each other, rows in several batches.
+    if (id === 0 || id === 5_499 || id === 2_000 || id === 2_001 || id % 1_301 === 7) {
+      reading = "warm";
+      bad.set(id, /^sink "r": column "reading": invalid input syntax for type double precision: "warm"$/);
+    } else if (id % 1_777 === 3) {
+      code = "toolong";
+      bad.set(id, /^sink "r": column "code": value too long for type character varying\(3\)$/);
+    }
+    out.push({ id, reading, code });
+  }
+  return { rows: out, bad };
+}
+
+describe("postgres sink COPY path: bad values (real server)", () => {
+  let sql: Sql;
+  before(() => {
+    sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
+  });
+  after(async () => {
+    await sql.end({ timeout: 5 });
+  });
+
+  it("a bounded job: each value the server refuses is one dead letter with its reason, every other row is written", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const { rows: input, bad } = rows();
+    const job = new Job({ name: "pg-copy-bad" });
+    const dead: { id: number; reason: string }[] = [];
+    job
+      .fromIterable(input)
+      .sinkTo(postgresSink<Row>({ name: "r", job: "pg-copy-bad", url: pgUrl(), table, createTable: true, batchSize: 1_000, columns }))
+      .sideRecords(DEAD_LETTERS)
+      .subscribe((r) => void dead.push({ id: (r.value as Row).id, reason: r.reason }));
+    await job.run();
+    assert.equal(dead.length, bad.size, `dead letters: ${dead.map((d) => d.id).join(",")}`);
+    assert.deepEqual(
+      dead.map((d) => d.id).sort((a, b) => a - b),
+      [...bad.keys()].sort((a, b) => a - b),
+    );
+    for (const d of dead) assert.match(d.reason, bad.get(d.id) as RegExp);
+    const written = await sql.unsafe(`select id from "${table}" order by id`);
+    assert.deepEqual(
+      written.map((r) => r.id),
+      input.map((r) => r.id).filter((id) => !bad.has(id)),
+    );
+    assert.equal(job.metrics.operator("sink:r").deadLetters, bad.size);
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("through a checkpoint: the pre-commit reports the bad rows as dead letters, the commit writes the rest exactly once", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const { rows: input, bad } = rows();
+    const dead: number[] = [];
+    const sink = postgresSink<Row>({ name: "r", job: "pg-copy-ckpt", url: pgUrl(), table, createTable: true, batchSize: 700, columns });
+    await sink.open?.({ jobName: "pg-copy-ckpt", checkpointIntervalMs: 1_000, deadLetter: (v) => void dead.push((v as Row).id) });
+    const half = 3_000;
+    for (const r of input.slice(0, half)) await sink.write(r, record(r, r.id));
+    const h1 = (await sink.preCommit?.(1)) as PostgresSinkHandle;
+    const deadAtFirst = dead.length;
+    for (const r of input.slice(half)) await sink.write(r, record(r, r.id));
+    const h2 = (await sink.preCommit?.(2)) as PostgresSinkHandle;
+    // Everything written before a pre-commit resolved is judged by then: its dead letters come before the barrier.
+    assert.equal(deadAtFirst, [...bad.keys()].filter((id) => id < half).length);
+    await sink.commit?.(1, h1);
+    await sink.commit?.(2, h2);
+    await sink.commit?.(2, h2); // idempotent
+    await sink.close?.();
+    assert.deepEqual(
+      dead.sort((a, b) => a - b),
+      [...bad.keys()].sort((a, b) => a - b),
+    );
+    const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...c }, { n: input.length - bad.size, ids: input.length - bad.size });
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("a batch that fits one write, refused after its COPY ended, settles (no hang) and dead-letters the row", { timeout: 30_000 }, async () => {
+    const table = tableName();
+    const dead: string[] = [];
+    const sink = postgresSink<Row>({ name: "r", job: "pg-copy-small", url: pgUrl(), table, createTable: true, columns });
+    await sink.open?.({ jobName: "pg-copy-small", checkpointIntervalMs: undefined, deadLetter: (_v, _t, reason) => void dead.push(reason) });
+    const only: Row = { id: 1, reading: "warm", code: "ok" };
+    await sink.write(only, record(only, 0));
+    await sink.flush?.();
+    await sink.close?.();
+    assert.deepEqual(dead, ['column "reading": invalid input syntax for type double precision: "warm"']);
+    const [c] = await sql.unsafe(`select count(*)::int as n from "${table}"`);
+    assert.equal(c?.n, 0);
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it('under onUserError "fail", a value the server refuses fails the job with the reason (no hang)', { timeout: 30_000 }, async () => {
+    const table = tableName();
+    const job = new Job({ name: "pg-copy-fail", onUserError: "fail" });
+    job.fromIterable([{ id: 1, reading: "1", code: "ok" }, { id: 2, reading: "warm", code: "ok" }]).sinkTo(postgresSink<Row>({ name: "r", job: "pg-copy-fail", url: pgUrl(), table, createTable: true, columns }));
+    await assert.rejects(job.run(), /sink "r" failed to write: column "reading": invalid input syntax for type double precision: "warm"/);
+    await sql.unsafe(`drop table if exists "${table}"`);
+  });
+});
