@@ -128,6 +128,23 @@ describe("postgres sink COPY path: bad values (real server)", () => {
     await sql.unsafe(`drop table "${table}"`);
   });
 
+  it("timestamps keep their exact millisecond across minutes, before 1970, with fractions and at the ends of years 1 to 9999", { timeout: 30_000 }, async () => {
+    const table = tableName();
+    const times = [0, -1, -0.5, 1.9, 59_999, 60_000, 1_700_000_059_999.7, -62_135_596_800_000, -62_135_596_799_999, 253_402_300_799_999];
+    for (let i = 0; i < 500; i++) times.push(1_700_000_000_000 + i * 7_919 - 1_000_000); // across minutes, both ways
+    const job = new Job({ name: "pg-copy-times" });
+    job
+      .fromIterable(times.map((at, id) => ({ id, at })))
+      .sinkTo(postgresSink<{ id: number; at: number }>({ name: "t", job: "pg-copy-times", url: pgUrl(), table, createTable: true, columns: { id: { type: "integer", value: (r) => r.id }, at: { type: "timestamptz", value: (r) => r.at } } }));
+    await job.run();
+    const got = await sql.unsafe(`select id, (extract(epoch from at) * 1000)::float8 as ms from "${table}" order by id`);
+    assert.deepEqual(
+      got.map((r) => Number(r.ms)),
+      times.map((t) => Math.trunc(t) + 0),
+    );
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
   it('under onUserError "fail", a value the server refuses fails the job with the reason (no hang)', { timeout: 30_000 }, async () => {
     const table = tableName();
     const job = new Job({ name: "pg-copy-fail", onUserError: "fail" });
