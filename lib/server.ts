@@ -48,14 +48,18 @@ function serveState(job: Job, url: URL, res: ServerResponse): void {
   const parts = url.pathname.split("/").slice(2).map(decodeURIComponent);
   const key = url.searchParams.get("key");
   if (parts.length !== 2 || parts[0] === "" || parts[1] === "" || key === null) {
-    return json(400, { error: "ask for /state/<operator>/<name>?key=<key>" });
+    json(400, { error: "ask for /state/<operator>/<name>?key=<key>" });
+    return;
   }
   const [operator, name] = parts as [string, string];
   const numeric = Number(key);
   // Keys are strings or numbers; a URL carries text, so "42" is tried as the string, then as the number.
   let found = job.queryState(operator, name, key);
   if (found !== undefined && found.value === undefined && key.trim() !== "" && Number.isFinite(numeric)) found = job.queryState(operator, name, numeric);
-  if (found === undefined) return json(404, { error: `operator "${operator}" has no state "${name}"` });
+  if (found === undefined) {
+    json(404, { error: `operator "${operator}" has no state "${name}"` });
+    return;
+  }
   json(200, { ...found, consistency: "uncommitted" });
 }
 
