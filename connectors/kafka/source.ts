@@ -31,7 +31,7 @@ import { z } from "zod";
 import type { CancelTimer } from "../../lib/clock.ts";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
-import type { Positions, Source, SourceContext } from "../../lib/source.ts";
+import type { Positions, Source, SourceContext, SourceProgress } from "../../lib/source.ts";
 import { BIND_TASK, SOURCE_TOPICS, type TaskBindable } from "../../lib/scaleout/task-io.ts";
 import { type AsyncDecoder, type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
 import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
@@ -374,6 +374,18 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     },
     positions(): Positions {
       return Object.fromEntries(next);
+    },
+    // A bounded source knows its end: the offsets read so far of the end offsets seen at open (for gress run's
+    // progress bar). Offsets count transaction markers too, so "records" is approximate with transactions.
+    progress(): SourceProgress | undefined {
+      if (ends === undefined) return undefined;
+      let done = 0;
+      let total = 0;
+      for (const [split, end] of ends) {
+        total += end;
+        done += Math.min(end, next.get(split) ?? 0);
+      }
+      return { done, total, unit: "records" };
     },
     async ack(positions) {
       if (o.commitOffsets === false || consumer === undefined) return;
