@@ -1,7 +1,7 @@
 /**
  * The status of `gress run` while a job runs. On a terminal: one line, redrawn in place every second, with
  * records in and out per second, the event-time lag, the watermark, the last checkpoint and the restarts; when
- * every source knows its end (a file, a bounded generator), a progress bar with the rate and an ETA in front.
+ * every source knows its end (a file, a bounded Kafka source, a bounded generator), a progress bar with the rate and an ETA in front.
  * Elsewhere (a log file, a pipe): the same text as a plain line every 10 seconds. `--quiet` shows neither.
  * @module
  */
