@@ -8,9 +8,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Subject } from "rxjs";
 import { match, matchElements, type PatternResult, pattern } from "../../cep/index.ts";
-import { barrier, type Element, Job, record, watermark } from "../../lib/index.ts";
+import { barrier, type Element, isGressError, Job, record, watermark } from "../../lib/index.ts";
 import { TestDriver } from "../../lib/testing/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
+import { MemoryStateBackend } from "../../lib/state/memory.ts";
 import { tempDirs } from "../support/temp.ts";
 
 interface Ev {
@@ -145,5 +146,30 @@ describe("CEP matcher state in memory", () => {
     };
     assert.deepEqual(run(), []);
     assert.deepEqual(run((x, y) => x.t.localeCompare(y.t)), ["match k: 3 2"]);
+  });
+});
+
+describe("CEP matcher state written by the earlier layout", () => {
+  const start = (state: MemoryStateBackend): unknown => {
+    try {
+      new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s.keyBy(() => "k"), abc(), { uid: "m" }), { state }).pipeInput({ t: "A", id: 1 }, 1);
+    } catch (err) {
+      return err;
+    }
+    return undefined;
+  };
+  it("partial matches without their shared buffer are refused with a StateError, not read as empty", () => {
+    const state = new MemoryStateBackend();
+    state.table("m", "partials").put("k", "", { p: [{ s: 1, n: 0, st: 1, ss: 0, pt: 1 }], c: [], seq: 1, nid: 1 });
+    const err = start(state);
+    assert.ok(isGressError(err, "ERR_STATE"), String(err));
+    assert.match((err as Error).message, /older layout/);
+  });
+  it("buffered records stored per key are refused with a StateError, not dropped", () => {
+    const state = new MemoryStateBackend();
+    state.table("m", "pending").put("k", "", { t: [5], v: [{ t: "A", id: 1 }] });
+    const err = start(state);
+    assert.ok(isGressError(err, "ERR_STATE"), String(err));
+    assert.match((err as Error).message, /older layout/);
   });
 });
