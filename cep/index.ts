@@ -7,6 +7,8 @@
  *   until the watermark passes them) or processing time. It emits completed matches and timed-out partial
  *   matches as one typed stream; absences ("A not followed by B within 5 min") complete when the time passes.
  *   Partial matches share a versioned, reference-counted buffer in keyed state, so checkpoints cover them.
+ * - {@link matchDynamic} runs a set of patterns that changes while the job runs (rules as JSON on a control
+ *   stream), each result tagged with its rule's id and version.
  * - {@link intervalJoin}, {@link windowJoin} and {@link tableJoin} correlate two keyed streams in event time.
  *
  * @example
@@ -26,6 +28,15 @@
  * @module
  */
 export { type Cond, compile, compileCondition, type Nfa } from "./compile.ts";
+export {
+  type DynamicMatchOptions,
+  matchDynamic,
+  RULE_ERRORS,
+  type RuleChange,
+  type RuleRejection,
+  type RuleResult,
+  SHADOW_MATCHES,
+} from "./dynamic.ts";
 export type { Joined, Sided } from "./joins/common.ts";
 export { type IntervalJoinOptions, intervalJoin } from "./joins/interval.ts";
 export { type TableJoined, type TableJoinOptions, tableJoin } from "./joins/table.ts";
