@@ -141,6 +141,21 @@ export class TenantQuotas {
     return 0;
   }
 
+  /**
+   * Charges a batch that has already arrived and cannot be refused (a WebSocket message): the tokens are
+   * taken even into debt, and the answer is the milliseconds until the tenant's buckets are positive again,
+   * for which the tenant's senders should be held (0: no need).
+   */
+  charge(tenant: string, records: number, bytes: number): number {
+    const b = this.#bucketsOf(tenant);
+    b.records?.take(records);
+    b.bytes?.take(bytes);
+    const stats = this.#statsOf(tenant);
+    stats.admittedRecords += records;
+    stats.admittedBytes += bytes;
+    return Math.max(debt(b.records), debt(b.bytes));
+  }
+
   /** Counts per tenant (or under "*"; see the module comment). */
   get stats(): ReadonlyMap<string, Readonly<TenantQuotaStats>> {
     return this.#stats;
@@ -193,4 +208,11 @@ function waitFor(bucket: TokenBucket | undefined, n: number): number {
   if (bucket === undefined || n <= 0) return 0;
   if (bucket.tokens >= Math.min(n, bucket.burst)) return 0;
   return Math.max(1, bucket.delayFor(n));
+}
+
+/** Milliseconds until a bucket in debt is positive again. */
+function debt(bucket: TokenBucket | undefined): number {
+  if (bucket === undefined) return 0;
+  const tokens = bucket.tokens;
+  return tokens >= 0 ? 0 : Math.ceil((-tokens * 1000) / bucket.ratePerSecond);
 }

@@ -8,6 +8,11 @@
  * or the appends in flight exceed their bounds, or while the rate limit is in debt, no more frames are read,
  * and TCP flow control reaches the senders.
  *
+ * Quotas per tenant (server mode, `quotas`): a connection's tenant is named by a header of its upgrade request
+ * or by its bearer token (a connection naming no tenant is closed with 1008). Each message is charged to its
+ * tenant's buckets of messages/s and bytes/s; a tenant over its quota has its own sockets paused until its
+ * buckets refill, and the other tenants' sockets go on reading.
+ *
  * Bad messages (invalid UTF-8, malformed JSON, `__proto__`, schema violations) are logged like good ones and
  * become dead letters with the reason when read back. An oversized message (over `maxMessageBytes`) is
  * logged as a bounded preview and becomes a dead letter; over `4 × maxMessageBytes` ws closes the
@@ -23,7 +28,8 @@ import { WebSocket, WebSocketServer } from "ws";
 import type { AddressInfo } from "node:net";
 import type { z } from "zod";
 import type { Source, SourceContext } from "../../lib/source.ts";
-import { DEFAULT_MAX_BYTES, deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
+import type { IncomingMessage } from "node:http";
+import { DEFAULT_MAX_BYTES, deadLetterOf, type Decoder, jsonDecoder, TenantQuotas, type TenantQuotaOptions, type TenantQuotaStats, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
 import { type LoggedEntry, LoggedSource, loggedSourceMethods } from "../ingest-log/source.ts";
 
 /**
@@ -73,6 +79,8 @@ export type WebSocketSourceOptions<T> = WebSocketEndpoint & {
   /** Messages whose arrays and objects nest deeper than this become dead letters. Default 128. */
   readonly maxDepth?: number;
   readonly rateLimit?: TokenBucketOptions;
+  /** Server mode: quotas per tenant, in messages/s (`recordsPerSecond`) and bytes/s; see the module comment. */
+  readonly quotas?: TenantQuotaOptions;
   /** The ack frame for the n-th message of a connection, or false for none. Default `{"ack":n}`. */
   readonly ackFrame?: ((n: number) => string) | false;
   /** Event time of a record. Default: receive time. */
@@ -107,6 +115,8 @@ export interface WebSocketSource<T> extends Source<T> {
    * restart closed the source, once that is so again (a server listens on the same port).
    */
   readonly ready: Promise<void>;
+  /** Messages and bytes per tenant (under "*" unless `quotas.perTenantStats`); undefined without quotas. */
+  readonly quotaStats: ReadonlyMap<string, Readonly<TenantQuotaStats>> | undefined;
 }
 
 const PREVIEW = 256;
@@ -140,6 +150,10 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   let client: WebSocket | undefined;
   let closing = false;
   let bucket: TokenBucket | undefined;
+  let quotas: TenantQuotas | undefined;
+  /** Per tenant: held (its sockets paused) until this time of the job's clock. */
+  const tenantHold = new Map<string, number>();
+  const tenantOf = new WeakMap<WebSocket, string>();
   let ctxRef: SourceContext<T> | undefined;
   let inFlight = 0;
   let rateHoldUntil = 0;
@@ -172,6 +186,10 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     beforeOpen: (ctx) => {
       ctxRef = ctx;
       if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
+      if (options.quotas !== undefined && quotas === undefined) {
+        if (options.mode !== "server") throw new RangeError(`websocket source "${options.name}": quotas need mode "server"`);
+        quotas = new TenantQuotas(options.quotas, ctx.clock);
+      }
     },
     onOpen: () => start(),
     onClose: () => stop(),
@@ -182,11 +200,33 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   // rest. Pause state is tracked here, because not every runtime's socket has isPaused().
   const socketOf = (ws: WebSocket): Partial<Pick<Duplex, "pause" | "resume">> | undefined => (ws as unknown as { _socket?: Duplex })._socket;
   const pausedSockets = new WeakSet<WebSocket>();
+  /** Tenants with a wake-up scheduled for the end of their hold. */
+  const tenantWake = new Set<string>();
+  const tenantHeld = (ws: WebSocket): boolean => {
+    const tenant = tenantOf.get(ws);
+    const until = tenant === undefined ? undefined : tenantHold.get(tenant);
+    if (tenant === undefined || until === undefined) return false;
+    const left = until - (ctxRef?.clock.now() ?? 0);
+    if (left <= 0) {
+      tenantHold.delete(tenant);
+      return false;
+    }
+    // Timers and the job's clock may disagree by a millisecond: look again when the hold ends, whoever set it.
+    if (!tenantWake.has(tenant)) {
+      tenantWake.add(tenant);
+      setTimeout(() => {
+        tenantWake.delete(tenant);
+        applyFlow();
+      }, left + 1);
+    }
+    return true;
+  };
   const applyFlow = (): void => {
-    const hold = held();
+    const all = held();
     for (const ws of sockets) {
       const s = socketOf(ws);
       if (s === undefined) continue;
+      const hold = all || tenantHeld(ws);
       if (hold && !pausedSockets.has(ws)) {
         pausedSockets.add(ws);
         s.pause?.();
@@ -198,7 +238,23 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   };
   logged.onPressure(applyFlow);
 
-  const attach = (ws: WebSocket): void => {
+  const attach = (ws: WebSocket, req?: IncomingMessage): void => {
+    const quotaTenant = options.quotas?.tenant;
+    let tenant: string | undefined;
+    if (quotaTenant !== undefined && quotas !== undefined && req !== undefined) {
+      if ("header" in quotaTenant) {
+        const h = req.headers[quotaTenant.header.toLowerCase()];
+        tenant = typeof h === "string" && h.length > 0 && h.length <= 256 ? h : undefined;
+      } else {
+        const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+        tenant = token === undefined ? undefined : quotas.tenantOfToken(token);
+      }
+      if (tenant === undefined) {
+        ws.close(1008, "header" in quotaTenant ? `missing tenant: give the ${quotaTenant.header} header` : "the bearer token names no tenant");
+        return;
+      }
+      tenantOf.set(ws, tenant);
+    }
     sockets.add(ws);
     let n = 0;
     ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
@@ -218,6 +274,10 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
           rateHoldUntil = ctx.clock.now() + wait;
           setTimeout(applyFlow, wait);
         }
+      }
+      if (tenant !== undefined && quotas !== undefined) {
+        const wait = quotas.charge(tenant, 1, bytes.byteLength);
+        if (wait > 0) tenantHold.set(tenant, ctx.clock.now() + wait);
       }
       applyFlow();
       logged.append([entry]).then(
@@ -301,6 +361,9 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     counts: logged.counts,
     get ready() {
       return ready;
+    },
+    get quotaStats() {
+      return quotas?.stats;
     },
     ...loggedSourceMethods(logged),
   };

@@ -41,6 +41,16 @@ describe("TenantQuotas", () => {
     assert.equal(q.admit("a", 1, 0), 2100, "20 tokens of debt plus one token at 10/s");
   });
 
+  it("charge takes what already arrived, into debt, and says how long the tenant must be held", () => {
+    const c = clock();
+    const q = new TenantQuotas({ tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 10, bytesPerSecond: 100 } }, c);
+    assert.equal(q.charge("a", 10, 50), 0, "within both buckets");
+    assert.equal(q.charge("a", 1, 0), 100, "one message of debt at 10/s");
+    assert.equal(q.charge("a", 0, 150), 1000, "100 bytes of debt at 100/s: the longer hold wins");
+    assert.equal(q.charge("b", 1, 1), 0, "another tenant is not held");
+    assert.deepEqual(q.stats.get("*"), { admittedRecords: 12, admittedBytes: 201, refusedRecords: 0, refusedBytes: 0, refusals: 0 });
+  });
+
   it("overrides give particular tenants their own quota", () => {
     const c = clock();
     const q = new TenantQuotas({ tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 1 }, overrides: { big: { recordsPerSecond: 100 } } }, c);
