@@ -22,7 +22,9 @@
  *   transaction (so the next recovery commits it again), or, with nothing to commit, as the sources open.
  *
  * Checkpoints are taken after every `checkpointEvery` input records (part of the schedule), by the job's own
- * checkpoint coordinator, so where they fall is reproducible from the seed.
+ * checkpoint coordinator, so where they fall is reproducible from the seed. A pipeline with several inputs
+ * (`multiInput(names, build)`) reads one replayable source per input; its input is then one arrival order of
+ * `Tagged` records across the inputs.
  * @module
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -36,7 +38,8 @@ import type { Positions, Source, SourceContext } from "../source.ts";
 import { LmdbStateBackend, type LmdbStateOptions } from "../state/lmdb.ts";
 import type { Stream } from "../stream.ts";
 import type { Timestamped } from "./arbitraries.ts";
-import { compareValues, printedAs } from "./compare.ts";
+import { compareValues, printedAs, short } from "./compare.ts";
+import type { MultiInputPipeline } from "./laws.ts";
 import { formatEvents } from "./marbles.ts";
 
 /**
@@ -263,20 +266,37 @@ class CrashableLmdb extends LmdbStateBackend {
   }
 }
 
-/** Replays the input by index (its position), one record per turn, checkpointing every N records. */
-class ReplaySource<I> implements Source<I> {
-  readonly name = "input";
+/**
+ * Replays the input in its one arrival order, one record per turn, through one source per input (a single
+ * input is named "input"), checkpointing every N records. A source's position is the number of its input's
+ * records emitted; checkpoints are taken between records, so the positions of a checkpoint always describe a
+ * prefix of the arrival order, and the replay resumes after it.
+ */
+class Replay<I> {
   readonly #events: readonly Timestamped<I>[];
+  readonly #route: (e: Timestamped<I>) => [input: string, value: unknown];
+  readonly #names: readonly string[];
   readonly #life: Incarnation;
   readonly #every: number;
   readonly #msPerRecord: number;
   readonly #clock: VirtualClock;
+  readonly #opened = new Map<string, { ctx: SourceContext<unknown>; from: number }>();
+  readonly emitted = new Map<string, number>();
   #job: Job | undefined;
-  #index = 0;
   #closed = false;
   #resume: (() => void) | undefined;
-  constructor(events: readonly Timestamped<I>[], life: Incarnation, every: number, msPerRecord: number, clock: VirtualClock) {
+  constructor(
+    events: readonly Timestamped<I>[],
+    route: (e: Timestamped<I>) => [string, unknown],
+    names: readonly string[],
+    life: Incarnation,
+    every: number,
+    msPerRecord: number,
+    clock: VirtualClock,
+  ) {
     this.#events = events;
+    this.#route = route;
+    this.#names = names;
     this.#life = life;
     this.#every = every;
     this.#msPerRecord = msPerRecord;
@@ -285,48 +305,86 @@ class ReplaySource<I> implements Source<I> {
   attach(job: Job): void {
     this.#job = job;
   }
-  open(ctx: SourceContext<I>, from?: Positions): void {
-    const at = from?.[this.name];
-    this.#index = typeof at === "number" ? at : 0;
+  /** A source opened (from its restored position): once all have, the replay runs. */
+  open(name: string, ctx: SourceContext<unknown>, from: number): void {
+    this.#opened.set(name, { ctx, from });
+    this.emitted.set(name, from);
     this.#closed = false;
-    void this.#pump(ctx);
+    if (this.#opened.size === this.#names.length) void this.#pump();
   }
-  async #pump(ctx: SourceContext<I>): Promise<void> {
+  async #pump(): Promise<void> {
     const life = this.#life;
+    const ctxs = new Map([...this.#opened].map(([name, o]) => [name, o.ctx]));
+    const any = ctxs.values().next().value!;
+    const ended = (): boolean => this.#closed || [...ctxs.values()].some((c) => c.ended);
     try {
+      // The arrival order resumes after the prefix the restored positions describe.
+      let index = [...this.#opened.values()].reduce((n, o) => n + o.from, 0);
+      const seen = new Map<string, number>();
+      for (const e of this.#events.slice(0, index)) {
+        const input = this.#route(e)[0];
+        seen.set(input, (seen.get(input) ?? 0) + 1);
+      }
+      for (const [name, o] of this.#opened) {
+        if ((seen.get(name) ?? 0) !== o.from) throw new Error(`checkExactlyOnce: restored positions do not describe a prefix of the input (input "${name}" at ${o.from})`);
+      }
       // Nothing was committed in recovery (or the crash armed for it did not come there): it happens as the
       // sources open, still before any record flows.
       life.opened = true;
       life.maybe("recovery", 0, "during recovery (as the sources opened)");
-      while (this.#index < this.#events.length) {
+      while (index < this.#events.length) {
         await Promise.resolve();
-        if (this.#closed || ctx.ended) return;
-        if (ctx.paused) await new Promise<void>((r) => (this.#resume = r));
-        if (this.#closed || ctx.ended) return;
-        const e = this.#events[this.#index]!;
-        life.maybe("records", life.records + 1, `before input record ${this.#index + 1} (${formatEvents([e])})`);
+        if (ended()) return;
+        if ([...ctxs.values()].some((c) => c.paused)) await new Promise<void>((r) => (this.#resume = r));
+        if (ended()) return;
+        const e = this.#events[index]!;
+        const [input, value] = this.#route(e);
+        const ctx = ctxs.get(input)!;
+        life.maybe("records", life.records + 1, `before input record ${index + 1} (${formatEvents([e])})`);
         life.records++;
-        this.#clock.advanceTo(this.#index * this.#msPerRecord);
-        this.#index++;
-        ctx.emit(e.value, e.timestamp);
-        if (this.#index % this.#every === 0 && this.#index < this.#events.length) await this.#job!.checkpoints!.trigger(false);
+        this.#clock.advanceTo(index * this.#msPerRecord);
+        index++;
+        this.emitted.set(input, (this.emitted.get(input) ?? 0) + 1);
+        ctx.emit(value, e.timestamp);
+        if (index % this.#every === 0 && index < this.#events.length) await this.#job!.checkpoints!.trigger(false);
       }
-      if (!this.#closed) ctx.end();
+      if (!this.#closed) for (const c of ctxs.values()) c.end();
     } catch (err) {
-      ctx.fail(err);
+      any.fail(err);
     }
   }
-  pause(): void {}
   resume(): void {
     this.#resume?.();
     this.#resume = undefined;
   }
-  positions(): Positions {
-    return { [this.name]: this.#index };
-  }
   close(): void {
     this.#closed = true;
+    this.#opened.clear();
     this.resume();
+  }
+}
+
+/** The source of one input of a {@link Replay}. */
+class ReplayInput implements Source<unknown> {
+  readonly name: string;
+  readonly #replay: Replay<unknown>;
+  constructor(name: string, replay: Replay<unknown>) {
+    this.name = name;
+    this.#replay = replay;
+  }
+  open(ctx: SourceContext<unknown>, from?: Positions): void {
+    const at = from?.[this.name];
+    this.#replay.open(this.name, ctx, typeof at === "number" ? at : 0);
+  }
+  pause(): void {}
+  resume(): void {
+    this.#replay.resume();
+  }
+  positions(): Positions {
+    return { [this.name]: this.#replay.emitted.get(this.name) ?? 0 };
+  }
+  close(): void {
+    this.#replay.close();
   }
 }
 
@@ -397,11 +455,21 @@ class CrashingSink<O> implements Sink<O> {
  * ```
  */
 export async function runWithCrashes<I, O>(
-  build: (input: Stream<I>) => Stream<O>,
+  build: ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>,
   events: readonly Timestamped<I>[],
   schedule: CrashSchedule,
   options: ExactlyOnceOptions<O> = {},
 ): Promise<CrashRun<O>> {
+  const names = typeof build === "function" ? ["input"] : build.inputs;
+  const route = (e: Timestamped<I>): [string, unknown] => {
+    if (typeof build === "function") return ["input", e.value];
+    const r = e.value as { input?: unknown; value?: unknown } | null;
+    if (r === null || typeof r !== "object" || typeof r.input !== "string" || !names.includes(r.input)) {
+      throw new TypeError(`a multi-input record must be { input, value } with input one of ${names.map((n) => `"${n}"`).join(", ")}; got ${short(r)}`);
+    }
+    return [r.input, r.value];
+  };
+  for (const e of events) route(e);
   const dir = mkdtempSync(join(tmpdir(), "gress-exactly-once-"));
   const sink = (options.sink ?? (() => transactionalMemorySink<O>()))();
   const crashes: string[] = [];
@@ -422,9 +490,14 @@ export async function runWithCrashes<I, O>(
         const n = ++life.snapshots;
         life.maybe("checkpoint", n, `during checkpoint ${n} of the run (its state transaction not written)`);
       };
-      const source = new ReplaySource(events, life, schedule.checkpointEvery, options.msPerRecord ?? 1, clock);
-      source.attach(job);
-      build(job.source(source)).sinkTo(new CrashingSink(sink, life));
+      const replay = new Replay<I>(events, route, names, life, schedule.checkpointEvery, options.msPerRecord ?? 1, clock);
+      replay.attach(job);
+      const streams = new Map(names.map((name) => [name, job.source(new ReplayInput(name, replay as Replay<unknown>))]));
+      const output =
+        typeof build === "function"
+          ? build(streams.get("input") as Stream<I>)
+          : build.build({ input: (name: string) => streams.get(name) ?? unknownInput(name, names) } as never);
+      output.sinkTo(new CrashingSink(sink, life));
       let failure: unknown;
       try {
         await job.run();
@@ -505,7 +578,8 @@ export function crashSchedules(records: number, options: { maxCrashes?: number; 
  *
  * The pipeline is built anew for each run of the job, so state kept outside the state backend (a variable in
  * `build`, or outside it) shows up as a difference. The sink is the user's part: the check adds it. Output
- * values are compared by their canonical JSON.
+ * values are compared by their canonical JSON. `build` may also be a `multiInput(names, build)` pipeline, with
+ * `Tagged` input records.
  *
  * @example
  * ```ts
@@ -528,7 +602,7 @@ export function crashSchedules(records: number, options: { maxCrashes?: number; 
  * ```
  */
 export function checkExactlyOnce<I, O>(
-  build: (input: Stream<I>) => Stream<O>,
+  build: ((input: Stream<I>) => Stream<O>) | MultiInputPipeline<I, O>,
   input: fc.Arbitrary<Timestamped<I>[]> | readonly Timestamped<I>[],
   options: ExactlyOnceOptions<O> = {},
 ): fc.IAsyncPropertyWithHooks<[Timestamped<I>[], CrashSchedule]> {
@@ -557,4 +631,8 @@ export function checkExactlyOnce<I, O>(
       );
     },
   );
+}
+
+function unknownInput(name: string, names: readonly string[]): never {
+  throw new TypeError(`no input "${name}": the inputs are ${names.map((n) => `"${n}"`).join(", ")}`);
 }

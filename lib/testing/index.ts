@@ -45,6 +45,7 @@ export {
   type MultiInputPipeline,
   multiInput,
   type OrderInsensitiveOptions,
+  type PipelineInputs,
   type Tagged,
   type WatermarkScheduleOptions,
 } from "./laws.ts";

@@ -83,15 +83,18 @@ export interface MultiInputPipeline<T, O> {
   readonly inputs: readonly string[];
   /** Builds a new driver for one run; the laws push records to the input each names. */
   readonly driver: () => MultiInputTestDriver<Record<string, unknown>, O>;
+  /** The pipeline on its inputs (a driver, or the sources of a job in checkExactlyOnce). */
+  readonly build: (inputs: PipelineInputs<Record<string, unknown>>) => Stream<O>;
   /** Phantom field that carries the record type; never set. */
   readonly __records?: T;
 }
 
 /**
- * Makes a pipeline with several named inputs (a {@link MultiInputTestDriver} pipeline) checkable by the time
- * laws ({@link checkOrderInsensitive}, {@link checkWatermarkSchedule}, {@link checkLateness}). Their events
- * are then {@link Tagged} records — each names its input — in one arrival order across the inputs, and every
- * watermark the law moves is moved on every input.
+ * Makes a pipeline with several named inputs checkable by the time laws ({@link checkOrderInsensitive},
+ * {@link checkWatermarkSchedule}, {@link checkLateness}, on a {@link MultiInputTestDriver}) and by
+ * checkExactlyOnce (one replayable source per input). Their events are then {@link Tagged} records — each
+ * names its input — in one arrival order across the inputs; every watermark a law moves is moved on every
+ * input.
  *
  * @example
  * ```ts
@@ -112,13 +115,33 @@ export interface MultiInputPipeline<T, O> {
  */
 export function multiInput<I extends Record<string, unknown>, O>(
   inputs: readonly (keyof I & string)[],
-  build: (driver: MultiInputTestDriver<I, O>) => Stream<O>,
+  build: (inputs: PipelineInputs<I>) => Stream<O>,
 ): MultiInputPipeline<Tagged<I>, O> {
   if (inputs.length === 0) throw new TypeError("multiInput: give at least one input name");
+  if (new Set(inputs).size !== inputs.length) throw new TypeError(`multiInput: an input is named twice in ${inputs.map((n) => `"${n}"`).join(", ")}`);
   return {
     inputs,
     driver: () => new MultiInputTestDriver<I, O>(inputs, build) as unknown as MultiInputTestDriver<Record<string, unknown>, O>,
+    build: build as unknown as (inputs: PipelineInputs<Record<string, unknown>>) => Stream<O>,
   };
+}
+
+/**
+ * The inputs a {@link multiInput} pipeline reads: a MultiInputTestDriver in the time laws, the job's sources
+ * in checkExactlyOnce.
+ *
+ * @example
+ * ```ts
+ * import type { Stream } from "gress";
+ * import type { PipelineInputs } from "gress/testing";
+ *
+ * type Inputs = { clicks: string; views: string };
+ * const both = (d: PipelineInputs<Inputs>): Stream<string> => d.input("clicks").union(d.input("views"));
+ * ```
+ */
+export interface PipelineInputs<I extends Record<string, unknown>> {
+  /** The stream of input `name`. */
+  input<Name extends keyof I & string>(name: Name): Stream<I[Name]>;
 }
 
 /** What the laws take as the pipeline: a function of one input, or a {@link multiInput} pipeline. */

@@ -9,12 +9,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { match, pattern } from "../../cep/index.ts";
-import { aggregate, boundedOutOfOrderness, type ProcessFunction, record, type Sink, type Stream, tumbling } from "../../lib/index.ts";
+import { aggregate, boundedOutOfOrderness, broadcastState, type ProcessFunction, record, type Sink, type Stream, tumbling } from "../../lib/index.ts";
 import {
   type CrashSchedule,
   checkExactlyOnce,
   type InspectableSink,
+  multiInput,
   runWithCrashes,
+  type Tagged,
   type Timestamped,
   timestampedEvents,
   transactionalMemorySink,
@@ -268,5 +270,71 @@ describe("checkExactlyOnce catches what breaks exactly-once, and shrinks it", ()
     const message = String((details.errorInstance as Error).message);
     assert.match(message, /disk full/);
     assert.doesNotMatch(message, /not exactly-once|simulated crash/);
+  });
+});
+
+describe("checkExactlyOnce on a job with several inputs (multiInput: one replayable source per input)", () => {
+  type Inputs = { tx: Tx; limits: number };
+  const tagged: fc.Arbitrary<Tagged<Inputs>> = fc.oneof(
+    { weight: 3, arbitrary: fc.record({ card: fc.constantFrom("c1", "c2"), amount: fc.integer({ min: 1, max: 9 }) }).map((value): Tagged<Inputs> => ({ input: "tx", value })) },
+    { weight: 1, arbitrary: fc.integer({ min: 2, max: 8 }).map((value): Tagged<Inputs> => ({ input: "limits", value })) },
+  );
+  const both = timestampedEvents(tagged, { maxLength: 12, maxGapMs: 300 });
+  const limit = broadcastState<string, number>("limit");
+
+  /** Transactions over the latest limit (broadcast state), with a running count per card (keyed state). */
+  const overLimit = multiInput<Inputs, string>(["tx", "limits"], (d) =>
+    d
+      .input("tx")
+      .keyBy((t) => t.card)
+      .connect(d.input("limits").broadcast(limit))
+      .process<string>({
+        processElement(t, ctx) {
+          const max = ctx.getBroadcastState(limit).get("max");
+          if (max === undefined || t.amount <= max) return;
+          const n = ctx.state.value<number>("over");
+          n.update((n.value() ?? 0) + 1);
+          ctx.emit(`${t.card} over ${max}: #${n.value()}`);
+        },
+        processBroadcastElement(max, ctx) {
+          ctx.getBroadcastState(limit).put("max", max);
+        },
+      }),
+  );
+
+  it("passes on connected inputs with broadcast and keyed state", async () => {
+    const details = await fc.check(checkExactlyOnce(overLimit, both), { numRuns: 25, seed: 31 });
+    assert.equal(details.failed, false, String(details.errorInstance));
+  });
+
+  it("catches the latest limit kept in a variable instead of broadcast state, shrunk", async () => {
+    const outside = multiInput<Inputs, string>(["tx", "limits"], (d) => {
+      let max: number | undefined;
+      return d
+        .input("tx")
+        .keyBy((t) => t.card)
+        .connect(d.input("limits").broadcast(limit))
+        .process<string>({
+          processElement(t, ctx) {
+            if (max !== undefined && t.amount > max) ctx.emit(`${t.card} over ${max}`);
+          },
+          processBroadcastElement(m) {
+            max = m;
+          },
+        });
+    });
+    const details = await fc.check(checkExactlyOnce(outside, both), { numRuns: 100, seed: 32 });
+    assert.equal(details.failed, true, "caught");
+    assert.match(String((details.errorInstance as Error).message), /missing from the run with crashes/);
+    const [input] = details.counterexample!;
+    assert.ok(input.length <= 3, `shrunk to at most 3 records: ${fc.stringify(details.counterexample)}`);
+    assert.ok(input.some((e) => e.value.input === "limits") && input.some((e) => e.value.input === "tx"), "a limit and a transaction");
+  });
+
+  it("refuses a record that names no input", async () => {
+    await assert.rejects(
+      runWithCrashes(overLimit, [{ value: { input: "nope", value: 1 } as unknown as Tagged<Inputs>, timestamp: 1 }], { checkpointEvery: 1, crashes: [] }),
+      /a multi-input record must be \{ input, value \} with input one of "tx", "limits"; got \{input:nope,value:1\}/,
+    );
   });
 });
