@@ -39,6 +39,12 @@ export interface KafkaBatch {
   readonly topic: string;
   readonly partition: number;
   readonly messages: readonly KafkaMessage[];
+  /**
+   * The partition's end as this fetch saw it, for consumer lag: the last stable offset under read_committed
+   * (@platformatic/kafka), else the high watermark (kafkajs keeps only the high watermark, which counts the
+   * records of transactions still open). Left out by a client that does not tell.
+   */
+  readonly highWatermark?: number;
 }
 
 /**

@@ -322,7 +322,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
         eachBatch: async ({ batch, resolveOffset, isStale, isRunning }) => {
           if (!isRunning() || isStale()) return;
           const messages = batch.messages.map(convert);
-          const next = await handler({ topic: batch.topic, partition: batch.partition, messages });
+          const next = await handler({ topic: batch.topic, partition: batch.partition, messages, highWatermark: Number(batch.highWatermark) });
           // Resolve up to what the handler consumed; kafkajs fetches the rest again.
           if (next > 0 && !isStale()) resolveOffset(String(next - 1));
         },

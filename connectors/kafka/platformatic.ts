@@ -486,7 +486,9 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     const end = Number(last.firstOffset) + last.lastOffsetDelta + 1;
     let next = end;
     if (messages.length > 0) {
-      const wanted = await handler({ topic: a.topic, partition: a.partition, messages });
+      // Lag counts to where this consumer can read: the last stable offset under read_committed.
+      const highWatermark = Number(readCommitted ? p.lastStableOffset : p.highWatermark);
+      const wanted = await handler({ topic: a.topic, partition: a.partition, messages, highWatermark });
       // Everything delivered was taken: the position passes the control records after it too.
       if (wanted <= (messages[messages.length - 1] as KafkaMessage).offset) next = wanted;
     }
