@@ -23,7 +23,9 @@
  *
  * Damaged files: LMDB maps `data.mdb` into memory and trusts it, so a truncated file would crash the process
  * (SIGBUS) and a damaged header would crash it or be used as it is. Before mapping, the backend checks the
- * file's two header (meta) pages and that the file holds every page its last transaction uses; after opening,
+ * file's two header (meta) pages and walks the B-trees of the newest transaction (reading, never mapping):
+ * every page they reach must be inside the file and carry a valid header (leaf pages are read only where they
+ * can refer to overflow pages or subtrees, so the cost is the branch pages of a large state); after opening,
  * it reads the whole `meta` database back and compares it with a digest every write transaction stores
  * (`["integrity"]`). Either failure is a StateError naming the file — the state is never silently used or
  * replaced. (Damage inside the state pages themselves is not detected at start: that would mean reading
@@ -914,16 +916,47 @@ class Fnv {
   }
 }
 
-// LMDB's data file starts with two meta pages (page header, then MDB_meta). Offsets in lmdb-js's LMDB build
-// (24-byte page header): magic at 24, version at 28, the page size (the free DB's md_pad) at 48, the last used
-// page number at 144 and the transaction id at 152.
+// The on-disk layout of lmdb-js's LMDB build (dependencies/lmdb/libraries/liblmdb/mdb.c, data version 2).
+// A page starts with a 24-byte header: page number (u64) at 0, txnid (u64) at 8, pad at 16, flags (u16) at 18,
+// then either lower/upper free-space bounds (u16, u16) or, on an overflow page, its page count (u32) at 20.
+// Page 0 and page 1 hold an MDB_meta after that header: magic at 24, version at 28, the free DB's MDB_db at 48
+// (its md_pad is the page size), the main DB's at 96, the last page number at 144, the txnid at 152. A third,
+// "flushed" copy of the meta (overlapping sync) starts at half a page, its fields from the map size on.
 const MDB_MAGIC = 0xbeefc0de;
-const META_OFFSETS = { magic: 24, version: 28, pageSize: 48, lastPage: 144, txnId: 152 } as const;
+const MDB_DATA_VERSION = 2;
+const PAGE_HEADER = 24;
+const META = { magic: 24, version: 28, freeDb: 48, mainDb: 96, txnId: 152 } as const;
+// MDB_db: md_flags (u16) at 4, md_depth (u16) at 6, md_overflow_pages (u64) at 24, md_root (u64) at 40; 48 bytes.
+const DB_RECORD = { flags: 4, depth: 6, overflowPages: 24, root: 40, size: 48 } as const;
+const MDB_DUPSORT = 0x04;
+const P_BRANCH = 0x01;
+const P_LEAF = 0x02;
+const P_OVERFLOW = 0x04;
+const P_META = 0x08;
+const P_LEAF2 = 0x20;
+// Leaf node flags: data on overflow pages, data is an MDB_db (a named database or a tree of duplicates).
+const F_BIGDATA = 0x01;
+const F_SUBDATA = 0x02;
+const NODE_HEADER = 8;
+
+/** A little-endian u64 as a number: exact below 2^53, Infinity above (no page number is that large). */
+function u64(view: DataView, at: number): number {
+  const hi = view.getUint32(at + 4, true);
+  return hi >= 0x20_0000 ? Number.POSITIVE_INFINITY : hi * 0x1_0000_0000 + view.getUint32(at, true);
+}
 
 /**
- * Refuses a `data.mdb` that LMDB would crash on or misread: too short for its header, a header page that is
- * not LMDB's, or shorter than the pages its newest transaction uses (a truncated copy). A missing file is a
- * new environment.
+ * Refuses a `data.mdb` that LMDB would crash on or misread. LMDB maps the file and follows page numbers
+ * blindly, so a page it can reach that lies past the end of the file is a SIGBUS, and a damaged header a
+ * SIGSEGV. The check reads (never maps) the two header pages, takes the newest meta by transaction id as LMDB
+ * does, and walks every B-tree of that transaction — the free-page DB, the main DB, each named database in it
+ * and any tree of duplicates — checking that each page it reaches (and each overflow page run) lies inside
+ * the file and carries the header its parent implies. The meta's last page number is not a size requirement:
+ * pages allocated and freed again in one transaction are never written, so a healthy file may end before it.
+ * Cost: one read per branch page, and per leaf page only of trees whose leaves can refer to other pages (the
+ * free-page and main DBs, and databases holding overflow values or sorted duplicates); leaf pages read in
+ * runs of consecutive pages. A 1M-entry state of small values (172 MB) takes a few milliseconds.
+ * A missing file is a new environment.
  */
 function checkDataFile(dir: string): void {
   const file = join(dir, "data.mdb");
@@ -942,22 +975,148 @@ function checkDataFile(dir: string): void {
       return new DataView(buf.buffer);
     };
     const first = read(0, 160);
-    if (first.getUint32(META_OFFSETS.magic, true) !== MDB_MAGIC) throw damaged("its first header page is not an LMDB header");
-    const pageSize = first.getUint32(META_OFFSETS.pageSize, true);
+    if (first.getUint32(META.magic, true) !== MDB_MAGIC || (first.getUint16(18, true) & P_META) === 0) throw damaged("its first header page is not an LMDB header");
+    const version = first.getUint32(META.version, true);
+    // Another data version has another layout; LMDB refuses it itself with a version error, without mapping.
+    if ((version & 0xffff) !== MDB_DATA_VERSION) return;
+    const pageSize = first.getUint32(META.freeDb, true);
     if (pageSize < 512 || pageSize > 65_536 || (pageSize & (pageSize - 1)) !== 0) throw damaged(`its header names an impossible page size (${pageSize})`);
     const second = read(pageSize, 160);
-    let newest: DataView | undefined;
-    for (const [i, page] of [first, second].entries()) {
-      if (page.getUint32(META_OFFSETS.magic, true) !== MDB_MAGIC || page.getUint32(META_OFFSETS.version, true) !== first.getUint32(META_OFFSETS.version, true)) {
-        throw damaged(`header page ${i} is not an LMDB header`);
-      }
-      if (newest === undefined || page.getBigUint64(META_OFFSETS.txnId, true) > newest.getBigUint64(META_OFFSETS.txnId, true)) newest = page;
-    }
-    const lastPage = newest!.getBigUint64(META_OFFSETS.lastPage, true);
-    const needed = (lastPage + 1n) * BigInt(pageSize);
-    if (BigInt(size) < needed) throw damaged(`it is truncated: ${size} bytes, but its last transaction uses ${needed} bytes (${lastPage + 1n} pages of ${pageSize})`);
+    if (second.getUint32(META.magic, true) !== MDB_MAGIC || second.getUint32(META.version, true) !== version) throw damaged("header page 1 is not an LMDB header");
+    // LMDB reads both metas (and, with overlapping sync, the flushed copy at half a page, which holds an
+    // older or the same transaction unless damaged) and uses the one with the highest transaction id.
+    const flushed = new DataView(new ArrayBuffer(160));
+    readSync(fd, new Uint8Array(flushed.buffer), 0, 160, pageSize / 2);
+    let newest = first;
+    for (const meta of [second, flushed]) if (meta.getBigUint64(META.txnId, true) > newest.getBigUint64(META.txnId, true)) newest = meta;
+    const which = newest === first ? "header page 0" : newest === second ? "header page 1" : "the flushed header copy";
+    const walk = new TreeWalk(fd, pageSize, size, damaged);
+    walk.tree(newest, META.freeDb, `the free-page list of ${which}`, true);
+    walk.tree(newest, META.mainDb, `the main database of ${which}`, true);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Reads each B-tree page of one LMDB transaction once, checking that it is inside the file and well-formed. */
+class TreeWalk {
+  readonly fd: number;
+  readonly pageSize: number;
+  readonly size: number;
+  readonly pages: number;
+  readonly damaged: (why: string) => StateError;
+  #visited = 0;
+  constructor(fd: number, pageSize: number, size: number, damaged: (why: string) => StateError) {
+    this.fd = fd;
+    this.pageSize = pageSize;
+    this.size = size;
+    this.pages = Math.floor(size / pageSize);
+    this.damaged = damaged;
+  }
+
+  /**
+   * Walks the tree whose MDB_db record is at `at` in `record`. Its leaf pages are read only if they can refer
+   * to other pages (`readLeaves`, or a database with overflow values or sorted duplicates); otherwise only
+   * their page numbers are checked, which keeps the cost to the branch pages of a large state.
+   */
+  tree(record: DataView, at: number, what: string, readLeaves: boolean): void {
+    // An empty tree's root is P_INVALID, all bits set.
+    if (record.getUint32(at + DB_RECORD.root, true) === 0xffff_ffff && record.getUint32(at + DB_RECORD.root + 4, true) === 0xffff_ffff) return;
+    const root = u64(record, at + DB_RECORD.root);
+    const depth = record.getUint16(at + DB_RECORD.depth, true);
+    if (depth < 1 || depth > 64) throw this.damaged(`${what} has an impossible depth (${depth})`);
+    const leaves = readLeaves || u64(record, at + DB_RECORD.overflowPages) > 0 || (record.getUint16(at + DB_RECORD.flags, true) & MDB_DUPSORT) !== 0;
+    this.#page(this.#pgno(root, what), 1, depth, leaves, what);
+  }
+
+  #pgno(n: number, what: string): number {
+    if (n >= this.pages) {
+      throw this.damaged(`it is truncated: ${this.size} bytes (${this.pages} pages of ${this.pageSize}), but its last transaction uses page ${n} (${what})`);
+    }
+    return n;
+  }
+
+  /** Reads `count` consecutive pages (one read), each checked to carry its own page number. */
+  #read(first: number, count: number, what: string): DataView[] {
+    // Each page of a snapshot has one parent, so a walk that reads more pages than the file has loops.
+    this.#visited += count;
+    if (this.#visited > this.pages) throw this.damaged(`${what} refers to pages more than once`);
+    const buf = new Uint8Array(this.pageSize * count);
+    readSync(this.fd, buf, 0, buf.length, first * this.pageSize);
+    const views: DataView[] = [];
+    for (let i = 0; i < count; i++) {
+      const page = new DataView(buf.buffer, i * this.pageSize, this.pageSize);
+      if (u64(page, 0) !== first + i) throw this.damaged(`page ${first + i} (${what}) does not carry its own page number`);
+      views.push(page);
+    }
+    return views;
+  }
+
+  #page(pgno: number, level: number, depth: number, readLeaves: boolean, what: string): void {
+    if (level === depth && !readLeaves) return;
+    this.#visit(this.#read(pgno, 1, what)[0]!, pgno, level, depth, readLeaves, what);
+  }
+
+  /** Children that are leaves, read in runs of consecutive pages (leaves are mostly written in key order). */
+  #leaves(children: number[], depth: number, readLeaves: boolean, what: string): void {
+    if (!readLeaves) return;
+    for (let i = 0; i < children.length; ) {
+      let n = 1;
+      while (i + n < children.length && n < 256 && children[i + n] === children[i]! + n) n++;
+      const views = this.#read(children[i]!, n, what);
+      for (let j = 0; j < n; j++) this.#visit(views[j]!, children[i]! + j, depth, depth, readLeaves, what);
+      i += n;
+    }
+  }
+
+  #visit(page: DataView, pgno: number, level: number, depth: number, readLeaves: boolean, what: string): void {
+    const flags = page.getUint16(18, true);
+    const branch = level < depth;
+    if (branch ? (flags & P_BRANCH) === 0 : (flags & (P_LEAF | P_LEAF2)) === 0) throw this.damaged(`page ${pgno} (${what}) is not a ${branch ? "branch" : "leaf"} page`);
+    if ((flags & P_LEAF2) !== 0) return; // fixed-size duplicates: keys only, no references
+    const lower = page.getUint16(20, true);
+    const upper = page.getUint16(22, true);
+    if (lower > upper || upper > this.pageSize - PAGE_HEADER || (lower & 1) !== 0) throw this.damaged(`page ${pgno} (${what}) has an impossible free-space range`);
+    const children: number[] = [];
+    for (let i = 0; i < lower >> 1; i++) {
+      const node = page.getUint16(PAGE_HEADER + 2 * i, true) + PAGE_HEADER;
+      if (node + NODE_HEADER > this.pageSize) throw this.damaged(`page ${pgno} (${what}) has a node outside the page`);
+      const lo = page.getUint16(node, true);
+      const hi = page.getUint16(node + 2, true);
+      const nodeFlags = page.getUint16(node + 4, true);
+      const data = node + NODE_HEADER + page.getUint16(node + 6, true);
+      if (data > this.pageSize) throw this.damaged(`page ${pgno} (${what}) has a key outside the page`);
+      if (branch) {
+        // A branch node's child page number is 48 bits: lo, hi and the flags word.
+        children.push(this.#pgno(lo + hi * 0x1_0000 + nodeFlags * 0x1_0000_0000, what));
+        continue;
+      }
+      const dataSize = lo + hi * 0x1_0000;
+      if ((nodeFlags & F_BIGDATA) !== 0) {
+        if (data + 8 > this.pageSize) throw this.damaged(`page ${pgno} (${what}) has a value outside the page`);
+        this.#overflow(u64(page, data), dataSize, what);
+      } else if (data + dataSize > this.pageSize) {
+        throw this.damaged(`page ${pgno} (${what}) has a value outside the page`);
+      } else if ((nodeFlags & F_SUBDATA) !== 0) {
+        if (dataSize < DB_RECORD.size) throw this.damaged(`page ${pgno} (${what}) has a short database record`);
+        // A named database's key is its name (lmdb-js stores it with a trailing NUL).
+        const key = new TextDecoder().decode(new Uint8Array(page.buffer, page.byteOffset + node + NODE_HEADER, data - node - NODE_HEADER)).replace(/\0+$/, "");
+        this.tree(page, data, what.startsWith("the main database") ? `database ${JSON.stringify(key)}` : `duplicates in ${what}`, false);
+      }
+    }
+    if (level + 1 === depth) this.#leaves(children, depth, readLeaves, what);
+    else for (const child of children) this.#page(child, level + 1, depth, readLeaves, what);
+  }
+
+  /** An overflow run: its first page has the header, and the run of pages must fit in the file. */
+  #overflow(first: number, dataSize: number, what: string): void {
+    const pgno = this.#pgno(first, what);
+    const page = this.#read(pgno, 1, what)[0]!;
+    const count = page.getUint32(20, true);
+    if ((page.getUint16(18, true) & P_OVERFLOW) === 0 || count < Math.ceil((PAGE_HEADER + dataSize) / this.pageSize)) {
+      throw this.damaged(`page ${pgno} (${what}) is not the overflow page run of a ${dataSize}-byte value`);
+    }
+    this.#pgno(pgno + count - 1, what);
   }
 }
 
