@@ -2,10 +2,14 @@
  * The PostgreSQL / TimescaleDB sink, exactly-once through a progress table.
  *
  * Rows are typed by a declared column spec (name → PostgreSQL type + value extractor). They are batched in
- * memory as COPY text lines and moved with one `COPY … FROM STDIN` per batch into a staging table (typed like
- * the columns), tagged with the checkpoint they belong to. The staging table is an ordinary (logged) table, so
- * that what a completed checkpoint staged survives a crash of Gress or of the server until it is committed.
- * `commit(checkpointId)` then runs one transaction:
+ * memory as COPY text lines; each full batch is sent into one `COPY … FROM STDIN` into a staging table (typed
+ * like the columns), tagged with the checkpoint it belongs to. The COPY stays open across batches and ends at
+ * a pre-commit, a commit, the end of the input or after 100,000 rows (whichever comes first), so a COPY
+ * statement's round trips are paid once per checkpoint, not per batch. The staging table is an ordinary
+ * (logged) table: what a completed checkpoint staged must survive a crash of Gress or of the server until it
+ * is committed, which a temporary table (gone with the session), an unlogged one (emptied by the server's
+ * crash recovery) or rows kept in the commit transaction (not durable before the checkpoint completes, without
+ * PREPARE TRANSACTION, which is off by default) would not give. `commit(checkpointId)` then runs one transaction:
  *
  *     INSERT INTO gress_sink_progress (job, sink, checkpoint_id) … ON CONFLICT DO NOTHING RETURNING 1
  *     -- only if that inserted the row:
@@ -13,18 +17,20 @@
  *     TRUNCATE staging   -- or DELETE … WHERE gress_checkpoint <= $id when later rows are staged already
  *
  * so the rows and the progress row become visible together, and committing the same checkpoint again (a
- * retry, or recovery after a crash between the checkpoint and the commit) does nothing.
- *
- * COPY through postgres.js (3.4.9): one write of the whole batch (writing row by row costs a protocol message
- * and a socket write per row, which made an earlier COPY attempt slower than a bulk INSERT); and the server's
- * error is taken from the query itself, because the library never settles the stream when the server refuses
- * the data after the stream has ended (porsager/postgres#1173): waiting for the stream alone hangs on a bad
- * value. A value the server refuses (a `22xxx` data error, reported with its line of the COPY) is a dead
- * letter with the server's message: that row is left out and the rest of the batch is copied again. Staged rows newer
+ * retry, or recovery after a crash between the checkpoint and the commit) does nothing. Staged rows newer
  * than the restored checkpoint are deleted on open: the job replays them. A start without a restored
  * checkpoint clears this sink's staging and progress, since its checkpoint ids start again at 1.
- * A restart closes the sink and opens it again: a new connection, an empty batch, and the same recovery as
- * at a start (the restored checkpoint's rows committed, newer staged rows deleted).
+ * A restart closes the sink (a COPY still open is given up) and opens it again: a new connection, an empty
+ * batch, and the same recovery as at a start (the restored checkpoint's rows committed, newer staged rows deleted).
+ *
+ * COPY through postgres.js 3.4.9, and why an earlier attempt was slower and hung: (1) postgres.js leaves
+ * Nagle's algorithm on, so a short message right after a COPY waits for the server's delayed ACK (~40 ms a
+ * COPY): the sink's own connection (`postgresConnection`) sets noDelay; (2) a stream write per row costs a
+ * protocol message and a socket write each: a batch is one write; (3) the library never settles the stream
+ * when the server refuses the data after it ended (porsager/postgres#1173), so waiting for the stream alone
+ * hangs on a bad value: the server's error is also taken from the query object. A value the server refuses
+ * (a `22xxx` data error, reported with its line of the COPY) is a dead letter with the server's message: that
+ * row is left out and the COPY's other rows are copied again.
  *
  * A row that cannot be built — a column's extractor throws, or its value cannot be one of the column's type
  * (see `converterFor`) — is refused by `write` with a BadRecordError before anything is buffered, so it goes to
@@ -108,7 +114,7 @@ export interface PostgresSinkOptions<T> {
   readonly job: string;
   /** Connection URL, e.g. postgres://user:pass@host:5432/db; or give `sql`. */
   readonly url?: string;
-  /** An existing postgres.js connection (not closed by the sink). */
+  /** An existing postgres.js connection (not closed by the sink); `postgresConnection(url)` makes one without Nagle's delay. */
   readonly sql?: Sql;
   /** Target table, optionally schema-qualified. */
   readonly table: string;
@@ -121,7 +127,7 @@ export interface PostgresSinkOptions<T> {
   readonly createTable?: boolean;
   /** Time column: hypertable dimension with TimescaleDB, else indexed. Used with createTable. */
   readonly timeColumn?: string;
-  /** Rows per bulk insert. Default 5000. */
+  /** Rows per batch sent into the staging COPY (a COPY carries several, up to 100,000 rows). Default 5000. */
   readonly batchSize?: number;
   /** "exactly-once" (default) stages rows until their checkpoint commits; "at-least-once" writes directly. */
   readonly semantic?: "exactly-once" | "at-least-once";
