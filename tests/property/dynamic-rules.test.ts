@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type Contiguity, match, matchDynamic, Pattern, type PatternResult, type PatternSpec, pattern, type RuleChange, type RuleResult } from "../../cep/index.ts";
-import { memoryState, type StateBackend } from "../../lib/index.ts";
-import { MultiInputTestDriver, TestDriver } from "../../lib/testing/index.ts";
+import { boundedOutOfOrderness, memoryState, type StateBackend } from "../../lib/index.ts";
+import { checkExactlyOnce, crashSchedules, MultiInputTestDriver, multiInput, type Tagged, TestDriver, timestampedEvents } from "../../lib/testing/index.ts";
 
 interface Ev {
   readonly id: number;
@@ -215,5 +215,51 @@ describe("dynamic rules equal a job restarted at the change with the same policy
       }),
       { numRuns: 150 },
     );
+  });
+});
+
+// Exactly-once across crashes (checkExactlyOnce: LMDB state, checkpoints between records, crashes at records,
+// pre-commit, commit and recovery): the rule set, the records kept for new versions and every version's NFA
+// state are restored together, so the committed results equal a failure-free run's.
+type CrashInputs = { tx: { readonly card: string; readonly type: string; readonly n: number }; rules: RuleChange };
+const rulePool: PatternSpec[] = [
+  pattern<Ev>().begin("a").where({ field: "type", op: "==", value: "A" }).followedBy("b").where({ field: "type", op: "==", value: "B" }).toJSON(),
+  pattern<Ev>().begin("a").where({ field: "type", op: "==", value: "A" }).followedBy("c").where({ field: "type", op: "==", value: "C" }).within(2_000).toJSON(),
+  pattern<Ev>().begin("a").where({ field: "type", op: "==", value: "A" }).notFollowedBy("c").where({ field: "type", op: "==", value: "C" }).within(1_500).toJSON(),
+];
+const crashEvents = timestampedEvents(
+  fc.oneof(
+    { weight: 5, arbitrary: fc.record({ card: fc.constantFrom("c1", "c2"), type: fc.constantFrom("A", "B", "C"), n: fc.nat(99) }).map((value): Tagged<CrashInputs> => ({ input: "tx", value })) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .record({ p: fc.nat(rulePool.length), policy: fc.constantFrom<"finish" | "drop">("finish", "drop") })
+        .map((r): Tagged<CrashInputs> => ({ input: "rules", value: { id: "r", version: 0, pattern: rulePool[r.p] ?? null, policy: r.policy } })),
+    },
+  ),
+  { minLength: 8, maxLength: 24, maxGapMs: 600 },
+).map((evs) => {
+  // Versions increase in arrival order.
+  let v = 0;
+  return evs.map((e) => (e.value.input === "rules" ? { ...e, value: { input: "rules" as const, value: { ...e.value.value, version: ++v } } } : e));
+});
+const crashSchedulesFixed = fc.sample(
+  crashSchedules(24).filter((s) => s.crashes.every((c) => c.at !== "checkpoint")),
+  { numRuns: 60, seed: 16 },
+);
+
+describe("dynamic rules are exactly-once across crashes", () => {
+  it("results committed after crashes and recoveries equal a failure-free run's", async () => {
+    const pipeline = multiInput<CrashInputs, string>(["tx", "rules"], (d) =>
+      matchDynamic(
+        d
+          .input("tx")
+          .withTimestamps(boundedOutOfOrderness(0, { everyRecords: 1 }))
+          .keyBy((t) => t.card),
+        d.input("rules"),
+        { uid: "dyn" },
+      ).map((r) => `${r.ruleId}@${r.version} ${r.kind} ${String(r.key)} ${r.start}..${r.kind === "match" ? r.end : r.timeoutAt} ${Object.values(r.events).flat().map((e) => e.n).join(",")}`),
+    );
+    await fc.assert(checkExactlyOnce(pipeline, crashEvents, { schedules: crashSchedulesFixed }), { numRuns: 100 });
   });
 });
