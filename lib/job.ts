@@ -224,6 +224,7 @@ export class Job implements JobContext {
   /** A stream from a {@link Source}. */
   source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     const metrics = this.metrics.source(source.name);
+    if (source.lag !== undefined) metrics.lag = () => source.lag?.() ?? new Map();
     const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     this.#sources.push({ source: source as Source<unknown> });

@@ -4,7 +4,7 @@
  * increment, not a label lookup.
  *
  * Names start with `gress_`, use base units (seconds, ratios) and counters end in `_total`. Labels are job,
- * operator, source and sink — never record keys.
+ * operator, source, sink and partition — never record keys.
  *
  * End-to-end latency (`gress_end_to_end_latency_seconds{sink, stage}`) is sampled, as Flink's latency markers
  * are, but through the user's own operators: reading the clock for every record would cost a third of a
@@ -244,6 +244,8 @@ export class SinkMetrics {
 export class SourceMetrics {
   emitted: number = 0;
   paused: boolean = false;
+  /** The source's consumer lag per partition, read at scrape time (Source.lag; unset for other sources). */
+  lag: (() => ReadonlyMap<string, number>) | undefined = undefined;
   readonly source: string;
   constructor(source: string) {
     this.source = source;
@@ -381,6 +383,16 @@ export class JobMetrics {
       collect() {
         this.reset();
         for (const s of sources()) this.set({ source: s.source }, s.paused ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "gress_kafka_consumer_lag_records",
+      help: "Records between the next offset a Kafka source will read and the partition's end as its last fetch saw it (last stable offset under read_committed on @platformatic/kafka, else high watermark).",
+      labelNames: ["source", "partition"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of sources()) if (s.lag !== undefined) for (const [partition, lag] of s.lag()) this.set({ source: s.source, partition }, lag);
       },
     });
     // A histogram kept in plain bucket counts by the sinks, exposed in the Prometheus format at scrape time.

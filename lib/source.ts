@@ -194,6 +194,12 @@ export interface Source<T> {
    * the end is unknown. Sources without an end (or that cannot tell) leave it out.
    */
   progress?(): SourceProgress | undefined;
+  /**
+   * Consumer lag of a source that reads partitioned logs (Kafka): per partition (its split name), the records
+   * between the next offset the source will read and the partition's end as its last fetch saw it. Sources
+   * keep it per fetch, never per record; partitions not fetched yet are left out.
+   */
+  lag?(): ReadonlyMap<string, number>;
 }
 
 /**

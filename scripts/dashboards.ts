@@ -115,7 +115,15 @@ export function gressJobDashboard(): object {
       ]),
     )
     .withPanel(
-      series("Consumer lag (event time)", "s", "How far each source split's watermark trails the wall clock: the event-time lag of the input.", [
+      series(
+        "Consumer lag",
+        "none",
+        "Records each Kafka source still has to read per partition: the partition's end as its last fetch saw it (last stable offset under read_committed on @platformatic/kafka, else the high watermark) minus the next offset it reads.",
+        [[`max by (job, source, partition) (gress_kafka_consumer_lag_records{${JOB}})`, "{{source}} {{partition}}"]],
+      ),
+    )
+    .withPanel(
+      series("Event-time lag", "s", "How far each source split's watermark trails the wall clock: the event-time lag of the input.", [
         [`time() - gress_split_watermark_seconds{${JOB}}`, "{{operator}} {{split}}"],
       ]),
     )

@@ -175,6 +175,9 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   const next = new Map<string, number>();
   /** End offsets of a bounded source. */
   let ends: Map<string, number> | undefined;
+  /** Per split, its end as the last fetch saw it, and how far control records moved the fetch (consumer lag). */
+  const logEnds = new Map<string, number>();
+  const pastMarkers = new Map<string, number>();
   /** Splits whose last batch the handler stopped early (so a batch-end event must not advance them). */
   const stoppedEarly = new Set<string>();
   /** While another group member holds some partitions: since when, and the timer that gives up. */
@@ -201,6 +204,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     const split = splitOf(batch.topic, batch.partition);
     const messages = batch.messages;
     const first = messages[0];
+    if (batch.highWatermark !== undefined) logEnds.set(split, batch.highWatermark);
     // Until the checkpointed positions are sought, a batch may come from the group's offsets: take nothing.
     if (ctx === undefined || first === undefined || !sought) return first?.offset ?? 0;
     stoppedEarly.delete(split);
@@ -260,6 +264,8 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       sought = false;
       paused = false;
       next.clear();
+      logEnds.clear();
+      pastMarkers.clear();
       ends = undefined;
       stoppedEarly.clear();
       if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
@@ -303,7 +309,10 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         // Control records (transaction markers) move the fetch position without a message; for a bounded
         // source that is how the end of a partition that ends in a marker is reached.
         const split = splitOf(t.topic, t.partition);
-        if (ends === undefined || stoppedEarly.has(split)) return;
+        if (stoppedEarly.has(split)) return;
+        // A transaction's commit marker is no record to read: it does not count as lag.
+        if (sought && t.offset > (next.get(split) ?? 0)) pastMarkers.set(split, t.offset);
+        if (ends === undefined) return;
         const end = ends.get(split);
         if (end !== undefined && t.offset >= end && (next.get(split) ?? 0) < t.offset) {
           next.set(split, t.offset);
@@ -386,6 +395,15 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         done += Math.min(end, next.get(split) ?? 0);
       }
       return { done, total, unit: "records" };
+    },
+    // Consumer lag per partition, from the ends the fetches carried (per batch; see KafkaBatch.highWatermark).
+    lag(): ReadonlyMap<string, number> {
+      const out = new Map<string, number>();
+      for (const [split, end] of logEnds) {
+        const at = next.get(split);
+        if (at !== undefined) out.set(split, Math.max(0, end - Math.max(at, pastMarkers.get(split) ?? 0)));
+      }
+      return out;
     },
     async ack(positions) {
       if (o.commitOffsets === false || consumer === undefined) return;
