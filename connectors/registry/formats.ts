@@ -11,6 +11,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { type DescMessage, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
 import AjvImport from "ajv";
 import Ajv2020Import from "ajv/dist/2020.js";
 import avro from "avsc";
@@ -55,6 +56,12 @@ export interface CodecOptions {
   readonly readerSchema?: string;
   /** Protobuf: the full name of the message type to encode (decoding follows the frame's message indexes). Default: the file's first message. */
   readonly messageType?: string;
+  /**
+   * Protobuf with generated types: the message schema protoc-gen-es generated (`OrderSchema`). Records are
+   * decoded by @bufbuild/protobuf into typed messages (int64 as bigint), and must be of that message type;
+   * values to encode are such messages. It names the message type to encode, too.
+   */
+  readonly protobufMessage?: DescMessage;
 }
 
 /**
@@ -76,7 +83,7 @@ export function codecFor(schema: RegistrySchema, options: CodecOptions = {}): Co
     case "AVRO":
       return avroCodec(schema.schema, options.readerSchema);
     case "PROTOBUF":
-      return protobufCodec(schema.schema, options.messageType);
+      return protobufCodec(schema.schema, options.protobufMessage?.typeName ?? options.messageType, options.protobufMessage);
     case "JSON":
       return jsonSchemaCodec(schema.schema, options.readerSchema);
     default:
@@ -135,7 +142,7 @@ function avroCodec(writerText: string, readerText: string | undefined): Codec {
   };
 }
 
-function protobufCodec(text: string, messageType: string | undefined): Codec {
+function protobufCodec(text: string, messageType: string | undefined, typed: DescMessage | undefined): Codec {
   const parsed = protobuf.parse(text, { keepCase: true });
   const root = parsed.root.resolveAll();
   const fileScope = parsed.package === undefined ? root : root.lookup(parsed.package);
@@ -170,6 +177,11 @@ function protobufCodec(text: string, messageType: string | undefined): Codec {
   const toObject: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true };
   const decodeAs = (type: protobuf.Type, payload: Uint8Array): Decoded<unknown> => {
     try {
+      if (typed !== undefined) {
+        const name = type.fullName.replace(/^\./, "");
+        if (name !== typed.typeName) return { ok: false, reason: `the record is a ${name}, expected ${typed.typeName}` };
+        return { ok: true, value: fromBinary(typed, payload) };
+      }
       return { ok: true, value: type.toObject(type.decode(payload), toObject) };
     } catch (err) {
       return { ok: false, reason: `undecodable PROTOBUF payload (${type.name}): ${message(err)}` };
@@ -187,6 +199,13 @@ function protobufCodec(text: string, messageType: string | undefined): Codec {
       return decodeAs(type, read.value.payload);
     },
     encode(value) {
+      if (typed !== undefined) {
+        const payload = toBinary(typed, value as Message);
+        const out = new Uint8Array(indexBytes.byteLength + payload.byteLength);
+        out.set(indexBytes, 0);
+        out.set(payload, indexBytes.byteLength);
+        return out;
+      }
       const invalid = encodeType.verify(value as Record<string, unknown>);
       if (invalid !== null) throw new TypeError(`value does not fit the Protobuf message ${encodeType.name}: ${invalid}`);
       const payload = encodeType.encode(encodeType.fromObject(value as Record<string, unknown>)).finish();

@@ -14,11 +14,12 @@
  * the schema (idempotent) and frames every record with the id.
  * @module
  */
+import type { DescMessage } from "@bufbuild/protobuf";
 import type { z } from "zod";
 import { SinkError, SourceError } from "../../lib/errors.ts";
 import { type AsyncDecoder, DEFAULT_MAX_BYTES, type Decoded, schemaReason } from "../ingest/decode.ts";
 import { type RegistrySchema, SchemaRegistryError, type SchemaRegistryClient, type SchemaType } from "./client.ts";
-import { type Codec, codecFor } from "./formats.ts";
+import { type Codec, type CodecOptions, codecFor } from "./formats.ts";
 import { frame, parseFrame } from "./wire.ts";
 
 /**
@@ -39,6 +40,8 @@ export interface RegistryDecoderOptions<T> {
   readonly readerSchema?: string;
   /** Typed ends: decoded values must match this zod schema, whose output is emitted. */
   readonly schema?: z.ZodType<T>;
+  /** Typed Protobuf: the message schema protoc-gen-es generated; records are decoded into such messages (see {@link CodecOptions}). */
+  readonly protobufMessage?: DescMessage;
   /** Messages larger than this many bytes are refused before anything else. Default 1 MiB. */
   readonly maxBytes?: number;
 }
@@ -93,7 +96,13 @@ export function registryDecoder<T = unknown>(options: RegistryDecoderOptions<T>)
         }
         if (!accepted.has(found.schemaType)) return fail(id, `schema id ${id} is ${found.schemaType}, expected ${[...accepted].join(" or ")}`);
         try {
-          codecs.set(id, codecFor(found, options.readerSchema === undefined ? {} : { readerSchema: options.readerSchema }));
+          codecs.set(
+            id,
+            codecFor(found, {
+              ...(options.readerSchema === undefined ? {} : { readerSchema: options.readerSchema }),
+              ...(options.protobufMessage === undefined ? {} : { protobufMessage: options.protobufMessage }),
+            }),
+          );
         } catch (err) {
           fail(id, `schema id ${id} (${found.schemaType}) is unusable: ${err instanceof Error ? err.message : String(err)}`);
         }
@@ -160,6 +169,8 @@ export interface RegistrySerializerOptions {
   readonly schema: RegistrySchema;
   /** Protobuf: the full name of the message type written. Default: the file's first message. */
   readonly messageType?: string;
+  /** Typed Protobuf: values are messages of this generated schema, encoded by @bufbuild/protobuf. */
+  readonly protobufMessage?: DescMessage;
 }
 
 /**
@@ -184,7 +195,10 @@ export interface RegistrySerializerOptions {
 export function registrySerializer<T>(options: RegistrySerializerOptions): RecordSerializer<T> {
   const { registry, subject } = options;
   // Parse the schema now: a schema that does not parse is a mistake to report before any job runs.
-  const codec = codecFor(options.schema, options.messageType === undefined ? {} : { messageType: options.messageType });
+  const codec = codecFor(options.schema, {
+    ...(options.messageType === undefined ? {} : { messageType: options.messageType }),
+    ...(options.protobufMessage === undefined ? {} : { protobufMessage: options.protobufMessage }),
+  });
   let schemaId: number | undefined;
   return {
     async open() {

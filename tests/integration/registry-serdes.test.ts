@@ -13,6 +13,8 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { describe, it } from "node:test";
+import { create, createFileRegistry, type DescMessage, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import avro from "avsc";
 import protobuf from "protobufjs";
 import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
@@ -160,6 +162,48 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
     assert.deepEqual(
       got,
       orders.map((o) => ({ order: o.id, cents: o.cents, items: o.items.length })),
+    );
+  });
+
+  it("Protobuf with generated types: the stream carries @bufbuild/protobuf messages of the generated schema", { timeout: 120_000 }, async () => {
+    const input = uniqueName("reg-typed-in");
+    await createTopic(input, 1);
+    const proto = 'syntax = "proto3";\npackage shop;\nmessage Order { string id = 1; int64 cents = 2; }\n';
+    const id = await registerRaw(`${input}-value`, "PROTOBUF", proto);
+    // The descriptor protoc-gen-es would embed in generated code for this file.
+    const file = create(FileDescriptorProtoSchema, {
+      name: "shop.proto",
+      package: "shop",
+      syntax: "proto3",
+      messageType: [
+        {
+          name: "Order",
+          field: [
+            { name: "id", number: 1, type: 9, label: 1, jsonName: "id" },
+            { name: "cents", number: 2, type: 3, label: 1, jsonName: "cents" },
+          ],
+        },
+      ],
+    });
+    const OrderSchema = createFileRegistry(file, () => undefined).getMessage("shop.Order") as DescMessage;
+    await produce(input, [
+      { value: framed(id, toBinary(OrderSchema, create(OrderSchema, { id: "o1", cents: 9_007_199_254_740_993n } as never)), [0]) },
+      { value: framed(id, toBinary(OrderSchema, create(OrderSchema, { id: "o2", cents: 5n } as never)), [0]) },
+    ]);
+    const registry = schemaRegistry({ url: registryUrl() });
+    const job = new Job({ name: uniqueName("registry-typed") });
+    const got: { $typeName: string; id: string; cents: bigint }[] = [];
+    job
+      .source(kafkaSource<{ $typeName: string; id: string; cents: bigint }>({ name: "in", brokers: brokers(), topics: [input], groupId: uniqueName("g"), bounded: true, decode: registryDecoder({ registry, protobufMessage: OrderSchema }) }))
+      .sinkTo({ name: "collect", write: (v) => void got.push(v) });
+    await job.run();
+    // int64 beyond 2^53 survives as a bigint.
+    assert.deepEqual(
+      got.map((o) => [o.$typeName, o.id, o.cents]),
+      [
+        ["shop.Order", "o1", 9_007_199_254_740_993n],
+        ["shop.Order", "o2", 5n],
+      ],
     );
   });
 

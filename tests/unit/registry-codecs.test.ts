@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { create, createFileRegistry, type DescMessage, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import fc from "fast-check";
 import { codecFor, frame, parseFrame } from "../../connectors/registry/index.ts";
 import { readMessageIndexes, writeMessageIndexes } from "../../connectors/registry/wire.ts";
@@ -98,6 +100,37 @@ describe("codecs", () => {
     assert.match(bad.ok ? "" : bad.reason, /^undecodable PROTOBUF payload \(Order\): /);
     assert.throws(() => order.encode({ id: 5 }), /value does not fit the Protobuf message Order: id: string expected/);
     assert.throws(() => codecFor({ schemaType: "PROTOBUF", schema: proto }, { messageType: "shop.Nope" }), /has no message shop.Nope/);
+  });
+
+  it("Protobuf with generated types: records decode into @bufbuild/protobuf messages of the generated schema", () => {
+    // What protoc-gen-es embeds in generated code: the file's descriptor, from which OrderSchema is taken.
+    const file = create(FileDescriptorProtoSchema, {
+      name: "shop.proto",
+      package: "shop",
+      syntax: "proto3",
+      messageType: [
+        { name: "Envelope", field: [{ name: "source", number: 1, type: 9, label: 1, jsonName: "source" }] },
+        {
+          name: "Order",
+          field: [
+            { name: "id", number: 1, type: 9, label: 1, jsonName: "id" },
+            { name: "cents", number: 2, type: 3, label: 1, jsonName: "cents" },
+          ],
+        },
+      ],
+    });
+    const OrderSchema = createFileRegistry(file, () => undefined).getMessage("shop.Order") as DescMessage;
+    const proto = 'syntax = "proto3"; package shop; message Envelope { string source = 1; } message Order { string id = 1; int64 cents = 2; }';
+    const typed = codecFor({ schemaType: "PROTOBUF", schema: proto }, { protobufMessage: OrderSchema });
+    const body = new Uint8Array([2, 2, ...toBinary(OrderSchema, create(OrderSchema, { id: "o1", cents: 250n } as never))]);
+    const decoded = typed.decode(body);
+    assert.ok(decoded.ok);
+    assert.equal((decoded.value as { $typeName: string }).$typeName, "shop.Order");
+    assert.equal((decoded.value as { cents: bigint }).cents, 250n);
+    assert.equal((decoded.value as { id: string }).id, "o1");
+    // It writes the generated type's message indexes, and refuses records of another message of the file.
+    assert.deepEqual(typed.encode(decoded.value), body);
+    assert.deepEqual(typed.decode(new Uint8Array([0, 0x0a, 0x01, 0x61])), { ok: false, reason: "the record is a shop.Envelope, expected shop.Order" });
   });
 
   it("JSON Schema: valid documents decode; a violation, invalid UTF-8 and __proto__ are reasons", () => {
