@@ -213,24 +213,28 @@ function fnv(s: string): string {
 const INTEGER_BITS: Readonly<Record<string, number>> = { smallint: 16, int2: 16, integer: 32, int: 32, int4: 32, bigint: 64, int8: 64 };
 
 /**
- * The function that converts a value of a column of `type` to the text PostgreSQL parses (null → NULL), or
+ * The function that converts a value of a column of `type` to its COPY text field (escaped; null → \N), or
  * throws (an Error saying why) when the value cannot be one: Gress finds these bad values before the server,
  * for a dead letter naming the column. Checked here: integers (an integer within the type's range),
  * timestamps (a valid time), JSON (serialisable: not cyclic or nested too deeply), and NUL characters, which
  * no PostgreSQL text can hold. Other types are passed as text for the server to parse (what it refuses is
  * dead-lettered when the batch is copied). The type is looked at once, not for every value.
  */
-function converterFor(type: string): (v: unknown) => string | null {
+function converterFor(type: string): (v: unknown) => string {
   const t = type.toLowerCase();
   const bits = INTEGER_BITS[t];
-  if (bits !== undefined) return (v) => (v === null || v === undefined ? null : integerText(v, t, bits));
+  // Integer and time texts hold nothing COPY must escape.
+  if (bits !== undefined) return (v) => (v === null || v === undefined ? "\\N" : integerText(v, t, bits));
   const time = t.startsWith("timestamp") || t === "date";
-  return (v) => (v === null || v === undefined ? null : otherText(t, time, v));
+  return (v) => {
+    if (v === null || v === undefined) return "\\N";
+    if (time && (typeof v === "number" || v instanceof Date)) return timeText(v);
+    return copyText(otherText(t, v));
+  };
 }
 
-function otherText(t: string, time: boolean, v: unknown): string {
+function otherText(t: string, v: unknown): string {
   let text: string;
-  if (time && (typeof v === "number" || v instanceof Date)) return timeText(v);
   if (t === "json" || t === "jsonb") {
     const json = JSON.stringify(v) as string | undefined;
     if (json === undefined) throw new TypeError(`a ${typeof v} has no JSON form`);
@@ -393,12 +397,21 @@ export function postgresConnection(url: string, max = 2): Sql {
   const host = parsed.host[0];
   const port = parsed.port[0];
   if (parsed.host.length !== 1 || parsed.path || host === undefined || port === undefined) return postgres(url, options);
+  // postgres.js starts its connect_timeout once the socket is given: the TCP connect is bounded here.
+  const timeoutMs = (Number(parsed.connect_timeout) || 30) * 1000;
   const socket = (): Promise<net.Socket> =>
     new Promise((resolve, reject) => {
       const s = net.connect({ host, port, noDelay: true });
-      s.once("error", reject);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        s.destroy();
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(new Error(`connecting to ${host}:${port} timed out after ${timeoutMs} ms (connect_timeout)`)), timeoutMs);
+      s.once("error", fail);
       s.once("connect", () => {
-        s.off("error", reject);
+        clearTimeout(timer);
+        s.off("error", fail);
         s.setNoDelay(true);
         resolve(s);
       });
@@ -686,9 +699,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     let i = 0;
     try {
       for (; i < specs.length; i++) {
-        const text = (converters[i] as (v: unknown) => string | null)((extractors[i] as (row: T) => unknown)(value));
-        line += i === 0 ? "" : "\t";
-        line += text === null ? "\\N" : copyText(text);
+        if (i > 0) line += "\t";
+        line += (converters[i] as (v: unknown) => string)((extractors[i] as (row: T) => unknown)(value));
       }
     } catch (err) {
       throw new BadRecordError(`column "${names[i]}" (${types[i]}): ${err instanceof Error ? err.message : String(err)}`, { cause: err, details: { sink: name } });
