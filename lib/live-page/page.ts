@@ -2,8 +2,9 @@
  * The live page of `gress run`: HTML at `/`, its script at `/live.js` (served by Gress: nothing is loaded from
  * the internet), updated by Server-Sent Events from `/events` — one {@link LiveSnapshot} per interval, without
  * reloading. It shows throughput in and out (charts over the last two minutes), end-to-end latency percentiles
- * per sink (chart and table), watermarks per source split with their delay, checkpoints, backpressure (paused
- * sources, writes in flight), restarts, and CEP partial matches and timeouts.
+ * per sink (chart and table), sources (records, rate, Kafka consumer lag over their partitions), watermarks per
+ * source split with their delay, checkpoints, backpressure (paused sources, writes in flight), restarts, and CEP
+ * partial matches and timeouts.
  *
  * Every number the page shows carries a `data-metric` attribute naming what it shows, so that a test can find
  * it and compare it with /metrics.
@@ -135,9 +136,10 @@ export const LIVE_PAGE_SCRIPT: string = `"use strict";
     setMetric("paused_sources", int(s.sources.filter((x) => x.paused).length) + " of " + s.sources.length + " sources");
     $("error").textContent = s.error ? "error: " + s.error : "";
 
-    $("sources").innerHTML = head(["source", "records", "records/s", "state"]) + s.sources.map((x) => row([
+    $("sources").innerHTML = head(["source", "records", "records/s", "lag (records)", "state"]) + s.sources.map((x) => row([
       cell(esc(x.name)), cell(int(x.records), "source_records:" + x.name),
       cell(entry.rates["in " + x.name] === null ? "–" : int(entry.rates["in " + x.name]), "source_rate:" + x.name),
+      cell(x.lag === null ? "–" : int(x.lag), "source_lag:" + x.name),
       cell(x.paused ? '<span class="paused">paused</span>' : "flowing", "source_paused:" + x.name),
     ])).join("");
 

@@ -33,7 +33,8 @@ export interface LiveSnapshot {
   readonly at: number;
   readonly uptimeSeconds: number;
   readonly restarts: number;
-  readonly sources: readonly { name: string; records: number; paused: boolean }[];
+  /** `lag`: records still to read over the source's partitions (gress_kafka_consumer_lag_records summed); null for sources without it. */
+  readonly sources: readonly { name: string; records: number; paused: boolean; lag: number | null }[];
   readonly sinks: readonly {
     name: string;
     written: number;
@@ -79,7 +80,8 @@ export function liveSnapshot(job: Job, health: JobHealth): LiveSnapshot {
     restarts: m.restarts,
     sources: job.sources.map((s) => {
       const sm = m.source(s.name);
-      return { name: s.name, records: sm.emitted, paused: sm.paused };
+      const lag = sm.lag?.();
+      return { name: s.name, records: sm.emitted, paused: sm.paused, lag: lag === undefined ? null : [...lag.values()].reduce((a, b) => a + b, 0) };
     }),
     sinks: m.sinks().map((s) => ({
       name: s.sink,

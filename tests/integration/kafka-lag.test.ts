@@ -2,14 +2,15 @@
  * gress_kafka_consumer_lag_records{source, partition} against a real broker, on the client under test
  * (GRESS_KAFKA_CLIENT): at a pause point it equals each partition's log end offset (read independently with the
  * admin client) minus the records consumed from it, and it is 0 once the job caught up, also after a
- * committed transaction (whose commit marker takes an offset but is no record to read). The "Gress job"
- * dashboard's queries of this metric are checked against the same /metrics (tests/unit/dashboard-promql.test.ts
- * checks the rest on a job without services).
+ * committed transaction (whose commit marker takes an offset but is no record to read). The live page's
+ * snapshot shows their sum per source. The "Gress job" dashboard's queries of this metric are checked against
+ * the same /metrics (tests/unit/dashboard-promql.test.ts checks the rest on a job without services).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { kafkaSource, splitOf } from "../../connectors/kafka/index.ts";
 import { Job } from "../../lib/index.ts";
+import { liveSnapshot } from "../../lib/live-page/snapshot.ts";
 import { serveMetrics } from "../../lib/server.ts";
 import { dashboardQueries, exposed, promProblems } from "../dashboard-queries.ts";
 import { connection, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
@@ -83,6 +84,9 @@ describe("kafka consumer lag metric (real broker)", () => {
       assert.ok(paused.size >= 1, `lag reported for a fetched partition: ${JSON.stringify([...paused])}`);
       for (const [split, lag] of paused) assert.equal(lag, ends.get(split)! - (consumed.get(split) ?? 0), `${split} at the pause point`);
       assert.ok([...paused.values()].some((lag) => lag > 0));
+      // The live page's sources table shows the sum over partitions (its snapshot, as /events sends it).
+      const sum = [...paused.values()].reduce((a, b) => a + b, 0);
+      assert.equal(liveSnapshot(job, { status: "running" }).sources.find((x) => x.name === "in")?.lag, sum);
 
       job.flow.release("lag-test");
       for (let i = 0; i < 300 && total < 500; i++) await sleep(100);
