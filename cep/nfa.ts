@@ -158,6 +158,25 @@ export class NfaRunner {
     this.#ks = ks;
     let potential: PartialMatch[] | undefined;
     let kept: PartialMatch[] | undefined;
+    if (!this.#anyStepWithin) {
+      // Only the pattern's within: the list is ordered by start, so what expired is a prefix of it.
+      const list = ks.p;
+      let end = 0;
+      while (end < list.length && time - list[end]!.st >= this.#within) end++;
+      if (end === 0) return;
+      for (let i = 0; i < end; i++) {
+        const p = list[i]!;
+        const deadline = p.st + this.#within;
+        if (this.#states[p.s]!.type === "pending") (potential ??= []).push({ s: p.s, n: p.n, st: p.st, ss: p.ss, pt: deadline });
+        else {
+          this.#out.timeout(key, this.#ks, p.n, deadline);
+          this.buffer.release(this.#ks, p.n);
+        }
+      }
+      ks.p = list.slice(end);
+      if (potential !== undefined || ks.c.length > 0) this.#completed(ks, potential ?? []);
+      return;
+    }
     for (let i = 0; i < ks.p.length; i++) {
       const p = ks.p[i]!;
       const byStep = this.#stepWithin[p.s]!;
