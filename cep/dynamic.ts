@@ -42,7 +42,7 @@ import { filter as rxFilter, startWith } from "rxjs";
 import { z } from "zod";
 import { validate } from "../lib/config.ts";
 import { type Element, type Key, LATE_DATA, MAX_WATERMARK, MIN_WATERMARK, type OutputTag, outputTag, record, sideRecord, type StreamRecord, watermark } from "../lib/element.ts";
-import { PatternError, StateError } from "../lib/errors.ts";
+import { ConfigError, PatternError, StateError } from "../lib/errors.ts";
 import { type JobMetrics, OperatorMetrics } from "../lib/metrics.ts";
 import { type Downstream, isChainable, type OperatorBody, operate } from "../lib/operate.ts";
 import type { OperatorContext } from "../lib/operator-context.ts";
@@ -262,6 +262,14 @@ export function matchDynamic<E>(input: Stream<E>, changes: Stream<RuleChange>, o
   for (const c of options.initial ?? []) {
     const change = readChange(c);
     if (change.pattern !== null) buildPattern(change.id, change.version, change.pattern, o.conditions ?? {}, { to: Number.POSITIVE_INFINITY });
+  }
+  if (timeOf(input) === "arrival") {
+    // Changes take effect at the watermark, and records wait for it: without one, nothing would match before
+    // the end of the input and the records kept for new versions would grow without bound.
+    throw new ConfigError(
+      "matchDynamic matches in event time, but its input has no event time: its records carry the time they arrived and no watermark comes before the end of the input. Add .withTimestamps(strategy) before keyBy (e.g. boundedOutOfOrderness(5_000, { timestamp: (e) => e.at })), or give the source a watermark strategy",
+      [{ path: ["matchDynamic", "input"], code: "event-time-without-timestamps", message: "the input has no timestamps or watermarks" }],
+    );
   }
   const ctx = input.job.operator("cep-dynamic", o.uid);
   const stats = ruleStats(input.job.metrics, ctx.id);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { matchDynamic, named, pattern, RULE_ERRORS, type RuleChange, type RuleResult, SHADOW_MATCHES } from "../../cep/index.ts";
-import { LATE_DATA, memoryState, PatternError, type StateBackend } from "../../lib/index.ts";
+import { ConfigError, fromIterable, LATE_DATA, memoryState, PatternError, type StateBackend } from "../../lib/index.ts";
 import { MultiInputTestDriver } from "../../lib/testing/index.ts";
 
 interface Tx {
@@ -195,6 +195,16 @@ describe("matchDynamic: rules from a control stream", () => {
       () => new MultiInputTestDriver<Inputs, Out>(["tx", "rules"], (x) => matchDynamic(x.input("tx"), x.input("rules"), { initial: [{ id: "bad", version: 1, pattern: { version: 1, steps: [], skip: { kind: "noSkip" } } }] })),
       (err: unknown) => err instanceof PatternError && /rule "bad" version 1: a pattern needs at least one step/.test(err.message),
     );
+  });
+
+  it("an input without event time is refused with a ConfigError that says what to add", () => {
+    const rules = fromIterable<RuleChange>([]);
+    assert.throws(
+      () => matchDynamic(fromIterable<Tx>([{ card: "c1", kind: "a" }]).keyBy((t) => t.card), rules),
+      (err: unknown) => err instanceof ConfigError && /no event time/.test(err.message) && /withTimestamps/.test(err.message),
+    );
+    // With timestamps it is accepted.
+    matchDynamic(fromIterable<Tx>([{ card: "c1", kind: "a" }], { timestamp: () => 0 }).keyBy((t) => t.card), rules);
   });
 
   it("late records go to the late output once, whatever the number of versions", () => {
