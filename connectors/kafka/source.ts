@@ -232,7 +232,15 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       if (decoded instanceof Promise) {
         // A decoder that must ask first (a schema registry, once per schema id): nothing moved yet, so on
         // close or pause this message is read again.
-        decoded = await decoded;
+        try {
+          decoded = await decoded;
+        } catch (err) {
+          // Not the record's fault (the registry is unreachable): fail the job, which restarts from its last
+          // checkpoint and reads this record again. Thrown back to the client, it would retry the batch forever.
+          stoppedEarly.add(split);
+          ctx.fail(err);
+          return m.offset;
+        }
         if (closed || paused || ctx.paused) {
           stoppedEarly.add(split);
           return m.offset;

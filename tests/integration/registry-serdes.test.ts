@@ -303,6 +303,29 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
     assert.deepEqual(await readCommitted(output), []);
   });
 
+  it("a registry that cannot be reached fails the job with the reason; the record is neither dead-lettered nor skipped", { timeout: 120_000 }, async () => {
+    const input = uniqueName("reg-down-in");
+    await createTopic(input, 1);
+    const id = await registerRaw(`${input}-value`, "AVRO", JSON.stringify(USER_V1));
+    await produce(input, [{ value: framed(id, avro.Type.forSchema(USER_V1 as unknown as avro.Schema).toBuffer({ id: 1, name: "a" })) }]);
+    // Nothing listens on port 9 of the loopback: every request is refused at once.
+    const unreachable = schemaRegistry({ url: "http://127.0.0.1:9", retries: 0 });
+    const job = new Job({ name: uniqueName("registry-down") });
+    const stream = job.source(kafkaSource({ name: "in", brokers: brokers(), topics: [input], groupId: uniqueName("g"), bounded: true, decode: registryDecoder({ registry: unreachable }) }));
+    const got: unknown[] = [];
+    stream.sinkTo({ name: "collect", write: (v) => void got.push(v) });
+    const dead: SideRecord[] = [];
+    // The side output errors with the job: without an error callback RxJS would report it as uncaught.
+    stream.sideRecords(DEAD_LETTERS).subscribe({ next: (r) => void dead.push(r), error: () => {} });
+    await assert.rejects(job.run(), (err: unknown) => {
+      assert.ok(isGressError(err, "ERR_SOURCE"), String(err));
+      assert.match(err.message, new RegExp(`schema registry unavailable while decoding schema id ${id}`));
+      return true;
+    });
+    assert.deepEqual(got, []);
+    assert.deepEqual(dead, []);
+  });
+
   it("bad bytes, unknown schema ids, oversized and undecodable messages are dead letters with exact counts; the rest is delivered", { timeout: 120_000 }, async () => {
     const input = uniqueName("reg-dead-in");
     const output = uniqueName("reg-dead-out");
