@@ -550,7 +550,10 @@ export class LmdbStateBackend implements StateBackend {
     if (unstorable !== undefined) return Promise.reject(unstorable);
     const state = this.#state;
     const half = data.rows.length >> 1;
-    const written = this.root.transaction(() => {
+    // A child transaction, not transaction(): lmdb-js commits what a transaction() callback wrote before it threw
+    // (the batch it runs in commits anyway), so a throw from writeMeta, midway or an encoder would leave half a
+    // checkpoint on disk under the previous checkpoint's metadata. A child transaction is aborted by the throw.
+    const written = this.root.childTransaction(() => {
       if (undo !== undefined) this.#writeUndo(data, undo);
       if (data.cleared) state.clearSync();
       let n = 0;
