@@ -557,6 +557,10 @@ function dynamicElements<E>(ctx: OperatorContext, registry: ConditionRegistry<E>
           return;
         }
         const active = current(c.id, false);
+        if (active !== undefined && active.row.version > c.version) {
+          reject(raw, new PatternError(`rule "${c.id}": the shadow version ${c.version} is older than the active version ${active.row.version}; send it as a new version to promote it`));
+          return;
+        }
         if (active !== undefined) supersede(active, at, policy);
         candidate.row.shadow = false;
         candidate.row.promotedAt = at;

@@ -266,6 +266,18 @@ describe("matchDynamic: shadow versions", () => {
     assert.deepEqual(d.readSideOutput(SHADOW_MATCHES).map((r) => show(r as Out)), ["r@2:match:3..7"]);
   });
 
+  it("a shadow version older than the active one is not promoted", () => {
+    const d = driver();
+    d.pipeInput("rules", { id: "r", version: 1, pattern: seq("a", "b") }, 0);
+    d.pipeInput("rules", { id: "r", version: 2, pattern: seq("a", "c"), shadow: true }, 0);
+    d.pipeInput("rules", { id: "r", version: 3, pattern: seq("a", "b") }, 0);
+    d.pipeInput("rules", { id: "r", version: 2, pattern: seq("a", "c") }, 0);
+    assert.match(d.readSideOutput(RULE_ERRORS)[0]?.message ?? "", /shadow version 2 is older than the active version 3/);
+    d.pipeInput("tx", { card: "c1", kind: "a" }, 1).pipeInput("tx", { card: "c1", kind: "b" }, 2).pipeInput("tx", { card: "c1", kind: "c" }, 3).advanceWatermark("tx", 3);
+    assert.deepEqual(out(d), ["r@3:match:1..2"]);
+    assert.deepEqual(d.readSideOutput(SHADOW_MATCHES).map((r) => show(r as Out)), ["r@2:match:1..3"]);
+  });
+
   it("a shadow version is removed with pattern null and shadow true, leaving the active one", () => {
     const state = memoryState();
     const d = driver(state);
