@@ -61,7 +61,7 @@ export {
 export type { CoProcessContext, CoProcessFunction, KeyedCoProcessFunction } from "./operators/connect.ts";
 export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } from "./operators/process.ts";
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
-export type { Sink } from "./sink.ts";
+export type { Sink, SinkContext } from "./sink.ts";
 export { encodeRecord, sinkFn } from "./sink.ts";
 export { type Position, type Positions, type Source, type SourceContext, type SourceProgress, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";

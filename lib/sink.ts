@@ -25,7 +25,35 @@
 import type { StreamRecord } from "./element.ts";
 import { BadRecordError, isGressError } from "./errors.ts";
 
-/** What a sink learns about its job when it opens. */
+/**
+ * What a sink learns about its job when it opens.
+ *
+ * @example
+ * ```ts
+ * import { DEAD_LETTERS, Job, type Sink, type SinkContext, sinkFn } from "gress";
+ *
+ * // A batching sink that learns at flush which values the external system refused, and dead-letters them.
+ * let ctx: SinkContext | undefined;
+ * let batch: number[] = [];
+ * const sink: Sink<number> = {
+ *   name: "batched",
+ *   open(c) {
+ *     ctx = c;
+ *   },
+ *   write(v) {
+ *     batch.push(v);
+ *   },
+ *   async flush() {
+ *     for (const v of batch) if (v < 0) ctx?.deadLetter?.(v, 0, `negative value ${v} refused`);
+ *     batch = [];
+ *   },
+ * };
+ * const job = new Job({ name: "batched" });
+ * const out = job.fromIterable([1, -2, 3]).sinkTo(sink);
+ * out.sideOutput(DEAD_LETTERS).sinkTo(sinkFn("refused", (d) => console.log(d))); // -2
+ * await job.run();
+ * ```
+ */
 export interface SinkContext {
   /** The job's name (e.g. to derive ids that must differ between jobs). */
   readonly jobName: string;
