@@ -30,7 +30,7 @@ import { type Element, type Key, LATE_DATA, MAX_WATERMARK, MIN_WATERMARK, type O
 import type { OperatorContext } from "../lib/operator-context.ts";
 import { StateError } from "../lib/errors.ts";
 import { handleUserError } from "../lib/operators/user-error.ts";
-import type { Stream } from "../lib/stream.ts";
+import type { KeyedStream, Stream } from "../lib/stream.ts";
 import { compile, type Nfa } from "./compile.ts";
 import { TimeHeap } from "./heap.ts";
 import { emptyKeyState, type KeyNfaState, type LimitPolicy, NfaRunner } from "./nfa.ts";
@@ -65,9 +65,10 @@ export type MatchEvents<E, S extends string> = { readonly [K in S]: E[] };
  * }
  * ```
  */
-export interface Match<E, S extends string> {
+export interface Match<E, S extends string, K extends Key | undefined = Key | undefined> {
   readonly kind: "match";
-  readonly key: Key | undefined;
+  /** The key of the keyed stream the match came from (its type), undefined on a stream that is not keyed. */
+  readonly key: K;
   readonly events: MatchEvents<E, S>;
   readonly start: number;
   readonly end: number;
@@ -87,9 +88,10 @@ export interface Match<E, S extends string> {
  * }
  * ```
  */
-export interface Timeout<E, S extends string> {
+export interface Timeout<E, S extends string, K extends Key | undefined = Key | undefined> {
   readonly kind: "timeout";
-  readonly key: Key | undefined;
+  /** The key of the keyed stream the partial match came from, undefined on a stream that is not keyed. */
+  readonly key: K;
   readonly events: MatchEvents<E, S>;
   readonly start: number;
   readonly timeoutAt: number;
@@ -107,7 +109,7 @@ export interface Timeout<E, S extends string> {
  * }
  * ```
  */
-export type PatternResult<E, S extends string> = Match<E, S> | Timeout<E, S>;
+export type PatternResult<E, S extends string, K extends Key | undefined = Key | undefined> = Match<E, S, K> | Timeout<E, S, K>;
 
 /**
  * True for completed matches.
@@ -123,7 +125,7 @@ export type PatternResult<E, S extends string> = Match<E, S> | Timeout<E, S>;
  *   .sinkTo(sinkFn("matches", (m) => console.log(m.events.one, m.events.two)));
  * ```
  */
-export function isMatch<E, S extends string>(r: PatternResult<E, S>): r is Match<E, S> {
+export function isMatch<E, S extends string, K extends Key | undefined>(r: PatternResult<E, S, K>): r is Match<E, S, K> {
   return r.kind === "match";
 }
 /**
@@ -144,7 +146,7 @@ export function isMatch<E, S extends string>(r: PatternResult<E, S>): r is Match
  * await orders.job.run();
  * ```
  */
-export function isTimeout<E, S extends string>(r: PatternResult<E, S>): r is Timeout<E, S> {
+export function isTimeout<E, S extends string, K extends Key | undefined>(r: PatternResult<E, S, K>): r is Timeout<E, S, K> {
   return r.kind === "timeout";
 }
 
@@ -250,6 +252,8 @@ const GLOBAL: Key = "\u0000global";
  * @param options time mode, limits, uid
  * @returns completed and timed-out matches
  */
+export function match<E, S extends string, K extends Key>(input: KeyedStream<E, K>, pattern: Pattern<E, S, string>, options?: MatchOptions<NoInfer<E>>): Stream<PatternResult<E, S, K>>;
+export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E, S, string>, options?: MatchOptions<NoInfer<E>>): Stream<PatternResult<E, S>>;
 export function match<E, S extends string>(input: Stream<E>, pattern: Pattern<E, S, string>, options: MatchOptions<NoInfer<E>> = {}): Stream<PatternResult<E, S>> {
   const o = validate(optionsSchema, options, "match");
   const ctx = input.job.operator("cep", o.uid);
