@@ -27,6 +27,7 @@ import type {
   EndTransactionResult,
   KafkaClient,
   KafkaConsumer,
+  KafkaMessage,
   KafkaTransactionalProducer,
   MarkerOutcome,
   PartitionOffset,
@@ -100,6 +101,8 @@ const TRANSACTION_COORDINATOR = 1;
 const READ_COMMITTED = 1;
 const BROKER_RESOURCE = 4;
 const TOPIC_RESOURCE = 2;
+/** Most messages handed to the batch handler at once (see eachBatch). */
+const CHUNK = 500;
 
 /** Protocol errors that mean "this transaction was already finished or superseded". */
 const ALREADY_ENDED = new Set(["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"]);
@@ -273,11 +276,12 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
 }
 
 function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
+  const heartbeatInterval = Math.max(500, Math.floor((o.sessionTimeoutMs ?? 10_000) / 5));
   const c: Consumer = kafka.consumer({
     groupId: o.groupId,
     readUncommitted: o.readCommitted === false,
     sessionTimeout: o.sessionTimeoutMs ?? 10_000,
-    heartbeatInterval: Math.max(500, Math.floor((o.sessionTimeoutMs ?? 10_000) / 5)),
+    heartbeatInterval,
     rebalanceTimeout: Math.max(o.sessionTimeoutMs ?? 10_000, 10_000),
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
     maxWaitTimeInMs: 100,
@@ -285,8 +289,13 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor)] }),
   });
   const advanced: ((t: PartitionOffset) => void)[] = [];
+  /** The group is rebalancing (a heartbeat said so) until the next assignment. */
+  let rebalancing = false;
+  /** Partitions whose last batch was handed over only in part (see eachBatch): their batch end was not reached. */
+  const cutShort = new Set<string>();
   c.on(c.events.END_BATCH_PROCESS, (e) => {
     const p = e.payload as { topic: string; partition: number; lastOffset: string };
+    if (cutShort.delete(`${p.topic}\u0000${p.partition}`)) return;
     const target = { topic: p.topic, partition: p.partition, offset: Number(p.lastOffset) + 1 };
     for (const l of advanced) l(target);
   });
@@ -299,6 +308,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     const payload = e.payload as { memberAssignment: Record<string, number[]>; memberId: string };
     const assigned = Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })));
     memberId = payload.memberId;
+    rebalancing = false;
     const change = assignmentChange(current, assigned);
     current = assigned;
     // kafkajs keeps the group generation to itself: count this member's joins instead.
@@ -319,10 +329,36 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: 1,
-        eachBatch: async ({ batch, resolveOffset, isStale, isRunning }) => {
+        eachBatch: async ({ batch, resolveOffset, isStale, isRunning, heartbeat }) => {
           if (!isRunning() || isStale()) return;
           const messages = batch.messages.map(convert);
-          const next = await handler({ topic: batch.topic, partition: batch.partition, messages, highWatermark: Number(batch.highWatermark) });
+          const highWatermark = Number(batch.highWatermark);
+          // kafkajs heartbeats, and rejoins a rebalance, only between batches: a handler that takes long (a
+          // rate-limited source) would keep this member out of a rebalance until the group drops it while it
+          // still works. So: keep beating while the handler runs, hand the batch over in chunks, and stop
+          // after the chunk under way once a heartbeat says the group is rebalancing (the rest is fetched again).
+          const beat = setInterval(
+            () =>
+              void heartbeat().catch((e: unknown) => {
+                if (errorType(e) === "REBALANCE_IN_PROGRESS") rebalancing = true;
+              }),
+            heartbeatInterval,
+          );
+          let next = messages[0]?.offset ?? 0;
+          try {
+            for (let i = 0; i < messages.length; i += CHUNK) {
+              if (i > 0 && (rebalancing || !isRunning() || isStale())) {
+                cutShort.add(`${batch.topic}\u0000${batch.partition}`);
+                break;
+              }
+              const chunk = messages.slice(i, i + CHUNK);
+              next = await handler({ topic: batch.topic, partition: batch.partition, messages: chunk, highWatermark });
+              // The handler stopped early (paused): the rest is fetched again.
+              if (next <= (chunk[chunk.length - 1] as KafkaMessage).offset) break;
+            }
+          } finally {
+            clearInterval(beat);
+          }
           // Resolve up to what the handler consumed; kafkajs fetches the rest again.
           if (next > 0 && !isStale()) resolveOffset(String(next - 1));
         },

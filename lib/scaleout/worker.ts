@@ -15,8 +15,8 @@
  *   positions again). Repeated assignments change nothing. Assignments are applied one at a time, the latest
  *   wins.
  * - **A task that migrated** (its commit fenced, or refused for an older generation) is closed without failing
- *   the worker; if the group still gives it to this worker, it is started again (restored from the changelog).
- *   Any other task failure stops the worker with that error.
+ *   the worker; it starts again (restored from the changelog) only when a later assignment gives it to this
+ *   worker. Any other task failure stops the worker with that error.
  * Not built yet: shuffles (keyBy on another key than the input partitioning must not be used), non-Kafka
  * sinks with per-task idempotence, static membership, a final checkpoint on revocation.
  * @module
@@ -345,13 +345,10 @@ class Worker {
     // Fenced or refused for an older generation: another worker owns it now, or will. Close this incarnation;
     // if the group still gives the task to this worker, start it again from the changelog.
     this.#log(`task ${task.id} migrated: ${err instanceof Error ? err.message : String(err ?? "its input ended")}`);
-    this.#applying = this.#applying
-      .then(async () => {
-        await this.#stopTask(task.id, "migrated");
-        if (err !== undefined) await new Promise((r) => setTimeout(r, 500));
-        if (err !== undefined && this.#wanted.has(task.id) && this.#plan !== undefined) await this.#startTask(task.id, this.#plan);
-      })
-      .catch((e: unknown) => this.#fail(e));
+    // Not started again until the group's next assignment gives it to this worker: the assignment this worker
+    // knows is out of date (another member runs the task now), and starting it again would fence that one.
+    this.#wanted.delete(task.id);
+    this.#applying = this.#applying.then(() => this.#stopTask(task.id, "migrated")).catch((e: unknown) => this.#fail(e));
   }
 
   /** Stops the worker because of `err` (not awaited: it may be called from the assignment chain that stop() waits for). */
