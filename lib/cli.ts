@@ -3,7 +3,8 @@
  *
  *   gress demo [options]                  surge pricing on generated rides, no services needed
  *   gress run <pipeline> [options]        runs a pipeline module with /metrics, /health and a live page; with
- *                                         checkpoints, state lives in LMDB and a restart recovers
+ *                                         checkpoints, state lives in LMDB and a restart recovers; with
+ *                                         --workers N, as N scale-out worker processes (lib/cli-workers.ts)
  *   gress savepoint <job> [options]       writes the job's last checkpoint as a savepoint directory
  *   gress dashboard [--job NAME]          prints a Grafana dashboard (JSON) of the jobs' /metrics
  *   gress <command> --help, gress --version
@@ -111,6 +112,11 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "max-failures", arg: "N", help: "failure-rate limit: more than N failures within --failure-interval end the job" },
       { name: "failure-interval", arg: "MS", help: "the failure-rate limit's interval (default 60000)" },
       { name: "quiet", help: "no status line or progress bar while the job runs (only the summary at the end)" },
+      { name: "workers", arg: "N", help: "scale-out: start N worker processes of the job, a Kafka consumer group (needs --brokers; every source a Kafka source)" },
+      { name: "brokers", arg: "HOST:PORT,...", help: "scale-out: the Kafka brokers of the job's group and changelog" },
+      { name: "group", arg: "G", help: "scale-out: the consumer group (default gress-<job>)" },
+      { name: "kafka-client", arg: "NAME", help: "scale-out: kafkajs (default) or platformatic" },
+      { name: "worker-index", arg: "I", help: "scale-out: run one worker (index I: /metrics on port + I, state in <state-dir>/worker-I); --workers starts these" },
       HELP_OPTION,
     ],
   },
@@ -338,10 +344,26 @@ function restartFromFlags(o: {
   }
 }
 
+/** The default job name: the pipeline file's name without extension. */
+function jobNameOf(file: string): string {
+  return file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-");
+}
+
 /** Runs a user pipeline module; returns the exit code. */
 async function runPipeline(file: string | undefined, flags: Record<string, string>): Promise<number> {
   const spec = COMMANDS.find((c) => c.name === "run")!;
   if (file === undefined) throw new UsageError("gress run: missing pipeline file", commandHelp(spec));
+  if (flags.workers !== undefined || flags["worker-index"] !== undefined) {
+    if (!existsSync(file)) {
+      console.error(`gress run: no such file: ${file}`);
+      return 1;
+    }
+    // Loaded only here: it brings the Kafka clients.
+    const { runWorkers } = await import("./cli-workers.ts");
+    return await runWorkers(file, flags, flags.name ?? jobNameOf(file));
+  }
+  const scaleOutOnly = ["brokers", "group", "kafka-client"].find((f) => flags[f] !== undefined);
+  if (scaleOutOnly !== undefined) throw new UsageError(`gress run: --${scaleOutOnly} is a scale-out option: give --workers N with it`, commandHelp(spec));
   const o = validate(
     z
       .object({
@@ -374,7 +396,7 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
     console.error(`gress run: no such file: ${file}`);
     return 1;
   }
-  const name = o.name ?? file.replace(/^.*\//, "").replace(/\.[cm]?[jt]s$/, "").replace(/[^A-Za-z0-9_.-]/g, "-");
+  const name = o.name ?? jobNameOf(file);
   const checkpointed = o["from-savepoint"] !== undefined || o["from-checkpoint"] !== undefined || o["state-dir"] !== undefined || o.retain !== undefined;
   const interval = o["checkpoint-interval"] ?? (checkpointed ? 1_000 : undefined);
   const restart = restartFromFlags(o);

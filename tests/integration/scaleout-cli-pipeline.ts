@@ -1,0 +1,19 @@
+/**
+ * The pipeline module tests/integration/scaleout-cli.test.ts runs with `gress run --workers 2`: a Kafka source
+ * (rate-limited per task, so that the run lasts a few seconds) → per key, a sequence number in keyed state →
+ * a Kafka sink. Brokers and topics come from the environment, as a user's module would take them.
+ */
+import process from "node:process";
+import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
+import type { Job } from "../../lib/index.ts";
+import { type Sequenced, type SequencedInput, sequencePerKey } from "../support/sequence.ts";
+
+const brokers = (process.env.SO_CLI_BROKERS ?? "").split(",");
+
+export default (job: Job): void => {
+  job
+    .source(kafkaSource<SequencedInput>({ name: "in", brokers, topics: [process.env.SO_CLI_INPUT ?? ""], groupId: "unused-in-scale-out", rateLimit: { ratePerSecond: 150, burst: 50 } }))
+    .keyBy((e) => e.key)
+    .process(sequencePerKey())
+    .sinkTo(kafkaSink<Sequenced>({ name: "out", brokers, topic: process.env.SO_CLI_OUTPUT ?? "", key: (o) => o.key }));
+};

@@ -1,0 +1,97 @@
+/**
+ * `gress run --workers N` refuses bad input before it starts any worker process: --workers that is not a
+ * positive integer, a missing --brokers, an option of single-process mode, a scale-out option without
+ * --workers, and a pipeline with a source that is not Kafka. (The workers themselves run against the real
+ * broker in tests/integration/scaleout-cli.test.ts.) And the parent's exit: it waits for every worker and
+ * exits with the first non-zero code, the workers' output prefixed with their index.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import process from "node:process";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { main } from "../../lib/cli.ts";
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** Runs the CLI in this process with console output captured. */
+async function cli(args: readonly string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => void out.push(a.join(" "));
+  console.error = (...a: unknown[]) => void err.push(a.join(" "));
+  try {
+    const code = await main(args);
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+describe("gress run --workers: bad input", () => {
+  const pipeline = fixture("pipeline.ts");
+
+  for (const bad of ["0", "-1", "1.5", "abc"]) {
+    it(`--workers ${bad} is an error naming --workers`, async () => {
+      const r = await cli(["run", pipeline, `--workers=${bad}`, "--brokers", "127.0.0.1:1"]);
+      assert.equal(r.code, 1, r.err);
+      assert.match(r.err, /^ERR_CONFIG: invalid options: run\.workers: /, r.err);
+      assert.doesNotMatch(r.err, /started \d+ workers/);
+    });
+  }
+
+  it("--workers without a value is a usage error", async () => {
+    const r = await cli(["run", pipeline, "--workers"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /option --workers needs a value \(N\)/);
+  });
+
+  it("--workers without --brokers names --brokers", async () => {
+    const r = await cli(["run", pipeline, "--workers", "2"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--brokers HOST:PORT\[,HOST:PORT\.\.\.\] is required/);
+  });
+
+  it("an option of single-process mode is refused with --workers, naming it", async () => {
+    const r = await cli(["run", pipeline, "--workers", "2", "--brokers", "127.0.0.1:1", "--restart", "fixed-delay", "--retain", "3"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--restart, --retain are not supported in scale-out mode/);
+  });
+
+  it("a scale-out option without --workers is a usage error", async () => {
+    const r = await cli(["run", pipeline, "--brokers", "127.0.0.1:1"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--brokers is a scale-out option: give --workers N with it/);
+  });
+
+  it("a pipeline with a non-Kafka source is refused before any worker starts, naming that source and not the Kafka one", async () => {
+    const r = await cli(["run", fixture("scaleout-mixed-sources-pipeline.ts"), "--workers", "2", "--brokers", "127.0.0.1:1"]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /a scale-out job reads only Kafka topics, but source "rides" \(not Kafka: \w+\) is not Kafka: ingest into a Kafka topic first/);
+    assert.doesNotMatch(r.err, /"orders"/);
+    assert.doesNotMatch(r.err, /started \d+ workers/);
+  });
+});
+
+describe("gress run --workers: the parent process", () => {
+  it("starts the workers with this runtime, prefixes their output, waits for all and exits with the first non-zero code", { timeout: 60_000 }, async () => {
+    const bin = fileURLToPath(new URL("../../bin/gress.mjs", import.meta.url));
+    const runtime = "Deno" in globalThis ? ["run", "-A", "--unstable-sloppy-imports", bin] : [bin];
+    const child = spawn(process.execPath, [...runtime, "run", fixture("scaleout-exit-pipeline.ts"), "--workers", "2", "--brokers", "127.0.0.1:1"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (d: Buffer) => void (out += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => void (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
+    assert.equal(code, 3, `${out}\n${err}`);
+    assert.match(out, /^\[worker 1\] worker 1 ends with code 3$/m);
+    // Worker 0 ended after worker 1, and the parent waited for it.
+    assert.match(out, /^\[worker 0\] worker 0 ends with code 0$/m);
+    assert.match(err, /gress: started 2 workers of job "scaleout-exit-pipeline"/);
+    assert.match(err, /gress: worker 1 exited with code 3; it is not restarted/);
+    assert.doesNotMatch(err, /worker 0 exited/);
+  });
+});
