@@ -277,6 +277,9 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
 
 function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
   const heartbeatInterval = Math.max(500, Math.floor((o.sessionTimeoutMs ?? 10_000) / 5));
+  // Chunks only for group members that share the input (a custom assignor: scale-out workers); a single-process
+  // source is its group's only member and keeps one call per batch.
+  const chunkSize = o.assignor === undefined ? Number.POSITIVE_INFINITY : CHUNK;
   const c: Consumer = kafka.consumer({
     groupId: o.groupId,
     readUncommitted: o.readCommitted === false,
@@ -346,12 +349,12 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
           );
           let next = messages[0]?.offset ?? 0;
           try {
-            for (let i = 0; i < messages.length; i += CHUNK) {
+            for (let i = 0; i < messages.length; i += chunkSize) {
               if (i > 0 && (rebalancing || !isRunning() || isStale())) {
                 cutShort.add(`${batch.topic}\u0000${batch.partition}`);
                 break;
               }
-              const chunk = messages.slice(i, i + CHUNK);
+              const chunk = chunkSize >= messages.length ? messages : messages.slice(i, i + chunkSize);
               next = await handler({ topic: batch.topic, partition: batch.partition, messages: chunk, highWatermark });
               // The handler stopped early (paused): the rest is fetched again.
               if (next <= (chunk[chunk.length - 1] as KafkaMessage).offset) break;

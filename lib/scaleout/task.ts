@@ -37,8 +37,8 @@ import type { TopologyFingerprint } from "./fingerprint.ts";
 import { TaskCommitter } from "./task-checkpoint.ts";
 import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
 
-/** A pipeline module's default export: builds the pipeline on the job it is given. */
-export type BuildPipeline = (job: Job) => void | Promise<void>;
+/** A pipeline module's default export: builds the pipeline on the job it is given (a returned promise is awaited). */
+export type BuildPipeline = (job: Job) => unknown;
 
 /** What a task needs from its worker. */
 export interface TaskOptions {
