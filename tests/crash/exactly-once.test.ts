@@ -44,6 +44,7 @@ const TITLES: Record<JobConfig["kind"], string> = {
   window: "tumbling window count and sum",
   pattern: "CEP matches and timeouts (A → B → C within 400 ms)",
   broadcast: "keyed state with broadcast state (broadcast-exactly-once.test.ts)",
+  dynamic: "dynamic CEP rules changed while running (dynamic-rules-exactly-once.test.ts)",
 };
 
 for (const config of [KEYED, WINDOW, PATTERN]) {

@@ -20,7 +20,7 @@ export function childCommand(file: string): [string, string[]] {
 }
 
 export interface JobConfig {
-  readonly kind: "keyed-seq" | "window" | "pattern" | "broadcast";
+  readonly kind: "keyed-seq" | "window" | "pattern" | "broadcast" | "dynamic";
   readonly count: number;
   readonly keys: number;
   readonly seed: number;
