@@ -6,6 +6,7 @@
  *                                         checkpoints, state lives in LMDB and a restart recovers; with
  *                                         --workers N, as N scale-out worker processes (lib/cli-workers.ts)
  *   gress savepoint <job> [options]       writes the job's last checkpoint as a savepoint directory
+ *   gress status <job> --brokers B        a scale-out job's members, tasks and lag, from Kafka (lib/cli-status.ts)
  *   gress dashboard [--job NAME]          prints a Grafana dashboard (JSON) of the jobs' /metrics
  *   gress <command> --help, gress --version
  *
@@ -127,6 +128,16 @@ const COMMANDS: readonly CommandSpec[] = [
     options: [
       { name: "job", arg: "NAME", help: "preselect this job in the dashboard's job variable (default: all jobs)" },
       { name: "board", arg: "NAME", help: `which dashboard: ${DASHBOARD_NAMES.join(" or ")} (default ${DASHBOARD_NAMES[0]})` },
+      HELP_OPTION,
+    ],
+  },
+  {
+    name: "status",
+    args: "<job>",
+    summary: "a scale-out job's group members, their tasks and the lag per input partition, read from Kafka",
+    options: [
+      { name: "brokers", arg: "HOST:PORT,...", help: "the Kafka brokers of the job's group (required)" },
+      { name: "group", arg: "G", help: "the job's consumer group (default gress-<job>)" },
       HELP_OPTION,
     ],
   },
@@ -530,6 +541,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       case "dashboard":
         dashboard(flags);
         return 0;
+      case "status": {
+        if (rest[0] === undefined) throw new UsageError("gress status: missing job name", commandHelp(spec));
+        // Loaded only here: it brings the Kafka client.
+        const { status } = await import("./cli-status.ts");
+        return await status(rest[0], flags);
+      }
       default:
         await savepoint(rest[0], flags);
         return 0;

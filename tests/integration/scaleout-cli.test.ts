@@ -2,7 +2,8 @@
  * `gress run <pipeline> --workers 2` on the real broker: the parent starts two worker processes; both join the
  * job's group and split its 4 tasks (each /metrics, on port and port + 1, reports 2 tasks); SIGTERM to the
  * parent stops both gracefully (exit 0); the output is every input record exactly once, with per-key
- * sequence numbers 1..n. Runs on the client GRESS_KAFKA_CLIENT names (kafkajs by default).
+ * sequence numbers 1..n. `gress status` reports the two members with the same tasks and, at the end, no lag.
+ * Runs on the client GRESS_KAFKA_CLIENT names (kafkajs by default).
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -13,6 +14,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { readJobStatus } from "../../lib/cli-status.ts";
+import { main } from "../../lib/cli.ts";
 import { checkSequences, events } from "./kafka-eos-support.ts";
 import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
@@ -68,7 +71,8 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
     await watch.run({ eachBatch: async ({ batch }) => void (out += batch.messages.length) });
 
     const port = await freePortPair();
-    const args = ["run", PIPELINE, "--workers", "2", "--name", uniqueName("so-cli"), "--brokers", brokers().join(","), "--kafka-client", clientName(), "--state-dir", state, "--port", String(port), "--checkpoint-interval", "500"];
+    const name = uniqueName("so-cli");
+    const args = ["run", PIPELINE, "--workers", "2", "--name", name, "--brokers", brokers().join(","), "--kafka-client", clientName(), "--state-dir", state, "--port", String(port), "--checkpoint-interval", "500"];
     const parent = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SO_CLI_BROKERS: brokers().join(","), SO_CLI_INPUT: input, SO_CLI_OUTPUT: output } });
     let log = "";
     parent.stdout.on("data", (d: Buffer) => void (log += d.toString()));
@@ -94,12 +98,33 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       );
       assert.deepEqual([...split[0]!, ...split[1]!].sort(), ["0_0", "0_1", "0_2", "0_3"]);
       assert.ok(out < count, `the workers split the tasks mid-stream (${out} of ${count} out)`);
+      // gress status sees the same split in the group.
+      const live = await readJobStatus(brokers(), `gress-${name}`);
+      assert.equal(live.state, "Stable");
+      assert.deepEqual(live.members.map((m) => m.tasks).sort(), [...split].sort());
       assert.match(log, /\[worker 0\] .*metrics http:\/\/127\.0\.0\.1:\d+\/metrics/);
       assert.match(log, /\[worker 1\] /);
       await until("all output", () => out >= count, 60_000);
       // A duplicate would come after the count is reached: give it time to show.
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(out, count, "no output record twice");
+      // Every input offset committed with its task's checkpoint: no lag left, per partition and in the text.
+      const done = await readJobStatus(brokers(), `gress-${name}`);
+      assert.deepEqual(
+        done.partitions.map((p) => [p.task, p.topic, p.lag]),
+        [0, 1, 2, 3].map((p) => [`0_${p}`, input, 0]),
+      );
+      assert.equal(
+        done.partitions.reduce((n, p) => n + (p.committed ?? 0), 0),
+        count,
+      );
+      const printed: string[] = [];
+      const log0 = console.log;
+      console.log = (...a: unknown[]) => void printed.push(a.join(" "));
+      const code = await main(["status", name, "--brokers", brokers().join(",")]).finally(() => (console.log = log0));
+      assert.equal(code, 0);
+      assert.match(printed.join("\n"), new RegExp(`job "${name}": group gress-${name}, Stable, 2 members`));
+      assert.match(printed.join("\n"), /total lag: 0$/m);
     } finally {
       if (parent.exitCode === null) process.kill(parent.pid!, "SIGTERM");
       await watch.disconnect();

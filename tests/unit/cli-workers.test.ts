@@ -95,3 +95,17 @@ describe("gress run --workers: the parent process", () => {
     assert.doesNotMatch(err, /worker 0 exited/);
   });
 });
+
+describe("gress status: bad input", () => {
+  it("without a job name is a usage error", async () => {
+    const r = await cli(["status", "--brokers", "127.0.0.1:1"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /gress status: missing job name/);
+  });
+
+  it("without --brokers names --brokers", async () => {
+    const r = await cli(["status", "orders"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^ERR_CONFIG: invalid options: status\.brokers: /);
+  });
+});
