@@ -358,6 +358,12 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
         req.resume();
         return send(res, 429, { error: "the source is under pressure, retry later" }, { "retry-after": retryAfter });
       }
+      // A tenant without tokens is refused before its body is read and decoded.
+      const early = tenant === undefined || quotas === undefined ? 0 : quotas.precheck(tenant, Number.isFinite(length) ? length : 0);
+      if (early > 0) {
+        req.resume();
+        return send(res, 429, { error: `tenant ${JSON.stringify(tenant)} is over its quota` }, { "retry-after": String(Math.max(1, Math.ceil(early / 1000))) });
+      }
       // Claim the key before reading the body, so a concurrent retry waits for this answer instead of logging twice.
       let settle: (a: { status: number; body: string }) => void = () => {};
       if (key !== null) remember(key, new Promise((r) => (settle = r)));

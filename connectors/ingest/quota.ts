@@ -76,8 +76,10 @@ export interface TenantQuotaOptions {
  * ```
  */
 export interface TenantQuotaStats {
+  /** Records of admitted batches. */
   admittedRecords: number;
   admittedBytes: number;
+  /** Records of refused batches that were read (a request refused before its body was read adds none). */
   refusedRecords: number;
   refusedBytes: number;
   /** Batches (requests, messages) refused. */
@@ -139,6 +141,23 @@ export class TenantQuotas {
     stats.admittedRecords += records;
     stats.admittedBytes += bytes;
     return 0;
+  }
+
+  /**
+   * Checks a request before its body is read: 0 when the tenant has at least one record's worth and
+   * `bytes` (the announced size) of tokens, else the wait, and the request counts as refused (its records
+   * unknown). Nothing is taken: {@link admit} takes once the batch is read. This keeps a tenant that ignores
+   * Retry-After from making the source read and decode what it will refuse anyway.
+   */
+  precheck(tenant: string, bytes: number): number {
+    const b = this.#bucketsOf(tenant);
+    const wait = Math.max(waitFor(b.records, 1), waitFor(b.bytes, bytes));
+    if (wait > 0) {
+      const stats = this.#statsOf(tenant);
+      stats.refusedBytes += bytes;
+      stats.refusals++;
+    }
+    return wait;
   }
 
   /**

@@ -49,56 +49,63 @@ describe("HTTP ingest: quotas per tenant", () => {
       quotas: { tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 400 }, perTenantStats: true },
     });
     const run = capture(job, job.source(src));
-    await src.listening;
-
-    // Alone first: the baseline.
-    const alone = await calmLoad(src.url, 60, 0);
-    assert.ok(alone.statuses.every((s) => s === 202));
-
-    // Then beside a noisy tenant that sends 100-record batches as fast as 4 connections allow.
-    let noisyAccepted = 0;
-    let noisyRefused = 0;
-    let retryAfterSeen = "";
     let stop = false;
-    const noisy = Array.from({ length: 4 }, async (_, w) => {
-      let seq = w * 1_000_000;
-      while (!stop) {
-        const rows = Array.from({ length: 100 }, () => ({ tenant: "noisy", seq: seq++ }));
-        const res = await post(src.url, "noisy", rows);
-        const body = (await res.json()) as { accepted?: number };
-        if (res.status === 202) noisyAccepted += body.accepted ?? 0;
-        else if (res.status === 429) {
-          noisyRefused++;
-          retryAfterSeen = res.headers.get("retry-after") ?? "";
-        } else assert.fail(`noisy tenant got ${res.status}`);
-      }
-    });
-    const beside = await calmLoad(src.url, 60, 300);
-    stop = true;
-    await Promise.all(noisy);
+    try {
+      await src.listening;
 
-    assert.ok(beside.statuses.every((s) => s === 202), `the calm tenant was refused: ${beside.statuses.filter((s) => s !== 202).length} times`);
-    assert.ok(noisyRefused > 0, "the noisy tenant went over its quota");
-    assert.match(retryAfterSeen, /^[1-9][0-9]*$/);
-    // Nothing accepted is lost: every calm record and every accepted noisy record is emitted once.
-    await run.until(() => run.values.length === 600 + noisyAccepted, 30_000);
-    const calm = run.values.filter((r) => r.tenant === "calm").map((r) => r.seq);
-    assert.deepEqual(
-      calm,
-      Array.from({ length: 600 }, (_, i) => i),
-    );
-    assert.equal(new Set(run.values.filter((r) => r.tenant === "noisy").map((r) => r.seq)).size, noisyAccepted);
-    const stats = src.quotaStats;
-    assert.equal(stats?.get("calm")?.refusals, 0);
-    assert.equal(stats?.get("calm")?.admittedRecords, 600);
-    assert.equal(stats?.get("noisy")?.admittedRecords, noisyAccepted);
-    assert.equal(stats?.get("noisy")?.refusals, noisyRefused);
+      // Alone first: the baseline.
+      const alone = await calmLoad(src.url, 60, 0);
+      assert.ok(alone.statuses.every((s) => s === 202));
 
-    const before = p99(alone.latencies);
-    const after = p99(beside.latencies);
-    console.log(`calm tenant p99: alone ${before.toFixed(2)} ms, beside the noisy one ${after.toFixed(2)} ms; noisy: ${noisyAccepted} records accepted, ${noisyRefused} requests refused`);
-    assert.ok(after <= Math.max(2 * before, 5), `p99 ${after.toFixed(2)} ms beside the noisy tenant > 2 × ${before.toFixed(2)} ms alone`);
-    run.stop();
+      // Then beside a noisy tenant that ignores Retry-After: 100-record batches from 2 connections, 2 ms apart (about
+      // 100 000 records/s offered against 400/s). It runs in this process, so it is paced enough to leave the
+      // event loop to the server: the test measures the quota, not the load generator's CPU.
+      let noisyAccepted = 0;
+      let noisyRefused = 0;
+      let retryAfterSeen = "";
+      const noisy = Array.from({ length: 2 }, async (_, w) => {
+        let seq = w * 1_000_000;
+        while (!stop) {
+          const rows = Array.from({ length: 100 }, () => ({ tenant: "noisy", seq: seq++ }));
+          const res = await post(src.url, "noisy", rows);
+          const body = (await res.json()) as { accepted?: number };
+          if (res.status === 202) noisyAccepted += body.accepted ?? 0;
+          else if (res.status === 429) {
+            noisyRefused++;
+            retryAfterSeen = res.headers.get("retry-after") ?? "";
+          } else assert.fail(`noisy tenant got ${res.status}`);
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      });
+      const beside = await calmLoad(src.url, 60, 300);
+      stop = true;
+      await Promise.all(noisy);
+
+      assert.ok(beside.statuses.every((s) => s === 202), `the calm tenant was refused: ${beside.statuses.filter((s) => s !== 202).length} times`);
+      assert.ok(noisyRefused > 0, "the noisy tenant went over its quota");
+      assert.match(retryAfterSeen, /^[1-9][0-9]*$/);
+      // Nothing accepted is lost: every calm record and every accepted noisy record is emitted once.
+      await run.until(() => run.values.length === 600 + noisyAccepted, 30_000);
+      const calm = run.values.filter((r) => r.tenant === "calm").map((r) => r.seq);
+      assert.deepEqual(
+        calm,
+        Array.from({ length: 600 }, (_, i) => i),
+      );
+      assert.equal(new Set(run.values.filter((r) => r.tenant === "noisy").map((r) => r.seq)).size, noisyAccepted);
+      const stats = src.quotaStats;
+      assert.equal(stats?.get("calm")?.refusals, 0);
+      assert.equal(stats?.get("calm")?.admittedRecords, 600);
+      assert.equal(stats?.get("noisy")?.admittedRecords, noisyAccepted);
+      assert.equal(stats?.get("noisy")?.refusals, noisyRefused);
+
+      const before = p99(alone.latencies);
+      const after = p99(beside.latencies);
+      console.log(`calm tenant p99: alone ${before.toFixed(2)} ms, beside the noisy one ${after.toFixed(2)} ms; noisy: ${noisyAccepted} records accepted, ${noisyRefused} requests refused`);
+      assert.ok(after <= Math.max(2 * before, 5), `p99 ${after.toFixed(2)} ms beside the noisy tenant > 2 × ${before.toFixed(2)} ms alone`);
+    } finally {
+      stop = true;
+      run.stop();
+    }
   });
 
   it("tenants named by their bearer token: an unknown token is 401, a quota token for no tenant is never accepted", { timeout: 60_000 }, async () => {
@@ -106,17 +113,21 @@ describe("HTTP ingest: quotas per tenant", () => {
     const job = new Job({ name: "http-quota-tokens" });
     const src = httpSource<Row>({ name: "in", dir, fsync: false, quotas: { tenant: { tokens: { acme: "t-acme", globex: "t-globex" } }, quota: { recordsPerSecond: 5 } } });
     const run = capture(job, job.source(src));
-    await src.listening;
-    const send = (token: string, n: number): Promise<Response> =>
-      fetch(src.url, { method: "POST", headers: { "content-type": "application/x-ndjson", authorization: `Bearer ${token}` }, body: Array.from({ length: n }, (_, i) => JSON.stringify({ tenant: token, seq: i })).join("\n") });
-    assert.equal((await send("nope", 1)).status, 401);
-    assert.equal((await send("t-acme", 5)).status, 202);
-    const over = await send("t-acme", 5);
-    assert.equal(over.status, 429);
-    assert.deepEqual(await over.json(), { error: 'tenant "acme" is over its quota' });
-    assert.equal((await send("t-globex", 5)).status, 202, "another tenant is not affected");
-    await run.until(() => run.values.length === 10);
-    assert.deepEqual(src.quotaStats?.get("*"), { admittedRecords: 10, admittedBytes: src.quotaStats?.get("*")?.admittedBytes, refusedRecords: 5, refusedBytes: src.quotaStats?.get("*")?.refusedBytes, refusals: 1 });
-    run.stop();
+    try {
+      await src.listening;
+      const send = (token: string, n: number): Promise<Response> =>
+        fetch(src.url, { method: "POST", headers: { "content-type": "application/x-ndjson", authorization: `Bearer ${token}` }, body: Array.from({ length: n }, (_, i) => JSON.stringify({ tenant: token, seq: i })).join("\n") });
+      assert.equal((await send("nope", 1)).status, 401);
+      // acme's 5 tokens: the first request takes them; the second is refused before its body is read (its records are not counted).
+      assert.equal((await send("t-acme", 5)).status, 202);
+      const over = await send("t-acme", 5);
+      assert.equal(over.status, 429);
+      assert.deepEqual(await over.json(), { error: 'tenant "acme" is over its quota' });
+      assert.equal((await send("t-globex", 5)).status, 202, "another tenant is not affected");
+      await run.until(() => run.values.length === 10);
+      assert.deepEqual(src.quotaStats?.get("*"), { admittedRecords: 10, admittedBytes: src.quotaStats?.get("*")?.admittedBytes, refusedRecords: 0, refusedBytes: src.quotaStats?.get("*")?.refusedBytes, refusals: 1 });
+    } finally {
+      run.stop();
+    }
   });
 });

@@ -65,40 +65,43 @@ describe("WebSocket source: quotas per tenant", () => {
     const job = new Job({ name: "ws-quotas" });
     const src = websocketSource<Row>({ name: "in", mode: "server", port: 0, dir, fsync: false, quotas: { tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 300, burstSeconds: 0.2 }, perTenantStats: true } });
     const run = capture(job, job.source(src));
-    await src.ready;
+    try {
+      await src.ready;
 
-    const alone = await calmLoad(src.port, 100, 0);
+      const alone = await calmLoad(src.port, 100, 0);
 
-    // The noisy tenant pushes 3 000 messages of 1 KB at once, ignoring acks. (A paused socket still delivers the
-    // frames of the chunk already read, up to 64 KB: about 60 of these.)
-    const noisy = await connect(src.port, "noisy");
-    const t0 = performance.now();
-    const pad = "x".repeat(1000);
-    const noisyDone = Promise.all(Array.from({ length: 3000 }, (_, i) => noisy.send({ tenant: "noisy", seq: i, pad })));
-    const beside = await calmLoad(src.port, 100, 100);
-    const ackedWhileCalm = noisy.acked();
-    const elapsed = (performance.now() - t0) / 1000;
-    await noisyDone;
-    noisy.close();
+      // The noisy tenant pushes 3 000 messages of 1 KB at once, ignoring acks. (A paused socket still delivers the
+      // frames of the chunk already read, up to 64 KB: about 60 of these.)
+      const noisy = await connect(src.port, "noisy");
+      const t0 = performance.now();
+      const pad = "x".repeat(1000);
+      const noisyDone = Promise.all(Array.from({ length: 3000 }, (_, i) => noisy.send({ tenant: "noisy", seq: i, pad })));
+      const beside = await calmLoad(src.port, 100, 100);
+      const ackedWhileCalm = noisy.acked();
+      const elapsed = (performance.now() - t0) / 1000;
+      await noisyDone;
+      noisy.close();
 
-    // The noisy tenant was held to its quota (300/s, a fifth of a second of burst) while the calm one ran.
-    assert.ok(ackedWhileCalm <= 300 * (elapsed + 0.2) + 100, `noisy acked ${ackedWhileCalm} messages in ${elapsed.toFixed(1)} s at a quota of 300/s`);
-    assert.ok(ackedWhileCalm < 3000, "the noisy tenant was slowed down");
-    // Nothing lost: every message of both tenants is emitted once.
-    await run.until(() => run.values.length === 3200, 30_000);
-    assert.deepEqual(
-      run.values.filter((r) => r.tenant === "calm").map((r) => r.seq),
-      Array.from({ length: 200 }, (_, i) => i),
-    );
-    assert.equal(new Set(run.values.filter((r) => r.tenant === "noisy").map((r) => r.seq)).size, 3000);
-    assert.equal(src.quotaStats?.get("calm")?.admittedRecords, 200);
-    assert.equal(src.quotaStats?.get("noisy")?.admittedRecords, 3000);
+      // The noisy tenant was held to its quota (300/s, a fifth of a second of burst) while the calm one ran.
+      assert.ok(ackedWhileCalm <= 300 * (elapsed + 0.2) + 100, `noisy acked ${ackedWhileCalm} messages in ${elapsed.toFixed(1)} s at a quota of 300/s`);
+      assert.ok(ackedWhileCalm < 3000, "the noisy tenant was slowed down");
+      // Nothing lost: every message of both tenants is emitted once.
+      await run.until(() => run.values.length === 3200, 30_000);
+      assert.deepEqual(
+        run.values.filter((r) => r.tenant === "calm").map((r) => r.seq),
+        Array.from({ length: 200 }, (_, i) => i),
+      );
+      assert.equal(new Set(run.values.filter((r) => r.tenant === "noisy").map((r) => r.seq)).size, 3000);
+      assert.equal(src.quotaStats?.get("calm")?.admittedRecords, 200);
+      assert.equal(src.quotaStats?.get("noisy")?.admittedRecords, 3000);
 
-    const before = p99(alone);
-    const after = p99(beside);
-    console.log(`calm tenant ack p99: alone ${before.toFixed(2)} ms, beside the noisy one ${after.toFixed(2)} ms; noisy: ${ackedWhileCalm} of 3000 acked in ${elapsed.toFixed(1)} s`);
-    assert.ok(after <= Math.max(2 * before, 5), `p99 ${after.toFixed(2)} ms beside the noisy tenant > 2 × ${before.toFixed(2)} ms alone`);
-    run.stop();
+      const before = p99(alone);
+      const after = p99(beside);
+      console.log(`calm tenant ack p99: alone ${before.toFixed(2)} ms, beside the noisy one ${after.toFixed(2)} ms; noisy: ${ackedWhileCalm} of 3000 acked in ${elapsed.toFixed(1)} s`);
+      assert.ok(after <= Math.max(2 * before, 5), `p99 ${after.toFixed(2)} ms beside the noisy tenant > 2 × ${before.toFixed(2)} ms alone`);
+    } finally {
+      run.stop();
+    }
   });
 
   it("a connection that names no tenant is closed with 1008", { timeout: 60_000 }, async () => {
@@ -106,11 +109,14 @@ describe("WebSocket source: quotas per tenant", () => {
     const job = new Job({ name: "ws-quota-no-tenant" });
     const src = websocketSource<Row>({ name: "in", mode: "server", port: 0, dir, fsync: false, quotas: { tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 10 } } });
     const run = capture(job, job.source(src));
-    await src.ready;
-    const ws = new WebSocket(`ws://127.0.0.1:${src.port}`);
-    const [code, reason] = await new Promise<[number, string]>((resolve) => ws.once("close", (c: number, r: Buffer) => resolve([c, r.toString()])));
-    assert.equal(code, 1008);
-    assert.equal(reason, "missing tenant: give the x-tenant header");
-    run.stop();
+    try {
+      await src.ready;
+      const ws = new WebSocket(`ws://127.0.0.1:${src.port}`);
+      const [code, reason] = await new Promise<[number, string]>((resolve) => ws.once("close", (c: number, r: Buffer) => resolve([c, r.toString()])));
+      assert.equal(code, 1008);
+      assert.equal(reason, "missing tenant: give the x-tenant header");
+    } finally {
+      run.stop();
+    }
   });
 });

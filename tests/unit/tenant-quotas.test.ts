@@ -51,6 +51,18 @@ describe("TenantQuotas", () => {
     assert.deepEqual(q.stats.get("*"), { admittedRecords: 12, admittedBytes: 201, refusedRecords: 0, refusedBytes: 0, refusals: 0 });
   });
 
+  it("precheck refuses a tenant with no tokens before its batch is read, taking nothing", () => {
+    const c = clock();
+    const q = new TenantQuotas({ tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 10, bytesPerSecond: 1000 } }, c);
+    assert.equal(q.precheck("a", 500), 0);
+    assert.equal(q.admit("a", 10, 500), 0);
+    assert.equal(q.precheck("a", 100), 100, "no record token left: one comes in 100 ms");
+    assert.equal(q.precheck("b", 100), 0, "another tenant is not affected");
+    c.advance(100);
+    assert.equal(q.precheck("a", 100), 0, "the precheck took nothing");
+    assert.deepEqual(q.stats.get("*"), { admittedRecords: 10, admittedBytes: 500, refusedRecords: 0, refusedBytes: 100, refusals: 1 });
+  });
+
   it("overrides give particular tenants their own quota", () => {
     const c = clock();
     const q = new TenantQuotas({ tenant: { header: "x-tenant" }, quota: { recordsPerSecond: 1 }, overrides: { big: { recordsPerSecond: 100 } } }, c);
