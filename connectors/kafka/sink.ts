@@ -50,7 +50,7 @@ import { validate } from "../../lib/config.ts";
 import { ConfigError, SinkError } from "../../lib/errors.ts";
 import { type CommitAborted, encodeRecord, type Sink, type SinkContext } from "../../lib/sink.ts";
 import type { RecordSerializer } from "../registry/serde.ts";
-import { type TaskKafkaIo, taskIoOf } from "../../lib/scaleout/task-io.ts";
+import { TASK_SINK, type TaskKafkaIo, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
 import { kafkajsClient } from "./kafkajs.ts";
 
@@ -345,8 +345,10 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       [{ path: ["kafkaSink", "transactionTimeoutMs"], code: "too_big", message: `must be at most the broker's transaction.max.timeout.ms${max === undefined ? "" : ` (${max})`}` }],
     );
 
-  return {
+  // In a scale-out task the sink writes into the task's transaction, committed with the task's checkpoint.
+  const sink: Sink<T> & { readonly [TASK_SINK]: true } = {
     name,
+    [TASK_SINK]: true,
     preCommitExpires: !atLeastOnce,
     async open(ctx?: SinkContext) {
       if (ctx !== undefined) {
@@ -480,4 +482,5 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
       }
     },
   };
+  return sink;
 }

@@ -1,8 +1,9 @@
 import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
-import { BadRecordError, isGressError, SinkError } from "../errors.ts";
+import { BadRecordError, ConfigError, isGressError, SinkError } from "../errors.ts";
 import type { JobContext, UserErrorPolicy } from "../operator-context.ts";
 import { type ChainableOperator, operate } from "../operate.ts";
+import { unsupportedTaskSink } from "../scaleout/task-io.ts";
 import type { Sink } from "../sink.ts";
 
 /**
@@ -102,7 +103,11 @@ export function sinkElements<T>(
       job.metrics.operator(who).deadLetters++;
       downstream.next(sideRecord(DEAD_LETTERS.id, value, timestamp, `sink "${sink.name}": ${reason}`));
     };
-    const opened = Promise.resolve().then(() => sink.open?.({ jobName: job.name, checkpointIntervalMs: job.checkpoints?.intervalMs, deadLetter }));
+    const opened = Promise.resolve().then(() => {
+      const refused = unsupportedTaskSink(job.name, sink);
+      if (refused !== undefined) throw new ConfigError(refused, [{ path: ["sinkTo", sink.name], code: "custom", message: "not supported in a scale-out task" }]);
+      return sink.open?.({ jobName: job.name, checkpointIntervalMs: job.checkpoints?.intervalMs, deadLetter });
+    });
     let ready = false;
     void opened.then(
       () => {

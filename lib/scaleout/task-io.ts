@@ -29,6 +29,13 @@ export interface TaskKafkaIo {
 /** The symbol under which a source offers to be bound to a task (a function `(io) => void`). */
 export const BIND_TASK: unique symbol = Symbol.for("gress.scaleout.bindTask");
 
+/**
+ * The symbol under which a two-phase-commit sink says that it commits through the scale-out task's checkpoint
+ * (Kafka sinks: their records go into the task's transaction). Any other two-phase-commit sink is refused in a
+ * task: its idempotence is per job, not per task, so a task that moves could commit its output twice.
+ */
+export const TASK_SINK: unique symbol = Symbol.for("gress.scaleout.taskSink");
+
 /** The symbol under which a Kafka source names the topics it reads (so that a worker knows its tasks). */
 export const SOURCE_TOPICS: unique symbol = Symbol.for("gress.scaleout.sourceTopics");
 
@@ -52,6 +59,15 @@ export function registerTaskIo(jobName: string, io: TaskKafkaIo): () => void {
   return () => {
     if (tasks.get(jobName) === io) tasks.delete(jobName);
   };
+}
+
+/**
+ * Refuses, in a scale-out task, a two-phase-commit sink that does not commit through the task's checkpoint
+ * (see {@link TASK_SINK}); a message for the ConfigError, or undefined when the sink may run.
+ */
+export function unsupportedTaskSink(jobName: string, sink: { readonly name: string; readonly preCommit?: unknown }): string | undefined {
+  if (!tasks.has(jobName) || typeof sink.preCommit !== "function" || (sink as { [TASK_SINK]?: unknown })[TASK_SINK] === true) return undefined;
+  return `sink "${sink.name}" cannot run in a scale-out job yet: only Kafka sinks commit with a task's checkpoint (PostgreSQL, NATS and file sinks keep their idempotence per job, not per task, so a task that moves could write twice); write to a Kafka topic and move it on from there, or run the job in single-process mode`;
 }
 
 /** The task whose Job is named `jobName`, if that Job is a scale-out task. */
