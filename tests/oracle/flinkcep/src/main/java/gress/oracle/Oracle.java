@@ -1,0 +1,289 @@
+package gress.oracle;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+import org.apache.flink.api.common.state.AggregatingState;
+import org.apache.flink.api.common.state.AggregatingStateDescriptor;
+import org.apache.flink.api.common.state.KeyedStateStore;
+import org.apache.flink.api.common.state.ListState;
+import org.apache.flink.api.common.state.ListStateDescriptor;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ReducingState;
+import org.apache.flink.api.common.state.ReducingStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeutils.base.IntSerializer;
+import org.apache.flink.api.java.tuple.Tuple2;
+import org.apache.flink.cep.nfa.ComputationState;
+import org.apache.flink.cep.nfa.NFA;
+import org.apache.flink.cep.nfa.sharedbuffer.EventId;
+import org.apache.flink.cep.nfa.NFAState;
+import org.apache.flink.cep.nfa.aftermatch.AfterMatchSkipStrategy;
+import org.apache.flink.cep.nfa.compiler.NFACompiler;
+import org.apache.flink.cep.nfa.sharedbuffer.SharedBuffer;
+import org.apache.flink.cep.nfa.sharedbuffer.SharedBufferAccessor;
+import org.apache.flink.cep.pattern.Pattern;
+import org.apache.flink.cep.pattern.conditions.IterativeCondition;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ArrayNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.ObjectNode;
+
+/**
+ * Differential oracle for Gress's CEP (issue 13). Reads one JSON batch on stdin,
+ * {"cases": [{"id", "pattern": a Gress PatternSpec with field conditions, "events": [{"ts", ...fields}]}]},
+ * runs each case through FlinkCEP's own NFA as FlinkCEP's CepOperator drives it in event time (events in
+ * timestamp order; before each timestamp advanceTime, then process; at the end of input advanceTime to
+ * Long.MAX_VALUE, the final watermark), and prints {"results": [{"id", "matches": [{step: [event index]}]}
+ * and "heldAtEnd" (see run), or {"id", "error"}]}. Events travel through the NFA as their index in the case, so the shared buffer
+ * stores plain ints; conditions read the fields from the case's event list.
+ */
+public final class Oracle {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /** The events of the case being run; conditions look fields up here by index. */
+  private static List<JsonNode> current = List.of();
+
+  public static void main(String[] args) throws Exception {
+    JsonNode batch = JSON.readTree(new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)));
+    ObjectNode out = JSON.createObjectNode();
+    ArrayNode results = out.putArray("results");
+    for (JsonNode c : batch.get("cases")) {
+      ObjectNode r = results.addObject();
+      r.set("id", c.get("id"));
+      try {
+        ObjectNode res = run(c.get("pattern"), c.get("events"));
+        r.set("matches", res.get("matches"));
+        r.set("heldAtEnd", res.get("heldAtEnd"));
+      } catch (Exception | StackOverflowError e) {
+        r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
+        if (System.getenv("ORACLE_TRACE") != null) e.printStackTrace();
+      }
+    }
+    PrintStream ps = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+    ps.println(JSON.writeValueAsString(out));
+    ps.flush();
+    // The shared buffer's cache-statistics timer is a non-daemon thread: end the JVM explicitly.
+    System.exit(0);
+  }
+
+  /**
+   * Runs one case: "matches" are what the NFA emitted; "heldAtEnd" are completed matches that FlinkCEP still
+   * holds after the final watermark (under a skip strategy other than noSkip it releases a completed match
+   * only once every partial match that started earlier is finished; without within, those never finish).
+   */
+  static ObjectNode run(JsonNode spec, JsonNode events) throws Exception {
+    List<JsonNode> evs = new ArrayList<>();
+    events.forEach(evs::add);
+    current = evs;
+    Pattern<Integer, Integer> p = build(spec);
+    NFA<Integer> nfa = NFACompiler.compileFactory(p, false).createNFA();
+    NFAState state = nfa.createInitialNFAState();
+    SharedBuffer<Integer> buffer = new SharedBuffer<>(new MemoryStore(), IntSerializer.INSTANCE);
+    AfterMatchSkipStrategy skip = p.getAfterMatchSkipStrategy();
+    ArrayNode matches = JSON.createArrayNode();
+    for (int i = 0; i < evs.size(); i++) {
+      long ts = evs.get(i).get("ts").asLong();
+      try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
+        emit(matches, nfa.advanceTime(acc, state, ts, skip).f0);
+      }
+      try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
+        emit(matches, nfa.process(acc, state, i, ts, skip, () -> ts));
+      }
+    }
+    try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
+      Tuple2<Collection<Map<String, List<Integer>>>, ?> end = nfa.advanceTime(acc, state, Long.MAX_VALUE, skip);
+      emit(matches, end.f0);
+    }
+    ArrayNode held = JSON.createArrayNode();
+    try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
+      for (ComputationState cs : state.getCompletedMatches()) {
+        for (Map<String, List<EventId>> path : acc.extractPatterns(cs.getPreviousBufferEntry(), cs.getVersion())) {
+          emit(held, List.of(acc.materializeMatch(path)));
+        }
+      }
+    }
+    ObjectNode res = JSON.createObjectNode();
+    res.set("matches", matches);
+    res.set("heldAtEnd", held);
+    return res;
+  }
+
+  private static void emit(ArrayNode out, Collection<Map<String, List<Integer>>> found) {
+    for (Map<String, List<Integer>> m : found) {
+      ObjectNode o = out.addObject();
+      for (Map.Entry<String, List<Integer>> e : new TreeMap<>(m).entrySet()) {
+        ArrayNode a = o.putArray(e.getKey());
+        e.getValue().forEach(a::add);
+      }
+    }
+  }
+
+  static Pattern<Integer, Integer> build(JsonNode spec) {
+    AfterMatchSkipStrategy skip = skipOf(spec.get("skip"));
+    Pattern<Integer, Integer> p = null;
+    for (JsonNode st : spec.get("steps")) {
+      if (st.has("group")) throw new IllegalArgumentException("groups are not in the oracle's grammar yet");
+      if (st.has("within")) throw new IllegalArgumentException("per-step within is not in the oracle's grammar yet");
+      String name = st.get("name").asText();
+      if (p == null) {
+        p = Pattern.begin(name, skip);
+      } else {
+        switch (st.get("kind").asText()) {
+          case "strict": p = p.next(name); break;
+          case "relaxed": p = p.followedBy(name); break;
+          case "any": p = p.followedByAny(name); break;
+          case "notNext": p = p.notNext(name); break;
+          case "notFollowedBy": p = p.notFollowedBy(name); break;
+          default: throw new IllegalArgumentException("unknown step kind " + st.get("kind"));
+        }
+      }
+      if (st.has("where")) p = p.where(new Cond(st.get("where")));
+      JsonNode q = st.get("quantifier");
+      int min = q.get("min").asInt();
+      boolean unbounded = q.get("max").isNull();
+      int max = unbounded ? -1 : q.get("max").asInt();
+      if (unbounded) p = min == 1 ? p.oneOrMore() : p.timesOrMore(min);
+      else if (min != 1 || max != 1) p = min == max ? p.times(min) : p.times(min, max);
+      boolean looping = unbounded || max > 1;
+      if (looping) {
+        String inner = q.get("inner").asText();
+        if (inner.equals("strict")) p = p.consecutive();
+        else if (inner.equals("any")) p = p.allowCombinations();
+      }
+      if (q.get("optional").asBoolean()) p = p.optional();
+      if (q.get("greedy").asBoolean()) p = p.greedy();
+      if (st.has("until")) p = p.until(new Cond(st.get("until")));
+    }
+    if (p == null) throw new IllegalArgumentException("a pattern needs at least one step");
+    if (spec.has("within") && !spec.get("within").isNull()) p = p.within(Duration.ofMillis(spec.get("within").asLong()));
+    return p;
+  }
+
+  static AfterMatchSkipStrategy skipOf(JsonNode s) {
+    switch (s.get("kind").asText()) {
+      case "noSkip": return AfterMatchSkipStrategy.noSkip();
+      case "skipToNext": return AfterMatchSkipStrategy.skipToNext();
+      case "skipPastLastEvent": return AfterMatchSkipStrategy.skipPastLastEvent();
+      case "skipToFirst": return AfterMatchSkipStrategy.skipToFirst(s.get("step").asText());
+      case "skipToLast": return AfterMatchSkipStrategy.skipToLast(s.get("step").asText());
+      default: throw new IllegalArgumentException("unknown skip strategy " + s);
+    }
+  }
+
+  /** A Gress ConditionSpec over the event's fields: {field, op, value}, {and}, {or}, {not}. */
+  static final class Cond extends IterativeCondition<Integer> {
+    private static final long serialVersionUID = 1L;
+    private final String spec;
+    private transient JsonNode node;
+
+    Cond(JsonNode spec) {
+      this.spec = spec.toString();
+      this.node = spec;
+    }
+
+    @Override
+    public boolean filter(Integer index, Context<Integer> ctx) throws Exception {
+      if (node == null) node = JSON.readTree(spec);
+      return eval(node, current.get(index));
+    }
+
+    static boolean eval(JsonNode c, JsonNode ev) {
+      if (c.has("and")) {
+        for (JsonNode x : c.get("and")) if (!eval(x, ev)) return false;
+        return true;
+      }
+      if (c.has("or")) {
+        for (JsonNode x : c.get("or")) if (eval(x, ev)) return true;
+        return false;
+      }
+      if (c.has("not")) return !eval(c.get("not"), ev);
+      if (!c.has("field")) throw new IllegalArgumentException("unsupported condition " + c);
+      JsonNode v = ev.get(c.get("field").asText());
+      JsonNode want = c.get("value");
+      String op = c.get("op").asText();
+      switch (op) {
+        case "==": return v != null && same(v, want);
+        case "!=": return v == null || !same(v, want);
+        case "in":
+          for (JsonNode w : want) if (v != null && same(v, w)) return true;
+          return false;
+        default:
+          if (v == null || !v.isNumber() || !want.isNumber()) return false;
+          int cmp = Double.compare(v.asDouble(), want.asDouble());
+          switch (op) {
+            case "<": return cmp < 0;
+            case "<=": return cmp <= 0;
+            case ">": return cmp > 0;
+            case ">=": return cmp >= 0;
+            default: throw new IllegalArgumentException("unknown op " + op);
+          }
+      }
+    }
+
+    private static boolean same(JsonNode a, JsonNode b) {
+      if (a.isNumber() && b.isNumber()) return a.asDouble() == b.asDouble();
+      return a.equals(b);
+    }
+  }
+
+  /** Heap keyed state for one key: the shared buffer's map states, as a test state backend keeps them. */
+  static final class MemoryStore implements KeyedStateStore {
+    @Override
+    public <T> ValueState<T> getState(ValueStateDescriptor<T> d) {
+      return new ValueState<T>() {
+        T v;
+        public T value() { return v; }
+        public void update(T x) { v = x; }
+        public void clear() { v = null; }
+      };
+    }
+
+    @Override
+    public <UK, UV> MapState<UK, UV> getMapState(MapStateDescriptor<UK, UV> d) {
+      return new MemoryMap<>();
+    }
+
+    @Override
+    public <T> ListState<T> getListState(ListStateDescriptor<T> d) {
+      throw new UnsupportedOperationException("list state");
+    }
+
+    @Override
+    public <T> ReducingState<T> getReducingState(ReducingStateDescriptor<T> d) {
+      throw new UnsupportedOperationException("reducing state");
+    }
+
+    @Override
+    public <IN, ACC, OUT> AggregatingState<IN, OUT> getAggregatingState(AggregatingStateDescriptor<IN, ACC, OUT> d) {
+      throw new UnsupportedOperationException("aggregating state");
+    }
+  }
+
+  static final class MemoryMap<K, V> implements MapState<K, V> {
+    private final Map<K, V> m = new HashMap<>();
+    public V get(K k) { return m.get(k); }
+    public void put(K k, V v) { m.put(k, v); }
+    public void putAll(Map<K, V> all) { m.putAll(all); }
+    public void remove(K k) { m.remove(k); }
+    public boolean contains(K k) { return m.containsKey(k); }
+    public Iterable<Map.Entry<K, V>> entries() { return m.entrySet(); }
+    public Iterable<K> keys() { return m.keySet(); }
+    public Iterable<V> values() { return m.values(); }
+    public Iterator<Map.Entry<K, V>> iterator() { return m.entrySet().iterator(); }
+    public boolean isEmpty() { return m.isEmpty(); }
+    public void clear() { m.clear(); }
+  }
+}
