@@ -1,7 +1,9 @@
 // Differential oracle (issue 13): random patterns from a small grammar and random inputs, run through Gress's
 // matcher and through FlinkCEP 1.20's own NFA (tests/oracle/flinkcep, one JVM per batch); the matches of each
 // case must be equal as multisets. Cases where FlinkCEP is known to differ from Gress's documented behaviour
-// are listed in KNOWN_DIFFERENCES with the reason, counted and printed, never dropped silently.
+// are listed in KNOWN_DIFFERENCES with the reason, counted and printed, never dropped silently. Patterns that
+// one engine rejects are counted by reason; completed matches FlinkCEP still holds at the end of the input
+// are reported by the oracle and compared too.
 // CEP_ORACLE_RUNS (default 300) and CEP_ORACLE_SEED (default 13) set the batch; scripts/cep-oracle.mjs runs more.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -94,12 +96,36 @@ const eventsArb = fc
   });
 
 // ---- known differences: FlinkCEP against Gress's documented behaviour ----
+/** A match's first and last event index, from its canonical form. */
+function span(m: string): string {
+  const idx = m.split(";").flatMap((part) => part.split(":")[1]!.split(",").map(Number));
+  return `${Math.min(...idx)}-${Math.max(...idx)}`;
+}
 interface KnownDifference {
   readonly name: string;
   readonly reason: string;
-  readonly applies: (p: PatternSpec) => boolean;
+  /** Whether the difference between Gress's matches `g` and FlinkCEP's `f` is this known one. */
+  readonly explains: (p: PatternSpec, g: readonly string[], f: readonly string[]) => boolean;
 }
-const KNOWN_DIFFERENCES: readonly KnownDifference[] = [];
+const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
+  {
+    name: "tie between matches with the same first and last event under a skip strategy",
+    reason:
+      "two matches start on the same event and complete on the same event (one event fits two steps); whether the skip strategy of the " +
+      "first one out prunes its twin depends on which comes out first. FlinkCEP takes them from a priority queue ordered only by start " +
+      "time and start event (NFAState.COMPUTATION_STATE_COMPARATOR), so its order among such twins is an accident of the heap, and " +
+      "Gress's order differs. Counted only when every differing match has a twin with the same first and last event",
+    explains: (p, g, f) => {
+      if (p.skip.kind === "noSkip") return false;
+      const gs = new Set(g);
+      const fs = new Set(f);
+      const differing = [...g.filter((m) => !fs.has(m)), ...f.filter((m) => !gs.has(m))];
+      if (differing.length === 0) return false;
+      const all = [...new Set([...g, ...f])];
+      return differing.every((m) => all.some((o) => o !== m && span(o) === span(m)));
+    },
+  },
+];
 
 // ---- running both sides ----
 /** A match as "step:idx,idx;step:idx", steps sorted, steps that took no event left out. */
@@ -172,11 +198,6 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
         rejections.set(why, (rejections.get(why) ?? 0) + 1);
         continue;
       }
-      const known = KNOWN_DIFFERENCES.find((k) => k.applies(c.pattern));
-      if (known) {
-        excluded.set(known.name, (excluded.get(known.name) ?? 0) + 1);
-        continue;
-      }
       counts.compared++;
       const g = runGress(c);
       // FlinkCEP emits a completed match only once every partial match that started before it has finished
@@ -186,8 +207,19 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
       if ((f.heldAtEnd ?? []).length > 0) counts.withHeld++;
       const fl = [...(f.matches ?? []), ...(f.heldAtEnd ?? [])].map(canon).sort();
       if (fl.length > 0) withMatches++;
-      if (JSON.stringify(g) === JSON.stringify(fl)) counts.agreed++;
-      else disagreements.push(`case ${c.id}\n  pattern ${JSON.stringify(c.pattern)}\n  events ${JSON.stringify(c.events.map((e) => `${e.type}${e.price}@${e.ts}`))}\n  gress ${JSON.stringify(g)}\n  flink ${JSON.stringify(fl)}`);
+      if (JSON.stringify(g) === JSON.stringify(fl)) {
+        counts.agreed++;
+        continue;
+      }
+      const known = KNOWN_DIFFERENCES.find((k) => k.explains(c.pattern, g, fl));
+      if (known) {
+        // Counted and printed, not compared: see the reason.
+        counts.compared--;
+        excluded.set(known.name, (excluded.get(known.name) ?? 0) + 1);
+        console.log(`cep-oracle: known difference "${known.name}" in case ${c.id}: gress ${JSON.stringify(g)} flink ${JSON.stringify(fl)}`);
+        continue;
+      }
+      disagreements.push(`case ${c.id}\n  pattern ${JSON.stringify(c.pattern)}\n  events ${JSON.stringify(c.events.map((e) => `${e.type}${e.price}@${e.ts}`))}\n  gress ${JSON.stringify(g)}\n  flink ${JSON.stringify(fl)}`);
     }
     const rate = counts.compared === 0 ? 0 : (100 * counts.agreed) / counts.compared;
     console.log(`cep-oracle: seed ${SEED}, ${cases.length} cases; compared ${counts.compared}, agreed ${counts.agreed} (${rate.toFixed(1)}%)`);
