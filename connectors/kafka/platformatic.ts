@@ -512,6 +512,9 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       return;
     }
     const metadata = await c().metadata({ topics: [...o.topics] });
+    // Stopped meanwhile (a bounded job ends right after its last batch): no fetch, which the broker would hold
+    // for maxWaitTime when nothing new has come, and the stop would wait that long.
+    if (!running) return;
     const byNode = new Map<number, { topicId: string; partitions: { partition: number; fetchOffset: bigint; partitionMaxBytes: number; currentLeaderEpoch: number; lastFetchedEpoch: number }[] }[]>();
     const requested = new Map<string, number>();
     for (const a of wanted) {
