@@ -18,6 +18,9 @@ import { TestDriver } from "../../lib/testing/index.ts";
 const ORACLE_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "oracle", "flinkcep");
 const RUNS = Number(process.env.CEP_ORACLE_RUNS ?? 300);
 const SEED = Number(process.env.CEP_ORACLE_SEED ?? 13);
+// Groups are generated only with CEP_ORACLE_GROUPS=1: with them, FlinkCEP's own NFA ran away on some case of
+// seed 13's first 300 (the JVM at 1.6 GB and full CPU after 25 s; the case is not narrowed down yet).
+const GROUPS = process.env.CEP_ORACLE_GROUPS === "1";
 
 interface Ev {
   readonly idx: number;
@@ -47,7 +50,14 @@ const quantifier = fc.oneof(
   fc.integer({ min: 2, max: 3 }).map((n) => ({ min: n, max: n })),
   fc.constant({ min: 1, max: 3 }),
 );
+const innerStep = fc.record({
+  kind: fc.constantFrom("strict" as const, "relaxed" as const, "any" as const),
+  where: condition,
+  q: quantifier,
+  optional: fc.boolean(),
+});
 const step = fc.record({
+  group: GROUPS ? fc.option(fc.array(innerStep, { minLength: 1, maxLength: 2 }), { nil: undefined, freq: 5 }) : fc.constant(undefined),
   kind: fc.oneof(
     { weight: 6, arbitrary: fc.constantFrom("strict" as const, "relaxed" as const, "any" as const) },
     fc.constantFrom("notNext" as const, "notFollowedBy" as const),
@@ -68,6 +78,24 @@ const patternArb = fc
   })
   .map(({ steps, within, skip, skipStep }): PatternSpec => {
     const specSteps: StepSpec[] = steps.map((s, i) => {
+      if (s.group !== undefined) {
+        // A group: its steps joined like top-level steps; greedy and until stay off (Gress rejects greedy on a group).
+        const looping = s.q.max === null || s.q.max > 1;
+        const kind = i === 0 || s.kind === "notNext" || s.kind === "notFollowedBy" ? "relaxed" : s.kind;
+        return {
+          name: `g${i}`,
+          kind,
+          quantifier: { min: s.q.min, max: s.q.max, optional: s.optional, greedy: false, inner: looping ? s.inner : "relaxed" },
+          group: s.group.map((g, j): StepSpec => {
+            return {
+              name: `s${i}_${j}`,
+              kind: j === 0 ? "relaxed" : g.kind,
+              where: g.where,
+              quantifier: { min: g.q.min, max: g.q.max, optional: g.optional, greedy: false, inner: "relaxed" },
+            };
+          }),
+        };
+      }
       if (i > 0 && (s.kind === "notNext" || s.kind === "notFollowedBy")) {
         // A negative step takes no quantifier (both engines reject one).
         return { name: `s${i}`, kind: s.kind, where: s.where, quantifier: { min: 1, max: 1, optional: false, greedy: false, inner: "relaxed" } };

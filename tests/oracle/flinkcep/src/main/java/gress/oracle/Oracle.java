@@ -132,22 +132,35 @@ public final class Oracle {
   }
 
   static Pattern<Integer, Integer> build(JsonNode spec) {
-    AfterMatchSkipStrategy skip = skipOf(spec.get("skip"));
+    Pattern<Integer, Integer> p = sequence(spec.get("steps"), skipOf(spec.get("skip")));
+    if (spec.has("within") && !spec.get("within").isNull()) p = p.within(Duration.ofMillis(spec.get("within").asLong()));
+    return p;
+  }
+
+  /** The steps as one FlinkCEP pattern; a step with "group" becomes a GroupPattern of its own steps. */
+  static Pattern<Integer, Integer> sequence(JsonNode steps, AfterMatchSkipStrategy skip) {
     Pattern<Integer, Integer> p = null;
-    for (JsonNode st : spec.get("steps")) {
-      if (st.has("group")) throw new IllegalArgumentException("groups are not in the oracle's grammar yet");
+    for (JsonNode st : steps) {
       if (st.has("within")) throw new IllegalArgumentException("per-step within is not in the oracle's grammar yet");
       String name = st.get("name").asText();
-      if (p == null) {
+      String kind = st.get("kind").asText();
+      if (st.has("group")) {
+        Pattern<Integer, Integer> inner = sequence(st.get("group"), AfterMatchSkipStrategy.noSkip());
+        if (p == null) p = Pattern.begin(inner, skip);
+        else if (kind.equals("strict")) p = p.next(inner);
+        else if (kind.equals("relaxed")) p = p.followedBy(inner);
+        else if (kind.equals("any")) p = p.followedByAny(inner);
+        else throw new IllegalArgumentException("a group cannot be joined with " + kind);
+      } else if (p == null) {
         p = Pattern.begin(name, skip);
       } else {
-        switch (st.get("kind").asText()) {
+        switch (kind) {
           case "strict": p = p.next(name); break;
           case "relaxed": p = p.followedBy(name); break;
           case "any": p = p.followedByAny(name); break;
           case "notNext": p = p.notNext(name); break;
           case "notFollowedBy": p = p.notFollowedBy(name); break;
-          default: throw new IllegalArgumentException("unknown step kind " + st.get("kind"));
+          default: throw new IllegalArgumentException("unknown step kind " + kind);
         }
       }
       if (st.has("where")) p = p.where(new Cond(st.get("where")));
@@ -168,7 +181,6 @@ public final class Oracle {
       if (st.has("until")) p = p.until(new Cond(st.get("until")));
     }
     if (p == null) throw new IllegalArgumentException("a pattern needs at least one step");
-    if (spec.has("within") && !spec.get("within").isNull()) p = p.within(Duration.ofMillis(spec.get("within").asLong()));
     return p;
   }
 
