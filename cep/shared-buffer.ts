@@ -156,7 +156,7 @@ export class SharedBuffer {
       const i = cur - b.nb;
       counts[b.ns[i]!]!++;
       first = b.et[b.nq[i]! - b.eb]!;
-      if (last !== last) last = first;
+      if (Number.isNaN(last)) last = first;
       cur = b.np[i]!;
     }
     const lists = new Array<unknown[]>(steps);
