@@ -55,7 +55,12 @@ describe("kafka consumer lag metric (real broker)", () => {
     await tx.send({ topic, messages: Array.from({ length: 100 }, (_, i) => ({ value: JSON.stringify({ id: 400 + i }), partition: i % 2 })) });
     await tx.commit();
     await producer.disconnect();
-    const ends = await endOffsets(topic);
+    // The coordinator writes the commit markers after EndTxn has returned: wait until both partitions have theirs.
+    let ends = await endOffsets(topic);
+    for (let i = 0; i < 100 && [...ends.values()].some((end) => end !== 251); i++) {
+      await sleep(50);
+      ends = await endOffsets(topic);
+    }
     assert.deepEqual([...ends.values()], [251, 251], "250 records and a commit marker per partition");
 
     const job = new Job({ name: "kafka-lag" });
