@@ -1,9 +1,10 @@
 /**
  * Fault injection between Gress and PostgreSQL: a private cluster (initdb in a temporary directory) behind a
- * TCP proxy. Generator → per-key sequence numbers in keyed state → PostgreSQL sink (staged rows, one commit
- * transaction per checkpoint), checkpointed on LMDB, in a child process. The faults are timed by what the
- * sink sends: the staging insert of a pre-commit, or the progress-row insert of a commit (postgres.js prepares
- * its statements, so their text shows on each new connection; a fault makes the sink reconnect).
+ * TCP proxy. Generator → per-key sequence numbers in keyed state → PostgreSQL sink (rows COPYed into a staging
+ * table, one commit transaction per checkpoint), checkpointed on LMDB, in a child process. The faults are timed
+ * by what the sink sends: the staging COPY (its statement, or the row data that follows it), or the
+ * progress-row insert of a commit (postgres.js prepares its statements, so their text shows on each new
+ * connection; a fault makes the sink reconnect).
  * Also: SIGKILL while the job waits out its restart strategy's back-off.
  */
 import assert from "node:assert/strict";
@@ -90,6 +91,29 @@ function onSql(text: string, times: number, fault: (conn: Parameters<Parameters<
   return () => n;
 }
 
+/**
+ * Calls `fault` on the first chunk a client sends after a chunk containing `text` (the data after a statement:
+ * a COPY's rows), at most `times` times, at least `gapMs` apart.
+ */
+function afterSql(text: string, times: number, fault: (conn: Parameters<Parameters<TcpProxy["onClientData"]>[0] & object>[0], chunk: Uint8Array) => void, gapMs = 1500): () => number {
+  let n = 0;
+  let last = 0;
+  const armed = new WeakSet<object>();
+  const dec = new TextDecoder();
+  proxy.onClientData((conn, chunk) => {
+    if (armed.has(conn)) {
+      armed.delete(conn);
+      n++;
+      last = Date.now();
+      fault(conn, chunk);
+      return;
+    }
+    if (n >= times || Date.now() - last < gapMs) return;
+    if (dec.decode(chunk).includes(text)) armed.add(conn);
+  });
+  return () => n;
+}
+
 let serverRestarts = 0;
 /** Restarts the server right after this chunk went through: the statement is in flight when it goes down. */
 function restartServer(): void {
@@ -100,9 +124,9 @@ function restartServer(): void {
 }
 
 describe("fault injection: PostgreSQL (private cluster behind a proxy)", () => {
-  it("the server restarts (crash restart) during a pre-commit's staging insert", { timeout: 200_000 }, async (t) => {
+  it("the server restarts (crash restart) during a pre-commit's staging COPY", { timeout: 200_000 }, async (t) => {
     const r0 = serverRestarts;
-    onSql('insert into "gress_stage_', 2, () => restartServer(), 2500);
+    onSql('copy "gress_stage_', 2, () => restartServer(), 2500);
     await run("server restart during pre-commit", { signal: t.signal }, () => serverRestarts - r0, 2);
   });
 
@@ -112,10 +136,10 @@ describe("fault injection: PostgreSQL (private cluster behind a proxy)", () => {
     await run("server restart during commit", { signal: t.signal }, () => serverRestarts - r0, 2);
   });
 
-  it("the connection is cut in the middle of a bulk INSERT (the server gets part of the statement)", { timeout: 200_000 }, async (t) => {
+  it("the connection is cut in the middle of a staging COPY's rows (the server gets part of them)", { timeout: 200_000 }, async (t) => {
     const c0 = proxy.faults.cuts;
-    onSql('insert into "gress_stage_', 3, (conn, chunk) => conn.cutRequestAfter(Math.floor(chunk.length / 2)), 1500);
-    await run("connection cut mid-INSERT", { signal: t.signal }, () => proxy.faults.cuts - c0, 3);
+    afterSql('copy "gress_stage_', 3, (conn, chunk) => conn.cutRequestAfter(Math.floor(chunk.length / 2)), 1500);
+    await run("connection cut mid-COPY", { signal: t.signal }, () => proxy.faults.cuts - c0, 3);
   });
 
   it("SIGKILL while the job waits out its restart strategy's back-off", { timeout: 200_000 }, async (t) => {
