@@ -105,6 +105,8 @@ export async function startPrivateKafka(advertisedPort: number): Promise<Private
       "offsets.topic.num.partitions=1",
       "transaction.state.log.num.partitions=1",
       "group.initial.rebalance.delay.ms=0",
+      // No time-based deletion: records carry fixed past timestamps (see scripts/services).
+      "log.retention.ms=-1",
       "auto.create.topics.enable=true",
       "num.partitions=1",
       "default.replication.factor=1",
