@@ -66,6 +66,7 @@ export { encodeRecord, sinkFn } from "./sink.ts";
 export { type Position, type Positions, type Source, type SourceContext, type SourceProgress, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";
 export * from "./sources/generator.ts";
+export { SpillBuffer, type SpillCounts, type SpilledRecord, type SpillOptions, spillOptions } from "./sources/spill.ts";
 export * from "./state/backend.ts";
 export * from "./state/keyed.ts";
 export { MemoryStateBackend, memoryState } from "./state/memory.ts";

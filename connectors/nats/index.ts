@@ -8,6 +8,7 @@ export type { HeldConnection, NatsConnectOptions } from "./connection.ts";
 export { type NatsJetStreamSinkOptions, type NatsSinkCounts, natsJetStreamSink } from "./sink.ts";
 export {
   type NatsCoreSource,
+  type NatsCoreSourceCounts,
   type NatsCoreSourceOptions,
   type NatsJetStreamSource,
   type NatsJetStreamSourceOptions,

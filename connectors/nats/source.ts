@@ -11,8 +11,13 @@
  * Without a checkpoint, the source continues after the consumer's acknowledged floor (acks only follow
  * durable checkpoints), or from the start of the stream for a new consumer.
  *
- * `natsCoreSource` subscribes to a core NATS subject: at most once (core NATS cannot replay). While the job
- * is paused, messages wait in a bounded buffer; when it is full, further messages are dropped and counted.
+ * `natsCoreSource` subscribes to a core NATS subject: at most once (core NATS cannot replay), and it cannot
+ * pause the server's pushes. While the job is paused (or the rate limit has no tokens), messages wait in a
+ * bounded buffer: `maxBuffered` messages in memory, then, with `spill`, in spill files on disk up to
+ * `spill.maxSpillBytes` (see lib/sources/spill.ts); beyond that a message is refused and counted in
+ * `counts.dropped` (or the job fails, with `spill.overflow: "fail"`). Every message received is emitted once,
+ * a dead letter, dropped and counted, or still buffered. Buffered messages are emitted in order, in slices
+ * that yield to the event loop, so that a long backlog does not starve the subscription.
  *
  * Messages are JSON; bad bytes (invalid UTF-8, malformed JSON, `__proto__`, oversized, schema violations)
  * go to dead letters with the reason and the stream sequence, never crash the job.
@@ -26,7 +31,9 @@
 import { AckPolicy, DeliverPolicy, type JsMsg, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { SourceError } from "../../lib/errors.ts";
+import { ConfigError, SourceError } from "../../lib/errors.ts";
+import { runSoon } from "../../lib/runtime.ts";
+import { SpillBuffer, type SpilledRecord, type SpillOptions } from "../../lib/sources/spill.ts";
 import { type Positions, type Source, type SourceContext, timestampOf } from "../../lib/source.ts";
 import { deadLetterOf, type Decoder, jsonDecoder, TokenBucket, type TokenBucketOptions } from "../ingest/index.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
@@ -112,8 +119,24 @@ export interface NatsSourceCounts {
   deadLetters: number;
   /** Redeliveries of already emitted sequences that were skipped. */
   skipped: number;
-  /** Core NATS only: messages dropped because the pause buffer was full. */
+  /** Core NATS only: messages dropped because the buffer (memory and spill files) was full. */
   dropped: number;
+}
+
+/**
+ * Counts of a core NATS source: those of every NATS source, and what went to the spill files.
+ *
+ * @example
+ * ```ts
+ * import type { NatsCoreSourceCounts } from "gress/nats";
+ *
+ * // Every message received is emitted, a dead letter, dropped, or still buffered.
+ * const unaccounted = (c: NatsCoreSourceCounts, buffered: number): number => c.received - c.emitted - c.deadLetters - c.dropped - buffered;
+ * ```
+ */
+export interface NatsCoreSourceCounts extends NatsSourceCounts {
+  /** Messages that went to the spill files while the job was paused. */
+  spilled: number;
 }
 
 const newCounts = (): NatsSourceCounts => ({ received: 0, emitted: 0, deadLetters: 0, skipped: 0, dropped: 0 });
@@ -332,6 +355,9 @@ export function natsJetStreamSource<T = unknown>(options: NatsJetStreamSourceOpt
   };
 }
 
+/** Buffered messages emitted per turn of the event loop. */
+const DRAIN_SLICE = 1024;
+
 /** What one open() of a core NATS source holds until its close(). */
 interface CoreSession {
   closed: boolean;
@@ -369,8 +395,13 @@ export type NatsCoreSourceOptions<T> = NatsSourceCommon<T> &
     readonly subject: string;
     /** Queue group, to share the subject among several jobs. */
     readonly queue?: string;
-    /** Messages held while paused; beyond it they are dropped and counted. Default 10 000. */
+    /** Messages held in memory while paused; beyond it they spill (with `spill`) or are dropped and counted. Default 10 000. */
     readonly maxBuffered?: number;
+    /**
+     * Spill to disk what does not fit in memory while the job is paused: the directory, the bound on disk, and
+     * what happens beyond it (default: drop the newest and count it). Its `maxMemoryRecords` defaults to `maxBuffered`.
+     */
+    readonly spill?: SpillOptions;
   };
 
 /**
@@ -382,11 +413,13 @@ export type NatsCoreSourceOptions<T> = NatsSourceCommon<T> &
  *
  * const source: NatsCoreSource<unknown> = natsCoreSource({ name: "events", servers: "localhost:4222", subject: "events.>" });
  * // Messages dropped because the buffer was full while the job was paused (core NATS cannot be paused).
- * console.log(source.counts.dropped);
+ * console.log(source.counts.dropped, source.buffered.memory, source.buffered.disk);
  * ```
  */
 export interface NatsCoreSource<T> extends Source<T> {
-  readonly counts: NatsSourceCounts;
+  readonly counts: NatsCoreSourceCounts;
+  /** Messages waiting to be emitted: in memory, on disk, and the bytes the spill files take. */
+  readonly buffered: { readonly memory: number; readonly disk: number; readonly diskBytes: number };
 }
 
 /**
@@ -399,21 +432,41 @@ export interface NatsCoreSource<T> extends Source<T> {
  * import { Job } from "gress";
  * import { natsCoreSource } from "gress/nats";
  *
- * // Core NATS subjects, at most once: what arrives while the job is down is lost.
+ * // Core NATS subjects, at most once: what arrives while the job is down is lost. While a slow sink holds the
+ * // job, 50 000 messages wait in memory, then up to 4 GiB on disk; beyond that they are dropped and counted.
  * const job = new Job();
- * const pings = job.source(natsCoreSource<{ host: string }>({ name: "pings", servers: "localhost:4222", subject: "ping.>" }));
+ * const pings = job.source(
+ *   natsCoreSource<{ host: string }>({
+ *     name: "pings",
+ *     servers: "localhost:4222",
+ *     subject: "ping.>",
+ *     maxBuffered: 50_000,
+ *     spill: { dir: "state/pings-spill", maxSpillBytes: 4 * 1024 ** 3 },
+ *   }),
+ * );
  * ```
  */
 export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): NatsCoreSource<T> {
   const maxBuffered = options.maxBuffered ?? 10_000;
+  if (!Number.isSafeInteger(maxBuffered) || maxBuffered < 1) {
+    throw new ConfigError(`NATS source "${options.name}": maxBuffered must be an integer >= 1, got ${maxBuffered}`, [
+      { path: ["maxBuffered"], code: "too_small", message: "must be an integer >= 1" },
+    ]);
+  }
+  // Kept across a restart: messages received but not yet emitted go to the next run instead of being lost.
+  // Without `spill` it holds `maxBuffered` messages in memory only (it never touches its directory).
+  const buffer = new SpillBuffer(
+    options.spill !== undefined
+      ? { maxMemoryRecords: maxBuffered, ...options.spill }
+      : { dir: "(no spill directory: spill not configured)", maxMemoryRecords: maxBuffered, maxSpillBytes: 0 },
+    `NATS source "${options.name}"`,
+  );
   const decode = jsonDecoder<T>({
     ...(options.schema !== undefined ? { schema: options.schema } : {}),
     ...(options.maxMessageBytes !== undefined ? { maxBytes: options.maxMessageBytes } : {}),
     ...(options.maxDepth !== undefined ? { maxDepth: options.maxDepth } : {}),
   });
-  const counts = newCounts();
-  // Kept across a restart: messages received but not yet emitted go to the next run instead of being lost.
-  const buffer: { data: Uint8Array; subject: string }[] = [];
+  const counts: NatsCoreSourceCounts = { ...newCounts(), spilled: 0 };
   /** The current run: what one open() acquired, until its close(). A restart opens a new one. */
   let session: CoreSession | undefined;
   /** The last close(): the next open() waits for it, so that one run's subscription ends before the next starts. */
@@ -421,6 +474,7 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
   let ctxRef: SourceContext<T> | undefined;
   let bucket: TokenBucket | undefined;
   let paused = false;
+  let drainScheduled = false;
   let n = 0;
   const deliver = (data: Uint8Array, subject: string): void => {
     const ctx = ctxRef as SourceContext<T>;
@@ -437,6 +491,9 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
   return {
     name: options.name,
     counts,
+    get buffered() {
+      return { memory: buffer.memoryRecords, disk: buffer.diskRecords, diskBytes: buffer.diskBytes };
+    },
     open(ctx) {
       const s: CoreSession = { closed: false, live: false, held: undefined, sub: undefined, opening: undefined };
       session = s;
@@ -448,7 +505,7 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
     },
     resume() {
       paused = false;
-      drain();
+      scheduleDrain();
     },
     close() {
       const s = session;
@@ -479,10 +536,15 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
         counts.received++;
         // Over the rate limit, a subject that cannot pause buffers like a paused job does.
         const limited = bucket !== undefined && !bucket.tryTake(1);
-        if (paused || limited || buffer.length > 0) {
-          if (buffer.length >= maxBuffered) counts.dropped++;
-          else buffer.push({ data: msg.data, subject: msg.subject });
+        if (paused || limited || buffer.size > 0) {
+          const spilledBefore = buffer.counts.spilled;
+          if (!buffer.push(msg.subject, msg.data)) {
+            counts.dropped++;
+            if (buffer.full) return ctx.fail(new SourceError(buffer.fullMessage));
+          }
+          counts.spilled += buffer.counts.spilled - spilledBefore;
           if (limited && bucket !== undefined) setTimeout(drain, bucket.delayFor(1));
+          else if (!paused) scheduleDrain();
           return;
         }
         deliver(msg.data, msg.subject);
@@ -493,17 +555,30 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
     // What an earlier run received and could not emit.
     drain();
   }
+  function scheduleDrain(): void {
+    if (drainScheduled) return;
+    drainScheduled = true;
+    runSoon(() => {
+      drainScheduled = false;
+      drain();
+    });
+  }
   function drain(): void {
     // Only into a run that is open: a closed run's context takes nothing any more.
     const s = session;
     if (s === undefined || s.closed || !s.live) return;
-    while (!paused && buffer.length > 0) {
+    // A slice at a time: the subscription's callbacks (new messages), timers and checkpoints get their turn.
+    for (let i = 0; !paused && buffer.size > 0; i++) {
+      if (i === DRAIN_SLICE) {
+        scheduleDrain();
+        return;
+      }
       if (bucket !== undefined && !bucket.tryTake(1)) {
         setTimeout(drain, bucket.delayFor(1));
         return;
       }
-      const m = buffer.shift() as { data: Uint8Array; subject: string };
-      deliver(m.data, m.subject);
+      const m = buffer.shift() as SpilledRecord;
+      deliver(m.bytes, m.tag);
     }
   }
 }
