@@ -1,7 +1,9 @@
 /**
- * Crash-test harness: runs tests/crash/fixtures/job.ts in a child process of the current runtime (Node with
- * tsx, Bun, or Deno), kills it with SIGKILL — at a named failpoint (GRESS_FAILPOINT) or after a random delay —
- * restarts it until it reports "done", and digests the committed output.
+ * Crash-test harness: runs a fixture job (tests/crash/fixtures/job.ts unless told otherwise) in a child process
+ * of the current runtime (Node with tsx, Bun, or Deno), kills it with SIGKILL — at a named failpoint
+ * (GRESS_FAILPOINT) or after a random delay — restarts it until it reports "done", and digests the committed
+ * output. A fixture takes its JSON config in argv[2], prints "running" when records flow and "done" at the end,
+ * and commits its output with the file sink under the config's outDir as "out" (see fixtures/common.ts).
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -36,8 +38,8 @@ interface RunResult {
   readonly stderr: string;
 }
 
-function runChild(args: string, failpoint: string | undefined, killAfterMs: number | undefined): Promise<RunResult> {
-  const [cmd, argv] = childCommand(FIXTURE);
+function runChild(fixture: string, args: string, failpoint: string | undefined, killAfterMs: number | undefined): Promise<RunResult> {
+  const [cmd, argv] = childCommand(fixture);
   const env: Record<string, string> = { ...(process.env as Record<string, string>), NO_COLOR: "1" };
   delete env.GRESS_FAILPOINT;
   if (failpoint !== undefined) env.GRESS_FAILPOINT = failpoint;
@@ -80,15 +82,20 @@ export interface CrashOutcome {
   readonly records: Record<string, unknown>[];
 }
 
-/** Runs the fixture job until it completes, crashing it as planned. */
-export async function runToCompletion(config: JobConfig, plan: CrashPlan = {}, maxRuns = 40): Promise<CrashOutcome> {
+/** Runs the fixture job (fixtures/job.ts) until it completes, crashing it as planned. */
+export function runToCompletion(config: JobConfig, plan: CrashPlan = {}, maxRuns = 40): Promise<CrashOutcome> {
+  return runFixtureToCompletion(FIXTURE, config, plan, maxRuns);
+}
+
+/** Runs the given fixture file with `config` until it completes, crashing it as planned. */
+export async function runFixtureToCompletion(fixture: string, config: object, plan: CrashPlan = {}, maxRuns = 40): Promise<CrashOutcome> {
   const dir = mkdtempSync(join(tmpdir(), "gress-crash-"));
   const args = JSON.stringify({ ...config, stateDir: join(dir, "state"), outDir: join(dir, "out") });
   let kills = 0;
   try {
     for (let run = 0; run < maxRuns; run++) {
       const started = performance.now();
-      const r = await runChild(args, plan.failpoints?.[run], plan.killAfterMs?.[run]);
+      const r = await runChild(fixture, args, plan.failpoints?.[run], plan.killAfterMs?.[run]);
       if (r.signal === "SIGKILL") {
         kills++;
         continue;
