@@ -24,7 +24,7 @@ import type { Key, OutputTag } from "../element.ts";
 import { ConfigError } from "../errors.ts";
 import type { OperatorContext } from "../operator-context.ts";
 import { type KeyContext, type MapState, mapState } from "../state/keyed.ts";
-import { callOnValue, type Tagged } from "./connect.ts";
+import { callOnValue, type Tagged, timeAndOutput } from "./connect.ts";
 import type { ProcessContext, ProcessFunction } from "./process.ts";
 
 /**
@@ -218,21 +218,10 @@ export function keyedBroadcastProcess<T, K extends Key, R, O>(
     if (of === pctx) return;
     of = pctx;
     keyedView = Object.assign(Object.create(pctx) as ProcessContext<K, O>, { getBroadcastState: readOnly });
-    broadcastView = {
-      get timestamp() {
-        return pctx.timestamp;
-      },
-      get currentWatermark() {
-        return pctx.currentWatermark;
-      },
-      get currentProcessingTime() {
-        return pctx.currentProcessingTime;
-      },
+    broadcastView = timeAndOutput<O, Pick<BroadcastContext<O>, "getBroadcastState">>(pctx, {
       getBroadcastState: <BK extends string | number, BV>(d: BroadcastStateDescriptor<BK, BV>) =>
         stateOf(d as BroadcastStateDescriptor<string | number, unknown>) as MapState<BK, BV>,
-      emit: (value, timestamp) => pctx.emit(value, timestamp),
-      output: (tag, value, reason) => pctx.output(tag, value, reason),
-    };
+    });
   };
   const out: ProcessFunction<Tagged<T, R>, K, O> = {
     processElement(t, pctx) {

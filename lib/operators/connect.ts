@@ -149,6 +149,28 @@ export function keyedCoProcess<A, B, K extends Key, O>(ctx: OperatorContext, fn:
   return onTimer === undefined ? out : { ...out, onTimer: (time, domain, pctx) => onTimer.call(fn, time, domain, pctx) };
 }
 
+/**
+ * A context with time and output only, read through to the process operator's context `pctx` (whose timestamp
+ * moves with every record); `extra` adds members. It is what a function that belongs to no key sees: the
+ * unkeyed co-process function, and the broadcast side of a broadcast function.
+ */
+export function timeAndOutput<O, E extends object = Record<never, never>>(pctx: ProcessContext<Key, O>, extra?: E): CoProcessContext<O> & E {
+  const view: CoProcessContext<O> = {
+    get timestamp() {
+      return pctx.timestamp;
+    },
+    get currentWatermark() {
+      return pctx.currentWatermark;
+    },
+    get currentProcessingTime() {
+      return pctx.currentProcessingTime;
+    },
+    emit: (value, timestamp) => pctx.emit(value, timestamp),
+    output: (tag, value, reason) => pctx.output(tag, value, reason),
+  };
+  return Object.assign(view, extra);
+}
+
 /** The process function that runs an unkeyed co-process function: its context shows no key, state or timers. */
 export function unkeyedCoProcess<A, B, O>(ctx: OperatorContext, fn: CoProcessFunction<A, B, O>): ProcessFunction<Tagged<A, B>, Key, O> {
   let view: CoProcessContext<O> | undefined;
@@ -156,19 +178,7 @@ export function unkeyedCoProcess<A, B, O>(ctx: OperatorContext, fn: CoProcessFun
   const unkeyed = (pctx: ProcessContext<Key, O>): CoProcessContext<O> => {
     if (view === undefined || of !== pctx) {
       of = pctx;
-      view = {
-        get timestamp() {
-          return pctx.timestamp;
-        },
-        get currentWatermark() {
-          return pctx.currentWatermark;
-        },
-        get currentProcessingTime() {
-          return pctx.currentProcessingTime;
-        },
-        emit: (value, timestamp) => pctx.emit(value, timestamp),
-        output: (tag, value, reason) => pctx.output(tag, value, reason),
-      };
+      view = timeAndOutput(pctx);
     }
     return view;
   };
