@@ -12,6 +12,7 @@
  */
 import { AssignerProtocol, Kafka, logLevel } from "kafkajs";
 import { z } from "zod";
+import { brokersSchema } from "./cli-options.ts";
 import { validate } from "./config.ts";
 
 /** One member of the job's group. */
@@ -96,8 +97,7 @@ export function formatJobStatus(job: string, s: JobStatus): string {
 
 /** `gress status <job>`: prints the status; returns the exit code. */
 export async function status(job: string, flags: Record<string, string>): Promise<number> {
-  const o = validate(z.object({ brokers: z.string().min(1), group: z.string().min(1).optional() }), flags, "status");
-  const brokers = o.brokers.split(",").map((b) => b.trim()).filter((b) => b !== "");
-  console.log(formatJobStatus(job, await readJobStatus(brokers, o.group ?? `gress-${job}`)));
+  const o = validate(z.object({ brokers: brokersSchema, group: z.string().min(1).optional() }), flags, "status");
+  console.log(formatJobStatus(job, await readJobStatus(o.brokers, o.group ?? `gress-${job}`)));
   return 0;
 }

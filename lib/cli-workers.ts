@@ -23,6 +23,7 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { z } from "zod";
+import { brokersSchema, portSchema } from "./cli-options.ts";
 import { validate } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import { importPipeline } from "./pipeline-module.ts";
@@ -36,19 +37,14 @@ const WORKER_FLAGS = ["name", "port", "checkpoint-interval", "state-dir", "quiet
 
 const schema: z.ZodType<Omit<WorkerFlags, "brokers"> & { brokers?: string[] | undefined }, unknown> = z.object({
   name: z.string().min(1),
-  port: z.coerce.number().int().min(0).max(65535).default(9464),
+  port: portSchema.default(9464),
   "checkpoint-interval": z.coerce.number().int().positive().default(1000),
   "state-dir": z.string().min(1).optional(),
   quiet: z.literal("true").optional(),
   workers: z.coerce.number().int().positive().optional(),
   "worker-index": z.coerce.number().int().nonnegative().optional(),
   group: z.string().min(1).optional(),
-  brokers: z
-    .string()
-    .min(1)
-    .transform((s) => s.split(",").map((b) => b.trim()).filter((b) => b !== ""))
-    .pipe(z.array(z.string()).min(1))
-    .optional(),
+  brokers: brokersSchema.optional(),
   "kafka-client": z.enum(["kafkajs", "platformatic"]).default("kafkajs"),
 });
 

@@ -23,6 +23,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import { writeSavepoint } from "./checkpoint/savepoint.ts";
+import { portSchema } from "./cli-options.ts";
 import { ProgressReporter } from "./cli-progress.ts";
 import { validate } from "./config.ts";
 import { isGressError } from "./errors.ts";
@@ -69,7 +70,10 @@ interface OptionSpec {
 /** A command: its positional argument, a one-line summary, and its options. */
 interface CommandSpec {
   readonly name: string;
+  /** The positional argument in the usage line; "" for none. */
   readonly args: string;
+  /** What the positional argument is, for the error when it is missing; absent when the command takes none. */
+  readonly argName?: string;
   readonly summary: string;
   readonly options: readonly OptionSpec[];
 }
@@ -94,6 +98,7 @@ const COMMANDS: readonly CommandSpec[] = [
   {
     name: "run",
     args: "<pipeline.ts|.js>",
+    argName: "pipeline file",
     summary: "run a pipeline module (it default-exports (job) => void) until its input ends or a signal stops it",
     options: [
       { name: "name", arg: "JOB", help: "job name, used in metrics and the state directory (default: the file's name)" },
@@ -134,6 +139,7 @@ const COMMANDS: readonly CommandSpec[] = [
   {
     name: "status",
     args: "<job>",
+    argName: "job name",
     summary: "a scale-out job's group members, their tasks and the lag per input partition, read from Kafka",
     options: [
       { name: "brokers", arg: "HOST:PORT,...", help: "the Kafka brokers of the job's group (required)" },
@@ -144,6 +150,7 @@ const COMMANDS: readonly CommandSpec[] = [
   {
     name: "savepoint",
     args: "<job>",
+    argName: "job name",
     summary: "write the last completed checkpoint of a job as a savepoint directory",
     options: [
       { name: "state-dir", arg: "DIR", help: "the job's LMDB state directory (default state/<job>)" },
@@ -184,15 +191,17 @@ class UsageError extends Error {
   }
 }
 
-/** Refuses flags the command does not have, and positional arguments beyond `max`. */
-function checkArgs(c: CommandSpec, flags: Record<string, string>, positional: readonly string[], max: number): void {
+/** Refuses flags the command does not have, a missing positional argument, and any beyond it. */
+function checkArgs(c: CommandSpec, flags: Record<string, string>, positional: readonly string[]): void {
   for (const flag of Object.keys(flags)) {
     if (!c.options.some((o) => o.name === flag)) throw new UsageError(`gress ${c.name}: unknown option --${flag}`, commandHelp(c));
   }
   for (const o of c.options) {
     if (o.arg !== undefined && flags[o.name] === "true") throw new UsageError(`gress ${c.name}: option --${o.name} needs a value (${o.arg})`, commandHelp(c));
   }
+  const max = c.argName === undefined ? 0 : 1;
   if (positional.length > max) throw new UsageError(`gress ${c.name}: unexpected argument "${positional[max]}"`, commandHelp(c));
+  if (c.argName !== undefined && positional[0] === undefined) throw new UsageError(`gress ${c.name}: missing ${c.argName}`, commandHelp(c));
 }
 
 /** The package version, from the package.json next to the sources (lib/) or the build (dist/lib/). */
@@ -212,8 +221,6 @@ function version(): string {
 function defaultStateDir(job: string): string {
   return join("state", job);
 }
-
-const portSchema = z.coerce.number().int().min(0).max(65535);
 
 async function withServer(job: Job, port: number | undefined, health: JobHealth, body: () => Promise<void>, quiet = false): Promise<void> {
   let server: MetricsServer | undefined;
@@ -361,9 +368,7 @@ function jobNameOf(file: string): string {
 }
 
 /** Runs a user pipeline module; returns the exit code. */
-async function runPipeline(file: string | undefined, flags: Record<string, string>): Promise<number> {
-  const spec = COMMANDS.find((c) => c.name === "run")!;
-  if (file === undefined) throw new UsageError("gress run: missing pipeline file", commandHelp(spec));
+async function runPipeline(file: string, flags: Record<string, string>): Promise<number> {
   if (flags.workers !== undefined || flags["worker-index"] !== undefined) {
     if (!existsSync(file)) {
       console.error(`gress run: no such file: ${file}`);
@@ -374,7 +379,7 @@ async function runPipeline(file: string | undefined, flags: Record<string, strin
     return await runWorkers(file, flags, flags.name ?? jobNameOf(file));
   }
   const scaleOutOnly = ["brokers", "group", "kafka-client"].find((f) => flags[f] !== undefined);
-  if (scaleOutOnly !== undefined) throw new UsageError(`gress run: --${scaleOutOnly} is a scale-out option: give --workers N with it`, commandHelp(spec));
+  if (scaleOutOnly !== undefined) throw new UsageError(`gress run: --${scaleOutOnly} is a scale-out option: give --workers N with it`, commandHelp(COMMANDS.find((c) => c.name === "run")!));
   const o = validate(
     z
       .object({
@@ -496,9 +501,7 @@ function dashboard(flags: Record<string, string>): void {
 }
 
 /** Writes the last completed checkpoint of a job as a savepoint. */
-async function savepoint(jobName: string | undefined, flags: Record<string, string>): Promise<void> {
-  const spec = COMMANDS.find((c) => c.name === "savepoint")!;
-  if (jobName === undefined) throw new UsageError("gress savepoint: missing job name", commandHelp(spec));
+async function savepoint(jobName: string, flags: Record<string, string>): Promise<void> {
   const o = validate(z.object({ "state-dir": z.string().min(1).optional(), to: z.string().min(1).optional() }), flags, "savepoint");
   const stateDir = o["state-dir"] ?? defaultStateDir(jobName);
   const target = o.to ?? join("savepoints", `${jobName}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
@@ -531,24 +534,25 @@ export async function main(argv: readonly string[]): Promise<number> {
       console.log(commandHelp(spec));
       return 0;
     }
-    checkArgs(spec, flags, rest, spec.args === "" ? 0 : 1);
+    checkArgs(spec, flags, rest);
+    // checkArgs made sure that a command with an argument has it ("" for demo and dashboard, which take none).
+    const [arg = ""] = rest;
     switch (spec.name) {
       case "demo":
         await demo(flags);
         return 0;
       case "run":
-        return await runPipeline(rest[0], flags);
+        return await runPipeline(arg, flags);
       case "dashboard":
         dashboard(flags);
         return 0;
       case "status": {
-        if (rest[0] === undefined) throw new UsageError("gress status: missing job name", commandHelp(spec));
         // Loaded only here: it brings the Kafka client.
         const { status } = await import("./cli-status.ts");
-        return await status(rest[0], flags);
+        return await status(arg, flags);
       }
       default:
-        await savepoint(rest[0], flags);
+        await savepoint(arg, flags);
         return 0;
     }
   } catch (e) {
