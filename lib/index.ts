@@ -25,7 +25,7 @@ export { type CancelTimer, type Clock, SystemClock, VirtualClock } from "./clock
 export { validate } from "./config.ts";
 export * from "./element.ts";
 export * from "./errors.ts";
-export { FlowControl } from "./flow.ts";
+export { AimdRate, downstreamPressure, FlowControl, SourceThrottle, type ThrottleOptions, throttleOptions } from "./flow.ts";
 export { Job, type JobOptions, type SourceOptions } from "./job.ts";
 export type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 export { bucketQuantile, JobMetrics, LATENCY_BUCKETS, LatencyHistogram, LatencyProbe, OperatorMetrics, SinkMetrics, SourceMetrics } from "./metrics.ts";

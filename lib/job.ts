@@ -21,7 +21,7 @@ import { type Clock, SystemClock } from "./clock.ts";
 import { validate } from "./config.ts";
 import { barrier, END, type Element, type Key, record, sideRecord, splitsAnnouncement, DEAD_LETTERS, MAX_WATERMARK, watermark } from "./element.ts";
 import { GressError, UserFunctionError } from "./errors.ts";
-import { FlowControl } from "./flow.ts";
+import { downstreamPressure, FlowControl, SourceThrottle, type ThrottleOptions, throttleOptions } from "./flow.ts";
 import { JobMetrics, LATENCY_SAMPLE_EVERY, type LatencyProbe, type SourceMetrics } from "./metrics.ts";
 import { DirectSource, type Downstream } from "./operate.ts";
 import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
@@ -119,6 +119,12 @@ export interface SourceOptions<T = unknown> {
    * `onUserError: "fail"`) under an operator `watermarks-N`, which also carries the watermark gauge.
    */
   readonly watermarks?: WatermarkStrategy<T>;
+  /**
+   * Adaptive throttling (lib/flow.ts): the source's rate limit follows downstream pressure, growing additively
+   * and shrinking multiplicatively, before the hard bounds pause it. The current limit is the metric
+   * `gress_source_rate_limit{source}` (and `job.metrics.source(name).rateLimit`).
+   */
+  readonly throttle?: ThrottleOptions;
 }
 
 interface RegisteredSource {
@@ -227,12 +233,26 @@ export class Job implements JobContext {
     if (source.lag !== undefined) metrics.lag = () => source.lag?.() ?? new Map();
     const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
+    // Checked here, so that bad bounds fail where the source is declared, naming it.
+    const throttleWhat = `source "${source.name}"`;
+    const throttled = options.throttle === undefined ? undefined : { options: options.throttle, pressure: downstreamPressure(this.flow, this.metrics, throttleOptions(options.throttle, throttleWhat)) };
     this.#sources.push({ source: source as Source<unknown> });
     const elements = new DirectSource<Element<T>>((downstream) => {
       // Read at each start: after a restart the last checkpoint decides, not the option given for the first start.
       const restored = this.checkpoints?.positionsOf(source.name);
       const from = this.#restarted && this.checkpoints?.restored !== undefined ? restored : (options.from ?? restored);
-      const run = new SourceRun<T>(this, source, metrics, downstream, watermarks);
+      // The source is paused while the flow control or its throttle holds it; it sees each change once.
+      let sourcePaused = false;
+      const apply = (): void => {
+        const pause = this.flow.paused || throttle?.held === true;
+        if (pause === sourcePaused) return;
+        sourcePaused = pause;
+        if (pause) source.pause();
+        else source.resume();
+      };
+      const throttle = throttled === undefined ? undefined : new SourceThrottle(throttled.options, this.clock, throttled.pressure, apply, `source "${source.name}"`);
+      if (throttle !== undefined) metrics.rateLimit = () => throttle.rate;
+      const run = new SourceRun<T>(this, source, metrics, downstream, watermarks, throttle);
       // One source object reads one input: a second run would share its position and end. This happens when a
       // stream is subscribed (records(), sideRecords(), elements...) before all of its consumers were declared,
       // so the first subscription gets a pipeline of its own.
@@ -248,9 +268,12 @@ export class Job implements JobContext {
       }
       const unlisten = this.flow.listen((paused) => {
         metrics.paused = paused;
-        if (paused) source.pause();
-        else source.resume();
+        if (throttle === undefined) {
+          if (paused) source.pause();
+          else source.resume();
+        } else apply();
       });
+      throttle?.start();
       let closed = false;
       this.#running.add(run as SourceRun<unknown>);
       // Start on a microtask: every branch subscribes first, so none misses the first records.
@@ -265,6 +288,7 @@ export class Job implements JobContext {
         run.stop();
         this.#running.delete(run as SourceRun<unknown>);
         unlisten();
+        throttle?.stop();
         this.trackRelease(Promise.resolve().then(() => source.close()));
       };
     });
@@ -540,6 +564,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
   #finished = false;
   /** A record was emitted. */
   #flowing = false;
+  readonly #throttle: SourceThrottle | undefined;
   readonly #complete = (): void => {
     if (this.#ended) return;
     this.#ended = true;
@@ -554,8 +579,10 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     metrics: SourceMetrics,
     downstream: Downstream<Element<T>>,
     watermarks: { readonly strategy: WatermarkStrategy<T>; readonly ctx: OperatorContext } | undefined,
+    throttle?: SourceThrottle,
   ) {
     this.#job = job;
+    this.#throttle = throttle;
     this.source = source as Source<unknown>;
     this.#metrics = metrics;
     this.#downstream = downstream;
@@ -576,6 +603,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     if (this.#ended || this.#finished) return;
     // One comparison per record: the record count reached the next sample (metrics.ts, end-to-end latency).
     if (this.#metrics.emitted++ >= this.#nextSample) this.#sample();
+    this.#throttle?.emitted();
     if (!this.#flowing) {
       // The first record of this run (also after a restart) ends the recovery measurement.
       this.#flowing = true;
@@ -647,7 +675,7 @@ class SourceRun<T> implements SourceContext<T>, RunningSource {
     this.#downstream.error(error);
   }
   get paused(): boolean {
-    return this.#job.flow.paused;
+    return this.#job.flow.paused || this.#throttle?.held === true;
   }
   get ended(): boolean {
     return this.#ended || this.#finished;

@@ -246,6 +246,8 @@ export class SourceMetrics {
   paused: boolean = false;
   /** The source's consumer lag per partition, read at scrape time (Source.lag; unset for other sources). */
   lag: (() => ReadonlyMap<string, number>) | undefined = undefined;
+  /** The source's current rate limit in records/s, read at scrape time (set when the source is throttled). */
+  rateLimit: (() => number) | undefined = undefined;
   readonly source: string;
   constructor(source: string) {
     this.source = source;
@@ -383,6 +385,16 @@ export class JobMetrics {
       collect() {
         this.reset();
         for (const s of sources()) this.set({ source: s.source }, s.paused ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "gress_source_rate_limit",
+      help: "Records/s a throttled source may emit now: adaptive throttling's current rate (additive increase, multiplicative decrease under downstream pressure).",
+      labelNames: ["source"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const s of sources()) if (s.rateLimit !== undefined) this.set({ source: s.source }, s.rateLimit());
       },
     });
     new Gauge({
