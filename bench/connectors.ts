@@ -10,17 +10,26 @@
  * - PostgreSQL: the same rows written by the Gress sink (COPY of 5,000-row batches into its staging table +
  *   INSERT … SELECT into the table with the progress row, committed once) against a raw COPY … FROM STDIN of
  *   the rows into an identical table, in one COPY statement.
+ * - Files: a CSV file (4 columns, one row in ten with a quoted field holding the delimiter) and an NDJSON file
+ *   of the same 1M rows, read by csvSource / fileSource (typed columns; JSON.parse) → filter → map → a summing
+ *   sink, against a hand-written chunked parser doing the same work: 1 MiB reads, a carry-over buffer, one
+ *   decode per chunk, lines cut with indexOf, a CSV line without a quote split with indexOf and one with
+ *   quotes by a small state machine, a row object with numbers per CSV line (JSON.parse per NDJSON line),
+ *   the same filter and sum.
+ *   Needs no services (`GRESS_BENCH_ONLY=file` runs only this part).
  *
  * `npm run bench -- connectors`
  * @module
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { Consumer, MessagesStreamModes } from "@platformatic/kafka";
 import { Kafka, logLevel } from "kafkajs";
 import postgres from "postgres";
+import { csvSource, fileSource } from "../connectors/file/index.ts";
 import { type KafkaClient, kafkaSource, platformaticKafkaClient } from "../connectors/kafka/index.ts";
 import { postgresConnection, postgresSink } from "../connectors/postgres/index.ts";
 import { Job, lmdbState, sinkFn } from "../lib/index.ts";
@@ -257,9 +266,158 @@ async function postgresBench(): Promise<void> {
   await sinkSql.end({ timeout: 5 });
 }
 
-/** Runs both connector benchmarks. */
+/** Reads `path` in 1 MiB chunks and calls `line(text, start, end)` for each line (without its newline). */
+async function chunkedLines(path: string, line: (text: string, start: number, end: number) => void): Promise<void> {
+  const file = await open(path, "r");
+  const decoder = new TextDecoder();
+  let buf = new Uint8Array(1 << 20);
+  let carry = 0;
+  try {
+    for (;;) {
+      if (carry === buf.length) {
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const { bytesRead } = await file.read(buf, carry, buf.length - carry, null);
+      const filled = carry + bytesRead;
+      const end = bytesRead === 0 ? filled : buf.lastIndexOf(10, filled - 1) + 1;
+      const text = decoder.decode(buf.subarray(0, end));
+      let i = 0;
+      while (i < text.length) {
+        let nl = text.indexOf("\n", i);
+        if (nl < 0) nl = text.length;
+        if (nl > i) line(text, i, nl);
+        i = nl + 1;
+      }
+      if (bytesRead === 0) return;
+      buf.copyWithin(0, end, filled);
+      carry = filled - end;
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+interface Row {
+  readonly id: number;
+  readonly user: string;
+  readonly amount: number;
+  readonly note: string;
+}
+
+async function fileBench(): Promise<void> {
+  const count = 1_000_000;
+  const dir = mkdtempSync(join(tmpdir(), "gress-bench-file-"));
+  const csvPath = join(dir, "rows.csv");
+  const ndjsonPath = join(dir, "rows.ndjson");
+  const csvLines: string[] = ["id,user,amount,note"];
+  const jsonLines: string[] = [];
+  let expected = 0;
+  for (let id = 0; id < count; id++) {
+    const user = `u${id % 1000}`;
+    const amount = (id * 37) % 500;
+    const note = id % 10 === 0 ? `late, by ${id % 7} days` : "ok";
+    csvLines.push(`${id},${user},${amount},${id % 10 === 0 ? `"${note}"` : note}`);
+    jsonLines.push(JSON.stringify({ id, user, amount, note }));
+    if (amount >= 100) expected += amount;
+  }
+  writeFileSync(csvPath, `${csvLines.join("\n")}\n`);
+  writeFileSync(ndjsonPath, `${jsonLines.join("\n")}\n`);
+  const keep = (r: { amount: number }): boolean => r.amount >= 100;
+
+  const gress = (source: () => ReturnType<typeof csvSource<Row>>) => async (): Promise<number> => {
+    const job = new Job({ name: "bench-file" });
+    let kept = 0;
+    let n = 0;
+    job
+      .source(source())
+      .tap(() => n++)
+      .filter(keep)
+      .map((r) => r.amount)
+      .sinkTo(sinkFn("sum", (a) => void (kept += a)));
+    await job.run();
+    if (kept !== expected) throw new Error(`gress computed ${kept}, expected ${expected}`);
+    return n;
+  };
+  const gressCsv = gress(() => csvSource<Row>({ path: csvPath, header: true, columns: { id: "integer", user: "string", amount: "integer", note: "string" } }));
+  const gressNdjson = gress(() => fileSource<Row>({ path: ndjsonPath }));
+
+  /** A hand-written CSV record parser: indexOf on the line for a bare record, a state machine for a quoted one. */
+  const fields: string[] = [];
+  const splitCsv = (line: string): number => {
+    let k = 0;
+    if (line.indexOf('"') < 0) {
+      let a = 0;
+      for (let c = line.indexOf(","); c >= 0; c = line.indexOf(",", a)) {
+        fields[k++] = line.slice(a, c);
+        a = c + 1;
+      }
+      fields[k++] = line.slice(a);
+      return k;
+    }
+    let p = 0;
+    while (p <= line.length) {
+      if (line.charCodeAt(p) === 34) {
+        let f = "";
+        let seg = p + 1;
+        for (;;) {
+          const c = line.indexOf('"', seg);
+          if (c < 0) throw new Error(`unterminated quote: ${line}`);
+          if (line.charCodeAt(c + 1) === 34) {
+            f += line.slice(seg, c + 1);
+            seg = c + 2;
+          } else {
+            f += line.slice(seg, c);
+            p = c + 2;
+            break;
+          }
+        }
+        fields[k++] = f;
+      } else {
+        let c = line.indexOf(",", p);
+        if (c < 0) c = line.length;
+        fields[k++] = line.slice(p, c);
+        p = c + 1;
+      }
+    }
+    return k;
+  };
+  const rawCsv = async (): Promise<number> => {
+    let n = -1; // the header
+    let kept = 0;
+    await chunkedLines(csvPath, (text, i, end) => {
+      if (n++ < 0) return;
+      if (splitCsv(text.slice(i, end)) !== 4) throw new Error("bad row");
+      const row: Row = { id: Number(fields[0]), user: fields[1] as string, amount: Number(fields[2]), note: fields[3] as string };
+      if (keep(row)) kept += row.amount;
+    });
+    if (kept !== expected) throw new Error(`hand-written CSV computed ${kept}, expected ${expected}`);
+    return n;
+  };
+  const rawNdjson = async (): Promise<number> => {
+    let n = 0;
+    let kept = 0;
+    await chunkedLines(ndjsonPath, (text, i, end) => {
+      n++;
+      const row = JSON.parse(text.slice(i, end)) as Row;
+      if (keep(row)) kept += row.amount;
+    });
+    if (kept !== expected) throw new Error(`hand-written NDJSON computed ${kept}, expected ${expected}`);
+    return n;
+  };
+
+  const csv = await compare("file csv vs hand-written (1M rows)", gressCsv, rawCsv, 5);
+  const ndjson = await compare("file ndjson vs hand-written (1M)", gressNdjson, rawNdjson, 5);
+  console.log(`file (CSV, 1M rows):    gress ${fmt(csv.gress)} rows/s, hand-written chunked parser ${fmt(csv.baseline)} rows/s, ratio ${csv.ratio.toFixed(2)}x (target >= 0.80x)`);
+  console.log(`file (NDJSON, 1M rows): gress ${fmt(ndjson.gress)} rows/s, hand-written chunked parser ${fmt(ndjson.baseline)} rows/s, ratio ${ndjson.ratio.toFixed(2)}x (target >= 0.80x)`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs the connector benchmarks. */
 export async function run(): Promise<void> {
-  const only = process.env.GRESS_BENCH_ONLY; // "kafka" or "postgres" to run one half
-  if (only !== "postgres") await kafkaBench();
-  if (only !== "kafka") await postgresBench();
+  const only = process.env.GRESS_BENCH_ONLY; // "kafka", "postgres" or "file" to run one part
+  if (only === undefined || only === "kafka") await kafkaBench();
+  if (only === undefined || only === "postgres") await postgresBench();
+  if (only === undefined || only === "file") await fileBench();
 }

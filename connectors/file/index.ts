@@ -1,6 +1,7 @@
 /**
- * File connector: a replayable NDJSON source (position = byte offset) and a transactional NDJSON sink
- * (temporary file, atomic rename on commit) that together give exactly-once file-to-file pipelines.
+ * File connector: replayable NDJSON and CSV sources (position = byte offset, read in large chunks) and a
+ * transactional NDJSON sink (temporary file, atomic rename on commit) that together give exactly-once
+ * file-to-file pipelines.
  *
  * @example
  * ```ts
@@ -18,4 +19,5 @@
  * @module
  */
 export { committedFiles, FileSink, type FileSinkHandle, type FileSinkOptions, fileSink, readCommitted } from "./sink.ts";
+export { type CsvColumnType, type CsvSourceOptions, csvSource } from "./csv.ts";
 export { FileSource, type FileSourceOptions, fileSource } from "./source.ts";

@@ -2,8 +2,15 @@
  * A replayable NDJSON file source: one JSON value per line. Its position is the byte offset of the first line
  * not yet emitted, so a restored job seeks straight to it and replays exactly what came after the checkpoint.
  * A line that does not parse, or that nests deeper than `maxDepth`, goes to the dead-letter output with the
- * byte offset and the reason; it is never dropped silently, and it does not stop the job. A last line without
- * a final newline is read as a line. A close() during open() closes the file open() was opening.
+ * file, its line number, byte offset and the reason; it is never dropped silently, and it does not stop the
+ * job. A last line without a final newline is read as a line; CRLF line ends are fine; blank lines are
+ * skipped. A close() during open() closes the file open() was opening. Without a `timestamp` function, the
+ * records emitted in one event-loop turn (up to `batch`) share the processing time at which that turn began.
+ *
+ * The file is read in large chunks (`chunkBytes`) and the whole lines of a chunk are decoded to text at once;
+ * records are cut and parsed out of that text, and a line split across two chunks is carried over as bytes.
+ * The same reader runs CSV ({@link csvSource} in ./csv.ts). A run restored past byte 0 counts the lines
+ * before its position once at open (a scan of that prefix), so that error messages name the right line.
  *
  * Opened again after close() (a restart), it starts over from the `from` position it is given (the
  * restored checkpoint's byte offset), or from the start of the file without one: a read still in flight for
@@ -19,6 +26,7 @@ import { type FileHandle, open } from "node:fs/promises";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
+import { runSoon } from "../../lib/runtime.ts";
 import { DEFAULT_MAX_DEPTH, depthViolation } from "../ingest/decode.ts";
 import type { Positions, Source, SourceContext, SourceProgress } from "../../lib/source.ts";
 
@@ -66,8 +74,92 @@ const schema = z.strictObject({
 });
 
 const NEWLINE = 10;
+const CR = 13;
 /** Characters of a too deeply nested line kept in its dead letter. */
 const PREVIEW = 256;
+/** What a {@link RecordReader} returns for a record that makes no value (a blank line, a CSV header). */
+export const SKIP: unique symbol = Symbol("skip");
+
+/**
+ * How a chunked file source cuts decoded text into records and turns each into a value (NDJSON here, CSV in
+ * ./csv.ts). The source hands it the text of whole lines (decoded once per chunk, never per line) and moves
+ * the byte offset and the line number by what it reports.
+ * @internal
+ */
+export interface RecordReader<T> {
+  /**
+   * Finds the end of the record that starts at `text[i]`: the index after its terminating newline, or
+   * `text.length` for a last record without one (only when `final`), or -1 when the record goes on past the
+   * end of `text` (more bytes are needed). Sets {@link newlines} to the newlines it consumed.
+   */
+  end(text: string, i: number, final: boolean): number;
+  /** Newlines inside the record found by the last end() (its terminator included). */
+  readonly newlines: number;
+  /**
+   * The value of the record found by the last end(), which spans `text[i..end)` and the bytes
+   * `buf[from..to)`; SKIP when it makes none. Throws an Error whose message is the reason when it is bad.
+   */
+  value(text: string, i: number, end: number, buf: Uint8Array, from: number, to: number): T | typeof SKIP;
+  /** Called by open() before the first record of a run; `from` is the byte offset the run starts at. */
+  reset(from: number): void;
+  /** True while the reader waits for the file's first record (a CSV header): a run restored past byte 0 reads it first. */
+  readonly needsHeader: boolean;
+}
+
+/** The end of a line-terminated record: text.length at the end of a last line without a newline. */
+function lineEnd(text: string, i: number, final: boolean): number {
+  const nl = text.indexOf("\n", i);
+  return nl >= 0 ? nl + 1 : final ? text.length : -1;
+}
+
+/** The record text[i..end) without its line terminator (\n or \r\n). */
+export function recordText(text: string, i: number, end: number): string {
+  let e = end;
+  if (e > i && text.charCodeAt(e - 1) === NEWLINE) e--;
+  if (e > i && text.charCodeAt(e - 1) === CR) e--;
+  return text.slice(i, e);
+}
+
+/** NDJSON: one JSON value per line; blank lines are skipped. */
+class NdjsonReader<T> implements RecordReader<T> {
+  newlines = 1;
+  readonly needsHeader = false;
+  readonly #parse: ((line: string) => T) | undefined;
+  readonly #maxDepth: number | undefined;
+  constructor(parse: ((line: string) => T) | undefined, maxDepth: number | undefined) {
+    this.#parse = parse;
+    this.#maxDepth = maxDepth;
+  }
+  reset(): void {}
+  end(text: string, i: number, final: boolean): number {
+    const e = lineEnd(text, i, final);
+    this.newlines = e > 0 && text.charCodeAt(e - 1) === NEWLINE ? 1 : 0;
+    return e;
+  }
+  value(text: string, i: number, end: number, buf: Uint8Array, from: number, to: number): T | typeof SKIP {
+    if (this.#parse !== undefined) {
+      const line = recordText(text, i, end);
+      return line.trim() === "" ? SKIP : this.#parse(line);
+    }
+    // Nesting deeper than maxDepth takes more than maxDepth characters: short lines need no depth scan.
+    if (this.#maxDepth !== undefined && end - i > this.#maxDepth) {
+      const deep = depthViolation(buf.subarray(from, to), this.#maxDepth);
+      if (deep !== undefined) throw new DeepLine(deep);
+    }
+    // A slice of the chunk's text (no copy of the line).
+    const line = recordText(text, i, end);
+    if (line === "") return SKIP;
+    try {
+      return JSON.parse(line) as T;
+    } catch (err) {
+      if (line.trim() === "") return SKIP;
+      throw err;
+    }
+  }
+}
+
+/** A line nested too deeply: its dead letter keeps only a preview. */
+class DeepLine extends Error {}
 
 /**
  * The NDJSON file source.
@@ -86,9 +178,7 @@ export class FileSource<T> implements Source<T> {
   readonly name: string;
   readonly #path: string;
   readonly #timestamp: ((value: T) => number) | undefined;
-  readonly #parse: (line: string) => T;
-  /** The depth bound of the default parse; undefined with the user's own parse. */
-  readonly #maxDepth: number | undefined;
+  readonly #reader: RecordReader<T>;
   readonly #batch: number;
   readonly #chunk: number;
   readonly #decoder = new TextDecoder();
@@ -96,13 +186,26 @@ export class FileSource<T> implements Source<T> {
   #file: FileHandle | undefined;
   /** The file being opened: a close() during open() waits for it and closes it. */
   #opening: Promise<FileHandle> | undefined;
-  /** File offset of the first byte not yet emitted (the position). */
+  /** File offset of the first byte not yet emitted (the position); it is the file offset of #buf[#start]. */
   #offset = 0;
+  /** 1-based line number of the byte at #offset (for error messages); 0 until known on a restored run. */
+  #line = 1;
   /** The file's size when it was opened. */
   #size: number | undefined;
   #buf: Uint8Array = new Uint8Array(0);
   #start = 0;
+  /** #buf[#start..#textEnd) decoded: the whole lines of the chunk (all of it at the end of the file). */
+  #text = "";
+  /** Index in #text of the next record, whose first byte is #buf[#start]. */
+  #ti = 0;
+  #textEnd = 0;
+  /** #text has as many characters as bytes, so a character index is a byte index too. */
+  #ascii = true;
+  /** #text reaches the end of the file. */
+  #final = false;
   #eof = false;
+  /** The read-ahead: the chunk at file offset `at`, being read while the buffer is parsed. */
+  #ahead: { readonly at: number; readonly bytes: Promise<Uint8Array | Error> } | undefined;
   #paused = false;
   #closed = false;
   #scheduled = false;
@@ -113,13 +216,13 @@ export class FileSource<T> implements Source<T> {
   /** The last close(): the next open() waits for it, so that one run's handle is released before the next. */
   #closing: Promise<void> = Promise.resolve();
 
-  constructor(options: FileSourceOptions<T>) {
+  /** `reader` is how records are cut and parsed (NDJSON without one; see csvSource). */
+  constructor(options: FileSourceOptions<T>, reader?: RecordReader<T>) {
     const o = validate(schema, options, "fileSource");
     this.name = o.name ?? "file";
     this.#path = o.path;
     this.#timestamp = options.timestamp;
-    this.#parse = options.parse ?? ((line) => JSON.parse(line) as T);
-    this.#maxDepth = options.parse === undefined ? (o.maxDepth ?? DEFAULT_MAX_DEPTH) : undefined;
+    this.#reader = reader ?? new NdjsonReader<T>(options.parse, options.parse === undefined ? (o.maxDepth ?? DEFAULT_MAX_DEPTH) : undefined);
     this.#batch = o.batch ?? 4096;
     this.#chunk = o.chunkBytes ?? 1 << 20;
   }
@@ -140,10 +243,17 @@ export class FileSource<T> implements Source<T> {
     this.#scheduled = false;
     this.#reading = false;
     this.#eof = false;
+    this.#ahead = undefined;
     this.#buf = new Uint8Array(0);
     this.#start = 0;
+    this.#text = "";
+    this.#ti = 0;
+    this.#textEnd = 0;
+    this.#final = false;
     this.#offset = pos ?? 0;
+    this.#line = 1;
     this.#acked = pos ?? 0;
+    this.#reader.reset(this.#offset);
     this.#opening = open(this.#path, "r");
     let file: FileHandle;
     try {
@@ -154,6 +264,13 @@ export class FileSource<T> implements Source<T> {
     // Closed while the file was opening (the job failed or was cancelled): close() closes this handle.
     if (this.#closed || run !== this.#run) return;
     this.#file = file;
+    try {
+      if (this.#offset > 0) this.#line = await this.#prefix(file, this.#offset);
+    } catch (err) {
+      if (this.#closed || run !== this.#run) return;
+      throw new SourceError(`file source "${this.name}": cannot read "${this.#path}": ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (this.#closed || run !== this.#run) return;
     this.#size = await file.stat().then(
       (st) => st.size,
       () => undefined,
@@ -161,6 +278,34 @@ export class FileSource<T> implements Source<T> {
     if (this.#closed || run !== this.#run) return;
     this.#pump();
   }
+
+  /**
+   * A run restored at byte `to`: counts the lines before it (so that errors name the right line) and lets
+   * the reader see the file's first record when it needs it (a CSV header). Returns the line number at `to`.
+   */
+  async #prefix(file: FileHandle, to: number): Promise<number> {
+    const reader = this.#reader;
+    let line = 1;
+    let carry = "";
+    let j = 0;
+    const chunk = new Uint8Array(Math.min(this.#chunk, to));
+    for (let at = 0; at < to; ) {
+      const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, to - at), at);
+      if (bytesRead === 0) break;
+      const bytes = chunk.subarray(0, bytesRead);
+      for (let i = bytes.indexOf(NEWLINE); i >= 0; i = bytes.indexOf(NEWLINE, i + 1)) line++;
+      at += bytesRead;
+      if (reader.needsHeader) {
+        carry += this.#decoder.decode(bytes, { stream: at < to });
+        for (let end = reader.end(carry, j, at >= to); end >= 0 && reader.needsHeader; end = reader.end(carry, j, at >= to)) {
+          reader.value(carry, j, end, chunk, 0, 0);
+          j = end;
+        }
+      }
+    }
+    return line;
+  }
+
   /** Bytes read of the file's size at open (a file that grows meanwhile shows more than 100% until the end). */
   progress(): SourceProgress | undefined {
     return this.#size === undefined ? undefined : { done: this.#offset, total: Math.max(this.#size, this.#offset), unit: "bytes" };
@@ -202,62 +347,128 @@ export class FileSource<T> implements Source<T> {
     if (this.#scheduled || this.#closed) return;
     this.#scheduled = true;
     const run = this.#run;
-    setTimeout(() => {
+    // The next turn of the event loop (timers and I/O run first), without a timer's minimum delay.
+    runSoon(() => {
       if (run !== this.#run) return;
       this.#scheduled = false;
       this.#pump();
-    }, 0);
+    });
+  }
+
+  /**
+   * Decodes the whole lines of the buffer from #start into #text (one decode per chunk); at the end of the
+   * file, the rest too. False when no whole line is buffered (more bytes are needed) or nothing is left.
+   */
+  #decode(): boolean {
+    const buf = this.#buf;
+    let end = buf.length;
+    if (!this.#eof) {
+      end = buf.lastIndexOf(NEWLINE) + 1;
+      if (end <= this.#start) return false;
+    } else if (end <= this.#start) return false;
+    this.#text = this.#decoder.decode(buf.subarray(this.#start, end));
+    this.#ti = 0;
+    this.#textEnd = end;
+    this.#final = end === buf.length && this.#eof;
+    // Every decoded character comes from at least one byte, and only an ASCII byte (or a lone bad byte)
+    // gives exactly one: equal lengths mean character and byte indices coincide.
+    this.#ascii = this.#text.length === end - this.#start;
+    this.#prefetch();
+    return true;
   }
 
   #pump(): void {
     const ctx = this.#ctx;
     if (ctx === undefined || this.#closed || this.#reading) return;
+    const reader = this.#reader;
+    // Without a timestamp function, the records of one turn share the processing time the turn began at:
+    // the time they were read (one clock read per turn, not one per record).
+    const now = this.#timestamp === undefined ? ctx.clock.now() : undefined;
     for (let n = 0; n < this.#batch; n++) {
       if (this.#paused || this.#closed) return;
-      const buf = this.#buf;
-      const nl = buf.indexOf(NEWLINE, this.#start);
-      if (nl < 0) {
-        if (!this.#eof) {
-          this.#readMore();
+      let text = this.#text;
+      let i = this.#ti;
+      if (i >= text.length) {
+        if (!this.#decode()) {
+          if (this.#eof) ctx.end();
+          else this.#readMore();
           return;
         }
-        if (this.#start < buf.length) this.#emitLine(buf.subarray(this.#start), buf.length - this.#start);
-        this.#start = buf.length;
-        ctx.end();
+        text = this.#text;
+        i = 0;
+      }
+      const end = reader.end(text, i, this.#final);
+      const line = this.#line;
+      const offset = this.#offset;
+      if (end < 0) {
+        if (this.#final) {
+          // A record still open at the end of the file (an unterminated quoted CSV field).
+          this.#consume(i, text.length, 0);
+          this.#bad(recordText(text, i, text.length), "unterminated quoted field at the end of the file", line, offset);
+          continue;
+        }
+        // The record goes on past the buffered lines: read on, then decode again from its first byte.
+        this.#text = "";
+        this.#ti = 0;
+        this.#readMore();
         return;
       }
-      this.#emitLine(buf.subarray(this.#start, nl), nl + 1 - this.#start);
-      this.#start = nl + 1;
+      const at = this.#start;
+      this.#consume(i, end, reader.newlines);
+      this.#line += reader.newlines;
+      let value: T | typeof SKIP;
+      let ts = now;
+      try {
+        value = reader.value(text, i, end, this.#buf, at, this.#start);
+        if (value === SKIP) continue;
+        if (this.#timestamp !== undefined) {
+          ts = this.#timestamp(value);
+          if (!Number.isFinite(ts)) throw new TypeError(`timestamp must be a finite number, got ${String(ts)}`);
+        }
+      } catch (err) {
+        // A SourceError is about the whole file (a CSV header without a column the rows need): the job fails.
+        if (err instanceof SourceError) {
+          this.#closed = true;
+          ctx.fail(err);
+          return;
+        }
+        const raw = recordText(text, i, end);
+        this.#bad(err instanceof DeepLine ? raw.slice(0, PREVIEW) : raw, err instanceof Error ? err.message : String(err), line, offset);
+        continue;
+      }
+      ctx.emit(value, ts, this.name);
     }
     this.#schedule();
   }
 
-  #emitLine(bytes: Uint8Array, consumed: number): void {
-    const ctx = this.#ctx!;
-    const at = this.#offset;
-    // The position moves past the line before it is emitted: a checkpoint taken after it includes it.
-    this.#offset += consumed;
-    let text = this.#decoder.decode(bytes);
-    if (text.endsWith("\r")) text = text.slice(0, -1);
-    if (text.trim() === "") return;
-    const deep = this.#maxDepth === undefined ? undefined : depthViolation(bytes, this.#maxDepth);
-    if (deep !== undefined) {
-      ctx.deadLetter(text.slice(0, PREVIEW), `file "${this.#path}" byte ${at}: ${deep}`);
-      return;
-    }
-    let value: T;
-    let ts: number | undefined;
-    try {
-      value = this.#parse(text);
-      if (this.#timestamp !== undefined) {
-        ts = this.#timestamp(value);
-        if (!Number.isFinite(ts)) throw new TypeError(`timestamp must be a finite number, got ${String(ts)}`);
-      }
-    } catch (err) {
-      ctx.deadLetter(text, `file "${this.#path}" byte ${at}: ${err instanceof Error ? err.message : String(err)}`);
-      return;
-    }
-    ctx.emit(value, ts, this.name);
+  /** Moves past text[i..end): the position first, so that a checkpoint taken after the record includes it. */
+  #consume(i: number, end: number, newlines: number): void {
+    const before = this.#start;
+    if (this.#ascii) this.#start += end - i;
+    else if (end === this.#text.length) this.#start = this.#textEnd;
+    else for (let k = 0; k < newlines; k++) this.#start = this.#buf.indexOf(NEWLINE, this.#start) + 1;
+    this.#offset += this.#start - before;
+    this.#ti = end;
+  }
+
+  /** A bad record to dead letters; the reason names the file, the line and byte offset where it starts. */
+  #bad(raw: string, reason: string, line: number, offset: number): void {
+    this.#ctx!.deadLetter(raw, `file "${this.#path}" line ${line} (byte ${offset}): ${reason}`);
+  }
+
+  /** Starts reading the chunk after the buffer while the buffer's lines are parsed (read-ahead). */
+  #prefetch(): void {
+    const file = this.#file;
+    if (file === undefined || this.#eof || this.#ahead !== undefined) return;
+    const at = this.#offset + (this.#buf.length - this.#start);
+    const chunk = new Uint8Array(this.#chunk);
+    this.#ahead = {
+      at,
+      bytes: file.read(chunk, 0, chunk.length, at).then(
+        ({ bytesRead }) => chunk.subarray(0, bytesRead),
+        (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+      ),
+    };
   }
 
   #readMore(): void {
@@ -265,18 +476,37 @@ export class FileSource<T> implements Source<T> {
     if (file === undefined) return;
     this.#reading = true;
     const rest = this.#buf.subarray(this.#start);
-    const chunk = new Uint8Array(rest.length + Math.max(this.#chunk, rest.length));
-    chunk.set(rest);
+    const at = this.#offset + rest.length;
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    let next: Promise<Uint8Array>;
+    // The read-ahead, if it is of the bytes wanted; a record longer than a chunk being carried over doubles
+    // the buffer instead (so that a very long record is scanned a logarithmic, not linear, number of times).
+    if (ahead !== undefined && ahead.at === at && rest.length < this.#chunk) {
+      next = ahead.bytes.then((b) => {
+        if (b instanceof Error) throw b;
+        if (rest.length === 0) return b;
+        const joined = new Uint8Array(rest.length + b.length);
+        joined.set(rest);
+        joined.set(b, rest.length);
+        return joined;
+      });
+    } else {
+      const chunk = new Uint8Array(rest.length + Math.max(this.#chunk, rest.length));
+      chunk.set(rest);
+      next = file.read(chunk, rest.length, chunk.length - rest.length, at).then(({ bytesRead }) => chunk.subarray(0, rest.length + bytesRead));
+    }
     const run = this.#run;
-    file
-      .read(chunk, rest.length, chunk.length - rest.length, this.#offset + rest.length)
-      .then(({ bytesRead }) => {
+    next
+      .then((buf) => {
         // Read for a run that was closed (and perhaps opened again since): not this run's bytes.
         if (run !== this.#run || this.#closed) return;
         this.#reading = false;
-        this.#buf = chunk.subarray(0, rest.length + bytesRead);
+        this.#buf = buf;
         this.#start = 0;
-        if (bytesRead === 0) this.#eof = true;
+        this.#text = "";
+        this.#ti = 0;
+        if (buf.length === rest.length) this.#eof = true;
         this.#pump();
       })
       .catch((err: unknown) => {
@@ -285,6 +515,7 @@ export class FileSource<T> implements Source<T> {
         if (!this.#closed) this.#ctx?.fail(new SourceError(`file source "${this.name}": read failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
       });
   }
+
 }
 
 /**

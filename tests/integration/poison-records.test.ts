@@ -133,7 +133,7 @@ describe("poison records: dead letters, never a failed job (PostgreSQL)", () => 
     );
     assert.equal(dead.length, 2, JSON.stringify(dead.map((d) => d.reason)));
     const reasons = dead.map((d) => d.reason).sort();
-    assert.match(reasons[0] ?? "", /^file ".*in\.ndjson" byte 21: nested too deeply: arrays and objects more than 128 levels deep/);
+    assert.match(reasons[0] ?? "", /^file ".*in\.ndjson" line 3 \(byte 21\): nested too deeply: arrays and objects more than 128 levels deep/);
     assert.match(reasons[1] ?? "", /^sink "rows": column "a" \(bigint\): .*null/);
     assert.equal(dead.find((d) => d.reason.startsWith("sink"))?.value, null);
   });

@@ -68,7 +68,7 @@ describe("NDJSON file source", () => {
     const r = await readSource(path, undefined);
     assert.deepEqual(r.values, [{ a: 1 }, { a: 2 }]);
     assert.equal(r.dead.length, 1);
-    assert.match(r.dead[0]!, /byte 10: /);
+    assert.match(r.dead[0]!, /line 3 \(byte 10\): /);
     assert.deepEqual(r.position, { file: 26 }, "the position is the file's length once everything was read");
   });
 
