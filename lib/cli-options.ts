@@ -10,7 +10,7 @@ export const portSchema: z.ZodType<number, unknown> = z.coerce.number().int().mi
 
 /** `--brokers HOST:PORT,HOST:PORT...`: the comma-separated list, trimmed, without empty entries; at least one. */
 export const brokersSchema: z.ZodType<string[], unknown> = z
-  .string()
+  .string({ error: (issue) => (issue.input === undefined ? "required: --brokers HOST:PORT[,HOST:PORT...]" : undefined) })
   .min(1)
   .transform((s) => s.split(",").map((b) => b.trim()).filter((b) => b !== ""))
   .pipe(z.array(z.string()).min(1));

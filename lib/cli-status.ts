@@ -98,6 +98,14 @@ export function formatJobStatus(job: string, s: JobStatus): string {
 /** `gress status <job>`: prints the status; returns the exit code. */
 export async function status(job: string, flags: Record<string, string>): Promise<number> {
   const o = validate(z.object({ brokers: brokersSchema, group: z.string().min(1).optional() }), flags, "status");
-  console.log(formatJobStatus(job, await readJobStatus(o.brokers, o.group ?? `gress-${job}`)));
+  const group = o.group ?? `gress-${job}`;
+  let s: JobStatus;
+  try {
+    s = await readJobStatus(o.brokers, group);
+  } catch (e) {
+    // kafkajs's message alone ("Connection error: ...") does not say what was being read, or from where.
+    throw new Error(`gress status: could not read group ${group} from ${o.brokers.join(",")}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  console.log(formatJobStatus(job, s));
   return 0;
 }

@@ -106,6 +106,18 @@ describe("gress status: bad input", () => {
   it("without --brokers names --brokers", async () => {
     const r = await cli(["status", "orders"]);
     assert.equal(r.code, 1);
+    assert.match(r.err, /^ERR_CONFIG: invalid options: status\.brokers: required: --brokers HOST:PORT\[,HOST:PORT\.\.\.\]/);
+  });
+
+  it("--brokers with no broker in the list names --brokers", async () => {
+    const r = await cli(["status", "orders", "--brokers", " , "]);
+    assert.equal(r.code, 1);
     assert.match(r.err, /^ERR_CONFIG: invalid options: status\.brokers: /);
+  });
+
+  it("brokers that cannot be reached: the error says which group and brokers", async () => {
+    const r = await cli(["status", "orders", "--brokers", "127.0.0.1:1"]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^gress status: could not read group gress-orders from 127\.0\.0\.1:1: /);
   });
 });
