@@ -34,7 +34,7 @@ import {
 import { type CoProcessFunction, type KeyedCoProcessFunction, keyedCoProcess, type Tagged, UNKEYED, unkeyedCoProcess } from "./operators/connect.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
-import { isKeyedOperator, type KeyOf, keyByElements } from "./operators/key-by.ts";
+import { isKeyedOperator, type KeyOf, keyByElements, SHUFFLE, type ShufflingJob } from "./operators/key-by.ts";
 import { mapElements } from "./operators/map.ts";
 import { chain, isChainable, type OperatorInit } from "./operate.ts";
 import { type ProcessFunction, processElements } from "./operators/process.ts";
@@ -270,8 +270,15 @@ export class Stream<T> {
     return timed;
   }
 
-  /** Partitions the stream by key, for keyed state, windows and patterns. */
-  keyBy<K extends Key>(selector: (value: T) => K): KeyedStream<T, K> {
+  /**
+   * Partitions the stream by key, for keyed state, windows and patterns. In a scale-out job (`runScaledOut`)
+   * the records go through a repartition topic to the task that owns their key, unless `copartitioned: true`
+   * declares that the input is already partitioned by this key (the keyBy then stays local, with no topic).
+   * In single-process mode the option changes nothing.
+   */
+  keyBy<K extends Key>(selector: (value: T) => K, options: { readonly copartitioned?: boolean } = {}): KeyedStream<T, K> {
+    const shuffle = (this.job as ShufflingJob)[SHUFFLE];
+    if (shuffle !== undefined && options.copartitioned !== true) return shuffle(this, selector);
     const op = keyByElements(this.job.operator("keyBy"), selector);
     const keyed = this.#derive(op, (job, elements) => new KeyedStream<T, K>(job, elements));
     keyed.#keys = op.keys;
@@ -432,7 +439,8 @@ export class ConnectedStreams<A, B> {
     const ctx = job.operator("co-process", options.uid);
     // One internal key for every record: the process operator runs keyed, the function never sees the key.
     return merged(this.#first, this.#second)
-      .keyBy(() => UNKEYED)
+      // Internal and constant: never a shuffle in a scale-out task (each task keeps its own share).
+      .keyBy(() => UNKEYED, { copartitioned: true })
       .transform(processElements(ctx, unkeyedCoProcess(ctx, fn)));
   }
 
@@ -544,7 +552,7 @@ export class BroadcastConnectedStream<T, K extends Key, R> {
         "unknown",
       );
     }
-    const both = tagged<T, R>(keyed, 1).union(rules.keyBy(() => BROADCAST_KEY));
+    const both = tagged<T, R>(keyed, 1).union(rules.keyBy(() => BROADCAST_KEY, { copartitioned: true }));
     return declareTime(
       both.transform(processElements(ctx, keyedBroadcastProcess(ctx, fn, this.#broadcast.descriptors))),
       timeOf(keyed),

@@ -2,6 +2,7 @@ import type { Observable } from "rxjs";
 import { type Element, type Key, record, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../operator-context.ts";
 import { type ChainableOperator, type Downstream, type OperatorBody, type OperatorInit, operate } from "../operate.ts";
+import type { KeyedStream, Stream } from "../stream.ts";
 import { handleUserError } from "./user-error.ts";
 
 /**
@@ -95,4 +96,15 @@ export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => K
     },
   }));
   return Object.assign(op, { keys });
+}
+
+/**
+ * The symbol under which a scale-out task's Job takes over `keyBy` (lib/scaleout/task.ts): the keyed stream
+ * then comes through a repartition topic. Absent on every other job, so single-process keyBy is unchanged.
+ */
+export const SHUFFLE: unique symbol = Symbol.for("gress.scaleout.shuffle");
+
+/** A job that repartitions keyBys itself (a scale-out task). */
+export interface ShufflingJob {
+  readonly [SHUFFLE]?: <T, K extends Key>(stream: Stream<T>, selector: (value: T) => K) => KeyedStream<T, K>;
 }

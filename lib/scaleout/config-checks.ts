@@ -74,3 +74,24 @@ export function checkScaleOutSources(sources: readonly ScaleOutSourceInfo[]): vo
     others.map((s) => ({ path: ["sources", s.name], code: "not_partitionable", message: `${s.kind} source in scale-out mode` })),
   );
 }
+
+/**
+ * A repartition topic as found on the broker: it must have one partition per task (the input topics' count),
+ * since task p reads partition p and upstream tasks write `murmur2(key) % P`; and it must not be compacted
+ * (compaction would drop all but the last record of a key, and the watermark records, which have no key).
+ */
+export function checkRepartitionTopic(topic: string, config: ReadonlyMap<string, string>, partitions: { readonly actual: number; readonly expected: number }): void {
+  if (partitions.actual !== partitions.expected) {
+    throw new ConfigError(
+      `repartition topic "${topic}" has ${partitions.actual} partition${partitions.actual === 1 ? "" : "s"}, but the job's input topics have ${partitions.expected} (one task per partition, and task p reads partition p of the repartition topic): the input topics changed since it was created, or another job uses the name; delete the topic (it holds only records in transit) or use another job name`,
+      [{ path: ["repartition", topic, "partitions"], code: "partition_count", message: `${partitions.actual} ≠ ${partitions.expected}` }],
+    );
+  }
+  const policy = config.get("cleanup.policy") ?? "delete";
+  if (policy.split(",").map((p) => p.trim()).includes("compact")) {
+    throw new ConfigError(
+      `repartition topic "${topic}" has cleanup.policy=${policy}, but a repartition topic must not be compacted: compaction keeps only the last record per key, so records in transit would be lost; set cleanup.policy=delete on it, or delete it so the job creates it`,
+      [{ path: ["repartition", topic, "cleanup.policy"], code: "compacted", message: `cleanup.policy=${policy}` }],
+    );
+  }
+}

@@ -19,12 +19,67 @@
  *   checkpoint, and `UpstreamWatermarks.restore` gives every upstream task a fresh idle window.
  *   (lib/split-watermarks.ts does not fit: it generates watermarks from records with a strategy and a timer;
  *   here the watermarks arrive ready-made, per upstream task.)
+ * - **Partition** ({@link shufflePartition}): `toPositive(murmur2(keyBytes)) % partitions`, the Java client's
+ *   mapping ({@link murmur2}), computed here and sent explicitly, so it does not depend on the Kafka client.
+ * - **Topic** ({@link repartitionTopic}): `gress-<job>-<n>-repartition` for the job's n-th shuffle (n ≥ 1; the
+ *   changelog of the input sub-topology is `gress-<job>-0-changelog`).
+ *
+ * The runtime side (lib/scaleout/shuffle-io.ts) writes and reads these records inside scale-out tasks.
  * @module
  */
 import { Packr, Unpackr } from "msgpackr";
+import type { Decoded } from "../../connectors/ingest/decode.ts";
 import { type Key, MAX_WATERMARK, MIN_WATERMARK } from "../element.ts";
 import { BadRecordError, SourceError } from "../errors.ts";
 import { protoKeyPath } from "../state/lmdb.ts";
+
+/** The repartition topic of a job's n-th shuffle (n ≥ 1, in the order the pipeline builds its keyBys). */
+export function repartitionTopic(job: string, n: number): string {
+  return `gress-${job}-${n}-repartition`;
+}
+
+/**
+ * Kafka's murmur2 (the Java client's `Utils.murmur2`, which kafkajs and @platformatic/kafka's compatibility
+ * partitioner reproduce): a signed 32-bit hash of `data`.
+ */
+export function murmur2(data: Uint8Array): number {
+  const m = 0x5bd1e995;
+  const length = data.length;
+  let h = (0x9747b28c ^ length) | 0;
+  const whole = length & ~3;
+  for (let i = 0; i < whole; i += 4) {
+    let k = (data[i] as number) | ((data[i + 1] as number) << 8) | ((data[i + 2] as number) << 16) | ((data[i + 3] as number) << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const rest = length & 3;
+  if (rest === 3) h ^= (data[whole + 2] as number) << 16;
+  if (rest >= 2) h ^= (data[whole + 1] as number) << 8;
+  if (rest >= 1) h = Math.imul(h ^ (data[whole] as number), m);
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
+/** The partition of a shuffled record with key bytes `keyBytes` (from {@link encodeShuffleKey}) among `partitions`. */
+export function shufflePartition(keyBytes: Uint8Array, partitions: number): number {
+  return (murmur2(keyBytes) & 0x7fffffff) % partitions;
+}
+
+/** A Kafka source decoder for a repartition topic: bytes this codec did not write become dead letters with the reason. */
+export function shuffleDecoder(topic: string): (bytes: Uint8Array | null) => Decoded<ShuffleRecord> {
+  return (bytes) => {
+    if (bytes === null) return { ok: false, reason: `a record of repartition topic "${topic}" has no value` };
+    try {
+      return { ok: true, value: decodeShuffleRecord(bytes, `a record of repartition topic "${topic}"`) };
+    } catch (err) {
+      return { ok: false, reason: err instanceof Error ? err.message : String(err) };
+    }
+  };
+}
 
 /** An element of a repartition topic, decoded. */
 export type ShuffleRecord =

@@ -31,9 +31,15 @@ import { Job, type JobOptions, type SourceOptions } from "../job.ts";
 import type { OperatorContext } from "../operator-context.ts";
 import type { Source } from "../source.ts";
 import { LmdbStateBackend } from "../state/lmdb.ts";
-import type { Stream } from "../stream.ts";
+import { declareTime, KeyedStream, type Stream, timeOf } from "../stream.ts";
+import { kafkaSource } from "../../connectors/kafka/source.ts";
+import type { Key } from "../element.ts";
+import { SHUFFLE } from "../operators/key-by.ts";
+import { taskId as taskIdOf } from "./assignor.ts";
 import { beginRestore, type ChangelogEntry, type RestoreResult } from "./changelog.ts";
 import type { TopologyFingerprint } from "./fingerprint.ts";
+import { repartitionTopic, type ShuffleRecord, shuffleDecoder } from "./shuffle.ts";
+import { type ShufflePoint, type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter } from "./shuffle-io.ts";
 import { TaskCommitter } from "./task-checkpoint.ts";
 import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
 
@@ -46,7 +52,9 @@ export interface TaskOptions {
   readonly job: string;
   readonly taskId: string;
   readonly partition: number;
-  /** The input topics (partition `partition` of each is this task's). */
+  /** The partition count of the input topics (and of the repartition topics): the number of tasks. */
+  readonly partitions: number;
+  /** The input and repartition topics (partition `partition` of each is this task's). */
   readonly topics: readonly string[];
   /** The worker's state directory; the task's environment is `<state>/<job>/<task>/`. */
   readonly stateDir: string;
@@ -69,18 +77,57 @@ export function taskJobName(job: string, taskId: string): string {
   return `${job}.task-${taskId}`;
 }
 
+/** What a task's Job needs to build shuffles: the scale-out job's name, the worker's client, and (in a task that runs) the runtime. */
+export interface TaskShuffleContext {
+  readonly job: string;
+  readonly client: KafkaClient;
+  /** Undefined in the worker's probe build, which never runs. */
+  readonly runtime: ShuffleRuntime | undefined;
+}
+
 /**
  * A Job in task mode: every source it is given is bound to the task (Kafka sources read the task's partitions);
- * it records the operators it allocates, in order, for the topology fingerprint.
+ * it records the operators it allocates, in order, for the topology fingerprint. Its `keyBy`s (unless declared
+ * `copartitioned`) go through repartition topics (lib/scaleout/shuffle-io.ts); it records them as shuffles.
  */
 export class TaskJob extends Job {
   readonly #io: TaskKafkaIo | undefined;
+  readonly #shuffle: TaskShuffleContext | undefined;
   readonly #operators: { id: string; kind: string; uid?: string }[] = [];
   readonly #sources: { source: Source<unknown>; topics: readonly string[] | undefined }[] = [];
+  readonly #shuffles: ShufflePoint[] = [];
 
-  constructor(options: JobOptions, io: TaskKafkaIo | undefined) {
+  constructor(options: JobOptions, io: TaskKafkaIo | undefined, shuffle?: TaskShuffleContext) {
     super(options);
     this.#io = io;
+    this.#shuffle = shuffle;
+    // Stream.keyBy looks for this (lib/operators/key-by.ts); a plain Job has none.
+    Object.defineProperty(this, SHUFFLE, { value: <T, K extends Key>(stream: Stream<T>, selector: (value: T) => K) => this.#keyByShuffled(stream, selector) });
+  }
+
+  /** The shuffles built so far, in order (the n-th writes `gress-<job>-<n>-repartition`). */
+  get shuffles(): readonly ShufflePoint[] {
+    return this.#shuffles;
+  }
+
+  /**
+   * keyBy in a task (Stream.keyBy calls it through SHUFFLE): the upstream part writes the records, keyed, into the repartition topic (in the task's
+   * transaction); the keyed stream is partition p of that topic, read back with read_committed.
+   */
+  #keyByShuffled<T, K extends Key>(stream: Stream<T>, selector: (value: T) => K): KeyedStream<T, K> {
+    const sc = this.#shuffle;
+    // A probe that only looks at the sources (gress run's parent): a local keyBy is as good.
+    if (sc === undefined) return stream.keyBy(selector, { copartitioned: true });
+    const n = this.#shuffles.length + 1;
+    const topic = repartitionTopic(sc.job, n);
+    const ctx = this.operator("keyBy");
+    this.#shuffles.push({ operator: ctx.id, topic });
+    const runtime = (): ShuffleRuntime | undefined => sc.runtime;
+    stream.transform(shuffleWriter(ctx, selector)).sinkTo(new ShuffleSink<T>(`${ctx.id}-repartition`, topic, runtime, this.clock));
+    const read = this.source(
+      kafkaSource<ShuffleRecord>({ name: `${ctx.id}-repartition`, client: sc.client, topics: [topic], groupId: `gress-${sc.job}`, decode: shuffleDecoder(topic), readCommitted: true, startFrom: "earliest" }),
+    ).transform(shuffleReader<T>(this.operator("shuffleRead"), runtime));
+    return declareTime(new KeyedStream<T, K>(this, read.elements), timeOf(stream));
   }
 
   override operator(kind: string, uid?: string): OperatorContext {
@@ -204,7 +251,8 @@ export class Task {
   readonly id: string;
   readonly #o: TaskOptions;
   readonly #partitions: { topic: string; partition: number }[];
-  readonly routed: RoutedConsumer;
+  /** One routed consumer per Kafka source of the task (the user's inputs, each repartition topic), by topic. */
+  readonly #routed = new Map<string, RoutedConsumer>();
   #producer: KafkaTransactionalProducer | undefined;
   #backend: LmdbStateBackend | undefined;
   #job: TaskJob | undefined;
@@ -220,7 +268,16 @@ export class Task {
     this.#o = o;
     this.id = o.taskId;
     this.#partitions = o.topics.map((topic) => ({ topic, partition: o.partition }));
-    this.routed = new RoutedConsumer(o.consumer, this.#partitions);
+  }
+
+  /** The routed consumer that reads `topic` in this task (undefined before its source started). */
+  routedFor(topic: string): RoutedConsumer | undefined {
+    return this.#routed.get(topic);
+  }
+
+  /** The group assigned the task again: every source seeks to its own positions. */
+  reassigned(): void {
+    for (const r of new Set(this.#routed.values())) r.reassigned();
   }
 
   /** The topic-partitions this task reads. */
@@ -264,6 +321,12 @@ export class Task {
       client: this.#routedClient(),
       send: (topic: string, records: readonly ProducerRecord[]) => this.#exclusive(async () => void (await producer.send(topic, records))),
     };
+    const runtime: ShuffleRuntime = {
+      taskId: o.taskId,
+      partitions: o.partitions,
+      upstreamTasks: Array.from({ length: o.partitions }, (_, q) => taskIdOf(0, q)),
+      send: io.send,
+    };
     const name = taskJobName(o.job, o.taskId);
     this.#unregister = registerTaskIo(name, io);
     const job = new TaskJob(
@@ -273,6 +336,7 @@ export class Task {
         checkpoints: { intervalMs: o.intervalMs, retain: 1, log: (m) => o.log(`task ${o.taskId}: ${m}`), ...(o.checkpointTimeoutMs === undefined ? {} : { timeoutMs: o.checkpointTimeoutMs }) },
       },
       io,
+      { job: o.job, client: o.client, runtime },
     );
     this.#job = job;
     await o.build(job);
@@ -357,10 +421,14 @@ export class Task {
   /** The client the task's Kafka sources use: the worker's, with a routed consumer and the task's partitions only. */
   #routedClient(): KafkaClient {
     const c = this.#o.client;
-    const routed = this.routed;
     const partition = this.#o.partition;
     return {
-      consumer: () => routed,
+      consumer: (options) => {
+        const topics = options.topics.filter((t) => this.#o.topics.includes(t));
+        const routed = new RoutedConsumer(this.#o.consumer, topics.map((topic) => ({ topic, partition })));
+        for (const t of topics) this.#routed.set(t, routed);
+        return routed;
+      },
       transactionalProducer: (x) => c.transactionalProducer(x),
       endTransaction: (h, commit) => c.endTransaction(h, commit),
       markerOutcome: (m, w) => c.markerOutcome(m, w),
@@ -379,7 +447,7 @@ export class Task {
   async stop(): Promise<void> {
     if (this.#stopping) return this.#running;
     this.#stopping = true;
-    await this.routed.stop();
+    for (const r of new Set(this.#routed.values())) await r.stop();
     this.#job?.cancel();
     await this.#running?.catch(() => undefined);
     const p = this.#producer;

@@ -17,15 +17,18 @@
  * - **A task that migrated** (its commit fenced, or refused for an older generation) is closed without failing
  *   the worker; it starts again (restored from the changelog) only when a later assignment gives it to this
  *   worker. Any other task failure stops the worker with that error.
- * Not built yet: shuffles (keyBy on another key than the input partitioning must not be used), non-Kafka
- * sinks with per-task idempotence, static membership, a final checkpoint on revocation.
+ * - **Shuffles.** Each `keyBy` not declared `copartitioned` writes through a repartition topic
+ *   `gress-<job>-<n>-repartition` (lib/scaleout/shuffle-io.ts), created here with P partitions
+ *   (cleanup.policy=delete); the group consumer subscribes to it too, and task p reads its partition p.
+ * Not built yet: non-Kafka sinks with per-task idempotence, static membership, a final checkpoint on
+ * revocation.
  * @module
  */
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
 import { kafkajsClient } from "../../connectors/kafka/kafkajs.ts";
 import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
-import { checkChangelogTopic, checkCopartitioned, checkScaleOutSources } from "./config-checks.ts";
+import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
 import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
 import { type BuildPipeline, isMigrationError, Task, TaskJob } from "./task.ts";
 import { kafkaTopicsOf } from "./task-io.ts";
@@ -93,6 +96,7 @@ export interface ScaleOutWorker {
 }
 
 interface Plan {
+  /** The input topics and the repartition topics: a task owns partition p of each. */
   readonly topics: readonly string[];
   readonly partitions: number;
   readonly topology: TopologyFingerprint;
@@ -128,11 +132,12 @@ const key = (tp: TopicPartition): string => `${tp.topic}\u0000${tp.partition}`;
  * import { kafkaSink, kafkaSource, runScaledOut } from "gress/kafka";
  *
  * type Order = { customer: string; amount: number };
- * // Input keyed by customer: the per-customer total lives in the task that owns the customer's partition.
+ * // Input keyed by customer (declared copartitioned: no shuffle): the per-customer total lives in the task
+ * // that owns the customer's partition. Without the declaration the keyBy goes through a repartition topic.
  * const pipeline = (job: Job) =>
  *   job
  *     .source(kafkaSource<Order>({ name: "orders", brokers: ["localhost:9092"], topics: ["orders"], groupId: "totals" }))
- *     .keyBy((o) => o.customer)
+ *     .keyBy((o) => o.customer, { copartitioned: true })
  *     .process<{ customer: string; total: number }>({
  *       processElement(o, ctx) {
  *         const total = ctx.state.value<number>("total");
@@ -213,21 +218,29 @@ class Worker {
 
   /** Builds the pipeline once on a probe job: its sources, topics and operators. */
   async #probe(): Promise<Plan> {
-    const probe = new TaskJob({ name: this.#o.name }, undefined);
+    const probe = new TaskJob({ name: this.#o.name }, undefined, { job: this.#o.name, client: this.#client, runtime: undefined });
     await this.#build(probe);
     const sources = probe.givenSources.map((s) => ({ source: s, topics: kafkaTopicsOf(s) }));
     checkScaleOutSources(sources.map((s) => ({ name: s.source.name, kind: s.topics === undefined ? "not Kafka" : "kafka" })));
-    const topics = [...new Set(sources.flatMap((s) => s.topics ?? []))].sort();
+    const shuffleTopics = new Set(probe.shuffles.map((s) => s.topic));
+    const inputs = [...new Set(sources.flatMap((s) => s.topics ?? []))].filter((t) => !shuffleTopics.has(t)).sort();
     const counts = new Map<string, number>();
-    for (const t of topics) {
+    for (const t of inputs) {
       const ends = await this.#client.endOffsets(t).catch(() => undefined);
       if (ends !== undefined && ends.size > 0) counts.set(t, ends.size);
     }
-    const partitions = checkCopartitioned(topics, counts);
+    const partitions = checkCopartitioned(inputs, counts);
+    // Each repartition topic has as many partitions as the inputs: task p owns partition p of it too.
+    for (const topic of shuffleTopics) {
+      await this.#client.createTopic(topic, partitions, { replicationFactor: -1, config: { "cleanup.policy": "delete" } });
+      const actual = (await settled(() => this.#client.endOffsets(topic))).size;
+      checkRepartitionTopic(topic, await this.#client.topicConfig(topic), { actual, expected: partitions });
+    }
+    const topics = [...inputs, ...shuffleTopics].sort();
     const topology = topologyFingerprint({
       operators: probe.operators,
       sources: sources.map((s) => ({ name: s.source.name, topics: s.topics ?? [] })),
-      shuffles: [],
+      shuffles: probe.shuffles.map((s) => ({ operator: s.operator, topic: s.topic, partitions })),
       partitions: counts,
     });
     const changelogTopic = `gress-${this.#o.name}-0-changelog`;
@@ -263,10 +276,10 @@ class Worker {
       this.#wanted = new Set(r.assigned.map((tp) => taskId(0, tp.partition)));
       this.#apply();
     });
-    consumer.onPositionAdvanced((t) => this.#byPartition.get(key(t))?.routed.advanced(t));
+    consumer.onPositionAdvanced((t) => this.#byPartition.get(key(t))?.routedFor(t.topic)?.advanced(t));
     await consumer.start(async (batch) => {
       const task = this.#byPartition.get(key(batch));
-      const handler = task?.routed.handler;
+      const handler = task?.routedFor(batch.topic)?.handler;
       const first = batch.messages[0]?.offset ?? 0;
       if (handler === undefined) {
         // Its task is not (or no longer) running here: stop fetching it until a task takes it.
@@ -289,7 +302,7 @@ class Worker {
     const revoked = [...this.#tasks.keys()].filter((id) => !wanted.has(id));
     const added = [...wanted].filter((id) => !this.#tasks.has(id)).sort();
     const unchanged = [...this.#tasks.values()].filter((t) => wanted.has(t.id));
-    for (const t of unchanged) t.routed.reassigned();
+    for (const t of unchanged) t.reassigned();
     if (revoked.length > 0 || added.length > 0) this.#log(`worker of "${this.#o.name}": assignment ${this.#rebalances}: +[${added.join(", ")}] -[${revoked.join(", ")}] =[${unchanged.map((t) => t.id).join(", ")}]`);
     await Promise.all(revoked.map((id) => this.#stopTask(id, "revoked")));
     await Promise.all(added.map((id) => this.#startTask(id, plan)));
@@ -312,6 +325,7 @@ class Worker {
       job: this.#o.name,
       taskId: id,
       partition,
+      partitions: plan.partitions,
       topics: plan.topics,
       stateDir: this.#o.state,
       client: this.#client,

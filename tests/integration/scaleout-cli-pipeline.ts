@@ -13,7 +13,7 @@ const brokers = (process.env.SO_CLI_BROKERS ?? "").split(",");
 export default (job: Job): void => {
   job
     .source(kafkaSource<SequencedInput>({ name: "in", brokers, topics: [process.env.SO_CLI_INPUT ?? ""], groupId: "unused-in-scale-out", rateLimit: { ratePerSecond: 150, burst: 50 } }))
-    .keyBy((e) => e.key)
+    .keyBy((e) => e.key, { copartitioned: true }) // the input is keyed by the same key: no shuffle
     .process(sequencePerKey())
     .sinkTo(kafkaSink<Sequenced>({ name: "out", brokers, topic: process.env.SO_CLI_OUTPUT ?? "", key: (o) => o.key }));
 };

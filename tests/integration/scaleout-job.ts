@@ -2,13 +2,16 @@
  * A scale-out worker the scale-out tests run as a child process (and kill with SIGKILL). Config is the JSON in
  * argv[2]. The pipeline: a Kafka source (rate-limited per task) → per key, a sequence number counted in keyed
  * state (state that did not move with its task shows as a gap or a repeat) → a Kafka sink in the task's
- * transaction. The input is keyed by the same key, so the keyBy needs no shuffle. Logs go to stderr; SIGTERM
+ * transaction. The input is keyed by the same key, so the keyBy needs no shuffle (declared `copartitioned`).
+ * With `pipeline: "window-shuffle"` it runs tests/integration/scaleout-shuffle-pipeline.ts instead (a keyBy
+ * through a repartition topic, an event-time window count per key). Logs go to stderr; SIGTERM
  * stops the worker gracefully (exit 0); a worker failure exits 1.
  */
 import process from "node:process";
 import { kafkaSink, kafkaSource, runScaledOut } from "../../connectors/kafka/index.ts";
 import type { Job } from "../../lib/index.ts";
 import { type Sequenced, type SequencedInput, sequencePerKey } from "../support/sequence.ts";
+import { type UserCount, windowPipeline } from "./scaleout-shuffle-pipeline.ts";
 
 interface Config {
   readonly job: string;
@@ -19,16 +22,30 @@ interface Config {
   readonly output: string;
   readonly intervalMs: number;
   readonly ratePerSecond: number;
+  readonly pipeline?: "sequence" | "window-shuffle";
+  /** window-shuffle: declare the keyBy copartitioned (wrongly), to show what the shuffle is for. */
+  readonly copartitioned?: boolean;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? "{}") as Config;
-const pipeline = (job: Job): void => {
+const sequence = (job: Job): void => {
   job
     .source(kafkaSource<SequencedInput>({ name: "in", brokers: cfg.brokers, topics: [cfg.input], groupId: "unused-in-scale-out", rateLimit: { ratePerSecond: cfg.ratePerSecond, burst: 50 } }))
-    .keyBy((e) => e.key)
+    .keyBy((e) => e.key, { copartitioned: true })
     .process(sequencePerKey())
     .sinkTo(kafkaSink<Sequenced>({ name: "out", brokers: cfg.brokers, topic: cfg.output, key: (o) => o.key }));
 };
+const pipeline =
+  cfg.pipeline === "window-shuffle"
+    ? windowPipeline({
+        input: cfg.input,
+        kafka: { brokers: cfg.brokers },
+        bounded: false,
+        copartitioned: cfg.copartitioned === true,
+        ratePerSecond: cfg.ratePerSecond,
+        sink: () => kafkaSink<UserCount>({ name: "out", brokers: cfg.brokers, topic: cfg.output, key: (o) => o.user }),
+      })
+    : sequence;
 const worker = runScaledOut(
   {
     name: cfg.job,

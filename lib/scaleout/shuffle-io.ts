@@ -1,0 +1,241 @@
+/**
+ * The runtime of a shuffle in a scale-out task (docs/SCALE-OUT.md, section 6): a `keyBy(f)` that is not
+ * declared `copartitioned` becomes, in a task's Job,
+ *
+ *   upstream ─▶ keyBy writer ─▶ shuffle sink ══ repartition topic (partition = murmur2(key) % P) ══▶
+ *   Kafka source (partition p of the topic, routed like the task's other inputs) ─▶ shuffle reader ─▶ keyed stream
+ *
+ * Task p runs both halves: its upstream part writes records for every partition, its downstream part reads
+ * partition p. One task, one transaction, one checkpoint for both.
+ *
+ * - **Writer** ({@link shuffleWriter}): applies the key selector (dead letters as any keyBy), and turns each
+ *   watermark into a mark that travels to the sink in order with the records.
+ * - **Sink** ({@link ShuffleSink}): encodes records with their key (lib/scaleout/shuffle.ts) and sends them
+ *   through the task's `send`, inside its open Kafka transaction. It sends the task's watermark to every
+ *   partition when it advanced (at most every {@link WATERMARK_EVERY_MS} ms), at every checkpoint, and END once the
+ *   upstream watermark reaches the end of input. Its pre-commit waits for every send; what is written after a
+ *   pre-commit is held until the task committed (or aborted) that checkpoint, as the task's Kafka sinks do, so
+ *   a transaction never holds records of the next checkpoint.
+ * - **Reader** ({@link shuffleReader}): the repartition topic is read with read_committed, so records and
+ *   watermarks cross at the upstream task's commit. Records come out with their key; the watermark is the
+ *   minimum over the upstream tasks ({@link UpstreamWatermarks}, no idleness: a task that stops reporting is
+ *   dead or moving, and its successor resumes it), kept in the operator's state table `upstream-watermarks`,
+ *   so it survives a move of the task. The source's own watermarks are dropped: the merge decides.
+ * @module
+ */
+import type { ProducerRecord } from "../../connectors/kafka/client.ts";
+import type { Clock } from "../clock.ts";
+import { type Element, type Key, MAX_WATERMARK, MIN_WATERMARK, record, type StreamRecord, watermark } from "../element.ts";
+import { ConfigError, SinkError } from "../errors.ts";
+import { type ChainableOperator, operate } from "../operate.ts";
+import type { OperatorContext } from "../operator-context.ts";
+import { keyByElements } from "../operators/key-by.ts";
+import type { Sink } from "../sink.ts";
+import { encodeShuffleKey, encodeShuffleRecord, type ShuffleRecord, shufflePartition, UpstreamWatermarks, type UpstreamWatermarkState } from "./shuffle.ts";
+import { TASK_SINK } from "./task-io.ts";
+
+/** What a task gives its shuffles. */
+export interface ShuffleRuntime {
+  /** This (upstream) task's id, written with its watermarks. */
+  readonly taskId: string;
+  /** The partition count of every repartition topic (= the input topics'). */
+  readonly partitions: number;
+  /** The ids of every task that writes into a repartition topic. */
+  readonly upstreamTasks: readonly string[];
+  /** Sends into the task's open transaction. */
+  send(topic: string, records: readonly ProducerRecord[]): Promise<void>;
+}
+
+/** A shuffle of a task's pipeline: the keyBy operator that starts it and its repartition topic. */
+export interface ShufflePoint {
+  readonly operator: string;
+  readonly topic: string;
+}
+
+/** The least time between two watermark sends of an upstream task (besides the one at every checkpoint). */
+export const WATERMARK_EVERY_MS = 200;
+
+/** The value of the record that carries a watermark from the writer to the sink. */
+const WATERMARK_MARK: unique symbol = Symbol("gress.shuffle.watermark");
+
+/** Records sent per produce request at most. */
+const BATCH = 500;
+
+/**
+ * The keyBy half of the upstream side: records get their key (a selector that throws or gives no valid key
+ * dead-letters the record, as keyBy does), and each watermark is also sent on as a mark record, in order.
+ */
+export function shuffleWriter<T>(ctx: OperatorContext, selector: (value: T) => Key): ChainableOperator<Element<T>, Element<T>> {
+  const keys = keyByElements(ctx, selector).keys;
+  return operate<Element<T>, Element<T>>((downstream) => ({
+    records: "consume",
+    next(e) {
+      if (e.kind === "record") {
+        const key = keys.keyOf(e, downstream);
+        if (key !== undefined) downstream.next(record(e.value, e.timestamp, key, e.split));
+        return;
+      }
+      if (e.kind === "watermark") downstream.next(record(WATERMARK_MARK as unknown as T, e.timestamp));
+      downstream.next(e);
+    },
+  }));
+}
+
+/** The sink of the upstream side (see the module comment). */
+export class ShuffleSink<T> implements Sink<T> {
+  readonly name: string;
+  readonly #topic: string;
+  readonly #runtime: () => ShuffleRuntime | undefined;
+  readonly #clock: Clock;
+  #rt: ShuffleRuntime | undefined;
+  #buffer: ProducerRecord[] = [];
+  readonly #pending = new Set<Promise<void>>();
+  #error: unknown;
+  /** Pre-committed: hold writes until the task has committed (or aborted) the checkpoint. */
+  #sealed = false;
+  #watermark = MIN_WATERMARK;
+  #sentWatermark = MIN_WATERMARK;
+  #sentAt = Number.NEGATIVE_INFINITY;
+  #ended = false;
+
+  constructor(name: string, topic: string, runtime: () => ShuffleRuntime | undefined, clock: Clock) {
+    this.name = name;
+    // Commits with the task's checkpoint (lib/scaleout/task-io.ts): its records are in the task's transaction.
+    Object.defineProperty(this, TASK_SINK, { value: true });
+    this.#topic = topic;
+    this.#runtime = runtime;
+    this.#clock = clock;
+  }
+
+  open(): void {
+    const rt = this.#runtime();
+    if (rt === undefined) throw new ConfigError(`shuffle sink "${this.name}" runs only in a scale-out task`, [{ path: ["keyBy"], code: "custom", message: "not in a task" }]);
+    this.#rt = rt;
+    this.#buffer = [];
+    this.#pending.clear();
+    this.#error = undefined;
+    this.#sealed = false;
+    this.#watermark = MIN_WATERMARK;
+    this.#sentWatermark = MIN_WATERMARK;
+    this.#sentAt = Number.NEGATIVE_INFINITY;
+    this.#ended = false;
+  }
+
+  write(value: T, r: StreamRecord<T>): Promise<void> | undefined {
+    const rt = this.#rt as ShuffleRuntime;
+    if ((value as unknown) === WATERMARK_MARK) {
+      this.#onWatermark(rt, r.timestamp);
+      return this.#buffer.length >= BATCH ? this.#flush() : undefined;
+    }
+    const key = r.key as Key;
+    const keyBytes = encodeShuffleKey(key);
+    // Throws a BadRecordError (the record goes to dead letters) for a value that would not cross intact.
+    const bytes = encodeShuffleRecord({ kind: "record", key, value, timestamp: r.timestamp });
+    this.#buffer.push({ key: keyBytes, value: bytes, partition: shufflePartition(keyBytes, rt.partitions) });
+    return this.#buffer.length >= BATCH ? this.#flush() : undefined;
+  }
+
+  #onWatermark(rt: ShuffleRuntime, ts: number): void {
+    if (this.#ended) return;
+    if (ts === MAX_WATERMARK) {
+      this.#ended = true;
+      this.#toEvery(rt, { kind: "end", task: rt.taskId });
+      return;
+    }
+    if (ts > this.#watermark) this.#watermark = ts;
+    const now = this.#clock.now();
+    if (this.#watermark > this.#sentWatermark && now - this.#sentAt >= WATERMARK_EVERY_MS) this.#sendWatermark(rt, now);
+  }
+
+  #sendWatermark(rt: ShuffleRuntime, now: number): void {
+    this.#sentWatermark = this.#watermark;
+    this.#sentAt = now;
+    this.#toEvery(rt, { kind: "watermark", task: rt.taskId, watermark: this.#watermark });
+  }
+
+  /** Appends `r` for every partition: after the records buffered before it, so it follows them in each partition. */
+  #toEvery(rt: ShuffleRuntime, r: ShuffleRecord): void {
+    const value = encodeShuffleRecord(r);
+    for (let p = 0; p < rt.partitions; p++) this.#buffer.push({ key: null, value, partition: p });
+  }
+
+  #flush(): Promise<void> | undefined {
+    if (this.#sealed || this.#buffer.length === 0) return undefined;
+    const records = this.#buffer;
+    this.#buffer = [];
+    const sent = (this.#rt as ShuffleRuntime).send(this.#topic, records);
+    this.#pending.add(sent);
+    sent.then(
+      () => this.#pending.delete(sent),
+      (err: unknown) => {
+        this.#pending.delete(sent);
+        this.#error ??= err;
+      },
+    );
+    return sent;
+  }
+
+  async #drained(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    if (this.#error !== undefined) throw new SinkError(`shuffle to "${this.#topic}" failed: ${this.#error instanceof Error ? this.#error.message : String(this.#error)}`, { cause: this.#error });
+  }
+
+  async preCommit(): Promise<unknown> {
+    const rt = this.#rt as ShuffleRuntime;
+    // Every checkpoint carries the task's watermark, so a downstream task hears from every upstream one.
+    if (!this.#ended && this.#watermark > MIN_WATERMARK) this.#sendWatermark(rt, this.#clock.now());
+    this.#flush();
+    await this.#drained();
+    this.#sealed = true;
+    return { task: rt.taskId };
+  }
+
+  async commit(): Promise<void> {
+    this.#sealed = false;
+    this.#flush();
+  }
+
+  async abort(): Promise<void> {
+    this.#sealed = false;
+    this.#flush();
+  }
+
+  async flush(): Promise<void> {
+    this.#flush();
+    await this.#drained();
+  }
+}
+
+/**
+ * The downstream side after the repartition topic's Kafka source: shuffled records with their key, and the
+ * merged watermark of the upstream tasks (see the module comment).
+ */
+export function shuffleReader<T>(ctx: OperatorContext, runtime: () => ShuffleRuntime | undefined): ChainableOperator<Element<ShuffleRecord>, Element<T>> {
+  return operate<Element<ShuffleRecord>, Element<T>>((downstream) => {
+    const rt = runtime();
+    if (rt === undefined) throw new ConfigError(`shuffle reader "${ctx.id}" runs only in a scale-out task`, [{ path: ["keyBy"], code: "custom", message: "not in a task" }]);
+    const table = ctx.state.table<UpstreamWatermarkState>(ctx.id, "upstream-watermarks");
+    const saved = table.get("merge", "");
+    const now = (): number => ctx.clock.now();
+    const merge = saved === undefined ? new UpstreamWatermarks(rt.upstreamTasks, undefined, now()) : UpstreamWatermarks.restore(saved, undefined, now());
+    const advanced = (w: number | undefined): void => {
+      table.put("merge", "", merge.snapshot());
+      if (w !== undefined) downstream.next(watermark(w));
+    };
+    return {
+      records: "consume",
+      next(e) {
+        if (e.kind === "record") {
+          const r = e.value;
+          if (r.kind === "record") downstream.next(record(r.value as T, r.timestamp, r.key));
+          else if (r.kind === "watermark") advanced(merge.onWatermark(r.task, r.watermark, now()));
+          else advanced(merge.onEnd(r.task, now()));
+          return;
+        }
+        // The repartition source's own watermarks (at the end of a bounded read) say nothing: the merge decides.
+        if (e.kind === "watermark") return;
+        downstream.next(e as Element<T>);
+      },
+    };
+  });
+}
