@@ -47,8 +47,16 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.Obje
  * runs each case through FlinkCEP's own NFA as FlinkCEP's CepOperator drives it in event time (events in
  * timestamp order; before each timestamp advanceTime, then process; at the end of input advanceTime to
  * Long.MAX_VALUE, the final watermark), and prints {"results": [{"id", "matches": [{step: [event index]}]}
- * and "heldAtEnd" (see run), or {"id", "error"}]}. Events travel through the NFA as their index in the case, so the shared buffer
- * stores plain ints; conditions read the fields from the case's event list.
+ * and "heldAtEnd" (see run), or {"id", "error"} when FlinkCEP rejects the pattern, or {"id", "crash"} when its NFA
+ * throws while running the events, or {"id", "budgetExceeded"}]}. Events travel through the NFA as their
+ * index in the case, so the shared buffer stores plain ints; conditions read the fields from the case's event list.
+ *
+ * <p>Budget: FlinkCEP's NFA does not terminate on some patterns (a repeated group whose steps are all optional loops
+ * through the group without taking an event, creating computation states until the heap is gone). Each case therefore
+ * runs under a budget, set by the batch's optional "budget": {"evaluations", "millis"}: a cap on the condition
+ * evaluations (every edge the NFA tries on an event evaluates one, so a runaway hits the cap within milliseconds;
+ * ordinary cases of the test's grammar need under a thousand) and on the wall time. A case over budget, or one that
+ * exhausts the heap, is reported as {"id", "budgetExceeded": what ran out} and the batch goes on.
  */
 public final class Oracle {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -56,19 +64,51 @@ public final class Oracle {
   /** The events of the case being run; conditions look fields up here by index. */
   private static List<JsonNode> current = List.of();
 
+  /** Condition evaluations so far in the current case, its cap, and its deadline (System.nanoTime). */
+  private static long evaluations;
+  private static long maxEvaluations = 100_000;
+  private static long deadline = Long.MAX_VALUE;
+  /** Whether FlinkCEP accepted the current case's pattern: what is thrown after that is a crash, not a rejection. */
+  private static boolean compiled;
+
+  /** Thrown from a condition when the case has used up its budget; FlinkCEP passes it up through process. */
+  static final class BudgetExceeded extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+
+    BudgetExceeded(String what) {
+      super(what, null, false, false);
+    }
+  }
+
   public static void main(String[] args) throws Exception {
     JsonNode batch = JSON.readTree(new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)));
     ObjectNode out = JSON.createObjectNode();
     ArrayNode results = out.putArray("results");
+    JsonNode budget = batch.path("budget");
+    maxEvaluations = budget.path("evaluations").asLong(100_000);
+    long millis = budget.path("millis").asLong(5_000);
     for (JsonNode c : batch.get("cases")) {
       ObjectNode r = results.addObject();
       r.set("id", c.get("id"));
+      evaluations = 0;
+      compiled = false;
+      deadline = System.nanoTime() + millis * 1_000_000L;
       try {
         ObjectNode res = run(c.get("pattern"), c.get("events"));
         r.set("matches", res.get("matches"));
         r.set("heldAtEnd", res.get("heldAtEnd"));
+      } catch (RuntimeException e) {
+        // FlinkCEP wraps what a condition throws ("Failure happened in filter function").
+        Throwable t = e;
+        while (t != null && !(t instanceof BudgetExceeded)) t = t.getCause();
+        if (t != null) r.put("budgetExceeded", t.getMessage());
+        else failed(r, e);
+        if (System.getenv("ORACLE_TRACE") != null) e.printStackTrace();
+      } catch (OutOfMemoryError e) {
+        // The case's NFA state is garbage once run returns, so the batch can go on.
+        r.put("budgetExceeded", "the heap (" + Runtime.getRuntime().maxMemory() / (1 << 20) + " MB) after " + evaluations + " condition evaluations");
       } catch (Exception | StackOverflowError e) {
-        r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
+        failed(r, e);
         if (System.getenv("ORACLE_TRACE") != null) e.printStackTrace();
       }
     }
@@ -77,6 +117,24 @@ public final class Oracle {
     ps.flush();
     // The shared buffer's cache-statistics timer is a non-daemon thread: end the JVM explicitly.
     System.exit(0);
+  }
+
+  /** A rejected pattern ("error"), or a crash with FlinkCEP's innermost cause and where it was thrown. */
+  private static void failed(ObjectNode r, Throwable e) {
+    if (!compiled) {
+      r.put("error", e.getClass().getSimpleName() + ": " + e.getMessage());
+      return;
+    }
+    Throwable root = e;
+    while (root.getCause() != null) root = root.getCause();
+    String where = "";
+    for (StackTraceElement at : root.getStackTrace()) {
+      if (at.getClassName().startsWith("org.apache.flink.cep.")) {
+        where = " in " + at.getClassName().replace("org.apache.flink.cep.", "") + "." + at.getMethodName();
+        break;
+      }
+    }
+    r.put("crash", root.getClass().getSimpleName() + where);
   }
 
   /**
@@ -91,6 +149,7 @@ public final class Oracle {
     Pattern<Integer, Integer> p = build(spec);
     NFA<Integer> nfa = NFACompiler.compileFactory(p, false).createNFA();
     NFAState state = nfa.createInitialNFAState();
+    compiled = true;
     SharedBuffer<Integer> buffer = new SharedBuffer<>(new MemoryStore(), IntSerializer.INSTANCE);
     AfterMatchSkipStrategy skip = p.getAfterMatchSkipStrategy();
     ArrayNode matches = JSON.createArrayNode();
@@ -208,6 +267,10 @@ public final class Oracle {
 
     @Override
     public boolean filter(Integer index, Context<Integer> ctx) throws Exception {
+      if (++evaluations > maxEvaluations) throw new BudgetExceeded(maxEvaluations + " condition evaluations");
+      if ((evaluations & 1023) == 0 && System.nanoTime() > deadline) {
+        throw new BudgetExceeded("the time limit, after " + evaluations + " condition evaluations");
+      }
       if (node == null) node = JSON.readTree(spec);
       return eval(node, current.get(index));
     }
