@@ -6,7 +6,8 @@
  * tasks). The window results must equal the single-process reference run of the same pipeline exactly, with no
  * result twice, also when a worker is killed with SIGKILL mid-run. The same job with the keyBy wrongly declared
  * `copartitioned` (no shuffle) is run too, and must differ: each task counts only its own regions' share of a
- * user, which is what any keyBy did in a task before shuffles existed. Runs on the client GRESS_KAFKA_CLIENT
+ * user, which is what any keyBy did in a task before shuffles existed. An existing repartition topic with the
+ * wrong partition count stops the worker with a ConfigError. Runs on the client GRESS_KAFKA_CLIENT
  * names (kafkajs by default).
  */
 import assert from "node:assert/strict";
@@ -109,6 +110,17 @@ describe(`scale-out shuffles on Kafka (${clientName()}, real broker)`, () => {
     assert.deepEqual(twice, [], "no window result twice");
     assert.deepEqual(sorted(counts), sorted(reference));
     assert.equal(read.length, reference.size);
+  });
+
+  it("an existing repartition topic with another partition count than the inputs is a ConfigError naming it; the worker exits 1", { timeout: 60_000 }, async () => {
+    await setup();
+    const job = uniqueName("sh-bad");
+    const topic = `gress-${job}-1-repartition`;
+    await createTopic(topic, 2);
+    const w = startWorker(config(uniqueName("sh-out-bad"), job));
+    const exited = await w.exited;
+    assert.equal(exited.code, 1, w.log);
+    assert.match(w.log, new RegExp(`repartition topic "${topic}" has 2 partitions, but the job's input topics have ${PARTITIONS}`));
   });
 
   it("the same job with the keyBy wrongly declared copartitioned (no shuffle) gives split counts: what the shuffle prevents", { timeout: 90_000 }, async () => {
