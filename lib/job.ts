@@ -231,6 +231,7 @@ export class Job implements JobContext {
   source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     const metrics = this.metrics.source(source.name);
     if (source.lag !== undefined) metrics.lag = () => source.lag?.() ?? new Map();
+    if (source.tenantStats !== undefined) metrics.tenantStats = () => source.tenantStats?.();
     const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     // Checked here, so that bad bounds fail where the source is declared, naming it.

@@ -18,6 +18,7 @@
  * how long the window held its last input.
  * @module
  */
+import type { SourceQuotaStats } from "./source.ts";
 import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import { failureCode } from "./restart.ts";
 
@@ -248,6 +249,8 @@ export class SourceMetrics {
   lag: (() => ReadonlyMap<string, number>) | undefined = undefined;
   /** The source's current rate limit in records/s, read at scrape time (set when the source is throttled). */
   rateLimit: (() => number) | undefined = undefined;
+  /** The source's quota counts per tenant, read at scrape time (Source.tenantStats; unset for other sources). */
+  tenantStats: (() => ReadonlyMap<string, Readonly<SourceQuotaStats>> | undefined) | undefined = undefined;
   readonly source: string;
   constructor(source: string) {
     this.source = source;
@@ -387,6 +390,28 @@ export class JobMetrics {
         for (const s of sources()) this.set({ source: s.source }, s.paused ? 1 : 0);
       },
     });
+    // Per tenant only where the source was allowed per-tenant counts (label cardinality), else tenant="*".
+    const perTenant = (name: string, help: string, outcome: boolean, read: (s: Readonly<SourceQuotaStats>, admitted: boolean) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: outcome ? ["source", "tenant", "outcome"] : ["source", "tenant"],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const s of sources()) {
+            for (const [tenant, stats] of s.tenantStats?.() ?? []) {
+              if (!outcome) this.inc({ source: s.source, tenant }, read(stats, false));
+              else for (const admitted of [true, false]) this.inc({ source: s.source, tenant, outcome: admitted ? "admitted" : "refused" }, read(stats, admitted));
+            }
+          }
+        },
+      });
+    perTenant("gress_source_quota_records_total", "Records a source with quotas admitted or refused, per tenant (tenant=\"*\": all together, unless per-tenant counts are allowed).", true, (s, a) =>
+      a ? s.admittedRecords : s.refusedRecords,
+    );
+    perTenant("gress_source_quota_bytes_total", "Bytes a source with quotas admitted or refused, per tenant.", true, (s, a) => (a ? s.admittedBytes : s.refusedBytes));
+    perTenant("gress_source_quota_refusals_total", "Batches (requests, messages) a source refused for its tenant's quota, per tenant.", false, (s) => s.refusals);
     new Gauge({
       name: "gress_source_rate_limit",
       help: "Records/s a throttled source may emit now: adaptive throttling's current rate (additive increase, multiplicative decrease under downstream pressure).",

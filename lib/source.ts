@@ -200,6 +200,33 @@ export interface Source<T> {
    * keep it per fetch, never per record; partitions not fetched yet are left out.
    */
   lag?(): ReadonlyMap<string, number>;
+  /**
+   * Admitted and refused traffic per tenant of a source with quotas (HTTP, WebSocket): keyed by tenant id, or
+   * by "*" for all tenants together unless the source was allowed per-tenant counts. Read at scrape time for
+   * the `gress_source_quota_*` metrics; undefined without quotas.
+   */
+  tenantStats?(): ReadonlyMap<string, Readonly<SourceQuotaStats>> | undefined;
+}
+
+/**
+ * Quota counts of one tenant of a source (see {@link Source.tenantStats}).
+ *
+ * @example
+ * ```ts
+ * import type { SourceQuotaStats } from "gress";
+ *
+ * const refusedShare = (s: SourceQuotaStats): number => s.refusedRecords / Math.max(1, s.admittedRecords + s.refusedRecords);
+ * ```
+ */
+export interface SourceQuotaStats {
+  /** Records of admitted batches (requests, messages). */
+  readonly admittedRecords: number;
+  readonly admittedBytes: number;
+  /** Records of refused batches that were read (a request refused before its body was read adds none). */
+  readonly refusedRecords: number;
+  readonly refusedBytes: number;
+  /** Batches refused. */
+  readonly refusals: number;
 }
 
 /**

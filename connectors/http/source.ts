@@ -417,6 +417,9 @@ export function httpSource<T = unknown>(options: HttpSourceOptions<T>): HttpSour
     get quotaStats() {
       return quotas?.stats;
     },
+    tenantStats() {
+      return quotas?.stats;
+    },
     ...loggedSourceMethods(logged),
   };
 }

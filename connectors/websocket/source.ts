@@ -365,6 +365,9 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     get quotaStats() {
       return quotas?.stats;
     },
+    tenantStats() {
+      return quotas?.stats;
+    },
     ...loggedSourceMethods(logged),
   };
 }
