@@ -11,6 +11,11 @@
  * Give `msgId` (a function of the record, e.g. its key and window end) when the pipeline is not
  * deterministic. A restart (close, then open again) counts the same way: from the restored checkpoint's n.
  *
+ * In a scale-out task (lib/scaleout) the default ids are per task, `<idPrefix>:<task>:<n>`: each task counts
+ * its own writes, and its checkpoint (with `n`) moves with it, so the task's next owner replays its results
+ * under the same ids, and the ids of two tasks never meet. A `msgId` function must then give ids that differ
+ * between tasks too (a key and a window end do).
+ *
  * A value that cannot be published (its subject, body or id function throws, e.g. JSON of a cyclic value) is
  * refused by `write` with a BadRecordError, takes no id, and goes to dead letters.
  *
@@ -23,6 +28,7 @@
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
 import type { StreamRecord } from "../../lib/element.ts";
 import { SinkError } from "../../lib/errors.ts";
+import { TASK_SINK, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import { encodeRecord, type Sink } from "../../lib/sink.ts";
 import { type HeldConnection, holdConnection, type NatsConnectOptions } from "./connection.ts";
 
@@ -91,13 +97,14 @@ interface Handle {
  * );
  * ```
  */
-export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink<T> & { readonly counts: NatsSinkCounts } {
+export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink<T> & { readonly counts: NatsSinkCounts; readonly [TASK_SINK]: true } {
   const counts: NatsSinkCounts = { published: 0, duplicates: 0 };
   const enc = new TextEncoder();
   const encode = options.encode ?? ((v: T) => enc.encode(JSON.stringify(v)));
   let held: HeldConnection | undefined;
   let js: JetStreamClient | undefined;
-  const prefix = options.idPrefix ?? options.name;
+  /** The default ids' prefix: per task in a scale-out task (set at open). */
+  let prefix = options.idPrefix ?? options.name;
   const msgIdOf = options.msgId;
   let opening: Promise<HeldConnection> | undefined;
   let written = 0;
@@ -105,7 +112,11 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
   return {
     name: options.name,
     counts,
-    async open() {
+    // Safe in a scale-out task: ids per task (see the module comment).
+    [TASK_SINK]: true,
+    async open(ctx) {
+      const task = taskIoOf(ctx?.jobName);
+      prefix = `${options.idPrefix ?? options.name}${task === undefined ? "" : `:${task.taskId}`}`;
       opening = holdConnection(options, options.name);
       const h = await opening;
       opening = undefined;

@@ -25,6 +25,7 @@ export {
   type PostgresSinkOptions,
   postgresConnection,
   postgresSink,
+  postgresStagingTable,
   type Sql,
   timescaleAvailable,
 } from "./sink.ts";

@@ -37,6 +37,17 @@
  * dead letters and the batch stays good. A value only the server can judge (`"warm"` for a double precision,
  * a text longer than a varchar(n)) goes to dead letters when its batch is copied (SinkContext.deadLetter).
  *
+ * In a scale-out task (lib/scaleout, a Job registered as a task) the sink is idempotent per task, not per job:
+ * each task counts its checkpoints from 1 and moves between workers, so its progress rows are keyed by
+ * `<job>/<task>` (in the progress table's job column) and it stages into a table of its own. Every staged row
+ * also carries the incarnation of the task that staged it (`gress_owner`, a random id per open), and so does the
+ * pre-commit handle, which the task's checkpoint record carries in the task's Kafka transaction. A commit moves
+ * only the rows of the handle's incarnation: the next owner of a task whose worker died between the Kafka commit
+ * and this commit re-commits the dead worker's rows, and never the rows a fenced zombie still stages for
+ * checkpoints that will not commit. A commit of a checkpoint at or below the task's last committed one does
+ * nothing (a zombie's late commit), nothing is truncated and nothing is deleted on open (another incarnation may
+ * be staging): each commit deletes the staged rows at or below its checkpoint, whoever staged them.
+ *
  * With `key`, rows are upserted (the last row per key in a checkpoint wins); without, they are inserted.
  * `createTable` creates the table; with `timeColumn` it becomes a hypertable when the timescaledb extension
  * is installed, and otherwise a plain table with an index on the time column.
@@ -47,6 +58,7 @@ import postgres from "postgres";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { BadRecordError, SinkError } from "../../lib/errors.ts";
+import { TASK_SINK, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import type { Sink } from "../../lib/sink.ts";
 
 /**
@@ -145,9 +157,12 @@ export interface PostgresSinkOptions<T> {
  * ```
  */
 export interface PostgresSinkHandle {
+  /** The progress key: the job's name, or `<job>/<task>` in a scale-out task. */
   readonly job: string;
   readonly sink: string;
   readonly checkpointId: number;
+  /** In a scale-out task: the incarnation of the task whose staged rows this checkpoint commits. */
+  readonly owner?: string;
 }
 
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain SQL identifier (letters, digits, '_')");
@@ -201,6 +216,22 @@ const q = (name: string): string => name.split(".").map((p) => `"${p.replace(/"/
 export async function timescaleAvailable(sql: Sql): Promise<boolean> {
   const rows = await sql`select 1 from pg_extension where extname = 'timescaledb'`;
   return rows.length > 0;
+}
+
+/**
+ * The staging table of a sink (unquoted): where its rows wait for their checkpoint's commit. `job` is the
+ * sink's `job` option, or `<job>/<task>` for the sink of a scale-out task.
+ *
+ * @example
+ * ```ts
+ * import { postgresStagingTable } from "gress/postgres";
+ *
+ * // Rows of task 0_3 of job "iot" waiting for their checkpoint's commit.
+ * console.log(`select gress_checkpoint, count(*) from "${postgresStagingTable("iot/0_3", "readings", "readings")}" group by 1`);
+ * ```
+ */
+export function postgresStagingTable(job: string, sink: string, table: string): string {
+  return `gress_stage_${fnv(`${job}\u0000${sink}\u0000${table}`)}`;
 }
 
 function fnv(s: string): string {
@@ -422,7 +453,14 @@ export function postgresConnection(url: string, max = 2): Sql {
 
 function isHandle(h: unknown): h is PostgresSinkHandle {
   const x = h as PostgresSinkHandle;
-  return typeof x === "object" && x !== null && typeof x.checkpointId === "number" && typeof x.job === "string" && typeof x.sink === "string";
+  return (
+    typeof x === "object" &&
+    x !== null &&
+    typeof x.checkpointId === "number" &&
+    typeof x.job === "string" &&
+    typeof x.sink === "string" &&
+    (x.owner === undefined || (typeof x.owner === "string" && /^[A-Za-z0-9-]+$/.test(x.owner)))
+  );
 }
 
 /**
@@ -444,7 +482,7 @@ function isHandle(h: unknown): h is PostgresSinkHandle {
  * @param options connection, table, columns, conflict key
  * @returns a sink with two-phase commit
  */
-export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { readonly hypertable: boolean | undefined } {
+export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { readonly hypertable: boolean | undefined; readonly [TASK_SINK]: true } {
   const o = validate(optionsSchema, options, "postgresSink");
   const name = o.name;
   const names = Object.keys(options.columns);
@@ -455,7 +493,6 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const batchSize = o.batchSize ?? 5000;
   const atLeastOnce = o.semantic === "at-least-once";
   const table = q(o.table);
-  const staging = q(`gress_stage_${fnv(`${o.job}\u0000${name}\u0000${o.table}`)}`);
   const cols = names.map(q).join(", ");
   const conflict = (() => {
     if (o.key === undefined) return "";
@@ -464,13 +501,41 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     if (o.onConflict === "nothing" || rest.length === 0) return ` on conflict (${keyCols}) do nothing`;
     return ` on conflict (${keyCols}) do update set ${rest.map((n) => `${q(n)} = excluded.${q(n)}`).join(", ")}`;
   })();
-  // Several rows with one key in a checkpoint: the last one written wins (ON CONFLICT may touch a row once).
-  const applySelect =
-    o.key === undefined
-      ? `select ${cols} from ${staging} where gress_checkpoint <= $1`
-      : `select ${cols} from (select distinct on (${o.key.map(q).join(", ")}) * from ${staging} where gress_checkpoint <= $1 order by ${o.key.map(q).join(", ")}, gress_seq desc) s`;
-  // Without a key, staged rows need no order (gress_seq stays null; an older staging table fills it itself).
-  const copySql = `copy ${staging} (${cols}${o.key === undefined ? "" : ", gress_seq"}, gress_checkpoint) from stdin`;
+  /**
+   * Where rows are staged and progress is recorded: per job (`owner` undefined), or in a scale-out task per
+   * task and incarnation (see the module comment).
+   */
+  interface Scope {
+    readonly job: string;
+    readonly owner: string | undefined;
+    readonly staging: string;
+    /** Selects the rows a commit of checkpoint $1 moves (in a task: of incarnation $2). */
+    readonly select: string;
+    readonly copySql: string;
+    /** Ends a staged row's COPY line: its checkpoint (and incarnation). */
+    readonly suffix: (tag: number) => string;
+  }
+  const scopeOf = (job: string, owner: string | undefined): Scope => {
+    const staging = q(postgresStagingTable(job, name, o.table));
+    const mine = `gress_checkpoint <= $1${owner === undefined ? "" : " and gress_owner = $2"}`;
+    return {
+      job,
+      owner,
+      staging,
+      // Several rows with one key in a checkpoint: the last one written wins (ON CONFLICT may touch a row once).
+      select:
+        o.key === undefined
+          ? `select ${cols} from ${staging} where ${mine}`
+          : `select ${cols} from (select distinct on (${o.key.map(q).join(", ")}) * from ${staging} where ${mine} order by ${o.key.map(q).join(", ")}, gress_seq desc) s`,
+      // Without a key, staged rows need no order (gress_seq stays null; an older staging table fills it itself).
+      copySql: `copy ${staging} (${cols}${o.key === undefined ? "" : ", gress_seq"}, gress_checkpoint${owner === undefined ? "" : ", gress_owner"}) from stdin`,
+      suffix: owner === undefined ? (tag) => `\t${tag}\n` : (tag) => `\t${tag}\t${owner}\n`,
+    };
+  };
+  /** The scope of this run: per job until open() finds the sink in a scale-out task. */
+  let scope = scopeOf(o.job, undefined);
+  /** The scope a handle's checkpoint was staged in (a task's handle names its task and incarnation). */
+  const scopeOfHandle = (h: PostgresSinkHandle): Scope => (h.owner === undefined ? scope : scopeOf(h.job, h.owner));
 
   const ownSql = options.sql === undefined;
   let sql: Sql | undefined = options.sql;
@@ -529,17 +594,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    */
   const stage = async (batch: Batch, from: number, to: number): Promise<void> => {
     if (from >= to) return;
-    await copyIn(conn(), copySql, batchText(batch, from, to));
+    await copyIn(conn(), scope.copySql, batchText(batch, from, to));
   };
   const batchText = (batch: Batch, from: number, to: number): Buffer => {
     const tag = batch.tag;
     let text: string;
+    const end = scope.suffix(tag);
     if (o.key === undefined) {
-      const end = `\t${tag}\n`;
       text = (from === 0 && to === batch.lines.length ? batch.lines : batch.lines.slice(from, to)).join(end) + end;
     } else {
       text = "";
-      for (let i = from; i < to; i++) text += `${batch.lines[i]}\t${batch.seq + i}\t${tag}\n`;
+      for (let i = from; i < to; i++) text += `${batch.lines[i]}\t${batch.seq + i}${end}`;
     }
     return Buffer.from(text, "utf8");
   };
@@ -586,7 +651,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   };
   /** Sends a batch into the open COPY (opening one), which ends when it holds `copyRows` rows. */
   const send = async (batch: Batch): Promise<void> => {
-    streaming ??= { copy: await openCopy(conn(), copySql), batches: [], rows: 0 };
+    streaming ??= { copy: await openCopy(conn(), scope.copySql), batches: [], rows: 0 };
     const s = streaming;
     s.batches.push(batch);
     s.rows += batch.lines.length;
@@ -647,7 +712,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     });
   };
 
-  const ensureTables = async (s: Sql): Promise<void> => {
+  /**
+   * Creates what is missing. Under a transaction-scoped advisory lock: two sinks opening at once (the tasks of
+   * a scale-out job, several jobs) would race in `create table if not exists`, and the loser fails on
+   * pg_type's unique index.
+   */
+  const ensureTables = (sql: Sql): Promise<void> => sql.begin((tx) => createTables(tx as unknown as Sql));
+  const createTables = async (s: Sql): Promise<void> => {
+    await s.unsafe(`select pg_advisory_xact_lock(hashtext('gress.sink.ddl'))`);
     await s.unsafe(
       `create table if not exists ${q(PROGRESS_TABLE)} (job text not null, sink text not null, checkpoint_id bigint not null, committed_at timestamptz not null default now(), primary key (job, sink, checkpoint_id))`,
     );
@@ -661,35 +733,46 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       }
     }
     // (A staging table created by an earlier version has gress_seq bigserial: the sink gives the numbers.)
+    const staging = scope.staging;
     await s.unsafe(
       `create table if not exists ${staging} (gress_seq bigint, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
     );
+    if (scope.owner !== undefined) await s.unsafe(`alter table ${staging} add column if not exists gress_owner text`);
   };
 
-  /** Moves everything staged into the table, without a progress row (no checkpoints). */
+  /** Moves everything this run staged into the table, without a progress row (no checkpoints). */
   const applyAll = async (): Promise<void> => {
+    const at = scope;
     await conn().begin(async (tx) => {
-      await tx.unsafe(`insert into ${table} (${cols}) ${applySelect}${conflict}`, [Number.MAX_SAFE_INTEGER]);
-      await tx.unsafe(`truncate ${staging}`);
+      await tx.unsafe(`insert into ${table} (${cols}) ${at.select}${conflict}`, at.owner === undefined ? [Number.MAX_SAFE_INTEGER] : [Number.MAX_SAFE_INTEGER, at.owner]);
+      // In a task, another incarnation may be staging into the same table.
+      if (at.owner === undefined) await tx.unsafe(`truncate ${at.staging}`);
+      else await tx.unsafe(`delete from ${at.staging} where gress_owner = $1`, [at.owner]);
     });
   };
 
-  /** The commit transaction; does nothing when the progress row exists. */
-  const apply = async (checkpointId: number): Promise<void> => {
+  /** The commit transaction of the checkpoint staged in `at`; does nothing when the progress row exists. */
+  const apply = async (checkpointId: number, at: Scope): Promise<void> => {
     const s = conn();
     await s.begin(async (tx) => {
+      // In a task, a checkpoint at or below the last committed one is a late commit of an older incarnation
+      // (whose rows the newer owner committed or deleted already): nothing to do.
       const inserted = await tx.unsafe(
-        `insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1`,
-        [o.job, name, checkpointId],
+        at.owner === undefined
+          ? `insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1`
+          : `insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) select $1, $2, $3 where not exists (select 1 from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id >= $3) on conflict do nothing returning 1`,
+        [at.job, name, checkpointId],
       );
       if (inserted.length === 0) return;
-      await tx.unsafe(`insert into ${table} (${cols}) ${applySelect}${conflict}`, [checkpointId]);
+      await tx.unsafe(`insert into ${table} (${cols}) ${at.select}${conflict}`, at.owner === undefined ? [checkpointId] : [checkpointId, at.owner]);
       // Truncating is much cheaper than deleting row by row, and right when nothing later is staged: this run
-      // staged nothing above the checkpoint, and recovery (before open) left nothing of an earlier run.
-      if (opened && stagedUpTo <= checkpointId) await tx.unsafe(`truncate ${staging}`);
-      else await tx.unsafe(`delete from ${staging} where gress_checkpoint <= $1`, [checkpointId]);
+      // staged nothing above the checkpoint, and recovery (before open) left nothing of an earlier run. In a
+      // task, rows at or below the checkpoint are this commit's or void (an older incarnation's, whose
+      // checkpoint did not commit); a newer owner stages only above the checkpoint it restored.
+      if (at.owner === undefined && opened && stagedUpTo <= checkpointId) await tx.unsafe(`truncate ${at.staging}`);
+      else await tx.unsafe(`delete from ${at.staging} where gress_checkpoint <= $1`, [checkpointId]);
       // Keep a short history of progress rows.
-      await tx.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $3`, [o.job, name, checkpointId - 100]);
+      await tx.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $3`, [at.job, name, checkpointId - 100]);
     });
   };
 
@@ -708,8 +791,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     return line;
   };
 
-  const sink: Sink<T> & { readonly hypertable: boolean | undefined } = {
+  const sink: Sink<T> & { readonly hypertable: boolean | undefined; readonly [TASK_SINK]: true } = {
     name,
+    // Safe in a scale-out task: idempotent per task (see the module comment).
+    [TASK_SINK]: true,
     get hypertable() {
       return hypertable;
     },
@@ -723,19 +808,24 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       deadLetter = ctx?.deadLetter;
       failure = undefined;
       inflight = Promise.resolve();
+      const task = taskIoOf(ctx?.jobName);
+      scope = task === undefined ? scopeOf(o.job, undefined) : scopeOf(`${o.job}/${task.taskId}`, crypto.randomUUID());
       const s = conn();
       try {
         await ensureTables(s);
-          if (recoveredId === undefined || atLeastOnce) {
-            // A fresh start: checkpoint ids begin again, so earlier progress and staged rows are void.
-            await s.unsafe(`delete from ${staging}`);
-            await s.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2`, [o.job, name]);
-          } else {
-            await s.unsafe(`delete from ${staging} where gress_checkpoint > $1`, [recoveredId]);
-            lastId = recoveredId;
-          }
-          const [top] = await s.unsafe(`select coalesce(max(gress_seq), 0)::text as seq from ${staging}`);
+        const fresh = recoveredId === undefined || atLeastOnce;
+        if (fresh) {
+          // A fresh start: checkpoint ids begin again, so earlier progress rows are void.
+          await s.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2`, [scope.job, name]);
+        } else lastId = recoveredId as number;
+        if (scope.owner === undefined) {
+          // Staged rows of a fresh start, or newer than the restored checkpoint, are replayed. (In a task they
+          // are another incarnation's, which no commit of this one moves, and which may still be staging.)
+          if (fresh) await s.unsafe(`delete from ${scope.staging}`);
+          else await s.unsafe(`delete from ${scope.staging} where gress_checkpoint > $1`, [recoveredId as number]);
+          const [top] = await s.unsafe(`select coalesce(max(gress_seq), 0)::text as seq from ${scope.staging}`);
           seq = Number(top?.seq ?? 0) + 1;
+        } else seq = 1;
       } catch (err) {
         throw fail("open", err);
       }
@@ -759,7 +849,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // The checkpoint's rows are staged when its COPY ended.
       await afterCopy(`stage checkpoint ${checkpointId}`, async () => {});
       lastId = Math.max(lastId, checkpointId);
-      return { job: o.job, sink: name, checkpointId };
+      return scope.owner === undefined ? { job: scope.job, sink: name, checkpointId } : { job: scope.job, sink: name, checkpointId, owner: scope.owner };
     },
     async commit(checkpointId, handle) {
       if (!isHandle(handle)) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} has no valid handle`);
@@ -769,15 +859,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // Recovery calls this before open(): the tables exist, since a checkpoint was taken with this sink.
       if (!opened) recoveredId = Math.max(recoveredId ?? 0, checkpointId);
       try {
-        await afterCopy(`stage rows before checkpoint ${checkpointId}'s commit`, () => apply(checkpointId));
+        await afterCopy(`stage rows before checkpoint ${checkpointId}'s commit`, () => apply(checkpointId, scopeOfHandle(handle)));
       } catch (err) {
         throw err === failure ? err : fail(`commit checkpoint ${checkpointId}`, err);
       }
     },
-    async abort(checkpointId) {
+    async abort(checkpointId, handle) {
       if (atLeastOnce) return;
+      const at = isHandle(handle) ? scopeOfHandle(handle) : scope;
       await afterCopy(`stage rows before checkpoint ${checkpointId}'s abort`, async () => {
-        await conn().unsafe(`delete from ${staging} where gress_checkpoint <= $1`, [checkpointId]);
+        if (at.owner === undefined) await conn().unsafe(`delete from ${at.staging} where gress_checkpoint <= $1`, [checkpointId]);
+        else await conn().unsafe(`delete from ${at.staging} where gress_checkpoint <= $1 and gress_owner = $2`, [checkpointId, at.owner]);
       });
     },
     async flush() {

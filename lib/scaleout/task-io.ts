@@ -30,9 +30,13 @@ export interface TaskKafkaIo {
 export const BIND_TASK: unique symbol = Symbol.for("gress.scaleout.bindTask");
 
 /**
- * The symbol under which a two-phase-commit sink says that it commits through the scale-out task's checkpoint
- * (Kafka sinks: their records go into the task's transaction). Any other two-phase-commit sink is refused in a
- * task: its idempotence is per job, not per task, so a task that moves could commit its output twice.
+ * The symbol under which a two-phase-commit sink says that it is exactly-once in a scale-out task: it commits
+ * through the task's checkpoint (Kafka sinks: their records go into the task's transaction), or it keeps its
+ * idempotence per task, finding its task at open with {@link taskIoOf} (PostgreSQL: progress rows and staging
+ * per task, rows tagged with the task's incarnation; NATS JetStream: message ids per task). Their pre-commit
+ * handles travel in the task's checkpoint record, and the task's next owner commits them again on restore.
+ * Any other two-phase-commit sink is refused in a task: its idempotence is per job, not per task, so a task
+ * that moves could commit its output twice.
  */
 export const TASK_SINK: unique symbol = Symbol.for("gress.scaleout.taskSink");
 
@@ -67,7 +71,7 @@ export function registerTaskIo(jobName: string, io: TaskKafkaIo): () => void {
  */
 export function unsupportedTaskSink(jobName: string, sink: { readonly name: string; readonly preCommit?: unknown }): string | undefined {
   if (!tasks.has(jobName) || typeof sink.preCommit !== "function" || (sink as { [TASK_SINK]?: unknown })[TASK_SINK] === true) return undefined;
-  return `sink "${sink.name}" cannot run in a scale-out job yet: only Kafka sinks commit with a task's checkpoint (PostgreSQL, NATS and file sinks keep their idempotence per job, not per task, so a task that moves could write twice); write to a Kafka topic and move it on from there, or run the job in single-process mode`;
+  return `sink "${sink.name}" cannot run in a scale-out job: its exactly-once commits are per job, not per task, so a task that moves between workers could write twice (Kafka, PostgreSQL and NATS JetStream sinks are exactly-once per task; file sinks and user sinks are not); write to a Kafka topic and move it on from there, or run the job in single-process mode`;
 }
 
 /** The task whose Job is named `jobName`, if that Job is a scale-out task. */
