@@ -117,8 +117,13 @@ export interface ThrottleOptions {
  * ```
  */
 export function throttleOptions(options: ThrottleOptions, what: string): Required<Omit<ThrottleOptions, "maxLatencyMs" | "maxCheckpointMs">> & ThrottleOptions {
+  if (options === null || typeof options !== "object") {
+    throw new ConfigError(`${what}: throttle must be an object of options ({} for the defaults), got ${JSON.stringify(options)}`, [
+      { path: ["throttle"], code: "invalid_type", message: "expected an object" },
+    ]);
+  }
   const issues: ConfigIssue[] = [];
-  const o = (options ?? {}) as ThrottleOptions;
+  const o = options;
   const num = (key: keyof ThrottleOptions, fallback: number, ok: (v: number) => boolean, want: string): number => {
     const v = o[key] ?? fallback;
     if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) {

@@ -152,6 +152,7 @@ describe("adaptive throttling (AIMD)", () => {
     assert.match(err.message, /throttle\.decrease must be a factor between 0 and 1 \(exclusive\), got 1\.5/);
     assert.match(err.message, /throttle\.intervalMs must be a number of ms >= 1, got 0/);
     assert.match(err.message, /throttle\.inFlightFraction must be a fraction in \(0, 1\], got 2/);
+    assert.throws(() => job.source(new Counter(), { throttle: 5000 as never }), /source "counter": throttle must be an object of options \(\{\} for the defaults\), got 5000/);
     assert.throws(() => new AimdRate({ minRate: 10, maxRate: 5 }), /throttle\.minRate \(10\) must not exceed throttle\.maxRate \(5\)/);
     assert.throws(() => new AimdRate({ maxRate: 100, initialRate: 500 }), /throttle\.initialRate must be between minRate \(1\) and maxRate \(100\), got 500/);
   });
