@@ -63,7 +63,7 @@ export type { KeyedStateAccess, ProcessContext, ProcessFunction, TimerAccess } f
 export type { FireTiming, WindowOptions, WindowResult } from "./operators/window.ts";
 export type { Sink, SinkContext } from "./sink.ts";
 export { encodeRecord, sinkFn } from "./sink.ts";
-export { type Position, type Positions, type Source, type SourceContext, type SourceProgress, type SourceQuotaStats, timestampOf } from "./source.ts";
+export { type Position, type Positions, type Source, type SourceContext, type SourceProgress, type SourceQuotaStats, type SourceSpillStats, timestampOf } from "./source.ts";
 export * from "./sources/from.ts";
 export * from "./sources/generator.ts";
 export { SpillBuffer, type SpillCounts, type SpilledRecord, type SpillOptions, spillOptions } from "./sources/spill.ts";

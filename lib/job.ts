@@ -27,7 +27,7 @@ import { DirectSource, type Downstream } from "./operate.ts";
 import type { JobContext, OperatorContext, UserErrorPolicy } from "./operator-context.ts";
 import { RecordOutput } from "./record-output.ts";
 import { type RestartOptions, RestartTracker, restartLine, restartOptionsSchema } from "./restart.ts";
-import type { Positions, Source, SourceContext } from "./source.ts";
+import type { Positions, Source, SourceContext, SourceSpillStats } from "./source.ts";
 import type { StateBackend } from "./state/backend.ts";
 import { MemoryStateBackend } from "./state/memory.ts";
 import { type QueriedState, QueryableState } from "./state/queryable.ts";
@@ -232,6 +232,7 @@ export class Job implements JobContext {
     const metrics = this.metrics.source(source.name);
     if (source.lag !== undefined) metrics.lag = () => source.lag?.() ?? new Map();
     if (source.tenantStats !== undefined) metrics.tenantStats = () => source.tenantStats?.();
+    if (source.spillStats !== undefined) metrics.spillStats = () => source.spillStats?.() as SourceSpillStats;
     const strategy = options.watermarks === undefined ? undefined : validateStrategy(options.watermarks, `source "${source.name}" watermarks`);
     const watermarks = strategy === undefined ? undefined : { strategy, ctx: this.operator("watermarks") };
     // Checked here, so that bad bounds fail where the source is declared, naming it.

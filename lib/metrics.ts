@@ -18,7 +18,7 @@
  * how long the window held its last input.
  * @module
  */
-import type { SourceQuotaStats } from "./source.ts";
+import type { SourceQuotaStats, SourceSpillStats } from "./source.ts";
 import { Counter, Gauge, type Metric, Registry } from "prom-client";
 import { failureCode } from "./restart.ts";
 
@@ -251,6 +251,8 @@ export class SourceMetrics {
   rateLimit: (() => number) | undefined = undefined;
   /** The source's quota counts per tenant, read at scrape time (Source.tenantStats; unset for other sources). */
   tenantStats: (() => ReadonlyMap<string, Readonly<SourceQuotaStats>> | undefined) | undefined = undefined;
+  /** What a source that cannot pause holds and dropped, read at scrape time (Source.spillStats; unset for others). */
+  spillStats: (() => SourceSpillStats) | undefined = undefined;
   readonly source: string;
   constructor(source: string) {
     this.source = source;
@@ -412,6 +414,29 @@ export class JobMetrics {
     );
     perTenant("gress_source_quota_bytes_total", "Bytes a source with quotas admitted or refused, per tenant.", true, (s, a) => (a ? s.admittedBytes : s.refusedBytes));
     perTenant("gress_source_quota_refusals_total", "Batches (requests, messages) a source refused for its tenant's quota, per tenant.", false, (s) => s.refusals);
+    const spilling = (name: string, help: string, counter: boolean, labels: string[], each: (s: SourceSpillStats, set: (labels: Record<string, string>, v: number) => void) => void) => {
+      const Kind = counter ? Counter : Gauge;
+      new Kind({
+        name,
+        help,
+        labelNames: ["source", ...labels],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const s of sources()) {
+            const stats = s.spillStats?.();
+            if (stats !== undefined) each(stats, (l, v) => (counter ? (this as Counter).inc({ source: s.source, ...l }, v) : (this as Gauge).set({ source: s.source, ...l }, v)));
+          }
+        },
+      });
+    };
+    spilling("gress_source_buffered_records", "Records a source that cannot pause holds while the job is paused, in memory or on disk (spill files).", false, ["where"], (s, set) => {
+      set({ where: "memory" }, s.memoryRecords);
+      set({ where: "disk" }, s.diskRecords);
+    });
+    spilling("gress_source_spill_bytes", "Bytes a source's spill files take now.", false, [], (s, set) => set({}, s.diskBytes));
+    spilling("gress_source_spilled_total", "Records a source wrote to its spill files.", true, [], (s, set) => set({}, s.spilled));
+    spilling("gress_source_dropped_total", "Records a source that cannot pause dropped because its buffer (memory and spill files) was full.", true, [], (s, set) => set({}, s.dropped));
     new Gauge({
       name: "gress_source_rate_limit",
       help: "Records/s a throttled source may emit now: adaptive throttling's current rate (additive increase, multiplicative decrease under downstream pressure).",

@@ -206,6 +206,35 @@ export interface Source<T> {
    * the `gress_source_quota_*` metrics; undefined without quotas.
    */
   tenantStats?(): ReadonlyMap<string, Readonly<SourceQuotaStats>> | undefined;
+  /**
+   * What a source that cannot pause (core NATS) holds while the job is paused, and what it had to drop. Read
+   * at scrape time for the `gress_source_buffered_records`, `gress_source_spill_bytes`,
+   * `gress_source_spilled_total` and `gress_source_dropped_total` metrics.
+   */
+  spillStats?(): SourceSpillStats;
+}
+
+/**
+ * Buffer counts of a source that cannot pause (see {@link Source.spillStats}).
+ *
+ * @example
+ * ```ts
+ * import type { SourceSpillStats } from "gress";
+ *
+ * const held = (s: SourceSpillStats): number => s.memoryRecords + s.diskRecords;
+ * ```
+ */
+export interface SourceSpillStats {
+  /** Records waiting in memory now. */
+  readonly memoryRecords: number;
+  /** Records waiting in spill files now. */
+  readonly diskRecords: number;
+  /** Bytes the spill files take now. */
+  readonly diskBytes: number;
+  /** Records that went to the spill files so far. */
+  readonly spilled: number;
+  /** Records refused so far because memory and disk were full. */
+  readonly dropped: number;
 }
 
 /**

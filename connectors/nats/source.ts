@@ -494,6 +494,9 @@ export function natsCoreSource<T = unknown>(options: NatsCoreSourceOptions<T>): 
     get buffered() {
       return { memory: buffer.memoryRecords, disk: buffer.diskRecords, diskBytes: buffer.diskBytes };
     },
+    spillStats() {
+      return { memoryRecords: buffer.memoryRecords, diskRecords: buffer.diskRecords, diskBytes: buffer.diskBytes, spilled: counts.spilled, dropped: counts.dropped };
+    },
     open(ctx) {
       const s: CoreSession = { closed: false, live: false, held: undefined, sub: undefined, opening: undefined };
       session = s;

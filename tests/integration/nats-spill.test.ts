@@ -45,6 +45,23 @@ interface Outcome {
   publishSeconds: number;
   drainSeconds: number;
   filesLeft: string[];
+  /** Prometheus samples while stalled (after publishing), and after the drain. */
+  stalledMetrics: Record<string, number | undefined>;
+  drainedMetrics: Record<string, number | undefined>;
+}
+
+const SERIES = ["gress_source_buffered_records{where=\"memory\"", "gress_source_buffered_records{where=\"disk\"", "gress_source_spill_bytes{", "gress_source_spilled_total{", "gress_source_dropped_total{"];
+/** The job's samples of the spill series for source `name` (the exposition orders labels as declared, job last). */
+async function spillMetrics(job: Job, name: string): Promise<Record<string, number | undefined>> {
+  const text = await job.metrics.text();
+  const out: Record<string, number | undefined> = {};
+  for (const series of SERIES) {
+    const [metric, labels = ""] = series.split("{");
+    const prefix = `${metric}{source="${name}"${labels === "" ? "" : `,${labels}`}`;
+    const line = text.split("\n").find((l) => l.startsWith(prefix));
+    out[series] = line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return out;
 }
 
 /** Runs the scenario: `count` messages at RATE into a job whose sink holds every write until they are all published. */
@@ -98,6 +115,7 @@ async function stallAndRecover(tag: string, count: number, spill: { maxSpillByte
     const deadline = Date.now() + 30_000;
     while (src.counts.received < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(src.counts.received, count, "the source received every published message (NATS dropped none)");
+    const stalledMetrics = await spillMetrics(job, src.name);
     const recoverAt = Date.now();
     stalled = false;
     for (const r of held.splice(0)) r();
@@ -112,6 +130,7 @@ async function stallAndRecover(tag: string, count: number, spill: { maxSpillByte
     // Anything more would be a duplicate: give it a moment to show.
     await new Promise((r) => setTimeout(r, 200));
     const filesLeft = readdirSync(dir).filter((f) => f.endsWith(".spill"));
+    const drainedMetrics = await spillMetrics(job, src.name);
     return {
       count,
       delivered,
@@ -125,6 +144,8 @@ async function stallAndRecover(tag: string, count: number, spill: { maxSpillByte
       publishSeconds: published.seconds,
       drainSeconds,
       filesLeft,
+      stalledMetrics,
+      drainedMetrics,
     };
   } finally {
     clearInterval(sampler);
@@ -152,6 +173,16 @@ describe("core NATS source: spill to disk while the sink is stalled (real nats-s
     assert.ok(o.maxMemoryRecords <= 10_000, `in memory at most maxBuffered (${o.maxMemoryRecords})`);
     assert.ok(o.maxRssMb < MAX_RSS_MB, `RSS ${o.maxRssMb.toFixed(0)} MB must stay under ${MAX_RSS_MB} MB`);
     assert.deepEqual(o.filesLeft, [], "the spill files are deleted once read");
+    // The metrics say the same: while stalled most of it waited on disk; drained, nothing waits.
+    assert.ok((o.stalledMetrics['gress_source_buffered_records{where="disk"'] ?? 0) > count / 2, JSON.stringify(o.stalledMetrics));
+    assert.ok((o.stalledMetrics["gress_source_spill_bytes{"] ?? 0) > 0);
+    assert.deepEqual(o.drainedMetrics, {
+      'gress_source_buffered_records{where="memory"': 0,
+      'gress_source_buffered_records{where="disk"': 0,
+      "gress_source_spill_bytes{": 0,
+      "gress_source_spilled_total{": o.spilled,
+      "gress_source_dropped_total{": 0,
+    });
   });
 
   it("beyond the disk bound the newest messages are dropped and counted; the rest are written once, in order", { timeout: 120_000 }, async () => {
@@ -165,5 +196,6 @@ describe("core NATS source: spill to disk while the sink is stalled (real nats-s
     // Drop-newest: what was written is exactly the oldest messages, 0 .. delivered - 1.
     assert.equal(o.seen.subarray(0, o.delivered).indexOf(0), -1);
     assert.equal(o.seen.subarray(o.delivered).indexOf(1), -1);
+    assert.equal(o.drainedMetrics["gress_source_dropped_total{"], o.dropped, "the drops are a metric");
   });
 });

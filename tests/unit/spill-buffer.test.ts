@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { ConfigError } from "../../lib/errors.ts";
+import { Job } from "../../lib/job.ts";
 import { SpillBuffer } from "../../lib/sources/spill.ts";
 
 const enc = new TextEncoder();
@@ -151,6 +152,38 @@ describe("spill buffer (memory, then disk, then the overflow policy)", () => {
         ),
         { numRuns: 150, seed: 14 },
       );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("spill metrics of a source that cannot pause", () => {
+  it("a source's spillStats() are the job's gress_source_buffered_records, _spill_bytes, _spilled_total, _dropped_total", async () => {
+    const dir = tmp();
+    try {
+      const buffer = new SpillBuffer({ dir, maxMemoryRecords: 2, maxSpillBytes: 40 }, "m");
+      for (let i = 0; i < 6; i++) buffer.push("", enc.encode("0123456789")); // 2 in memory, 2 frames of 18 bytes on disk, 2 refused
+      const job = new Job({ name: "spill-metrics" });
+      job.source({
+        name: "held",
+        open() {},
+        pause() {},
+        resume() {},
+        close() {},
+        spillStats: () => ({ memoryRecords: buffer.memoryRecords, diskRecords: buffer.diskRecords, diskBytes: buffer.diskBytes, spilled: buffer.counts.spilled, dropped: buffer.counts.refused }),
+      });
+      const text = await job.metrics.text();
+      const value = (series: string): number | undefined => {
+        const line = text.split("\n").find((l) => l.startsWith(series));
+        return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+      };
+      assert.equal(value('gress_source_buffered_records{source="held",where="memory"'), 2);
+      assert.equal(value('gress_source_buffered_records{source="held",where="disk"'), 2);
+      assert.equal(value('gress_source_spill_bytes{source="held"'), 36);
+      assert.equal(value('gress_source_spilled_total{source="held"'), 2);
+      assert.equal(value('gress_source_dropped_total{source="held"'), 2);
+      buffer.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
