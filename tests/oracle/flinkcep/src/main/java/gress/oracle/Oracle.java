@@ -46,17 +46,19 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.Obje
  * {"cases": [{"id", "pattern": a Gress PatternSpec with field conditions, "events": [{"ts", ...fields}]}]},
  * runs each case through FlinkCEP's own NFA as FlinkCEP's CepOperator drives it in event time (events in
  * timestamp order; before each timestamp advanceTime, then process; at the end of input advanceTime to
- * Long.MAX_VALUE, the final watermark), and prints {"results": [{"id", "matches": [{step: [event index]}]}
- * and "heldAtEnd" (see run), or {"id", "error"} when FlinkCEP rejects the pattern, or {"id", "crash"} when its NFA
- * throws while running the events, or {"id", "budgetExceeded"}]}. Events travel through the NFA as their
- * index in the case, so the shared buffer stores plain ints; conditions read the fields from the case's event list.
+ * Long.MAX_VALUE, the final watermark), and prints one JSON line per case, in order: {"id", "matches":
+ * [{step: [event index]}], "heldAtEnd" (see run)}, or {"id", "error"} when FlinkCEP rejects the pattern, or {"id",
+ * "crash"} when its NFA throws while running the events, or {"id", "budgetExceeded"}. Events travel through the NFA as
+ * their index in the case, so the shared buffer stores plain ints; conditions read the fields from the case's events.
  *
- * <p>Budget: FlinkCEP's NFA does not terminate on some patterns (a repeated group whose steps are all optional loops
- * through the group without taking an event, creating computation states until the heap is gone). Each case therefore
- * runs under a budget, set by the batch's optional "budget": {"evaluations", "millis"}: a cap on the condition
- * evaluations (every edge the NFA tries on an event evaluates one, so a runaway hits the cap within milliseconds;
- * ordinary cases of the test's grammar need under a thousand) and on the wall time. A case over budget, or one that
- * exhausts the heap, is reported as {"id", "budgetExceeded": what ran out} and the batch goes on.
+ * <p>Budget: FlinkCEP's NFA does not terminate on some patterns (a repeated group whose steps are all optional: its
+ * createDecisionGraph or findFinalStateAfterProceed goes round the group's proceed edges without taking an event).
+ * Each case therefore runs under a budget, set by the batch's optional "budget": {"evaluations", "millis"}. A cap on
+ * the condition evaluations catches a loop that evaluates conditions within milliseconds (ordinary cases of the
+ * test's grammar need under a thousand); the case is reported as {"id", "budgetExceeded"} and the batch goes on, as
+ * it does after an OutOfMemoryError. A loop that evaluates no condition cannot be interrupted safely, so a watchdog
+ * thread reports the case over its time limit and halts the JVM with exit code 3; the caller starts a new JVM for
+ * the cases after it.
  */
 public final class Oracle {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -70,6 +72,13 @@ public final class Oracle {
   private static long deadline = Long.MAX_VALUE;
   /** Whether FlinkCEP accepted the current case's pattern: what is thrown after that is a crash, not a rejection. */
   private static boolean compiled;
+  /** The case being run and when it started (System.nanoTime); the watchdog reads them under OUT. */
+  private static JsonNode runningId;
+  private static long startedAt;
+  /** Guards the output lines and the running case between the main thread and the watchdog. */
+  private static final Object OUT = new Object();
+  private static final PrintStream STDOUT = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+  static final int HALTED = 3;
 
   /** Thrown from a condition when the case has used up its budget; FlinkCEP passes it up through process. */
   static final class BudgetExceeded extends RuntimeException {
@@ -82,16 +91,21 @@ public final class Oracle {
 
   public static void main(String[] args) throws Exception {
     JsonNode batch = JSON.readTree(new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)));
-    ObjectNode out = JSON.createObjectNode();
-    ArrayNode results = out.putArray("results");
     JsonNode budget = batch.path("budget");
     maxEvaluations = budget.path("evaluations").asLong(100_000);
     long millis = budget.path("millis").asLong(5_000);
+    startWatchdog(millis);
     for (JsonNode c : batch.get("cases")) {
-      ObjectNode r = results.addObject();
+      ObjectNode r = JSON.createObjectNode();
       r.set("id", c.get("id"));
+      synchronized (OUT) {
+        runningId = c.get("id");
+        startedAt = System.nanoTime();
+      }
       evaluations = 0;
       compiled = false;
+      // ORACLE_PROGRESS=1 names each case on stderr as it starts, to find one that hangs the JVM.
+      if (System.getenv("ORACLE_PROGRESS") != null) System.err.println("case " + c.get("id"));
       deadline = System.nanoTime() + millis * 1_000_000L;
       try {
         ObjectNode res = run(c.get("pattern"), c.get("events"));
@@ -111,12 +125,38 @@ public final class Oracle {
         failed(r, e);
         if (System.getenv("ORACLE_TRACE") != null) e.printStackTrace();
       }
+      synchronized (OUT) {
+        runningId = null;
+        STDOUT.println(JSON.writeValueAsString(r));
+        STDOUT.flush();
+      }
     }
-    PrintStream ps = new PrintStream(System.out, false, StandardCharsets.UTF_8);
-    ps.println(JSON.writeValueAsString(out));
-    ps.flush();
     // The shared buffer's cache-statistics timer is a non-daemon thread: end the JVM explicitly.
     System.exit(0);
+  }
+
+  /** Reports the running case once it is past its time limit plus a grace period, and halts the JVM. */
+  private static void startWatchdog(long millis) {
+    Thread t = new Thread(() -> {
+      while (true) {
+        try {
+          Thread.sleep(Math.max(10, Math.min(200, millis / 10)));
+        } catch (InterruptedException e) {
+          return;
+        }
+        synchronized (OUT) {
+          if (runningId == null || System.nanoTime() - startedAt < (millis + millis / 2) * 1_000_000L) continue;
+          ObjectNode r = JSON.createObjectNode();
+          r.set("id", runningId);
+          r.put("budgetExceeded", "the time limit (" + millis + " ms) in a loop that evaluates no condition, after " + evaluations + " condition evaluations; the JVM was halted");
+          STDOUT.println(r.toString());
+          STDOUT.flush();
+          Runtime.getRuntime().halt(HALTED);
+        }
+      }
+    }, "oracle-watchdog");
+    t.setDaemon(true);
+    t.start();
   }
 
   /** A rejected pattern ("error"), or a crash with FlinkCEP's innermost cause and where it was thrown. */
