@@ -117,10 +117,12 @@ export class CsvParser {
   readonly #delim: string;
   readonly #delimCode: number;
   #qText = "";
-  /** Index of the first quote at or after the last search in #qText; text.length when there is none. */
+  /** Where the last quote search in #qText started, and the first quote from there (text.length: none). */
+  #qFrom = 0;
   #q = 0;
   #dText = "";
   /** The same for the delimiter (a file of one column would otherwise search to the end for each record). */
+  #dFrom = 0;
   #d = 0;
 
   constructor(delimiter = ",") {
@@ -137,9 +139,12 @@ export class CsvParser {
     const nl = text.indexOf("\n", i);
     if (nl < 0 && !final) return -1;
     const stop = nl < 0 ? text.length : nl;
-    if (this.#qText !== text || this.#q < i) {
+    // Valid for a text of the same content searched from at or before i (the same text, or the same bytes
+    // decoded again), up to the quote it found.
+    if (this.#qText !== text || i < this.#qFrom || this.#q < i) {
       const q = text.indexOf('"', i);
       this.#qText = text;
+      this.#qFrom = i;
       this.#q = q < 0 ? text.length : q;
     }
     if (this.#q >= stop) return this.#plain(text, i, stop, nl);
@@ -154,9 +159,10 @@ export class CsvParser {
     if (e > i) {
       let a = i;
       for (;;) {
-        if (this.#dText !== text || this.#d < a) {
+        if (this.#dText !== text || a < this.#dFrom || this.#d < a) {
           const d = text.indexOf(this.#delim, a);
           this.#dText = text;
+          this.#dFrom = a;
           this.#d = d < 0 ? text.length : d;
         }
         const c = this.#d;
@@ -294,6 +300,12 @@ function converter(column: string, type: CsvColumnType): Convert {
   }
 }
 
+/** Sets an own property, also one named "__proto__" (an assignment would set the prototype instead). */
+function put(row: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(row, key, { value, enumerable: true, writable: true, configurable: true });
+  else row[key] = value;
+}
+
 /**
  * The row builder of a schema: `names[c]` from `fields[index[c]]` through its converter. Generated as one
  * function with an object literal (one hidden class for every row, each column's conversion at its own call
@@ -305,14 +317,16 @@ function builder(names: readonly string[], types: readonly CsvColumnType[], inde
   try {
     const props = names.map((n, c) => {
       const field = `f[${Math.trunc(index[c] as number)}]`;
-      return `${JSON.stringify(n)}: ${types[c] === "string" ? field : `k[${c}](${field})`}`;
+      // "__proto__" as a plain key in a literal would set the prototype: as a computed key it is a property.
+      const name = n === "__proto__" ? `[${JSON.stringify(n)}]` : JSON.stringify(n);
+      return `${name}: ${types[c] === "string" ? field : `k[${c}](${field})`}`;
     });
     const make = new Function("k", `"use strict"; return (f) => ({ ${props.join(", ")} });`) as (k: readonly Convert[]) => Build;
     return make(converts);
   } catch {
     return (fields) => {
       const row: Record<string, unknown> = {};
-      for (let c = 0; c < names.length; c++) row[names[c] as string] = (converts[c] as Convert)(fields[index[c] as number] as string);
+      for (let c = 0; c < names.length; c++) put(row, names[c] as string, (converts[c] as Convert)(fields[index[c] as number] as string));
       return row;
     };
   }
@@ -380,7 +394,7 @@ class CsvReader<T> implements RecordReader<T> {
     const keys = this.#keys;
     if (keys !== undefined) {
       const row: Record<string, string> = {};
-      for (let c = 0; c < keys.length; c++) row[keys[c] as string] = fields[c] as string;
+      for (let c = 0; c < keys.length; c++) put(row, keys[c] as string, fields[c] as string);
       return row as T;
     }
     return fields.slice(0, n) as T;

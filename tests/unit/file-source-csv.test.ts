@@ -8,6 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { CsvParser } from "../../connectors/file/csv.ts";
 import { csvSource, type FileSource, fileSource } from "../../connectors/file/index.ts";
 import { DEAD_LETTERS, isGressError, Job, type Positions, type SourceContext, SystemClock } from "../../lib/index.ts";
 import { tempDirs } from "../support/temp.ts";
@@ -172,6 +173,27 @@ describe("CSV file source", () => {
     ]);
     assert.equal(tail.dead.length, 1);
     assert.match(tail.dead[0]!.reason, /restore\.csv" line 6 \(byte 19\): column "v": not a number: "x"$/);
+  });
+
+  it('a column named "__proto__" is a property of the row, not its prototype', async () => {
+    const path = file("proto.csv", '__proto__,a\n{},1\n');
+    for (const options of [{ header: true }, { header: true, columns: { ["__proto__"]: (t: string) => JSON.parse(t) as unknown, a: "integer" } as const }]) {
+      const r = await read(csvSource<Record<string, unknown>>({ path, ...options }));
+      const row = r.values[0] as Record<string, unknown>;
+      assert.equal(Object.getPrototypeOf(row), Object.prototype);
+      assert.ok(Object.hasOwn(row, "__proto__"));
+    }
+  });
+
+  it("the parser's memory of where the next quote is does not carry over to the same text read again from an earlier record", () => {
+    // The same bytes decoded again (after a record ran past the chunk) give a string of equal content: where
+    // the last search found no quote says nothing about the records before it.
+    const text = 'a,b\n"x,y",z\nc,d\n';
+    const p = new CsvParser();
+    for (let i = 0; i < text.length; ) i = p.end(text, i, true);
+    const again = [...text].join("");
+    assert.equal(p.end(again, 4, true), 12);
+    assert.deepEqual(p.fields.slice(0, p.count), ["x,y", "z"]);
   });
 
   it("options are checked: a delimiter that is a quote is a ConfigError", () => {
