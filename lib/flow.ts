@@ -255,13 +255,13 @@ export class SourceThrottle {
     this.#credit = this.#budget();
     this.#scheduleTick();
   }
-  /** Stops the intervals and ends any hold (the run ended). */
+  /** Stops the intervals and forgets any hold, without telling: the run ended, its source is being closed. */
   stop(): void {
     this.#running = false;
     this.#cancelTick?.();
     this.#cancelRelease?.();
     this.#cancelTick = this.#cancelRelease = undefined;
-    this.#setHeld(false);
+    this.#held = false;
   }
   /** One record went out. */
   emitted(): void {

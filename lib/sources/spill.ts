@@ -180,6 +180,11 @@ export class SpillBuffer {
   /** Bytes of all segment files plus the write batch. */
   #diskBytes = 0;
   #batch: Uint8Array = new Uint8Array(0);
+  #batchView: DataView = new DataView(new ArrayBuffer(0));
+  #lastTag = "";
+  #lastTagBytes: Uint8Array = new Uint8Array(0);
+  #readTag = "";
+  #readTagBytes: Uint8Array = new Uint8Array(0);
   #batchLength = 0;
   /** Read position in the first segment, and the chunk read from there. */
   #readAt = 0;
@@ -230,7 +235,12 @@ export class SpillBuffer {
       this.#memory.push({ tag, bytes: bytes.slice() });
       return true;
     }
-    const t = encoder.encode(tag);
+    // Sources tag their records with a few distinct strings (a subject): encode each once in a row.
+    if (tag !== this.#lastTag) {
+      this.#lastTag = tag;
+      this.#lastTagBytes = encoder.encode(tag);
+    }
+    const t = this.#lastTagBytes;
     const frame = HEADER + t.byteLength + bytes.byteLength;
     if (this.#diskBytes + frame > this.options.maxSpillBytes) {
       this.counts.refused++;
@@ -245,11 +255,10 @@ export class SpillBuffer {
     }
     if (this.#batchLength + frame > this.#batch.byteLength) {
       this.#flush();
-      if (frame > this.#batch.byteLength) this.#batch = new Uint8Array(Math.max(WRITE_BATCH, frame));
+      if (frame > this.#batch.byteLength) this.#setBatch(new Uint8Array(Math.max(WRITE_BATCH, frame)));
     }
-    const view = new DataView(this.#batch.buffer, this.#batch.byteOffset + this.#batchLength, HEADER);
-    view.setUint32(0, t.byteLength);
-    view.setUint32(4, bytes.byteLength);
+    this.#batchView.setUint32(this.#batchLength, t.byteLength);
+    this.#batchView.setUint32(this.#batchLength + 4, bytes.byteLength);
     this.#batch.set(t, this.#batchLength + HEADER);
     this.#batch.set(bytes, this.#batchLength + HEADER + t.byteLength);
     this.#batchLength += frame;
@@ -308,8 +317,13 @@ export class SpillBuffer {
       const pid = ours.exec(f)?.[1];
       if (pid !== undefined && Number(pid) !== process.pid) rmSync(join(this.options.dir, f), { force: true });
     }
-    this.#batch = new Uint8Array(WRITE_BATCH);
+    this.#setBatch(new Uint8Array(WRITE_BATCH));
     this.#prepared = true;
+  }
+
+  #setBatch(batch: Uint8Array): void {
+    this.#batch = batch;
+    this.#batchView = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   }
 
   #openSegment(): void {
@@ -359,12 +373,14 @@ export class SpillBuffer {
 
   #readRecord(): SpilledRecord {
     this.#ensure(HEADER);
-    const view = new DataView(this.#chunk.buffer, this.#chunk.byteOffset + this.#chunkAt, HEADER);
-    const tagLength = view.getUint32(0);
-    const bodyLength = view.getUint32(4);
+    const c = this.#chunk;
+    const h = this.#chunkAt;
+    // Big-endian u32s, as DataView wrote them.
+    const tagLength = ((c[h] as number) << 24) | ((c[h + 1] as number) << 16) | ((c[h + 2] as number) << 8) | (c[h + 3] as number);
+    const bodyLength = (((c[h + 4] as number) << 24) | ((c[h + 5] as number) << 16) | ((c[h + 6] as number) << 8) | (c[h + 7] as number)) >>> 0;
     this.#ensure(HEADER + tagLength + bodyLength);
     const at = this.#chunkAt + HEADER;
-    const tag = decoder.decode(this.#chunk.subarray(at, at + tagLength));
+    const tag = this.#tagAt(at, tagLength);
     const bytes = this.#chunk.slice(at + tagLength, at + tagLength + bodyLength);
     this.#chunkAt = at + tagLength + bodyLength;
     // The first segment is read through: delete it now, so that its bytes count no more against the bound.
@@ -374,6 +390,25 @@ export class SpillBuffer {
       this.#chunkAt = this.#chunkEnd = 0;
     }
     return { tag, bytes };
+  }
+
+  /** The tag at `at` of the chunk; the same bytes as the last one read give the same string, not a new decode. */
+  #tagAt(at: number, length: number): string {
+    const last = this.#readTagBytes;
+    const c = this.#chunk;
+    if (last.byteLength === length) {
+      let same = true;
+      for (let i = 0; i < length; i++) {
+        if (last[i] !== c[at + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.#readTag;
+    }
+    this.#readTagBytes = c.slice(at, at + length);
+    this.#readTag = decoder.decode(this.#readTagBytes);
+    return this.#readTag;
   }
 
   #dropFirst(): void {

@@ -25,11 +25,23 @@ describe("spill buffer (memory, then disk, then the overflow policy)", () => {
       assert.equal(b.counts.spilled, 47);
       assert.ok(spillFiles(dir).length > 1, "several segments");
       const out: string[] = [];
-      for (let i = 0; i < 20; i++) out.push(dec.decode((b.shift() as { bytes: Uint8Array }).bytes));
+      const tags: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const r = b.shift() as { tag: string; bytes: Uint8Array };
+        out.push(dec.decode(r.bytes));
+        tags.push(r.tag);
+      }
       // While records are on disk, new ones queue behind them, never in memory ahead of them.
       b.push("s.x", enc.encode('{"i":50}'));
       assert.equal(b.memoryRecords, 0);
-      for (let r = b.shift(); r !== undefined; r = b.shift()) out.push(dec.decode(r.bytes));
+      for (let r = b.shift(); r !== undefined; r = b.shift()) {
+        out.push(dec.decode(r.bytes));
+        tags.push(r.tag);
+      }
+      assert.deepEqual(
+        tags,
+        Array.from({ length: 51 }, (_, i) => (i === 50 ? "s.x" : `s.${i % 3}`)),
+      );
       assert.deepEqual(
         out,
         Array.from({ length: 51 }, (_, i) => `{"i":${i}}`),
