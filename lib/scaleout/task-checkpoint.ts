@@ -52,7 +52,11 @@ function offsetsOf(positions: CheckpointRecord["positions"]): PartitionOffset[] 
   return out;
 }
 
-/** A sink handle of a task's Kafka sink: its records are in the transaction; nothing to re-commit. */
+/**
+ * A sink handle of a task's Kafka sink (`{ task, records }`): its records are in the transaction; nothing to
+ * re-commit. Every other handle (PostgreSQL, NATS JetStream) stays in the checkpoint record, for the task's next
+ * owner to commit on restore, so no other sink's handle may have a string `task`.
+ */
 const isTaskHandle = (h: unknown): boolean => typeof h === "object" && h !== null && typeof (h as { task?: unknown }).task === "string";
 
 /** Commits a task's checkpoints through its Kafka transaction (see the module comment). */
