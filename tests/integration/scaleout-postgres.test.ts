@@ -81,6 +81,7 @@ describe("non-Kafka sinks in scale-out tasks (real PostgreSQL, NATS and Kafka)",
     const table = sqlName("so_pg_sink");
     tables.push(table);
     const job = uniqueName("sopg");
+    tables.push(postgresStagingTable(`${job}/0_0`, "pg", table), postgresStagingTable(`${job}/0_1`, "pg", table));
     const make = () => postgresSink<number>({ name: "pg", job, url: PG_URL, table, createTable: true, batchSize: 2, columns: { n: { type: "bigint", value: (v) => v } } });
     const write = async (sink: ReturnType<typeof make>, values: number[]): Promise<void> => {
       for (const v of values) await sink.write(v, undefined as never);
