@@ -182,6 +182,9 @@ export class ShuffleSink<T> implements Sink<T> {
 
   async preCommit(): Promise<unknown> {
     const rt = this.#rt as ShuffleRuntime;
+    // Still sealed: the previous checkpoint neither committed nor aborted here (it failed and the job went on).
+    // Its transaction is still open, so what was held belongs in this one.
+    this.#sealed = false;
     // Every checkpoint carries the task's watermark, so a downstream task hears from every upstream one.
     if (!this.#ended && this.#watermark > MIN_WATERMARK) this.#sendWatermark(rt, this.#clock.now());
     this.#flush();

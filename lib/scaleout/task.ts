@@ -161,13 +161,29 @@ const MIGRATED = ["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "ILLEGAL_GENERATI
  * refused for an older group generation: the task moved, and this incarnation is a zombie.
  */
 export function isMigrationError(error: unknown): boolean {
+  return hasKafkaError(error, MIGRATED);
+}
+
+/** Of the migration errors, those the group coordinator gives for a commit under an older group generation. */
+const GROUP_GENERATION = ["ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS", "UNKNOWN_MEMBER_ID"];
+
+/**
+ * True when `error` says that the task's offsets were refused for an older group generation (KIP-447), not that
+ * another producer fenced the task: the group moved on, which may or may not have moved the task.
+ */
+export function isGroupGenerationError(error: unknown): boolean {
+  return hasKafkaError(error, GROUP_GENERATION);
+}
+
+/** True when `error` or one of its causes carries one of the Kafka error `codes` (type, apiId, code or message). */
+function hasKafkaError(error: unknown, codes: readonly string[]): boolean {
   const seen = new Set<unknown>();
   const visit = (e: unknown): boolean => {
     if (e === null || typeof e !== "object" || seen.has(e)) return false;
     seen.add(e);
     const x = e as { type?: unknown; apiId?: unknown; code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
-    for (const v of [x.type, x.apiId, x.code]) if (typeof v === "string" && MIGRATED.includes(v)) return true;
-    if (typeof x.message === "string" && MIGRATED.some((m) => (x.message as string).includes(m))) return true;
+    for (const v of [x.type, x.apiId, x.code]) if (typeof v === "string" && codes.includes(v)) return true;
+    if (typeof x.message === "string" && codes.some((m) => (x.message as string).includes(m))) return true;
     if (visit(x.cause)) return true;
     return Array.isArray(x.errors) && x.errors.some(visit);
   };
@@ -263,6 +279,8 @@ export class Task {
   #chain: Promise<unknown> = Promise.resolve();
   /** What the restore did (for logs and tests). */
   restored: RestoreResult | undefined;
+  /** The group generation the task's latest checkpoint commit sent its offsets under (undefined before one). */
+  commitGeneration: number | undefined;
 
   constructor(o: TaskOptions) {
     this.#o = o;
@@ -316,6 +334,16 @@ export class Task {
         recordCheckpoint(backend.meta, { id: cp.id, job: taskJobName(o.job, o.taskId), at: cp.at, positions: cp.positions, sinks: cp.sinks, final: cp.final, changedEntries: 0 }, 1),
       );
     }
+    // The worker's consumer may have fetched this task's partitions past the checkpoint (an earlier incarnation
+    // of the task on this worker read on): put each back where the checkpoint says, or at the start where it
+    // says nothing (nothing of it was committed), as on a worker that never ran the task. The sources seek to
+    // the same positions when they open; a partition the checkpoint does not name gets no seek from them, and
+    // its records up to the fetch position would be skipped.
+    const at = new Map<string, number>();
+    for (const byPartition of Object.values(cp?.positions ?? {})) {
+      for (const [split, offset] of Object.entries(byPartition)) if (typeof offset === "number") at.set(split, offset);
+    }
+    for (const tp of this.#partitions) o.consumer.seek({ ...tp, offset: at.get(`${tp.topic}-${tp.partition}`) ?? 0 });
     const io: TaskKafkaIo = {
       taskId: o.taskId,
       client: this.#routedClient(),
@@ -346,7 +374,14 @@ export class Task {
       changelogTopic: o.changelogTopic,
       groupId: o.groupId,
       producer,
-      consumer: o.consumer,
+      // The committer asks only for the group metadata; remember the generation its offsets go under.
+      consumer: {
+        groupMetadata: () => {
+          const g = o.consumer.groupMetadata();
+          this.commitGeneration = g?.generationId;
+          return g;
+        },
+      } as Pick<KafkaConsumer, "groupMetadata"> as KafkaConsumer,
       backend,
       topology: o.topology,
       exclusive: (op) => this.#exclusive(op),

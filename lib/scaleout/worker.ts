@@ -16,7 +16,8 @@
  *   wins.
  * - **A task that migrated** (its commit fenced, or refused for an older generation) is closed without failing
  *   the worker; it starts again (restored from the changelog) only when a later assignment gives it to this
- *   worker. Any other task failure stops the worker with that error.
+ *   worker, or at once when its commit was refused for an older group generation and the latest assignment,
+ *   of a newer generation, still gives it here. Any other task failure stops the worker with that error.
  * - **Shuffles.** Each `keyBy` not declared `copartitioned` writes through a repartition topic
  *   `gress-<job>-<n>-repartition` (lib/scaleout/shuffle-io.ts), created here with P partitions
  *   (cleanup.policy=delete); the group consumer subscribes to it too, and task p reads its partition p.
@@ -30,7 +31,7 @@ import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts"
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
 import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
 import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
-import { type BuildPipeline, isMigrationError, Task, TaskJob } from "./task.ts";
+import { type BuildPipeline, isGroupGenerationError, isMigrationError, Task, TaskJob } from "./task.ts";
 import { kafkaTopicsOf } from "./task-io.ts";
 
 /**
@@ -171,6 +172,8 @@ class Worker {
   #wanted = new Set<string>();
   #applying: Promise<void> = Promise.resolve();
   #rebalances = 0;
+  /** The group generation of the latest assignment. */
+  #generation = -1;
   #stopped = false;
   #failure: unknown;
   #stopping: Promise<void> | undefined;
@@ -271,6 +274,7 @@ class Worker {
     this.#consumer = consumer;
     consumer.onRebalance((r) => {
       this.#rebalances++;
+      this.#generation = r.generation;
       // Nothing is read from a partition until its task is ready.
       consumer.pausePartitions(r.added);
       this.#wanted = new Set(r.assigned.map((tp) => taskId(0, tp.partition)));
@@ -354,6 +358,22 @@ class Worker {
     if (this.#stopped || this.#tasks.get(task.id) !== task) return;
     if (err !== undefined && !isMigrationError(err)) {
       this.#fail(err);
+      return;
+    }
+    // Refused for an older group generation, while the latest assignment (of a newer generation than the commit
+    // used) still gives the task here: nobody else owns it, so it starts again at once (fence, restore, resume).
+    // Without this it would wait for an assignment that may never come (platformatic, KIP-447: a commit under
+    // way while another member left).
+    const plan = this.#plan;
+    const generation = task.commitGeneration;
+    if (isGroupGenerationError(err) && generation !== undefined && this.#generation > generation && this.#wanted.has(task.id) && plan !== undefined) {
+      this.#log(`task ${task.id} restarts: its commit under group generation ${generation} was refused, and generation ${this.#generation} assigns it here (${err instanceof Error ? err.message : String(err)})`);
+      this.#applying = this.#applying
+        .then(async () => {
+          await this.#stopTask(task.id, "restarting");
+          if (!this.#stopped && this.#wanted.has(task.id) && !this.#tasks.has(task.id)) await this.#startTask(task.id, plan);
+        })
+        .catch((e: unknown) => this.#fail(e));
       return;
     }
     // Fenced or refused for an older generation: another worker owns it now, or will. Close this incarnation;

@@ -107,9 +107,14 @@ describe(`scale-out shuffles on Kafka (${clientName()}, real broker)`, () => {
     assert.deepEqual(await a.exited, { code: 0, signal: null }, a.log);
     const read = (await readCommitted(output, 60_000)).map((m) => JSON.parse(m.value) as UserCount);
     const { counts, twice } = tally(read);
-    assert.deepEqual(twice, [], "no window result twice");
-    assert.deepEqual(sorted(counts), sorted(reference));
-    assert.equal(read.length, reference.size);
+    try {
+      assert.deepEqual(twice, [], "no window result twice");
+      assert.deepEqual(sorted(counts), sorted(reference));
+      assert.equal(read.length, reference.size);
+    } catch (err) {
+      (err as Error).message += `\nworker logs:\n${workers.map((w) => w.log).join("\n---\n")}`;
+      throw err;
+    }
   });
 
   it("an existing repartition topic with another partition count than the inputs is a ConfigError naming it; the worker exits 1", { timeout: 60_000 }, async () => {

@@ -12,6 +12,7 @@ import type { ProducerRecord } from "../../connectors/kafka/client.ts";
 import { type Element, isGressError, Job, MAX_WATERMARK, memoryState, record, type StreamRecord, VirtualClock, watermark } from "../../lib/index.ts";
 import { checkRepartitionTopic } from "../../lib/scaleout/config-checks.ts";
 import { decodeShuffleRecord, encodeShuffleKey, murmur2, repartitionTopic, type ShuffleRecord, shufflePartition } from "../../lib/scaleout/shuffle.ts";
+import { isGroupGenerationError, isMigrationError } from "../../lib/scaleout/task.ts";
 import { type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter, WATERMARK_EVERY_MS } from "../../lib/scaleout/shuffle-io.ts";
 
 const utf8 = new TextEncoder();
@@ -190,5 +191,17 @@ describe("shuffleReader", () => {
       out.map((e) => (e.kind === "watermark" ? e.timestamp : e.kind)),
       [30],
     );
+  });
+});
+
+describe("errors that end a task", () => {
+  it("a commit refused for an older group generation is a migration and a group-generation error; a producer fence only a migration", () => {
+    const generation = new Error("Received response with error while executing API TxnOffsetCommit(v4)", { cause: Object.assign(new Error("ILLEGAL_GENERATION"), { code: "ILLEGAL_GENERATION" }) });
+    const fenced = Object.assign(new Error("The producer has been fenced"), { type: "INVALID_PRODUCER_EPOCH" });
+    assert.equal(isMigrationError(generation), true);
+    assert.equal(isGroupGenerationError(generation), true);
+    assert.equal(isMigrationError(fenced), true);
+    assert.equal(isGroupGenerationError(fenced), false);
+    assert.equal(isGroupGenerationError(new Error("broker down")), false);
   });
 });
