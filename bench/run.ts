@@ -4,7 +4,7 @@
  * prints events/s (median of several rounds) and the ratio. These are benchmarks, never timed tests.
  * @module
  */
-const available = ["core", "state", "cep", "connectors", "async", "latency", "ingest"];
+const available = ["core", "state", "cep", "connectors", "async", "latency", "ingest", "scale"];
 const names = process.argv.slice(2).filter((a) => !a.startsWith("-"));
 if (names.length === 0) {
   console.error(`usage: npm run bench -- <${available.join("|")}>...`);

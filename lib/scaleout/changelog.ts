@@ -21,8 +21,15 @@
  *   then `r.finish(endOffset)`. A local copy restores only the records at or after its offset; a copy of
  *   another topology, or older than `maxLocalAgeMs` (compaction may have dropped tombstones since), is
  *   discarded and restored from offset 0. A checkpoint record of another topology is a ConfigError.
+ * - **Restore progress.** A restore that takes 100 ms or more writes a log line (`options.log`, default stderr
+ *   with the worker's "gress: " prefix) when it ends, and one every `progressEveryMs` (5 s) while it runs: the
+ *   task, the records applied, the offsets, the time and the rate, and how long the first record took to come
+ *   (a reader's group join and first fetch). {@link restoreProgress} and {@link restoreMetrics} give the same
+ *   numbers per task as a metric. The task and job are the names of the environment's directory and its parent
+ *   (`<state>/<job>/<task>/`). Cost: one clock read and a map update per applied batch.
  * @module
  */
+import { basename, dirname } from "node:path";
 import { Packr, Unpackr } from "msgpackr";
 import type { Key } from "../element.ts";
 import { StateError } from "../errors.ts";
@@ -163,6 +170,75 @@ export interface RestoreOptions {
   readonly maxLocalAgeMs?: number;
   /** Processing time now (default `Date.now()`), for `maxLocalAgeMs`. */
   readonly now?: number;
+  /** Where the progress lines go (restores of 100 ms or more). Default: stderr, prefixed "gress: ". */
+  readonly log?: (message: string) => void;
+  /** A progress line every this many ms while the restore runs. Default 5 000. */
+  readonly progressEveryMs?: number;
+  /** Milliseconds of a monotonic clock, for the durations. Default `performance.now`. */
+  readonly clock?: () => number;
+}
+
+/** A restore's progress, as the log line and {@link restoreMetrics} report it. */
+export interface RestoreProgress {
+  /** The job and task: the names of the environment's parent directory and directory (`<state>/<job>/<task>/`). */
+  readonly job: string;
+  readonly task: string;
+  /** The offset the restore reads from. */
+  readonly from: number;
+  /** The next offset to apply. */
+  readonly offset: number;
+  /** The changelog's end offset, once {@link ChangelogRestore.finish} was given it. */
+  readonly end: number | undefined;
+  /** Records applied (checkpoint records included) and skipped. */
+  readonly applied: number;
+  readonly skipped: number;
+  /** Milliseconds since the restore began (until it finished, once it has). */
+  readonly elapsedMs: number;
+  /** Milliseconds from the restore's beginning to its first applied batch (the reader's join and first fetch). */
+  readonly firstRecordMs: number | undefined;
+  readonly done: boolean;
+}
+
+/** Restores of less than this write no log line (a task with an up-to-date local copy, a test's in-memory log). */
+const LOG_MIN_MS = 100;
+
+/** Per environment path: the latest restore's progress and the records applied by all its restores in this process. */
+const progress = new Map<string, { latest: RestoreProgress; total: number }>();
+
+/** The latest restore of each task in this process (running or done), for status pages and tests. */
+export function restoreProgress(): RestoreProgress[] {
+  return [...progress.values()].map((p) => p.latest);
+}
+
+const label = (v: string): string => v.replace(/["\\\n]/g, "_");
+
+/**
+ * The restore metrics of this process in the Prometheus text format, one series per task (`extraLabels`, e.g.
+ * `worker="0"`, are added to each): `gress_task_restore_entries_total` (records applied by every restore of
+ * the task in this process), `gress_task_restore_active` (1 while a restore runs),
+ * `gress_task_restore_last_entries` and `gress_task_restore_last_seconds` (the latest restore, so far or in all).
+ */
+export function restoreMetrics(extraLabels = ""): string[] {
+  const lines = [
+    "# HELP gress_task_restore_entries_total Changelog records a task applied while restoring its state.",
+    "# TYPE gress_task_restore_entries_total counter",
+    "# HELP gress_task_restore_active 1 while the task restores its state from its changelog.",
+    "# TYPE gress_task_restore_active gauge",
+    "# HELP gress_task_restore_last_entries Changelog records the task's latest restore applied.",
+    "# TYPE gress_task_restore_last_entries gauge",
+    "# HELP gress_task_restore_last_seconds Duration of the task's latest restore (so far, while it runs).",
+    "# TYPE gress_task_restore_last_seconds gauge",
+  ];
+  for (const { latest: p, total } of progress.values()) {
+    const l = `{job="${label(p.job)}",task="${label(p.task)}"${extraLabels === "" ? "" : `,${extraLabels}`}}`;
+    lines.push(
+      `gress_task_restore_entries_total${l} ${total}`,
+      `gress_task_restore_active${l} ${p.done ? 0 : 1}`,
+      `gress_task_restore_last_entries${l} ${p.applied}`,
+      `gress_task_restore_last_seconds${l} ${(p.elapsedMs / 1000).toFixed(3)}`,
+    );
+  }
+  return lines;
 }
 
 /** The outcome of a restore. */
@@ -179,6 +255,10 @@ export interface RestoreResult {
   readonly checkpoint: ChangelogCheckpoint | undefined;
   /** Why the local copy was not used, when it was not: "none", "topology", "age". */
   readonly discarded: "none" | "topology" | "age" | undefined;
+  /** Milliseconds from {@link beginRestore} to the first {@link ChangelogRestore.finish}. */
+  readonly durationMs: number;
+  /** Milliseconds from {@link beginRestore} to the first applied batch, or undefined when none was. */
+  readonly firstRecordMs: number | undefined;
 }
 
 /**
@@ -197,11 +277,21 @@ export class ChangelogRestore {
   #checkpoint: ChangelogCheckpoint | undefined;
   #applied = 0;
   #skipped = 0;
+  readonly #clock: () => number;
+  readonly #began: number;
+  #firstRecordMs: number | undefined;
+  #lastLog: number;
+  #end: number | undefined;
+  #done = false;
+  #elapsedAtFinish: number | undefined;
+  readonly #path: string;
 
   /** Use {@link beginRestore}. */
   constructor(backend: LmdbStateBackend, options: RestoreOptions) {
     this.#backend = backend;
     this.#options = options;
+    this.#clock = options.clock ?? (() => performance.now());
+    this.#began = this.#clock();
     const local = readLocalChangelog(backend);
     const now = options.now ?? Date.now();
     let discarded: RestoreResult["discarded"];
@@ -215,6 +305,54 @@ export class ChangelogRestore {
     this.#next = this.from;
     this.#at = discarded === undefined ? local!.at : 0;
     this.#checkpoint = discarded === undefined ? local!.checkpoint : undefined;
+    this.#lastLog = this.#began;
+    this.#path = backend.path;
+    const before = progress.get(this.#path);
+    progress.set(this.#path, { latest: this.progress, total: before?.total ?? 0 });
+  }
+
+  /** Where the restore stands now (also what {@link restoreProgress} reports). */
+  get progress(): RestoreProgress {
+    return {
+      job: basename(dirname(this.#path)),
+      task: basename(this.#path),
+      from: this.from,
+      offset: this.#next,
+      end: this.#end,
+      applied: this.#applied,
+      skipped: this.#skipped,
+      elapsedMs: this.#elapsed,
+      firstRecordMs: this.#firstRecordMs,
+      done: this.#done,
+    };
+  }
+
+  get #elapsed(): number {
+    return this.#elapsedAtFinish ?? this.#clock() - this.#began;
+  }
+
+  /** Updates the metric; writes a progress line when one is due (`final`: the restore ended). */
+  #report(appliedNow: number, final: boolean): void {
+    const entry = progress.get(this.#path);
+    const latest = this.progress;
+    if (entry === undefined) progress.set(this.#path, { latest, total: appliedNow });
+    else {
+      entry.latest = latest;
+      entry.total += appliedNow;
+    }
+    const now = this.#clock();
+    const every = this.#options.progressEveryMs ?? 5000;
+    const due = final ? latest.elapsedMs >= LOG_MIN_MS || this.#lastLog !== this.#began : now - this.#lastLog >= every;
+    if (!due) return;
+    this.#lastLog = now;
+    const rate = latest.elapsedMs > 0 ? Math.round((latest.applied * 1000) / latest.elapsedMs) : 0;
+    const first = latest.firstRecordMs === undefined ? "no record read" : `first record after ${latest.firstRecordMs.toFixed(0)} ms`;
+    const log = this.#options.log ?? ((m: string) => console.error(`gress: ${m}`));
+    log(
+      final
+        ? `task ${latest.task} of "${latest.job}": restored ${latest.applied} changelog records (${latest.skipped} skipped) from offset ${latest.from} to ${latest.offset} in ${latest.elapsedMs.toFixed(0)} ms, ${rate} records/s (${first})`
+        : `task ${latest.task} of "${latest.job}": restoring, ${latest.applied} changelog records applied from offset ${latest.from}, now at ${latest.offset}, ${(latest.elapsedMs / 1000).toFixed(1)} s, ${rate} records/s`,
+    );
   }
 
   /** Records applied so far (progress). */
@@ -255,6 +393,8 @@ export class ChangelogRestore {
     this.#at = at;
     this.#checkpoint = checkpoint;
     this.#applied += applied;
+    this.#firstRecordMs ??= this.#clock() - this.#began;
+    this.#report(applied, false);
   }
 
   /**
@@ -268,7 +408,22 @@ export class ChangelogRestore {
       this.#reset = false;
       this.#next = offset;
     }
-    return { from: this.from, offset, applied: this.#applied, skipped: this.#skipped, checkpoint: this.#checkpoint, discarded: this.#discarded };
+    if (!this.#done) {
+      this.#end = endOffset;
+      this.#done = true;
+      this.#elapsedAtFinish = this.#clock() - this.#began;
+      this.#report(0, true);
+    }
+    return {
+      from: this.from,
+      offset,
+      applied: this.#applied,
+      skipped: this.#skipped,
+      checkpoint: this.#checkpoint,
+      discarded: this.#discarded,
+      durationMs: this.#elapsed,
+      firstRecordMs: this.#firstRecordMs,
+    };
   }
 
   #writeLocal(offset: number, at: number, checkpoint: ChangelogCheckpoint | undefined): void {
