@@ -7,23 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { brokenSequences, type CrashOutcome, duplicates, type JobConfig, runToCompletion, setDigest } from "./harness.ts";
+import { assertSameOutput, type CrashOutcome, type JobConfig, killDelays, runToCompletion } from "./harness.ts";
 
 const BROADCAST: JobConfig = { kind: "broadcast", count: 30_000, keys: 30, seed: 47, intervalMs: 80, ratePerSecond: 40_000 };
 
 let killed = 0;
 after(() => console.log(`crash kills: ${killed} SIGKILLs at failpoints and random moments (broadcast-exactly-once.test.ts)`));
-
-function assertSameAsReference(outcome: CrashOutcome, reference: CrashOutcome): void {
-  assert.equal(outcome.lines.length, reference.lines.length, "same number of output records");
-  assert.equal(duplicates(outcome.lines), 0, "no duplicate output records");
-  assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), "same set digest (count, Σh, Σh²), limits included");
-  assert.deepEqual(
-    brokenSequences(outcome.records, (r) => r.seq as number, 1, 1),
-    [],
-    "per-key sequence numbers step by exactly 1",
-  );
-}
 
 describe("exactly-once after SIGKILL: keyed state with broadcast state (limits changed while running)", () => {
   let reference: CrashOutcome;
@@ -46,19 +35,14 @@ describe("exactly-once after SIGKILL: keyed state with broadcast state (limits c
       const outcome = await runToCompletion(BROADCAST, { failpoints: [...failpoints] });
       killed += outcome.kills;
       assert.equal(outcome.kills, 1, "the failpoint killed the job once");
-      assertSameAsReference(outcome, reference);
+      assertSameOutput(outcome, reference, "seq");
     });
   }
 
   it("killed repeatedly at random moments: same output as the reference", async () => {
-    let s = BROADCAST.seed;
-    const delays = Array.from({ length: 6 }, () => {
-      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      return (s >>> 8) % 300;
-    });
-    const outcome = await runToCompletion(BROADCAST, { killAfterMs: delays });
+    const outcome = await runToCompletion(BROADCAST, { killAfterMs: killDelays(BROADCAST.seed, 6, 300) });
     killed += outcome.kills;
     assert.ok(outcome.kills >= 3, `at least 3 random kills happened (got ${outcome.kills})`);
-    assertSameAsReference(outcome, reference);
+    assertSameOutput(outcome, reference, "seq");
   });
 });

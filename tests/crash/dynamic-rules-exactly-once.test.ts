@@ -8,18 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type CrashOutcome, duplicates, type JobConfig, runToCompletion, setDigest } from "./harness.ts";
+import { assertSameOutput, type CrashOutcome, duplicates, type JobConfig, killDelays, runToCompletion } from "./harness.ts";
 
 const DYNAMIC: JobConfig = { kind: "dynamic", count: 20_000, keys: 30, seed: 53, intervalMs: 80, ratePerSecond: 30_000 };
 
 let killed = 0;
 after(() => console.log(`crash kills: ${killed} SIGKILLs at failpoints and random moments (dynamic-rules-exactly-once.test.ts)`));
-
-function assertSameAsReference(outcome: CrashOutcome, reference: CrashOutcome): void {
-  assert.equal(duplicates(outcome.lines), 0, "no duplicate output records");
-  assert.equal(outcome.lines.length, reference.lines.length, "same number of output records");
-  assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), "same set digest (count, Σh, Σh²): same matches under the same rule versions");
-}
 
 /** Output records per "rule@version" (shadow results marked), for the reference's sanity check. */
 function perVersion(records: readonly Record<string, unknown>[]): Map<string, number> {
@@ -57,21 +51,16 @@ describe("exactly-once after SIGKILL: dynamic CEP rules changed while running", 
       const outcome = await runToCompletion(DYNAMIC, { failpoints: [...failpoints] });
       killed += outcome.kills;
       assert.equal(outcome.kills, 1, "the failpoint killed the job once");
-      assertSameAsReference(outcome, reference);
+      assertSameOutput(outcome, reference, undefined);
     });
   }
 
   it("killed repeatedly at random moments: same output as the reference", async () => {
     // Under 200 ms each: three runs throttled to 30 000 events/s cannot get through the 20 000 events, so at
     // least three kills land before the end on every runtime.
-    let s = DYNAMIC.seed;
-    const delays = Array.from({ length: 6 }, () => {
-      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-      return 20 + ((s >>> 8) % 180);
-    });
-    const outcome = await runToCompletion(DYNAMIC, { killAfterMs: delays });
+    const outcome = await runToCompletion(DYNAMIC, { killAfterMs: killDelays(DYNAMIC.seed, 6, 200, 20) });
     killed += outcome.kills;
     assert.ok(outcome.kills >= 3, `at least 3 random kills happened (got ${outcome.kills})`);
-    assertSameAsReference(outcome, reference);
+    assertSameOutput(outcome, reference, undefined);
   });
 });

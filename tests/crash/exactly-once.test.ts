@@ -8,24 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { brokenSequences, type CrashOutcome, type JobConfig, runToCompletion, setDigest, duplicates } from "./harness.ts";
+import { assertSameOutput, type CrashOutcome, type JobConfig, killDelays, runToCompletion, sequenceOf } from "./harness.ts";
 
 const KEYED: JobConfig = { kind: "keyed-seq", count: 60_000, keys: 40, seed: 11, intervalMs: 80, ratePerSecond: 60_000 };
 const WINDOW: JobConfig = { kind: "window", count: 60_000, keys: 8, seed: 23, intervalMs: 80, ratePerSecond: 60_000 };
 const PATTERN: JobConfig = { kind: "pattern", count: 40_000, keys: 20, seed: 31, intervalMs: 80, ratePerSecond: 40_000 };
-
-function assertSameAsReference(outcome: CrashOutcome, reference: CrashOutcome, kind: JobConfig["kind"]): void {
-  assert.equal(outcome.lines.length, reference.lines.length, "same number of output records");
-  assert.equal(duplicates(outcome.lines), 0, "no duplicate output records");
-  assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), "same set digest (count, Σh, Σh²)");
-  // Pattern results have no per-key sequence; their identity is the set of input ids they hold (the digest).
-  if (kind === "pattern") return;
-  const broken =
-    kind === "keyed-seq"
-      ? brokenSequences(outcome.records, (r) => r.seq as number, 1, 1)
-      : brokenSequences(outcome.records, (r) => (r.start as number) / 1000, 1);
-  assert.deepEqual(broken, [], "per-key sequence numbers step by exactly 1");
-}
 
 let killed = 0;
 after(() => console.log(`crash kills: ${killed} SIGKILLs at failpoints and random moments (exactly-once.test.ts)`));
@@ -71,22 +58,17 @@ for (const config of [KEYED, WINDOW, PATTERN]) {
         const outcome = await runToCompletion(config, { failpoints });
         killed += outcome.kills;
         assert.equal(outcome.kills, kills, `the failpoint killed the job ${kills} time(s)`);
-        assertSameAsReference(outcome, reference, config.kind);
+        assertSameOutput(outcome, reference, sequenceOf(config.kind));
       });
     }
 
     it("killed repeatedly at random moments: same output as the reference", async () => {
       // Seeded "random" delays of 0-400 ms after records start to flow (the input takes about a second), so
       // kills land during processing, checkpoints and commits alike, and each run makes only some progress.
-      let s = config.seed;
-      const delays = Array.from({ length: 8 }, () => {
-        s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-        return (s >>> 8) % 400;
-      });
-      const outcome = await runToCompletion(config, { killAfterMs: delays });
+      const outcome = await runToCompletion(config, { killAfterMs: killDelays(config.seed, 8, 400) });
       killed += outcome.kills;
       assert.ok(outcome.kills >= 3, `at least 3 random kills happened (got ${outcome.kills})`);
-      assertSameAsReference(outcome, reference, config.kind);
+      assertSameOutput(outcome, reference, sequenceOf(config.kind));
     });
   });
 }

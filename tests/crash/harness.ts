@@ -5,6 +5,7 @@
  * output. A fixture takes its JSON config in argv[2], prints "running" when records flow and "done" at the end,
  * and commits its output with the file sink under the config's outDir as "out" (see fixtures/common.ts).
  */
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -110,6 +111,44 @@ export async function runFixtureToCompletion(fixture: string, config: object, pl
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `count` kill delays (ms after records start to flow) in [minMs, maxMs), drawn from `seed` by a linear
+ * congruential generator: the same plan in every run and on every runtime.
+ */
+export function killDelays(seed: number, count: number, maxMs: number, minMs = 0): number[] {
+  let s = seed;
+  return Array.from({ length: count }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return minMs + ((s >>> 8) % (maxMs - minMs));
+  });
+}
+
+/**
+ * How a job's output shows that no keyed state was lost or replayed: "seq", per key the numbers 1, 2, 3, … in
+ * `seq`; "windows", per key one 1-second window after the other (`start`). CEP output has neither: its identity
+ * is the set of input ids each result holds, which the digest covers.
+ */
+export type Sequence = "seq" | "windows";
+
+/** The sequence check of a fixtures/job.ts kind's output. */
+export function sequenceOf(kind: JobConfig["kind"]): Sequence | undefined {
+  return kind === "keyed-seq" || kind === "broadcast" ? "seq" : kind === "window" ? "windows" : undefined;
+}
+
+/**
+ * Asserts that a crashed job committed the same output as its failure-free reference run: no duplicates, as
+ * many records, the same set digest, and unbroken per-key sequences where the output has them. `where`
+ * prefixes the messages.
+ */
+export function assertSameOutput(outcome: CrashOutcome, reference: CrashOutcome, sequence: Sequence | undefined, where?: string): void {
+  const at = where === undefined ? "" : `${where}: `;
+  assert.equal(duplicates(outcome.lines), 0, `${at}no duplicate output records`);
+  assert.equal(outcome.lines.length, reference.lines.length, `${at}same number of output records`);
+  assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), `${at}same set digest (count, Σh, Σh²)`);
+  if (sequence === "seq") assert.deepEqual(brokenSequences(outcome.records, (r) => r.seq as number, 1, 1), [], `${at}per-key sequence numbers step by exactly 1`);
+  if (sequence === "windows") assert.deepEqual(brokenSequences(outcome.records, (r) => (r.start as number) / 1000, 1), [], `${at}per-key windows follow each other`);
 }
 
 const M64 = (1n << 64n) - 1n;

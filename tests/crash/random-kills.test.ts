@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
-import { brokenSequences, type CrashOutcome, duplicates, type JobConfig, runToCompletion, setDigest } from "./harness.ts";
+import { assertSameOutput, type CrashOutcome, type JobConfig, runToCompletion, sequenceOf } from "./harness.ts";
 
 const runtime = "Bun" in globalThis ? "bun" : "Deno" in globalThis ? "deno" : "node";
 const DEFAULT_KILLS: Record<string, number> = { node: 15, bun: 45, deno: 30 };
@@ -36,14 +36,6 @@ function rng(seed: number): () => number {
   };
 }
 
-function assertSame(outcome: CrashOutcome, reference: CrashOutcome, config: JobConfig, where: string): void {
-  assert.equal(duplicates(outcome.lines), 0, `${where}: no duplicate output records`);
-  assert.equal(outcome.lines.length, reference.lines.length, `${where}: same number of output records`);
-  assert.deepEqual(setDigest(outcome.lines), setDigest(reference.lines), `${where}: same set digest (count, Σh, Σh²)`);
-  if (config.kind === "keyed-seq") assert.deepEqual(brokenSequences(outcome.records, (r) => r.seq as number, 1, 1), [], `${where}: per-key sequences`);
-  if (config.kind === "window") assert.deepEqual(brokenSequences(outcome.records, (r) => (r.start as number) / 1000, 1), [], `${where}: per-key windows`);
-}
-
 describe(`exactly-once after many random SIGKILLs (seed ${SEED}, ${TARGET} kills on ${runtime})`, () => {
   const references = new Map<string, CrashOutcome>();
   let kills = 0;
@@ -66,7 +58,7 @@ describe(`exactly-once after many random SIGKILLs (seed ${SEED}, ${TARGET} kills
       const where = `round ${rounds} (${config.kind}, kills after ${delays.join(", ")} ms; seed ${SEED})`;
       const outcome = await runToCompletion(config, { killAfterMs: delays }, planned + 5);
       kills += outcome.kills;
-      assertSame(outcome, references.get(config.kind)!, config, where);
+      assertSameOutput(outcome, references.get(config.kind)!, sequenceOf(config.kind), where);
     }
     assert.ok(kills >= TARGET, `${kills} kills happened`);
   });
