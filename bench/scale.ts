@@ -164,7 +164,7 @@ interface Proc {
 
 function startChild(name: string, cfg: ChildConfig): Proc {
   const profile = process.env.GRESS_BENCH_SCALE_PROFILE; // a directory: each child writes a V8 CPU profile there
-  const flags = profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profile}`, `--cpu-prof-name=${name}-${cfg.job}.cpuprofile`];
+  const flags = profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${join(profile, `${name}-${cfg.job}`)}`];
   const child = spawn(process.execPath, [...process.execArgv, ...flags, import.meta.filename, "--scale-child", JSON.stringify(cfg)], { stdio: ["ignore", "pipe", "pipe"] });
   const lines: { at: number; text: string }[] = [];
   const read = (stream: NodeJS.ReadableStream | null): void => {

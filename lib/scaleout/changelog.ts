@@ -21,7 +21,7 @@
  *   then `r.finish(endOffset)`. A local copy restores only the records at or after its offset; a copy of
  *   another topology, or older than `maxLocalAgeMs` (compaction may have dropped tombstones since), is
  *   discarded and restored from offset 0. A checkpoint record of another topology is a ConfigError.
- * - **Restore progress.** A restore that takes 100 ms or more writes a log line (`options.log`, default stderr
+ * - **Restore progress.** A restore that reads records and takes 100 ms or more writes a log line (`options.log`, default stderr
  *   with the worker's "gress: " prefix) when it ends, and one every `progressEveryMs` (5 s) while it runs: the
  *   task, the records applied, the offsets, the time and the rate, and how long the first record took to come
  *   (a reader's group join and first fetch). {@link restoreProgress} and {@link restoreMetrics} give the same
@@ -199,7 +199,7 @@ export interface RestoreProgress {
   readonly done: boolean;
 }
 
-/** Restores of less than this write no log line (a task with an up-to-date local copy, a test's in-memory log). */
+/** Restores of less than this write no log line (a small changelog, a test's in-memory log); nor do those that read nothing. */
 const LOG_MIN_MS = 100;
 
 /** Per environment path: the latest restore's progress and the records applied by all its restores in this process. */
@@ -342,7 +342,8 @@ export class ChangelogRestore {
     }
     const now = this.#clock();
     const every = this.#options.progressEveryMs ?? 5000;
-    const due = final ? latest.elapsedMs >= LOG_MIN_MS || this.#lastLog !== this.#began : now - this.#lastLog >= every;
+    // At the end: a line for a restore that read records and took a while, or that logged progress before.
+    const due = final ? (latest.applied + latest.skipped > 0 && latest.elapsedMs >= LOG_MIN_MS) || this.#lastLog !== this.#began : now - this.#lastLog >= every;
     if (!due) return;
     this.#lastLog = now;
     const rate = latest.elapsedMs > 0 ? Math.round((latest.applied * 1000) / latest.elapsedMs) : 0;
