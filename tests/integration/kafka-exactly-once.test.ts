@@ -57,7 +57,7 @@ const line = (o: Out): string => `${o.id}|${o.k}|${o.seq}|${o.sq}`;
 
 describe("exactly-once end to end (real Kafka and PostgreSQL, SIGKILL)", () => {
   it("Kafka → Gress → Kafka and → PostgreSQL, killed repeatedly mid-run, equal the failure-free reference", { timeout: 150_000 }, async () => {
-    const count = 12_000;
+    const count = 24_000;
     const keys = 7;
     const input = uniqueName("e2e-in");
     const output = uniqueName("e2e-out");
@@ -82,14 +82,15 @@ describe("exactly-once end to end (real Kafka and PostgreSQL, SIGKILL)", () => {
 
     const stateDir = mkdtempSync(join(tmpdir(), "gress-kafka-e2e-"));
     const job = uniqueName("e2e-job");
-    // Failpoints first (durable-but-uncommitted, between checkpoints, mid-snapshot, after commit), then a
-    // random kill, then a run to the end.
+    // A timed kill first, then failpoints (durable-but-uncommitted, between checkpoints, mid-snapshot, after
+    // commit), then a run to the end. The kill runs together take about 1.7 s of input at 6000/s: with 2 s of
+    // input (12 000 records) a run sometimes reached the end before its failpoint fired; 4 s leaves a margin.
     const plan: { failpoint?: string; killAfterMs?: number }[] = [
+      { killAfterMs: 350 },
       { failpoint: "after-flush:3" },
       { failpoint: "between-checkpoints:3" },
       { failpoint: "checkpoint-snapshot:2" },
       { failpoint: "after-sink-commit:2" },
-      { killAfterMs: 350 },
       { failpoint: "recovery" },
       {},
     ];
