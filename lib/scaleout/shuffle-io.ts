@@ -13,14 +13,19 @@
  * - **Sink** ({@link ShuffleSink}): encodes records with their key (lib/scaleout/shuffle.ts) and sends them
  *   through the task's `send`, inside its open Kafka transaction. It sends the task's watermark to every
  *   partition when it advanced (at most every {@link WATERMARK_EVERY_MS} ms), at every checkpoint, and END once the
- *   upstream watermark reaches the end of input. Its pre-commit waits for every send; what is written after a
- *   pre-commit is held until the task committed (or aborted) that checkpoint, as the task's Kafka sinks do, so
- *   a transaction never holds records of the next checkpoint.
+ *   upstream watermark reaches the end of input. Idleness (Flink's WatermarkStatus): when, at a checkpoint,
+ *   the sink has had no record and no watermark for the input's `idleTimeoutMs` (its input's splits are all
+ *   idle, so its watermark generator holds), it sends IDLE to every partition instead of its watermark; the
+ *   next record or watermark first sends its watermark to every partition, which makes it active again. Its
+ *   pre-commit waits for every send; what is written after a pre-commit is held until the task committed (or
+ *   aborted) that checkpoint, as the task's Kafka sinks do, so a transaction never holds records of the next
+ *   checkpoint.
  * - **Reader** ({@link shuffleReader}): the repartition topic is read with read_committed, so records and
  *   watermarks cross at the upstream task's commit. Records come out with their key; the watermark is the
- *   minimum over the upstream tasks ({@link UpstreamWatermarks}, no idleness: a task that stops reporting is
- *   dead or moving, and its successor resumes it), kept in the operator's state table `upstream-watermarks`,
- *   so it survives a move of the task. The source's own watermarks are dropped: the merge decides.
+ *   minimum over the upstream tasks not marked idle ({@link UpstreamWatermarks}; no idleness by timeout here:
+ *   a task that stops reporting without IDLE is dead or moving, and its successor resumes it), kept in the
+ *   operator's state table `upstream-watermarks`, so it survives a move of the task. The source's own
+ *   watermarks are dropped: the merge decides.
  * @module
  */
 import type { ProducerRecord } from "../../connectors/kafka/client.ts";
@@ -97,14 +102,25 @@ export class ShuffleSink<T> implements Sink<T> {
   #sentWatermark = MIN_WATERMARK;
   #sentAt = Number.NEGATIVE_INFINITY;
   #ended = false;
+  readonly #idleTimeoutMs: () => number | undefined;
+  /** IDLE sent and nothing from upstream since. */
+  #idle = false;
+  /** A record or watermark came since the last checkpoint (saves a clock read per record). */
+  #seen = false;
+  /** Processing time of the last checkpoint at which something had come from upstream (or of the open). */
+  #activeAt = 0;
 
-  constructor(name: string, topic: string, runtime: () => ShuffleRuntime | undefined, clock: Clock) {
+  /**
+   * @param idleTimeoutMs the input's idle timeout (read at each checkpoint): undefined, the task never reports IDLE
+   */
+  constructor(name: string, topic: string, runtime: () => ShuffleRuntime | undefined, clock: Clock, idleTimeoutMs: () => number | undefined = () => undefined) {
     this.name = name;
     // Commits with the task's checkpoint (lib/scaleout/task-io.ts): its records are in the task's transaction.
     Object.defineProperty(this, TASK_SINK, { value: true });
     this.#topic = topic;
     this.#runtime = runtime;
     this.#clock = clock;
+    this.#idleTimeoutMs = idleTimeoutMs;
   }
 
   open(): void {
@@ -119,10 +135,22 @@ export class ShuffleSink<T> implements Sink<T> {
     this.#sentWatermark = MIN_WATERMARK;
     this.#sentAt = Number.NEGATIVE_INFINITY;
     this.#ended = false;
+    this.#idle = false;
+    this.#seen = false;
+    this.#activeAt = this.#clock.now();
   }
 
   write(value: T, r: StreamRecord<T>): Promise<void> | undefined {
     const rt = this.#rt as ShuffleRuntime;
+    this.#seen = true;
+    // Back from idle: the watermark goes first, so that every downstream task counts this task again before
+    // its records (the merge never goes back: what is behind it now is late, as after any idleness).
+    if (this.#idle && !this.#ended) {
+      this.#idle = false;
+      const mark = (value as unknown) === WATERMARK_MARK;
+      if (mark && r.timestamp !== MAX_WATERMARK && r.timestamp > this.#watermark) this.#watermark = r.timestamp;
+      this.#sendWatermark(rt, this.#clock.now());
+    }
     if ((value as unknown) === WATERMARK_MARK) {
       this.#onWatermark(rt, r.timestamp);
       return this.#buffer.length >= BATCH ? this.#flush() : undefined;
@@ -185,8 +213,18 @@ export class ShuffleSink<T> implements Sink<T> {
     // Still sealed: the previous checkpoint neither committed nor aborted here (it failed and the job went on).
     // Its transaction is still open, so what was held belongs in this one.
     this.#sealed = false;
-    // Every checkpoint carries the task's watermark, so a downstream task hears from every upstream one.
-    if (!this.#ended && this.#watermark > MIN_WATERMARK) this.#sendWatermark(rt, this.#clock.now());
+    // Every checkpoint carries the task's watermark or IDLE, so a downstream task hears from every upstream one.
+    const now = this.#clock.now();
+    if (this.#seen) {
+      this.#seen = false;
+      this.#activeAt = now;
+    }
+    const idleTimeoutMs = this.#idleTimeoutMs();
+    if (!this.#ended && !this.#idle && idleTimeoutMs !== undefined && now - this.#activeAt >= idleTimeoutMs) {
+      this.#idle = true;
+      this.#toEvery(rt, { kind: "idle", task: rt.taskId });
+    }
+    if (!this.#ended && !this.#idle && this.#watermark > MIN_WATERMARK) this.#sendWatermark(rt, now);
     this.#flush();
     await this.#drained();
     this.#sealed = true;
@@ -232,6 +270,7 @@ export function shuffleReader<T>(ctx: OperatorContext, runtime: () => ShuffleRun
           const r = e.value;
           if (r.kind === "record") downstream.next(record(r.value as T, r.timestamp, r.key));
           else if (r.kind === "watermark") advanced(merge.onWatermark(r.task, r.watermark, now()));
+          else if (r.kind === "idle") advanced(merge.onIdle(r.task, now()));
           else advanced(merge.onEnd(r.task, now()));
           return;
         }

@@ -8,13 +8,16 @@
  *   and `"1"` land apart (0xff never occurs in UTF-8).
  * - **Record value** (msgpack, structured clone for the user's value, as LMDB stores state):
  *   `[0, key, value, timestamp]` a record; `[1, upstreamTask, watermark]` the watermark of an upstream task;
- *   `[2, upstreamTask]` the end of an upstream task's input. {@link encodeShuffleRecord} /
- *   {@link decodeShuffleRecord}. An upstream task sends its watermark (and its END) to *every* partition of
- *   the topic, in the same transaction as its records, so a watermark follows the records sent before it.
+ *   `[2, upstreamTask]` the end of an upstream task's input; `[3, upstreamTask]` the upstream task is idle (its
+ *   input has delivered nothing for its watermark strategy's `idleTimeoutMs`: Flink's WatermarkStatus.IDLE; its
+ *   next watermark makes it active again). {@link encodeShuffleRecord} / {@link decodeShuffleRecord}. An
+ *   upstream task sends its watermark (and its END and IDLE) to *every* partition of the topic, in the same
+ *   transaction as its records, so a watermark follows the records sent before it.
  * - **Merge** ({@link UpstreamWatermarks}): a downstream task's input watermark from one repartition topic is
- *   the minimum over its upstream tasks that have not ended and are not idle (no watermark for
- *   `idleTimeoutMs` of processing time); it holds until every upstream task has reported once (a watermark or
- *   END), holds while every remaining one is idle, never goes back, and is +∞ (the end) once every upstream
+ *   the minimum over its upstream tasks that have not ended and are not idle (marked IDLE and no watermark
+ *   since, or, with a merge `idleTimeoutMs`, no watermark for that long in processing time); it holds until
+ *   every upstream task has reported once (a watermark, IDLE or END), holds while every remaining one is idle,
+ *   never goes back, and is +∞ (the end) once every upstream
  *   task has sent END. Time is passed in (`now`), so it is pure; `snapshot()` is plain data for the task's
  *   checkpoint, and `UpstreamWatermarks.restore` gives every upstream task a fresh idle window.
  *   (lib/split-watermarks.ts does not fit: it generates watermarks from records with a strategy and a timer;
@@ -85,7 +88,8 @@ export function shuffleDecoder(topic: string): (bytes: Uint8Array | null) => Dec
 export type ShuffleRecord =
   | { readonly kind: "record"; readonly key: Key; readonly value: unknown; readonly timestamp: number }
   | { readonly kind: "watermark"; readonly task: string; readonly watermark: number }
-  | { readonly kind: "end"; readonly task: string };
+  | { readonly kind: "end"; readonly task: string }
+  | { readonly kind: "idle"; readonly task: string };
 
 const packr = new Packr({ structuredClone: true });
 const unpackr = new Unpackr({ structuredClone: true, copyBuffers: true });
@@ -117,6 +121,8 @@ export function encodeShuffleRecord(r: ShuffleRecord): Uint8Array {
       return packr.pack([1, r.task, r.watermark]);
     case "end":
       return packr.pack([2, r.task]);
+    case "idle":
+      return packr.pack([3, r.task]);
   }
 }
 
@@ -137,19 +143,25 @@ export function decodeShuffleRecord(bytes: Uint8Array, where = "a repartition re
   if (tag === 0 && v.length === 4 && (typeof a === "string" || typeof a === "number") && typeof c === "number") return { kind: "record", key: a, value: b, timestamp: c };
   if (tag === 1 && v.length === 3 && typeof a === "string" && typeof b === "number") return { kind: "watermark", task: a, watermark: b };
   if (tag === 2 && v.length === 2 && typeof a === "string") return { kind: "end", task: a };
+  if (tag === 3 && v.length === 2 && typeof a === "string") return { kind: "idle", task: a };
   throw bad(`unknown shape (tag ${JSON.stringify(tag)}, ${v.length} fields)`);
 }
 
-/** The serialisable state of an {@link UpstreamWatermarks}: per upstream task, its last watermark (null before any) and whether it ended. */
+/**
+ * The serialisable state of an {@link UpstreamWatermarks}: per upstream task, its last watermark (null before
+ * any), whether it ended, and `idle: true` when it is marked idle (absent: active).
+ */
 export interface UpstreamWatermarkState {
   readonly current: number;
-  readonly upstream: Readonly<Record<string, { readonly watermark: number | null; readonly ended: boolean }>>;
+  readonly upstream: Readonly<Record<string, { readonly watermark: number | null; readonly ended: boolean; readonly idle?: boolean }>>;
 }
 
 interface Upstream {
   watermark: number | undefined;
   lastAt: number;
   ended: boolean;
+  /** Marked IDLE by the task itself, and no watermark since. */
+  idle: boolean;
 }
 
 /**
@@ -169,7 +181,7 @@ export class UpstreamWatermarks {
    */
   constructor(upstreamTasks: readonly string[], idleTimeoutMs: number | undefined, now: number) {
     if (upstreamTasks.length === 0) throw new RangeError("a shuffle has at least one upstream task");
-    for (const t of upstreamTasks) this.#upstream.set(t, { watermark: undefined, lastAt: now, ended: false });
+    for (const t of upstreamTasks) this.#upstream.set(t, { watermark: undefined, lastAt: now, ended: false, idle: false });
     this.#idleTimeoutMs = idleTimeoutMs;
   }
 
@@ -180,6 +192,7 @@ export class UpstreamWatermarks {
       const u = w.#upstream.get(t)!;
       u.watermark = s.watermark ?? undefined;
       u.ended = s.ended;
+      u.idle = s.idle === true;
     }
     w.#current = state.current;
     return w;
@@ -195,13 +208,24 @@ export class UpstreamWatermarks {
     return this.#current === MAX_WATERMARK;
   }
 
-  /** Upstream task `task` reported `watermark`. A lower watermark than it reported before changes nothing. */
+  /**
+   * Upstream task `task` reported `watermark`: it is active (again). A lower watermark than it reported before
+   * does not lower its own; a task back from idle below the merged watermark holds it there until it catches up.
+   */
   onWatermark(task: string, watermark: number, now: number): number | undefined {
     const u = this.#get(task);
     if (!u.ended) {
       if (u.watermark === undefined || watermark > u.watermark) u.watermark = watermark;
       u.lastAt = now;
+      u.idle = false;
     }
+    return this.#merge(now);
+  }
+
+  /** Upstream task `task` is idle: left out of the minimum (it counts as having reported) until its next watermark. */
+  onIdle(task: string, now: number): number | undefined {
+    const u = this.#get(task);
+    if (!u.ended) u.idle = true;
     return this.#merge(now);
   }
 
@@ -218,8 +242,9 @@ export class UpstreamWatermarks {
 
   /** The state to keep in the task's checkpoint. */
   snapshot(): UpstreamWatermarkState {
-    const upstream: Record<string, { watermark: number | null; ended: boolean }> = {};
-    for (const [t, u] of this.#upstream) upstream[t] = { watermark: u.watermark ?? null, ended: u.ended };
+    const upstream: Record<string, { watermark: number | null; ended: boolean; idle?: true }> = {};
+    // `idle` only when set: the state of a merge that never saw IDLE keeps its earlier shape.
+    for (const [t, u] of this.#upstream) upstream[t] = u.idle ? { watermark: u.watermark ?? null, ended: u.ended, idle: true } : { watermark: u.watermark ?? null, ended: u.ended };
     return { current: this.#current, upstream };
   }
 
@@ -235,8 +260,9 @@ export class UpstreamWatermarks {
     let active = 0;
     for (const u of this.#upstream.values()) {
       if (u.ended) continue;
-      if (u.watermark === undefined) return undefined; // not every upstream task has reported yet
       open++;
+      if (u.idle) continue; // reported, idle: left out
+      if (u.watermark === undefined) return undefined; // not every upstream task has reported yet
       if (this.#idleTimeoutMs !== undefined && now - u.lastAt >= this.#idleTimeoutMs) continue;
       active++;
       if (u.watermark < min) min = u.watermark;

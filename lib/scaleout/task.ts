@@ -96,6 +96,9 @@ export class TaskJob extends Job {
   readonly #operators: { id: string; kind: string; uid?: string }[] = [];
   readonly #sources: { source: Source<unknown>; topics: readonly string[] | undefined }[] = [];
   readonly #shuffles: ShufflePoint[] = [];
+  /** The `idleTimeoutMs` of each input source's watermark strategy (repartition reads not included). */
+  readonly #inputIdleTimeouts: (number | undefined)[] = [];
+  #addingShuffleRead = false;
 
   constructor(options: JobOptions, io: TaskKafkaIo | undefined, shuffle?: TaskShuffleContext) {
     super(options);
@@ -123,10 +126,17 @@ export class TaskJob extends Job {
     const ctx = this.operator("keyBy");
     this.#shuffles.push({ operator: ctx.id, topic });
     const runtime = (): ShuffleRuntime | undefined => sc.runtime;
-    stream.transform(shuffleWriter(ctx, selector)).sinkTo(new ShuffleSink<T>(`${ctx.id}-repartition`, topic, runtime, this.clock));
-    const read = this.source(
-      kafkaSource<ShuffleRecord>({ name: `${ctx.id}-repartition`, client: sc.client, topics: [topic], groupId: `gress-${sc.job}`, decode: shuffleDecoder(topic), readCommitted: true, startFrom: "earliest" }),
-    ).transform(shuffleReader<T>(this.operator("shuffleRead"), runtime));
+    stream.transform(shuffleWriter(ctx, selector)).sinkTo(new ShuffleSink<T>(`${ctx.id}-repartition`, topic, runtime, this.clock, () => this.#inputIdleTimeoutMs()));
+    let source: Stream<ShuffleRecord>;
+    this.#addingShuffleRead = true; // not an input: its idleness is the merge's
+    try {
+      source = this.source(
+        kafkaSource<ShuffleRecord>({ name: `${ctx.id}-repartition`, client: sc.client, topics: [topic], groupId: `gress-${sc.job}`, decode: shuffleDecoder(topic), readCommitted: true, startFrom: "earliest" }),
+      );
+    } finally {
+      this.#addingShuffleRead = false;
+    }
+    const read = source.transform(shuffleReader<T>(this.operator("shuffleRead"), runtime));
     return declareTime(new KeyedStream<T, K>(this, read.elements), timeOf(stream));
   }
 
@@ -138,8 +148,24 @@ export class TaskJob extends Job {
 
   override source<T>(source: Source<T>, options: SourceOptions<T> = {}): Stream<T> {
     this.#sources.push({ source: source as Source<unknown>, topics: undefined });
+    if (!this.#addingShuffleRead) this.#inputIdleTimeouts.push(options.watermarks?.idleTimeoutMs);
     if (this.#io !== undefined) bindTaskSource(source, this.#io);
     return super.source(source, options);
+  }
+
+  /**
+   * After how long without input the task reports IDLE to its shuffles' downstream tasks: the longest
+   * `idleTimeoutMs` of its input sources' watermark strategies (the `watermarks` source option), so that IDLE
+   * means every split idle; undefined (never IDLE) when an input source has none.
+   */
+  #inputIdleTimeoutMs(): number | undefined {
+    if (this.#inputIdleTimeouts.length === 0) return undefined;
+    let longest = 0;
+    for (const t of this.#inputIdleTimeouts) {
+      if (t === undefined) return undefined;
+      if (t > longest) longest = t;
+    }
+    return longest;
   }
 
   /** The operators allocated so far, in construction order. */

@@ -25,6 +25,8 @@ interface Config {
   readonly pipeline?: "sequence" | "window-shuffle";
   /** window-shuffle: declare the keyBy copartitioned (wrongly), to show what the shuffle is for. */
   readonly copartitioned?: boolean;
+  /** window-shuffle: the watermark strategy's idle timeout. */
+  readonly idleTimeoutMs?: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? "{}") as Config;
@@ -43,6 +45,7 @@ const pipeline =
         bounded: false,
         copartitioned: cfg.copartitioned === true,
         ratePerSecond: cfg.ratePerSecond,
+        ...(cfg.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: cfg.idleTimeoutMs }),
         sink: () => kafkaSink<UserCount>({ name: "out", brokers: cfg.brokers, topic: cfg.output, key: (o) => o.user }),
       })
     : sequence;

@@ -63,6 +63,8 @@ export interface WindowPipelineOptions {
   /** Declares the keyBy copartitioned (wrong here: the input is partitioned by region, not user). */
   readonly copartitioned: boolean;
   readonly ratePerSecond?: number;
+  /** The watermark strategy's idle timeout (none by default). */
+  readonly idleTimeoutMs?: number;
   /** Makes the sink: called once per job built (each task of a worker has sinks of its own). */
   readonly sink: () => Sink<UserCount>;
 }
@@ -80,7 +82,7 @@ export function windowPipeline(o: WindowPipelineOptions): (job: Job) => void {
           bounded: o.bounded,
           ...(o.ratePerSecond === undefined ? {} : { rateLimit: { ratePerSecond: o.ratePerSecond, burst: 50 } }),
         }),
-        { watermarks: boundedOutOfOrderness<ShuffleEvent>(0, { timestamp: (e) => e.at }) },
+        { watermarks: boundedOutOfOrderness<ShuffleEvent>(0, { timestamp: (e) => e.at, ...(o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: o.idleTimeoutMs }) }) },
       )
       .filter((e) => e.sentinel !== true)
       .keyBy((e) => e.user, { copartitioned: o.copartitioned })

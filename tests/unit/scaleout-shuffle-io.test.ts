@@ -2,16 +2,29 @@
  * The runtime pieces of a scale-out shuffle (lib/scaleout/shuffle-io.ts, lib/scaleout/shuffle.ts): Kafka's
  * murmur2 partitioning, the repartition topic checks, the sink that writes a task's records and watermarks into
  * its transaction (order, throttling, the watermark at every checkpoint, END, writes held between pre-commit and
- * commit), and the reader that merges the upstream tasks' watermarks and keeps the merge in state.
+ * commit), and the reader that merges the upstream tasks' watermarks and keeps the merge in state. Idleness
+ * across a shuffle: the IDLE element `[3, task]`, the sink sending it when its input delivered nothing for the
+ * idle timeout and its watermark when it is active again, and the merge leaving idle upstream tasks out.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import murmur2Kafkajs from "kafkajs/src/producer/partitioners/default/murmur2.js";
+import { Unpackr } from "msgpackr";
 import { from, lastValueFrom, toArray } from "rxjs";
 import type { ProducerRecord } from "../../connectors/kafka/client.ts";
-import { type Element, isGressError, Job, MAX_WATERMARK, memoryState, record, type StreamRecord, VirtualClock, watermark } from "../../lib/index.ts";
+import { type Element, isGressError, Job, MAX_WATERMARK, MIN_WATERMARK, memoryState, record, type StreamRecord, VirtualClock, watermark } from "../../lib/index.ts";
 import { checkRepartitionTopic } from "../../lib/scaleout/config-checks.ts";
-import { decodeShuffleRecord, encodeShuffleKey, murmur2, repartitionTopic, type ShuffleRecord, shufflePartition } from "../../lib/scaleout/shuffle.ts";
+import {
+  decodeShuffleRecord,
+  encodeShuffleKey,
+  encodeShuffleRecord,
+  murmur2,
+  repartitionTopic,
+  type ShuffleRecord,
+  shufflePartition,
+  UpstreamWatermarks,
+  type UpstreamWatermarkState,
+} from "../../lib/scaleout/shuffle.ts";
 import { isGroupGenerationError, isMigrationError } from "../../lib/scaleout/task.ts";
 import { type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter, WATERMARK_EVERY_MS } from "../../lib/scaleout/shuffle-io.ts";
 
@@ -191,6 +204,133 @@ describe("shuffleReader", () => {
       out.map((e) => (e.kind === "watermark" ? e.timestamp : e.kind)),
       [30],
     );
+  });
+});
+
+describe("idleness across a shuffle", () => {
+  const unpack = (b: Uint8Array): unknown => new Unpackr({ structuredClone: true }).unpack(b);
+
+  it("IDLE is [3, task] and round-trips; the other kinds keep their encoding; a malformed IDLE is a SourceError", () => {
+    assert.deepEqual(unpack(encodeShuffleRecord({ kind: "idle", task: "0_2" })), [3, "0_2"]);
+    assert.deepEqual(decodeShuffleRecord(encodeShuffleRecord({ kind: "idle", task: "0_2" })), { kind: "idle", task: "0_2" });
+    assert.deepEqual(unpack(encodeShuffleRecord({ kind: "record", key: "k", value: 1, timestamp: 2 })), [0, "k", 1, 2]);
+    assert.deepEqual(unpack(encodeShuffleRecord({ kind: "watermark", task: "0_1", watermark: 9 })), [1, "0_1", 9]);
+    assert.deepEqual(unpack(encodeShuffleRecord({ kind: "end", task: "0_1" })), [2, "0_1"]);
+    const packed = encodeShuffleRecord({ kind: "record", key: "x", value: [3, 4], timestamp: 1 });
+    assert.deepEqual(decodeShuffleRecord(packed), { kind: "record", key: "x", value: [3, 4], timestamp: 1 });
+    const bad = encodeShuffleRecord({ kind: "record", key: "k", value: null, timestamp: 0 }).slice();
+    bad[1] = 3; // tag 3 with the four fields of a record
+    assert.throws(() => decodeShuffleRecord(bad, "t offset 4"), (e: unknown) => isGressError(e, "ERR_SOURCE") && /t offset 4 is not a Gress shuffle record: unknown shape \(tag 3, 4 fields\)/.test((e as Error).message));
+  });
+
+  it("an upstream task idle from the start counts as reported: the others' minimum goes on without it", () => {
+    const w = new UpstreamWatermarks(["0_0", "0_1", "0_2"], undefined, 0);
+    assert.equal(w.onWatermark("0_0", 10, 0), undefined);
+    assert.equal(w.onWatermark("0_1", 20, 0), undefined); // 0_2 has not reported
+    assert.equal(w.onIdle("0_2", 0), 10);
+    assert.equal(w.onWatermark("0_0", 30, 0), 20);
+  });
+
+  it("holds while every remaining upstream task is idle; a task back from idle below the merge holds it, never back, until it catches up", () => {
+    const w = new UpstreamWatermarks(["a", "b"], undefined, 0);
+    w.onWatermark("a", 100, 0);
+    assert.equal(w.onWatermark("b", 50, 0), 50);
+    assert.equal(w.onIdle("b", 0), 100);
+    assert.equal(w.onIdle("a", 0), undefined); // both idle: hold
+    assert.equal(w.current, 100);
+    assert.equal(w.onWatermark("b", 60, 0), undefined); // b active at 60 (its own stays 60): no going back
+    assert.equal(w.onWatermark("b", 90, 0), undefined);
+    assert.equal(w.onWatermark("b", 150, 0), 150); // a still idle: b alone
+    assert.equal(w.onWatermark("a", 120, 0), undefined); // a back, behind: holds at 150
+    assert.equal(w.onWatermark("a", 200, 0), undefined);
+    assert.equal(w.onWatermark("b", 300, 0), 200);
+    // END from an idle task; IDLE after END changes nothing; END from all is the end.
+    w.onIdle("a", 0);
+    assert.equal(w.onEnd("a", 0), undefined);
+    assert.equal(w.onIdle("a", 0), undefined);
+    assert.equal(w.onWatermark("b", 400, 0), 400);
+    assert.equal(w.onEnd("b", 0), MAX_WATERMARK);
+  });
+
+  it("the idle flags are in the snapshot and come back with restore; a snapshot without them (older release) means active", () => {
+    const w = new UpstreamWatermarks(["a", "b"], undefined, 0);
+    w.onWatermark("a", 10, 0);
+    w.onIdle("b", 0);
+    const snap = w.snapshot();
+    assert.deepEqual(snap.upstream.b, { watermark: null, ended: false, idle: true });
+    const r = UpstreamWatermarks.restore(snap, undefined, 0);
+    assert.equal(r.onWatermark("a", 25, 0), 25); // b still idle after the restore
+    const old: UpstreamWatermarkState = { current: 10, upstream: { a: { watermark: 10, ended: false }, b: { watermark: 10, ended: false } } };
+    assert.equal(UpstreamWatermarks.restore(old, undefined, 0).onWatermark("a", 25, 0), undefined); // b active, at 10
+  });
+
+  it("the sink sends IDLE to every partition at the first checkpoint after the idle timeout without input, once; input sends its watermark first", async () => {
+    const f = fakeRuntime(3, "0_2");
+    const clock = new VirtualClock(0);
+    const sink = new ShuffleSink<{ u: string }>("s", "t", () => f.rt, clock, () => 1_000);
+    sink.open();
+    const kinds = (): string[] => f.sent.map((s) => `${s.partition}:${s.r.kind}`);
+    clock.advance(999);
+    await sink.preCommit();
+    await sink.commit();
+    assert.deepEqual(kinds(), []);
+    clock.advance(1);
+    await sink.preCommit();
+    await sink.commit();
+    assert.deepEqual(kinds(), ["0:idle", "1:idle", "2:idle"]);
+    assert.ok(f.sent.every((s) => s.r.kind !== "idle" || s.r.task === "0_2"));
+    clock.advance(5_000);
+    await sink.preCommit(); // still idle: not sent again, and no watermark
+    await sink.commit();
+    assert.equal(f.sent.length, 3);
+    // Active again: its watermark (none yet: the minimum) to every partition, before the record.
+    await writeThrough(sink, (v) => v.u, [record({ u: "a" }, 7_000)]);
+    await sink.flush();
+    const after = f.sent.slice(3).map((s) => s.r);
+    assert.deepEqual(after.slice(0, 3), [0, 1, 2].map(() => ({ kind: "watermark", task: "0_2", watermark: MIN_WATERMARK })));
+    assert.equal(after[3]?.kind, "record");
+    assert.equal(after.length, 4);
+  });
+
+  it("the sink back from idle on a watermark sends that watermark; with input within the timeout, or no timeout, it never sends IDLE", async () => {
+    const f = fakeRuntime(2);
+    const clock = new VirtualClock(0);
+    const sink = new ShuffleSink<{ u: string }>("s", "t", () => f.rt, clock, () => 1_000);
+    sink.open();
+    await writeThrough(sink, (v) => v.u, [watermark(5)]);
+    clock.advance(1_000);
+    await sink.preCommit(); // the watermark came within this checkpoint's interval: active
+    await sink.commit();
+    assert.equal(f.sent.filter((s) => s.r.kind === "idle").length, 0);
+    clock.advance(1_000);
+    await sink.preCommit();
+    await sink.commit();
+    assert.equal(f.sent.filter((s) => s.r.kind === "idle").length, 2);
+    const n = f.sent.length;
+    await writeThrough(sink, (v) => v.u, [watermark(40)]);
+    await sink.flush();
+    assert.deepEqual(
+      f.sent.slice(n).map((s) => s.r),
+      [0, 1].map(() => ({ kind: "watermark", task: "0_1", watermark: 40 })),
+    );
+
+    const g = fakeRuntime(2);
+    const never = new ShuffleSink<{ u: string }>("s", "t", () => g.rt, clock);
+    never.open();
+    clock.advance(60_000);
+    await never.preCommit();
+    assert.equal(g.sent.length, 0);
+  });
+
+  it("the reader leaves an idle upstream task out, keeps its flag in state, and takes it back at its next watermark", async () => {
+    const f = fakeRuntime(2);
+    const state = memoryState();
+    const el = (r: ShuffleRecord): Element<ShuffleRecord> => record(r, 0);
+    const run = async (elements: Element<ShuffleRecord>[]): Promise<unknown[]> =>
+      (await lastValueFrom(from(elements).pipe(shuffleReader(new Job({ state }).operator("shuffleRead"), () => f.rt), toArray()))).map((e) => (e.kind === "watermark" ? e.timestamp : e.kind));
+    assert.deepEqual(await run([el({ kind: "watermark", task: "0_0", watermark: 10 }), el({ kind: "idle", task: "0_1" })]), [10]);
+    // Started again on the same state: 0_1 is still idle, then active again at 15 (it holds the minimum).
+    assert.deepEqual(await run([el({ kind: "watermark", task: "0_0", watermark: 12 }), el({ kind: "watermark", task: "0_1", watermark: 15 }), el({ kind: "watermark", task: "0_0", watermark: 20 })]), [12, 15]);
   });
 });
 
