@@ -132,7 +132,7 @@ async function runParent(file: string, o: WorkerFlags, workers: number): Promise
     );
     return { child, exited };
   });
-  if (o.quiet === undefined) console.error(`gress: started ${workers} workers of job "${o.name}" (pids ${children.map((c) => c.child.pid).join(", ")})`);
+  if (o.quiet === undefined) console.error(`gress: started ${workers} worker${workers === 1 ? "" : "s"} of job "${o.name}" (pids ${children.map((c) => c.child.pid).join(", ")})`);
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     const live = children.filter((c) => c.child.exitCode === null && c.child.signalCode === null);
