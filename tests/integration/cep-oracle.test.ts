@@ -3,7 +3,9 @@
 // case must be equal as multisets. Cases where FlinkCEP is known to differ from Gress's documented behaviour
 // are listed in KNOWN_DIFFERENCES with the reason, counted and printed, never dropped silently. Patterns that
 // one engine rejects are counted by reason; completed matches FlinkCEP still holds at the end of the input
-// are reported by the oracle and compared too.
+// are reported by the oracle and compared too. For patterns with within, the timed-out partial matches (FlinkCEP:
+// what advanceTime returns with timeout handling on; Gress: its "timeout" results) are compared as sets, with
+// their own KNOWN_TIMEOUT_DIFFERENCES. Cases on which FlinkCEP's NFA runs away or crashes are listed by reason.
 // CEP_ORACLE_RUNS (default 300) and CEP_ORACLE_SEED (default 13) set the batch; scripts/cep-oracle.mjs runs more.
 // CEP_ORACLE_DUMP=file writes the batch and FlinkCEP's answers there (to rerun one case through the oracle by hand).
 import assert from "node:assert/strict";
@@ -170,6 +172,44 @@ function fits(c: ConditionSpec, e: Ev): boolean {
   if (c.op === "<") return (v as number) < (c.value as number);
   throw new Error(`condition outside the grammar: ${JSON.stringify(c)}`);
 }
+/**
+ * Whether match `m` (canonical) has, between a repeated group that joins its occurrences loosely and the strict or
+ * relaxed step after it, an event that step may not skip: any event for a strict step, one that fits a relaxed step.
+ */
+function notHeldAfterGroup(p: PatternSpec, events: readonly Ev[], m: string): boolean {
+  const at = stepEvents(m);
+  return p.steps.some((s, i) => {
+    const next = p.steps[i + 1];
+    const repeated = s.quantifier.max === null || s.quantifier.max > 1;
+    if (s.group === undefined || !repeated || s.quantifier.inner === "strict" || next === undefined) return false;
+    if (next.kind !== "strict" && next.kind !== "relaxed") return false;
+    const where = (next.group !== undefined ? next.group[0]! : next).where;
+    const last = Math.max(...s.group.flatMap((x) => at.get(x.name) ?? []));
+    const first = Math.min(...(next.group !== undefined ? next.group.map((x) => x.name) : [next.name]).flatMap((n) => at.get(n) ?? []));
+    if (!Number.isFinite(last) || !Number.isFinite(first) || first <= last + 1) return false;
+    return next.kind === "strict" || events.slice(last + 1, first).some((e) => where !== undefined && fits(where, e));
+  });
+}
+/**
+ * Whether timed-out partial match `t` ("canon@at") ends in a repeated group that joins its occurrences loosely and,
+ * after its last event and before the timeout, comes an event the group's strict or relaxed next step may not skip:
+ * such a partial match would have gone on or ended there, so it cannot time out as it is.
+ */
+function endsBeforeUnskippable(p: PatternSpec, events: readonly Ev[], t: string): boolean {
+  const [partial, at] = t.split("@") as [string, string];
+  const ev = stepEvents(partial);
+  const last = Math.max(...[...ev.values()].flat());
+  return p.steps.some((s, i) => {
+    const next = p.steps[i + 1];
+    const repeated = s.quantifier.max === null || s.quantifier.max > 1;
+    if (s.group === undefined || !repeated || s.quantifier.inner === "strict" || next === undefined) return false;
+    if (next.kind !== "strict" && next.kind !== "relaxed") return false;
+    if (!s.group.some((x) => ev.get(x.name)?.includes(last))) return false;
+    const where = (next.group !== undefined ? next.group[0]! : next).where;
+    const after = events.filter((e) => e.idx > last && e.ts < Number(at));
+    return after.length > 0 && (next.kind === "strict" || after.some((e) => where !== undefined && fits(where, e)));
+  });
+}
 interface Outputs {
   readonly events: readonly Ev[];
   /** Gress's and FlinkCEP's matches, canonical and sorted. */
@@ -177,6 +217,9 @@ interface Outputs {
   readonly f: readonly string[];
   /** The same case run with noSkip on both sides (only for a case with another skip strategy). */
   readonly noSkip?: { readonly g: readonly string[]; readonly f: readonly string[] };
+  /** For timeouts: the matches both engines emit, and whether the case's matches differ by a known difference. */
+  readonly matches?: readonly string[];
+  readonly matchesKnown?: boolean;
 }
 interface KnownDifference {
   readonly name: string;
@@ -213,28 +256,7 @@ const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
       "[A C(1)] and [A C(2)], and (A)+ next A over A C A gives [A A]; for a repeated single step (A{1,3} followedBy C, A+ next A) it " +
       "gives only [A C(1)] and nothing, and so does Gress in all four. Counted only when every differing match is FlinkCEP's and has " +
       "between the group's last event and the next step's first an event the strict step may not skip, or one that fits the relaxed step",
-    explains: (p, { g, f, events }) => {
-      if (minus(g, f).length > 0 || minus(f, g).length === 0) return false;
-      // Each repeated group that joins its occurrences loosely, and the step after it when that one is strict or relaxed.
-      const pairs = p.steps.flatMap((s, i) => {
-        const next = p.steps[i + 1];
-        const repeated = s.quantifier.max === null || s.quantifier.max > 1;
-        if (s.group === undefined || !repeated || s.quantifier.inner === "strict" || next === undefined) return [];
-        if (next.kind !== "strict" && next.kind !== "relaxed") return [];
-        const first = next.group !== undefined ? next.group[0]! : next;
-        return [{ group: s.group.map((x) => x.name), next: next.group !== undefined ? next.group.map((x) => x.name) : [next.name], strict: next.kind === "strict", where: first.where }];
-      });
-      const notHeld = (m: string): boolean => {
-        const at = stepEvents(m);
-        return pairs.some(({ group, next, strict, where }) => {
-          const last = Math.max(...group.flatMap((n) => at.get(n) ?? []));
-          const first = Math.min(...next.flatMap((n) => at.get(n) ?? []));
-          if (!Number.isFinite(last) || !Number.isFinite(first) || first <= last + 1) return false;
-          return strict || events.slice(last + 1, first).some((e) => where !== undefined && fits(where, e));
-        });
-      };
-      return minus(f, g).every(notHeld);
-    },
+    explains: (p, { g, f, events }) => minus(g, f).length === 0 && minus(f, g).length > 0 && minus(f, g).every((m) => notHeldAfterGroup(p, events, m)),
   },
   {
     name: "a repeated group's contiguity between occurrences applied to the looping steps inside it",
@@ -260,6 +282,91 @@ const KNOWN_DIFFERENCES: readonly KnownDifference[] = [
   },
 ];
 
+/**
+ * Known differences in the timed-out partial matches ("canon@at"), with the same rules. Outputs' g and f hold
+ * timeouts here.
+ */
+const KNOWN_TIMEOUT_DIFFERENCES: readonly KnownDifference[] = [
+  {
+    name: "a partial match times out in FlinkCEP before the held-back match that prunes it comes out",
+    reason:
+      "under a skip strategy FlinkCEP holds a completed match back while a partial match that started earlier is open and applies the " +
+      "strategy when it releases the match, so a partial match the strategy discards can time out first; Gress applies the strategy " +
+      "when the match completes. Counted only when every differing timeout is FlinkCEP's and a match both engines emit, completed " +
+      "before that timeout, would discard it under the skip strategy",
+    explains: (p, { g, f, events, matches }) => {
+      const skip = p.skip;
+      if (skip.kind === "noSkip" || matches === undefined || minus(g, f).length > 0 || minus(f, g).length === 0) return false;
+      const discards = (m: string, start: number): boolean => {
+        const idx = [...stepEvents(m).values()].flat();
+        if (skip.kind === "skipToNext") return start <= Math.min(...idx);
+        if (skip.kind === "skipPastLastEvent") return start <= Math.max(...idx);
+        const at = stepEvents(m).get(skip.step);
+        return at !== undefined && start < (skip.kind === "skipToFirst" ? at[0]! : at[at.length - 1]!);
+      };
+      return minus(f, g).every((t) => {
+        const [partial, at] = t.split("@") as [string, string];
+        const start = firstEvent(partial);
+        return matches.some((m) => events[Math.max(...[...stepEvents(m).values()].flat())]!.ts < Number(at) && discards(m, start));
+      });
+    },
+  },
+  {
+    name: "timeouts under a skip strategy that follow a known difference in the matches",
+    reason:
+      "when a case's matches differ by one of the known differences above, the skip strategy discards different partial matches in " +
+      "the two engines, so different partial matches time out. Counted only for such cases with a skip strategy",
+    explains: (p, { matchesKnown }) => p.skip.kind !== "noSkip" && matchesKnown === true,
+  },
+  {
+    name: "the step after a repeated group not held to its contiguity (timeouts)",
+    reason:
+      "the known difference of the same name, seen in the partial matches: FlinkCEP forms partial matches in which the step after a " +
+      "loosely repeated group skipped an event it may not skip, or that end in the group and outlive such an event, and they time " +
+      "out. Counted only when every differing timeout is FlinkCEP's and has such an event",
+    explains: (p, { g, f, events }) =>
+      minus(g, f).length === 0 &&
+      minus(f, g).length > 0 &&
+      minus(f, g).every((t) => notHeldAfterGroup(p, events, t.split("@")[0]!) || endsBeforeUnskippable(p, events, t)),
+  },
+  {
+    name: "a repeated group's contiguity between occurrences applied to the looping steps inside it (timeouts)",
+    reason:
+      "the known difference of the same name, seen in the partial matches: with consecutive() on the group, FlinkCEP ends a partial " +
+      "match whose last event is in a looping step inside the group at the next event that does not fit the step, so that partial match " +
+      "never times out; with allowCombinations() it keeps extra copies that time out too. Counted only when every timeout Gress alone " +
+      "reports has a gap inside such a step of a consecutive() group (FlinkCEP never forms it) or ends in one with an event after it " +
+      "before the timeout, and every one FlinkCEP alone reports ends in, or has a gap inside, such a step of an allowCombinations() group",
+    explains: (p, { events, g, f }) => {
+      const inner = new Map<string, string>();
+      for (const s of p.steps) {
+        if (s.group === undefined || !(s.quantifier.max === null || s.quantifier.max > 1) || s.quantifier.inner === "relaxed") continue;
+        for (const x of s.group) if (x.quantifier.max === null || x.quantifier.max > 1) inner.set(x.name, s.quantifier.inner);
+      }
+      const endsIn = (t: string): { kind: string | undefined; last: number; at: number } => {
+        const [m, at] = t.split("@") as [string, string];
+        let last = -1;
+        let step = "";
+        for (const [name, idx] of stepEvents(m)) {
+          for (const i of idx) if (i > last) [last, step] = [i, name];
+        }
+        return { kind: inner.get(step), last, at: Number(at) };
+      };
+      const gapIn = (t: string, kind: string): boolean =>
+        [...stepEvents(t.split("@")[0]!)].some(([name, idx]) => inner.get(name) === kind && idx.some((i, k) => k > 0 && i > idx[k - 1]! + 1));
+      const gOnly = minus(g, f);
+      const fOnly = minus(f, g);
+      if (inner.size === 0 || gOnly.length + fOnly.length === 0) return false;
+      return (
+        gOnly.every((t) => {
+          const { kind, last, at } = endsIn(t);
+          return gapIn(t, "strict") || (kind === "strict" && last + 1 < events.length && events[last + 1]!.ts < at);
+        }) && fOnly.every((t) => endsIn(t).kind === "any" || gapIn(t, "any"))
+      );
+    },
+  },
+];
+
 /** Whether a step can take no event at all: optional, or a group whose steps all can. */
 const nullable = (s: StepSpec): boolean => s.quantifier.optional || s.quantifier.min === 0 || s.group?.every(nullable) === true;
 /** The construct FlinkCEP's NFA does not terminate on: a repeated group whose steps are all optional. */
@@ -275,15 +382,22 @@ const canon = (m: Readonly<Record<string, readonly number[]>>): string =>
     .map((k) => `${k}:${m[k]!.join(",")}`)
     .join(";");
 
-function runGress(c: Case): string[] {
+/** Gress's matches of a case, canonical and sorted; with `timeouts`, its timed-out partial matches as "canon@at". */
+function runGress(c: Case): string[];
+function runGress(c: Case, timeouts: string[]): string[];
+function runGress(c: Case, timeouts?: string[]): string[] {
   const p = Pattern.fromJSON<Ev>(c.pattern);
   const d = new TestDriver<Ev, PatternResult<Ev, string>>((s) => match(s, p));
   for (const e of c.events) d.pipeInput(e, e.ts);
   d.endInput();
-  return d
-    .readOutput()
+  const out = d.readOutput();
+  const idx = (events: Readonly<Record<string, readonly Ev[]>>): Record<string, number[]> =>
+    Object.fromEntries(Object.entries(events).map(([k, evs]) => [k, evs.map((e) => e.idx)]));
+  for (const r of out) if (r.kind === "timeout") timeouts?.push(`${canon(idx(r.events))}@${r.timeoutAt}`);
+  timeouts?.sort();
+  return out
     .filter((r) => r.kind === "match")
-    .map((r) => canon(Object.fromEntries(Object.entries(r.events).map(([k, evs]) => [k, evs.map((e) => e.idx)]))))
+    .map((r) => canon(idx(r.events)))
     .sort();
 }
 
@@ -304,6 +418,8 @@ type OracleResult = {
   readonly id: number;
   readonly matches?: Found;
   readonly heldAtEnd?: Found;
+  /** Partial matches whose within passed, with the time they timed out. */
+  readonly timeouts?: { events: Record<string, number[]>; at: number }[];
   readonly error?: string;
   /** What FlinkCEP threw while running the events of a pattern it had accepted. */
   readonly crash?: string;
@@ -354,6 +470,10 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
     const crashes = new Map<string, number>();
     const excluded = new Map<string, number>();
     const disagreements: string[] = [];
+    const timeouts = { compared: 0, agreed: 0, withAny: 0 };
+    const timeoutDisagreements: string[] = [];
+    const timeoutCases: { c: Case; g: string[]; f: string[]; matches: string[] }[] = [];
+    const matchesKnown = new Set<number>();
     const differing: { c: Case; g: string[]; f: string[] }[] = [];
     const rejections = new Map<string, number>();
     let withMatches = 0;
@@ -396,7 +516,16 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
         continue;
       }
       counts.compared++;
-      const g = runGress(c);
+      const gTimeouts: string[] = [];
+      const g = runGress(c, gTimeouts);
+      if (c.pattern.within !== undefined) {
+        // Timed-out partial matches, compared on their own (a case can agree on matches and not on timeouts), as
+        // sets: how many copies of one partial match time out is how many states of the engine's NFA held those
+        // events (FlinkCEP keeps one computation state per state it may go on from), not part of the semantics.
+        const distinct = (ts: readonly string[]): string[] => [...new Set(ts)].sort();
+        const fTimeouts = distinct((f.timeouts ?? []).map((t) => `${canon(t.events)}@${t.at}`));
+        timeoutCases.push({ c, g: distinct(gTimeouts), f: fTimeouts, matches: g });
+      }
       // FlinkCEP emits a completed match only once every partial match that started before it has finished
       // (skip strategies other than noSkip); a partial match with no within never finishes, so at the end of
       // the input the oracle also reports the matches FlinkCEP still holds. Gress emits a match when it
@@ -423,9 +552,27 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
         counts.compared--;
         excluded.set(known.name, (excluded.get(known.name) ?? 0) + 1);
         console.log(`cep-oracle: known difference "${known.name}" in case ${c.id}: gress ${JSON.stringify(g)} flink ${JSON.stringify(f)}`);
+        matchesKnown.add(c.id);
         continue;
       }
       disagreements.push(`case ${c.id}\n  pattern ${JSON.stringify(c.pattern)}\n  events ${JSON.stringify(c.events.map((e) => `${e.type}${e.price}@${e.ts}`))}\n  gress ${JSON.stringify(g)}\n  flink ${JSON.stringify(f)}`);
+    }
+    for (const { c, g, f, matches } of timeoutCases) {
+      timeouts.compared++;
+      if (f.length > 0) timeouts.withAny++;
+      if (JSON.stringify(g) === JSON.stringify(f)) {
+        timeouts.agreed++;
+        continue;
+      }
+      const o: Outputs = { events: c.events, g, f, matches, matchesKnown: matchesKnown.has(c.id) };
+      const known = KNOWN_TIMEOUT_DIFFERENCES.find((k) => k.explains(c.pattern, o));
+      if (known) {
+        timeouts.compared--;
+        excluded.set(known.name, (excluded.get(known.name) ?? 0) + 1);
+        console.log(`cep-oracle: known difference "${known.name}" in case ${c.id}: gress ${JSON.stringify(g)} flink ${JSON.stringify(f)}`);
+        continue;
+      }
+      timeoutDisagreements.push(`case ${c.id}\n  pattern ${JSON.stringify(c.pattern)}\n  events ${JSON.stringify(c.events.map((e) => `${e.type}${e.price}@${e.ts}`))}\n  gress timeouts ${JSON.stringify(g)}\n  flink timeouts ${JSON.stringify(f)}`);
     }
     const rate = counts.compared === 0 ? 0 : (100 * counts.agreed) / counts.compared;
     console.log(`cep-oracle: seed ${SEED}, ${cases.length} cases; compared ${counts.compared}, agreed ${counts.agreed} (${rate.toFixed(1)}%)`);
@@ -444,8 +591,12 @@ describe("differential oracle: Gress against FlinkCEP 1.20's NFA", () => {
     console.log(`cep-oracle: ${withMatches} of the compared cases have at least one FlinkCEP match`);
     for (const [why, n] of rejections) console.log(`cep-oracle: pattern rejected by ${why}: ${n}`);
     for (const d of disagreements.slice(0, 20)) console.log(`cep-oracle: DISAGREEMENT ${d}`);
+    console.log(`cep-oracle: timeouts: compared ${timeouts.compared} cases with within (${timeouts.withAny} with a FlinkCEP timeout), agreed ${timeouts.agreed}`);
+    for (const k of KNOWN_TIMEOUT_DIFFERENCES) console.log(`cep-oracle: timeouts excluded as known difference "${k.name}": ${excluded.get(k.name) ?? 0} (${k.reason})`);
+    for (const d of timeoutDisagreements.slice(0, 20)) console.log(`cep-oracle: TIMEOUT DISAGREEMENT ${d}`);
     assert.ok(counts.compared >= cases.length / 2, `only ${counts.compared} of ${cases.length} cases were compared`);
     assert.ok(withMatches >= counts.compared / 5, `only ${withMatches} compared cases have a match: the generator is too weak to test anything`);
+    assert.equal(timeoutDisagreements.length, 0, `${timeoutDisagreements.length} of ${timeouts.compared} cases disagree with FlinkCEP on timeouts (first ones printed above)`);
     assert.equal(disagreements.length, 0, `${disagreements.length} of ${counts.compared} cases disagree with FlinkCEP (first ones printed above)`);
   });
 });

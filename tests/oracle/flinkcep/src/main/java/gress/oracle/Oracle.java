@@ -47,7 +47,7 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.Obje
  * runs each case through FlinkCEP's own NFA as FlinkCEP's CepOperator drives it in event time (events in
  * timestamp order; before each timestamp advanceTime, then process; at the end of input advanceTime to
  * Long.MAX_VALUE, the final watermark), and prints one JSON line per case, in order: {"id", "matches":
- * [{step: [event index]}], "heldAtEnd" (see run)}, or {"id", "error"} when FlinkCEP rejects the pattern, or {"id",
+ * [{step: [event index]}], "heldAtEnd" (see run), "timeouts": [{"events": {step: [event index]}, "at"}]}, or {"id", "error"} when FlinkCEP rejects the pattern, or {"id",
  * "crash"} when its NFA throws while running the events, or {"id", "budgetExceeded"}. Events travel through the NFA as
  * their index in the case, so the shared buffer stores plain ints; conditions read the fields from the case's events.
  *
@@ -111,6 +111,7 @@ public final class Oracle {
         ObjectNode res = run(c.get("pattern"), c.get("events"));
         r.set("matches", res.get("matches"));
         r.set("heldAtEnd", res.get("heldAtEnd"));
+        r.set("timeouts", res.get("timeouts"));
       } catch (RuntimeException e) {
         // FlinkCEP wraps what a condition throws ("Failure happened in filter function").
         Throwable t = e;
@@ -187,24 +188,31 @@ public final class Oracle {
     events.forEach(evs::add);
     current = evs;
     Pattern<Integer, Integer> p = build(spec);
-    NFA<Integer> nfa = NFACompiler.compileFactory(p, false).createNFA();
+    // With timeout handling on, as CepOperator runs it when a timeout function is given: advanceTime then
+    // returns the partial matches whose within passed.
+    NFA<Integer> nfa = NFACompiler.compileFactory(p, true).createNFA();
     NFAState state = nfa.createInitialNFAState();
     compiled = true;
     SharedBuffer<Integer> buffer = new SharedBuffer<>(new MemoryStore(), IntSerializer.INSTANCE);
     AfterMatchSkipStrategy skip = p.getAfterMatchSkipStrategy();
     ArrayNode matches = JSON.createArrayNode();
+    ArrayNode timeouts = JSON.createArrayNode();
     for (int i = 0; i < evs.size(); i++) {
       long ts = evs.get(i).get("ts").asLong();
       try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
-        emit(matches, nfa.advanceTime(acc, state, ts, skip).f0);
+        Tuple2<Collection<Map<String, List<Integer>>>, Collection<Tuple2<Map<String, List<Integer>>, Long>>> adv = nfa.advanceTime(acc, state, ts, skip);
+        emit(matches, adv.f0);
+        timedOut(timeouts, adv.f1);
       }
       try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
         emit(matches, nfa.process(acc, state, i, ts, skip, () -> ts));
       }
     }
     try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
-      Tuple2<Collection<Map<String, List<Integer>>>, ?> end = nfa.advanceTime(acc, state, Long.MAX_VALUE, skip);
+      Tuple2<Collection<Map<String, List<Integer>>>, Collection<Tuple2<Map<String, List<Integer>>, Long>>> end =
+          nfa.advanceTime(acc, state, Long.MAX_VALUE, skip);
       emit(matches, end.f0);
+      timedOut(timeouts, end.f1);
     }
     ArrayNode held = JSON.createArrayNode();
     try (SharedBufferAccessor<Integer> acc = buffer.getAccessor()) {
@@ -217,7 +225,19 @@ public final class Oracle {
     ObjectNode res = JSON.createObjectNode();
     res.set("matches", matches);
     res.set("heldAtEnd", held);
+    res.set("timeouts", timeouts);
     return res;
+  }
+
+  /** Timed-out partial matches as {"events": {step: [event index]}, "at": the time they timed out}. */
+  private static void timedOut(ArrayNode out, Collection<Tuple2<Map<String, List<Integer>>, Long>> found) {
+    for (Tuple2<Map<String, List<Integer>>, Long> t : found) {
+      ObjectNode o = out.addObject();
+      ArrayNode one = JSON.createArrayNode();
+      emit(one, List.of(t.f0));
+      o.set("events", one.get(0));
+      o.put("at", t.f1);
+    }
   }
 
   private static void emit(ArrayNode out, Collection<Map<String, List<Integer>>> found) {
