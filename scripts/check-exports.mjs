@@ -8,7 +8,7 @@
 //  - package.json's "engines" is true for every installed production dependency: the minimum Node.js it names,
 //    and every later one, satisfy each dependency's own "engines" (a dependency that needs a newer Node.js
 //    becomes an optional peer dependency, loaded only by the connector that uses it);
-//  - the install hint of the lazily loaded @platformatic/kafka names the version pinned in devDependencies.
+//  - the install hints of the lazily loaded @platformatic/kafka and @confluentinc/schemaregistry name the versions pinned in devDependencies.
 // Exits 1 with the differences otherwise.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -67,12 +67,16 @@ for (const name of Object.keys(deps)) {
   if (!mapped.has(name)) problems.push(`deno.json has no import for the dependency ${name}`);
 }
 
-// platformaticKafkaClient imports @platformatic/kafka on first use and, when it is missing, says what to install.
-{
-  const source = readFileSync("connectors/kafka/platformatic.ts", "utf8");
+// platformaticKafkaClient and confluentSchemaRegistry import their optional peer dependency on first use and,
+// when it is missing, say what to install.
+for (const [file, name] of [
+  ["connectors/kafka/platformatic.ts", "@platformatic/kafka"],
+  ["connectors/registry/confluent.ts", "@confluentinc/schemaregistry"],
+]) {
+  const source = readFileSync(file, "utf8");
   const hint = /^const LIBRARY_VERSION = "([^"]+)";$/m.exec(source)?.[1];
-  const pinned = pkg.devDependencies?.["@platformatic/kafka"];
-  if (hint !== pinned) problems.push(`connectors/kafka/platformatic.ts: LIBRARY_VERSION is ${hint ?? "missing"}, devDependencies pin @platformatic/kafka ${pinned ?? "nowhere"}`);
+  const pinned = pkg.devDependencies?.[name];
+  if (hint !== pinned) problems.push(`${file}: LIBRARY_VERSION is ${hint ?? "missing"}, devDependencies pin ${name} ${pinned ?? "nowhere"}`);
 }
 
 // engines: our minimum, and a far later version (no dependency may stop at an upper bound), must satisfy every

@@ -30,6 +30,7 @@ export {
   type SchemaType,
   schemaRegistry,
 } from "./client.ts";
+export { type ConfluentSchemaRegistryOptions, confluentSchemaRegistry } from "./confluent.ts";
 export { type Codec, type CodecOptions, codecFor } from "./formats.ts";
 export { type RecordSerializer, type RegistryDecoderOptions, type RegistrySerializerOptions, registryDecoder, registrySerializer } from "./serde.ts";
 export { type Frame, frame, parseFrame } from "./wire.ts";

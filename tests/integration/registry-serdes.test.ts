@@ -18,7 +18,7 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import avro from "avsc";
 import protobuf from "protobufjs";
 import { kafkaSink, kafkaSource } from "../../connectors/kafka/index.ts";
-import { registryDecoder, registrySerializer, schemaRegistry } from "../../connectors/registry/index.ts";
+import { confluentSchemaRegistry, registryDecoder, registrySerializer, type SchemaRegistryClient, type SchemaRegistryOptions, schemaRegistry } from "../../connectors/registry/index.ts";
 import { DEAD_LETTERS, isGressError, Job, type SideRecord } from "../../lib/index.ts";
 import { brokers, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
@@ -87,7 +87,14 @@ const USER_V1 = { type: "record", name: "User", namespace: "shop", fields: [{ na
 const USER_V2 = { ...USER_V1, fields: [...USER_V1.fields, { name: "email", type: ["null", "string"], default: null }] } as const;
 const GREETING = { type: "record", name: "Greeting", namespace: "shop", fields: [{ name: "text", type: "string" }, { name: "userId", type: "long" }] } as const;
 
-describe("schema registry and the Confluent wire format (Kafka → Gress → Kafka)", () => {
+/** Every test runs with each registry client: the hand-written fetch one and the one on @confluentinc/schemaregistry. */
+const clients: Record<string, (options: SchemaRegistryOptions) => SchemaRegistryClient> = {
+  fetch: (options) => schemaRegistry(options),
+  confluent: (options) => confluentSchemaRegistry(options),
+};
+
+for (const [clientName, makeRegistry] of Object.entries(clients)) {
+describe(`schema registry and the Confluent wire format (Kafka → Gress → Kafka), ${clientName} client`, () => {
   it("Avro: records of a registered schema are decoded, mapped and written framed with the output subject's id", { timeout: 120_000 }, async () => {
     const input = uniqueName("reg-avro-in");
     const output = uniqueName("reg-avro-out");
@@ -101,7 +108,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       users.map((u) => ({ value: framed(id, writer.toBuffer(u)) })),
     );
 
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const dead = await roundTrip<{ id: number; name: string }, { text: string; userId: number }>({
       input,
       output,
@@ -141,7 +148,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       orders.map((o) => ({ value: framed(id, Order.encode(Order.create(o)).finish(), [2, 2]) })),
     );
 
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const dead = await roundTrip<{ id: string; cents: number; items: string[] }, { order: string; cents: number; items: number }>({
       input,
       output,
@@ -190,7 +197,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       { value: framed(id, toBinary(OrderSchema, create(OrderSchema, { id: "o1", cents: 9_007_199_254_740_993n } as never)), [0]) },
       { value: framed(id, toBinary(OrderSchema, create(OrderSchema, { id: "o2", cents: 5n } as never)), [0]) },
     ]);
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const job = new Job({ name: uniqueName("registry-typed") });
     const got: { $typeName: string; id: string; cents: bigint }[] = [];
     job
@@ -220,7 +227,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       docs.map((d) => ({ value: framed(id, Buffer.from(JSON.stringify(d))) })),
     );
 
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const outSchema = JSON.stringify({ type: "object", properties: { sku: { type: "string" }, double: { type: "integer" } }, required: ["sku", "double"], additionalProperties: false });
     const dead = await roundTrip<{ sku: string; qty: number }, { sku: string; double: number }>({
       input,
@@ -261,7 +268,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       { value: framed(v1, w1.toBuffer({ id: 3, name: "old again" })) },
     ]);
 
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     type User = { id: number; name: string; email: string | null };
     const dead = await roundTrip<User, User>({
       input,
@@ -288,7 +295,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
     await registerRaw(subject, "AVRO", JSON.stringify(USER_V1));
     // id changes from long to string: a v1 record cannot be read with it.
     const incompatible = { ...USER_V1, fields: [{ name: "id", type: "string" }, { name: "name", type: "string" }] };
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const job = new Job({ name: uniqueName("registry-refused") });
     job
       .fromIterable([{ id: "x", name: "y" }])
@@ -309,7 +316,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
     const id = await registerRaw(`${input}-value`, "AVRO", JSON.stringify(USER_V1));
     await produce(input, [{ value: framed(id, avro.Type.forSchema(USER_V1 as unknown as avro.Schema).toBuffer({ id: 1, name: "a" })) }]);
     // Nothing listens on port 9 of the loopback: every request is refused at once.
-    const unreachable = schemaRegistry({ url: "http://127.0.0.1:9", retries: 0 });
+    const unreachable = makeRegistry({ url: "http://127.0.0.1:9", retries: 0 });
     const job = new Job({ name: uniqueName("registry-down") });
     const stream = job.source(kafkaSource({ name: "in", brokers: brokers(), topics: [input], groupId: uniqueName("g"), bounded: true, decode: registryDecoder({ registry: unreachable }) }));
     const got: unknown[] = [];
@@ -353,7 +360,7 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
       messages.map((value) => ({ value })),
     );
 
-    const registry = schemaRegistry({ url: registryUrl() });
+    const registry = makeRegistry({ url: registryUrl() });
     const dead = await roundTrip<{ id: number; name: string }, { id: number; name: string }>({
       input,
       output,
@@ -382,3 +389,4 @@ describe("schema registry and the Confluent wire format (Kafka → Gress → Kaf
     );
   });
 });
+}
