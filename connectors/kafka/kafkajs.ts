@@ -20,7 +20,10 @@ import retryModule from "kafkajs/src/retry/index.js";
 import partitionersModule from "kafkajs/src/producer/partitioners/index.js";
 import emitterModule from "kafkajs/src/instrumentation/emitter.js";
 import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
+import brokerModule from "kafkajs/src/broker/index.js";
 import { assignmentChange } from "./assignment.ts";
+import { correctAbortedFiltering } from "./kafkajs-aborted.ts";
+import { sendInParts } from "./request-size.ts";
 import type {
   BatchHandler,
   ConsumerOptions,
@@ -97,6 +100,9 @@ const filterAbortedMessages = filterAbortedModule as (o: {
   messages: readonly FetchedMessage[];
   abortedTransactions: readonly { producerId: string; firstOffset: string }[];
 }) => FetchedMessage[];
+// kafkajs' filter hands out records of aborted transactions when their list is not in first-offset order:
+// every fetch (consumers' and markerOutcome's) is corrected before kafkajs filters (./kafkajs-aborted.ts).
+correctAbortedFiltering(brokerModule as { prototype: object });
 const TRANSACTION_COORDINATOR = 1;
 const READ_COMMITTED = 1;
 const BROKER_RESOURCE = 4;
@@ -481,9 +487,11 @@ function transactionalProducer(createCluster: CreateCluster, rootLogger: { names
     get inTransaction() {
       return eos.isInTransaction();
     },
-    async send(topic, records): Promise<readonly ProducedBatch[]> {
-      const sent = await sendBatch({ acks: -1, topicMessages: [{ topic, messages: records.map(toMessage) }] });
-      return sent.map((r) => ({ partition: r.partition, baseOffset: Number(r.baseOffset) }));
+    send(topic, records): Promise<readonly ProducedBatch[]> {
+      return sendInParts(records, async (part) => {
+        const sent = await sendBatch({ acks: -1, topicMessages: [{ topic, messages: part.map(toMessage) }] });
+        return sent.map((r) => ({ partition: r.partition, baseOffset: Number(r.baseOffset) }));
+      });
     },
     handle() {
       return { transactionalId: o.transactionalId, producerId: String(eos.getProducerId()), producerEpoch: eos.getProducerEpoch() };

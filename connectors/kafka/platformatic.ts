@@ -37,6 +37,7 @@ import { Buffer } from "node:buffer";
 import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, GroupPartitionsAssigner, Producer, RecordsBatch } from "@platformatic/kafka";
 import { ConfigError } from "../../lib/errors.ts";
 import { assignmentChange } from "./assignment.ts";
+import { sendInParts } from "./request-size.ts";
 import type {
   BatchHandler,
   ConsumerOptions,
@@ -50,6 +51,7 @@ import type {
   MarkerOutcome,
   PartitionOffset,
   ProducedBatch,
+  ProducerRecord,
   Rebalance,
   TransactionalProducerOptions,
   TransactionHandle,
@@ -147,6 +149,23 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const hasError = (e: unknown, ids: readonly string[]): boolean => ids.some((id) => lib().findErrorBy(e as Error, "apiId", id) !== null);
 const toBuffer = (v: Uint8Array | string | null): Buffer | undefined =>
   v === null ? undefined : typeof v === "string" ? Buffer.from(v) : Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+
+/** Sends one bounded part of a transactional `send` (connectors/kafka/request-size.ts cuts them). */
+async function sendPart(t: Transaction, topic: string, records: readonly ProducerRecord[]): Promise<readonly ProducedBatch[]> {
+  const result = await t.send({
+    messages: records.map((r) => {
+      const m: { topic: string; key?: Buffer; value?: Buffer; partition?: number; timestamp?: bigint } = { topic };
+      const k = toBuffer(r.key);
+      const v = toBuffer(r.value);
+      if (k !== undefined) m.key = k;
+      if (v !== undefined) m.value = v;
+      if (r.partition !== undefined) m.partition = r.partition;
+      if (r.timestamp !== undefined) m.timestamp = BigInt(r.timestamp);
+      return m;
+    }),
+  });
+  return (result.offsets ?? []).map((x) => ({ partition: x.partition, baseOffset: Number(x.offset) }));
+}
 
 /** Runs a library method that takes a Node-style callback. */
 function call<T>(fn: (cb: CallbackWithPromise<T>) => void): Promise<T> {
@@ -787,22 +806,10 @@ function transactionalProducer(base: Base, o: TransactionalProducerOptions): Kaf
     get inTransaction() {
       return tx !== undefined;
     },
-    async send(topic, records): Promise<readonly ProducedBatch[]> {
+    send(topic, records): Promise<readonly ProducedBatch[]> {
       const t = current();
       sent = true;
-      const result = await t.send({
-        messages: records.map((r) => {
-          const m: { topic: string; key?: Buffer; value?: Buffer; partition?: number; timestamp?: bigint } = { topic };
-          const k = toBuffer(r.key);
-          const v = toBuffer(r.value);
-          if (k !== undefined) m.key = k;
-          if (v !== undefined) m.value = v;
-          if (r.partition !== undefined) m.partition = r.partition;
-          if (r.timestamp !== undefined) m.timestamp = BigInt(r.timestamp);
-          return m;
-        }),
-      });
-      return (result.offsets ?? []).map((x) => ({ partition: x.partition, baseOffset: Number(x.offset) }));
+      return sendInParts(records, (part) => sendPart(t, topic, part));
     },
     handle() {
       const producerId = made?.producerId;

@@ -196,6 +196,34 @@ for (const [name, make] of Object.entries(clients)) {
       }
     });
 
+    it("a send larger than the broker's 1 MB batch limit lands whole in its transaction, in order, and reports where it began", { timeout: 120_000 }, async () => {
+      // 3 000 records of 1 KiB to one partition: one batch of 3 MB would be refused (MESSAGE_TOO_LARGE), as a
+      // scale-out task's changelog at a checkpoint with many changed keys was.
+      const topic = uniqueName(`cc-${name}`);
+      await createTopic(topic, 1);
+      const pad = "x".repeat(1024);
+      const p = client.transactionalProducer({ transactionalId: uniqueName("big") });
+      await p.connect();
+      try {
+        await p.begin(false);
+        await p.send(topic, [{ key: null, value: "first", partition: 0 }]);
+        const landed = await p.send(
+          topic,
+          Array.from({ length: 3000 }, (_, i) => ({ key: `k${i}`, value: `${i}:${pad}`, partition: 0 })),
+        );
+        await p.commit();
+        assert.deepEqual(landed, [{ partition: 0, baseOffset: 1 }]);
+      } finally {
+        await p.disconnect();
+      }
+      const got = await readCommitted(topic);
+      assert.equal(got.length, 3001);
+      assert.deepEqual(
+        got.slice(1).map((m) => Number(m.value.slice(0, m.value.indexOf(":")))),
+        Array.from({ length: 3000 }, (_, i) => i),
+      );
+    });
+
     it("a pre-committed transaction of a dead producer is committed from its handle, once; send reports where batches landed", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 2);
