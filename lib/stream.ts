@@ -34,7 +34,7 @@ import {
 import { type CoProcessFunction, type KeyedCoProcessFunction, keyedCoProcess, type Tagged, UNKEYED, unkeyedCoProcess } from "./operators/connect.ts";
 import { filterElements } from "./operators/filter.ts";
 import { flatMapElements } from "./operators/flat-map.ts";
-import { isKeyedOperator, type KeyOf, keyByElements, SHUFFLE, type ShufflingJob } from "./operators/key-by.ts";
+import { isKeyedOperator, type KeyOf, keyByElements, SHUFFLE } from "./operators/key-by.ts";
 import { mapElements } from "./operators/map.ts";
 import { chain, isChainable, type OperatorInit } from "./operate.ts";
 import { type ProcessFunction, processElements } from "./operators/process.ts";
@@ -98,6 +98,11 @@ function run<T>(plan: Plan): Observable<Element<T>> {
 export interface OperatorOptions {
   /** Stable id for the operator's state across pipeline changes (like Flink's uid). */
   readonly uid?: string;
+}
+
+/** A job that repartitions keyBys itself (a scale-out task, lib/scaleout/task.ts, under `SHUFFLE`). */
+interface ShufflingJob {
+  readonly [SHUFFLE]?: <T, K extends Key>(stream: Stream<T>, selector: (value: T) => K) => KeyedStream<T, K>;
 }
 
 /**

@@ -2,7 +2,6 @@ import type { Observable } from "rxjs";
 import { type Element, type Key, record, type StreamRecord } from "../element.ts";
 import type { OperatorContext } from "../operator-context.ts";
 import { type ChainableOperator, type Downstream, type OperatorBody, type OperatorInit, operate } from "../operate.ts";
-import type { KeyedStream, Stream } from "../stream.ts";
 import { handleUserError } from "./user-error.ts";
 
 /**
@@ -103,8 +102,3 @@ export function keyByElements<T>(ctx: OperatorContext, selector: (value: T) => K
  * then comes through a repartition topic. Absent on every other job, so single-process keyBy is unchanged.
  */
 export const SHUFFLE: unique symbol = Symbol.for("gress.scaleout.shuffle");
-
-/** A job that repartitions keyBys itself (a scale-out task). */
-export interface ShufflingJob {
-  readonly [SHUFFLE]?: <T, K extends Key>(stream: Stream<T>, selector: (value: T) => K) => KeyedStream<T, K>;
-}
