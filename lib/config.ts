@@ -25,10 +25,21 @@ export function validate<S extends z.ZodType>(schema: S, input: unknown, where: 
   const issues: ConfigIssue[] = result.error.issues.map((i) => ({
     path: [where, ...i.path.map((p) => (typeof p === "symbol" ? String(p) : p))],
     code: i.code,
-    message: "input" in i && i.code !== "unrecognized_keys" ? `${i.message}, got ${show(i.input)}` : i.message,
+    message: messageOf(i),
   }));
   const text = issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
   throw new ConfigError(`invalid options: ${text}`, issues, { cause: result.error });
+}
+
+/** zod's message for one issue, with the value that was given: "required" for a missing field. */
+function messageOf(i: z.core.$ZodIssue): string {
+  if (!("input" in i) || i.code === "unrecognized_keys") return i.message;
+  // zod 4 says "Invalid input: expected string, received undefined"; the value itself says more.
+  const expected = i.message.replace(/, received [^,]*$/, "");
+  if (i.input === undefined && i.code === "invalid_type") {
+    return /^Invalid input: expected /.test(i.message) ? `required (${expected.replace(/^Invalid input: /, "")})` : i.message;
+  }
+  return `${expected}, got ${show(i.input)}`;
 }
 
 function show(value: unknown): string {

@@ -91,6 +91,13 @@ describe("GressError", () => {
 });
 
 describe("option validation", () => {
+  it("validate() says 'required' for a missing field and shows a wrong value once (not zod's 'received' and ours)", () => {
+    const schema = z.strictObject({ brokers: z.string(), n: z.number() });
+    assert.throws(() => validate(schema, { n: "x" }, "status"), {
+      message: 'invalid options: status.brokers: required (expected string); status.n: Invalid input: expected number, got "x"',
+    });
+  });
+
   it("validate() names the place and each bad field, and keeps the issues as data", () => {
     const schema = z.object({ size: z.number().positive(), name: z.string() });
     assert.throws(
