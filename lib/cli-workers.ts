@@ -126,7 +126,11 @@ async function runParent(file: string, o: WorkerFlags, workers: number): Promise
       child.on("close", (code, signal) => {
         const exit = code ?? 128 + (SIGNALS[signal ?? ""] ?? 1);
         if (exit !== 0 && firstFailure === 0) firstFailure = exit;
-        if (exit !== 0) console.error(`gress: worker ${i} exited with ${signal === null ? `code ${code}` : signal}; it is not restarted (its tasks move to the other workers)`);
+        if (exit !== 0) {
+          const others = children.some((c, j) => j !== i && c.child.exitCode === null && c.child.signalCode === null);
+          const tasks = others ? "its tasks move to the other workers" : "no worker of this command is left to take its tasks";
+          console.error(`gress: worker ${i} exited with ${signal === null ? `code ${code}` : signal}; it is not restarted (${tasks})`);
+        }
         res();
       }),
     );
