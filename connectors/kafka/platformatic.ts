@@ -35,7 +35,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, GroupPartitionsAssigner, Producer, RecordsBatch } from "@platformatic/kafka";
-import { ConfigError } from "../../lib/errors.ts";
+import { optionalPeer } from "../../lib/optional-peer.ts";
 import { assignmentChange } from "./assignment.ts";
 import { sendInParts } from "./request-size.ts";
 import type {
@@ -61,35 +61,22 @@ import type {
 const LIBRARY = "@platformatic/kafka";
 /** The version of the library this adapter is tested with: package.json's devDependencies (check-exports.mjs). */
 const LIBRARY_VERSION = "2.12.1";
-/** How each runtime names the package it could not find: 'x' (Node, Bun), 'npm:x@version' or "x" (Deno). */
-const NOT_FOUND = /['"](?:npm:)?@platformatic\/kafka(?:@[^'"]*)?['"]/;
 type Library = typeof import("@platformatic/kafka");
-let loading: Promise<Library> | undefined;
 let loaded: Library | undefined;
 
 /** Imports the library once; every asynchronous entry point of the client awaits it before using `lib()`. */
-function load(): Promise<Library> {
-  loading ??= (async () => {
+const loadPeer: () => Promise<Library> = optionalPeer({
+  library: LIBRARY,
+  version: LIBRARY_VERSION,
+  api: "platformaticKafkaClient",
+  load: () => {
     installPromiseWithResolvers();
-    try {
-      loaded = await import("@platformatic/kafka");
-      return loaded;
-    } catch (e) {
-      // The next call tries again rather than keep a failure.
-      loading = undefined;
-      const code = (e as { code?: unknown } | null)?.code;
-      const message = e instanceof Error ? e.message : String(e);
-      // Only the package itself missing; a broken installation of it (a dependency of its own missing) says so.
-      if (code !== "ERR_MODULE_NOT_FOUND" || !NOT_FOUND.test(message)) throw e;
-      const hint = `npm install ${LIBRARY}@${LIBRARY_VERSION}`;
-      throw new ConfigError(
-        `platformaticKafkaClient needs the package ${LIBRARY}, an optional peer dependency of gress that is not installed: ${hint}`,
-        [{ path: ["platformaticKafkaClient"], code: "missing_dependency", message: `${LIBRARY} is not installed (${hint})` }],
-        { cause: e },
-      );
-    }
-  })();
-  return loading;
+    return import("@platformatic/kafka");
+  },
+});
+async function load(): Promise<Library> {
+  loaded = await loadPeer();
+  return loaded;
 }
 
 /** The library, once {@link load} has resolved. */

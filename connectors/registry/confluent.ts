@@ -16,38 +16,20 @@
  * @module
  */
 import type { SchemaRegistryClient as ConfluentClient, SchemaInfo } from "@confluentinc/schemaregistry";
-import { ConfigError } from "../../lib/errors.ts";
+import { optionalPeer } from "../../lib/optional-peer.ts";
 import { type RegistrySchema, type SchemaRegistryClient, SchemaRegistryError, type SchemaRegistryOptions, type SchemaType } from "./client.ts";
 
 const LIBRARY = "@confluentinc/schemaregistry";
 /** The version of the library this adapter is tested with: package.json's devDependencies (check-exports.mjs). */
 const LIBRARY_VERSION = "1.10.1";
-/** How each runtime names the package it could not find: 'x' (Node, Bun), 'npm:x@version' or "x" (Deno). */
-const NOT_FOUND = /['"](?:npm:)?@confluentinc\/schemaregistry(?:@[^'"]*)?['"]/;
 type Library = typeof import("@confluentinc/schemaregistry");
-let loading: Promise<Library> | undefined;
-
-/** Imports the library once per process; a failure is not kept, so the next call tries again. */
-function load(): Promise<Library> {
-  loading ??= (async () => {
-    try {
-      return await import("@confluentinc/schemaregistry");
-    } catch (e) {
-      loading = undefined;
-      const code = (e as { code?: unknown } | null)?.code;
-      const message = e instanceof Error ? e.message : String(e);
-      // Only the package itself missing; a broken installation of it (a dependency of its own missing) says so.
-      if (code !== "ERR_MODULE_NOT_FOUND" || !NOT_FOUND.test(message)) throw e;
-      const hint = `npm install ${LIBRARY}@${LIBRARY_VERSION}`;
-      throw new ConfigError(
-        `confluentSchemaRegistry needs the package ${LIBRARY}, an optional peer dependency of gress that is not installed: ${hint}`,
-        [{ path: ["confluentSchemaRegistry"], code: "missing_dependency", message: `${LIBRARY} is not installed (${hint})` }],
-        { cause: e },
-      );
-    }
-  })();
-  return loading;
-}
+/** Imports the library once per process (lib/optional-peer.ts: a missing package is a ConfigError with the fix). */
+const load: () => Promise<Library> = optionalPeer({
+  library: LIBRARY,
+  version: LIBRARY_VERSION,
+  api: "confluentSchemaRegistry",
+  load: () => import("@confluentinc/schemaregistry"),
+});
 
 /**
  * Options of {@link confluentSchemaRegistry}: those of {@link schemaRegistry} except `fetch` (the library
