@@ -504,12 +504,30 @@ export class Task {
     };
   }
 
-  /** Stops the task: no more batches, the job cancelled, the open transaction aborted. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the task: no more batches, the job cancelled, the open transaction aborted. Idempotent. With
+   * `final`, the job first stops gracefully (Job.stop: its sources stop reading and a last checkpoint commits
+   * what it processed, in the task's transaction), so the next owner resumes from there instead of replaying
+   * up to one interval. That last checkpoint may fail, e.g. fenced by a new owner that started already: the
+   * task then stops as without it (the new owner resumes from the checkpoint before, which is as correct).
+   */
+  async stop(final = false): Promise<void> {
     if (this.#stopping) return this.#running;
     this.#stopping = true;
+    const job = this.#job;
+    if (final && job !== undefined) {
+      const began = performance.now();
+      const last = job.checkpoints?.history.at(-1)?.id;
+      await job.stop().catch(() => undefined);
+      const now = job.checkpoints?.history.at(-1)?.id;
+      this.#o.log(
+        now !== undefined && now !== last
+          ? `task ${this.#o.taskId}: final checkpoint ${now} committed in ${(performance.now() - began).toFixed(0)} ms`
+          : `task ${this.#o.taskId}: no final checkpoint (the next owner resumes from the last one)`,
+      );
+    }
     for (const r of new Set(this.#routed.values())) await r.stop();
-    this.#job?.cancel();
+    job?.cancel();
     await this.#running?.catch(() => undefined);
     const p = this.#producer;
     if (p?.inTransaction === true) await p.abort().catch(() => undefined);

@@ -21,8 +21,10 @@
  * - **Shuffles.** Each `keyBy` not declared `copartitioned` writes through a repartition topic
  *   `gress-<job>-<n>-repartition` (lib/scaleout/shuffle-io.ts), created here with P partitions
  *   (cleanup.policy=delete); the group consumer subscribes to it too, and task p reads its partition p.
- * Not built yet: non-Kafka sinks with per-task idempotence, static membership, a final checkpoint on
- * revocation.
+ * - **Revocation and stop.** A task revoked by a rebalance, or stopped with the worker, first takes a final
+ *   checkpoint (Job.stop) so that its next owner does not replay the last interval; a task fenced by a new
+ *   owner that started first stops without one (the new owner resumes from the one before).
+ * Not built yet: static membership.
  * @module
  */
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
@@ -92,7 +94,7 @@ export interface ScaleOutWorker {
   readonly tasks: readonly string[];
   /** Assignments received so far. */
   readonly rebalances: number;
-  /** Stops every task (no final checkpoint: the next owner replays since the last one) and leaves the group. */
+  /** Stops every task, each after a final checkpoint (when it can still commit one), and leaves the group. */
   stop(): Promise<void>;
 }
 
@@ -317,7 +319,9 @@ class Worker {
     if (task === undefined) return;
     this.#tasks.delete(id);
     for (const tp of task.partitions) if (this.#byPartition.get(key(tp)) === task) this.#byPartition.delete(key(tp));
-    await task.stop();
+    // Revoked or the worker stopping: a last checkpoint first (the task still owns its transactional id, unless
+    // a new owner fenced it already). Migrated or restarting: it was fenced or refused, there is nothing to commit.
+    await task.stop(why === "revoked" || why === "worker stopping");
     this.#log(`task ${id} stopped (${why})`);
   }
 

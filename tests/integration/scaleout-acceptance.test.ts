@@ -22,6 +22,7 @@ import { after, describe, it } from "node:test";
 import postgres from "postgres";
 import { postgresStagingTable } from "../../connectors/postgres/index.ts";
 import { Job, sinkFn } from "../../lib/index.ts";
+import { encodeShuffleKey, shufflePartition } from "../../lib/scaleout/shuffle.ts";
 import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 import { type AcceptanceOutput, acceptancePipeline, outputId } from "./scaleout-acceptance-job.ts";
 import { shuffleEvents } from "./scaleout-shuffle-pipeline.ts";
@@ -138,6 +139,26 @@ async function visibilityProbe(topic: string): Promise<{ stop: () => Promise<{ m
       return { maxBlockedMs: max, records, at };
     },
   };
+}
+
+/**
+ * For a run that stalled: the committed outputs missing from the output topic, counted by kind and by the
+ * downstream task of their key (the repartition partition of the user), with the first few: a stuck downstream
+ * task, a stuck watermark (only the last windows missing) and lost records look different here.
+ */
+async function missingOutputs(reference: readonly AcceptanceOutput[], topic: string): Promise<string> {
+  const have = new Set((await readCommitted(topic, 10_000)).map((m) => outputId(JSON.parse(m.value) as AcceptanceOutput)));
+  const missing = reference.filter((o) => !have.has(outputId(o)));
+  const by = new Map<string, number>();
+  for (const o of missing) {
+    const k = `${o.kind}@task 0_${shufflePartition(encodeShuffleKey(o.key), PARTITIONS)}`;
+    by.set(k, (by.get(k) ?? 0) + 1);
+  }
+  const lastStart = Math.max(...reference.filter((o) => o.kind === "w").map((o) => o.start));
+  return `missing ${missing.length}: ${JSON.stringify(Object.fromEntries([...by].sort()))}; first: ${missing
+    .slice(0, 8)
+    .map((o) => `${o.kind} ${o.key} ${o.start}`)
+    .join(", ")}; the last window starts at ${lastStart}`;
 }
 
 /** The "assignment" lines a worker logged (each one a rebalance that changed its tasks). */
@@ -265,7 +286,12 @@ describe(`scale-out acceptance (${clientName()}, real Kafka and PostgreSQL)`, ()
       await until("C running tasks again, every task running once", () => current(c2).length > 0 && owned([a, d, c2]).join() === TASKS.join(), 90_000, workers);
       rebalances.restart = afterRestart();
 
-      await until("every output in Kafka", () => counter.count() >= expected, 150_000, workers);
+      try {
+        await until("every output in Kafka", () => counter.count() >= expected, 150_000, workers);
+      } catch (err) {
+        (err as Error).message = `${counter.count()} of ${expected} outputs came; ${await missingOutputs(reference, output)}\n${(err as Error).message}`;
+        throw err;
+      }
       // PostgreSQL commits after Kafka: wait for its last rows (a lost row shows below).
       const rowsNow = async (): Promise<number> => ((await sql.unsafe(`select count(*)::int as n from "${table}"`))[0]?.n as number | undefined) ?? 0;
       for (let waited = 0; waited < 15_000 && (await rowsNow()) < expected; waited += 250) await new Promise((r) => setTimeout(r, 250));

@@ -84,6 +84,39 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
     });
   }
 
+  it("a worker stopped gracefully (SIGTERM) commits a final checkpoint of each task: its output is out before any periodic checkpoint, and the next worker resumes from there", { timeout: 120_000 }, async () => {
+    const count = 400;
+    const keys = 10;
+    const { input, output } = await setup(2, count, keys);
+    const counter = await outputCounter(output);
+    // No periodic checkpoint within the test: whatever is committed comes from the final one.
+    const cfg = { ...config(input, output, uniqueName("so-final"), 1000), intervalMs: 600_000 };
+    const a = startWorker(cfg);
+    let b: ReturnType<typeof startWorker> | undefined;
+    try {
+      await until("worker A running both tasks", () => current(a).length === 2, 60_000, [a]);
+      // 200 records per task at 1 000/s: read well within this wait.
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(counter.count(), 0, "nothing is committed before a checkpoint");
+      a.child.kill("SIGTERM");
+      assert.deepEqual(await a.exited, { code: 0, signal: null }, a.log);
+      assert.equal([...a.log.matchAll(/task 0_\d: final checkpoint \d+ committed/g)].length, 2, a.log);
+      await until("the final checkpoints' output", () => counter.count() >= count, 20_000, [a]);
+      // The next worker (a fresh state directory) starts both tasks from those checkpoints and replays nothing.
+      b = startWorker({ ...cfg, state: config(input, output, cfg.job, 1000).state });
+      const started = b;
+      await until("worker B running both tasks", () => current(started).length === 2, 60_000, [a, started]);
+      assert.equal([...started.log.matchAll(/task 0_\d started in \d+ ms: restored \d+ changelog records from offset 0, checkpoint \d+/g)].length, 2, started.log);
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      for (const w of [a, b]) if (w !== undefined && w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGTERM");
+      await counter.stop();
+    }
+    assert.ok(b !== undefined);
+    assert.deepEqual(await b.exited, { code: 0, signal: null }, b.log);
+    await checkOutput(output, count, keys);
+  });
+
   it("two worker processes share the tasks; one is frozen (SIGSTOP) past its session, its tasks move and its late commits are fenced, then, back in the group, it is killed with SIGKILL; the output equals the reference", { timeout: 240_000 }, async () => {
     const count = 10_000;
     const keys = 50;
