@@ -115,6 +115,10 @@ export function jsonDepth(bytes: Uint8Array, limit: number): number {
 export function depthViolation(bytes: Uint8Array, maxDepth: number): string | undefined {
   // Nesting deeper than maxDepth takes more than maxDepth bytes: short messages need no scan.
   if (bytes.byteLength <= maxDepth || jsonDepth(bytes, maxDepth) <= maxDepth) return undefined;
+  return depthReason(maxDepth);
+}
+
+function depthReason(maxDepth: number): string {
   return `nested too deeply: arrays and objects more than ${maxDepth} levels deep (maxDepth ${maxDepth})`;
 }
 
@@ -125,7 +129,7 @@ export function decodeUtf8(bytes: Uint8Array): Decoded<string> {
   try {
     return { ok: true, value: utf8.decode(bytes) };
   } catch {
-    return { ok: false, reason: "invalid UTF-8" };
+    return INVALID_UTF8;
   }
 }
 
@@ -142,13 +146,25 @@ class ForbiddenKey extends Error {}
  */
 export function parseJsonSafely(text: string): Decoded<unknown> {
   try {
-    const suspicious = text.includes("__proto__") || text.includes("\\u");
-    return { ok: true, value: suspicious ? JSON.parse(text, refuseProto) : JSON.parse(text) };
+    return { ok: true, value: parseJsonOrThrow(text) };
   } catch (e) {
-    if (e instanceof ForbiddenKey) return { ok: false, reason: 'forbidden key "__proto__"' };
-    return { ok: false, reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` };
+    return jsonFailure(e);
   }
 }
+
+/** JSON.parse refusing `__proto__` keys (throws ForbiddenKey); the reviver runs only on suspicious text. */
+function parseJsonOrThrow(text: string): unknown {
+  // A `__proto__` key is spelled literally or with `\u` escapes; text with neither parses without the reviver.
+  return text.includes("__proto__") || text.includes("\\u") ? JSON.parse(text, refuseProto) : JSON.parse(text);
+}
+
+/** The reason of a failed {@link parseJsonOrThrow}. */
+function jsonFailure(e: unknown): { readonly ok: false; readonly reason: string } {
+  if (e instanceof ForbiddenKey) return FORBIDDEN_PROTO;
+  return { ok: false, reason: `malformed JSON: ${e instanceof Error ? e.message : String(e)}` };
+}
+const FORBIDDEN_PROTO = { ok: false, reason: 'forbidden key "__proto__"' } as const;
+const INVALID_UTF8 = { ok: false, reason: "invalid UTF-8" } as const;
 
 /** Describes the zod issues of a failed parse: `schema violation: amount: expected number; ...`. */
 export function schemaReason(error: z.ZodError): string {
@@ -176,17 +192,27 @@ export function jsonDecoder<T = unknown>(options: JsonDecoderOptions<T> = {}): D
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   const maxDepth = checkMaxDepth(options.maxDepth);
   const schema = options.schema;
+  // The same steps as depthViolation, decodeUtf8 and parseJsonSafely, in one function with one result object:
+  // this runs once per message, and the intermediate results cost about as much as the checks themselves.
   return (bytes) => {
     if (bytes === null) return { ok: false, reason: "empty message (null value)" };
-    if (bytes.byteLength > maxBytes) return { ok: false, reason: `oversized: ${bytes.byteLength} bytes > limit ${maxBytes}` };
-    const deep = depthViolation(bytes, maxDepth);
-    if (deep !== undefined) return { ok: false, reason: deep };
-    const text = decodeUtf8(bytes);
-    if (!text.ok) return text;
-    const parsed = parseJsonSafely(text.value);
-    if (!parsed.ok) return parsed;
-    if (schema === undefined) return parsed as Decoded<T>;
-    const checked = schema.safeParse(parsed.value);
+    const size = bytes.byteLength;
+    if (size > maxBytes) return { ok: false, reason: `oversized: ${size} bytes > limit ${maxBytes}` };
+    if (size > maxDepth && jsonDepth(bytes, maxDepth) > maxDepth) return { ok: false, reason: depthReason(maxDepth) };
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      return INVALID_UTF8;
+    }
+    let value: unknown;
+    try {
+      value = parseJsonOrThrow(text);
+    } catch (e) {
+      return jsonFailure(e);
+    }
+    if (schema === undefined) return { ok: true, value: value as T };
+    const checked = schema.safeParse(value);
     return checked.success ? { ok: true, value: checked.data } : { ok: false, reason: schemaReason(checked.error) };
   };
 }

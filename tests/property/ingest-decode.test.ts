@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { z } from "zod";
-import { DEFAULT_MAX_DEPTH, jsonDecoder, jsonDepth, parseJsonSafely } from "../../connectors/ingest/decode.ts";
+import { DEFAULT_MAX_DEPTH, type Decoded, decodeUtf8, depthViolation, jsonDecoder, jsonDepth, parseJsonSafely } from "../../connectors/ingest/decode.ts";
 import { isGressError } from "../../lib/errors.ts";
 
 const encoder = new TextEncoder();
@@ -47,6 +47,34 @@ describe("ingest decoders", () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it("law: jsonDecoder (one fused function) answers exactly as its steps composed: size, depth, UTF-8, safe parse", () => {
+    const maxBytes = 200;
+    const maxDepth = 4;
+    const decode = jsonDecoder({ maxBytes, maxDepth });
+    const composed = (bytes: Uint8Array): Decoded<unknown> => {
+      if (bytes.byteLength > maxBytes) return { ok: false, reason: `oversized: ${bytes.byteLength} bytes > limit ${maxBytes}` };
+      const deep = depthViolation(bytes, maxDepth);
+      if (deep !== undefined) return { ok: false, reason: deep };
+      const text = decodeUtf8(bytes);
+      return text.ok ? parseJsonSafely(text.value) : text;
+    };
+    const key = fc.constantFrom('"__proto__"', '"\\u005f_proto__"', '"a"', '"_"');
+    const json = fc.tuple(key, fc.jsonValue({ maxDepth: 6 }), fc.nat(5)).map(([k, v, n]) => {
+      let text = `{${k}:${JSON.stringify(v)}}`;
+      for (let i = 0; i < n; i++) text = `[${text}]`;
+      return encoder.encode(text);
+    });
+    // Valid JSON (some with __proto__ keys, some too deep or too big), arbitrary bytes, and bytes cut short (bad UTF-8).
+    const bytes = fc.oneof(json, fc.uint8Array({ maxLength: 260 }), json.chain((b) => fc.nat(b.length).map((n) => b.subarray(0, n))));
+    fc.assert(
+      fc.property(bytes, (b) => {
+        assert.deepEqual(decode(b), composed(b));
+      }),
+      { numRuns: 500 },
+    );
+    assert.deepEqual(decode(null), { ok: false, reason: "empty message (null value)" });
   });
 
   it("the size bound is checked before parsing, and a valid document passes the schema", () => {
