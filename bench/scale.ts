@@ -28,7 +28,7 @@
  *    join and first fetch.
  *
  * Environment: GRESS_BENCH_SCALE_EVENTS (default 1 000 000), GRESS_BENCH_SCALE_ROUNDS (default 3),
- * GRESS_BENCH_SCALE_ONLY (throughput|rebalance|restore), GRESS_KAFKA_CLIENT (kafkajs by default, or platformatic),
+ * GRESS_BENCH_SCALE_ONLY (throughput|rebalance|restore), GRESS_KAFKA_CLIENT (platformatic by default, or kafkajs),
  * GRESS_BENCH_SCALE_PROFILE=<dir> (each child process writes a V8 CPU profile there), GRESS_BENCH_SCALE_VERBOSE=1
  * (prints the processes' logs after each throughput run), GRESS_BENCH_SCALE_MODES (a comma-separated subset of
  * "single-process", "1 worker", "2 workers"; no ratios then).
@@ -260,7 +260,7 @@ function dataset(events: number, windowMs: number): Dataset {
 
 class Bench {
   readonly brokers = env("GRESS_KAFKA_BROKERS").split(",");
-  readonly client: "kafkajs" | "platformatic" = process.env.GRESS_KAFKA_CLIENT === "platformatic" ? "platformatic" : "kafkajs";
+  readonly client: "kafkajs" | "platformatic" = process.env.GRESS_KAFKA_CLIENT === "kafkajs" ? "kafkajs" : "platformatic";
   readonly kafka = new Kafka({ brokers: this.brokers, clientId: "bench-scale", logLevel: logLevel.NOTHING });
   readonly admin = this.kafka.admin();
   readonly tag = `${process.pid}-${Date.now().toString(36)}`;

@@ -23,6 +23,7 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { z } from "zod";
+import type { KafkaClientName } from "../connectors/kafka/default-client.ts";
 import { brokersSchema, portSchema } from "./cli-options.ts";
 import { validate } from "./config.ts";
 import { ConfigError } from "./errors.ts";
@@ -45,7 +46,7 @@ const schema: z.ZodType<Omit<WorkerFlags, "brokers"> & { brokers?: string[] | un
   "worker-index": z.coerce.number().int().nonnegative().optional(),
   group: z.string().min(1).optional(),
   brokers: brokersSchema.optional(),
-  "kafka-client": z.enum(["kafkajs", "platformatic"]).default("kafkajs"),
+  "kafka-client": z.enum(["platformatic", "kafkajs"]).optional(),
 });
 
 /** The validated options of a scale-out run. */
@@ -59,7 +60,8 @@ export interface WorkerFlags {
   readonly "worker-index"?: number | undefined;
   readonly group?: string | undefined;
   readonly brokers: string[];
-  readonly "kafka-client": "kafkajs" | "platformatic";
+  /** Undefined: the default client (connectors/kafka/default-client.ts). */
+  readonly "kafka-client"?: KafkaClientName | undefined;
 }
 
 /**
@@ -205,7 +207,7 @@ async function runWorker(file: string, o: WorkerFlags, index: number): Promise<n
   const running = runScaledOut(
     {
       name: o.name,
-      kafka: { brokers: o.brokers, client: o["kafka-client"] },
+      kafka: { brokers: o.brokers, ...(o["kafka-client"] === undefined ? {} : { client: o["kafka-client"] }) },
       state: stateDir,
       checkpoints: { intervalMs: o["checkpoint-interval"] },
       ...(o.group === undefined ? {} : { group: o.group }),

@@ -121,7 +121,7 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "workers", arg: "N", help: "scale-out: start N worker processes of the job, a Kafka consumer group (needs --brokers; every source a Kafka source)" },
       { name: "brokers", arg: "HOST:PORT,...", help: "scale-out: the Kafka brokers of the job's group and changelog" },
       { name: "group", arg: "G", help: "scale-out: the consumer group (default gress-<job>)" },
-      { name: "kafka-client", arg: "NAME", help: "scale-out: kafkajs (default) or platformatic" },
+      { name: "kafka-client", arg: "NAME", help: "scale-out: platformatic (@platformatic/kafka, default) or kafkajs" },
       { name: "worker-index", arg: "I", help: "scale-out: run one worker (index I: /metrics on port + I, state in <state-dir>/worker-I); --workers starts these" },
       HELP_OPTION,
     ],

@@ -1,7 +1,9 @@
 /**
  * Kafka for Gress (`gress/kafka`): a replayable, partition-aware source and a transactional two-phase-commit
  * sink, so that Kafka → Gress → Kafka is exactly-once across crashes. Both are written against the small
- * {@link KafkaClient} interface; `kafkajsClient` implements it with kafkajs.
+ * {@link KafkaClient} interface; `platformaticKafkaClient` implements it with @platformatic/kafka (the client
+ * made from `brokers` by default, when that optional peer dependency is installed) and `kafkajsClient` with
+ * kafkajs (`client: "kafkajs"`, and the default without it).
  *
  * @example
  * ```ts
@@ -15,6 +17,7 @@
  * @module
  */
 export type * from "./client.ts";
+export { DEFAULT_KAFKA_CLIENT, defaultKafkaClient, type KafkaClientName } from "./default-client.ts";
 export { type KafkajsClientOptions, kafkajsClient } from "./kafkajs.ts";
 export { type PlatformaticKafkaClientOptions, platformaticKafkaClient } from "./platformatic.ts";
 export { type KafkaSinkHandle, type KafkaSinkOptions, kafkaSink } from "./sink.ts";

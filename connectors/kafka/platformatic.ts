@@ -61,6 +61,8 @@ import type {
 const LIBRARY = "@platformatic/kafka";
 /** The version of the library this adapter is tested with: package.json's devDependencies (check-exports.mjs). */
 const LIBRARY_VERSION = "2.12.1";
+/** The version of @platformatic/kafka this adapter is tested with (for install hints). */
+export const PLATFORMATIC_KAFKA_VERSION: string = LIBRARY_VERSION;
 type Library = typeof import("@platformatic/kafka");
 let loaded: Library | undefined;
 

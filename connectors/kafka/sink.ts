@@ -52,7 +52,7 @@ import { type CommitAborted, encodeRecord, type Sink, type SinkContext } from ".
 import type { RecordSerializer } from "../registry/serde.ts";
 import { TASK_SINK, type TaskKafkaIo, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import type { KafkaClient, KafkaTransactionalProducer, ProducerRecord, TransactionHandle } from "./client.ts";
-import { kafkajsClient } from "./kafkajs.ts";
+import { isKafkaClientOption, type KafkaClientName, resolveKafkaClient } from "./default-client.ts";
 
 /**
  * Options of {@link kafkaSink}.
@@ -77,8 +77,13 @@ import { kafkajsClient } from "./kafkajs.ts";
 export interface KafkaSinkOptions<T> {
   /** Sink name, unique in the job. */
   readonly name: string;
+  /** Broker addresses, e.g. ["127.0.0.1:9092"]; or give `client`. */
   readonly brokers?: readonly string[];
-  readonly client?: KafkaClient;
+  /**
+   * A client to use, or which built-in client to make from `brokers`: "platformatic" (@platformatic/kafka, the
+   * default) or "kafkajs".
+   */
+  readonly client?: KafkaClient | KafkaClientName;
   readonly topic: string;
   /** Message value. Default: JSON text of the value. A {@link RecordSerializer} (`registrySerializer` of gress/registry) is opened with the sink. */
   readonly serialize?: ((value: T) => Uint8Array | string | null) | RecordSerializer<T>;
@@ -130,7 +135,7 @@ const MARKER_WAIT_MS = 16 * 60 * 1000;
 const optionsSchema = z.strictObject({
   name: z.string().min(1),
   brokers: z.array(z.string().min(1)).min(1).optional(),
-  client: z.custom<KafkaClient>((c) => typeof (c as KafkaClient)?.transactionalProducer === "function", "a KafkaClient").optional(),
+  client: z.custom<KafkaClient | KafkaClientName>(isKafkaClientOption, 'a KafkaClient, "platformatic" or "kafkajs"').optional(),
   topic: z.string().min(1),
   serialize: z.union([z.function(), z.custom<RecordSerializer<unknown>>((s) => typeof (s as RecordSerializer<unknown>)?.serialize === "function" && typeof (s as RecordSerializer<unknown>).open === "function", "a function or a RecordSerializer")]).optional(),
   key: z.function().optional(),
@@ -211,8 +216,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   const serializer = typeof options.serialize === "object" ? options.serialize : undefined;
   const serialize = serializer !== undefined ? (v: T) => serializer.serialize(v) : ((options.serialize as ((value: T) => Uint8Array | string | null) | undefined) ?? ((v: T) => JSON.stringify(v) ?? null));
   const keyOf = options.key;
-  const ownClient = options.client === undefined;
-  let client: KafkaClient | undefined = options.client;
+  const ownClient = options.client === undefined || typeof options.client === "string";
+  let client: KafkaClient | undefined = typeof options.client === "string" ? undefined : options.client;
   let producer: KafkaTransactionalProducer | undefined;
   /** Serialises every use of the producer. */
   let chain: Promise<void> = Promise.resolve();
@@ -233,7 +238,7 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
   const getClient = (): KafkaClient => {
     if (client === undefined) {
       if (o.brokers === undefined) throw new SinkError(`kafka sink "${name}": give brokers or a client`);
-      client = kafkajsClient({ brokers: o.brokers, clientId: `gress-${name}` });
+      client = resolveKafkaClient(o.brokers, `gress-${name}`, o.client);
     }
     return client;
   };

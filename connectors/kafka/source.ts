@@ -36,7 +36,7 @@ import { BIND_TASK, SOURCE_TOPICS, type TaskBindable } from "../../lib/scaleout/
 import { type AsyncDecoder, type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
 import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
 import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
-import { kafkajsClient } from "./kafkajs.ts";
+import { isKafkaClientOption, type KafkaClientName, resolveKafkaClient } from "./default-client.ts";
 
 /**
  * Options of {@link kafkaSource}.
@@ -64,8 +64,11 @@ export interface KafkaSourceOptions<T> {
   readonly name: string;
   /** Broker addresses, e.g. ["127.0.0.1:9092"]; or give `client`. */
   readonly brokers?: readonly string[];
-  /** A client to use instead of a kafkajs one made from `brokers`. */
-  readonly client?: KafkaClient;
+  /**
+   * A client to use, or which built-in client to make from `brokers`: "platformatic" (@platformatic/kafka, the
+   * default) or "kafkajs".
+   */
+  readonly client?: KafkaClient | KafkaClientName;
   readonly topics: readonly string[];
   readonly groupId: string;
   /** Turns message bytes into a value. Default: JSON (see `jsonDecoder`); `registryDecoder` (gress/registry) reads Avro, Protobuf and JSON Schema records. */
@@ -92,7 +95,7 @@ export interface KafkaSourceOptions<T> {
 const optionsSchema = z.strictObject({
   name: z.string().min(1),
   brokers: z.array(z.string().min(1)).min(1).optional(),
-  client: z.custom<KafkaClient>((c) => typeof (c as KafkaClient)?.consumer === "function", "a KafkaClient").optional(),
+  client: z.custom<KafkaClient | KafkaClientName>(isKafkaClientOption, 'a KafkaClient, "platformatic" or "kafkajs"').optional(),
   topics: z.array(z.string().min(1)).min(1),
   groupId: z.string().min(1),
   decode: z.function().optional(),
@@ -156,8 +159,8 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   const o = validate(optionsSchema, options, "kafkaSource");
   const name = o.name;
   const decode: Decoder<T> | AsyncDecoder<T> = options.decode ?? (jsonDecoder() as Decoder<T>);
-  let ownClient = options.client === undefined;
-  let client: KafkaClient | undefined = options.client;
+  let ownClient = options.client === undefined || typeof options.client === "string";
+  let client: KafkaClient | undefined = typeof options.client === "string" ? undefined : options.client;
   let consumer: KafkaConsumer | undefined;
   /** The consumer's start (connect, join, first fetch); close() waits for it, or a late join would leak. */
   let starting: Promise<void> | undefined;
@@ -279,7 +282,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       if (options.rateLimit !== undefined) bucket = new TokenBucket(options.rateLimit, ctx.clock);
       if (client === undefined) {
         if (o.brokers === undefined) throw new SourceError(`kafka source "${name}": give brokers or a client`);
-        client = kafkajsClient({ brokers: o.brokers, clientId: `gress-${name}` });
+        client = resolveKafkaClient(o.brokers, `gress-${name}`, o.client);
       }
       const seeks: PartitionOffset[] = [];
       for (const [split, offset] of Object.entries(from ?? {})) {

@@ -28,8 +28,8 @@
  * @module
  */
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
-import { kafkajsClient } from "../../connectors/kafka/kafkajs.ts";
-import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts";
+import { type KafkaClientName, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
+import { SourceError } from "../errors.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
 import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
 import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
@@ -54,8 +54,8 @@ import { kafkaTopicsOf } from "./task-io.ts";
 export interface ScaleOutOptions {
   /** The job name: every worker of the job uses the same. Names the group, the changelog and the transactional ids. */
   readonly name: string;
-  /** The brokers (and which client: kafkajs by default), or a KafkaClient to use. */
-  readonly kafka: { readonly brokers: readonly string[]; readonly client?: "kafkajs" | "platformatic" } | KafkaClient;
+  /** The brokers (and which client: @platformatic/kafka by default, or "kafkajs"), or a KafkaClient to use. */
+  readonly kafka: { readonly brokers: readonly string[]; readonly client?: KafkaClientName } | KafkaClient;
   /** This worker's state directory: a task's LMDB environment is `<state>/<name>/<task>/`. */
   readonly state: string;
   /** Each task's checkpoints. Default interval 1 000 ms (a rebalance replays at most one interval). */
@@ -193,7 +193,7 @@ class Worker {
       this.#client = k;
       this.#ownClient = false;
     } else {
-      this.#client = k.client === "platformatic" ? platformaticKafkaClient({ brokers: k.brokers, clientId: `gress-${o.name}` }) : kafkajsClient({ brokers: k.brokers, clientId: `gress-${o.name}` });
+      this.#client = resolveKafkaClient(k.brokers, `gress-${o.name}`, k.client);
       this.#ownClient = true;
     }
     this.#group = o.group ?? `gress-${o.name}`;
@@ -231,7 +231,13 @@ class Worker {
     const inputs = [...new Set(sources.flatMap((s) => s.topics ?? []))].filter((t) => !shuffleTopics.has(t)).sort();
     const counts = new Map<string, number>();
     for (const t of inputs) {
-      const ends = await this.#client.endOffsets(t).catch(() => undefined);
+      const ends = await this.#client.endOffsets(t).catch((err: unknown) => {
+        // A topic the brokers do not know is reported below as missing; anything else (brokers that cannot be
+        // reached, say) is not about the topic, and says what it is.
+        const text = err instanceof Error ? err.message : String(err);
+        if (/does not host this topic|Unknown topic|UNKNOWN_TOPIC/i.test(text)) return undefined;
+        throw new SourceError(`scale-out job "${this.#o.name}": cannot read the partitions of input topic "${t}" from the brokers: ${text}`, { cause: err });
+      });
       if (ends !== undefined && ends.size > 0) counts.set(t, ends.size);
     }
     const partitions = checkCopartitioned(inputs, counts);

@@ -1,6 +1,6 @@
 /**
  * read_committed with interleaved aborted transactions, on the real broker, through the client under test
- * (GRESS_KAFKA_CLIENT, kafkajs by default). Producer 1 opens a transaction and writes, producer 2 opens one and
+ * (GRESS_KAFKA_CLIENT, @platformatic/kafka by default). Producer 1 opens a transaction and writes, producer 2 opens one and
  * writes, producer 2 aborts, producer 1 writes again and aborts; then a committed record. The broker lists the
  * aborted transactions by abort marker (producer 2's first), and kafkajs 2.2.4's own filter then handed out
  * producer 1's first record as committed (connectors/kafka/kafkajs-aborted.ts corrects it). In a scale-out

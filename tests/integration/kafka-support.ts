@@ -22,9 +22,9 @@ export function brokers(): string[] {
   return v.split(",");
 }
 
-/** The Kafka client the tests run Gress' sources and sinks on: GRESS_KAFKA_CLIENT, "kafkajs" (default) or "platformatic". */
+/** The Kafka client the tests run Gress' sources and sinks on: GRESS_KAFKA_CLIENT, "platformatic" (default, as in Gress) or "kafkajs". */
 export function clientName(): "kafkajs" | "platformatic" {
-  const v = process.env.GRESS_KAFKA_CLIENT ?? "kafkajs";
+  const v = process.env.GRESS_KAFKA_CLIENT ?? "platformatic";
   if (v !== "kafkajs" && v !== "platformatic") throw new Error(`GRESS_KAFKA_CLIENT must be "kafkajs" or "platformatic", not ${JSON.stringify(v)}`);
   return v;
 }

@@ -3,7 +3,7 @@
  * job's group and split its 4 tasks (each /metrics, on port and port + 1, reports 2 tasks); SIGTERM to the
  * parent stops both gracefully (exit 0); the output is every input record exactly once, with per-key
  * sequence numbers 1..n. `gress status` reports the two members with the same tasks and, at the end, no lag.
- * Runs on the client GRESS_KAFKA_CLIENT names (kafkajs by default).
+ * Runs on the client GRESS_KAFKA_CLIENT names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

@@ -14,7 +14,7 @@
  *   another machine) takes the tasks over and restores them from the changelog. The table and the topic must
  *   equal the failure-free reference: count, no duplicate, per-key sequence numbers paired with the same input
  *   records.
- * Runs on the Kafka client GRESS_KAFKA_CLIENT names (kafkajs by default).
+ * Runs on the Kafka client GRESS_KAFKA_CLIENT names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";

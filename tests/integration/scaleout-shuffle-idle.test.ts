@@ -6,7 +6,7 @@
  * downstream task instead, which leave it out of their merged watermark. The window results must equal the
  * single-process reference run with the same strategy (where the empty split is idle), none twice. Before
  * IDLE existed, every downstream task held its watermark forever and no window came out. Runs on the client
- * GRESS_KAFKA_CLIENT names (kafkajs by default).
+ * GRESS_KAFKA_CLIENT names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";

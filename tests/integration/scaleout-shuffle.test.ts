@@ -8,7 +8,7 @@
  * `copartitioned` (no shuffle) is run too, and must differ: each task counts only its own regions' share of a
  * user, which is what any keyBy did in a task before shuffles existed. An existing repartition topic with the
  * wrong partition count stops the worker with a ConfigError. Runs on the client GRESS_KAFKA_CLIENT
- * names (kafkajs by default).
+ * names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";

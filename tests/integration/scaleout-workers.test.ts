@@ -3,7 +3,7 @@
  * partitions as tasks; each task's keyed state lives in its changelog and moves with the task; every task
  * checkpoint is one Kafka transaction (output, changelog, checkpoint record, input offsets). The output must
  * equal a failure-free reference: every input record exactly once, and per key the sequence numbers 1..n in
- * input order. Runs on the client GRESS_KAFKA_CLIENT names (kafkajs by default), as .ci/run does for both.
+ * input order. Runs on the client GRESS_KAFKA_CLIENT names (@platformatic/kafka by default), as .ci/run does for both.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";

@@ -1,6 +1,7 @@
 /**
- * `@platformatic/kafka` is an optional peer dependency: gress/kafka must load without it, and
- * platformaticKafkaClient must say what to install on first use. A child process of the runtime running the
+ * `@platformatic/kafka` is an optional peer dependency: gress/kafka must load without it,
+ * platformaticKafkaClient must say what to install on first use, and the default client of a source or sink
+ * given only brokers is then kafkajs (connectors/kafka/default-client.ts). A child process of the runtime running the
  * tests loads a copy of the sources from a project whose node_modules has every package of this checkout but
  * `@platformatic/*` (the others are symbolic links), as a user who did not install the peer has.
  */
@@ -50,7 +51,10 @@ for (const [call, f] of calls) {
 await consumer.stop();
 await producer.disconnect();
 await client.close();
-console.log(JSON.stringify({ before, afterImport, results }));
+// A source given only brokers: the default client, without the package, is kafkajs (said once on stderr).
+const { defaultKafkaClient } = await import("./connectors/kafka/default-client.ts");
+const fallback = [defaultKafkaClient(), defaultKafkaClient()];
+console.log(JSON.stringify({ before, afterImport, results, fallback }));
 `;
 
 /** A project with a copy of the sources and every package of this checkout but `@platformatic/*`. */
@@ -71,7 +75,8 @@ function projectWithoutPeer(): string {
 
 function run(dir: string): Promise<{ code: number | null; out: string; err: string }> {
   const args = "Deno" in globalThis ? ["run", "-A", "--unstable-sloppy-imports", "child.ts"] : "Bun" in globalThis ? ["child.ts"] : ["--import", "tsx", "child.ts"];
-  const p = spawn(process.execPath, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  // GRESS_KAFKA_CLIENT would choose the default client itself: left out, as in a plain environment.
+  const p = spawn(process.execPath, args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GRESS_KAFKA_CLIENT: "" } });
   let out = "";
   let err = "";
   p.stdout?.on("data", (d: Buffer) => void (out += d.toString()));
@@ -80,7 +85,7 @@ function run(dir: string): Promise<{ code: number | null; out: string; err: stri
 }
 
 describe("@platformatic/kafka, an optional peer dependency", () => {
-  it("gress/kafka loads without it; each first async use of platformaticKafkaClient rejects with a ConfigError naming what to install", { timeout: 120_000 }, async () => {
+  it("gress/kafka loads without it; each first async use of platformaticKafkaClient rejects with a ConfigError naming what to install; the default client is then kafkajs", { timeout: 120_000 }, async () => {
     const dir = projectWithoutPeer();
     const { code, out, err } = await run(dir);
     assert.equal(code, 0, `child failed:\n${err}`);
@@ -89,7 +94,15 @@ describe("@platformatic/kafka, an optional peer dependency", () => {
       before: string;
       afterImport: string;
       results: { call: string; resolved?: true; configError?: boolean; code?: string; message?: string; issues?: { path: string[]; code: string }[] }[];
+      fallback: string[];
     };
+    // Node and Bun: the package does not resolve, so the default is kafkajs, said once. Deno: the project's import
+    // map names it (as deno.json does here), which is how a Deno project declares a dependency; Deno fetches an
+    // npm: specifier on first use, so the default stays @platformatic/kafka there.
+    const deno = "Deno" in globalThis;
+    assert.deepEqual(got.fallback, deno ? ["platformatic", "platformatic"] : ["kafkajs", "kafkajs"], "the default client without the package");
+    const said = err.split("@platformatic/kafka (the default Kafka client when installed) is not installed; using kafkajs").length - 1;
+    assert.equal(said, deno ? 0 : 1, `said once on stderr (not on Deno):\n${err}`);
     assert.equal(got.afterImport, got.before, "importing gress/kafka changed Promise.withResolvers");
     const pinned = (JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { devDependencies: Record<string, string> }).devDependencies["@platformatic/kafka"];
     assert.deepEqual(

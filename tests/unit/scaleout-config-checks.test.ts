@@ -4,8 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { isGressError } from "../../lib/index.ts";
+import { kafkaSource, runScaledOut } from "../../connectors/kafka/index.ts";
+import { isGressError, sinkFn } from "../../lib/index.ts";
 import { checkChangelogTopic, checkCopartitioned, checkScaleOutSources } from "../../lib/scaleout/config-checks.ts";
+import { tempDirs } from "../support/temp.ts";
+
+const tempDir = tempDirs("gress-so-config-");
 
 const configError = (f: () => unknown): Error => {
   try {
@@ -74,5 +78,21 @@ describe("checkScaleOutSources", () => {
     assert.match(e.message, /sources "clicks" \(http\), "ticks" \(nats\) are not Kafka: ingest into a Kafka topic first/);
     const one = configError(() => checkScaleOutSources([{ name: "live", kind: "websocket" }]));
     assert.match(one.message, /source "live" \(websocket\) is not Kafka: ingest into a Kafka topic first/);
+  });
+});
+
+describe("a scale-out worker whose brokers cannot be reached", () => {
+  it("fails saying that it could not read the input topic from the brokers, not that the topic is missing", { timeout: 60_000 }, async () => {
+    const brokers = ["127.0.0.1:9"]; // nothing listens there
+    const worker = runScaledOut({ name: "unreachable", kafka: { brokers, client: "platformatic" }, state: tempDir(), log: () => {} }, (job) => {
+      job.source(kafkaSource({ name: "in", brokers, topics: ["orders"], groupId: "g" })).sinkTo(sinkFn("out", () => {}));
+    });
+    await assert.rejects(worker.started, (e: Error) => {
+      assert.ok(isGressError(e, "ERR_SOURCE"), String(e));
+      assert.match(e.message, /scale-out job "unreachable": cannot read the partitions of input topic "orders" from the brokers: /);
+      assert.doesNotMatch(e.message, /not found/);
+      return true;
+    });
+    await assert.rejects(worker.done);
   });
 });
