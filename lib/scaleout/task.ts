@@ -227,6 +227,8 @@ export class RoutedConsumer implements KafkaConsumer {
   #handler: BatchHandler | undefined;
   readonly #assignment: ((assigned: readonly { readonly topic: string; readonly partition: number }[]) => void)[] = [];
   readonly #advanced: ((t: PartitionOffset) => void)[] = [];
+  /** The topics the source paused (backpressure, a rate limit): a rebalance must not resume them. */
+  readonly #pausedTopics = new Set<string>();
 
   constructor(worker: KafkaConsumer, partitions: readonly { readonly topic: string; readonly partition: number }[]) {
     this.#worker = worker;
@@ -238,9 +240,18 @@ export class RoutedConsumer implements KafkaConsumer {
     return this.#handler;
   }
 
-  /** The worker's group assigned the task again (a rebalance that kept it): the source seeks to its own positions. */
+  /**
+   * The worker's group assigned the task again (a rebalance that kept it): the source seeks to its own
+   * positions, and the partitions read again unless the source paused them. The worker pauses every partition
+   * a rebalance adds until its task is ready; a partition revoked and given back before the worker applied the
+   * revocation comes back as "added" while its task never stopped, and without this it stayed paused for good
+   * (the task's input stalled).
+   */
   reassigned(): void {
     for (const l of this.#assignment) l(this.#partitions);
+    if (this.#handler === undefined) return;
+    const running = this.#partitions.filter((tp) => !this.#pausedTopics.has(tp.topic));
+    if (running.length > 0) this.#worker.resumePartitions(running);
   }
 
   /** A fetch moved a partition's position past control records. */
@@ -260,9 +271,11 @@ export class RoutedConsumer implements KafkaConsumer {
     return this.#partitions.filter((tp) => topics.includes(tp.topic));
   }
   pause(topics: readonly string[]): void {
+    for (const t of topics) this.#pausedTopics.add(t);
     this.#worker.pausePartitions(this.#of(topics));
   }
   resume(topics: readonly string[]): void {
+    for (const t of topics) this.#pausedTopics.delete(t);
     if (this.#handler !== undefined) this.#worker.resumePartitions(this.#of(topics));
   }
   pausePartitions(partitions: readonly { topic: string; partition: number }[]): void {
