@@ -109,11 +109,17 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(out, count, "no output record twice");
       // Every input offset committed with its task's checkpoint: no lag left, per partition and in the text.
-      const done = await readJobStatus(brokers(), `gress-${name}`);
+      const done = await readJobStatus(brokers(), `gress-${name}`, name);
       assert.deepEqual(
         done.partitions.map((p) => [p.task, p.topic, p.lag]),
         [0, 1, 2, 3].map((p) => [`0_${p}`, input, 0]),
       );
+      // Each task's last checkpoint, from its changelog partition: recent, and the one that committed its offsets.
+      assert.deepEqual(
+        done.checkpoints.map((c) => c.task),
+        ["0_0", "0_1", "0_2", "0_3"],
+      );
+      for (const c of done.checkpoints) assert.ok(c.id >= 1 && Date.now() - c.at < 60_000, `task ${c.task}: checkpoint ${c.id} at ${c.at}`);
       assert.equal(
         done.partitions.reduce((n, p) => n + (p.committed ?? 0), 0),
         count,
@@ -125,6 +131,7 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       assert.equal(code, 0);
       assert.match(printed.join("\n"), new RegExp(`job "${name}": group gress-${name}, Stable, 2 members`));
       assert.match(printed.join("\n"), /total lag: 0$/m);
+      assert.match(printed.join("\n"), /^ {2}0_3 .* 0 +\d+ \(\d+\.\d s ago\)$/m);
     } finally {
       if (parent.exitCode === null) process.kill(parent.pid!, "SIGTERM");
       await watch.disconnect();
