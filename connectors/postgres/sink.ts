@@ -23,6 +23,12 @@
  * A restart closes the sink (a COPY still open is given up) and opens it again: a new connection, an empty
  * batch, and the same recovery as at a start (the restored checkpoint's rows committed, newer staged rows deleted).
  *
+ * A job without checkpoints (exactly-once, no `key`, not a scale-out task, and the table's columns of the
+ * declared types) has no checkpoint that could commit staged rows: its rows go by COPY straight into the table,
+ * in one transaction on a reserved connection that commits at the end of the input (each COPY under a
+ * savepoint, so a refused value rolls back only that COPY). The result is the one staging gave (nothing
+ * visible before the end, nothing left after a failure), with every row written once instead of twice.
+ *
  * COPY through postgres.js 3.4.9, and why an earlier attempt was slower and hung: (1) postgres.js leaves
  * Nagle's algorithm on, so a short message right after a COPY waits for the server's delayed ACK (~40 ms a
  * COPY): the sink's own connection (`postgresConnection`) sets noDelay; (2) a stream write per row costs a
@@ -571,6 +577,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   /** The bulk insert in progress: a write waits for the previous one only (double buffering). */
   let inflight: Promise<void> = Promise.resolve();
   let hypertable: boolean | undefined;
+  /**
+   * A job without checkpoints (exactly-once, no key, not a scale-out task): no checkpoint will ever commit
+   * staged rows, and the end of the input moves them all into the table in one transaction. So the rows skip
+   * the staging table: they are copied straight into the table inside one transaction on a connection of its
+   * own, committed at the end of the input. Nothing is visible before that, and a failure, a restart or a
+   * close before it rolls everything back, as with staging; but every row is written once instead of twice.
+   * Each COPY statement runs under a savepoint, so a row the server refuses rolls back that COPY only, and
+   * its other rows are copied again (see restage).
+   */
+  let direct: postgres.ReservedSql | undefined;
+  const directCopySql = `copy ${table} (${cols}) from stdin`;
+  const SAVEPOINT = "gress_copy";
 
   const conn = (): Sql => {
     if (sql === undefined) {
@@ -594,12 +612,23 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    */
   const stage = async (batch: Batch, from: number, to: number): Promise<void> => {
     if (from >= to) return;
-    await copyIn(conn(), scope.copySql, batchText(batch, from, to));
+    const text = batchText(batch, from, to);
+    const d = direct;
+    if (d === undefined) return copyIn(conn(), scope.copySql, text);
+    await d.unsafe(`savepoint ${SAVEPOINT}`);
+    try {
+      await copyIn(d, directCopySql, text);
+    } catch (err) {
+      await d.unsafe(`rollback to savepoint ${SAVEPOINT}`);
+      throw err;
+    }
+    await d.unsafe(`release savepoint ${SAVEPOINT}`);
   };
   const batchText = (batch: Batch, from: number, to: number): Buffer => {
     const tag = batch.tag;
     let text: string;
-    const end = scope.suffix(tag);
+    // Straight into the table (no key then): the row's own columns only.
+    const end = direct === undefined ? scope.suffix(tag) : "\n";
     if (o.key === undefined) {
       text = (from === 0 && to === batch.lines.length ? batch.lines : batch.lines.slice(from, to)).join(end) + end;
     } else {
@@ -651,7 +680,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   };
   /** Sends a batch into the open COPY (opening one), which ends when it holds `copyRows` rows. */
   const send = async (batch: Batch): Promise<void> => {
-    streaming ??= { copy: await openCopy(conn(), scope.copySql), batches: [], rows: 0 };
+    if (streaming === undefined) {
+      if (direct !== undefined) await direct.unsafe(`savepoint ${SAVEPOINT}`);
+      streaming = { copy: await openCopy(direct ?? conn(), direct === undefined ? scope.copySql : directCopySql), batches: [], rows: 0 };
+    }
     const s = streaming;
     s.batches.push(batch);
     s.rows += batch.lines.length;
@@ -660,6 +692,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await s.copy.write(batchText(batch, 0, batch.lines.length));
     } catch (err) {
       streaming = undefined;
+      await direct?.unsafe(`rollback to savepoint ${SAVEPOINT}`);
       await restage(s.batches, err);
       return;
     }
@@ -673,7 +706,37 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     try {
       await s.copy.end();
     } catch (err) {
+      await direct?.unsafe(`rollback to savepoint ${SAVEPOINT}`);
       await restage(s.batches, err);
+      return;
+    }
+    await direct?.unsafe(`release savepoint ${SAVEPOINT}`);
+  };
+  /**
+   * True if every column has the same type in the table as in the staging table (which has the declared
+   * types). Only then may rows skip staging (see `direct`): COPY then refuses exactly the values staging
+   * would, while a declared type the table does not have (staging's INSERT … SELECT fails the job, or casts)
+   * would turn every row into a dead letter of the table's type.
+   */
+  const sameColumnTypes = async (s: Sql): Promise<boolean> => {
+    const rows = await s.unsafe(
+      "select a.attrelid = to_regclass($1) as target, a.attname::text as name, format_type(a.atttypid, a.atttypmod) as type from pg_attribute a where a.attrelid in (to_regclass($1), to_regclass($2)) and a.attnum > 0 and not a.attisdropped",
+      [table, scope.staging],
+    );
+    const typesOf = (target: boolean): Map<string, string> => new Map(rows.filter((r) => r.target === target).map((r) => [r.name as string, r.type as string]));
+    const inTable = typesOf(true);
+    const staged = typesOf(false);
+    return names.every((n) => inTable.get(n) !== undefined && inTable.get(n) === staged.get(n));
+  };
+  /** Ends the transaction of a job without checkpoints (see `direct`): commits it, or rolls it back. */
+  const endDirect = async (commit: boolean): Promise<void> => {
+    const d = direct;
+    if (d === undefined) return;
+    direct = undefined;
+    try {
+      await d.unsafe(commit ? "commit" : "rollback");
+    } finally {
+      d.release();
     }
   };
   /** Runs `op` on the chain after the open COPY ended (`op` needs the rows staged, or the connection). */
@@ -826,6 +889,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
           const [top] = await s.unsafe(`select coalesce(max(gress_seq), 0)::text as seq from ${scope.staging}`);
           seq = Number(top?.seq ?? 0) + 1;
         } else seq = 1;
+        // Without checkpoints nothing is ever restored (recoveredId stays unset), so the run starts fresh.
+        const straight = ctx !== undefined && ctx.checkpointIntervalMs === undefined && task === undefined && o.key === undefined && !atLeastOnce && recoveredId === undefined;
+        if (straight && (await sameColumnTypes(s))) {
+          const d = await s.reserve();
+          try {
+            await d.unsafe("begin");
+          } catch (err) {
+            d.release();
+            throw err;
+          }
+          direct = d;
+        }
       } catch (err) {
         throw fail("open", err);
       }
@@ -844,6 +919,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       }
     },
     async preCommit(checkpointId): Promise<PostgresSinkHandle> {
+      // Opened as part of a job without checkpoints (see `direct`): its rows are not staged, so no checkpoint may take them.
+      if (direct !== undefined) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} in a job opened without checkpoints (checkpointIntervalMs unset)`);
       const tag = Math.max(checkpointId, lastId + 1);
       await flushBuffer(tag);
       // The checkpoint's rows are staged when its COPY ended.
@@ -878,10 +955,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await flushBuffer(lastId + 1);
       await afterCopy("insert a batch", async () => {
         if (atLeastOnce) return;
+        const straight = direct !== undefined;
         try {
-          await applyAll();
+          if (straight) await endDirect(true);
+          else await applyAll();
         } catch (err) {
-          throw fail("move the staged rows into the table", err);
+          throw fail(straight ? "commit the rows" : "move the staged rows into the table", err);
         }
       });
     },
@@ -890,6 +969,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // A COPY left open by a failed run: the server drops its rows (they are replayed).
       streaming?.copy.abort();
       streaming = undefined;
+      // The transaction of a run without checkpoints that did not reach the end of its input: nothing of it stays.
+      await endDirect(false).catch(() => undefined);
       if (ownSql) await sql?.end({ timeout: 5 });
       sql = undefined;
       // Recovery before the next open() (a restart) reports the restored checkpoint through commit() again,

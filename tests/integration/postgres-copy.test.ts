@@ -9,7 +9,7 @@ import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import postgres from "postgres";
 import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
-import { type PostgresSinkHandle, postgresSink, type Sql } from "../../connectors/postgres/index.ts";
+import { type PostgresSinkHandle, postgresSink, postgresStagingTable, type Sql } from "../../connectors/postgres/index.ts";
 
 function pgUrl(): string {
   const v = process.env.GRESS_PG_URL;
@@ -142,6 +142,52 @@ describe("postgres sink COPY path: bad values (real server)", () => {
       got.map((r) => Number(r.ms)),
       times.map((t) => Math.trunc(t) + 0),
     );
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("without checkpoints the rows are copied straight into the table in one transaction: none visible before the end of the input, all after, the staging table unused", { timeout: 30_000 }, async () => {
+    const table = tableName();
+    const sink = postgresSink<Row>({ name: "r", job: "pg-copy-straight", url: pgUrl(), table, createTable: true, batchSize: 1_000, columns });
+    await sink.open?.({ jobName: "pg-copy-straight", checkpointIntervalMs: undefined, deadLetter: () => {} });
+    const input = Array.from({ length: 2_500 }, (_, id): Row => ({ id, reading: String(id), code: "ok" }));
+    for (const r of input) await sink.write(r, record(r, r.id));
+    // Two full batches are in the COPY by now (the write of the third waited for the second).
+    // This sink's COPY, into its table or into its staging table.
+    const staging = postgresStagingTable("pg-copy-straight", "r", table);
+    const copying = await sql.unsafe("select query from pg_stat_activity where datname = current_database() and query ilike 'copy %' and (position($1 in query) > 0 or position($2 in query) > 0)", [table, staging]);
+    assert.deepEqual(
+      copying.map((r) => String(r.query)),
+      [`copy "${table}" ("id", "reading", "code") from stdin`],
+    );
+    const [before] = await sql.unsafe(`select count(*)::int as n from "${table}"`);
+    assert.equal(before?.n, 0);
+    await sink.flush?.();
+    const [after] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...after }, { n: 2_500, ids: 2_500 });
+    await sink.close?.();
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("without checkpoints, a run closed before the end of its input (a failed job) leaves nothing in the table and frees the caller's connection", { timeout: 30_000 }, async () => {
+    const table = tableName();
+    const shared = postgres(pgUrl(), { max: 1, onnotice: () => {} });
+    try {
+      const sink = postgresSink<Row>({ name: "r", job: "pg-copy-closed", sql: shared, table, createTable: true, batchSize: 1_000, columns });
+      await sink.open?.({ jobName: "pg-copy-closed", checkpointIntervalMs: undefined, deadLetter: () => {} });
+      for (let id = 0; id < 2_500; id++) {
+        const r: Row = { id, reading: String(id), code: "ok" };
+        await sink.write(r, record(r, id));
+      }
+      await sink.close?.();
+      const [c] = await sql.unsafe(`select count(*)::int as n from "${table}"`);
+      assert.equal(c?.n, 0);
+      // The caller's only connection is back in its pool, with no transaction left open on it.
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the sink kept the caller's connection")), 5_000).unref());
+      const [state] = await Promise.race([shared.unsafe("select now() = statement_timestamp() as fresh"), timeout]);
+      assert.equal(state?.fresh, true);
+    } finally {
+      await shared.end({ timeout: 5 });
+    }
     await sql.unsafe(`drop table "${table}"`);
   });
 
