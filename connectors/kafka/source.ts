@@ -174,8 +174,17 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   let sought = false;
   let wake: (() => void) | undefined;
   let sleepTimer: CancelTimer | undefined;
-  /** Next offset per split: everything before it was emitted (or dead-lettered). */
-  const next = new Map<string, number>();
+  /**
+   * Next offset per split: everything before it was emitted (or dead-lettered). Each in an object of its own,
+   * so that the per-message path moves it with a field store instead of a map update.
+   */
+  const next = new Map<string, { offset: number }>();
+  const nextOf = (split: string): number => next.get(split)?.offset ?? 0;
+  const moveTo = (split: string, offset: number): void => {
+    const at = next.get(split);
+    if (at === undefined) next.set(split, { offset });
+    else at.offset = offset;
+  };
   /** End offsets of a bounded source. */
   let ends: Map<string, number> | undefined;
   /** Per split, its end as the last fetch saw it, and how far control records moved the fetch (consumer lag). */
@@ -189,7 +198,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
 
   const checkEnd = (): void => {
     if (ends === undefined || finished || closed) return;
-    for (const [split, end] of ends) if ((next.get(split) ?? 0) < end) return;
+    for (const [split, end] of ends) if (nextOf(split) < end) return;
     finished = true;
     ctxRef?.end();
   };
@@ -215,7 +224,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as (typeof messages)[number];
       // A fetch that started before the seek to the checkpointed position took effect: skip what came before.
-      if (position !== undefined && m.offset < position) continue;
+      if (position !== undefined && m.offset < position.offset) continue;
       if (closed || finished || paused || ctx.paused || shared !== undefined) {
         stoppedEarly.add(split);
         return m.offset;
@@ -250,8 +259,10 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         }
       }
       // The position moves before the emit: a checkpoint triggered by the emit's side effects sees it.
-      position = m.offset + 1;
-      next.set(split, position);
+      if (position === undefined) {
+        position = { offset: m.offset + 1 };
+        next.set(split, position);
+      } else position.offset = m.offset + 1;
       if (decoded.ok) ctx.emit(decoded.value, m.timestamp, split);
       else ctx.deadLetter(deadLetterOf(name, split, m.offset, m.value), decoded.reason);
     }
@@ -290,7 +301,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         if (tp === undefined || typeof offset !== "number" || !Number.isInteger(offset) || offset < 0) {
           throw new SourceError(`kafka source "${name}": bad checkpointed position ${JSON.stringify(split)}: ${JSON.stringify(offset)}`);
         }
-        next.set(split, offset);
+        moveTo(split, offset);
         seeks.push({ ...tp, offset });
       }
       // Every partition with data to read is announced before its first record, so that a partition fetched
@@ -303,7 +314,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       await reading;
       // Closed while reading them (the job failed early): close() waited for this and releases the client.
       if (closed) return;
-      ctx.announceSplits([...latest].filter(([split, end]) => end > (next.get(split) ?? 0)).map(([split]) => split));
+      ctx.announceSplits([...latest].filter(([split, end]) => end > nextOf(split)).map(([split]) => split));
       if (o.bounded === true) {
         ends = latest;
         checkEnd();
@@ -322,11 +333,11 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         const split = splitOf(t.topic, t.partition);
         if (stoppedEarly.has(split)) return;
         // A transaction's commit marker is no record to read: it does not count as lag.
-        if (sought && t.offset > (next.get(split) ?? 0)) pastMarkers.set(split, t.offset);
+        if (sought && t.offset > nextOf(split)) pastMarkers.set(split, t.offset);
         if (ends === undefined) return;
         const end = ends.get(split);
-        if (end !== undefined && t.offset >= end && (next.get(split) ?? 0) < t.offset) {
-          next.set(split, t.offset);
+        if (end !== undefined && t.offset >= end && nextOf(split) < t.offset) {
+          moveTo(split, t.offset);
           checkEnd();
         }
       });
@@ -346,9 +357,9 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
           // from the group's offsets, and kafkajs forgets seeks and pauses when it restarts its consumer after
           // a crash: seek every partition to this job's own position, and pause again if paused.
           if (sought) {
-            for (const [split, offset] of next) {
+            for (const [split, at] of next) {
               const tp = parseSplit(split);
-              if (tp !== undefined) c.seek({ ...tp, offset });
+              if (tp !== undefined) c.seek({ ...tp, offset: at.offset });
             }
           }
           if (paused) c.pause(o.topics);
@@ -393,7 +404,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       if (shared === undefined) consumer?.resume(o.topics);
     },
     positions(): Positions {
-      return Object.fromEntries(next);
+      return Object.fromEntries(Array.from(next, ([split, at]) => [split, at.offset]));
     },
     // A bounded source knows its end: the offsets read so far of the end offsets seen at open (for gress run's
     // progress bar). Offsets count transaction markers too, so "records" is approximate with transactions.
@@ -403,7 +414,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       let total = 0;
       for (const [split, end] of ends) {
         total += end;
-        done += Math.min(end, next.get(split) ?? 0);
+        done += Math.min(end, nextOf(split));
       }
       return { done, total, unit: "records" };
     },
@@ -412,7 +423,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       const out = new Map<string, number>();
       for (const [split, end] of logEnds) {
         const at = next.get(split);
-        if (at !== undefined) out.set(split, Math.max(0, end - Math.max(at, pastMarkers.get(split) ?? 0)));
+        if (at !== undefined) out.set(split, Math.max(0, end - Math.max(at.offset, pastMarkers.get(split) ?? 0)));
       }
       return out;
     },
