@@ -584,8 +584,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    * own, committed at the end of the input. Nothing is visible before that, and a failure, a restart or a
    * close before it rolls everything back, as with staging; but every row is written once instead of twice.
    * Each COPY statement runs under a savepoint, so a row the server refuses rolls back that COPY only, and
-   * its other rows are copied again (see restage).
+   * its other rows are copied again (see restage). The connection is reserved at the first batch, as a COPY
+   * into staging takes one from the pool then, and kept until the end of the input or close.
    */
+  let straight = false;
   let direct: postgres.ReservedSql | undefined;
   const directCopySql = `copy ${table} (${cols}) from stdin`;
   const SAVEPOINT = "gress_copy";
@@ -613,8 +615,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const stage = async (batch: Batch, from: number, to: number): Promise<void> => {
     if (from >= to) return;
     const text = batchText(batch, from, to);
-    const d = direct;
-    if (d === undefined) return copyIn(conn(), scope.copySql, text);
+    if (!straight) return copyIn(conn(), scope.copySql, text);
+    const d = await directConn();
     await d.unsafe(`savepoint ${SAVEPOINT}`);
     try {
       await copyIn(d, directCopySql, text);
@@ -628,7 +630,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     const tag = batch.tag;
     let text: string;
     // Straight into the table (no key then): the row's own columns only.
-    const end = direct === undefined ? scope.suffix(tag) : "\n";
+    const end = straight ? "\n" : scope.suffix(tag);
     if (o.key === undefined) {
       text = (from === 0 && to === batch.lines.length ? batch.lines : batch.lines.slice(from, to)).join(end) + end;
     } else {
@@ -681,8 +683,11 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   /** Sends a batch into the open COPY (opening one), which ends when it holds `copyRows` rows. */
   const send = async (batch: Batch): Promise<void> => {
     if (streaming === undefined) {
-      if (direct !== undefined) await direct.unsafe(`savepoint ${SAVEPOINT}`);
-      streaming = { copy: await openCopy(direct ?? conn(), direct === undefined ? scope.copySql : directCopySql), batches: [], rows: 0 };
+      if (straight) {
+        const d = await directConn();
+        await d.unsafe(`savepoint ${SAVEPOINT}`);
+        streaming = { copy: await openCopy(d, directCopySql), batches: [], rows: 0 };
+      } else streaming = { copy: await openCopy(conn(), scope.copySql), batches: [], rows: 0 };
     }
     const s = streaming;
     s.batches.push(batch);
@@ -728,7 +733,21 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     const staged = typesOf(false);
     return names.every((n) => inTable.get(n) !== undefined && inTable.get(n) === staged.get(n));
   };
-  /** Ends the transaction of a job without checkpoints (see `direct`): commits it, or rolls it back. */
+  /** The connection of a job without checkpoints (see `direct`), in its transaction: reserved and begun on first use. */
+  const directConn = async (): Promise<postgres.ReservedSql> => {
+    if (direct === undefined) {
+      const d = await conn().reserve();
+      try {
+        await d.unsafe("begin");
+      } catch (err) {
+        d.release();
+        throw err;
+      }
+      direct = d;
+    }
+    return direct;
+  };
+  /** Ends the transaction of a job without checkpoints (see `direct`), if it began: commits it, or rolls it back. */
   const endDirect = async (commit: boolean): Promise<void> => {
     const d = direct;
     if (d === undefined) return;
@@ -868,6 +887,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       values = [];
       times = [];
       stagedUpTo = 0;
+      straight = false;
       deadLetter = ctx?.deadLetter;
       failure = undefined;
       inflight = Promise.resolve();
@@ -890,17 +910,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
           seq = Number(top?.seq ?? 0) + 1;
         } else seq = 1;
         // Without checkpoints nothing is ever restored (recoveredId stays unset), so the run starts fresh.
-        const straight = ctx !== undefined && ctx.checkpointIntervalMs === undefined && task === undefined && o.key === undefined && !atLeastOnce && recoveredId === undefined;
-        if (straight && (await sameColumnTypes(s))) {
-          const d = await s.reserve();
-          try {
-            await d.unsafe("begin");
-          } catch (err) {
-            d.release();
-            throw err;
-          }
-          direct = d;
-        }
+        const noCheckpoints = ctx !== undefined && ctx.checkpointIntervalMs === undefined && task === undefined && o.key === undefined && !atLeastOnce && recoveredId === undefined;
+        straight = noCheckpoints && (await sameColumnTypes(s));
       } catch (err) {
         throw fail("open", err);
       }
@@ -920,7 +931,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     },
     async preCommit(checkpointId): Promise<PostgresSinkHandle> {
       // Opened as part of a job without checkpoints (see `direct`): its rows are not staged, so no checkpoint may take them.
-      if (direct !== undefined) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} in a job opened without checkpoints (checkpointIntervalMs unset)`);
+      if (straight) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} in a job opened without checkpoints (checkpointIntervalMs unset)`);
       const tag = Math.max(checkpointId, lastId + 1);
       await flushBuffer(tag);
       // The checkpoint's rows are staged when its COPY ended.
@@ -955,7 +966,6 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await flushBuffer(lastId + 1);
       await afterCopy("insert a batch", async () => {
         if (atLeastOnce) return;
-        const straight = direct !== undefined;
         try {
           if (straight) await endDirect(true);
           else await applyAll();
@@ -971,6 +981,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       streaming = undefined;
       // The transaction of a run without checkpoints that did not reach the end of its input: nothing of it stays.
       await endDirect(false).catch(() => undefined);
+      straight = false;
       if (ownSql) await sql?.end({ timeout: 5 });
       sql = undefined;
       // Recovery before the next open() (a restart) reports the restored checkpoint through commit() again,
