@@ -819,7 +819,13 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     await s.unsafe(
       `create table if not exists ${staging} (gress_seq bigint, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
     );
-    if (scope.owner !== undefined) await s.unsafe(`alter table ${staging} add column if not exists gress_owner text`);
+    // ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the column is there already: it would wait behind any
+    // transaction still open on the staging table (a task's previous owner, cut off mid-COPY), under the
+    // advisory lock above, so every sink opening anywhere would wait too. Asked first, it is needed only once.
+    if (scope.owner !== undefined) {
+      const has = await s.unsafe(`select 1 from pg_attribute where attrelid = $1::regclass and attname = 'gress_owner' and not attisdropped`, [staging]);
+      if (has.length === 0) await s.unsafe(`alter table ${staging} add column if not exists gress_owner text`);
+    }
   };
 
   /** Moves everything this run staged into the table, without a progress row (no checkpoints). */
