@@ -172,8 +172,12 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   let closed = false;
   let finished = false;
   let sought = false;
-  let wake: (() => void) | undefined;
-  let sleepTimer: CancelTimer | undefined;
+  /**
+   * Set while the rate limit holds the source: its partitions are paused until the bucket has a token again.
+   * Not a wait inside the batch handler: that would hold the consumer's fetch loop, which a scale-out worker
+   * shares among all its tasks (one task's limit stalled the others for tens of seconds).
+   */
+  let throttled: CancelTimer | undefined;
   /**
    * Next offset per split: everything before it was emitted (or dead-lettered). Each in an object of its own,
    * so that the per-message path moves it with a field store instead of a map update.
@@ -203,13 +207,15 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     ctxRef?.end();
   };
 
-  const wait = (ms: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const clock = ctxRef?.clock;
-      wake = resolve;
-      if (clock === undefined) return resolve();
-      sleepTimer = clock.setTimer(clock.now() + ms, resolve);
+  const throttle = (ms: number): void => {
+    const clock = ctxRef?.clock;
+    if (throttled !== undefined || clock === undefined) return;
+    consumer?.pause(o.topics);
+    throttled = clock.setTimer(clock.now() + ms, () => {
+      throttled = undefined;
+      if (!paused && !closed && shared === undefined) consumer?.resume(o.topics);
     });
+  };
 
   const handle = async (batch: KafkaBatch): Promise<number> => {
     const ctx = ctxRef;
@@ -232,11 +238,10 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       if (bucket !== undefined) {
         const delay = bucket.delayFor(1);
         if (delay > 0) {
-          await wait(delay);
-          if (closed || paused || ctx.paused) {
-            stoppedEarly.add(split);
-            return m.offset;
-          }
+          // The rest of the batch is fetched again once the bucket has a token (see `throttled`).
+          stoppedEarly.add(split);
+          throttle(delay);
+          return m.offset;
         }
         bucket.take(1);
       }
@@ -362,7 +367,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
               if (tp !== undefined) c.seek({ ...tp, offset: at.offset });
             }
           }
-          if (paused) c.pause(o.topics);
+          if (paused || throttled !== undefined) c.pause(o.topics);
           else if (wasShared) c.resume(o.topics);
           return;
         }
@@ -387,7 +392,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         if (closed) return;
         for (const s of seeks) c.seek(s);
         sought = true;
-        if (paused || shared !== undefined) c.pause(o.topics);
+        if (paused || throttled !== undefined || shared !== undefined) c.pause(o.topics);
       } catch (err) {
         if (closed) return;
         throw new SourceError(`kafka source "${name}" failed to start: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -401,7 +406,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
     resume() {
       if (!paused) return;
       paused = false;
-      if (shared === undefined) consumer?.resume(o.topics);
+      if (shared === undefined && throttled === undefined) consumer?.resume(o.topics);
     },
     positions(): Positions {
       return Object.fromEntries(Array.from(next, ([split, at]) => [split, at.offset]));
@@ -441,8 +446,8 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
       closed = true;
       if (shared !== undefined) clearTimeout(shared.giveUp);
       shared = undefined;
-      sleepTimer?.();
-      wake?.();
+      throttled?.();
+      throttled = undefined;
       await reading?.catch(() => {});
       const c = consumer;
       consumer = undefined;

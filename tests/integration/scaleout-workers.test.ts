@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { checkSequences, events } from "./kafka-eos-support.ts";
-import { brokers, clientName, createTopic, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+import { encodeShuffleKey, shufflePartition } from "../../lib/scaleout/shuffle.ts";
+import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 import { current, outputCounter, started, startWorker, until } from "./scaleout-support.ts";
 
 /** The output read back, checked against the input: exactly once, per-key sequences in input order. */
@@ -83,6 +84,38 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
       await checkOutput(output, count, keys);
     });
   }
+
+  it("one task's rate limit does not hold the worker's other tasks: both tasks of one worker start producing together", { timeout: 120_000 }, async () => {
+    const count = 800;
+    const keys = 20;
+    const { input, output } = await setup(2, count, keys);
+    // Output arrival time per input partition (= task), from the keys: the input was produced keyed, so a
+    // key's partition is murmur2(key) % 2, the partitioner the shuffle code computes.
+    const firstAt = new Map<number, number>();
+    const watch = kafka().consumer({ groupId: uniqueName("rate-watch"), readUncommitted: false, maxWaitTimeInMs: 100 });
+    await watch.connect();
+    await watch.subscribe({ topics: [output], fromBeginning: true });
+    await watch.run({
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          const task = shufflePartition(encodeShuffleKey((JSON.parse(m.value?.toString() ?? "{}") as { key: string }).key), 2);
+          if (!firstAt.has(task)) firstAt.set(task, Date.now());
+        }
+      },
+    });
+    // 400 records per task at 40/s (burst 50): a task's first fetched batch takes ~9 s to go through the limit.
+    const w = startWorker(config(input, output, uniqueName("so-rate"), 40));
+    try {
+      await until("output from both tasks", () => firstAt.size === 2, 60_000, [w]);
+      const [a, b] = [firstAt.get(0) as number, firstAt.get(1) as number];
+      // Held behind the other task's rate-limited batch, the second task's first output came ~9 s after the first's.
+      assert.ok(Math.abs(a - b) < 4000, `the tasks' first outputs came ${Math.abs(a - b)} ms apart`);
+    } finally {
+      w.child.kill("SIGTERM");
+      await watch.disconnect();
+    }
+    assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
+  });
 
   it("a worker stopped gracefully (SIGTERM) commits a final checkpoint of each task: its output is out before any periodic checkpoint, and the next worker resumes from there", { timeout: 120_000 }, async () => {
     const count = 400;
