@@ -450,7 +450,20 @@ function whileRunning(f: () => void): void {
 }
 
 function convert(m: KafkajsMessage): { offset: number; timestamp: number; key: Uint8Array | null; value: Uint8Array | null } {
-  return { offset: Number(m.offset), timestamp: Number(m.timestamp), key: m.key ?? null, value: m.value ?? null };
+  return { offset: decimal(m.offset), timestamp: decimal(m.timestamp), key: m.key ?? null, value: m.value ?? null };
+}
+
+/** Number(text) for kafkajs' decimal offsets and timestamps, without the generic string-to-number conversion. */
+function decimal(text: string): number {
+  const n = text.length;
+  if (n === 0 || n > 15) return Number(text);
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return Number(text);
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 function transactionalProducer(createCluster: CreateCluster, rootLogger: { namespace(n: string): unknown }, o: TransactionalProducerOptions): KafkaTransactionalProducer {
