@@ -9,8 +9,8 @@
  * pipeline over the same input: the same count, the same set (digest), no output twice, the same window
  * counts and matches. The kills (exactly one process died by a signal) and the rebalances (each event moved
  * tasks, seen in the workers' assignment log lines) are asserted, and so is the acceptance bound on
- * read_committed readers (see `visibilityProbe`). Runs on the client GRESS_KAFKA_CLIENT names; on kafkajs it
- * reports itself skipped, with the reason (its consumer group does not settle with 3 busy workers).
+ * read_committed readers (see `visibilityProbe`). Runs on the client GRESS_KAFKA_CLIENT names (.ci/run runs it
+ * on both).
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -177,23 +177,6 @@ describe(`scale-out acceptance (${clientName()}, real Kafka and PostgreSQL)`, ()
   });
 
   it("3 workers over 12 partitions, a shuffle, a window and a CEP pattern to Kafka and PostgreSQL; a worker killed, one added, one stopped, the killed one restarted: the outputs equal the failure-free reference", { timeout: 300_000 }, async (t) => {
-    if (process.env.GRESS_SCALEOUT_ACCEPTANCE !== "1") {
-      // Reported as skipped, with the reason. The group does not always settle with 3 busy workers, on either
-      // client: one worker holds all 12 tasks and the others get none within 120 s (1 pass in 3 runs on
-      // @platformatic/kafka on 5 December after a pass in CI; kafkajs fails this way more often). A known defect
-      // (docs/SCALE-OUT.md section 12), so the test does not gate CI until it is fixed; run it with
-      // GRESS_SCALEOUT_ACCEPTANCE=1.
-      t.skip("the consumer group does not always settle with 3 busy workers (known defect, docs/SCALE-OUT.md section 12); run with GRESS_SCALEOUT_ACCEPTANCE=1");
-      return;
-    }
-    if (clientName() === "kafkajs") {
-      // Reported as skipped, with the reason. On kafkajs the group does not settle under load: members busy with
-      // a batch miss the rebalance timeout, so one worker is given all 12 tasks and the others are fenced in
-      // turn (CI at 7f54317: "timed out waiting for 3 workers running 4 tasks each"). A known defect of the
-      // kafkajs adapter (docs/SCALE-OUT.md section 12); the test runs on @platformatic/kafka in CI.
-      t.skip("kafkajs: the consumer group does not settle with 3 busy workers (known defect, docs/SCALE-OUT.md section 12); runs on @platformatic/kafka");
-      return;
-    }
     const input = uniqueName("acc-in");
     const output = uniqueName("acc-out");
     const table = uniqueName("acc_pg").replace(/-/g, "_");
