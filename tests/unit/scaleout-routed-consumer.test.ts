@@ -17,8 +17,12 @@ function workerConsumer(): { consumer: KafkaConsumer; paused: Set<string> } {
   const paused = new Set<string>();
   const k = (tp: Tp): string => `${tp.topic}-${tp.partition}`;
   const consumer = {
-    pausePartitions: (tps: readonly Tp[]) => void tps.forEach((tp) => paused.add(k(tp))),
-    resumePartitions: (tps: readonly Tp[]) => void tps.forEach((tp) => paused.delete(k(tp))),
+    pausePartitions: (tps: readonly Tp[]) => {
+      for (const tp of tps) paused.add(k(tp));
+    },
+    resumePartitions: (tps: readonly Tp[]) => {
+      for (const tp of tps) paused.delete(k(tp));
+    },
     seek: () => {},
   } as unknown as KafkaConsumer;
   return { consumer, paused };
