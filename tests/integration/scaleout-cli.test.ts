@@ -103,6 +103,11 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       assert.equal(live.state, "Stable");
       assert.deepEqual(live.members.map((m) => m.tasks).sort(), [...split].sort());
       assert.match(log, /\[worker 0\] .*metrics http:\/\/127\.0\.0\.1:\d+\/metrics/);
+      // Each task's restore from its changelog, on its worker's /metrics (finished: active 0).
+      for (const [i, tasks] of split.entries()) {
+        const text = await (await fetch(`http://127.0.0.1:${port + i}/metrics`)).text();
+        for (const task of tasks) assert.match(text, new RegExp(`gress_task_restore_active\\{job="[^"]*",task="${task}",worker="${i}"\\} 0`), text);
+      }
       assert.match(log, /\[worker 1\] /);
       await until("all output", () => out >= count, 60_000);
       // A duplicate would come after the count is reached: give it time to show.
