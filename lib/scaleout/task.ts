@@ -216,6 +216,9 @@ function hasKafkaError(error: unknown, codes: readonly string[]): boolean {
   return visit(error);
 }
 
+/** How long a stopping task waits for its final checkpoint before it stops without it. */
+const FINAL_CHECKPOINT_WAIT_MS = 5000;
+
 /**
  * The consumer a task's Kafka source sees: batches of the task's partitions, routed by the worker; seeks and
  * pauses go to the worker's consumer for those partitions only; offsets are not committed here (they go with
@@ -531,12 +534,26 @@ export class Task {
     if (final && job !== undefined) {
       const began = performance.now();
       const last = job.checkpoints?.history.at(-1)?.id;
-      await job.stop().catch(() => undefined);
+      // Bounded: the worker applies its next assignment only after its revoked tasks stopped, and a checkpoint
+      // that a new owner's fence cut off can take long to fail (seen once in CI: the worker stalled).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settled = await Promise.race([
+        job.stop().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(false), FINAL_CHECKPOINT_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
       const now = job.checkpoints?.history.at(-1)?.id;
       this.#o.log(
         now !== undefined && now !== last
           ? `task ${this.#o.taskId}: final checkpoint ${now} committed in ${(performance.now() - began).toFixed(0)} ms`
-          : `task ${this.#o.taskId}: no final checkpoint (the next owner resumes from the last one)`,
+          : settled
+            ? `task ${this.#o.taskId}: no final checkpoint (the next owner resumes from the last one)`
+            : `task ${this.#o.taskId}: no final checkpoint within ${FINAL_CHECKPOINT_WAIT_MS} ms, stopping without it (the next owner resumes from the last one)`,
       );
     }
     for (const r of new Set(this.#routed.values())) await r.stop();

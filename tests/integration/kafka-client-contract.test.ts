@@ -170,7 +170,13 @@ for (const [name, make] of Object.entries(clients)) {
       }
       await p.disconnect();
       assert.equal(producerIds.size, 1, "one producer id, new epochs");
-      const end = (await client.endOffsets(topic)).get(0) as number;
+      // The coordinator writes a transaction's marker after EndTxn has returned: wait for the last one.
+      let end = 0;
+      for (let waited = 0; waited < 10_000; waited += 100) {
+        end = (await client.endOffsets(topic)).get(0) as number;
+        if (end >= 25 + plan.length) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(end, 25 + plan.length, "25 records and 5 markers");
 
       const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });

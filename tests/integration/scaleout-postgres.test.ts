@@ -190,7 +190,7 @@ describe("non-Kafka sinks in scale-out tasks (real PostgreSQL, NATS and Kafka)",
     const config = () => {
       const state = mkdtempSync(join(tmpdir(), "gress-sopg-"));
       dirs.push(state);
-      return { job, state, brokers: brokers(), client: clientName(), input, output, pgUrl: PG_URL, table, intervalMs: 1000, ratePerSecond: 150 };
+      return { job, state, brokers: brokers(), client: clientName(), input, output, pgUrl: PG_URL, table, intervalMs: 1000, ratePerSecond: 100 };
     };
     const rowsNow = async (): Promise<number> => {
       const [r] = await sql.unsafe(`select count(*)::int as n from "${table}"`).catch(() => [{ n: 0 }]);
