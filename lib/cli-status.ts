@@ -18,6 +18,7 @@ import { AssignerProtocol, Kafka, logLevel } from "kafkajs";
 import { z } from "zod";
 import type { KafkaMessage } from "../connectors/kafka/client.ts";
 import { resolveKafkaClient } from "../connectors/kafka/default-client.ts";
+import { isUnknownTopicError } from "../connectors/kafka/errors.ts";
 import { type ChangelogCheckpoint, decodeChangelogRecord } from "./scaleout/changelog.ts";
 import { brokersSchema } from "./cli-options.ts";
 import { validate } from "./config.ts";
@@ -76,7 +77,7 @@ export async function lastCheckpoints(brokers: readonly string[], topic: string,
   const found = new Map<number, ChangelogCheckpoint>();
   try {
     const ends = await client.endOffsets(topic).catch((err: unknown) => {
-      if (/does not host this topic|Unknown topic|UNKNOWN_TOPIC/i.test(err instanceof Error ? err.message : String(err))) return new Map<number, number>();
+      if (isUnknownTopicError(err)) return new Map<number, number>();
       throw err;
     });
     const pending = new Set([...ends].filter(([, end]) => end > 0).map(([p]) => p));

@@ -29,6 +29,7 @@
  */
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
 import { type KafkaClientName, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
+import { isUnknownTopicError } from "../../connectors/kafka/errors.ts";
 import { SourceError } from "../errors.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
 import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
@@ -234,9 +235,8 @@ class Worker {
       const ends = await this.#client.endOffsets(t).catch((err: unknown) => {
         // A topic the brokers do not know is reported below as missing; anything else (brokers that cannot be
         // reached, say) is not about the topic, and says what it is.
-        const text = err instanceof Error ? err.message : String(err);
-        if (/does not host this topic|Unknown topic|UNKNOWN_TOPIC/i.test(text)) return undefined;
-        throw new SourceError(`scale-out job "${this.#o.name}": cannot read the partitions of input topic "${t}" from the brokers: ${text}`, { cause: err });
+        if (isUnknownTopicError(err)) return undefined;
+        throw new SourceError(`scale-out job "${this.#o.name}": cannot read the partitions of input topic "${t}" from the brokers: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       });
       if (ends !== undefined && ends.size > 0) counts.set(t, ends.size);
     }
