@@ -103,10 +103,20 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       assert.equal(live.state, "Stable");
       assert.deepEqual(live.members.map((m) => m.tasks).sort(), [...split].sort());
       assert.match(log, /\[worker 0\] .*metrics http:\/\/127\.0\.0\.1:\d+\/metrics/);
-      // Each task's restore from its changelog, on its worker's /metrics (finished: active 0).
+      // Each task's restore from its changelog, on its worker's /metrics (finished: active 0). A task is listed
+      // as running from its assignment on, and its restore begins once it has fenced its transactional id: wait.
       for (const [i, tasks] of split.entries()) {
-        const text = await (await fetch(`http://127.0.0.1:${port + i}/metrics`)).text();
-        for (const task of tasks) assert.match(text, new RegExp(`gress_task_restore_active\\{job="[^"]*",task="${task}",worker="${i}"\\} 0`), text);
+        let text = "";
+        const restored = (task: string): boolean => new RegExp(`gress_task_restore_active\\{job="[^"]*",task="${task}",worker="${i}"\\} 0`).test(text);
+        await until(
+          `worker ${i}'s restore metrics`,
+          async () => {
+            text = await (await fetch(`http://127.0.0.1:${port + i}/metrics`)).text();
+            return tasks.every(restored);
+          },
+          30_000,
+        ).catch(() => undefined);
+        for (const task of tasks) assert.ok(restored(task), `task ${task}'s finished restore on worker ${i}'s /metrics:\n${text}`);
       }
       assert.match(log, /\[worker 1\] /);
       await until("all output", () => out >= count, 60_000);
