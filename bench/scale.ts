@@ -35,8 +35,8 @@
  * @module
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
@@ -179,6 +179,57 @@ function startChild(name: string, cfg: ChildConfig): Proc {
   read(child.stdout);
   read(child.stderr);
   return { name, child, lines, exited: new Promise((resolve) => child.on("exit", () => resolve())) };
+}
+
+/**
+ * CPU seconds a process has used (user + system), from /proc (Linux; undefined elsewhere or once it is gone).
+ * USER_HZ is 100 on every Linux this runs on.
+ */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The local Kafka broker's pid (scripts/services runs it on this machine), if there is one. */
+function brokerPid(): number | undefined {
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("kafka.Kafka")) return Number(entry);
+      } catch {}
+    }
+  } catch {}
+  return undefined;
+}
+
+/** CPU seconds used between two snapshots, by role; undefined where /proc could not say. */
+interface CpuUse {
+  readonly job?: number;
+  readonly broker?: number;
+  readonly bench: number;
+}
+
+function cpuSnapshot(procs: readonly Proc[], broker: number | undefined): { job?: number; broker?: number; bench: number } {
+  const each = procs.map((p) => cpuSeconds(p.child.pid));
+  const job = each.some((c) => c === undefined) ? undefined : each.reduce<number>((a, c) => a + (c as number), 0);
+  const brokerCpu = cpuSeconds(broker);
+  const u = process.cpuUsage();
+  return { ...(job === undefined ? {} : { job }), ...(brokerCpu === undefined ? {} : { broker: brokerCpu }), bench: (u.user + u.system) / 1e6 };
+}
+
+function cpuUsed(a: ReturnType<typeof cpuSnapshot>, b: ReturnType<typeof cpuSnapshot>): CpuUse {
+  return {
+    ...(a.job === undefined || b.job === undefined ? {} : { job: b.job - a.job }),
+    ...(a.broker === undefined || b.broker === undefined ? {} : { broker: b.broker - a.broker }),
+    bench: b.bench - a.bench,
+  };
 }
 
 const logOf = (p: Proc): string => p.lines.map((l) => `${p.name} ${new Date(l.at).toISOString()} ${l.text}`).join("\n");
@@ -353,7 +404,7 @@ class Bench {
 type Mode = "single-process" | "1 worker" | "2 workers";
 
 /** One throughput run: a gated input, the mode's processes settled in their group, then the commit. */
-async function throughputRun(b: Bench, data: Dataset, mode: Mode): Promise<{ rate: number; ms: number; settleMs: number }> {
+async function throughputRun(b: Bench, data: Dataset, mode: Mode): Promise<{ rate: number; ms: number; settleMs: number; cpu: CpuUse }> {
   const input = await b.topic(b.name("in"), PARTITIONS);
   const output = await b.topic(b.name("out"), PARTITIONS);
   const job = b.name("job");
@@ -387,17 +438,20 @@ async function throughputRun(b: Bench, data: Dataset, mode: Mode): Promise<{ rat
       );
     }
     const settleMs = Date.now() - started;
+    const broker = brokerPid();
+    const cpu0 = cpuSnapshot(procs, broker);
     const t0 = Date.now();
     await gate.commit();
     await until("every window result", () => reader.count() >= data.windows, 300_000, procs);
     const ms = reader.lastAt() - t0;
+    const cpu = cpuUsed(cpu0, cpuSnapshot(procs, broker));
     // Duplicates would show after the count is reached.
     await new Promise((r) => setTimeout(r, 1000));
     if (reader.count() !== data.windows || reader.sum() !== data.events) {
       throw new Error(`${mode}: ${reader.count()} window results summing to ${reader.sum()}, expected ${data.windows} summing to ${data.events}`);
     }
     if (process.env.GRESS_BENCH_SCALE_VERBOSE !== undefined) console.log(procs.map(logOf).join("\n"));
-    return { rate: data.events / (ms / 1000), ms, settleMs };
+    return { rate: data.events / (ms / 1000), ms, settleMs, cpu };
   } finally {
     await stopAll(procs);
     await reader.stop();
@@ -413,12 +467,27 @@ async function throughput(b: Bench, events: number, rounds: number): Promise<voi
   const all: Mode[] = ["single-process", "1 worker", "2 workers"];
   const modes = all.filter((m) => process.env.GRESS_BENCH_SCALE_MODES?.split(",").includes(m) ?? true);
   const rates = new Map<Mode, number[]>(modes.map((m) => [m, []]));
+  // CPU microseconds per event by role, per round (where /proc could say).
+  const cpus = new Map<Mode, { job: number[]; broker: number[]; bench: number[] }>(modes.map((m) => [m, { job: [], broker: [], bench: [] }]));
   for (let round = 1; round <= rounds; round++) {
     for (const mode of modes) {
       const load = loadavg()[0]!.toFixed(2);
       const r = await throughputRun(b, data, mode);
       rates.get(mode)!.push(r.rate);
-      console.log(`  round ${round} ${mode.padEnd(14)} ${fmt(r.rate).padStart(9)} ev/s  (${(r.ms / 1000).toFixed(2)} s from the commit to the last result; settled in ${(r.settleMs / 1000).toFixed(1)} s; load before ${load})`);
+      const perEvent = (s: number): number => (s * 1e6) / data.events;
+      const c = cpus.get(mode)!;
+      const parts: string[] = [];
+      if (r.cpu.job !== undefined) {
+        c.job.push(perEvent(r.cpu.job));
+        parts.push(`job ${perEvent(r.cpu.job).toFixed(2)} µs/event (${((r.cpu.job / (r.ms / 1000)) * 100).toFixed(0)}% of a core)`);
+      }
+      if (r.cpu.broker !== undefined) {
+        c.broker.push(perEvent(r.cpu.broker));
+        parts.push(`broker ${perEvent(r.cpu.broker).toFixed(2)}`);
+      }
+      c.bench.push(perEvent(r.cpu.bench));
+      parts.push(`bench reader ${perEvent(r.cpu.bench).toFixed(2)}`);
+      console.log(`  round ${round} ${mode.padEnd(14)} ${fmt(r.rate).padStart(9)} ev/s  (${(r.ms / 1000).toFixed(2)} s from the commit to the last result; settled in ${(r.settleMs / 1000).toFixed(1)} s; load before ${load}); CPU ${parts.join(", ")}`);
     }
   }
   const m = (mode: Mode): number => median(rates.get(mode)!);
@@ -427,6 +496,20 @@ async function throughput(b: Bench, events: number, rounds: number): Promise<voi
   const two = m("2 workers") / m("1 worker");
   const one = m("1 worker") / m("single-process");
   console.log(`scale: 2 workers / 1 worker = ${two.toFixed(2)}x (target >= 1.60x); 1 worker / single-process = ${one.toFixed(2)}x (target >= 1.00x)`);
+  // What the cores allow: with the CPU every event costs in the 2-worker runs (workers, broker and this reader
+  // all share the machine's cores), no schedule can beat cores / cost. Measured, not assumed.
+  const c2 = cpus.get("2 workers")!;
+  if (c2.job.length === rounds && c2.broker.length === rounds) {
+    const cost = median(c2.job) + median(c2.broker) + median(c2.bench);
+    const cores = availableParallelism();
+    const bound = (cores * 1e6) / cost;
+    console.log(
+      `scale: CPU per event with 2 workers: workers ${median(c2.job).toFixed(2)} µs, broker ${median(c2.broker).toFixed(2)} µs, bench reader ${median(c2.bench).toFixed(2)} µs (medians); ` +
+        `on ${cores} cores that allows at most ${fmt(bound)} ev/s = ${(bound / m("1 worker")).toFixed(2)}x one worker's median`,
+    );
+  } else {
+    console.log("scale: no CPU breakdown (it needs /proc and a broker on this machine)");
+  }
 }
 
 /**
