@@ -36,10 +36,11 @@ import { kafkaSource } from "../../connectors/kafka/source.ts";
 import type { Key } from "../element.ts";
 import { SHUFFLE } from "../operators/key-by.ts";
 import { taskId as taskIdOf } from "./assignor.ts";
-import { beginRestore, type ChangelogEntry, type RestoreResult } from "./changelog.ts";
+import { beginRestore, type ChangelogEntry, type ChangelogRestore, type RestoreResult } from "./changelog.ts";
 import type { TopologyFingerprint } from "./fingerprint.ts";
 import { repartitionTopic, type ShuffleRecord, shuffleDecoder } from "./shuffle.ts";
 import { type ShufflePoint, type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter } from "./shuffle-io.ts";
+import type { TaskStatusSource } from "./status.ts";
 import { TaskCommitter } from "./task-checkpoint.ts";
 import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
 
@@ -323,11 +324,20 @@ export class Task {
   restored: RestoreResult | undefined;
   /** The group generation the task's latest checkpoint commit sent its offsets under (undefined before one). */
   commitGeneration: number | undefined;
+  /** The restore under way or done, and the changelog end it reads to (for the status topic). */
+  #restoring: { readonly restore: ChangelogRestore; readonly end: number } | undefined;
 
   constructor(o: TaskOptions) {
     this.#o = o;
     this.id = o.taskId;
     this.#partitions = o.topics.map((topic) => ({ topic, partition: o.partition }));
+  }
+
+  /** What the status topic reports (lib/scaleout/status.ts): the task's state, its restore and its Job. */
+  get statusView(): TaskStatusSource["statusView"] {
+    const r = this.#restoring;
+    const state = this.#stopping ? "stopped" : this.#running !== undefined ? "running" : r === undefined ? "starting" : "restoring";
+    return { state, restore: r === undefined ? undefined : { progress: r.restore.progress, end: r.end }, job: this.#job };
   }
 
   /** The routed consumer that reads `topic` in this task (undefined before its source started). */
@@ -446,6 +456,7 @@ export class Task {
     const restore = beginRestore(backend, { fingerprint: o.topology.fingerprint, topology: o.topology.description });
     // After the fence no transaction of this task is open, so the end offset is stable.
     const end = (await o.client.endOffsets(o.changelogTopic)).get(o.partition) ?? 0;
+    this.#restoring = { restore, end };
     if (restore.from >= end) return restore.finish(end);
     // A consumer of a group of its own, for this restore only (the KafkaClient reads through group consumers).
     const reader = o.client.consumer({ groupId: `gress-${o.job}-restore-${o.taskId}-${process.pid}-${Date.now()}`, topics: [o.changelogTopic], fromBeginning: true, readCommitted: true });

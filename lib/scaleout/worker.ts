@@ -34,6 +34,7 @@ import { SourceError } from "../errors.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
 import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
 import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
+import { kafkajsStatusSender, StatusPublisher, type TaskStatusRecord } from "./status.ts";
 import { type BuildPipeline, isGroupGenerationError, isMigrationError, Task, TaskJob } from "./task.ts";
 import { kafkaTopicsOf } from "./task-io.ts";
 
@@ -95,6 +96,8 @@ export interface ScaleOutWorker {
   readonly tasks: readonly string[];
   /** Assignments received so far. */
   readonly rebalances: number;
+  /** Each running task's status now: state, restore, watermark, records, last checkpoint (lib/scaleout/status.ts). */
+  readonly taskStatus: readonly TaskStatusRecord[];
   /** Stops every task, each after a final checkpoint (when it can still commit one), and leaves the group. */
   stop(): Promise<void>;
 }
@@ -172,6 +175,8 @@ class Worker {
   readonly #byPartition = new Map<string, Task>();
   #consumer: KafkaConsumer | undefined;
   #plan: Plan | undefined;
+  /** Each task's status, written to `gress-<job>-status` (lib/scaleout/status.ts) when the worker has brokers, not a given client. */
+  #status: StatusPublisher | undefined;
   #wanted = new Set<string>();
   #applying: Promise<void> = Promise.resolve();
   #rebalances = 0;
@@ -217,6 +222,9 @@ class Worker {
       },
       get rebalances() {
         return self.#rebalances;
+      },
+      get taskStatus() {
+        return self.#status?.current() ?? [];
       },
       stop: () => this.stop(),
     };
@@ -266,6 +274,10 @@ class Worker {
     const plan = await this.#probe();
     this.#plan = plan;
     if (this.#stopped) return;
+    const k = this.#o.kafka;
+    const sender = "consumer" in k ? undefined : kafkajsStatusSender(k.brokers, `gress-${this.#o.name}-status`);
+    this.#status = new StatusPublisher({ job: this.#o.name, client: this.#client, sender, tasks: () => this.#tasks.values(), member: () => this.#consumer?.groupMetadata()?.memberId, log: this.#log });
+    this.#status.start();
     const assignor: GroupAssignor = {
       name: "gress-tasks",
       userData: () => encodeSubscription({ v: 1, topology: plan.topology.fingerprint, tasks: {}, owned: [...this.#tasks.keys()] }),
@@ -359,8 +371,10 @@ class Worker {
     });
     this.#tasks.set(id, task);
     for (const tp of task.partitions) this.#byPartition.set(key(tp), task);
+    this.#status?.publishSoon();
     try {
       await task.start((err) => this.#taskEnded(task, err));
+      this.#status?.publishSoon();
     } catch (err) {
       if (!isMigrationError(err) || this.#stopped) throw err;
       this.#taskEnded(task, err);
@@ -411,7 +425,9 @@ class Worker {
       this.#stopped = true;
       await this.started.catch(() => undefined);
       await this.#applying.catch(() => undefined);
-      await Promise.all([...this.#tasks.keys()].map((id) => this.#stopTask(id, "worker stopping")));
+      const stopping = [...this.#tasks.keys()];
+      await Promise.all(stopping.map((id) => this.#stopTask(id, "worker stopping")));
+      await this.#status?.stop(stopping);
       await this.#consumer?.stop();
       if (this.#ownClient) await this.#client.close();
       if (this.#failure === undefined) this.#resolveDone();
