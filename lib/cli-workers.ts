@@ -11,7 +11,9 @@
  * - **A worker** (`--worker-index i`) runs the module's default export through `runScaledOut` with job name
  *   `--name` (group `gress-<name>` or `--group`), the brokers of `--brokers`, its own state directory
  *   `<state-dir>/worker-<i>` and the checkpoint interval of `--checkpoint-interval` (default 1000 ms). It serves
- *   `/metrics` (tasks running, assignments received, each task's restore from its changelog) and `/health` on `--port` + i (0: any free port). The
+ *   `/metrics` (tasks running, assignments received, each task's restore from its changelog, and per task what
+ *   it writes to the status topic: state, watermark, records in/out, restore offsets, last checkpoint) and
+ *   `/health` on `--port` + i (0: any free port); no live page (that is single-process mode's). The
  *   pipeline's Kafka sources and sinks name their own brokers and topics, as in single-process mode; their
  *   consumer group ids are not used (the job's group is).
  * A worker started by hand with `--worker-index` (and no `--workers`) on another machine joins the same job.
@@ -30,6 +32,7 @@ import { ConfigError } from "./errors.ts";
 import { importPipeline } from "./pipeline-module.ts";
 import { restoreMetrics } from "./scaleout/changelog.ts";
 import { checkScaleOutSources } from "./scaleout/config-checks.ts";
+import { statusMetrics } from "./scaleout/status.ts";
 import { type BuildPipeline, TaskJob } from "./scaleout/task.ts";
 import { kafkaTopicsOf } from "./scaleout/task-io.ts";
 import { runScaledOut, type ScaleOutWorker } from "./scaleout/worker.ts";
@@ -192,6 +195,8 @@ async function runWorker(file: string, o: WorkerFlags, index: number): Promise<n
         `gress_scaleout_assignments_total{${labels}} ${worker?.rebalances ?? 0}`,
         // Each task's state restores from its changelog in this process (entries, duration, whether under way).
         ...restoreMetrics(`worker="${index}"`),
+        // Per task what it writes to the status topic (lib/scaleout/status.ts): state, watermark, records, restore, checkpoint.
+        ...statusMetrics(worker?.taskStatus ?? [], labels),
       ];
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(`${lines.join("\n")}\n`);
     } else if (path === "/health") {

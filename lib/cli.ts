@@ -6,7 +6,7 @@
  *                                         checkpoints, state lives in LMDB and a restart recovers; with
  *                                         --workers N, as N scale-out worker processes (lib/cli-workers.ts)
  *   gress savepoint <job> [options]       writes the job's last checkpoint as a savepoint directory
- *   gress status <job> --brokers B        a scale-out job's members, tasks and lag, from Kafka (lib/cli-status.ts)
+ *   gress status <job> --brokers B        a scale-out job's members, tasks, lag, watermarks and restores, from Kafka (lib/cli-status.ts)
  *   gress dashboard [--job NAME]          prints a Grafana dashboard (JSON) of the jobs' /metrics
  *   gress <command> --help, gress --version
  *
@@ -140,10 +140,11 @@ const COMMANDS: readonly CommandSpec[] = [
     name: "status",
     args: "<job>",
     argName: "job name",
-    summary: "a scale-out job's group members, their tasks and the lag per input partition, read from Kafka",
+    summary: "a scale-out job's group members, their tasks, the lag per input partition and each task's watermark, restore and last checkpoint, read from Kafka",
     options: [
       { name: "brokers", arg: "HOST:PORT,...", help: "the Kafka brokers of the job's group (required)" },
       { name: "group", arg: "G", help: "the job's consumer group (default gress-<job>)" },
+      { name: "stale-after", arg: "S", help: "a task status record older than S seconds is marked STALE: its worker may be dead (default 10)" },
       HELP_OPTION,
     ],
   },

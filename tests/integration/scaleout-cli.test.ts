@@ -1,8 +1,13 @@
 /**
  * `gress run <pipeline> --workers 2` on the real broker: the parent starts two worker processes; both join the
- * job's group and split its 4 tasks (each /metrics, on port and port + 1, reports 2 tasks); SIGTERM to the
- * parent stops both gracefully (exit 0); the output is every input record exactly once, with per-key
- * sequence numbers 1..n. `gress status` reports the two members with the same tasks and, at the end, no lag.
+ * job's group and split its 4 tasks (each /metrics, on port and port + 1, reports 2 tasks); the output is every
+ * input record exactly once, with per-key sequence numbers 1..n. `gress status` reports the two members with the
+ * same tasks and, at the end, no lag. From the status topic (lib/scaleout/status.ts) it reports each task's
+ * worker, a finished restore and an event-time watermark that advances to the task's last input (t0 + 2 × its
+ * last i − bound − 1), also on the workers' /metrics. Then worker 1 is killed with SIGKILL: its tasks' records
+ * are marked STALE (after --stale-after 3 s, before the group moves them), then the tasks run on worker 0, fresh
+ * and restored from their changelogs. SIGTERM to the parent stops worker 0 gracefully (the parent exits 137, for
+ * the killed worker), and its tasks' last records say "stopped".
  * Runs on the client GRESS_KAFKA_CLIENT names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
@@ -14,13 +19,16 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { readJobStatus } from "../../lib/cli-status.ts";
+import { readJobStatus, readTaskStatus } from "../../lib/cli-status.ts";
 import { main } from "../../lib/cli.ts";
+import type { TaskStatusView } from "../../lib/scaleout/status.ts";
 import { checkSequences, events } from "./kafka-eos-support.ts";
 import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/gress.mjs", import.meta.url));
 const PIPELINE = fileURLToPath(new URL("./scaleout-cli-pipeline.ts", import.meta.url));
+/** The pipeline's watermark bound (ms), as in scaleout-cli-pipeline.ts. */
+const BOUND_MS = 100;
 
 /** A base port p with p and p + 1 free now. */
 async function freePortPair(): Promise<number> {
@@ -53,7 +61,7 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
   const state = mkdtempSync(join(tmpdir(), "gress-so-cli-"));
   after(() => rmSync(state, { recursive: true, force: true }));
 
-  it("two workers split the tasks, each serves /metrics on its port, SIGTERM stops both cleanly, and the output is complete without duplicates", { timeout: 90_000 }, async () => {
+  it("two workers split the tasks, each serves /metrics on its port, gress status shows their tasks' watermarks, restores and stale records of a killed worker, and the output is complete without duplicates", { timeout: 120_000 }, async () => {
     const count = 3000;
     const keys = 30;
     const input = uniqueName("so-cli-in");
@@ -73,7 +81,8 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
     const port = await freePortPair();
     const name = uniqueName("so-cli");
     const args = ["run", PIPELINE, "--workers", "2", "--name", name, "--brokers", brokers().join(","), "--kafka-client", clientName(), "--state-dir", state, "--port", String(port), "--checkpoint-interval", "500"];
-    const parent = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SO_CLI_BROKERS: brokers().join(","), SO_CLI_INPUT: input, SO_CLI_OUTPUT: output } });
+    const t0 = Date.now();
+    const parent = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SO_CLI_BROKERS: brokers().join(","), SO_CLI_INPUT: input, SO_CLI_OUTPUT: output, SO_CLI_T0: String(t0) } });
     let log = "";
     parent.stdout.on("data", (d: Buffer) => void (log += d.toString()));
     parent.stderr.on("data", (d: Buffer) => void (log += d.toString()));
@@ -85,6 +94,23 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     };
+    // Each task's first and highest watermark in the status topic, read all along, to see it advance. (A task
+    // that moves after its input was all read has none on its new owner: a source's watermark is not state.)
+    const watermarks = new Map<string, { first: number; max: number }>();
+    const observe = (read: readonly TaskStatusView[]): void => {
+      for (const { record: r } of read) {
+        if (r.watermark === null) continue;
+        const w = watermarks.get(r.task);
+        watermarks.set(r.task, { first: w?.first ?? r.watermark, max: Math.max(w?.max ?? r.watermark, r.watermark) });
+      }
+    };
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        observe((await readTaskStatus(brokers(), name, { waitMs: 2000 }).catch(() => ({ tasks: [] }))).tasks);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
     try {
       // Both workers in the group, 2 tasks each, disjoint, all 4 covered: seen on their own ports.
       let split: string[][] = [];
@@ -119,6 +145,34 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         for (const task of tasks) assert.ok(restored(task), `task ${task}'s finished restore on worker ${i}'s /metrics:\n${text}`);
       }
       assert.match(log, /\[worker 1\] /);
+      const pids = (/started 2 workers of job "[^"]+" \(pids (\d+), (\d+)\)/.exec(log) ?? []).slice(1).map(Number);
+      assert.equal(pids.length, 2, log);
+      // The status topic: each task on its worker, restored, with a watermark.
+      let tasks: TaskStatusView[] = [];
+      const byTask = (): Map<string, TaskStatusView> => new Map(tasks.map((t) => [t.record.task, t]));
+      const onWorker = (i: number, t: TaskStatusView | undefined): boolean => t !== undefined && t.record.worker.pid === pids[i] && t.record.state === "running" && !t.stale;
+      await until(
+        "every task's status record with a watermark",
+        async () => {
+          tasks = (await readTaskStatus(brokers(), name, { staleAfterMs: 3000 })).tasks;
+          const m = byTask();
+          // A watermark once the task read a record here.
+          return split.every((ts, i) => ts.every((task) => onWorker(i, m.get(task)) && (m.get(task)?.record.watermark !== null || m.get(task)?.record.recordsIn === 0)));
+        },
+        30_000,
+      ).catch((e: unknown) => {
+        throw new Error(`${e instanceof Error ? e.message : String(e)}\nstatus records: ${JSON.stringify(tasks)}`);
+      });
+      for (const t of tasks) assert.equal(t.record.restore?.done, true, `task ${t.record.task}'s restore is done: ${JSON.stringify(t.record)}`);
+      // The same fields on each worker's /metrics.
+      for (const [i, ts] of split.entries()) {
+        const text = await (await fetch(`http://127.0.0.1:${port + i}/metrics`)).text();
+        for (const task of ts) {
+          assert.match(text, new RegExp(`gress_task_state\\{job="[^"]*",worker="${i}",task="${task}",state="running"\\} 1`), text);
+          // A watermark (once one was published, it stays).
+          if (byTask().get(task)?.record.watermark !== null) assert.match(text, new RegExp(`gress_task_watermark_ms\\{job="[^"]*",worker="${i}",task="${task}"\\} \\d+`), text);
+        }
+      }
       await until("all output", () => out >= count, 60_000);
       // A duplicate would come after the count is reached: give it time to show.
       await new Promise((r) => setTimeout(r, 1500));
@@ -147,13 +201,91 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       assert.match(printed.join("\n"), new RegExp(`job "${name}": group gress-${name}, Stable, 2 members`));
       assert.match(printed.join("\n"), /total lag: 0$/m);
       assert.match(printed.join("\n"), /^ {2}0_3 .* 0 +\d+ \(\d+\.\d s ago\)$/m);
+
+      polling = false;
+      await poller;
+      // Each task's watermark advanced to its last input record's: t0 + 2 × its last i − bound − 1.
+      const lastI = new Map<number, number>();
+      for (const m of await readCommitted(input, 30_000)) {
+        const i = (JSON.parse(m.value) as { i: number }).i;
+        lastI.set(m.partition, Math.max(lastI.get(m.partition) ?? -1, i));
+      }
+      const finalWatermark = (task: string): number => t0 + 2 * (lastI.get(Number(task.split("_")[1])) ?? Number.NaN) - BOUND_MS - 1;
+      await until(
+        "every task's final watermark",
+        async () => {
+          tasks = (await readTaskStatus(brokers(), name, { staleAfterMs: 3000 })).tasks;
+          observe(tasks);
+          return tasks.length === 4 && tasks.every((t) => t.record.recordsIn === 0 || t.record.watermark === finalWatermark(t.record.task));
+        },
+        15_000,
+      ).catch(() => undefined);
+      assert.equal(tasks.length, 4);
+      for (const t of tasks) {
+        const task = t.record.task;
+        const w = watermarks.get(task);
+        // Up to its last input's; exactly that where the current owner read the last records (a revoked task's
+        // last watermark is not published: its new owner's records replace its old owner's).
+        assert.ok(w !== undefined && w.first < w.max && w.max <= finalWatermark(task), `task ${task}'s watermark advanced towards its last input's (${finalWatermark(task)}): ${JSON.stringify(w)}`);
+        // On the task's current owner: the final watermark, or none when it read nothing there.
+        assert.equal(t.record.watermark, t.record.recordsIn === 0 ? null : finalWatermark(task), `task ${task}: ${JSON.stringify(t.record)}`);
+        assert.equal(t.record.recordsOut, t.record.recordsIn, `task ${task}: ${JSON.stringify(t.record)}`);
+      }
+      assert.ok(
+        tasks.some((t) => t.record.recordsIn > 0),
+        "some task read records on its current owner",
+      );
+      // The printed task lines: worker, state, the watermark as ISO time and its lag, the finished restore.
+      for (const [i, ts] of split.entries()) {
+        for (const task of ts) assert.match(printed.join("\n"), new RegExp(`^ {4}${task} +\\S+:${pids[i]} +running +\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z +-?\\d+\\.\\d s +done: \\d+ records`, "m"), printed.join("\n"));
+      }
+
+      // Worker 1 killed: its tasks' records go STALE (3 s without a new one; the group moves them only after its
+      // 10 s session timeout), then worker 0 runs them, restored from their changelogs.
+      process.kill(pids[1]!, "SIGKILL");
+      let stale = "";
+      await until(
+        "the killed worker's tasks marked STALE in gress status",
+        async () => {
+          const lines: string[] = [];
+          console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+          await main(["status", name, "--brokers", brokers().join(","), "--stale-after", "3"]).finally(() => (console.log = log0));
+          stale = lines.join("\n");
+          const staleOf = (task: string): boolean => new RegExp(`^ {4}${task} +\\S+:${pids[1]} +running .* STALE$`, "m").test(stale);
+          return split[1]!.every(staleOf);
+        },
+        12_000,
+      );
+      for (const task of split[0]!) assert.match(stale, new RegExp(`^ {4}${task} +\\S+:${pids[0]} +running .*\\d s ago$`, "m"), stale);
+      await until(
+        "every task running on worker 0, restored",
+        async () => {
+          tasks = (await readTaskStatus(brokers(), name, { staleAfterMs: 3000 })).tasks;
+          const m = byTask();
+          return ["0_0", "0_1", "0_2", "0_3"].every((task) => onWorker(0, m.get(task)) && m.get(task)?.record.restore?.done === true);
+        },
+        45_000,
+      );
+      for (const task of split[1]!) {
+        const r = byTask().get(task)!.record.restore!;
+        assert.ok(r.applied > 0 && r.offset === r.end, `task ${task} restored its changelog on worker 0: ${JSON.stringify(r)}`);
+      }
     } finally {
+      polling = false;
+      await poller;
       if (parent.exitCode === null) process.kill(parent.pid!, "SIGTERM");
       await watch.disconnect();
     }
-    assert.deepEqual(await exited, { code: 0, signal: null }, log);
+    // 137: worker 1's SIGKILL (the parent exits with the first failure); worker 0 stopped gracefully.
+    assert.deepEqual(await exited, { code: 137, signal: null }, log);
     assert.match(log, /\[worker 0\] worker 0 of "[^"]+" stopped/);
-    assert.match(log, /\[worker 1\] worker 1 of "[^"]+" stopped/);
+    assert.match(log, /gress: worker 1 exited with SIGKILL/);
+    // Worker 0's last records: every task stopped.
+    const last = (await readTaskStatus(brokers(), name, { staleAfterMs: 3000 })).tasks;
+    assert.deepEqual(
+      last.map((t) => [t.record.task, t.record.state, t.stale]),
+      ["0_0", "0_1", "0_2", "0_3"].map((t) => [t, "stopped", false]),
+    );
     const read = (await readCommitted(output, 30_000)).map((m) => JSON.parse(m.value) as { key: string; seq: number; i: number });
     assert.equal(read.length, count, "exactly one output per input record");
     assert.deepEqual(checkSequences(read, count, keys), []);
