@@ -1,7 +1,7 @@
 /**
  * PostgreSQL and TimescaleDB for Gress (`gress/postgres`): a sink with typed column mapping, COPY of
- * batches into a staging table, and exactly-once commits through a progress table written in the same transaction
- * as the rows. Tables (and hypertables, when the timescaledb extension exists) are created on request.
+ * batches (straight into the table in a prepared transaction per checkpoint where the server allows it, else into
+ * a staging table), and exactly-once commits through a progress table written in the same transaction as the rows. Tables (and hypertables, when the timescaledb extension exists) are created on request.
  *
  * @example
  * ```ts

@@ -23,6 +23,26 @@
  * A restart closes the sink (a COPY still open is given up) and opens it again: a new connection, an empty
  * batch, and the same recovery as at a start (the restored checkpoint's rows committed, newer staged rows deleted).
  *
+ * With checkpoints, when the server allows prepared transactions (`max_prepared_transactions` > 0; PostgreSQL's
+ * default is 0) and the sink is exactly-once, without `key`, not in a scale-out task, on its own pool (from
+ * `url`; a caller's `sql` only with `twoPhase: "prepared"`: the open transaction holds one of its connections
+ * until the next pre-commit and COMMIT PREPARED needs another) and the table's columns are of the declared
+ * types, the sink takes the prepared path instead
+ * (`twoPhase`, default "auto"; which path and why is logged once): each checkpoint's rows go by COPY straight
+ * into the table in a transaction of their own on a reserved connection (each COPY under a savepoint, as
+ * below), and its pre-commit inserts the progress row and ends the transaction with
+ *
+ *     PREPARE TRANSACTION 'gress:<hash>:<job>:<sink>:<run>:<checkpoint>'
+ *
+ * (durable, invisible, surviving a crash of Gress or of the server), and the commit runs `COMMIT PREPARED` of
+ * the id the checkpoint's handle holds; a prepared transaction that is gone counts as committed only if its
+ * progress row is there. `<hash>` hashes the exact job, sink and table, `<run>` is new at every open. At open,
+ * after recovery committed the restored checkpoint's transaction, every prepared transaction of this job and
+ * sink that is left is rolled back: pre-commits of checkpoints that never completed, whose rows are replayed.
+ * Every row is written once instead of twice. With a key the sink stages (ON CONFLICT needs the rows in a
+ * table first, and a transaction that used a temporary table cannot be prepared); in a scale-out task too (a
+ * fenced incarnation's prepared transaction would hold its locks until the next owner opens again).
+ *
  * A job without checkpoints (exactly-once, no `key`, not a scale-out task, and the table's columns of the
  * declared types) has no checkpoint that could commit staged rows: its rows go by COPY straight into the table,
  * in one transaction on a reserved connection that commits at the end of the input (each COPY under a
@@ -63,7 +83,7 @@ import net from "node:net";
 import postgres from "postgres";
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
-import { BadRecordError, SinkError } from "../../lib/errors.ts";
+import { BadRecordError, ConfigError, SinkError } from "../../lib/errors.ts";
 import { TASK_SINK, taskIoOf } from "../../lib/scaleout/task-io.ts";
 import type { Sink } from "../../lib/sink.ts";
 
@@ -132,7 +152,11 @@ export interface PostgresSinkOptions<T> {
   readonly job: string;
   /** Connection URL, e.g. postgres://user:pass@host:5432/db; or give `sql`. */
   readonly url?: string;
-  /** An existing postgres.js connection (not closed by the sink); `postgresConnection(url)` makes one without Nagle's delay. */
+  /**
+   * An existing postgres.js connection (not closed by the sink); `postgresConnection(url)` makes one without
+   * Nagle's delay. On the prepared path (`twoPhase: "prepared"`; "auto" takes it only with `url`) each sink holds
+   * one of its connections while a checkpoint's transaction is open, and commits on another.
+   */
   readonly sql?: Sql;
   /** Target table, optionally schema-qualified. */
   readonly table: string;
@@ -149,6 +173,15 @@ export interface PostgresSinkOptions<T> {
   readonly batchSize?: number;
   /** "exactly-once" (default) stages rows until their checkpoint commits; "at-least-once" writes directly. */
   readonly semantic?: "exactly-once" | "at-least-once";
+  /**
+   * How a checkpointed exactly-once job's rows wait for their checkpoint: "prepared" COPYs them straight into
+   * the table in a transaction that the pre-commit ends with `PREPARE TRANSACTION` and the commit with `COMMIT
+   * PREPARED` (needs `max_prepared_transactions` > 0 on the server); "staging" COPYs them into a staging table
+   * and moves them at the commit (every row written twice); "auto" (default) takes "prepared" where it can.
+   */
+  readonly twoPhase?: "auto" | "prepared" | "staging";
+  /** Where the sink says which path it took and why (once per sink). Default: a line on stderr. */
+  readonly log?: (message: string) => void;
 }
 
 /**
@@ -169,6 +202,11 @@ export interface PostgresSinkHandle {
   readonly checkpointId: number;
   /** In a scale-out task: the incarnation of the task whose staged rows this checkpoint commits. */
   readonly owner?: string;
+  /**
+   * On the prepared path (`twoPhase`): the id of the checkpoint's prepared transaction, or null when the
+   * checkpoint had no rows. Absent on the staging path.
+   */
+  readonly gid?: string | null;
 }
 
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain SQL identifier (letters, digits, '_')");
@@ -188,6 +226,8 @@ const optionsSchema = z.strictObject({
   timeColumn: identifier.optional(),
   batchSize: z.number().int().positive().optional(),
   semantic: z.enum(["exactly-once", "at-least-once"]).optional(),
+  twoPhase: z.enum(["auto", "prepared", "staging"]).optional(),
+  log: z.function().optional(),
 });
 
 /**
@@ -465,7 +505,9 @@ function isHandle(h: unknown): h is PostgresSinkHandle {
     typeof x.checkpointId === "number" &&
     typeof x.job === "string" &&
     typeof x.sink === "string" &&
-    (x.owner === undefined || (typeof x.owner === "string" && /^[A-Za-z0-9-]+$/.test(x.owner)))
+    (x.owner === undefined || (typeof x.owner === "string" && /^[A-Za-z0-9-]+$/.test(x.owner))) &&
+    // Spliced into COMMIT PREPARED '…': only the characters gidOf writes.
+    (x.gid === undefined || x.gid === null || (typeof x.gid === "string" && /^[A-Za-z0-9_.:/-]{1,200}$/.test(x.gid)))
   );
 }
 
@@ -498,6 +540,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const extractors = specs.map((s) => s.value);
   const batchSize = o.batchSize ?? 5000;
   const atLeastOnce = o.semantic === "at-least-once";
+  const twoPhase = o.twoPhase ?? "auto";
+  if (twoPhase === "prepared" && (atLeastOnce || o.key !== undefined)) {
+    const why = atLeastOnce ? 'semantic "at-least-once" has no checkpoint transactions' : "with a key, rows are upserted from a table (INSERT … ON CONFLICT), and a transaction that used a temporary table cannot be prepared";
+    throw new ConfigError(`postgresSink: twoPhase "prepared" is not possible: ${why}`, [{ path: ["postgresSink", "twoPhase"], code: "custom", message: why }]);
+  }
+  const log = (options.log as ((message: string) => void) | undefined) ?? ((m: string) => console.error(`gress: ${m}`));
   const table = q(o.table);
   const cols = names.map(q).join(", ");
   const conflict = (() => {
@@ -588,6 +636,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    * into staging takes one from the pool then, and kept until the end of the input or close.
    */
   let straight = false;
+  /**
+   * The prepared path (`twoPhase`): as `straight`, rows go by COPY straight into the table, in a transaction
+   * on a reserved connection; the pre-commit adds the progress row and ends it with PREPARE TRANSACTION (the
+   * connection goes back to the pool, and the next checkpoint's rows begin a new transaction), the commit runs
+   * COMMIT PREPARED on any connection. Every row is written once.
+   */
+  let prepared = false;
+  /** This run's tag in the ids of its prepared transactions: a new one per open, so ids never repeat. */
+  let runTag = "";
+  /** The path was logged (once per sink, not at every restart). */
+  let told = false;
   let direct: postgres.ReservedSql | undefined;
   const directCopySql = `copy ${table} (${cols}) from stdin`;
   const SAVEPOINT = "gress_copy";
@@ -758,6 +817,97 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       d.release();
     }
   };
+  /**
+   * The start of the ids of this sink's prepared transactions: the job (`<job>/<task>` in a task) and sink
+   * as text (characters other than letters, digits and `_.-/` replaced, each cut at 60), and a hash of the
+   * exact job, sink and table, so that two sinks never share it.
+   */
+  const gidPrefix = (job: string): string => {
+    const text = (x: string): string => x.replace(/[^A-Za-z0-9_./-]/g, "_").slice(0, 60);
+    return `gress:${fnv(`${job}\u0000${name}\u0000${o.table}`)}:${text(job)}:${text(name)}:`;
+  };
+  const gidOf = (checkpointId: number): string => `${gidPrefix(scope.job)}${runTag}:${checkpointId}`;
+  /** postgres.js reports a missing prepared transaction as SQLSTATE 42704 (undefined object). */
+  const missing = (err: unknown): boolean => (err as { code?: unknown })?.code === "42704";
+  /** The server's max_prepared_transactions (0: PREPARE TRANSACTION is refused). */
+  const maxPrepared = async (s: Sql): Promise<number> => {
+    const [row] = await s.unsafe("select current_setting('max_prepared_transactions')::int as n");
+    return Number(row?.n ?? 0);
+  };
+  /**
+   * Whether a checkpointed run takes the prepared path (see `prepared`), and why or why not. A ConfigError
+   * when `twoPhase: "prepared"` cannot be had. (A key or at-least-once were refused when the sink was made.)
+   */
+  const choosePath = async (s: Sql, inTask: boolean, maxXacts: number): Promise<{ readonly use: boolean; readonly why: string }> => {
+    if (twoPhase === "staging") return { use: false, why: 'twoPhase: "staging"' };
+    let not: string | undefined;
+    if (o.key !== undefined) not = "with a key, rows are upserted from a table (INSERT … ON CONFLICT), and a transaction that used a temporary table cannot be prepared";
+    else if (inTask) not = "in a scale-out task (a task moves between workers, and a fenced incarnation's prepared transactions would hold locks that only the next owner's restart clears)";
+    else if (maxXacts === 0) not = "max_prepared_transactions is 0 on the server (set it above 0, e.g. 64, in postgresql.conf and restart PostgreSQL)";
+    else if (Number((s as unknown as { options?: { max?: unknown } }).options?.max ?? 2) < 2)
+      not = "the connection pool given as `sql` has one connection: a checkpoint's open transaction holds one and COMMIT PREPARED needs another";
+    else if (!ownSql && twoPhase === "auto")
+      not =
+        'the connection pool is the caller\'s (`sql`): a checkpoint\'s open transaction holds one of its connections until the next pre-commit, and COMMIT PREPARED needs another, which a pool shared by several sinks may not have (give `url`, or twoPhase: "prepared" when the pool has a connection per sink and one more)';
+    else if (!(await sameColumnTypes(s))) not = "the table's column types differ from the declared ones (rows copied straight into it would be refused one by one)";
+    if (not === undefined) return { use: true, why: `max_prepared_transactions = ${maxXacts}` };
+    if (twoPhase === "prepared") throw new ConfigError(`postgres sink "${name}": twoPhase "prepared" is not possible: ${not}`, [{ path: ["postgresSink", "twoPhase"], code: "custom", message: not }]);
+    return { use: false, why: not };
+  };
+  /**
+   * Rolls back every prepared transaction of this sink (job or task) that is left: pre-commits of checkpoints
+   * that never completed (the restored checkpoint's was committed by recovery before open).
+   */
+  const rollbackLeftovers = async (s: Sql): Promise<void> => {
+    const rows = await s.unsafe("select gid from pg_prepared_xacts where database = current_database() and left(gid, length($1)) = $1", [gidPrefix(scope.job)]);
+    for (const r of rows) {
+      try {
+        await s.unsafe(`rollback prepared '${String(r.gid).replace(/'/g, "''")}'`);
+      } catch (err) {
+        if (!missing(err)) throw err; // ended by someone else meanwhile
+      }
+    }
+  };
+  /**
+   * Commits a checkpoint's prepared transaction. Idempotent: a transaction that is gone was committed if its
+   * progress row is there; otherwise it was rolled back (by hand, or by a sink of the same job, sink and table
+   * opened elsewhere), and the checkpoint's rows are lost: that is an error, never a silent success.
+   */
+  const commitPrepared = async (checkpointId: number, h: PostgresSinkHandle & { readonly gid: string }): Promise<void> => {
+    const s = conn();
+    try {
+      await s.unsafe(`commit prepared '${h.gid}'`);
+    } catch (err) {
+      if (!missing(err)) throw err;
+      const done = await s.unsafe(`select 1 from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id = $3`, [h.job, name, checkpointId]);
+      if (done.length === 0) throw new Error(`the prepared transaction '${h.gid}' is gone and its progress row was never committed: it was rolled back outside this sink`);
+    }
+  };
+  /** Ends the pre-committed checkpoint's transaction (see `prepared`): the progress row, then PREPARE TRANSACTION. */
+  const prepareDirect = async (checkpointId: number): Promise<string | null> => {
+    const d = direct;
+    if (d === undefined) return null; // no rows since the last pre-commit: nothing to commit
+    direct = undefined;
+    const gid = gidOf(checkpointId);
+    try {
+      const inserted = await d.unsafe(`insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1`, [scope.job, name, checkpointId]);
+      if (inserted.length === 0) {
+        // This checkpoint was committed before (a job restored from an older savepoint replays it): as on the
+        // staging path, committing it again does nothing.
+        await d.unsafe("rollback");
+        return null;
+      }
+      // Keep a short history of progress rows.
+      await d.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $3`, [scope.job, name, checkpointId - 100]);
+      await d.unsafe(`prepare transaction '${gid}'`);
+    } catch (err) {
+      await d.unsafe("rollback").catch(() => undefined);
+      throw err;
+    } finally {
+      d.release();
+    }
+    return gid;
+  };
   /** Runs `op` on the chain after the open COPY ended (`op` needs the rows staged, or the connection). */
   const afterCopy = (what: string, op: () => Promise<void>): Promise<void> =>
     run(async () => {
@@ -894,6 +1044,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       times = [];
       stagedUpTo = 0;
       straight = false;
+      prepared = false;
+      runTag = crypto.randomUUID().slice(0, 8);
       deadLetter = ctx?.deadLetter;
       failure = undefined;
       inflight = Promise.resolve();
@@ -917,9 +1069,22 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         } else seq = 1;
         // Without checkpoints nothing is ever restored (recoveredId stays unset), so the run starts fresh.
         const noCheckpoints = ctx !== undefined && ctx.checkpointIntervalMs === undefined && task === undefined && o.key === undefined && !atLeastOnce && recoveredId === undefined;
-        straight = noCheckpoints && (await sameColumnTypes(s));
+        if (!atLeastOnce && task === undefined) {
+          const maxXacts = await maxPrepared(s);
+          // Pre-commits of checkpoints that never completed, whichever path this run takes.
+          if (maxXacts > 0) await rollbackLeftovers(s);
+          if (!noCheckpoints && (ctx === undefined || ctx.checkpointIntervalMs !== undefined)) {
+            const path = await choosePath(s, false, maxXacts);
+            prepared = path.use;
+            if (!told) {
+              told = true;
+              log(`postgres sink "${name}" (table ${o.table}): checkpoints ${prepared ? "commit through PREPARE TRANSACTION (rows written once)" : "go through a staging table (rows written twice)"}: ${path.why}`);
+            }
+          }
+        } else if (twoPhase === "prepared" && task !== undefined) await choosePath(s, true, 0);
+        straight = prepared || (noCheckpoints && (await sameColumnTypes(s)));
       } catch (err) {
-        throw fail("open", err);
+        throw err instanceof ConfigError ? err : fail("open", err);
       }
       opened = true;
     },
@@ -937,9 +1102,21 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     },
     async preCommit(checkpointId): Promise<PostgresSinkHandle> {
       // Opened as part of a job without checkpoints (see `direct`): its rows are not staged, so no checkpoint may take them.
-      if (straight) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} in a job opened without checkpoints (checkpointIntervalMs unset)`);
+      if (straight && !prepared) throw new SinkError(`postgres sink "${name}": checkpoint ${checkpointId} in a job opened without checkpoints (checkpointIntervalMs unset)`);
       const tag = Math.max(checkpointId, lastId + 1);
       await flushBuffer(tag);
+      if (prepared) {
+        let gid: string | null = null;
+        await afterCopy(`copy checkpoint ${checkpointId}'s rows`, async () => {
+          try {
+            gid = await prepareDirect(checkpointId);
+          } catch (err) {
+            throw broken(`prepare checkpoint ${checkpointId}'s transaction`, err);
+          }
+        });
+        lastId = Math.max(lastId, checkpointId);
+        return { job: scope.job, sink: name, checkpointId, gid };
+      }
       // The checkpoint's rows are staged when its COPY ended.
       await afterCopy(`stage checkpoint ${checkpointId}`, async () => {});
       lastId = Math.max(lastId, checkpointId);
@@ -952,6 +1129,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       if (failure !== undefined) throw failure;
       // Recovery calls this before open(): the tables exist, since a checkpoint was taken with this sink.
       if (!opened) recoveredId = Math.max(recoveredId ?? 0, checkpointId);
+      const gid = handle.gid;
+      if (gid === null) return; // prepared path, no rows in this checkpoint
+      if (gid !== undefined) {
+        // Needs no COPY to end: the checkpoint's transaction is prepared, and another connection commits it.
+        try {
+          await commitPrepared(checkpointId, { ...handle, gid });
+        } catch (err) {
+          throw fail(`commit checkpoint ${checkpointId}`, err);
+        }
+        return;
+      }
       try {
         await afterCopy(`stage rows before checkpoint ${checkpointId}'s commit`, () => apply(checkpointId, scopeOfHandle(handle)));
       } catch (err) {
@@ -960,6 +1148,15 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     },
     async abort(checkpointId, handle) {
       if (atLeastOnce) return;
+      if (isHandle(handle) && handle.gid !== undefined) {
+        if (handle.gid === null) return;
+        try {
+          await conn().unsafe(`rollback prepared '${handle.gid}'`);
+        } catch (err) {
+          if (!missing(err)) throw fail(`abort checkpoint ${checkpointId}`, err);
+        }
+        return;
+      }
       const at = isHandle(handle) ? scopeOfHandle(handle) : scope;
       await afterCopy(`stage rows before checkpoint ${checkpointId}'s abort`, async () => {
         if (at.owner === undefined) await conn().unsafe(`delete from ${at.staging} where gress_checkpoint <= $1`, [checkpointId]);

@@ -1,0 +1,298 @@
+/**
+ * The PostgreSQL sink's prepared path (`twoPhase`, PREPARE TRANSACTION / COMMIT PREPARED) on a real server:
+ * exactly once across a crash between a checkpoint's pre-commit and its commit (the prepared transaction is
+ * left, the restored job commits it) and across a crash before the checkpoint completed (the leftover is rolled
+ * back and its rows replayed); a value the server refuses is a dead letter there too; and on a server with
+ * `max_prepared_transactions = 0` the sink falls back to its staging table (or, forced, refuses to start).
+ *
+ * The prepared tests use GRESS_PG_URL when that server allows prepared transactions (scripts/services sets
+ * max_prepared_transactions), and otherwise a scratch server of the same PostgreSQL binaries started here; the
+ * fallback test always has a server with 0 (GRESS_PG_URL's, or a scratch one). Which one is printed.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { chownSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { after, before, describe, it } from "node:test";
+import postgres from "postgres";
+import { type PostgresSinkHandle, postgresSink, type Sql } from "../../connectors/postgres/index.ts";
+import { ConfigError, record } from "../../lib/index.ts";
+import { childCommand } from "../crash/harness.ts";
+
+function pgUrl(): string {
+  const v = process.env.GRESS_PG_URL;
+  if (v === undefined || v === "") throw new Error('GRESS_PG_URL is not set: run `scripts/services up pg` and `eval "$(scripts/services env)"` first');
+  return v;
+}
+
+let n = 0;
+const tableName = (): string => `prep_${process.pid}_${Date.now().toString(36)}_${++n}`;
+
+async function setting(url: string): Promise<{ maxPrepared: number; major: number }> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const [r] = await sql.unsafe("select current_setting('max_prepared_transactions')::int as m, current_setting('server_version_num')::int as v");
+    return { maxPrepared: Number(r?.m), major: Math.floor(Number(r?.v) / 10_000) };
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** A PostgreSQL server of its own (the binaries scripts/services uses) in a temporary directory, on a free port. */
+interface Scratch {
+  readonly url: string;
+  stop(): void;
+}
+async function scratchServer(major: number, maxPrepared: number): Promise<Scratch> {
+  const bin = `/usr/lib/postgresql/${major}/bin`;
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+    s.on("error", reject);
+  });
+  const dir = mkdtempSync(join(tmpdir(), "gress-pg-scratch-"));
+  // PostgreSQL refuses to run as root: as root, run it as the postgres user (as scripts/services does).
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    chownSync(dir, uid, gid);
+  }
+  const run = (cmd: string, args: string[]): void => {
+    execFileSync(asRoot ? "runuser" : cmd, asRoot ? ["-u", "postgres", "--", cmd, ...args] : args, { stdio: ["ignore", "ignore", "pipe"] });
+  };
+  const data = join(dir, "data");
+  run(`${bin}/initdb`, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"]);
+  const opts = `-c listen_addresses=127.0.0.1 -p ${port} -k ${dir} -c fsync=off -c full_page_writes=off -c max_prepared_transactions=${maxPrepared}`;
+  run(`${bin}/pg_ctl`, ["-D", data, "-l", join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"]);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: () => {
+      try {
+        run(`${bin}/pg_ctl`, ["-D", data, "-m", "immediate", "-w", "stop"]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The server for a test: GRESS_PG_URL's when its max_prepared_transactions is what the test needs, else a scratch one. */
+async function serverWith(prepared: boolean): Promise<{ url: string; stop(): void; what: string }> {
+  const shared = await setting(pgUrl());
+  if (shared.maxPrepared > 0 === prepared) return { url: pgUrl(), stop: () => {}, what: `GRESS_PG_URL (max_prepared_transactions = ${shared.maxPrepared})` };
+  const max = prepared ? 16 : 0;
+  const s = await scratchServer(shared.major, max);
+  return { ...s, what: `a scratch PostgreSQL ${shared.major} with max_prepared_transactions = ${max} (GRESS_PG_URL has ${shared.maxPrepared})` };
+}
+
+const PREPARED_JOB = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "postgres-prepared-job.ts");
+
+function runJob(args: object, failpoint: string | undefined): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const [cmd, argv] = childCommand(PREPARED_JOB);
+  const env = { ...process.env };
+  if (failpoint === undefined) delete env.GRESS_FAILPOINT;
+  else env.GRESS_FAILPOINT = failpoint;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, [...argv, JSON.stringify(args)], { stdio: ["ignore", "pipe", "pipe"], env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Uint8Array) => (stdout += String(d)));
+    child.stderr.on("data", (d: Uint8Array) => (stderr += String(d)));
+    // A run is a few seconds: one that waits on a lock much longer than that is stopped, and its output says so.
+    const timer = setTimeout(() => {
+      stderr += "\n[test] the job did not end within 60 s: killed\n";
+      child.kill("SIGKILL");
+    }, 60_000);
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** The prepared transactions of a job's sink "ids" (their ids name the job). */
+const preparedOf = async (sql: Sql, job: string): Promise<string[]> =>
+  (await sql.unsafe("select gid from pg_prepared_xacts where database = current_database() and position($1 in gid) > 0 order by gid", [`:${job}:ids:`])).map((r) => String(r.gid));
+
+describe("postgres sink, prepared transactions (real server)", () => {
+  let server: { url: string; stop(): void; what: string };
+  let sql: Sql;
+  before(async () => {
+    server = await serverWith(true);
+    sql = postgres(server.url, { max: 2, onnotice: () => {} });
+  });
+  after(async () => {
+    await sql?.end({ timeout: 5 });
+    server?.stop();
+  });
+
+  for (const [failpoint, when] of [
+    ["after-flush:3", "between the pre-commit and the commit of checkpoint 3 (the checkpoint is durable, the prepared transaction is left)"],
+    ["checkpoint-snapshot:3", "before checkpoint 3 completed (its transaction is prepared, the checkpoint is not durable)"],
+  ] as const) {
+    it(`a job killed ${when} writes every row exactly once after its restart`, { timeout: 120_000 }, async (t) => {
+      t.diagnostic(`server: ${server.what}`);
+      const table = tableName();
+      const job = `${table}_job`;
+      const dir = mkdtempSync(join(tmpdir(), "gress-pg-prepared-"));
+      const count = 3_000;
+      const args = { url: server.url, table, job, stateDir: join(dir, "state"), count, ratePerSecond: 2_000 };
+      try {
+        const killed = await runJob(args, failpoint);
+        assert.equal(killed.signal, "SIGKILL", `the job should die at ${failpoint}: exit ${killed.code}\n${killed.stderr.slice(-2000)}`);
+        assert.match(killed.stderr, /checkpoints commit through PREPARE TRANSACTION/);
+        // The crash left checkpoint 3's transaction prepared, its rows not visible.
+        const left = await preparedOf(sql, job);
+        assert.equal(left.length, 1, `prepared transactions left: ${left.join(", ")}`);
+        assert.match(left[0] as string, new RegExp(`^gress:[0-9a-f]{8}:${job}:ids:[0-9a-f]{8}:3$`));
+        const [progress] = await sql.unsafe("select max(checkpoint_id)::int as id from gress_sink_progress where job = $1 and sink = 'ids'", [job]);
+        assert.equal(progress?.id, 2, "checkpoints 1 and 2 committed");
+
+        const rerun = await runJob(args, undefined);
+        assert.equal(rerun.code, 0, rerun.stderr.slice(-3000));
+        assert.match(rerun.stdout, /done/);
+        const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids, min(id)::int as lo, max(id)::int as hi from "${table}"`);
+        assert.deepEqual({ ...c }, { n: count, ids: count, lo: 0, hi: count - 1 });
+        assert.deepEqual(await preparedOf(sql, job), [], "no prepared transaction of the job is left");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        // After a failure: nothing of this test may hold locks on the server.
+        for (const gid of await preparedOf(sql, job)) await sql.unsafe(`rollback prepared '${gid}'`);
+        await sql.unsafe(`drop table if exists "${table}"`);
+      }
+    });
+  }
+
+  it("a value the server refuses is a dead letter with its reason; the checkpoint's other rows commit once", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const job = `${table}_job`;
+    const columns = { id: { type: "integer", value: (r: { id: number; v: string }) => r.id }, v: { type: "double precision", value: (r: { id: number; v: string }) => r.v } };
+    const sink = postgresSink<{ id: number; v: string }>({ name: "ids", job, url: server.url, table, createTable: true, batchSize: 300, twoPhase: "prepared", log: () => {}, columns });
+    const dead: string[] = [];
+    await sink.open?.({ jobName: job, checkpointIntervalMs: 100, deadLetter: (v, _t, reason) => void dead.push(`${(v as { id: number }).id}: ${reason}`) });
+    const bad = new Set([0, 299, 300, 777, 999]);
+    for (let id = 0; id < 1_000; id++) {
+      const r = { id, v: bad.has(id) ? "warm" : String(id) };
+      await sink.write(r, record(r, id));
+    }
+    const h1 = (await sink.preCommit?.(1)) as PostgresSinkHandle;
+    // Judged by the pre-commit (before the barrier), and nothing visible before the commit.
+    assert.deepEqual(
+      dead,
+      [...bad].map((id) => `${id}: column "v": invalid input syntax for type double precision: "warm"`),
+    );
+    assert.equal(typeof h1.gid, "string");
+    assert.deepEqual(await preparedOf(sql, job), [h1.gid]);
+    assert.equal((await sql.unsafe(`select count(*)::int as n from "${table}"`))[0]?.n, 0);
+    await sink.commit?.(1, h1);
+    await sink.commit?.(1, h1); // idempotent: gone, and its progress row says committed
+    await sink.close?.();
+    const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...c }, { n: 1_000 - bad.size, ids: 1_000 - bad.size });
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("a checkpoint committed before (a job restored from an older savepoint replays it) is not committed again", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const job = `${table}_job`;
+    const opts = { name: "ids", job, url: server.url, table, createTable: true, twoPhase: "prepared" as const, log: () => {}, columns: { id: { type: "integer", value: (r: { id: number }) => r.id } } };
+    const write = async (sink: ReturnType<typeof postgresSink<{ id: number }>>, from: number, to: number): Promise<void> => {
+      for (let id = from; id < to; id++) await sink.write({ id }, record({ id }, id));
+    };
+    const first = postgresSink<{ id: number }>(opts);
+    await first.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    await write(first, 0, 100);
+    const h1 = (await first.preCommit?.(1)) as PostgresSinkHandle;
+    await first.commit?.(1, h1);
+    await write(first, 100, 200);
+    const h2 = (await first.preCommit?.(2)) as PostgresSinkHandle;
+    await first.commit?.(2, h2);
+    await first.close?.();
+    // Restored at checkpoint 1: recovery commits it (done already), then checkpoint 2's rows come again.
+    const again = postgresSink<{ id: number }>(opts);
+    await again.commit?.(1, h1);
+    await again.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    await write(again, 100, 200);
+    const h2again = (await again.preCommit?.(2)) as PostgresSinkHandle;
+    assert.equal(h2again.gid, null, "nothing to commit");
+    await again.commit?.(2, h2again);
+    await again.close?.();
+    const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...c }, { n: 200, ids: 200 });
+    assert.deepEqual(await preparedOf(sql, job), []);
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("auto takes the prepared path with a pool of its own (url), and the staging table on the caller's pool (sql), saying why", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const said: string[] = [];
+    const columns = { id: { type: "integer", value: (r: { id: number }) => r.id } };
+    for (const conn of [{ url: server.url }, { sql }]) {
+      const sink = postgresSink<{ id: number }>({ name: "ids", job: `${table}_job`, table, createTable: true, log: (m) => void said.push(m), columns, ...conn });
+      await sink.open?.({ jobName: `${table}_job`, checkpointIntervalMs: 100 });
+      await sink.close?.();
+    }
+    assert.equal(said.length, 2);
+    assert.match(said[0] as string, /checkpoints commit through PREPARE TRANSACTION \(rows written once\): max_prepared_transactions = \d+$/);
+    assert.match(said[1] as string, /checkpoints go through a staging table \(rows written twice\): the connection pool is the caller's \(`sql`\)/);
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it('twoPhase "prepared" with a key is refused when the sink is made', () => {
+    assert.throws(
+      () => postgresSink<{ id: number }>({ name: "ids", job: "j", url: server.url, table: "t", key: ["id"], twoPhase: "prepared", columns: { id: { type: "integer", value: (r) => r.id } } }),
+      (e: unknown) => e instanceof ConfigError && /twoPhase "prepared" is not possible: with a key/.test(e.message),
+    );
+  });
+});
+
+describe("postgres sink on a server with max_prepared_transactions = 0 (real server)", () => {
+  let server: { url: string; stop(): void; what: string };
+  let sql: Sql;
+  before(async () => {
+    server = await serverWith(false);
+    sql = postgres(server.url, { max: 2, onnotice: () => {} });
+  });
+  after(async () => {
+    await sql?.end({ timeout: 5 });
+    server?.stop();
+  });
+
+  it("auto falls back to the staging table, says so once and why, and commits exactly once", { timeout: 60_000 }, async (t) => {
+    t.diagnostic(`server: ${server.what}`);
+    const table = tableName();
+    const job = `${table}_job`;
+    const said: string[] = [];
+    const sink = postgresSink<{ id: number }>({ name: "ids", job, url: server.url, table, createTable: true, log: (m) => void said.push(m), columns: { id: { type: "integer", value: (r) => r.id } } });
+    await sink.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    for (let id = 0; id < 500; id++) await sink.write({ id }, record({ id }, id));
+    const h1 = (await sink.preCommit?.(1)) as PostgresSinkHandle;
+    assert.equal(h1.gid, undefined, "a staging handle");
+    await sink.commit?.(1, h1);
+    await sink.close?.();
+    await sink.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    await sink.close?.();
+    assert.deepEqual(said, [`postgres sink "ids" (table ${table}): checkpoints go through a staging table (rows written twice): max_prepared_transactions is 0 on the server (set it above 0, e.g. 64, in postgresql.conf and restart PostgreSQL)`]);
+    const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...c }, { n: 500, ids: 500 });
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it('twoPhase "prepared" fails at open with a ConfigError naming the setting', { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const sink = postgresSink<{ id: number }>({ name: "ids", job: `${table}_job`, url: server.url, table, createTable: true, twoPhase: "prepared", columns: { id: { type: "integer", value: (r) => r.id } } });
+    await assert.rejects(
+      Promise.resolve(sink.open?.({ jobName: `${table}_job`, checkpointIntervalMs: 100 })),
+      (e: unknown) => e instanceof ConfigError && /postgres sink "ids": twoPhase "prepared" is not possible: max_prepared_transactions is 0 on the server/.test(e.message),
+    );
+    await sink.close?.();
+    await sql.unsafe(`drop table if exists "${table}"`);
+  });
+});
