@@ -167,6 +167,14 @@ export interface GroupAssignor {
   readonly name: string;
   /** This member's subscription user data, asked for at each join. */
   userData?(): Uint8Array;
+  /**
+   * Called before this member joins its group again (a rebalance), and awaited: its JoinGroup goes out only
+   * once the promise settles (a rejection is ignored). Under the eager protocol no other member has been given
+   * this member's partitions yet, unless the group dropped it (session or rebalance timeout), so this is where
+   * to commit what was processed, as Kafka Streams does in onPartitionsRevoked. Not called for the first join.
+   * It must settle well within the session timeout: the group drops a member whose JoinGroup comes later.
+   */
+  beforeRejoin?(): Promise<void>;
   /** Member id → its partitions. Members left out get nothing. */
   assign(members: readonly GroupMember[], partitions: ReadonlyMap<string, number>): Map<string, TopicPartition[]>;
 }

@@ -23,6 +23,7 @@ import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
 import brokerModule from "kafkajs/src/broker/index.js";
 import { assignmentChange } from "./assignment.ts";
 import { correctAbortedFiltering } from "./kafkajs-aborted.ts";
+import { beforeJoinWith, installRejoinHook } from "./kafkajs-rejoin.ts";
 import { sendInParts } from "./request-size.ts";
 import type {
   BatchHandler,
@@ -103,6 +104,8 @@ const filterAbortedMessages = filterAbortedModule as (o: {
 // kafkajs' filter hands out records of aborted transactions when their list is not in first-offset order:
 // every fetch (consumers' and markerOutcome's) is corrected before kafkajs filters (./kafkajs-aborted.ts).
 correctAbortedFiltering(brokerModule as { prototype: object });
+// kafkajs has no callback before it rejoins its group: an assignor's beforeRejoin runs inside the JoinGroup call (./kafkajs-rejoin.ts).
+installRejoinHook(brokerModule as { prototype: object });
 const TRANSACTION_COORDINATOR = 1;
 const READ_COMMITTED = 1;
 const BROKER_RESOURCE = 4;
@@ -295,7 +298,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
     maxWaitTimeInMs: 100,
     allowAutoTopicCreation: false,
-    ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor)] }),
+    ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor, () => joins > 0)] }),
   });
   const advanced: ((t: PartitionOffset) => void)[] = [];
   /** The group is rebalancing (a heartbeat said so) until the next assignment. */
@@ -411,8 +414,12 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
   };
 }
 
-/** A Gress {@link GroupAssignor} as a kafkajs partition assigner (same protocol name as on platformatic). */
-function kafkajsAssigner(a: GroupAssignor): PartitionAssigner {
+/**
+ * A Gress {@link GroupAssignor} as a kafkajs partition assigner (same protocol name as on platformatic). Once
+ * the member had an assignment (`rejoining()`), the assignor's `beforeRejoin` runs before each JoinGroup that
+ * carries the subscription built here (./kafkajs-rejoin.ts).
+ */
+function kafkajsAssigner(a: GroupAssignor, rejoining: () => boolean): PartitionAssigner {
   return ({ cluster }) => ({
     name: a.name,
     version: 0,
@@ -432,10 +439,10 @@ function kafkajsAssigner(a: GroupAssignor): PartitionAssigner {
     },
     protocol({ topics }) {
       const userData = a.userData?.();
-      return {
-        name: a.name,
-        metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: userData === undefined ? Buffer.alloc(0) : Buffer.from(userData) }),
-      };
+      const metadata = AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: userData === undefined ? Buffer.alloc(0) : Buffer.from(userData) });
+      const hook = a.beforeRejoin;
+      if (hook !== undefined && rejoining()) beforeJoinWith(metadata, () => hook.call(a));
+      return { name: a.name, metadata };
     },
   });
 }

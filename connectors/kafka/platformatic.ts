@@ -373,6 +373,8 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   const maxBytesPerPartition = o.maxBytesPerPartition ?? 1024 * 1024;
   /** Made by start(), once the library is loaded. */
   let consumer: Consumer | undefined;
+  /** Set at the first assignment: later joins are rejoins (the assignor's beforeRejoin runs before them). */
+  let joined = false;
   const c = (): Consumer =>
     (consumer ??= new (lib().Consumer)({
     ...base,
@@ -393,7 +395,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
             { name: "RoundRobinAssigner", version: 1 },
           ],
         }
-      : assignorOptions(o.assignor)),
+      : assignorOptions(o.assignor, () => joined)),
   }));
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
   /** This member's partitions, with their fetch positions. */
@@ -420,6 +422,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   };
 
   const onJoin = (groups: readonly GroupAssignment[]): void => {
+    joined = true;
     const next = new Map<string, Assigned>();
     const fresh: Assigned[] = [];
     for (const g of groups) {
@@ -663,15 +666,24 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
 /**
  * A Gress {@link GroupAssignor} as the library's group options: the protocol under the assignor's name (as on
  * kafkajs), the member's user data in its subscription, and the leader's assignment through it.
+ *
+ * The library asks for `protocolsMetadata` right before every JoinGroup (rejoins after REBALANCE_IN_PROGRESS,
+ * ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID included) and waits for a returned promise: that is where the
+ * assignor's `beforeRejoin` runs, once this member had an assignment (`rejoining()`).
  */
-function assignorOptions(a: GroupAssignor): {
+function assignorOptions(
+  a: GroupAssignor,
+  rejoining: () => boolean,
+): {
   protocols: { name: string; version: number }[];
-  protocolsMetadata: () => Buffer;
+  protocolsMetadata: () => Promise<Buffer>;
   partitionAssigner: GroupPartitionsAssigner;
 } {
   return {
     protocols: [{ name: a.name, version: 0 }],
-    protocolsMetadata: () => {
+    protocolsMetadata: async () => {
+      // A failed hook must not keep the member out of its group: the join goes on.
+      if (a.beforeRejoin !== undefined && rejoining()) await a.beforeRejoin().catch(() => undefined);
       const u = a.userData?.();
       return u === undefined ? Buffer.alloc(0) : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
     },

@@ -15,9 +15,13 @@
  *  4. **Run.** Each checkpoint commits through {@link TaskCommitter} (lib/scaleout/task-checkpoint.ts): one
  *     Kafka transaction, then LMDB as a cache.
  *
+ * {@link Task.checkpoint} takes one checkpoint at once without stopping (the worker's checkpoint before its group
+ * rebalances, docs/SCALE-OUT.md section 3).
+ *
  * Stop (the task was revoked, or the worker stops): the sources stop at once, the job is cancelled and the open
- * transaction aborted. There is no final checkpoint: the new owner processes the records since the last one
- * again (at most one interval), which keeps exactly-once since none of their effects was committed.
+ * transaction aborted. With `final` (the worker stops) a last checkpoint comes first; otherwise the new owner
+ * processes the records since the last one again, which keeps exactly-once since none of their effects was
+ * committed.
  * A commit refused because another producer fenced this one, or because the group moved on (KIP-447), ends
  * the task as "migrated" ({@link isMigrationError}), not as a failure of the job.
  * @module
@@ -343,6 +347,38 @@ export class Task {
   /** The routed consumer that reads `topic` in this task (undefined before its source started). */
   routedFor(topic: string): RoutedConsumer | undefined {
     return this.#routed.get(topic);
+  }
+
+  /** True while the task's pipeline runs: started, and not stopping. */
+  get running(): boolean {
+    return this.#running !== undefined && !this.#stopping;
+  }
+
+  /**
+   * Takes one checkpoint now, in the task's transaction, and keeps running. Resolves with its id, or undefined
+   * when the task does not run (still starting, or stopping). A failure ends the task as a failed periodic
+   * checkpoint does (the job fails: a fenced or refused commit makes the task "migrated"), and rejects.
+   */
+  async checkpoint(): Promise<number | undefined> {
+    const job = this.#job;
+    const running = this.#running;
+    const coordinator = job?.checkpoints;
+    if (!this.running || job === undefined || running === undefined || coordinator === undefined) return undefined;
+    const taken = coordinator.trigger(false);
+    taken.catch(() => undefined);
+    // A job that ended meanwhile (a sink fenced by the task's new owner, say) leaves the checkpoint waiting for
+    // its sinks until the checkpoint timeout: do not wait for that.
+    const ended = running.then(() => {
+      throw new Error(`task ${this.id} ended before its checkpoint completed`);
+    });
+    ended.catch(() => undefined);
+    try {
+      await Promise.race([taken, ended]);
+    } catch (err) {
+      if (!this.#stopping) job.fail(err);
+      throw err;
+    }
+    return coordinator.history.at(-1)?.id;
   }
 
   /** The group assigned the task again: every source seeks to its own positions. */

@@ -21,9 +21,18 @@
  * - **Shuffles.** Each `keyBy` not declared `copartitioned` writes through a repartition topic
  *   `gress-<job>-<n>-repartition` (lib/scaleout/shuffle-io.ts), created here with P partitions
  *   (cleanup.policy=delete); the group consumer subscribes to it too, and task p reads its partition p.
+ * - **Before a rebalance** (the assignor's `beforeRejoin`, run by the client right before it joins the group again)
+ *   the worker pauses its tasks' input and takes one checkpoint of every running task, in its transaction,
+ *   without stopping it; only then does its JoinGroup go out. Under the eager protocol nobody else owns these
+ *   tasks yet, so nothing races those commits, and a task that moves starts on its new owner from the work
+ *   done up to the rebalance, as Kafka Streams commits in onPartitionsRevoked. The wait is bounded (half the
+ *   session timeout, at most 5 s): after it the worker rejoins anyway and says so. A checkpoint refused there
+ *   (fenced, an older generation: the group dropped this worker) ends its task as "migrated", as a periodic
+ *   one does. After the assignment, kept tasks read on and revoked tasks stop without another checkpoint.
  * - **Stop.** A task stopped with the worker (SIGTERM, `stop()`) first takes a final checkpoint (Job.stop, at most
- *   5 s), so that its next owner does not replay the last interval. A revoked task stops without one: the
- *   revocation arrives with the new assignment, when its new owner is already starting it (see #stopTask).
+ *   5 s), so that its next owner does not replay the last interval. A revoked task stops without one: its
+ *   checkpoint was taken before the rebalance, and the revocation arrives with the new assignment, when the
+ *   new owner is already starting it (see #stopTask).
  * Not built yet: static membership.
  * @module
  */
@@ -178,6 +187,8 @@ class Worker {
   /** Each task's status, written to `gress-<job>-status` (lib/scaleout/status.ts) when the worker has brokers, not a given client. */
   #status: StatusPublisher | undefined;
   #wanted = new Set<string>();
+  /** The tasks whose input #beforeRejoin paused, until the next assignment. */
+  #held = new Set<Task>();
   #applying: Promise<void> = Promise.resolve();
   #rebalances = 0;
   /** The group generation of the latest assignment. */
@@ -281,6 +292,7 @@ class Worker {
     const assignor: GroupAssignor = {
       name: "gress-tasks",
       userData: () => encodeSubscription({ v: 1, topology: plan.topology.fingerprint, tasks: {}, owned: [...this.#tasks.keys()] }),
+      beforeRejoin: () => this.#beforeRejoin(),
       assign: (members, partitions) => assignTasks({ topology: plan.topology.fingerprint, members, tasks: tasksFor([{ id: 0, topics: plan.topics }], partitions) }).partitions,
     };
     const consumer = this.#client.consumer({
@@ -297,6 +309,12 @@ class Worker {
       this.#generation = r.generation;
       // Nothing is read from a partition until its task is ready.
       consumer.pausePartitions(r.added);
+      // The tasks paused before the rejoin that the group kept here read on now, not only once the assignment
+      // is applied (which may wait behind another task's restore).
+      const held = this.#held;
+      this.#held = new Set();
+      const assigned = new Set(r.assigned.map(key));
+      for (const t of held) if (this.#tasks.get(t.id) === t && t.partitions.every((tp) => assigned.has(key(tp)))) t.reassigned();
       this.#wanted = new Set(r.assigned.map((tp) => taskId(0, tp.partition)));
       this.#apply();
     });
@@ -312,6 +330,42 @@ class Worker {
       }
       return handler(batch);
     });
+  }
+
+  /**
+   * Before the group consumer joins the group again: pauses every running task's input and checkpoints each
+   * in its transaction (they keep running), waiting at most half the session timeout (5 s at most), so that
+   * the JoinGroup still goes out in time. A moved task's next owner then starts from this checkpoint.
+   */
+  async #beforeRejoin(): Promise<void> {
+    const consumer = this.#consumer;
+    if (consumer === undefined || this.#stopped) return;
+    const tasks = [...this.#tasks.values()].filter((t) => t.running);
+    if (tasks.length === 0) return;
+    // Nothing more is read until the assignment: kept tasks resume then (onRebalance), revoked ones stop.
+    for (const t of tasks) this.#held.add(t);
+    consumer.pausePartitions(tasks.flatMap((t) => t.partitions));
+    const waitMs = Math.min(5000, Math.floor((this.#o.sessionTimeoutMs ?? 10_000) / 2));
+    const began = performance.now();
+    const outcome = new Map<string, string>();
+    const all = Promise.all(
+      tasks.map((t) =>
+        t.checkpoint().then(
+          (id) => void outcome.set(t.id, id === undefined ? "not running" : `checkpoint ${id}`),
+          // The task ends as its periodic checkpoints' failures end it (Task.checkpoint): migrated, or the worker fails.
+          (err: unknown) => void outcome.set(t.id, `no checkpoint (${err instanceof Error ? err.message : String(err)})`),
+        ),
+      ),
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const inTime = await Promise.race([all.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)))]);
+    clearTimeout(timer);
+    const list = tasks.map((t) => `task ${t.id}: ${outcome.get(t.id) ?? "checkpoint still under way"}`).join("; ");
+    this.#log(
+      inTime
+        ? `worker of "${this.#o.name}" rejoins its group after checkpointing its tasks in ${(performance.now() - began).toFixed(0)} ms: ${list}`
+        : `worker of "${this.#o.name}" rejoins its group without all its tasks' checkpoints, after waiting ${waitMs} ms (a later JoinGroup would risk the group dropping it): ${list}`,
+    );
   }
 
   /** Applies the latest assignment (one application at a time; a newer assignment is applied after it). */
@@ -338,10 +392,10 @@ class Worker {
     this.#tasks.delete(id);
     for (const tp of task.partitions) if (this.#byPartition.get(key(tp)) === task) this.#byPartition.delete(key(tp));
     // The worker stopping (it still owns its tasks, nobody else runs them): a last checkpoint first, so the next
-    // owner does not replay the last interval. Not on a revocation: that arrives with the new assignment, when
-    // the new owner is already starting the task, and a last checkpoint racing its fence stalled the revoking
-    // worker's assignments in CI (the SIGSTOP test of scaleout-workers, twice in a row on @platformatic/kafka).
-    // Migrated or restarting: fenced or refused already, nothing to commit.
+    // owner does not replay the last interval. Not on a revocation: its checkpoint was taken before the rejoin
+    // (#beforeRejoin), and the revocation arrives with the new assignment, when the new owner is already
+    // starting the task; a last checkpoint here raced its fence and stalled the revoking worker's assignments in
+    // CI (1f3c903, the SIGSTOP test of scaleout-workers). Migrated or restarting: fenced or refused already.
     await task.stop(why === "worker stopping");
     this.#log(`task ${id} stopped (${why})`);
   }

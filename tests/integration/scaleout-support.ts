@@ -40,14 +40,14 @@ export const current = (w: Worker): string[] => {
 };
 export const started = (w: Worker): string[] => [...w.log.matchAll(/task (\d+_\d+) started/g)].map((m) => m[1] as string);
 
-/** Counts committed output messages as they come (read_committed), to know when the job is through. */
-export async function outputCounter(topic: string): Promise<{ count: () => number; stop: () => Promise<void> }> {
+/** Counts committed output messages as they come (read_committed), to know when the job is through; keeps their values. */
+export async function outputCounter(topic: string): Promise<{ count: () => number; values: () => readonly string[]; stop: () => Promise<void> }> {
   const consumer = kafka().consumer({ groupId: uniqueName("watch"), readUncommitted: false, maxWaitTimeInMs: 100 });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  let n = 0;
-  await consumer.run({ eachBatch: async ({ batch }) => void (n += batch.messages.length) });
-  return { count: () => n, stop: () => consumer.disconnect() };
+  const values: string[] = [];
+  await consumer.run({ eachBatch: async ({ batch }) => void values.push(...batch.messages.map((m) => m.value?.toString() ?? "")) });
+  return { count: () => values.length, values: () => values, stop: () => consumer.disconnect() };
 }
 
 export const until = async (what: string, f: () => boolean, timeoutMs: number, workers: readonly Worker[]): Promise<void> => {

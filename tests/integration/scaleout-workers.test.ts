@@ -150,6 +150,62 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
     await checkOutput(output, count, keys);
   });
 
+  it("a worker joining moves a task: its old owner checkpoints it before rejoining the group, and the new owner starts from that checkpoint (no periodic checkpoint in the run)", { timeout: 180_000 }, async () => {
+    const count = 1200;
+    const keys = 20;
+    const { input, output } = await setup(2, count, keys);
+    const counter = await outputCounter(output);
+    // No periodic checkpoint within the test: a checkpoint comes only from a rebalance or a stop.
+    const cfg = { ...config(input, output, uniqueName("so-move"), 50), intervalMs: 600_000 };
+    const a = startWorker(cfg);
+    let b: ReturnType<typeof startWorker> | undefined;
+    let c: ReturnType<typeof startWorker> | undefined;
+    const admin = kafka().admin();
+    await admin.connect();
+    try {
+      await until("worker A running both tasks", () => current(a).length === 2, 60_000, [a]);
+      // About 600 records per task at 50/s: A reads for a few seconds, far from the end, before B joins.
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(counter.count(), 0, "nothing is committed before a rebalance or a stop");
+      b = startWorker({ ...cfg, state: config(input, output, cfg.job, 50).state });
+      const joined = b;
+      await until("B running one task, A the other", () => current(joined).length === 1 && current(a).length === 1, 60_000, [a, joined]);
+      const moved = current(joined)[0] as string;
+      const partition = Number(moved.split("_")[1]);
+      // A checkpoint holds what A had processed of the moved task when B joined: the group's offset of its input
+      // partition (committed in the checkpoint's transaction, where B resumes) is mid-stream and equals the
+      // outputs of that partition's keys committed with it. Without a checkpoint before the rebalance it is 0.
+      await new Promise((r) => setTimeout(r, 1000));
+      const offsets = await admin.fetchOffsets({ groupId: `gress-${cfg.job}`, topics: [input] });
+      const resumed = Number(offsets[0]?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
+      const ofPartition = (k: string): boolean => shufflePartition(encodeShuffleKey(k), 2) === partition;
+      const outputs = counter.values().filter((v) => ofPartition((JSON.parse(v) as { key: string }).key)).length;
+      const inputs = events(count, keys).filter((e) => ofPartition(e.key)).length;
+      assert.ok(resumed > 0 && resumed < inputs, `the moved task's checkpoint is mid-stream (offset ${resumed} of ${inputs})`);
+      assert.equal(outputs, resumed, "the checkpoint's offset equals the moved task's committed outputs");
+      // It is the checkpoint A took before it rejoined the group, and B restored the moved task from it.
+      const before = /rejoins its group after checkpointing its tasks in \d+ ms: (.*)/.exec(a.log);
+      assert.ok(before !== null, `A checkpointed its tasks before rejoining:\n${a.log}`);
+      const id = new RegExp(`task ${moved}: checkpoint (\\d+)`).exec(before[1] as string)?.[1];
+      assert.ok(id !== undefined, `A checkpointed task ${moved} before rejoining: ${before[0]}`);
+      assert.match(joined.log, new RegExp(`task ${moved} started in \\d+ ms: restored \\d+ changelog records from offset 0, checkpoint ${id}\\b`), joined.log);
+      // Both stop gracefully (final checkpoints); a third worker with periodic checkpoints finishes the input.
+      for (const w of [a, joined]) w.child.kill("SIGTERM");
+      for (const w of [a, joined]) assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
+      c = startWorker({ ...cfg, intervalMs: 500 });
+      await until("all output", () => counter.count() >= count, 90_000, [c]);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(counter.count(), count, "no output record twice");
+    } finally {
+      for (const w of [a, b, c]) if (w !== undefined && w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGTERM");
+      await counter.stop();
+      await admin.disconnect();
+    }
+    assert.ok(c !== undefined);
+    assert.deepEqual(await c.exited, { code: 0, signal: null }, c.log);
+    await checkOutput(output, count, keys);
+  });
+
   it("two worker processes share the tasks; one is frozen (SIGSTOP) past its session, its tasks move and its late commits are fenced, then, back in the group, it is killed with SIGKILL; the output equals the reference", { timeout: 240_000 }, async () => {
     const count = 10_000;
     const keys = 50;
