@@ -278,6 +278,9 @@ export interface StatusPublisherOptions {
   readonly now?: () => number;
 }
 
+/** How long a stopping publisher waits for its last records to be sent. */
+const STOP_WAIT_MS = 2000;
+
 /** A worker's status writer (see the module header). Never throws: failures are logged. */
 export class StatusPublisher {
   readonly #o: StatusPublisherOptions;
@@ -373,7 +376,11 @@ export class StatusPublisher {
     });
     if (this.#o.sender !== undefined) this.#enqueue(stopped);
     this.#stopped = true;
-    await this.#sending;
+    // Bounded: a worker's stop must not wait on a report (kafkajs retries a send for up to its request timeout).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const sent = await Promise.race([this.#sending.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS)))]);
+    clearTimeout(timer);
+    if (!sent) this.#o.log(`status topic ${this.#topic}: the last status records were not sent within ${STOP_WAIT_MS} ms; stopping without them`);
     await this.#o.sender?.close();
   }
 }

@@ -272,6 +272,22 @@ describe("StatusPublisher", () => {
   });
 });
 
+describe("StatusPublisher stop", () => {
+  it("does not wait more than 2 s for a send that hangs", async () => {
+    const log: string[] = [];
+    const client = { createTopic: async () => {}, topicConfig: async () => new Map([["cleanup.policy", "compact"]]) } as unknown as KafkaClient;
+    const sender: StatusSender = { send: () => new Promise<void>(() => {}), close: async () => {} };
+    const p = new StatusPublisher({ job: "j", client, sender, tasks: () => [fakeTask("0_0", "running").task], member: () => undefined, log: (m) => log.push(m), intervalMs: 60_000 });
+    p.start();
+    p.publish();
+    const began = performance.now();
+    await p.stop(["0_0"]);
+    const took = performance.now() - began;
+    assert.ok(took >= 1900 && took < 4000, `stop took ${took} ms`);
+    assert.deepEqual(log, ["status topic gress-j-status: the last status records were not sent within 2000 ms; stopping without them"]);
+  });
+});
+
 describe("gress status task lines", () => {
   it("show each task's worker, state, watermark as ISO time, restore progress, and STALE for an old record", () => {
     const now = Date.parse("2026-12-05T08:00:00.000Z");
