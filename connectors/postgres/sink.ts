@@ -744,8 +744,11 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     if (streaming === undefined) {
       if (straight) {
         const d = await directConn();
-        await d.unsafe(`savepoint ${SAVEPOINT}`);
+        // Pipelined with the COPY: a failed savepoint fails the COPY too.
+        const saved = d.unsafe(`savepoint ${SAVEPOINT}`);
+        saved.catch(() => undefined);
         streaming = { copy: await openCopy(d, directCopySql), batches: [], rows: 0 };
+        await saved;
       } else streaming = { copy: await openCopy(conn(), scope.copySql), batches: [], rows: 0 };
     }
     const s = streaming;
@@ -796,13 +799,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const directConn = async (): Promise<postgres.ReservedSql> => {
     if (direct === undefined) {
       const d = await conn().reserve();
-      try {
-        await d.unsafe("begin");
-      } catch (err) {
-        d.release();
-        throw err;
-      }
       direct = d;
+      // Not awaited: the statements that follow on this connection go out right behind it (postgres.js
+      // pipelines them), and fail with it; a round trip less per transaction (one per checkpoint when prepared).
+      d.unsafe("begin").catch(() => undefined);
     }
     return direct;
   };
@@ -890,15 +890,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     direct = undefined;
     const gid = gidOf(checkpointId);
     try {
-      const inserted = await d.unsafe(`insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1`, [scope.job, name, checkpointId]);
-      if (inserted.length === 0) {
+      // The progress row, and a short history of them kept, in one statement.
+      const [inserted] = await d.unsafe(
+        `with added as (insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1), old as (delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $4) select count(*)::int as n from added`,
+        [scope.job, name, checkpointId, checkpointId - 100],
+      );
+      if (inserted?.n === 0) {
         // This checkpoint was committed before (a job restored from an older savepoint replays it): as on the
         // staging path, committing it again does nothing.
         await d.unsafe("rollback");
         return null;
       }
-      // Keep a short history of progress rows.
-      await d.unsafe(`delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $3`, [scope.job, name, checkpointId - 100]);
       await d.unsafe(`prepare transaction '${gid}'`);
     } catch (err) {
       await d.unsafe("rollback").catch(() => undefined);
