@@ -343,7 +343,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
         partitionsConsumedConcurrently: 1,
         eachBatch: async ({ batch, resolveOffset, isStale, isRunning, heartbeat }) => {
           if (!isRunning() || isStale()) return;
-          const messages = batch.messages.map(convert);
+          const messages = convert(batch.messages);
           const highWatermark = Number(batch.highWatermark);
           // kafkajs heartbeats, and rejoins a rebalance, only between batches: a handler that takes long (a
           // rate-limited source) would keep this member out of a rebalance until the group drops it while it
@@ -456,8 +456,21 @@ function whileRunning(f: () => void): void {
   }
 }
 
-function convert(m: KafkajsMessage): { offset: number; timestamp: number; key: Uint8Array | null; value: Uint8Array | null } {
-  return { offset: decimal(m.offset), timestamp: decimal(m.timestamp), key: m.key ?? null, value: m.value ?? null };
+/** kafkajs' messages as Gress' (offsets and timestamps as numbers). */
+function convert(messages: readonly KafkajsMessage[]): KafkaMessage[] {
+  const out = new Array<KafkaMessage>(messages.length);
+  // Messages produced in the same millisecond share a timestamp: its text is parsed once for them.
+  let text = "";
+  let timestamp = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const m = messages[i] as KafkajsMessage;
+    if (m.timestamp !== text) {
+      text = m.timestamp;
+      timestamp = decimal(text);
+    }
+    out[i] = { offset: decimal(m.offset), timestamp, key: m.key ?? null, value: m.value ?? null };
+  }
+  return out;
 }
 
 /** Number(text) for kafkajs' decimal offsets and timestamps, without the generic string-to-number conversion. */

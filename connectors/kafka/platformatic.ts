@@ -722,10 +722,14 @@ function messagesOf(
   readCommitted: boolean,
 ): KafkaMessage[] {
   const { IS_CONTROL, IS_TRANSACTIONAL } = lib();
-  const pending = readCommitted ? [...aborted].sort((x, y) => (x.firstOffset < y.firstOffset ? -1 : x.firstOffset > y.firstOffset ? 1 : 0)) : [];
+  const pending = readCommitted && aborted.length > 0 ? [...aborted].sort((x, y) => (x.firstOffset < y.firstOffset ? -1 : x.firstOffset > y.firstOffset ? 1 : 0)) : [];
   let nextAborted = 0;
   const abortedProducers = new Set<bigint>();
-  const out: KafkaMessage[] = [];
+  // Sized once for every record (the filtered ones are cut off at the end) rather than grown push by push.
+  let size = 0;
+  for (const batch of batches) size += batch.records.length;
+  const out = new Array<KafkaMessage>(size);
+  let n = 0;
   for (const batch of batches) {
     const first = Number(batch.firstOffset);
     const transactional = (batch.attributes & IS_TRANSACTIONAL) !== 0;
@@ -744,12 +748,24 @@ function messagesOf(
     const appendTime = (batch.attributes & LOG_APPEND_TIME) !== 0;
     const firstTimestamp = Number(batch.firstTimestamp);
     const maxTimestamp = Number(batch.maxTimestamp);
-    for (const r of batch.records) {
+    // Timestamp deltas are bigints, and Number(bigint) is a runtime call that cost as much as the rest of this
+    // loop: records of one batch mostly share a delta (produced in the same millisecond), so it is converted
+    // only when it changes.
+    let delta = 0n;
+    let timestamp = firstTimestamp;
+    const records = batch.records;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i] as (typeof records)[number];
       const offset = first + r.offsetDelta;
       if (offset < from) continue;
-      out.push({ offset, timestamp: appendTime ? maxTimestamp : firstTimestamp + Number(r.timestampDelta), key: r.key, value: r.value });
+      if (!appendTime && r.timestampDelta !== delta) {
+        delta = r.timestampDelta;
+        timestamp = firstTimestamp + Number(delta);
+      }
+      out[n++] = { offset, timestamp: appendTime ? maxTimestamp : timestamp, key: r.key, value: r.value };
     }
   }
+  out.length = n;
   return out;
 }
 
