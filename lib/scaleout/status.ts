@@ -28,7 +28,7 @@ import { Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
 import { z } from "zod";
 import type { KafkaClient } from "../../connectors/kafka/client.ts";
 import type { RestoreProgress } from "./changelog.ts";
-import type { TaskJob } from "./task.ts";
+import type { Job } from "../job.ts";
 
 /** The status topic of job `job`. */
 export function statusTopic(job: string): string {
@@ -170,9 +170,12 @@ export interface TaskStatusSource {
   readonly statusView: {
     readonly state: TaskState;
     readonly restore: { readonly progress: RestoreProgress; readonly end: number } | undefined;
-    readonly job: TaskJob | undefined;
+    readonly job: StatusJobView | undefined;
   };
 }
+
+/** What the status reads of a task's job (a `TaskJob`, lib/scaleout/task.ts; named structurally, as task.ts imports this module). */
+export type StatusJobView = Pick<Job, "metrics" | "sources" | "checkpoints"> & { readonly shuffles: readonly { readonly operator: string }[] };
 
 /** The worker a record names. */
 export interface StatusWorker {
