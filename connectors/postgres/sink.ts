@@ -648,6 +648,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   /** The path was logged (once per sink, not at every restart). */
   let told = false;
   let direct: postgres.ReservedSql | undefined;
+  /** The connection of `direct` was lost (a statement on it failed with no server error): send nothing more on it. */
+  let directLost = false;
   const directCopySql = `copy ${table} (${cols}) from stdin`;
   const SAVEPOINT = "gress_copy";
 
@@ -676,14 +678,14 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     const text = batchText(batch, from, to);
     if (!straight) return copyIn(conn(), scope.copySql, text);
     const d = await directConn();
-    await d.unsafe(`savepoint ${SAVEPOINT}`);
+    await onDirect(d, `savepoint ${SAVEPOINT}`);
     try {
       await copyIn(d, directCopySql, text);
     } catch (err) {
-      await d.unsafe(`rollback to savepoint ${SAVEPOINT}`);
+      await undoCopy(err);
       throw err;
     }
-    await d.unsafe(`release savepoint ${SAVEPOINT}`);
+    await onDirect(d, `release savepoint ${SAVEPOINT}`);
   };
   const batchText = (batch: Batch, from: number, to: number): Buffer => {
     const tag = batch.tag;
@@ -745,7 +747,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       if (straight) {
         const d = await directConn();
         // Pipelined with the COPY: a failed savepoint fails the COPY too.
-        const saved = d.unsafe(`savepoint ${SAVEPOINT}`);
+        const saved = onDirect(d, `savepoint ${SAVEPOINT}`);
         saved.catch(() => undefined);
         streaming = { copy: await openCopy(d, directCopySql), batches: [], rows: 0 };
         await saved;
@@ -759,7 +761,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await s.copy.write(batchText(batch, 0, batch.lines.length));
     } catch (err) {
       streaming = undefined;
-      await direct?.unsafe(`rollback to savepoint ${SAVEPOINT}`);
+      await undoCopy(err);
       await restage(s.batches, err);
       return;
     }
@@ -773,11 +775,11 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     try {
       await s.copy.end();
     } catch (err) {
-      await direct?.unsafe(`rollback to savepoint ${SAVEPOINT}`);
+      await undoCopy(err);
       await restage(s.batches, err);
       return;
     }
-    await direct?.unsafe(`release savepoint ${SAVEPOINT}`);
+    if (direct !== undefined) await onDirect(direct, `release savepoint ${SAVEPOINT}`);
   };
   /**
    * True if every column has the same type in the table as in the staging table (which has the declared
@@ -800,11 +802,35 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     if (direct === undefined) {
       const d = await conn().reserve();
       direct = d;
+      directLost = false;
       // Not awaited: the statements that follow on this connection go out right behind it (postgres.js
       // pipelines them), and fail with it; a round trip less per transaction (one per checkpoint when prepared).
-      d.unsafe("begin").catch(() => undefined);
+      onDirect(d, "begin").catch(() => undefined);
     }
     return direct;
+  };
+  /** A statement on `direct`'s connection; one that fails without a server error marks the connection lost (see undoCopy). */
+  const onDirect = async (d: postgres.ReservedSql, text: string, params: postgres.ParameterOrJSON<never>[] = []): Promise<postgres.Row[]> => {
+    try {
+      return await d.unsafe(text, params);
+    } catch (err) {
+      if (!(err instanceof postgres.PostgresError)) directLost = true;
+      throw err;
+    }
+  };
+  /**
+   * After a COPY into the table failed: rolls the transaction back to the COPY's savepoint, when the server
+   * refused it. When the connection was lost instead, the server ended the transaction itself, and the error
+   * goes on as it is: postgres.js 3.4.9 throws an uncaught TypeError (its socket is null) for a statement sent
+   * on a reserved connection after its socket closed, which would crash the process.
+   */
+  const undoCopy = async (err: unknown): Promise<void> => {
+    if (direct === undefined) return;
+    if (!(err instanceof postgres.PostgresError)) {
+      directLost = true;
+      throw err;
+    }
+    await direct.unsafe(`rollback to savepoint ${SAVEPOINT}`);
   };
   /** Ends the transaction of a job without checkpoints (see `direct`), if it began: commits it, or rolls it back. */
   const endDirect = async (commit: boolean): Promise<void> => {
@@ -812,6 +838,11 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     if (d === undefined) return;
     direct = undefined;
     try {
+      // Lost with its connection: nothing to roll back (see undoCopy), and a commit must fail.
+      if (directLost) {
+        if (commit) throw new Error("the connection of the rows' transaction was lost: its rows were rolled back by the server");
+        return;
+      }
       await d.unsafe(commit ? "commit" : "rollback");
     } finally {
       d.release();
@@ -891,19 +922,22 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     const gid = gidOf(checkpointId);
     try {
       // The progress row, and a short history of them kept, in one statement.
-      const [inserted] = await d.unsafe(
+      const [inserted] = await onDirect(
+        d,
         `with added as (insert into ${q(PROGRESS_TABLE)} (job, sink, checkpoint_id) values ($1, $2, $3) on conflict do nothing returning 1), old as (delete from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id < $4) select count(*)::int as n from added`,
         [scope.job, name, checkpointId, checkpointId - 100],
       );
       if (inserted?.n === 0) {
         // This checkpoint was committed before (a job restored from an older savepoint replays it): as on the
         // staging path, committing it again does nothing.
-        await d.unsafe("rollback");
+        await onDirect(d, "rollback");
         return null;
       }
-      await d.unsafe(`prepare transaction '${gid}'`);
+      await onDirect(d, `prepare transaction '${gid}'`);
     } catch (err) {
-      await d.unsafe("rollback").catch(() => undefined);
+      // Not on a lost connection (see undoCopy): the server ended the transaction, or prepared it, and then
+      // the next open rolls it back (its checkpoint cannot have completed).
+      if (err instanceof postgres.PostgresError && !directLost) await d.unsafe("rollback").catch(() => undefined);
       throw err;
     } finally {
       d.release();

@@ -21,6 +21,8 @@ export interface FaultJobConfig {
   /** pg */
   readonly pgUrl?: string;
   readonly table?: string;
+  /** The PostgreSQL sink's two-phase path (its `twoPhase` option); default "staging". */
+  readonly twoPhase?: "prepared" | "staging";
   /** nats */
   readonly natsUrl?: string;
   readonly subject?: string;

@@ -75,6 +75,8 @@ if (cfg.kind === "kafka") {
       table: cfg.table!,
       createTable: true,
       batchSize: 500,
+      // Explicit: the private cluster allows prepared transactions, and each scenario is timed by one path's SQL.
+      twoPhase: cfg.twoPhase ?? "staging",
       columns: {
         key: { type: "text", value: (o) => o.key },
         seq: { type: "integer", value: (o) => o.seq },

@@ -1,7 +1,9 @@
 /**
  * Fault injection between Gress and PostgreSQL: a private cluster (initdb in a temporary directory) behind a
  * TCP proxy. Generator → per-key sequence numbers in keyed state → PostgreSQL sink (rows COPYed into a staging
- * table, one commit transaction per checkpoint), checkpointed on LMDB, in a child process. The faults are timed
+ * table, one commit transaction per checkpoint; or, in the scenarios marked "prepared", COPYed into the table
+ * in a transaction per checkpoint ended by PREPARE TRANSACTION and committed by COMMIT PREPARED),
+ * checkpointed on LMDB, in a child process. The faults are timed
  * by what the sink sends: the staging COPY (its statement, or the row data that follows it), or the
  * progress-row insert of a commit (postgres.js prepares its statements, so their text shows on each new
  * connection; a fault makes the sink reconnect).
@@ -33,7 +35,15 @@ let tables = 0;
  * Runs a scenario on a fresh table. `restarts`: the wait (ms) of the job's fixed-delay restart strategy before
  * a restart inside the process, or "supervisor": no restart strategy, the supervisor starts the process again.
  */
-async function run(name: string, drive: Drive, faults: () => number, minFaults: number, restarts: number | "supervisor" = 1000, count = 6000): Promise<void> {
+async function run(
+  name: string,
+  drive: Drive,
+  faults: () => number,
+  minFaults: number,
+  restarts: number | "supervisor" = 1000,
+  count = 6000,
+  twoPhase: "prepared" | "staging" = "staging",
+): Promise<void> {
   const started = performance.now();
   const table = `faults_${process.pid}_${++tables}`;
   const keys = 7;
@@ -48,6 +58,7 @@ async function run(name: string, drive: Drive, faults: () => number, minFaults: 
       ratePerSecond: 1500,
       pgUrl: pg.url(proxy.port),
       table,
+      twoPhase,
       ...(restarts === "supervisor" ? {} : { restart: { strategy: "fixed-delay" as const, attempts: 30, delayMs: restarts } }),
     },
     { restartPauseMs: 1000, maxRuns: 20, runTimeoutMs: 120_000, ...drive },
@@ -134,6 +145,18 @@ describe("fault injection: PostgreSQL (private cluster behind a proxy)", () => {
     const r0 = serverRestarts;
     onSql('insert into "gress_sink_progress"', 2, () => restartServer(), 2500);
     await run("server restart during commit", { signal: t.signal }, () => serverRestarts - r0, 2);
+  });
+
+  it("prepared: the server restarts (crash restart) during a pre-commit's PREPARE TRANSACTION", { timeout: 200_000 }, async (t) => {
+    const r0 = serverRestarts;
+    onSql("prepare transaction 'gress:", 2, () => restartServer(), 2500);
+    await run("prepared: server restart during PREPARE TRANSACTION", { signal: t.signal }, () => serverRestarts - r0, 2, 1000, 6000, "prepared");
+  });
+
+  it("prepared: the server restarts (crash restart) during a commit's COMMIT PREPARED", { timeout: 200_000 }, async (t) => {
+    const r0 = serverRestarts;
+    onSql("commit prepared 'gress:", 2, () => restartServer(), 2500);
+    await run("prepared: server restart during COMMIT PREPARED", { signal: t.signal }, () => serverRestarts - r0, 2, 1000, 6000, "prepared");
   });
 
   it("the connection is cut in the middle of a staging COPY's rows (the server gets part of them)", { timeout: 200_000 }, async (t) => {
