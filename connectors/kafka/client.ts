@@ -465,5 +465,11 @@ export interface KafkaClient {
    * `config` is topic configuration (e.g. retention.ms).
    */
   createTopic(topic: string, partitions: number, options?: { readonly replicationFactor?: number; readonly config?: Readonly<Record<string, string>> }): Promise<void>;
+  /**
+   * Deletes the records of each given partition before its `offset` (DeleteRecords): the partition's earliest
+   * offset (low watermark) becomes `offset`. An offset at or below the low watermark deletes nothing; one past
+   * the high watermark fails (OFFSET_OUT_OF_RANGE).
+   */
+  deleteRecords(topic: string, partitions: readonly { readonly partition: number; readonly offset: number }[]): Promise<void>;
   close(): Promise<void>;
 }

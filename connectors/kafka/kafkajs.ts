@@ -277,6 +277,16 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
       const replicationFactor = topicOptions?.replicationFactor ?? 1;
       await a.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor, configEntries }], waitForLeaders: true });
     },
+    async deleteRecords(topic, partitions) {
+      if (partitions.length === 0) return;
+      const a = await adminReady();
+      // Also loads the topic's metadata, without which deleteTopicRecords fails (TopicMetadataNotLoaded); an
+      // offset at or below the low watermark is left out, as there is nothing to delete (kafkajs would warn).
+      const low = new Map((await a.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.low)]));
+      const due = partitions.filter((p) => p.offset > (low.get(p.partition) ?? -1));
+      if (due.length === 0) return;
+      await a.deleteTopicRecords({ topic, partitions: due.map((p) => ({ partition: p.partition, offset: String(p.offset) })) });
+    },
     async close() {
       await admin?.disconnect();
       admin = undefined;

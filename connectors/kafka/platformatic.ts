@@ -345,6 +345,11 @@ export function platformaticKafkaClient(options: PlatformaticKafkaClientOptions)
       }
       throw new Error(`kafka: topic ${topic} has no leaders after 10 s`);
     },
+    async deleteRecords(topic, partitions) {
+      if (partitions.length === 0) return;
+      const a = await getAdmin();
+      await a.deleteRecords({ topics: [{ name: topic, partitions: partitions.map((p) => ({ partition: p.partition, offset: BigInt(p.offset) })) }] });
+    },
     async close() {
       const a = admin;
       const u = utility;

@@ -26,9 +26,16 @@
  *   a task that stops reporting without IDLE is dead or moving, and its successor resumes it), kept in the
  *   operator's state table `upstream-watermarks`, so it survives a move of the task. The source's own
  *   watermarks are dropped: the merge decides.
+ * - **Purge** ({@link RepartitionPurger}): task p is the only reader of partition p of its repartition topics,
+ *   so once a checkpoint of the task has committed (its transaction carried the partition's offset to the
+ *   group), the records before that offset are needed by nobody. The purger deletes them (DeleteRecords), as
+ *   Kafka Streams does: after a commit, at most once per interval (default {@link REPARTITION_PURGE_INTERVAL_MS}),
+ *   in the background, never beyond the committed offset. A failure is logged once and the purge is tried
+ *   again after the next interval; it never fails the task. The topic itself keeps its records forever
+ *   (retention.ms = -1, lib/scaleout/worker.ts): only this purge removes them, so a stopped task loses nothing.
  * @module
  */
-import type { ProducerRecord } from "../../connectors/kafka/client.ts";
+import type { KafkaClient, PartitionOffset, ProducerRecord } from "../../connectors/kafka/client.ts";
 import type { Clock } from "../clock.ts";
 import { type Element, type Key, MAX_WATERMARK, MIN_WATERMARK, record, type StreamRecord, watermark } from "../element.ts";
 import { ConfigError, SinkError } from "../errors.ts";
@@ -280,4 +287,95 @@ export function shuffleReader<T>(ctx: OperatorContext, runtime: () => ShuffleRun
       },
     };
   });
+}
+
+/** How often a task deletes its consumed repartition records at most, by default (Kafka Streams' `repartition.purge.interval.ms`). */
+export const REPARTITION_PURGE_INTERVAL_MS = 30_000;
+
+/** What a {@link RepartitionPurger} works with. */
+export interface RepartitionPurgerOptions {
+  readonly taskId: string;
+  /** The repartition topics the task reads. */
+  readonly topics: readonly string[];
+  /** The task's partition: the one it reads of each repartition topic. */
+  readonly partition: number;
+  /** The least time between two purges (the first comes one interval after the purger was made, as in Kafka Streams). */
+  readonly intervalMs: number;
+  readonly deleteRecords: KafkaClient["deleteRecords"];
+  readonly log: (message: string) => void;
+  readonly now?: () => number;
+}
+
+/**
+ * Deletes a task's consumed repartition records (see the module comment). {@link committed} is called after
+ * each committed checkpoint with the offsets it sent to the group; it never waits for the deletion.
+ */
+export class RepartitionPurger {
+  readonly #o: RepartitionPurgerOptions;
+  readonly #now: () => number;
+  readonly #topics: ReadonlySet<string>;
+  /** Per repartition topic, the offset the task's latest committed checkpoint sent (the next record to read). */
+  readonly #committed = new Map<string, number>();
+  /** Per repartition topic, the offset up to which a purge succeeded. */
+  readonly #purged = new Map<string, number>();
+  #last: number;
+  #inFlight: Promise<void> | undefined;
+  #failing = false;
+  #closed = false;
+
+  constructor(o: RepartitionPurgerOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#topics = new Set(o.topics);
+    this.#last = this.#now();
+  }
+
+  /** The purge under way, if any (resolves when it settled; it never rejects). */
+  get inFlight(): Promise<void> | undefined {
+    return this.#inFlight;
+  }
+
+  /**
+   * A checkpoint of the task committed these offsets (its transaction's sendOffsets). Starts a purge up to them
+   * when the interval has passed since the last one and none is under way; returns at once.
+   */
+  committed(offsets: readonly PartitionOffset[]): void {
+    if (this.#closed) return;
+    for (const o of offsets) {
+      if (o.partition === this.#o.partition && this.#topics.has(o.topic) && o.offset > (this.#committed.get(o.topic) ?? 0)) this.#committed.set(o.topic, o.offset);
+    }
+    const now = this.#now();
+    if (this.#inFlight !== undefined || now - this.#last < this.#o.intervalMs) return;
+    const due = [...this.#committed].filter(([topic, offset]) => offset > (this.#purged.get(topic) ?? 0));
+    if (due.length === 0) return;
+    this.#last = now;
+    this.#inFlight = this.#purge(due).finally(() => {
+      this.#inFlight = undefined;
+    });
+  }
+
+  /** No purge starts after this (the task stops); one under way finishes by itself, its failure unlogged. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  async #purge(due: readonly [string, number][]): Promise<void> {
+    const partition = this.#o.partition;
+    try {
+      for (const [topic, offset] of due) {
+        await this.#o.deleteRecords(topic, [{ partition, offset }]);
+        this.#purged.set(topic, offset);
+      }
+      if (this.#failing && !this.#closed) this.#o.log(`task ${this.#o.taskId}: deleting consumed repartition records works again`);
+      this.#failing = false;
+    } catch (err) {
+      // Once per run of failures; the records stay until a later purge (after the next interval) succeeds.
+      if (!this.#failing && !this.#closed) {
+        this.#o.log(
+          `task ${this.#o.taskId}: could not delete consumed repartition records (partition ${partition} of ${due.map(([t]) => t).join(", ")}), trying again in ${this.#o.intervalMs} ms: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+      this.#failing = true;
+    }
+  }
 }

@@ -8,7 +8,8 @@
  *  2. the checkpoint record (id, positions, the other sinks' pre-commit handles, topology fingerprint), last;
  *  3. the input offsets (the positions of the task's Kafka sources) with `sendOffsets`, so the group's
  *     committed offsets move with the output.
- * Then `commit()`: the commit point. A failure there (fenced by a newer owner, an older group generation) is a
+ * Then `commit()`: the commit point. After it, `committed` hears of the offsets (the repartition purge,
+ * lib/scaleout/shuffle-io.ts, deletes what the task has consumed; it does not wait). A failure there (fenced by a newer owner, an older group generation) is a
  * checkpoint that did not happen; nothing was written to LMDB. After it the next transaction begins at once
  * (the sinks' held writes go into it), and the coordinator writes the capture to LMDB with the changelog offset
  * after the checkpoint record (`writeLocalChangelog`), so that a later restore on this worker reads only what
@@ -37,6 +38,8 @@ export interface TaskCommitterOptions {
   readonly topology: TopologyFingerprint;
   /** Runs an operation on the producer with no send of the task in between. */
   readonly exclusive: <R>(op: () => Promise<R>) => Promise<R>;
+  /** Told the input offsets of each checkpoint once its transaction committed; must not block or throw. */
+  readonly committed?: (offsets: readonly PartitionOffset[]) => void;
 }
 
 /** Splits are `<topic>-<partition>` (connectors/kafka/source.ts). */
@@ -86,10 +89,12 @@ export class TaskCommitter implements CheckpointCommitter {
       const [landed] = await o.producer.send(o.changelogTopic, [{ ...encodeCheckpoint(checkpoint), partition }]);
       if (landed === undefined) throw new CheckpointError(`task ${o.taskId}: the checkpoint record of checkpoint ${record.id} was not acknowledged`);
       const group = o.consumer.groupMetadata() ?? { groupId: o.groupId, generationId: -1, memberId: "" };
-      await o.producer.sendOffsets(group, offsetsOf(record.positions));
+      const offsets = offsetsOf(record.positions);
+      await o.producer.sendOffsets(group, offsets);
       failpoint("before-txn-commit");
       await o.producer.commit();
       failpoint("after-txn-commit");
+      o.committed?.(offsets);
       await o.producer.begin(false);
       const offset = landed.baseOffset + 1;
       return () => writeLocalChangelog(o.backend, { offset, fingerprint: o.topology.fingerprint, at: record.at, checkpoint });

@@ -43,7 +43,7 @@ import { taskId as taskIdOf } from "./assignor.ts";
 import { beginRestore, type ChangelogEntry, type ChangelogRestore, type RestoreResult } from "./changelog.ts";
 import type { TopologyFingerprint } from "./fingerprint.ts";
 import { repartitionTopic, type ShuffleRecord, shuffleDecoder } from "./shuffle.ts";
-import { type ShufflePoint, type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter } from "./shuffle-io.ts";
+import { RepartitionPurger, type ShufflePoint, type ShuffleRuntime, ShuffleSink, shuffleReader, shuffleWriter } from "./shuffle-io.ts";
 import type { TaskStatusSource } from "./status.ts";
 import { TaskCommitter } from "./task-checkpoint.ts";
 import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
@@ -73,6 +73,8 @@ export interface TaskOptions {
   readonly checkpointTimeoutMs?: number;
   readonly transactionTimeoutMs: number;
   readonly mapSize?: number;
+  /** The least time between two deletions of the task's consumed repartition records (RepartitionPurger). */
+  readonly repartitionPurgeIntervalMs: number;
   readonly build: BuildPipeline;
   readonly log: (message: string) => void;
 }
@@ -322,6 +324,8 @@ export class Task {
   #unregister: (() => void) | undefined;
   #running: Promise<void> | undefined;
   #stopping = false;
+  /** Deletes the consumed records of the repartition partitions the task reads (none without shuffles). */
+  #purger: RepartitionPurger | undefined;
   /** Serialises the uses of the producer (sink sends and the checkpoint's transaction). */
   #chain: Promise<unknown> = Promise.resolve();
   /** What the restore did (for logs and tests). */
@@ -456,6 +460,12 @@ export class Task {
     );
     this.#job = job;
     await o.build(job);
+    const shuffled = job.shuffles.map((s) => s.topic);
+    const purger =
+      shuffled.length === 0
+        ? undefined
+        : new RepartitionPurger({ taskId: o.taskId, topics: shuffled, partition: o.partition, intervalMs: o.repartitionPurgeIntervalMs, deleteRecords: (t, p) => o.client.deleteRecords(t, p), log: o.log });
+    this.#purger = purger;
     const committer = new TaskCommitter({
       taskId: o.taskId,
       partition: o.partition,
@@ -473,6 +483,7 @@ export class Task {
       backend,
       topology: o.topology,
       exclusive: (op) => this.#exclusive(op),
+      ...(purger === undefined ? {} : { committed: (offsets: readonly PartitionOffset[]) => purger.committed(offsets) }),
     });
     job.checkpoints?.commitThrough(committer);
     await producer.begin(false);
@@ -563,6 +574,7 @@ export class Task {
         return new Map([...all].filter(([p]) => p === partition));
       },
       createTopic: (t, p, x) => c.createTopic(t, p, x),
+      deleteRecords: (t, p) => c.deleteRecords(t, p),
       close: async () => {},
     };
   }
@@ -603,6 +615,7 @@ export class Task {
             : `task ${this.#o.taskId}: no final checkpoint within ${FINAL_CHECKPOINT_WAIT_MS} ms, stopping without it (the next owner resumes from the last one)`,
       );
     }
+    this.#purger?.close();
     for (const r of new Set(this.#routed.values())) await r.stop();
     job?.cancel();
     await this.#running?.catch(() => undefined);

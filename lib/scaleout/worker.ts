@@ -20,7 +20,9 @@
  *   of a newer generation, still gives it here. Any other task failure stops the worker with that error.
  * - **Shuffles.** Each `keyBy` not declared `copartitioned` writes through a repartition topic
  *   `gress-<job>-<n>-repartition` (lib/scaleout/shuffle-io.ts), created here with P partitions
- *   (cleanup.policy=delete); the group consumer subscribes to it too, and task p reads its partition p.
+ *   (cleanup.policy=delete, retention.ms=-1: records go only when the task that reads them has committed past
+ *   them, deleted by its RepartitionPurger; a time limit would delete what a stopped task has not read yet);
+ *   the group consumer subscribes to it too, and task p reads its partition p.
  * - **Before a rebalance** (the assignor's `beforeRejoin`, run by the client right before it joins the group again)
  *   the worker pauses its tasks' input and takes one checkpoint of every running task, in its transaction,
  *   without stopping it; only then does its JoinGroup go out. Under the eager protocol nobody else owns these
@@ -39,10 +41,11 @@
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
 import { type KafkaClientName, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
 import { isUnknownTopicError } from "../../connectors/kafka/errors.ts";
-import { SourceError } from "../errors.ts";
+import { ConfigError, SourceError } from "../errors.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
 import { checkChangelogTopic, checkCopartitioned, checkRepartitionTopic, checkScaleOutSources } from "./config-checks.ts";
 import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts";
+import { REPARTITION_PURGE_INTERVAL_MS } from "./shuffle-io.ts";
 import { kafkajsStatusSender, StatusPublisher, type TaskStatusRecord } from "./status.ts";
 import { type BuildPipeline, isGroupGenerationError, isMigrationError, Task, TaskJob } from "./task.ts";
 import { kafkaTopicsOf } from "./task-io.ts";
@@ -79,6 +82,11 @@ export interface ScaleOutOptions {
   readonly transactionTimeoutMs?: number;
   /** LMDB map size per task, in bytes. Default 1 GiB. */
   readonly mapSize?: number;
+  /**
+   * How often (at most) each task deletes the repartition records it has consumed and committed
+   * (DeleteRecords, as Kafka Streams' `repartition.purge.interval.ms`), in ms. Default 30 000.
+   */
+  readonly repartitionPurgeIntervalMs?: number;
   /** Where the worker logs tasks starting, stopping and moving. Default: console.error. */
   readonly log?: (message: string) => void;
 }
@@ -202,6 +210,11 @@ class Worker {
   readonly started: Promise<void>;
 
   constructor(o: ScaleOutOptions, build: BuildPipeline) {
+    const purge = o.repartitionPurgeIntervalMs;
+    if (purge !== undefined && !(typeof purge === "number" && Number.isFinite(purge) && purge >= 0)) {
+      const message = `must be a number of ms >= 0, got ${String(purge)}`;
+      throw new ConfigError(`scale-out job "${o.name}": repartitionPurgeIntervalMs ${message}`, [{ path: ["repartitionPurgeIntervalMs"], code: "invalid", message }]);
+    }
     this.#o = o;
     this.#build = build;
     this.#log = o.log ?? ((m) => console.error(`gress: ${m}`));
@@ -262,9 +275,23 @@ class Worker {
     const partitions = checkCopartitioned(inputs, counts);
     // Each repartition topic has as many partitions as the inputs: task p owns partition p of it too.
     for (const topic of shuffleTopics) {
-      await this.#client.createTopic(topic, partitions, { replicationFactor: -1, config: { "cleanup.policy": "delete" } });
+      // Kept until consumed (retention.ms=-1; the tasks delete what they committed), in segments small and
+      // young enough that a purge frees disk soon (Kafka Streams' repartition topic settings).
+      await this.#client.createTopic(topic, partitions, {
+        replicationFactor: -1,
+        config: { "cleanup.policy": "delete", "retention.ms": "-1", "segment.bytes": String(50 * 1024 * 1024), "segment.ms": "600000" },
+      });
       const actual = (await settled(() => this.#client.endOffsets(topic))).size;
-      checkRepartitionTopic(topic, await this.#client.topicConfig(topic), { actual, expected: partitions });
+      const config = await this.#client.topicConfig(topic);
+      checkRepartitionTopic(topic, config, { actual, expected: partitions });
+      // A topic made before (by an older Gress, or by hand) may delete records by age or size, also ones a
+      // stopped task has not read yet. Not refused, so that such a job still starts; said once per start.
+      const retention = [`retention.ms=${config.get("retention.ms") ?? "-1"}`, `retention.bytes=${config.get("retention.bytes") ?? "-1"}`].filter((c) => !c.endsWith("=-1"));
+      if (retention.length > 0) {
+        this.#log(
+          `repartition topic "${topic}" has ${retention.join(" and ")}: records a stopped or slow task has not read yet can be deleted (lost); set them to -1 (kafka-configs --alter --entity-type topics --entity-name ${topic} --add-config retention.ms=-1,retention.bytes=-1). Gress deletes consumed records itself.`,
+        );
+      }
     }
     const topics = [...inputs, ...shuffleTopics].sort();
     const topology = topologyFingerprint({
@@ -420,6 +447,7 @@ class Worker {
       ...(this.#o.checkpoints?.timeoutMs === undefined ? {} : { checkpointTimeoutMs: this.#o.checkpoints.timeoutMs }),
       transactionTimeoutMs: this.#o.transactionTimeoutMs ?? 60_000,
       mapSize: this.#o.mapSize ?? 1024 * 1024 * 1024,
+      repartitionPurgeIntervalMs: this.#o.repartitionPurgeIntervalMs ?? REPARTITION_PURGE_INTERVAL_MS,
       build: this.#build,
       log: this.#log,
     });
