@@ -114,6 +114,14 @@ export class CsvParser {
   newlines = 0;
   /** Why the last record is malformed, or undefined. */
   error: string | undefined;
+  /**
+   * With `lazy` set, a record without a quote is found but not split: `plain` is true and `stop` is where
+   * its fields end (before CR LF); the reader parses text[i..stop) itself. A quoted record is split as ever.
+   */
+  lazy = false;
+  plain = false;
+  stop = 0;
+  readonly delimiter: string;
   readonly #delim: string;
   readonly #delimCode: number;
   #qText = "";
@@ -126,6 +134,7 @@ export class CsvParser {
   #d = 0;
 
   constructor(delimiter = ",") {
+    this.delimiter = delimiter;
     this.#delim = delimiter;
     this.#delimCode = delimiter.charCodeAt(0);
   }
@@ -147,25 +156,27 @@ export class CsvParser {
       this.#qFrom = i;
       this.#q = q < 0 ? text.length : q;
     }
-    if (this.#q >= stop) return this.#plain(text, i, stop, nl);
+    if (this.#q >= stop) {
+      let e = stop;
+      if (e > i && text.charCodeAt(e - 1) === CR) e--;
+      this.plain = this.lazy;
+      this.stop = e;
+      if (!this.lazy) this.split(text, i, e);
+      this.newlines = nl < 0 ? 0 : 1;
+      return nl < 0 ? text.length : nl + 1;
+    }
+    this.plain = false;
     return this.#quoted(text, i, final);
   }
 
-  #plain(text: string, i: number, stop: number, nl: number): number {
-    let e = stop;
-    if (e > i && text.charCodeAt(e - 1) === CR) e--;
+  /** Splits the unquoted fields of text[i..e) (no line terminator in it) into {@link fields} and {@link count}. */
+  split(text: string, i: number, e: number): void {
     const fields = this.fields;
     let k = 0;
     if (e > i) {
       let a = i;
       for (;;) {
-        if (this.#dText !== text || a < this.#dFrom || this.#d < a) {
-          const d = text.indexOf(this.#delim, a);
-          this.#dText = text;
-          this.#dFrom = a;
-          this.#d = d < 0 ? text.length : d;
-        }
-        const c = this.#d;
+        const c = this.delimiterAt(text, a);
         if (c >= e) {
           fields[k++] = text.slice(a, e);
           break;
@@ -175,8 +186,20 @@ export class CsvParser {
       }
     }
     this.count = k;
-    this.newlines = nl < 0 ? 0 : 1;
-    return nl < 0 ? text.length : nl + 1;
+  }
+
+  /**
+   * The first delimiter at or after `a` in `text`, or text.length: remembered per text, so that a file with
+   * fewer delimiters than its rows promise is not searched to the end once per record.
+   */
+  delimiterAt(text: string, a: number): number {
+    if (this.#dText !== text || a < this.#dFrom || this.#d < a) {
+      const d = text.indexOf(this.#delim, a);
+      this.#dText = text;
+      this.#dFrom = a;
+      this.#d = d < 0 ? text.length : d;
+    }
+    return this.#d;
   }
 
   #quoted(text: string, i: number, final: boolean): number {
@@ -332,6 +355,100 @@ function builder(names: readonly string[], types: readonly CsvColumnType[], inde
   }
 }
 
+/** What a {@link PlainRow} returns for a record whose number of fields is not the schema's. */
+const MISMATCH: unique symbol = Symbol("mismatch");
+
+/**
+ * The typed row of the unquoted record text[i..e) (no line terminator in it), parsed straight out of the
+ * text: no array of field strings, and an integer field read digit by digit without a string of its own.
+ * Returns MISMATCH when the record has another number of fields than the schema's `width`.
+ */
+type PlainRow = (text: string, i: number, e: number) => unknown;
+
+/**
+ * An integer column's value from text[a..e): up to 15 digits with an optional minus read directly (always a
+ * safe integer); anything else goes through the column's converter, so the rules and errors are the same.
+ */
+function integerAt(text: string, a: number, e: number, convert: Convert): unknown {
+  let k = a;
+  const neg = k < e && text.charCodeAt(k) === 45;
+  if (neg) k++;
+  if (k === e || e - k > 15) return convert(text.slice(a, e));
+  let v = 0;
+  for (; k < e; k++) {
+    const d = text.charCodeAt(k) - 48;
+    if (d < 0 || d > 9) return convert(text.slice(a, e));
+    v = v * 10 + d;
+  }
+  return neg ? -v : v;
+}
+
+/**
+ * Compiles the {@link PlainRow} of a schema once per file layout: `width` fields, column c at field index[c].
+ * Each field is cut at the next delimiter (indexOf on the chunk's text; for an integer column, the first
+ * character after its digits when that is the delimiter) and converted in column order (so the first bad
+ * column named is the same as with {@link builder}), and the row is one object literal. Integer fields that
+ * are plain digits are read while they are scanned; any other text goes through the column's converter.
+ *
+ * A search that ends past the record (its last field's, or any field's of a record with too few) is
+ * remembered: the next delimiter after position `cf` of text `ct` is at `cd`. The next record's first field
+ * takes it from there, which also keeps a file with fewer delimiters than its rows need from being searched
+ * to the far delimiter once per record. Undefined where the runtime does not allow generated code: rows then
+ * go through the field array.
+ */
+function plainRow(delimiter: string, names: readonly string[], types: readonly CsvColumnType[], index: readonly number[], width: number): PlainRow | undefined {
+  const converts = names.map((n, c) => converter(n, types[c] as CsvColumnType));
+  const w = Math.trunc(width);
+  const delim = JSON.stringify(delimiter);
+  const search = (from: string): string => `d = t.indexOf(${delim}, ${from}); if (d < 0) d = t.length;`;
+  const remember = (from: string): string => `ct = t; cf = ${from}; cd = d;`;
+  // Field f's integer column, if it has one: its digits are read while looking for the delimiter after them
+  // (not with a delimiter that could be part of an integer).
+  const integerOf = new Map<number, number>();
+  const code = delimiter.charCodeAt(0);
+  if (code !== 45 && (code < 48 || code > 57)) {
+    for (let c = 0; c < names.length; c++) if (types[c] === "integer") integerOf.set(Math.trunc(index[c] as number), c);
+  }
+  const lines = ["let d = 0;"];
+  for (let f = 0; f < w; f++) {
+    const from = f === 0 ? "i" : `e${f - 1} + 1`;
+    let find = f === 0 ? `if (ct === t && i >= cf && i <= cd) d = cd; else { ${search(from)} }` : search(from);
+    if (integerOf.has(f)) {
+      // Up to 15 digits (a safe integer) with an optional minus, then the delimiter (or the record's end, for
+      // the last field): the value, and where the field ends, without a search. Anything else: the search,
+      // and the column's converter later (v${f} stays M).
+      const next = f < w - 1 ? `t.charCodeAt(k) === ${code}` : "k === e";
+      lines.push(
+        `let v${f} = M; { let k = ${from}; const neg = k < e && t.charCodeAt(k) === 45; if (neg) k++; const k0 = k; let n = 0;` +
+          ` for (; k < e && k - k0 < 16; k++) { const c = t.charCodeAt(k) - 48; if (c < 0 || c > 9) break; n = n * 10 + c; }` +
+          ` if (k > k0 && k - k0 <= 15 && ${next}) { d = k; v${f} = neg ? -n : n; } else { ${find} } }`,
+      );
+      find = "";
+    }
+    if (f < w - 1) lines.push(`${find} if (d >= e) { ${remember(from)} return M; } const e${f} = d;`);
+    else if (integerOf.has(f)) lines.push(`if (v${f} === M) { ${remember(from)} if (d < e) return M; }`);
+    else lines.push(`${find} ${remember(from)} if (d < e) return M;`);
+  }
+  const start = (f: number): string => (f === 0 ? "i" : `e${f - 1} + 1`);
+  const end = (f: number): string => (f === w - 1 ? "e" : `e${f}`);
+  const props = names.map((n, c) => {
+    const f = Math.trunc(index[c] as number);
+    // "__proto__" as a plain key in a literal would set the prototype: as a computed key it is a property.
+    const name = n === "__proto__" ? `[${JSON.stringify(n)}]` : JSON.stringify(n);
+    const type = types[c];
+    const integer = integerOf.get(f) === c ? `v${f} !== M ? v${f} : I(t, ${start(f)}, ${end(f)}, k[${c}])` : `I(t, ${start(f)}, ${end(f)}, k[${c}])`;
+    const value = type === "string" ? `t.slice(${start(f)}, ${end(f)})` : type === "integer" ? integer : `k[${c}](t.slice(${start(f)}, ${end(f)}))`;
+    return `${name}: ${value}`;
+  });
+  try {
+    const body = `"use strict"; let ct = "", cf = 0, cd = -1; return (t, i, e) => { ${lines.join(" ")} return { ${props.join(", ")} }; };`;
+    const make = new Function("k", "I", "M", body) as (k: readonly Convert[], i: typeof integerAt, m: typeof MISMATCH) => PlainRow;
+    return make(converts, integerAt, MISMATCH);
+  } catch {
+    return undefined;
+  }
+}
+
 /** CSV records as rows for the chunked file source. */
 class CsvReader<T> implements RecordReader<T> {
   readonly #parser: CsvParser;
@@ -343,6 +460,8 @@ class CsvReader<T> implements RecordReader<T> {
   #headerPending = false;
   /** Builds a typed row (with columns). */
   #build: Build | undefined;
+  /** Parses a typed row out of an unquoted record (with columns, once the layout is known). */
+  #plain: PlainRow | undefined;
   /** Fields a row must have. */
   #width = -1;
   /** Header names, for rows of strings keyed by the header. */
@@ -356,11 +475,9 @@ class CsvReader<T> implements RecordReader<T> {
     if (columns !== undefined) {
       this.#names = Object.keys(columns);
       this.#types = this.#names.map((n) => columns[n] as CsvColumnType);
-      this.#build = builder(
-        this.#names,
-        this.#types,
-        this.#names.map((_, i) => i),
-      );
+      const index = this.#names.map((_, i) => i);
+      this.#build = builder(this.#names, this.#types, index);
+      this.#plain = plainRow(parser.delimiter, this.#names, this.#types, index, this.#names.length);
       this.#width = this.#names.length;
     }
   }
@@ -373,13 +490,23 @@ class CsvReader<T> implements RecordReader<T> {
   }
   reset(): void {
     this.#headerPending = this.#header;
+    // A header is split into fields; rows are parsed straight out of the text once their layout is known.
+    this.#parser.lazy = !this.#header && this.#plain !== undefined;
   }
   end(text: string, i: number, final: boolean): number {
     return this.#parser.end(text, i, final);
   }
 
-  value(): T | typeof SKIP {
+  value(text: string, i: number): T | typeof SKIP {
     const p = this.#parser;
+    if (p.plain) {
+      const e = p.stop;
+      if (e === i) return SKIP;
+      const row = (this.#plain as PlainRow)(text, i, e);
+      if (row !== MISMATCH) return row as T;
+      p.split(text, i, e);
+      throw new Error(`expected ${this.#width} fields, got ${p.count}`);
+    }
     if (p.error !== undefined) throw new Error(p.error);
     const n = p.count;
     if (n === 0) return SKIP;
@@ -410,11 +537,10 @@ class CsvReader<T> implements RecordReader<T> {
     if (missing.length > 0) {
       throw new HeaderError(`csv source "${this.#source}": the header of "${this.#path}" has no column ${missing.map((m) => JSON.stringify(m)).join(", ")} (it has ${header.map((h) => JSON.stringify(h)).join(", ")})`);
     }
-    this.#build = builder(
-      this.#names,
-      this.#types as readonly CsvColumnType[],
-      this.#names.map((n) => header.indexOf(n)),
-    );
+    const index = this.#names.map((n) => header.indexOf(n));
+    this.#build = builder(this.#names, this.#types as readonly CsvColumnType[], index);
+    this.#plain = plainRow(this.#parser.delimiter, this.#names, this.#types as readonly CsvColumnType[], index, header.length);
+    this.#parser.lazy = this.#plain !== undefined;
   }
 }
 

@@ -204,8 +204,13 @@ export class FileSource<T> implements Source<T> {
   /** #text reaches the end of the file. */
   #final = false;
   #eof = false;
-  /** The read-ahead: the chunk at file offset `at`, being read while the buffer is parsed. */
-  #ahead: { readonly at: number; readonly bytes: Promise<Uint8Array | Error> } | undefined;
+  /**
+   * The read-ahead: the chunk at file offset `at`, being read while the buffer is parsed, into `into` from
+   * index `room`: the bytes before it take the buffer's unparsed rest without a copy into a new buffer.
+   */
+  #ahead: { readonly at: number; readonly into: Uint8Array; readonly room: number; readonly bytes: Promise<number | Error> } | undefined;
+  /** A buffer no longer in use (the one before #buf), for the next read-ahead: no new buffer per chunk. */
+  #spare: Uint8Array | undefined;
   #paused = false;
   #closed = false;
   #scheduled = false;
@@ -244,6 +249,8 @@ export class FileSource<T> implements Source<T> {
     this.#reading = false;
     this.#eof = false;
     this.#ahead = undefined;
+    // A closed run's read may still be filling its buffers: this run reads into buffers of its own.
+    this.#spare = undefined;
     this.#buf = new Uint8Array(0);
     this.#start = 0;
     this.#text = "";
@@ -461,11 +468,17 @@ export class FileSource<T> implements Source<T> {
     const file = this.#file;
     if (file === undefined || this.#eof || this.#ahead !== undefined) return;
     const at = this.#offset + (this.#buf.length - this.#start);
-    const chunk = new Uint8Array(this.#chunk);
+    // Room before the chunk for what will be left of this buffer: the bytes after its last decoded line.
+    const room = this.#buf.length - this.#textEnd;
+    let into = this.#spare;
+    this.#spare = undefined;
+    if (into === undefined || into.length < room + this.#chunk) into = new Uint8Array(room + this.#chunk + Math.min(this.#chunk, 1 << 14));
     this.#ahead = {
       at,
-      bytes: file.read(chunk, 0, chunk.length, at).then(
-        ({ bytesRead }) => chunk.subarray(0, bytesRead),
+      into,
+      room,
+      bytes: file.read(into, room, this.#chunk, at).then(
+        ({ bytesRead }) => bytesRead,
         (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
       ),
     };
@@ -483,12 +496,17 @@ export class FileSource<T> implements Source<T> {
     // The read-ahead, if it is of the bytes wanted; a record longer than a chunk being carried over doubles
     // the buffer instead (so that a very long record is scanned a logarithmic, not linear, number of times).
     if (ahead !== undefined && ahead.at === at && rest.length < this.#chunk) {
-      next = ahead.bytes.then((b) => {
-        if (b instanceof Error) throw b;
-        if (rest.length === 0) return b;
-        const joined = new Uint8Array(rest.length + b.length);
+      next = ahead.bytes.then((n) => {
+        if (n instanceof Error) throw n;
+        const { into, room } = ahead;
+        // The rest fits in the room left before the chunk (always, but for a CSV record of several lines).
+        if (rest.length <= room) {
+          into.set(rest, room - rest.length);
+          return into.subarray(room - rest.length, room + n);
+        }
+        const joined = new Uint8Array(rest.length + n);
         joined.set(rest);
-        joined.set(b, rest.length);
+        joined.set(into.subarray(room, room + n), rest.length);
         return joined;
       });
     } else {
@@ -502,6 +520,9 @@ export class FileSource<T> implements Source<T> {
         // Read for a run that was closed (and perhaps opened again since): not this run's bytes.
         if (run !== this.#run || this.#closed) return;
         this.#reading = false;
+        // The buffer before is done with (its rest was copied): the next read-ahead reuses it.
+        const old = this.#buf.buffer;
+        if (old !== buf.buffer && old.byteLength > this.#chunk) this.#spare = new Uint8Array(old);
         this.#buf = buf;
         this.#start = 0;
         this.#text = "";

@@ -196,6 +196,34 @@ describe("CSV file source", () => {
     assert.deepEqual(p.fields.slice(0, p.count), ["x,y", "z"]);
   });
 
+  it("opened again after close() (a restart) on the same source object, typed rows without a header: the same rows again", async () => {
+    // The second run decodes text of the same content again from its start: what the first run remembered
+    // about where the next delimiter is (found from its last record) says nothing about the first records.
+    const path = file("again.csv", "1,10\n2,20\n3,30\n");
+    const src = csvSource({ path, columns: { id: "integer", amount: "integer" } });
+    const rows = [
+      { id: 1, amount: 10 },
+      { id: 2, amount: 20 },
+      { id: 3, amount: 30 },
+    ];
+    for (let run = 0; run < 2; run++) {
+      const r = await read(src);
+      assert.deepEqual(r.dead, [], `run ${run}`);
+      assert.deepEqual(r.values, rows, `run ${run}`);
+    }
+  });
+
+  it('a delimiter that can be part of an integer ("-") still separates integer columns', async () => {
+    const path = file("minus.csv", "5-7-1\n-3-4\n12--\n");
+    const r = await read(csvSource({ path, delimiter: "-", columns: { a: "integer", b: "integer", c: "integer" } }));
+    assert.deepEqual(r.dead, []);
+    assert.deepEqual(r.values, [
+      { a: 5, b: 7, c: 1 },
+      { a: null, b: 3, c: 4 },
+      { a: 12, b: null, c: null },
+    ]);
+  });
+
   it("options are checked: a delimiter that is a quote is a ConfigError", () => {
     assert.throws(
       () => csvSource({ path: "x.csv", delimiter: '"' }),
