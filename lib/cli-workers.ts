@@ -13,7 +13,10 @@
  *   `<state-dir>/worker-<i>` and the checkpoint interval of `--checkpoint-interval` (default 1000 ms). It serves
  *   `/metrics` (tasks running, assignments received, each task's restore from its changelog, and per task what
  *   it writes to the status topic: state, watermark, records in/out, restore offsets, last checkpoint) and
- *   `/health` on `--port` + i (0: any free port); no live page (that is single-process mode's). The
+ *   `/health` on `--port` + i (0: any free port); no live page (that is single-process mode's). Its group
+ *   instance id (static membership, @platformatic/kafka only) is `<name>-<host>-<i>`, or `<prefix>-<i>` with
+ *   `--instance-id PREFIX`, none with `--instance-id none`: a worker killed and started again within the session
+ *   timeout gets its tasks back without a rebalance. SIGTERM still leaves the group (its tasks move at once). The
  *   pipeline's Kafka sources and sinks name their own brokers and topics, as in single-process mode; their
  *   consumer group ids are not used (the job's group is).
  * A worker started by hand with `--worker-index` (and no `--workers`) on another machine joins the same job.
@@ -21,11 +24,12 @@
  */
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { z } from "zod";
-import type { KafkaClientName } from "../connectors/kafka/default-client.ts";
+import { defaultKafkaClient, type KafkaClientName } from "../connectors/kafka/default-client.ts";
 import { brokersSchema, portSchema } from "./cli-options.ts";
 import { validate } from "./config.ts";
 import { ConfigError } from "./errors.ts";
@@ -38,7 +42,7 @@ import { kafkaTopicsOf } from "./scaleout/task-io.ts";
 import { runScaledOut, type ScaleOutWorker } from "./scaleout/worker.ts";
 
 /** The run options that make sense for a scale-out job; the others (restart strategies, savepoints, retained checkpoints) belong to single-process mode. */
-const WORKER_FLAGS = ["name", "port", "checkpoint-interval", "state-dir", "quiet", "workers", "worker-index", "group", "brokers", "kafka-client"] as const;
+const WORKER_FLAGS = ["name", "port", "checkpoint-interval", "state-dir", "quiet", "workers", "worker-index", "group", "brokers", "kafka-client", "instance-id"] as const;
 
 const schema: z.ZodType<Omit<WorkerFlags, "brokers"> & { brokers?: string[] | undefined }, unknown> = z.object({
   name: z.string().min(1),
@@ -51,6 +55,7 @@ const schema: z.ZodType<Omit<WorkerFlags, "brokers"> & { brokers?: string[] | un
   group: z.string().min(1).optional(),
   brokers: brokersSchema.optional(),
   "kafka-client": z.enum(["platformatic", "kafkajs"]).optional(),
+  "instance-id": z.string().regex(/^\S+$/, "a prefix without whitespace, or none").optional(),
 });
 
 /** The validated options of a scale-out run. */
@@ -66,6 +71,8 @@ export interface WorkerFlags {
   readonly brokers: string[];
   /** Undefined: the default client (connectors/kafka/default-client.ts). */
   readonly "kafka-client"?: KafkaClientName | undefined;
+  /** The prefix of each worker's group instance id (`<prefix>-<index>`), or "none" for dynamic members. */
+  readonly "instance-id"?: string | undefined;
 }
 
 /**
@@ -82,7 +89,27 @@ export function workerFlags(flags: Record<string, string>, name: string): Worker
   }
   const o = validate(schema, { ...flags, name }, "run");
   if (o.brokers === undefined) throw new ConfigError("gress run --workers: --brokers HOST:PORT[,HOST:PORT...] is required (the brokers of the job's consumer group and changelog)", [{ path: ["run", "brokers"], code: "required", message: "required" }]);
+  const prefix = o["instance-id"];
+  if (prefix !== undefined && prefix !== "none" && (o["kafka-client"] ?? defaultKafkaClient()) === "kafkajs") {
+    throw new ConfigError("gress run --workers: --instance-id (static membership) needs the @platformatic/kafka client; kafkajs has none (--instance-id none, or leave it out, for dynamic members)", [
+      { path: ["run", "instance-id"], code: "not_supported", message: "kafkajs has no static membership" },
+    ]);
+  }
   return { ...o, brokers: o.brokers };
+}
+
+/**
+ * Worker `index`'s group instance id: `<prefix>-<index>` with `--instance-id PREFIX`, by default
+ * `<job>-<host>-<index>` when the client has static membership (@platformatic/kafka), none with
+ * `--instance-id none` or on kafkajs. Stable across restarts of the same worker on the same host, unique per
+ * worker of one command; commands on several hosts differ by host name.
+ */
+export function workerInstanceId(o: WorkerFlags, index: number, host: string = hostname()): string | undefined {
+  const prefix = o["instance-id"];
+  if (prefix === "none") return undefined;
+  if (prefix !== undefined) return `${prefix}-${index}`;
+  if ((o["kafka-client"] ?? defaultKafkaClient()) === "kafkajs") return undefined;
+  return `${o.name}-${host.replace(/\s/g, "_")}-${index}`;
 }
 
 /** Imports the pipeline module's default export (a ConfigError when it is not a function). */
@@ -212,6 +239,8 @@ async function runWorker(file: string, o: WorkerFlags, index: number): Promise<n
   const address = server.address();
   if (o.quiet === undefined) console.log(`worker ${index} of "${o.name}": metrics http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : port}/metrics`);
   const stateDir = join(o["state-dir"] ?? join("state", o.name), `worker-${index}`);
+  const instanceId = workerInstanceId(o, index);
+  if (o.quiet === undefined && instanceId !== undefined) console.log(`worker ${index} of "${o.name}": group instance id ${instanceId} (static membership)`);
   const running = runScaledOut(
     {
       name: o.name,
@@ -219,6 +248,7 @@ async function runWorker(file: string, o: WorkerFlags, index: number): Promise<n
       state: stateDir,
       checkpoints: { intervalMs: o["checkpoint-interval"] },
       ...(o.group === undefined ? {} : { group: o.group }),
+      ...(instanceId === undefined ? {} : { instanceId }),
     },
     build,
   );

@@ -122,6 +122,11 @@ const COMMANDS: readonly CommandSpec[] = [
       { name: "brokers", arg: "HOST:PORT,...", help: "scale-out: the Kafka brokers of the job's group and changelog" },
       { name: "group", arg: "G", help: "scale-out: the consumer group (default gress-<job>)" },
       { name: "kafka-client", arg: "NAME", help: "scale-out: platformatic (@platformatic/kafka, default) or kafkajs" },
+      {
+        name: "instance-id",
+        arg: "PREFIX|none",
+        help: "scale-out: static membership, worker I's group instance id is PREFIX-I (default <job>-<host>-I on platformatic; none on kafkajs): a worker restarted within the session timeout gets its tasks back without a rebalance; none: dynamic members",
+      },
       { name: "worker-index", arg: "I", help: "scale-out: run one worker (index I: /metrics on port + I, state in <state-dir>/worker-I); --workers starts these" },
       HELP_OPTION,
     ],
@@ -379,7 +384,7 @@ async function runPipeline(file: string, flags: Record<string, string>): Promise
     const { runWorkers } = await import("./cli-workers.ts");
     return await runWorkers(file, flags, flags.name ?? jobNameOf(file));
   }
-  const scaleOutOnly = ["brokers", "group", "kafka-client"].find((f) => flags[f] !== undefined);
+  const scaleOutOnly = ["brokers", "group", "kafka-client", "instance-id"].find((f) => flags[f] !== undefined);
   if (scaleOutOnly !== undefined) throw new UsageError(`gress run: --${scaleOutOnly} is a scale-out option: give --workers N with it`, commandHelp(COMMANDS.find((c) => c.name === "run")!));
   const o = validate(
     z

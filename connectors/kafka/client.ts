@@ -106,6 +106,14 @@ export interface ConsumerOptions {
    * its `name` as the group protocol, so members on either client agree on it.
    */
   readonly assignor?: GroupAssignor;
+  /**
+   * Static membership (KIP-345): this member's `group.instance.id`, unique among the group's live members. A
+   * member that joins again with the same id (a restart within the session timeout) takes its old place and its
+   * old assignment without a rebalance; the member it replaces is fenced (FENCED_INSTANCE_ID) and its consumer
+   * fails (see {@link KafkaConsumer.onFailure}) instead of taking the place back. A client without static
+   * membership (kafkajs) refuses it with a ConfigError.
+   */
+  readonly groupInstanceId?: string;
 }
 
 /**
@@ -256,7 +264,18 @@ export interface KafkaConsumer {
   onRebalance(listener: (rebalance: Rebalance) => void): void;
   /** This member's group metadata, for offsets committed in a transaction; undefined before it joined. */
   groupMetadata(): GroupMetadata | undefined;
-  stop(): Promise<void>;
+  /**
+   * Called once when the consumer cannot stay in its group and will not rejoin by itself: another member joined
+   * with its `groupInstanceId` (FENCED_INSTANCE_ID). It should then be stopped. Left out by a client that has
+   * no such failure (kafkajs: no static membership).
+   */
+  onFailure?(listener: (error: Error) => void): void;
+  /**
+   * Stops fetching and closes. It leaves the group (LeaveGroup: its partitions move at once) unless
+   * `leaveGroup` is false, which a static member (`groupInstanceId`) uses to keep its place and assignment
+   * for a restart within the session timeout; a dynamic member always leaves.
+   */
+  stop(options?: { readonly leaveGroup?: boolean }): Promise<void>;
 }
 
 /**

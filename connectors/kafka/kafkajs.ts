@@ -21,6 +21,7 @@ import partitionersModule from "kafkajs/src/producer/partitioners/index.js";
 import emitterModule from "kafkajs/src/instrumentation/emitter.js";
 import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
 import brokerModule from "kafkajs/src/broker/index.js";
+import { ConfigError } from "../../lib/errors.ts";
 import { assignmentChange } from "./assignment.ts";
 import { correctAbortedFiltering } from "./kafkajs-aborted.ts";
 import { beforeJoinWith, installRejoinHook } from "./kafkajs-rejoin.ts";
@@ -295,6 +296,12 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
 }
 
 function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
+  // kafkajs 2.2.4 has no static membership: joining as a dynamic member would pretend to keep a place it does not.
+  if (o.groupInstanceId !== undefined) {
+    throw new ConfigError(`kafka consumer of group "${o.groupId}": groupInstanceId (static membership, KIP-345) is not supported by kafkajs; use the @platformatic/kafka client, or leave the instance id out`, [
+      { path: ["groupInstanceId"], code: "not_supported", message: "kafkajs has no static membership" },
+    ]);
+  }
   const heartbeatInterval = Math.max(500, Math.floor((o.sessionTimeoutMs ?? 10_000) / 5));
   // Chunks only for group members that share the input (a custom assignor: scale-out workers); a single-process
   // source is its group's only member and keeps one call per batch.

@@ -35,6 +35,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Admin, CallbackWithPromise, Consumer, GroupAssignment, GroupPartitionsAssigner, Producer, RecordsBatch } from "@platformatic/kafka";
+import { ConfigError } from "../../lib/errors.ts";
 import { optionalPeer } from "../../lib/optional-peer.ts";
 import { assignmentChange } from "./assignment.ts";
 import { sendInParts } from "./request-size.ts";
@@ -373,6 +374,7 @@ interface Assigned {
 }
 
 function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
+  if (o.groupInstanceId !== undefined) checkGroupInstanceId(o.groupInstanceId);
   const sessionTimeout = o.sessionTimeoutMs ?? 10_000;
   const readCommitted = o.readCommitted !== false;
   const maxBytesPerPartition = o.maxBytesPerPartition ?? 1024 * 1024;
@@ -380,10 +382,15 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   let consumer: Consumer | undefined;
   /** Set at the first assignment: later joins are rejoins (the assignor's beforeRejoin runs before them). */
   let joined = false;
+  /** Static membership: set once another member took this one's group instance id (FENCED_INSTANCE_ID). */
+  let fenced: Error | undefined;
+  const failures: ((e: Error) => void)[] = [];
   const c = (): Consumer =>
-    (consumer ??= new (lib().Consumer)({
+    (consumer ??= watchFencing(
+      new (lib().Consumer)({
     ...base,
     groupId: o.groupId,
+    ...(o.groupInstanceId === undefined ? {} : { groupInstanceId: o.groupInstanceId }),
     autocommit: false,
     sessionTimeout,
     heartbeatInterval: Math.max(500, Math.floor(sessionTimeout / 5)),
@@ -401,7 +408,19 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
           ],
         }
       : assignorOptions(o.assignor, () => joined)),
-  }));
+      }),
+      () => fenced,
+      (e) => {
+        if (fenced !== undefined) return;
+        fenced = new Error(
+          `kafka: another member of group "${o.groupId}" joined with this member's group instance id "${o.groupInstanceId}" (FENCED_INSTANCE_ID): each live member needs its own; this one no longer rejoins`,
+          { cause: e },
+        );
+        // Its rejoin is refused from now on (watchFencing), and the library reports that as an "error" event.
+        consumer?.on("error", () => undefined);
+        for (const l of failures) l(fenced);
+      },
+    ));
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
   /** This member's partitions, with their fetch positions. */
   let assigned = new Map<string, Assigned>();
@@ -633,7 +652,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       const connection = await call<unknown>((cb) => b.connection(broker, cb));
       const offsetCommit = await call<Api>((cb) => b.api("OffsetCommit", cb));
       const request = [...topics].map(([name, partitions]) => ({ name, partitions }));
-      await call<unknown>((cb) => offsetCommit(connection, o.groupId, member.generationId, member.memberId, null, request, cb));
+      await call<unknown>((cb) => offsetCommit(connection, o.groupId, member.generationId, member.memberId, o.groupInstanceId ?? null, request, cb));
     },
     onPositionAdvanced(listener) {
       advanced.push(listener);
@@ -644,16 +663,23 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
     onRebalance(listener) {
       rebalances.push(listener);
     },
+    onFailure(listener) {
+      failures.push(listener);
+      if (fenced !== undefined) listener(fenced);
+    },
     groupMetadata(): GroupMetadata | undefined {
       const m = consumer;
       if (m === undefined || m.memberId === null || m.memberId === undefined) return undefined;
       const coordinatorId = m.coordinatorId;
       return { groupId: o.groupId, generationId: m.generationId, memberId: m.memberId, ...(typeof coordinatorId === "number" ? { coordinatorId } : {}) };
     },
-    async stop() {
+    async stop(options) {
       running = false;
       poke();
       await loop;
+      // A static member that keeps its place sends no LeaveGroup (the library leaves when it has a member id):
+      // the group keeps its assignment until the session timeout, for this instance id's next incarnation.
+      if (options?.leaveGroup === false && o.groupInstanceId !== undefined && consumer !== undefined) consumer.memberId = null as unknown as string;
       // Closing during a rebalance (another member just left) sometimes never calls back in the library, with
       // no socket or timer left to keep the process alive, or fails with "Connection closed". Leaving the group
       // is a courtesy (the broker drops a silent member after the session timeout), so neither may hang or fail
@@ -666,6 +692,61 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       clearTimeout(timer);
     },
   };
+}
+
+/** The library's own check of `groupInstanceId` (`^\S+$`), as a ConfigError naming the option. */
+function checkGroupInstanceId(id: string): void {
+  if (/^\S+$/.test(id)) return;
+  throw new ConfigError(`kafka consumer: groupInstanceId ${JSON.stringify(id)} must be non-empty and without whitespace`, [
+    { path: ["groupInstanceId"], code: "invalid_string", message: "non-empty, no whitespace" },
+  ]);
+}
+
+/** The group APIs whose FENCED_INSTANCE_ID means another member took this one's group instance id. */
+const GROUP_APIS = new Set(["JoinGroup", "SyncGroup", "Heartbeat", "OffsetCommit", "LeaveGroup"]);
+
+/**
+ * Static membership's fencing, which the library does not stop at: on FENCED_INSTANCE_ID it drops its member id
+ * and joins again with the same instance id, which fences the other member, which does the same, and so on. The
+ * consumer's group requests are watched here (its API lookup, `kGetApi`, wrapped on the instance): the first
+ * FENCED_INSTANCE_ID is reported to `onFenced`, and every JoinGroup after it fails at once without being sent
+ * (a plain error, which the library does not retry), so the member stays out.
+ */
+function watchFencing(consumer: Consumer, fenced: () => Error | undefined, onFenced: (e: Error) => void): Consumer {
+  if (consumer.groupInstanceId === null || consumer.groupInstanceId === undefined) return consumer;
+  const { kGetApi } = lib();
+  const target = consumer as unknown as Record<symbol, (name: string, cb: CallbackWithPromise<Api>) => void>;
+  const getApi = target[kGetApi] as (name: string, cb: CallbackWithPromise<Api>) => void;
+  target[kGetApi] = function (this: unknown, name: string, cb: CallbackWithPromise<Api>): void {
+    if (!GROUP_APIS.has(name)) {
+      getApi.call(this, name, cb);
+      return;
+    }
+    getApi.call(this, name, ((error: Error | null, api: Api) => {
+      if (error) {
+        cb(error, api);
+        return;
+      }
+      const watched: Api = (connection, ...args) => {
+        const done = args.at(-1);
+        if (typeof done !== "function") {
+          api(connection, ...args);
+          return;
+        }
+        const refused = fenced();
+        if (refused !== undefined && name === "JoinGroup") {
+          (done as (e: Error) => void)(new Error(refused.message));
+          return;
+        }
+        api(connection, ...args.slice(0, -1), (e: Error | null, v: unknown) => {
+          if (e && hasError(e, ["FENCED_INSTANCE_ID"])) onFenced(e);
+          (done as (e: Error | null, v: unknown) => void)(e, v);
+        });
+      };
+      cb(null, watched);
+    }) as CallbackWithPromise<Api>);
+  };
+  return consumer;
 }
 
 /**

@@ -35,11 +35,18 @@
  *   5 s), so that its next owner does not replay the last interval. A revoked task stops without one: its
  *   checkpoint was taken before the rebalance, and the revocation arrives with the new assignment, when the
  *   new owner is already starting it (see #stopTask).
- * Not built yet: static membership.
+ * - **Static membership** (`instanceId`, KIP-345, @platformatic/kafka only): the group consumer joins with that
+ *   `group.instance.id`. A worker killed and started again with the same id within the session timeout takes its
+ *   old place and its tasks back at once, with no rebalance (its tasks fence their transactional ids and restore
+ *   as after any move, which also fences a frozen old incarnation). A worker whose id another worker took
+ *   (FENCED_INSTANCE_ID: a duplicate, or the old incarnation waking up) fails with an error naming the id and
+ *   stops its tasks without a last checkpoint (they belong to the other worker now). `stop()` leaves the group
+ *   (the tasks move at once) unless given `{ leaveGroup: false }`, which keeps the place until the session
+ *   timeout for a restart.
  * @module
  */
 import type { GroupAssignor, KafkaClient, KafkaConsumer, TopicPartition } from "../../connectors/kafka/client.ts";
-import { type KafkaClientName, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
+import { defaultKafkaClient, type KafkaClientName, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
 import { isUnknownTopicError } from "../../connectors/kafka/errors.ts";
 import { ConfigError, SourceError } from "../errors.ts";
 import { assignTasks, encodeSubscription, taskId, tasksFor } from "./assignor.ts";
@@ -78,6 +85,13 @@ export interface ScaleOutOptions {
   readonly group?: string;
   /** Group session timeout: how soon a dead worker's tasks move. Default 10 000 (the broker's minimum is usually 6 000). */
   readonly sessionTimeoutMs?: number;
+  /**
+   * Static membership: this worker's `group.instance.id` (KIP-345), unique among the job's live workers, the
+   * same across its restarts (`gress run --workers` gives `<job>-<host>-<index>`). A worker that comes back with
+   * it within the session timeout gets its tasks back at once, without a rebalance. Non-empty, no whitespace;
+   * @platformatic/kafka only (kafkajs has no static membership: a ConfigError). Default: none (a dynamic member).
+   */
+  readonly instanceId?: string;
   /** The broker aborts a task transaction open longer than this. Default 60 000. */
   readonly transactionTimeoutMs?: number;
   /** LMDB map size per task, in bytes. Default 1 GiB. */
@@ -115,8 +129,12 @@ export interface ScaleOutWorker {
   readonly rebalances: number;
   /** Each running task's status now: state, restore, watermark, records, last checkpoint (lib/scaleout/status.ts). */
   readonly taskStatus: readonly TaskStatusRecord[];
-  /** Stops every task, each after a final checkpoint (when it can still commit one), and leaves the group. */
-  stop(): Promise<void>;
+  /**
+   * Stops every task, each after a final checkpoint (when it can still commit one), and leaves the group, so
+   * that the tasks move at once. With an `instanceId`, `{ leaveGroup: false }` keeps this worker's place and
+   * tasks in the group until the session timeout, for a restart with the same id (no rebalance).
+   */
+  stop(options?: { readonly leaveGroup?: boolean }): Promise<void>;
 }
 
 interface Plan {
@@ -142,6 +160,19 @@ async function settled<R>(f: () => Promise<R>): Promise<R> {
 }
 
 const key = (tp: TopicPartition): string => `${tp.topic}\u0000${tp.partition}`;
+
+/** An instance id is non-empty without whitespace (as Kafka's), and needs a client with static membership. */
+function checkInstanceId(o: ScaleOutOptions, client: KafkaClientName | undefined): void {
+  const id = o.instanceId;
+  if (typeof id !== "string" || !/^\S+$/.test(id)) {
+    const message = `must be a non-empty string without whitespace, got ${JSON.stringify(id)}`;
+    throw new ConfigError(`scale-out job "${o.name}": instanceId ${message}`, [{ path: ["instanceId"], code: "invalid", message }]);
+  }
+  if (client === "kafkajs") {
+    const message = "kafkajs has no static membership (group.instance.id); use the @platformatic/kafka client or leave instanceId out";
+    throw new ConfigError(`scale-out job "${o.name}": instanceId "${id}": ${message}`, [{ path: ["instanceId"], code: "not_supported", message }]);
+  }
+}
 
 /**
  * Runs one worker of a scale-out job: `build` is the pipeline function (a pipeline module's default export),
@@ -202,6 +233,8 @@ class Worker {
   /** The group generation of the latest assignment. */
   #generation = -1;
   #stopped = false;
+  /** Another worker took this one's group instance id: its tasks are that worker's now. */
+  #fencedOut = false;
   #failure: unknown;
   #stopping: Promise<void> | undefined;
   #resolveDone!: () => void;
@@ -227,6 +260,7 @@ class Worker {
       this.#ownClient = true;
     }
     this.#group = o.group ?? `gress-${o.name}`;
+    if (o.instanceId !== undefined) checkInstanceId(o, "consumer" in k ? undefined : (k.client ?? defaultKafkaClient()));
     this.done = new Promise<void>((res, rej) => {
       this.#resolveDone = res;
       this.#rejectDone = rej;
@@ -250,7 +284,7 @@ class Worker {
       get taskStatus() {
         return self.#status?.current() ?? [];
       },
-      stop: () => this.stop(),
+      stop: (options) => this.stop(options),
     };
   }
 
@@ -329,11 +363,24 @@ class Worker {
       readCommitted: true,
       sessionTimeoutMs: this.#o.sessionTimeoutMs ?? 10_000,
       assignor,
+      ...(this.#o.instanceId === undefined ? {} : { groupInstanceId: this.#o.instanceId }),
     });
     this.#consumer = consumer;
+    // Another worker took this one's instance id: it owns the place and these tasks now; this one must not loop.
+    consumer.onFailure?.((err) => {
+      this.#fencedOut = true;
+      this.#fail(
+        new ConfigError(
+          `scale-out job "${this.#o.name}": another worker joined group "${this.#group}" with this worker's instance id "${this.#o.instanceId}" and took its place (FENCED_INSTANCE_ID). Each live worker needs its own instanceId; this one stops (a restarted worker with the same id replaces the old one, which then stops like this).`,
+          [{ path: ["instanceId"], code: "duplicate", message: `instance id "${this.#o.instanceId}" is used by another live worker` }],
+          { cause: err },
+        ),
+      );
+    });
     consumer.onRebalance((r) => {
       this.#rebalances++;
       this.#generation = r.generation;
+      this.#log(`worker of "${this.#o.name}": group generation ${r.generation}, ${r.assigned.length} partitions (+${r.added.length} -${r.revoked.length})${this.#o.instanceId === undefined ? "" : `, instance id ${this.#o.instanceId}`}`);
       // Nothing is read from a partition until its task is ready.
       consumer.pausePartitions(r.added);
       // The tasks paused before the rejoin that the group kept here read on now, not only once the assignment
@@ -502,15 +549,16 @@ class Worker {
     void this.stop().catch(() => undefined);
   }
 
-  stop(): Promise<void> {
+  stop(options?: { readonly leaveGroup?: boolean }): Promise<void> {
     this.#stopping ??= (async () => {
       this.#stopped = true;
       await this.started.catch(() => undefined);
       await this.#applying.catch(() => undefined);
       const stopping = [...this.#tasks.keys()];
-      await Promise.all(stopping.map((id) => this.#stopTask(id, "worker stopping")));
+      // Fenced out: the worker that took the instance id runs these tasks; a last checkpoint would race its fence.
+      await Promise.all(stopping.map((id) => this.#stopTask(id, this.#fencedOut ? "fenced: another worker has this instance id" : "worker stopping")));
       await this.#status?.stop(stopping);
-      await this.#consumer?.stop();
+      await this.#consumer?.stop(options);
       if (this.#ownClient) await this.#client.close();
       if (this.#failure === undefined) this.#resolveDone();
       else this.#rejectDone(this.#failure);

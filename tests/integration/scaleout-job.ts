@@ -5,7 +5,8 @@
  * transaction. The input is keyed by the same key, so the keyBy needs no shuffle (declared `copartitioned`).
  * With `pipeline: "window-shuffle"` it runs tests/integration/scaleout-shuffle-pipeline.ts instead (a keyBy
  * through a repartition topic, an event-time window count per key). Logs go to stderr; SIGTERM
- * stops the worker gracefully (exit 0); a worker failure exits 1.
+ * stops the worker gracefully (exit 0), SIGINT too but without leaving the group (a static member keeps its
+ * place); a worker failure exits 1.
  */
 import process from "node:process";
 import { kafkaSink, kafkaSource, runScaledOut } from "../../connectors/kafka/index.ts";
@@ -27,6 +28,10 @@ interface Config {
   readonly copartitioned?: boolean;
   /** window-shuffle: the watermark strategy's idle timeout. */
   readonly idleTimeoutMs?: number;
+  /** Static membership: the worker's group instance id. */
+  readonly instanceId?: string;
+  /** Default 6 000. */
+  readonly sessionTimeoutMs?: number;
 }
 
 const cfg = JSON.parse(process.argv[2] ?? "{}") as Config;
@@ -55,13 +60,16 @@ const worker = runScaledOut(
     kafka: { brokers: cfg.brokers, client: cfg.client },
     state: cfg.state,
     checkpoints: { intervalMs: cfg.intervalMs },
-    sessionTimeoutMs: 6000,
+    sessionTimeoutMs: cfg.sessionTimeoutMs ?? 6000,
+    ...(cfg.instanceId === undefined ? {} : { instanceId: cfg.instanceId }),
     mapSize: 64 * 1024 * 1024,
     log: (m) => process.stderr.write(`gress: ${m}\n`),
   },
   pipeline,
 );
 process.once("SIGTERM", () => void worker.stop());
+// A static member's stop that keeps its place in the group for its next incarnation.
+process.once("SIGINT", () => void worker.stop({ leaveGroup: false }));
 worker.started.then(
   () => process.stderr.write("worker started\n"),
   () => undefined,

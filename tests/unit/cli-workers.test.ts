@@ -11,6 +11,9 @@ import process from "node:process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { main } from "../../lib/cli.ts";
+import { type WorkerFlags, workerFlags, workerInstanceId } from "../../lib/cli-workers.ts";
+import { ConfigError } from "../../lib/errors.ts";
+import { runScaledOut } from "../../lib/scaleout/worker.ts";
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -73,6 +76,41 @@ describe("gress run --workers: bad input", () => {
     assert.match(r.err, /a scale-out job reads only Kafka topics, but source "rides" \(not Kafka: \w+\) is not Kafka: ingest into a Kafka topic first/);
     assert.doesNotMatch(r.err, /"orders"/);
     assert.doesNotMatch(r.err, /started \d+ workers/);
+  });
+});
+
+describe("gress run --workers: static membership (--instance-id)", () => {
+  const pipeline = fixture("pipeline.ts");
+  const flags = (extra: Record<string, string>): WorkerFlags => workerFlags({ brokers: "127.0.0.1:1", workers: "2", ...extra }, "orders");
+
+  it("each worker's group instance id: <job>-<host>-<index> by default on @platformatic/kafka, <prefix>-<index> with a prefix, none with none or on kafkajs", () => {
+    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic" }), 1, "node-a"), "orders-node-a-1");
+    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic", "instance-id": "eu-1" }), 0, "node-a"), "eu-1-0");
+    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic", "instance-id": "none" }), 0, "node-a"), undefined);
+    assert.equal(workerInstanceId(flags({ "kafka-client": "kafkajs" }), 0, "node-a"), undefined);
+    assert.equal(workerInstanceId(flags({ "kafka-client": "kafkajs", "instance-id": "none" }), 0, "node-a"), undefined);
+  });
+
+  it("--instance-id with kafkajs is refused before any worker starts, naming the option", async () => {
+    const r = await cli(["run", pipeline, "--workers", "2", "--brokers", "127.0.0.1:1", "--kafka-client", "kafkajs", "--instance-id", "eu"]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /--instance-id \(static membership\) needs the @platformatic\/kafka client; kafkajs has none/);
+    assert.doesNotMatch(r.err, /started \d+ workers/);
+  });
+
+  it("--instance-id with whitespace is an error naming it; without --workers it is a usage error", async () => {
+    const r = await cli(["run", pipeline, "--workers", "2", "--brokers", "127.0.0.1:1", "--instance-id", "a b"]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /run\.instance-id: a prefix without whitespace, or none/);
+    const u = await cli(["run", pipeline, "--instance-id", "eu"]);
+    assert.equal(u.code, 2);
+    assert.match(u.err, /--instance-id is a scale-out option: give --workers N with it/);
+  });
+
+  it("runScaledOut refuses an empty or whitespace instanceId, and one on kafkajs, with a ConfigError naming instanceId (before connecting)", () => {
+    const run = (instanceId: string, client: "kafkajs" | "platformatic") => () => runScaledOut({ name: "orders", kafka: { brokers: ["127.0.0.1:1"], client }, state: "unused", instanceId }, () => undefined);
+    for (const bad of ["", "a b", " "]) assert.throws(run(bad, "platformatic"), (e: unknown) => e instanceof ConfigError && /instanceId must be a non-empty string without whitespace/.test(e.message));
+    assert.throws(run("w-0", "kafkajs"), (e: unknown) => e instanceof ConfigError && /instanceId "w-0": kafkajs has no static membership/.test(e.message));
   });
 });
 
