@@ -4,7 +4,8 @@
  * session timeout gets its task back at once, in the same group generation, and the other worker sees no
  * rebalance; then a third worker started with a live worker's instance id takes its place, and the replaced
  * worker stops with an error naming the id instead of fencing the newcomer in turn; a worker stopped gracefully
- * without leaving the group (`stop({ leaveGroup: false })`) comes back the same way. The output equals the
+ * without leaving the group (`stop({ leaveGroup: false })`) comes back the same way; and one frozen with SIGSTOP
+ * is replaced by a new incarnation at once and, woken, stops fenced. The output equals the
  * failure-free reference (every input once, per-key sequence numbers in input order). On kafkajs, which has no
  * static membership, an instance id is refused with a ConfigError naming it.
  */
@@ -120,10 +121,24 @@ describe(`scale-out static membership (${clientName()}, real broker)`, () => {
         assert.deepEqual(generations(a3), [generation as number], `the worker stopped without leaving came back into generation ${generation}:\n${a3.log}`);
         assert.equal(generations(c).length, cSeen, `the other worker saw no new assignment:\n${c.log}`);
 
+        // A frozen incarnation (SIGSTOP) replaced by a new one with its id: the new one runs the task at once; the
+        // old one, woken, is fenced (its heartbeat gets FENCED_INSTANCE_ID, its producer was fenced by the task's
+        // start) and stops with the error, committing nothing more (checked with the output below).
+        await until("the third incarnation's output", () => counter.count() > 0 && a3.log.includes("checkpoint"), 20_000, workers);
+        a3.child.kill("SIGSTOP");
+        const a4 = start({ ...cfgA, state: stateDir() });
+        await until("the fourth incarnation runs the task", () => current(a4).length === 1, 20_000, workers);
+        assert.deepEqual(generations(a4), [generation as number], `the new incarnation came back into generation ${generation}:\n${a4.log}`);
+        a3.child.kill("SIGCONT");
+        const a3Exit = await Promise.race([a3.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))]);
+        assert.deepEqual(a3Exit, { code: 1, signal: null }, `the frozen incarnation, woken, stopped with an error:\n${a3.log}`);
+        assert.match(a3.log, /with this worker's instance id "static-a"/, a3.log);
+        assert.equal(generations(c).length, cSeen, `the other worker saw no new assignment:\n${c.log}`);
+
         await until("all output", () => counter.count() >= count, 60_000, workers);
         await new Promise((r) => setTimeout(r, 1000));
-        for (const w of [a3, c]) w.child.kill("SIGTERM");
-        for (const w of [a3, c]) assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
+        for (const w of [a4, c]) w.child.kill("SIGTERM");
+        for (const w of [a4, c]) assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
       } finally {
         for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
         await counter.stop();
