@@ -384,6 +384,8 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
   let joined = false;
   /** Static membership: set once another member took this one's group instance id (FENCED_INSTANCE_ID). */
   let fenced: Error | undefined;
+  /** Static membership: stop() was asked to keep this member's place (no LeaveGroup). */
+  let keepPlace = false;
   const failures: ((e: Error) => void)[] = [];
   const c = (): Consumer =>
     (consumer ??= watchFencing(
@@ -410,6 +412,7 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       : assignorOptions(o.assignor, () => joined)),
       }),
       () => fenced,
+      () => keepPlace,
       (e) => {
         if (fenced !== undefined) return;
         fenced = new Error(
@@ -677,9 +680,9 @@ function groupConsumer(base: Base, o: ConsumerOptions): KafkaConsumer {
       running = false;
       poke();
       await loop;
-      // A static member that keeps its place sends no LeaveGroup (the library leaves when it has a member id):
-      // the group keeps its assignment until the session timeout, for this instance id's next incarnation.
-      if (options?.leaveGroup === false && o.groupInstanceId !== undefined && consumer !== undefined) consumer.memberId = null as unknown as string;
+      // A static member that keeps its place sends no LeaveGroup (watchFencing answers it without sending): the
+      // group keeps its assignment until the session timeout, for this instance id's next incarnation.
+      if (options?.leaveGroup === false) keepPlace = true;
       // Closing during a rebalance (another member just left) sometimes never calls back in the library, with
       // no socket or timer left to keep the process alive, or fails with "Connection closed". Leaving the group
       // is a courtesy (the broker drops a silent member after the session timeout), so neither may hang or fail
@@ -710,9 +713,10 @@ const GROUP_APIS = new Set(["JoinGroup", "SyncGroup", "Heartbeat", "OffsetCommit
  * and joins again with the same instance id, which fences the other member, which does the same, and so on. The
  * consumer's group requests are watched here (its API lookup, `kGetApi`, wrapped on the instance): the first
  * FENCED_INSTANCE_ID is reported to `onFenced`, and every JoinGroup after it fails at once without being sent
- * (a plain error, which the library does not retry), so the member stays out.
+ * (a plain error, which the library does not retry), so the member stays out. It also answers the LeaveGroup
+ * of a close that keeps the member's place, without sending it.
  */
-function watchFencing(consumer: Consumer, fenced: () => Error | undefined, onFenced: (e: Error) => void): Consumer {
+function watchFencing(consumer: Consumer, fenced: () => Error | undefined, keepPlace: () => boolean, onFenced: (e: Error) => void): Consumer {
   if (consumer.groupInstanceId === null || consumer.groupInstanceId === undefined) return consumer;
   const { kGetApi } = lib();
   const target = consumer as unknown as Record<symbol, (name: string, cb: CallbackWithPromise<Api>) => void>;
@@ -731,6 +735,12 @@ function watchFencing(consumer: Consumer, fenced: () => Error | undefined, onFen
         const done = args.at(-1);
         if (typeof done !== "function") {
           api(connection, ...args);
+          return;
+        }
+        // Closing without leaving (stop({ leaveGroup: false })): the library's close goes on as after a LeaveGroup
+        // (heartbeats cancelled, member id dropped), but the broker keeps the static member until its session ends.
+        if (name === "LeaveGroup" && keepPlace()) {
+          (done as (e: null) => void)(null);
           return;
         }
         const refused = fenced();
