@@ -95,8 +95,11 @@ describe(`scale-out static membership (${clientName()}, real broker)`, () => {
         );
         const pause = (resumedAt as number) - restartedAt;
         console.log(`# restart to the task's first output: ${pause} ms (session timeout ${SESSION_MS} ms)`);
-        // A dynamic member would wait for the dead member's session timeout (15 s) before any task moved.
-        assert.ok(pause < SESSION_MS / 2, `the restarted worker's task produced ${pause} ms after the restart (session timeout ${SESSION_MS} ms); its log:\n${timed.join("\n")}\n--- the other worker's:\n${b.log}`);
+        // A dynamic member waits for the dead member's session timeout (15 s) before any task moves: 15.9 s
+        // without the instance id. The bound stays below that with room for a slow start of the child process
+        // on the shared 2-core machine (2.3-5.3 s in 17 runs, one unexplained 14.8 s); the generation checks
+        // below are the exact test of "no rebalance".
+        assert.ok(pause < SESSION_MS * 0.8, `the restarted worker's task produced ${pause} ms after the restart (session timeout ${SESSION_MS} ms); its log:\n${timed.join("\n")}\n--- the other worker's:\n${b.log}`);
         assert.deepEqual(current(a2), [task], a2.log);
         assert.deepEqual(generations(a2), [generation as number], `the restarted worker came back into generation ${generation} without a rebalance:\n${a2.log}`);
         assert.equal(generations(b).length, bSeen, `the other worker saw no new assignment:\n${b.log}`);
