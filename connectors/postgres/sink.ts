@@ -36,9 +36,11 @@
  *
  * (durable, invisible, surviving a crash of Gress or of the server), and the commit runs `COMMIT PREPARED` of
  * the id the checkpoint's handle holds; a prepared transaction that is gone counts as committed only if its
- * progress row is there. `<hash>` hashes the exact job, sink and table, `<run>` is new at every open. At open,
- * after recovery committed the restored checkpoint's transaction, every prepared transaction of this job and
- * sink that is left is rolled back: pre-commits of checkpoints that never completed, whose rows are replayed.
+ * progress row is there, or for a handle of an earlier run (recovery, a savepoint) a later one (only the last
+ * 100 progress rows are kept; see commitPrepared). `<hash>` hashes the exact job, sink and table, `<run>` is
+ * new at every open. At open, after recovery committed the restored checkpoint's transaction and before any
+ * DDL (a leftover holds a lock on the table), every prepared transaction of this job and sink that is left is
+ * rolled back: pre-commits of checkpoints that never completed, whose rows are replayed.
  * Every row is written once instead of twice. With a key the sink stages (ON CONFLICT needs the rows in a
  * table first, and a transaction that used a temporary table cannot be prepared); in a scale-out task too (a
  * fenced incarnation's prepared transaction would hold its locks until the next owner opens again).
@@ -242,6 +244,9 @@ const optionsSchema = z.strictObject({
  * ```
  */
 export const PROGRESS_TABLE = "gress_sink_progress";
+
+/** How long a sink's DDL at open waits for a table lock (see ensureTables) before the open fails. */
+const DDL_LOCK_TIMEOUT_MS = 15_000;
 
 const q = (name: string): string => name.split(".").map((p) => `"${p.replace(/"/g, '""')}"`).join(".");
 
@@ -900,9 +905,24 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     }
   };
   /**
-   * Commits a checkpoint's prepared transaction. Idempotent: a transaction that is gone was committed if its
-   * progress row is there; otherwise it was rolled back (by hand, or by a sink of the same job, sink and table
-   * opened elsewhere), and the checkpoint's rows are lost: that is an error, never a silent success.
+   * Commits a checkpoint's prepared transaction. Idempotent: a transaction that is gone was committed when the
+   * progress rows say so (below); otherwise it was rolled back (by hand, or by a sink of the same job, sink and
+   * table opened elsewhere), and the checkpoint's rows are lost: that is an error, never a silent success.
+   *
+   * Which progress rows say so. A handle of this open (its run tag): its own row. The coordinator commits a
+   * checkpoint before it sends the next one's barrier, so no later checkpoint of this run has committed (or
+   * trimmed) anything yet; and this run prepared the transaction only because no row of the checkpoint existed.
+   * A handle of an earlier run (recovery, a restore from a savepoint): its own row may have been trimmed (each
+   * commit deletes the rows more than 100 checkpoints behind it), so any row at or after its checkpoint. That
+   * is sound for the runs that led here: a later checkpoint's transaction is prepared after its barrier, which
+   * comes only after this checkpoint's commit returned (a commit that fails fails the job, and the restart
+   * commits it again before the sink opens: Job runs recovery first); a run restored from a checkpoint r
+   * commits r first and then takes checkpoints above r only, so a row at or above this checkpoint written by a
+   * run restored from r >= it follows this commit too. Rows it cannot tell apart, and takes as a commit of this
+   * checkpoint although they are not: those of a run restored to a checkpoint before this one (then restored
+   * back to this one), of a fresh start of the job (checkpoint ids begin again at 1), or of a second live
+   * instance with the same job and sink names. Each of those needs this transaction rolled back outside the
+   * sink as well for rows to be lost; a handle of this open never depends on them.
    */
   const commitPrepared = async (checkpointId: number, h: PostgresSinkHandle & { readonly gid: string }): Promise<void> => {
     const s = conn();
@@ -910,8 +930,13 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       await s.unsafe(`commit prepared '${h.gid}'`);
     } catch (err) {
       if (!missing(err)) throw err;
-      const done = await s.unsafe(`select 1 from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id = $3`, [h.job, name, checkpointId]);
-      if (done.length === 0) throw new Error(`the prepared transaction '${h.gid}' is gone and its progress row was never committed: it was rolled back outside this sink`);
+      const ours = opened && h.job === scope.job && h.gid === gidOf(checkpointId);
+      const done = await s.unsafe(`select 1 from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2 and checkpoint_id ${ours ? "=" : ">="} $3 limit 1`, [h.job, name, checkpointId]);
+      if (done.length === 0) {
+        throw new Error(
+          `the prepared transaction '${h.gid}' is gone and no progress row of checkpoint ${checkpointId}${ours ? "" : " or a later one"} was committed: it was rolled back outside this sink (by hand, or by another instance of job "${h.job}" with sink "${name}" opening)`,
+        );
+      }
     }
   };
   /** Ends the pre-committed checkpoint's transaction (see `prepared`): the progress row, then PREPARE TRANSACTION. */
@@ -983,34 +1008,67 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   /**
    * Creates what is missing. Under a transaction-scoped advisory lock: two sinks opening at once (the tasks of
    * a scale-out job, several jobs) would race in `create table if not exists`, and the loser fails on
-   * pg_type's unique index.
+   * pg_type's unique index. Every sink on the server waits for that lock, so nothing under it may wait long:
+   * a statement that locks an existing table (CREATE INDEX takes a SHARE lock, create_hypertable and ALTER
+   * TABLE an ACCESS EXCLUSIVE one, even when there is nothing to do) runs only when there is something to
+   * create, and a table lock is waited for at most DDL_LOCK_TIMEOUT (then the open fails naming the table).
    */
   const ensureTables = (sql: Sql): Promise<void> => sql.begin((tx) => createTables(tx as unknown as Sql));
   const createTables = async (s: Sql): Promise<void> => {
     await s.unsafe(`select pg_advisory_xact_lock(hashtext('gress.sink.ddl'))`);
-    await s.unsafe(
-      `create table if not exists ${q(PROGRESS_TABLE)} (job text not null, sink text not null, checkpoint_id bigint not null, committed_at timestamptz not null default now(), primary key (job, sink, checkpoint_id))`,
-    );
-    if (o.createTable === true) {
-      const pk = o.key === undefined ? "" : `, primary key (${o.key.map(q).join(", ")})`;
-      await s.unsafe(`create table if not exists ${table} (${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")}${pk})`);
-      if (o.timeColumn !== undefined) {
-        hypertable = await timescaleAvailable(s);
-        if (hypertable) await s.unsafe(`select create_hypertable($1::regclass, $2::name, if_not_exists => true, migrate_data => true)`, [o.table, o.timeColumn]);
-        else await s.unsafe(`create index if not exists ${q(`${o.table.replace(".", "_")}_${o.timeColumn}_idx`)} on ${table} (${q(o.timeColumn)})`);
+    // Only after the advisory lock: a sink waiting for another one's DDL is not the problem.
+    await s.unsafe(`set local lock_timeout = '${DDL_LOCK_TIMEOUT_MS}ms'`);
+    let doing = `create ${PROGRESS_TABLE}`;
+    let locked = PROGRESS_TABLE;
+    try {
+      await s.unsafe(
+        `create table if not exists ${q(PROGRESS_TABLE)} (job text not null, sink text not null, checkpoint_id bigint not null, committed_at timestamptz not null default now(), primary key (job, sink, checkpoint_id))`,
+      );
+      if (o.createTable === true) {
+        doing = `create table ${o.table}`;
+        locked = o.table;
+        const pk = o.key === undefined ? "" : `, primary key (${o.key.map(q).join(", ")})`;
+        await s.unsafe(`create table if not exists ${table} (${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")}${pk})`);
+        if (o.timeColumn !== undefined) {
+          hypertable = await timescaleAvailable(s);
+          if (hypertable) {
+            const [has] = await s.unsafe(
+              "select 1 from timescaledb_information.hypertables where format('%I.%I', hypertable_schema, hypertable_name)::regclass = $1::regclass",
+              [table],
+            );
+            doing = `make ${o.table} a hypertable on ${o.timeColumn} (create_hypertable, ACCESS EXCLUSIVE lock)`;
+            if (has === undefined) await s.unsafe(`select create_hypertable($1::regclass, $2::name, if_not_exists => true, migrate_data => true)`, [table, o.timeColumn]);
+          } else {
+            // Created in the table's schema; the server cuts a name at 63 bytes (the name is ASCII).
+            const index = `${o.table.replace(".", "_")}_${o.timeColumn}_idx`.slice(0, 63);
+            const [has] = await s.unsafe("select 1 from pg_class where relname = $2 and relnamespace = (select relnamespace from pg_class where oid = $1::regclass)", [table, index]);
+            doing = `create index ${index} on ${o.table} (SHARE lock)`;
+            if (has === undefined) await s.unsafe(`create index if not exists ${q(index)} on ${table} (${q(o.timeColumn)})`);
+          }
+        }
       }
-    }
-    // (A staging table created by an earlier version has gress_seq bigserial: the sink gives the numbers.)
-    const staging = scope.staging;
-    await s.unsafe(
-      `create table if not exists ${staging} (gress_seq bigint, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
-    );
-    // ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the column is there already: it would wait behind any
-    // transaction still open on the staging table (a task's previous owner, cut off mid-COPY), under the
-    // advisory lock above, so every sink opening anywhere would wait too. Asked first, it is needed only once.
-    if (scope.owner !== undefined) {
-      const has = await s.unsafe(`select 1 from pg_attribute where attrelid = $1::regclass and attname = 'gress_owner' and not attisdropped`, [staging]);
-      if (has.length === 0) await s.unsafe(`alter table ${staging} add column if not exists gress_owner text`);
+      // (A staging table created by an earlier version has gress_seq bigserial: the sink gives the numbers.)
+      const staging = scope.staging;
+      doing = `create table ${staging}`;
+      locked = staging;
+      await s.unsafe(
+        `create table if not exists ${staging} (gress_seq bigint, gress_checkpoint bigint not null, ${names.map((n, i) => `${q(n)} ${types[i]}`).join(", ")})`,
+      );
+      // ALTER TABLE takes an ACCESS EXCLUSIVE lock even when the column is there already: it would wait behind any
+      // transaction still open on the staging table (a task's previous owner, cut off mid-COPY). Asked first, it
+      // is needed only once.
+      if (scope.owner !== undefined) {
+        const has = await s.unsafe(`select 1 from pg_attribute where attrelid = $1::regclass and attname = 'gress_owner' and not attisdropped`, [staging]);
+        doing = `add column gress_owner to ${staging} (ACCESS EXCLUSIVE lock)`;
+        if (has.length === 0) await s.unsafe(`alter table ${staging} add column if not exists gress_owner text`);
+      }
+    } catch (err) {
+      // 55P03 lock_not_available: lock_timeout expired.
+      if ((err as { code?: unknown })?.code !== "55P03") throw err;
+      throw new Error(
+        `could not ${doing}: table ${locked} stayed locked by another transaction for ${DDL_LOCK_TIMEOUT_MS / 1000} s (lock_timeout; all Gress PostgreSQL sinks on the server wait while one creates tables). A prepared transaction left by another sink can hold it: see pg_locks and pg_prepared_xacts (ROLLBACK PREPARED '<gid>' if its job is gone)`,
+        { cause: err },
+      );
     }
   };
 
@@ -1089,6 +1147,12 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       scope = task === undefined ? scopeOf(o.job, undefined) : scopeOf(`${o.job}/${task.taskId}`, crypto.randomUUID());
       const s = conn();
       try {
+        const twoPhaseRun = !atLeastOnce && task === undefined;
+        const maxXacts = twoPhaseRun ? await maxPrepared(s) : 0;
+        // Pre-commits of checkpoints that never completed, whichever path this run takes; recovery committed the
+        // restored checkpoint's transaction before open (Job: recover() runs before the sinks open). First of all:
+        // a leftover holds its rows' lock on the table, and the DDL below could wait on it under the global DDL lock.
+        if (maxXacts > 0) await rollbackLeftovers(s);
         await ensureTables(s);
         const fresh = recoveredId === undefined || atLeastOnce;
         if (fresh) {
@@ -1105,10 +1169,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         } else seq = 1;
         // Without checkpoints nothing is ever restored (recoveredId stays unset), so the run starts fresh.
         const noCheckpoints = ctx !== undefined && ctx.checkpointIntervalMs === undefined && task === undefined && o.key === undefined && !atLeastOnce && recoveredId === undefined;
-        if (!atLeastOnce && task === undefined) {
-          const maxXacts = await maxPrepared(s);
-          // Pre-commits of checkpoints that never completed, whichever path this run takes.
-          if (maxXacts > 0) await rollbackLeftovers(s);
+        if (twoPhaseRun) {
           if (!noCheckpoints && (ctx === undefined || ctx.checkpointIntervalMs !== undefined)) {
             const path = await choosePath(s, false, maxXacts);
             prepared = path.use;

@@ -230,6 +230,172 @@ describe("postgres sink, prepared transactions (real server)", () => {
     await sql.unsafe(`drop table "${table}"`);
   });
 
+  it("a checkpoint's handle from more than 100 checkpoints ago (its progress row trimmed) commits on a new sink, without writing its rows again", { timeout: 120_000 }, async () => {
+    const table = tableName();
+    const job = `${table}_job`;
+    const opts = { name: "ids", job, url: server.url, table, createTable: true, twoPhase: "prepared" as const, log: () => {}, columns: { id: { type: "integer", value: (r: { id: number }) => r.id } } };
+    const first = postgresSink<{ id: number }>(opts);
+    await first.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    const checkpoints = 105;
+    let h1: PostgresSinkHandle | undefined;
+    for (let id = 1; id <= checkpoints; id++) {
+      await first.write({ id }, record({ id }, id));
+      const h = (await first.preCommit?.(id)) as PostgresSinkHandle;
+      await first.commit?.(id, h);
+      h1 ??= h;
+    }
+    await first.close?.();
+    assert.equal(typeof h1?.gid, "string");
+    const [kept] = await sql.unsafe("select min(checkpoint_id)::int as lo, max(checkpoint_id)::int as hi from gress_sink_progress where job = $1 and sink = 'ids'", [job]);
+    assert.ok((kept?.lo as number) > 1 && kept?.hi === checkpoints, `checkpoint 1's progress row is trimmed: ${JSON.stringify(kept)}`);
+    // Restored from a savepoint at checkpoint 1: recovery commits its handle (done long ago), then the job runs on.
+    const again = postgresSink<{ id: number }>(opts);
+    await again.commit?.(1, h1 as PostgresSinkHandle);
+    await again.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    await again.close?.();
+    const [c] = await sql.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+    assert.deepEqual({ ...c }, { n: checkpoints, ids: checkpoints });
+    assert.deepEqual(await preparedOf(sql, job), []);
+    await sql.unsafe(`drop table "${table}"`);
+  });
+
+  it("a handle of this run whose transaction was rolled back outside the sink fails the commit, even with a later progress row", { timeout: 60_000 }, async () => {
+    const table = tableName();
+    const job = `${table}_job`;
+    const opts = { name: "ids", job, url: server.url, table, createTable: true, twoPhase: "prepared" as const, log: () => {}, columns: { id: { type: "integer", value: (r: { id: number }) => r.id } } };
+    const sink = postgresSink<{ id: number }>(opts);
+    await sink.open?.({ jobName: job, checkpointIntervalMs: 100 });
+    try {
+      await sink.write({ id: 1 }, record({ id: 1 }, 1));
+      const h1 = (await sink.preCommit?.(1)) as PostgresSinkHandle;
+      await sql.unsafe(`rollback prepared '${h1.gid}'`);
+      // A row above it, as a second instance of the same job and sink would write.
+      await sql.unsafe("insert into gress_sink_progress (job, sink, checkpoint_id) values ($1, 'ids', 7)", [job]);
+      await assert.rejects(Promise.resolve(sink.commit?.(1, h1)), /is gone and no progress row of checkpoint 1 was committed: it was rolled back outside this sink/);
+    } finally {
+      await sink.close?.();
+      await sql.unsafe(`drop table "${table}"`);
+    }
+  });
+
+  it("open() rolls back the sink's leftover prepared transaction before its DDL: createTable + timeColumn does not wait on its lock", { timeout: 120_000 }, async (t) => {
+    // The test database (a hypertable when it has TimescaleDB) and a database of its own without it (an index).
+    const db = `gress_prep_plain_${process.pid}_${Date.now().toString(36)}`;
+    await sql.unsafe(`create database ${db}`);
+    const plain = new URL(server.url);
+    plain.pathname = `/${db}`;
+    try {
+      for (const url of [server.url, plain.href]) {
+        const table = tableName();
+        const job = `${table}_job`;
+        const opts = { name: "ids", job, url, table, createTable: true, timeColumn: "at", twoPhase: "prepared" as const, log: () => {}, columns: { id: { type: "integer", value: (r: { id: number }) => r.id }, at: { type: "timestamptz", value: (r: { id: number }) => r.id } } };
+        const other = postgres(url, { max: 1, onnotice: () => {} });
+        let leftover: string | undefined;
+        let restarted: ReturnType<typeof postgresSink<{ id: number }>> | undefined;
+        try {
+          // The killed run: checkpoint 1 committed, checkpoint 2 prepared (an insert into the table), never completed.
+          const killed = postgresSink<{ id: number }>(opts);
+          await killed.open?.({ jobName: job, checkpointIntervalMs: 100 });
+          await killed.write({ id: 1 }, record({ id: 1 }, 1));
+          const h1 = (await killed.preCommit?.(1)) as PostgresSinkHandle;
+          await killed.commit?.(1, h1);
+          await killed.write({ id: 2 }, record({ id: 2 }, 2));
+          const h2 = (await killed.preCommit?.(2)) as PostgresSinkHandle;
+          leftover = h2.gid ?? undefined;
+          await killed.close?.(); // its pool ends; the prepared transaction stays, as after a SIGKILL
+          const kind = killed.hypertable ? "hypertable" : "plain table with an index";
+          t.diagnostic(`${url === server.url ? "test database" : "database without TimescaleDB"}: ${kind}`);
+          assert.equal(typeof leftover, "string");
+          // Restored at checkpoint 1: recovery commits it again, then the sink opens.
+          restarted = postgresSink<{ id: number }>(opts);
+          await restarted.commit?.(1, h1);
+          const began = Date.now();
+          let timer: NodeJS.Timeout | undefined;
+          const opened = await Promise.race([
+            Promise.resolve(restarted.open?.({ jobName: job, checkpointIntervalMs: 100 })).then(() => "opened"),
+            new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still waiting after 10 s"), 10_000))),
+          ]).finally(() => clearTimeout(timer));
+          assert.equal(opened, "opened", `open() of the ${kind}`);
+          t.diagnostic(`open() took ${Date.now() - began} ms`);
+          assert.deepEqual(await preparedOf(other, job), [], "the leftover is rolled back");
+          leftover = undefined;
+          await restarted.write({ id: 2 }, record({ id: 2 }, 2));
+          const h2again = (await restarted.preCommit?.(2)) as PostgresSinkHandle;
+          await restarted.commit?.(2, h2again);
+          const [c] = await other.unsafe(`select count(*)::int as n, count(distinct id)::int as ids from "${table}"`);
+          assert.deepEqual({ ...c }, { n: 2, ids: 2 });
+        } finally {
+          // Unblocks an open() still waiting (before the fix it waits for ever, holding every sink's DDL lock).
+          if (leftover !== undefined) await other.unsafe(`rollback prepared '${leftover}'`).catch(() => undefined);
+          await restarted?.close?.();
+          await other.unsafe(`drop table if exists "${table}"`);
+          await other.end({ timeout: 5 });
+        }
+      }
+    } finally {
+      await sql.unsafe(`drop database if exists ${db}`);
+    }
+  });
+
+  it("another job's leftover on the table: open() creates nothing that exists (no wait), and a lock it needs fails the open after lock_timeout, naming the table", { timeout: 120_000 }, async () => {
+    // A database without TimescaleDB: createTable + timeColumn makes an index there.
+    const db = `gress_prep_lock_${process.pid}_${Date.now().toString(36)}`;
+    await sql.unsafe(`create database ${db}`);
+    const url = new URL(server.url);
+    url.pathname = `/${db}`;
+    const other = postgres(url.href, { max: 2, onnotice: () => {} });
+    const gids: string[] = [];
+    const holdInsert = async (table: string): Promise<void> => {
+      const gid = `gress-test-${table}`;
+      const c = await other.reserve();
+      try {
+        await c.unsafe("begin");
+        await c.unsafe(`insert into "${table}" (id, at) values (-1, now())`);
+        await c.unsafe(`prepare transaction '${gid}'`);
+        gids.push(gid);
+      } finally {
+        c.release();
+      }
+    };
+    const columns = { id: { type: "integer", value: (r: { id: number }) => r.id }, at: { type: "timestamptz", value: (r: { id: number }) => r.id } };
+    const sinkOn = (table: string, job: string): ReturnType<typeof postgresSink<{ id: number }>> =>
+      postgresSink<{ id: number }>({ name: "ids", job, url: url.href, table, createTable: true, timeColumn: "at", log: () => {}, columns });
+    try {
+      // The table and its index exist: the second job's open does not touch them.
+      const shared = tableName();
+      const first = sinkOn(shared, `${shared}_a`);
+      await first.open?.({ jobName: `${shared}_a`, checkpointIntervalMs: 100 });
+      await first.close?.();
+      await holdInsert(shared);
+      const second = sinkOn(shared, `${shared}_b`);
+      let timer: NodeJS.Timeout | undefined;
+      const opened = await Promise.race([
+        Promise.resolve(second.open?.({ jobName: `${shared}_b`, checkpointIntervalMs: 100 })).then(() => "opened"),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still waiting after 10 s"), 10_000))),
+      ]).finally(() => clearTimeout(timer));
+      await other.unsafe(`rollback prepared '${gids.pop()}'`);
+      await second.close?.();
+      assert.equal(opened, "opened");
+      // A table made without the index, held by a prepared transaction: the index cannot be made now.
+      const bare = tableName();
+      await other.unsafe(`create table "${bare}" (id integer, at timestamptz)`);
+      await holdInsert(bare);
+      const blocked = sinkOn(bare, `${bare}_job`);
+      const began = Date.now();
+      await assert.rejects(
+        Promise.resolve(blocked.open?.({ jobName: `${bare}_job`, checkpointIntervalMs: 100 })),
+        new RegExp(`failed to open: could not create index ${bare}_at_idx on ${bare} \\(SHARE lock\\): table ${bare} stayed locked by another transaction for 15 s \\(lock_timeout`),
+      );
+      const waited = Date.now() - began;
+      assert.ok(waited >= 14_000 && waited < 30_000, `waited ${waited} ms`);
+      await blocked.close?.();
+    } finally {
+      for (const gid of gids) await other.unsafe(`rollback prepared '${gid}'`).catch(() => undefined);
+      await other.end({ timeout: 5 });
+      await sql.unsafe(`drop database if exists ${db}`);
+    }
+  });
+
   it("auto takes the prepared path with a pool of its own (url), and the staging table on the caller's pool (sql), saying why", { timeout: 60_000 }, async () => {
     const table = tableName();
     const said: string[] = [];
