@@ -6,16 +6,17 @@
  * metadata, as is, in the JoinGroup request to the coordinator's `Broker.joinGroup`. So the assigner registers
  * a hook for the metadata buffer it returns ({@link beforeJoinWith}), and the wrapped `Broker.prototype.joinGroup`
  * awaits the hook of a buffer it finds in the request before sending it. A hook runs once; a join that kafkajs
- * tries again asks `protocol()` again, and thus registers (and runs) it again.
+ * tries again asks `protocol()` again, and thus registers (and runs) it again. The hook is given the request's
+ * member id: empty when kafkajs dropped its own (UNKNOWN_MEMBER_ID: the group no longer knows this member).
  * @module
  */
-type JoinGroup = (this: unknown, request: { readonly groupProtocols?: readonly { readonly metadata?: unknown }[] }) => Promise<unknown>;
+type JoinGroup = (this: unknown, request: { readonly memberId?: string; readonly groupProtocols?: readonly { readonly metadata?: unknown }[] }) => Promise<unknown>;
 
-const hooks = new WeakMap<object, () => Promise<void>>();
+const hooks = new WeakMap<object, (memberId: string) => Promise<void>>();
 const INSTALLED = Symbol.for("gress.kafkajs.rejoinHook");
 
-/** Runs `hook` (and waits for it, a rejection ignored) before the JoinGroup request that carries `metadata`. */
-export function beforeJoinWith(metadata: Uint8Array, hook: () => Promise<void>): void {
+/** Runs `hook` with the request's member id (and waits for it, a rejection ignored) before the JoinGroup request that carries `metadata`. */
+export function beforeJoinWith(metadata: Uint8Array, hook: (memberId: string) => Promise<void>): void {
   hooks.set(metadata, hook);
 }
 
@@ -31,7 +32,7 @@ export function installRejoinHook(brokerModule: { prototype: object }): void {
       const hook = typeof m === "object" && m !== null ? hooks.get(m) : undefined;
       if (hook === undefined) continue;
       hooks.delete(m as object);
-      await hook().catch(() => undefined);
+      await hook(request.memberId ?? "").catch(() => undefined);
     }
     return original.call(this, request);
   };

@@ -315,7 +315,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
     maxBytesPerPartition: o.maxBytesPerPartition ?? 1024 * 1024,
     maxWaitTimeInMs: 100,
     allowAutoTopicCreation: false,
-    ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor, () => joins > 0)] }),
+    ...(o.assignor === undefined ? {} : { partitionAssigners: [kafkajsAssigner(o.assignor, () => joins > 0, () => (memberId = undefined))] }),
   });
   const advanced: ((t: PartitionOffset) => void)[] = [];
   /** The group is rebalancing (a heartbeat said so) until the next assignment. */
@@ -434,9 +434,10 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
 /**
  * A Gress {@link GroupAssignor} as a kafkajs partition assigner (same protocol name as on platformatic). Once
  * the member had an assignment (`rejoining()`), the assignor's `beforeRejoin` runs before each JoinGroup that
- * carries the subscription built here (./kafkajs-rejoin.ts).
+ * carries the subscription built here (./kafkajs-rejoin.ts). A rejoin without a member id (kafkajs dropped it on
+ * UNKNOWN_MEMBER_ID: the group dropped this member) calls `dropped()` first, so that `groupMetadata()` says so.
  */
-function kafkajsAssigner(a: GroupAssignor, rejoining: () => boolean): PartitionAssigner {
+function kafkajsAssigner(a: GroupAssignor, rejoining: () => boolean, dropped: () => void): PartitionAssigner {
   return ({ cluster }) => ({
     name: a.name,
     version: 0,
@@ -458,7 +459,11 @@ function kafkajsAssigner(a: GroupAssignor, rejoining: () => boolean): PartitionA
       const userData = a.userData?.();
       const metadata = AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: userData === undefined ? Buffer.alloc(0) : Buffer.from(userData) });
       const hook = a.beforeRejoin;
-      if (hook !== undefined && rejoining()) beforeJoinWith(metadata, () => hook.call(a));
+      if (hook !== undefined && rejoining())
+        beforeJoinWith(metadata, (member) => {
+          if (member === "") dropped();
+          return hook.call(a);
+        });
       return { name: a.name, metadata };
     },
   });

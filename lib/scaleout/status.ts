@@ -29,6 +29,7 @@ import { z } from "zod";
 import type { KafkaClient } from "../../connectors/kafka/client.ts";
 import type { RestoreProgress } from "./changelog.ts";
 import type { Job } from "../job.ts";
+import { settledWithin } from "./wait.ts";
 
 /** The status topic of job `job`. */
 export function statusTopic(job: string): string {
@@ -380,9 +381,7 @@ export class StatusPublisher {
     if (this.#o.sender !== undefined) this.#enqueue(stopped);
     this.#stopped = true;
     // Bounded: a worker's stop must not wait on a report (kafkajs retries a send for up to its request timeout).
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const sent = await Promise.race([this.#sending.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS)))]);
-    clearTimeout(timer);
+    const sent = await settledWithin(this.#sending, STOP_WAIT_MS);
     if (!sent) this.#o.log(`status topic ${this.#topic}: the last status records were not sent within ${STOP_WAIT_MS} ms; stopping without them`);
     await this.#o.sender?.close();
   }

@@ -88,6 +88,10 @@ export class TaskCommitter implements CheckpointCommitter {
       };
       const [landed] = await o.producer.send(o.changelogTopic, [{ ...encodeCheckpoint(checkpoint), partition }]);
       if (landed === undefined) throw new CheckpointError(`task ${o.taskId}: the checkpoint record of checkpoint ${record.id} was not acknowledged`);
+      // No membership (the group dropped this worker; it is rejoining): generation -1, which the broker does not
+      // check against the group, so only the producer fence by the task's next owner refuses such a commit. That
+      // keeps exactly-once (the next owner fences before it restores); the worker skips its checkpoint before
+      // such a rejoin (worker.ts #beforeRejoin), and a periodic one in that gap is what this covers.
       const group = o.consumer.groupMetadata() ?? { groupId: o.groupId, generationId: -1, memberId: "" };
       const offsets = offsetsOf(record.positions);
       await o.producer.sendOffsets(group, offsets);

@@ -47,6 +47,7 @@ import { RepartitionPurger, type ShufflePoint, type ShuffleRuntime, ShuffleSink,
 import type { TaskStatusSource } from "./status.ts";
 import { TaskCommitter } from "./task-checkpoint.ts";
 import { bindTaskSource, registerTaskIo, type TaskKafkaIo } from "./task-io.ts";
+import { settledWithin } from "./wait.ts";
 
 /** A pipeline module's default export: builds the pipeline on the job it is given (a returned promise is awaited). */
 export type BuildPipeline = (job: Job) => unknown;
@@ -595,17 +596,7 @@ export class Task {
       const last = job.checkpoints?.history.at(-1)?.id;
       // Bounded: the worker applies its next assignment only after its revoked tasks stopped, and a checkpoint
       // that a new owner's fence cut off can take long to fail (seen once in CI: the worker stalled).
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const settled = await Promise.race([
-        job.stop().then(
-          () => true,
-          () => true,
-        ),
-        new Promise<boolean>((r) => {
-          timer = setTimeout(() => r(false), FINAL_CHECKPOINT_WAIT_MS);
-        }),
-      ]);
-      clearTimeout(timer);
+      const settled = await settledWithin(job.stop(), FINAL_CHECKPOINT_WAIT_MS);
       const now = job.checkpoints?.history.at(-1)?.id;
       this.#o.log(
         now !== undefined && now !== last

@@ -29,8 +29,10 @@
  *   tasks yet, so nothing races those commits, and a task that moves starts on its new owner from the work
  *   done up to the rebalance, as Kafka Streams commits in onPartitionsRevoked. The wait is bounded (half the
  *   session timeout, at most 5 s): after it the worker rejoins anyway and says so. A checkpoint refused there
- *   (fenced, an older generation: the group dropped this worker) ends its task as "migrated", as a periodic
- *   one does. After the assignment, kept tasks read on and revoked tasks stop without another checkpoint.
+ *   (fenced by a new owner) ends its task as "migrated", as a periodic one does. A worker that the group
+ *   dropped already (no member id: session or rebalance timeout, UNKNOWN_MEMBER_ID) takes no checkpoint, as
+ *   Kafka Streams commits nothing in onPartitionsLost: its tasks may be another member's by now. After the
+ *   assignment, kept tasks read on and revoked tasks stop without another checkpoint.
  * - **Stop.** A task stopped with the worker (SIGTERM, `stop()`) first takes a final checkpoint (Job.stop, at most
  *   5 s), so that its next owner does not replay the last interval. A revoked task stops without one: its
  *   checkpoint was taken before the rebalance, and the revocation arrives with the new assignment, when the
@@ -56,6 +58,7 @@ import { REPARTITION_PURGE_INTERVAL_MS } from "./shuffle-io.ts";
 import { kafkajsStatusSender, StatusPublisher, type TaskStatusRecord } from "./status.ts";
 import { type BuildPipeline, isGroupGenerationError, isMigrationError, Task, TaskJob } from "./task.ts";
 import { kafkaTopicsOf } from "./task-io.ts";
+import { settledWithin } from "./wait.ts";
 
 /**
  * Options of {@link runScaledOut}.
@@ -160,6 +163,10 @@ async function settled<R>(f: () => Promise<R>): Promise<R> {
 }
 
 const key = (tp: TopicPartition): string => `${tp.topic}\u0000${tp.partition}`;
+/** #beforeRejoin does not checkpoint the same paused tasks again within this long (the client retrying its JoinGroup). */
+const REJOIN_CHECKPOINT_REUSE_MS = 1000;
+/** #beforeRejoin's paused tasks still without an assignment after this long (or the session timeout, if longer) are logged. */
+const HELD_WARNING_MS = 30_000;
 
 /** An instance id is non-empty without whitespace (as Kafka's), and needs a client with static membership. */
 function checkInstanceId(o: ScaleOutOptions, client: KafkaClientName | undefined): void {
@@ -228,6 +235,10 @@ class Worker {
   #wanted = new Set<string>();
   /** The tasks whose input #beforeRejoin paused, until the next assignment. */
   #held = new Set<Task>();
+  /** Says so if no assignment comes after #beforeRejoin paused tasks (cleared at each assignment). */
+  #heldWatch: ReturnType<typeof setTimeout> | undefined;
+  /** The last checkpoint #beforeRejoin took of all the tasks it paused: when it ended, and of which tasks. */
+  #rejoinCheckpoint: { readonly at: number; readonly tasks: ReadonlySet<Task> } | undefined;
   #applying: Promise<void> = Promise.resolve();
   #rebalances = 0;
   /** The group generation of the latest assignment. */
@@ -387,6 +398,7 @@ class Worker {
       // is applied (which may wait behind another task's restore).
       const held = this.#held;
       this.#held = new Set();
+      clearTimeout(this.#heldWatch);
       const assigned = new Set(r.assigned.map(key));
       for (const t of held) if (this.#tasks.get(t.id) === t && t.partitions.every((tp) => assigned.has(key(tp)))) t.reassigned();
       this.#wanted = new Set(r.assigned.map((tp) => taskId(0, tp.partition)));
@@ -409,37 +421,73 @@ class Worker {
   /**
    * Before the group consumer joins the group again: pauses every running task's input and checkpoints each
    * in its transaction (they keep running), waiting at most half the session timeout (5 s at most), so that
-   * the JoinGroup still goes out in time. A moved task's next owner then starts from this checkpoint.
+   * the JoinGroup still goes out in time. A moved task's next owner then starts from this checkpoint. Nothing
+   * is checkpointed when the group dropped this member (its tasks may be another member's already), nor again
+   * when a checkpoint of the same tasks ended less than a second ago (the client retries a failed JoinGroup,
+   * running this before each attempt, and the tasks have read nothing since: they are still paused).
    */
   async #beforeRejoin(): Promise<void> {
     const consumer = this.#consumer;
     if (consumer === undefined || this.#stopped) return;
     const tasks = [...this.#tasks.values()].filter((t) => t.running);
     if (tasks.length === 0) return;
+    if (consumer.groupMetadata() === undefined) {
+      // Both adapters clear the member id when the coordinator does not know this member (UNKNOWN_MEMBER_ID,
+      // FENCED_INSTANCE_ID): a commit now would carry no generation the broker can check, for tasks the group
+      // may have given to another member. Only the producer fence would stop it. The tasks run on uncommitted
+      // until the assignment, as they would with no rebalance: kept ones carry on, revoked ones stop.
+      this.#log(`worker of "${this.#o.name}" rejoins its group without checkpointing its tasks: the group dropped it (no member id), so they may be another member's (${tasks.map((t) => t.id).join(", ")})`);
+      return;
+    }
+    const last = this.#rejoinCheckpoint;
+    if (last !== undefined && performance.now() - last.at < REJOIN_CHECKPOINT_REUSE_MS && tasks.every((t) => last.tasks.has(t) && this.#held.has(t))) {
+      this.#log(`worker of "${this.#o.name}" rejoins its group again ${(performance.now() - last.at).toFixed(0)} ms after checkpointing its tasks, still paused: no new checkpoint`);
+      return;
+    }
     // Nothing more is read until the assignment: kept tasks resume then (onRebalance), revoked ones stop.
     for (const t of tasks) this.#held.add(t);
     consumer.pausePartitions(tasks.flatMap((t) => t.partitions));
+    this.#watchHeld();
     const waitMs = Math.min(5000, Math.floor((this.#o.sessionTimeoutMs ?? 10_000) / 2));
     const began = performance.now();
     const outcome = new Map<string, string>();
+    let failed = false;
     const all = Promise.all(
       tasks.map((t) =>
         t.checkpoint().then(
           (id) => void outcome.set(t.id, id === undefined ? "not running" : `checkpoint ${id}`),
           // The task ends as its periodic checkpoints' failures end it (Task.checkpoint): migrated, or the worker fails.
-          (err: unknown) => void outcome.set(t.id, `no checkpoint (${err instanceof Error ? err.message : String(err)})`),
+          (err: unknown) => {
+            failed = true;
+            outcome.set(t.id, `no checkpoint (${err instanceof Error ? err.message : String(err)})`);
+          },
         ),
       ),
     );
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const inTime = await Promise.race([all.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)))]);
-    clearTimeout(timer);
+    const inTime = await settledWithin(all, waitMs);
+    if (inTime && !failed) this.#rejoinCheckpoint = { at: performance.now(), tasks: new Set(tasks) };
     const list = tasks.map((t) => `task ${t.id}: ${outcome.get(t.id) ?? "checkpoint still under way"}`).join("; ");
     this.#log(
       inTime
         ? `worker of "${this.#o.name}" rejoins its group after checkpointing its tasks in ${(performance.now() - began).toFixed(0)} ms: ${list}`
         : `worker of "${this.#o.name}" rejoins its group without all its tasks' checkpoints, after waiting ${waitMs} ms (a later JoinGroup would risk the group dropping it): ${list}`,
     );
+  }
+
+  /**
+   * Logs once if the tasks #beforeRejoin paused are still waiting for an assignment after a while: the rejoin
+   * did not succeed (the client keeps trying, or gave up), and they read nothing until one comes.
+   */
+  #watchHeld(): void {
+    clearTimeout(this.#heldWatch);
+    const afterMs = Math.max(HELD_WARNING_MS, this.#o.sessionTimeoutMs ?? 10_000);
+    this.#heldWatch = setTimeout(() => {
+      if (this.#stopped || this.#held.size === 0) return;
+      this.#log(
+        `worker of "${this.#o.name}": no group assignment ${afterMs} ms after rejoining; tasks ${[...this.#held].map((t) => t.id).join(", ")} stay paused until one comes`,
+      );
+    }, afterMs);
+    (this.#heldWatch as { unref?: () => void }).unref?.();
   }
 
   /** Applies the latest assignment (one application at a time; a newer assignment is applied after it). */

@@ -37,16 +37,15 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
   after(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
-  const setup = async (partitions: number, count: number, keys: number) => {
+  /** Topics, and the first `produced` input records (all by default); `rest()` produces the others. */
+  const setup = async (partitions: number, count: number, keys: number, produced = count) => {
     const input = uniqueName("so-in");
     const output = uniqueName("so-out");
     await createTopic(input, partitions);
     await createTopic(output, partitions);
-    await produce(
-      input,
-      events(count, keys).map((e) => ({ key: e.key, value: JSON.stringify(e) })),
-    );
-    return { input, output };
+    const records = events(count, keys).map((e) => ({ key: e.key, value: JSON.stringify(e) }));
+    await produce(input, records.slice(0, produced));
+    return { input, output, rest: () => produce(input, records.slice(produced)) };
   };
   const config = (input: string, output: string, job: string, ratePerSecond: number) => {
     const state = mkdtempSync(join(tmpdir(), "gress-so-"));
@@ -153,7 +152,8 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
   it("a worker joining moves a task: its old owner checkpoints it before rejoining the group, and the new owner starts from that checkpoint (no periodic checkpoint in the run)", { timeout: 180_000 }, async () => {
     const count = 1200;
     const keys = 20;
-    const { input, output } = await setup(2, count, keys);
+    // Half the input first, the rest once B runs its task: A cannot reach the end of the input before B joins.
+    const { input, output, rest } = await setup(2, count, keys, count / 2);
     const counter = await outputCounter(output);
     // No periodic checkpoint within the test: a checkpoint comes only from a rebalance or a stop.
     const cfg = { ...config(input, output, uniqueName("so-move"), 50), intervalMs: 600_000 };
@@ -164,8 +164,15 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
     await admin.connect();
     try {
       await until("worker A running both tasks", () => current(a).length === 2, 60_000, [a]);
-      // About 600 records per task at 50/s: A reads for a few seconds, far from the end, before B joins.
-      await new Promise((r) => setTimeout(r, 2000));
+      // A has processed some input of each task (its status records count the records in), and none of its
+      // output is committed.
+      const status = await outputCounter(`gress-${cfg.job}-status`);
+      try {
+        const recordsIn = (): Map<string, number> => new Map(status.values().map((v) => JSON.parse(v) as { task: string; recordsIn: number }).map((r) => [r.task, r.recordsIn]));
+        await until("A's tasks reading their input", () => [...recordsIn().values()].filter((n) => n >= 20).length === 2, 30_000, [a]);
+      } finally {
+        await status.stop();
+      }
       assert.equal(counter.count(), 0, "nothing is committed before a rebalance or a stop");
       b = startWorker({ ...cfg, state: config(input, output, cfg.job, 50).state });
       const joined = b;
@@ -175,21 +182,25 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
       // A checkpoint holds what A had processed of the moved task when B joined: the group's offset of its input
       // partition (committed in the checkpoint's transaction, where B resumes) is mid-stream and equals the
       // outputs of that partition's keys committed with it. Without a checkpoint before the rebalance it is 0.
-      await new Promise((r) => setTimeout(r, 1000));
+      // Nothing else commits until the workers stop (no periodic checkpoint), so the committed outputs of the
+      // partition are awaited up to that offset (the counter reads them as they come) and then compared.
       const offsets = await admin.fetchOffsets({ groupId: `gress-${cfg.job}`, topics: [input] });
       const resumed = Number(offsets[0]?.partitions.find((p) => p.partition === partition)?.offset ?? -1);
       const ofPartition = (k: string): boolean => shufflePartition(encodeShuffleKey(k), 2) === partition;
-      const outputs = counter.values().filter((v) => ofPartition((JSON.parse(v) as { key: string }).key)).length;
-      const inputs = events(count, keys).filter((e) => ofPartition(e.key)).length;
-      assert.ok(resumed > 0 && resumed < inputs, `the moved task's checkpoint is mid-stream (offset ${resumed} of ${inputs})`);
-      assert.equal(outputs, resumed, "the checkpoint's offset equals the moved task's committed outputs");
+      const outputsOfPartition = (): number => counter.values().filter((v) => ofPartition((JSON.parse(v) as { key: string }).key)).length;
+      const inputs = events(count / 2, keys).filter((e) => ofPartition(e.key)).length;
+      assert.ok(resumed > 0 && resumed <= inputs, `the moved task's checkpoint is mid-stream (offset ${resumed} of the ${inputs} produced so far)`);
+      const polled = Date.now() + 10_000;
+      while (outputsOfPartition() < resumed && Date.now() < polled) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(outputsOfPartition(), resumed, "the checkpoint's offset equals the moved task's committed outputs");
       // It is the checkpoint A took before it rejoined the group, and B restored the moved task from it.
       const before = /rejoins its group after checkpointing its tasks in \d+ ms: (.*)/.exec(a.log);
       assert.ok(before !== null, `A checkpointed its tasks before rejoining:\n${a.log}`);
       const id = new RegExp(`task ${moved}: checkpoint (\\d+)`).exec(before[1] as string)?.[1];
       assert.ok(id !== undefined, `A checkpointed task ${moved} before rejoining: ${before[0]}`);
       assert.match(joined.log, new RegExp(`task ${moved} started in \\d+ ms: restored \\d+ changelog records from offset 0, checkpoint ${id}\\b`), joined.log);
-      // Both stop gracefully (final checkpoints); a third worker with periodic checkpoints finishes the input.
+      // The rest of the input; both stop gracefully (final checkpoints); a third worker with periodic checkpoints finishes it.
+      await rest();
       for (const w of [a, joined]) w.child.kill("SIGTERM");
       for (const w of [a, joined]) assert.deepEqual(await w.exited, { code: 0, signal: null }, w.log);
       c = startWorker({ ...cfg, intervalMs: 500 });

@@ -12,6 +12,7 @@ import { beforeJoinWith, installRejoinHook } from "../../connectors/kafka/kafkaj
 
 interface JoinRequest {
   readonly groupId: string;
+  readonly memberId?: string;
   readonly groupProtocols: readonly { readonly name: string; readonly metadata: Buffer }[];
 }
 
@@ -53,10 +54,25 @@ describe("kafkajs: the hook before a rejoin", () => {
     const calls: string[] = [];
     const broker = fakeBroker(calls);
     const failing = Buffer.from("a");
-    beforeJoinWith(failing, () => Promise.reject(new Error("checkpoint refused")));
+    beforeJoinWith(failing, () => {
+      calls.push("failing hook");
+      return Promise.reject(new Error("checkpoint refused"));
+    });
     assert.equal(await broker.joinGroup({ groupId: "g1", groupProtocols: [{ name: "gress-tasks", metadata: failing }] }), "joined");
     assert.equal(await broker.joinGroup({ groupId: "g2", groupProtocols: [{ name: "gress-tasks", metadata: Buffer.from("a") }] }), "joined");
-    assert.deepEqual(calls, ["JoinGroup g1", "JoinGroup g2"]);
+    assert.deepEqual(calls, ["failing hook", "JoinGroup g1", "JoinGroup g2"]);
+  });
+
+  it("the hook is given the request's member id, empty when kafkajs dropped it (UNKNOWN_MEMBER_ID)", async () => {
+    const calls: string[] = [];
+    const broker = fakeBroker(calls);
+    const known = Buffer.from("known");
+    const dropped = Buffer.from("dropped");
+    beforeJoinWith(known, async (memberId) => void calls.push(`hook "${memberId}"`));
+    beforeJoinWith(dropped, async (memberId) => void calls.push(`hook "${memberId}"`));
+    await broker.joinGroup({ groupId: "g1", memberId: "m-1", groupProtocols: [{ name: "gress-tasks", metadata: known }] });
+    await broker.joinGroup({ groupId: "g2", memberId: "", groupProtocols: [{ name: "gress-tasks", metadata: dropped }] });
+    assert.deepEqual(calls, ['hook "m-1"', "JoinGroup g1", 'hook ""', "JoinGroup g2"]);
   });
 
   it("the kafkajs adapter wraps kafkajs' Broker.prototype.joinGroup once", async () => {
