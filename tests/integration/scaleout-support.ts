@@ -6,7 +6,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
-import { kafka, uniqueName } from "./kafka-support.ts";
+import assert from "node:assert/strict";
+import { checkSequences, events } from "./kafka-eos-support.ts";
+import { kafka, readCommitted, uniqueName } from "./kafka-support.ts";
 
 const JOB = join(import.meta.dirname, "scaleout-job.ts");
 
@@ -57,3 +59,20 @@ export const until = async (what: string, f: () => boolean, timeoutMs: number, w
     await new Promise((r) => setTimeout(r, 100));
   }
 };
+
+/** The output read back, checked against the input: exactly once, per-key sequences in input order. */
+export async function checkOutput(output: string, count: number, keys: number): Promise<void> {
+  const read = (await readCommitted(output, 60_000)).map((m) => JSON.parse(m.value) as { key: string; seq: number; i: number });
+  assert.deepEqual(checkSequences(read, count, keys), []);
+  assert.equal(read.length, count, "exactly one output per input record");
+  // The failure-free reference: seq j of a key belongs to that key's j-th input record.
+  const expected = new Map<string, number>();
+  const next = new Map<string, number>();
+  for (const e of events(count, keys)) {
+    const seq = (next.get(e.key) ?? 0) + 1;
+    next.set(e.key, seq);
+    expected.set(`${e.key}/${seq}`, e.i);
+  }
+  const wrong = read.filter((o) => expected.get(`${o.key}/${o.seq}`) !== o.i);
+  assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} outputs pair a sequence number with another input record than the reference`);
+}

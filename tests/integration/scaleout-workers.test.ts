@@ -10,27 +10,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { checkSequences, events } from "./kafka-eos-support.ts";
+import { events } from "./kafka-eos-support.ts";
 import { encodeShuffleKey, shufflePartition } from "../../lib/scaleout/shuffle.ts";
-import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
-import { current, outputCounter, started, startWorker, until } from "./scaleout-support.ts";
+import { brokers, clientName, createTopic, kafka, produce, uniqueName } from "./kafka-support.ts";
+import { checkOutput, current, outputCounter, started, startWorker, until } from "./scaleout-support.ts";
 
-/** The output read back, checked against the input: exactly once, per-key sequences in input order. */
-async function checkOutput(output: string, count: number, keys: number): Promise<void> {
-  const read = (await readCommitted(output, 60_000)).map((m) => JSON.parse(m.value) as { key: string; seq: number; i: number });
-  assert.deepEqual(checkSequences(read, count, keys), []);
-  assert.equal(read.length, count, "exactly one output per input record");
-  // The failure-free reference: seq j of a key belongs to that key's j-th input record.
-  const expected = new Map<string, number>();
-  const next = new Map<string, number>();
-  for (const e of events(count, keys)) {
-    const seq = (next.get(e.key) ?? 0) + 1;
-    next.set(e.key, seq);
-    expected.set(`${e.key}/${seq}`, e.i);
-  }
-  const wrong = read.filter((o) => expected.get(`${o.key}/${o.seq}`) !== o.i);
-  assert.deepEqual(wrong.slice(0, 5), [], `${wrong.length} outputs pair a sequence number with another input record than the reference`);
-}
 
 describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
   const dirs: string[] = [];
