@@ -123,6 +123,14 @@ export interface Sink<T> {
   readonly preCommitExpires?: boolean;
   /** Two-phase commit: abort what preCommit prepared. Idempotent. */
   abort?(checkpointId: number, handle: unknown): Promise<void>;
+  /**
+   * The highest checkpoint id under which the external system holds this sink's committed output for job
+   * `jobName` (its progress rows, its part files), or undefined when none. Asked on every start and restart,
+   * before `open`; the job's checkpoint ids then continue above it. Sinks that recognise committed work by
+   * checkpoint id need it: a job restored from an older savepoint into a fresh state directory would count
+   * from the savepoint's id again, and a sink would take its new output for output it had already committed.
+   */
+  committedCheckpoint?(jobName: string): Promise<number | undefined>;
 }
 
 /**

@@ -157,11 +157,27 @@ export class FileSink<T> implements Sink<T> {
     const temp = join(this.dir, h.temp);
     const final = join(this.dir, h.final);
     if (existsSync(temp)) {
+      // Checkpoint ids are not reused (see committedCheckpoint), so a part file there is another job's or run's.
+      if (existsSync(final)) {
+        throw new SinkError(`file sink "${this.name}": cannot commit checkpoint ${checkpointId}: "${h.final}" already exists in "${this.dir}" and would be overwritten (does another job write there with prefix "${this.prefix}"?)`);
+      }
       renameSync(temp, final);
       syncDir(this.dir);
     } else if (!existsSync(final)) {
       throw new SinkError(`file sink "${this.name}": cannot commit checkpoint ${checkpointId}: neither "${h.temp}" nor "${h.final}" exists in "${this.dir}"`);
     }
+  }
+
+  /** The highest checkpoint id of a committed part file in `dir`: the job's checkpoint ids continue above it. */
+  async committedCheckpoint(): Promise<number | undefined> {
+    if (!existsSync(this.dir)) return undefined;
+    const part = new RegExp(`^${escapeRegExp(this.prefix)}-(\\d{12})\\.ndjson$`);
+    let top: number | undefined;
+    for (const f of readdirSync(this.dir)) {
+      const m = part.exec(f);
+      if (m !== null) top = Math.max(top ?? 0, Number(m[1]));
+    }
+    return top;
   }
 
   async abort(_checkpointId: number, handle: unknown): Promise<void> {

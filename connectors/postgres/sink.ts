@@ -19,7 +19,9 @@
  * so the rows and the progress row become visible together, and committing the same checkpoint again (a
  * retry, or recovery after a crash between the checkpoint and the commit) does nothing. Staged rows newer
  * than the restored checkpoint are deleted on open: the job replays them. A start without a restored
- * checkpoint clears this sink's staging and progress, since its checkpoint ids start again at 1.
+ * checkpoint clears this sink's staging and progress. Before that the job asks `committedCheckpoint` for the
+ * highest progress row and issues its checkpoint ids above it, so that a job restored from an older savepoint
+ * never takes its new output for the output of a checkpoint it had committed before (which would be skipped).
  * A restart closes the sink (a COPY still open is given up) and opens it again: a new connection, an empty
  * batch, and the same recovery as at a start (the restored checkpoint's rows committed, newer staged rows deleted).
  *
@@ -1259,6 +1261,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         if (at.owner === undefined) await conn().unsafe(`delete from ${at.staging} where gress_checkpoint <= $1`, [checkpointId]);
         else await conn().unsafe(`delete from ${at.staging} where gress_checkpoint <= $1 and gress_owner = $2`, [checkpointId, at.owner]);
       });
+    },
+    async committedCheckpoint(jobName) {
+      if (atLeastOnce) return undefined;
+      const task = taskIoOf(jobName);
+      const key = task === undefined ? o.job : `${o.job}/${task.taskId}`;
+      try {
+        const [row] = await conn().unsafe(`select max(checkpoint_id)::text as top from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2`, [key, name]);
+        return row?.top === null || row?.top === undefined ? undefined : Number(row.top);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === "42P01") return undefined; // no progress table yet: nothing committed
+        throw fail("read its last committed checkpoint", err);
+      }
     },
     async flush() {
       // Without checkpoints (a bounded job), the end of the input commits what is staged; with checkpoints

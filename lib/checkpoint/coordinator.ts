@@ -341,7 +341,33 @@ export class CheckpointCoordinator {
         ]);
       }
     }
-    if (cp === undefined) return;
+    if (cp !== undefined) await this.#commitRestored(cp);
+    await this.#continueIds();
+  }
+
+  /**
+   * Makes the next checkpoint ids higher than any a sink has committed output under (see
+   * Sink.committedCheckpoint): after a restore of an older savepoint into a fresh state directory, the restored
+   * id is below what the job had reached, and reusing those ids would make a sink skip, or overwrite, output.
+   */
+  async #continueIds(): Promise<void> {
+    for (const [name, { sink }] of this.#sinks) {
+      if (sink.committedCheckpoint === undefined) continue;
+      let top: number | undefined;
+      try {
+        top = await sink.committedCheckpoint(this.job.name);
+      } catch (err) {
+        throw new CheckpointError(`recovery: sink "${name}" could not tell its last committed checkpoint: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      if (top !== undefined && top > this.#lastId) {
+        this.#log(`sink "${name}" holds committed output of checkpoint ${top} (an earlier run${this.restored === undefined ? "" : `, past the restored checkpoint ${this.restored.id}`}): checkpoint ids continue from ${top + 1}`);
+        this.#lastId = top;
+      }
+    }
+  }
+
+  /** Commits the restored checkpoint's pending sink transactions (they are idempotent). */
+  async #commitRestored(cp: CheckpointRecord): Promise<void> {
     this.#recovering = true;
     const entries = this.#commitOrder(Object.entries(cp.sinks));
     const committed: string[] = [];

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import postgres from "postgres";
-import { DEAD_LETTERS, Job, record } from "../../lib/index.ts";
+import { writeSavepoint } from "../../lib/checkpoint/savepoint.ts";
+import { DEAD_LETTERS, generator, Job, lmdbState, record } from "../../lib/index.ts";
 import { type PostgresSinkHandle, postgresSink, type Sql, timescaleAvailable } from "../../connectors/postgres/index.ts";
 import { LIVE_ANALYTICS_SQL } from "../../scripts/dashboards.ts";
 import { childCommand } from "../crash/harness.ts";
@@ -186,6 +187,73 @@ describe("postgres sink (real server)", () => {
 });
 
 let jobs = 0;
+describe("postgres sink: a job restored from an older savepoint (real server)", () => {
+  let sql: Sql;
+  before(() => {
+    sql = postgres(pgUrl(), { max: 2, onnotice: () => {} });
+  });
+  after(async () => {
+    await sql.end({ timeout: 5 });
+  });
+
+  for (const twoPhase of ["prepared", "staging"] as const) {
+    it(`writes the output of the events after the savepoint again, none skipped (${twoPhase})`, { timeout: 120_000 }, async () => {
+      // Run 1 ends at checkpoint n (the savepoint), run 2 continues its state directory to m > n and commits
+      // progress rows up to m. Restored into a fresh directory, the job must not take its checkpoints n + 1..m
+      // for the ones committed before: a new version of the job (v2) writes every event after the savepoint.
+      // (The sink also clears its progress rows when it opens without a restored handle, which a savepoint
+      // does not carry; the ids now continue above m too, which the log line checks.)
+      const table = tableName();
+      const name = uniqueJob();
+      const dirs = mkdtempSync(join(tmpdir(), "gress-pg-sp-"));
+      try {
+        const runOnce = async (stateDir: string, count: number, version: string, fromSavepoint?: string): Promise<string[]> => {
+          const logs: string[] = [];
+          const job = new Job({ name, state: lmdbState({ path: stateDir }), checkpoints: { intervalMs: 50, ...(fromSavepoint === undefined ? {} : { fromSavepoint }), log: (m) => logs.push(m) } });
+          job
+            .source(generator({ name: "events", seed: 3, count, make: (i) => ({ i }) }))
+            .sinkTo(
+              postgresSink<{ i: number }>({
+                name: "out",
+                job: name,
+                url: pgUrl(),
+                table,
+                createTable: true,
+                twoPhase,
+                columns: { i: { type: "integer", value: (e) => e.i }, version: { type: "text", value: () => version } },
+                log: () => {},
+              }),
+            );
+          await job.run();
+          await job.state.close();
+          return logs;
+        };
+        const state = join(dirs, "state");
+        await runOnce(state, 2_000, "v1");
+        const sp = join(dirs, "sp");
+        const info = await writeSavepoint(state, sp);
+        await runOnce(state, 4_000, "v1");
+        const [progress] = await sql.unsafe(`select max(checkpoint_id)::int as top from gress_sink_progress where job = $1 and sink = 'out'`, [name]);
+        const top = progress?.top as number;
+        assert.ok(top > info.checkpointId, `run 2 committed checkpoints after the savepoint's ${info.checkpointId} (up to ${top})`);
+
+        const logs = await runOnce(join(dirs, "fresh"), 4_000, "v2", sp);
+        const rows = await sql.unsafe(`select i from "${table}" where version = 'v2' order by i`);
+        assert.deepEqual(
+          rows.map((r) => r.i),
+          Array.from({ length: 2_000 }, (_, k) => 2_000 + k),
+          "the restored job wrote every event after the savepoint",
+        );
+        const [v1] = await sql.unsafe(`select count(*)::int as n, count(distinct i)::int as d from "${table}" where version = 'v1'`);
+        assert.deepEqual([v1?.n, v1?.d], [4_000, 4_000], "the earlier runs' rows are there once each");
+        assert.ok(logs.some((m) => m.includes(`checkpoint ids continue from ${top + 1}`)), logs.join("\n"));
+      } finally {
+        rmSync(dirs, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
 function uniqueJob(): string {
   return `pg-job-${process.pid}-${++jobs}`;
 }

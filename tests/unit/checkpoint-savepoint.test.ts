@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { decodeValue, encodeValue } from "../../lib/checkpoint/codec.ts";
 import { readSavepoint, SAVEPOINT_VERSION, writeSavepoint } from "../../lib/checkpoint/savepoint.ts";
+import { committedFiles, fileSink } from "../../connectors/file/index.ts";
 import { generator, isGressError, Job, type Sink } from "../../lib/index.ts";
 import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { type Sequenced, sequencePerKey } from "../support/sequence.ts";
@@ -108,6 +109,43 @@ describe("savepoints", () => {
     await b.run();
     await b.state.close();
     assert.deepEqual(out, [], "nothing is replayed");
+  });
+
+  it("a job restored from an older savepoint issues checkpoint ids above those its sinks committed (no part file overwritten)", async () => {
+    // Run 1 ends at checkpoint n (the savepoint), run 2 continues the same state directory to m > n. Restoring
+    // the savepoint into a fresh directory would count from n + 1 again: a file sink would commit over the part
+    // files of run 2, and a PostgreSQL sink would take the new output for committed output and skip it.
+    const stateDir = join(tempDir(), "state");
+    const outDir = tempDir();
+    const withFiles = (job: Job, count: number): void => {
+      job
+        .source(generator({ name: "events", seed: 9, count, make: (i, _t, r) => ({ i, key: `k${r.int(5)}` }) }))
+        .keyBy((e) => e.key)
+        .process(sequencePerKey())
+        .sinkTo(fileSink<Out>({ dir: outDir, name: "out" }));
+    };
+    const runOnce = async (job: Job, count: number): Promise<void> => {
+      withFiles(job, count);
+      await job.run();
+      await job.state.close();
+    };
+    await runOnce(new Job({ name: "spf", state: lmdb(stateDir), checkpoints: { intervalMs: 50, log: () => {} } }), 2_000);
+    const sp = join(tempDir(), "sp");
+    const info = await writeSavepoint(stateDir, sp);
+    await runOnce(new Job({ name: "spf", state: lmdb(stateDir), checkpoints: { intervalMs: 50, log: () => {} } }), 4_000);
+    const before = new Map(committedFiles(outDir, "out").map((f) => [f, readFileSync(join(outDir, f), "utf8")]));
+    const idOf = (f: string): number => Number(/-(\d{12})\.ndjson$/.exec(f)?.[1]);
+    const top = Math.max(...[...before.keys()].map(idOf));
+    assert.ok(top > info.checkpointId, `run 2 committed checkpoints after the savepoint's ${info.checkpointId} (up to ${top})`);
+
+    const logs: string[] = [];
+    await runOnce(new Job({ name: "spf", state: lmdb(join(tempDir(), "state")), checkpoints: { intervalMs: 50, fromSavepoint: sp, log: (m) => logs.push(m) } }), 4_000);
+    for (const [f, text] of before) assert.equal(readFileSync(join(outDir, f), "utf8"), text, `part file ${f} of the earlier runs is unchanged`);
+    const added = committedFiles(outDir, "out").filter((f) => !before.has(f));
+    assert.ok(added.length > 0 && added.every((f) => idOf(f) > top), `the restored run commits above checkpoint ${top}: ${added.join(", ")}`);
+    const again = added.flatMap((f) => readFileSync(join(outDir, f), "utf8").trim().split("\n")).map((l) => (JSON.parse(l) as Out).i);
+    assert.deepEqual(again.sort((a, b) => a - b), Array.from({ length: 2_000 }, (_, k) => 2_000 + k), "the events after the savepoint are processed again");
+    assert.ok(logs.some((m) => m.includes(`checkpoint ids continue from ${top + 1}`)), logs.join("\n"));
   });
 
   it("a running job writes a savepoint of a fresh checkpoint", async () => {
