@@ -103,6 +103,12 @@ export interface Sink<T> {
   open?(ctx?: SinkContext): void | Promise<void>;
   /** Writes one value. The returned promise resolves when the sink accepted it. */
   write(value: T, record: StreamRecord<T>): void | Promise<void>;
+  /**
+   * False when `write` is done with its `record` argument (the envelope; the value may be kept) once it
+   * returns, also when it returns a promise: the job may then hand this sink one record object refilled for
+   * every record instead of a new one each (see `Downstream.transient`). Default true: it may keep it.
+   */
+  readonly keepsRecords?: boolean;
   /** Called after the last write of a bounded input, before close. */
   flush?(): void | Promise<void>;
   /** Releases the run's resources (also while open() is under way); open() may follow on a restart. */
@@ -149,7 +155,7 @@ export interface Sink<T> {
  * ```
  */
 export function sinkFn<T>(name: string, write: (value: T) => void | Promise<void>): Sink<T> {
-  return { name, write: (value) => write(value) };
+  return { name, write: (value) => write(value), keepsRecords: false };
 }
 
 /**

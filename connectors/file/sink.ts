@@ -102,6 +102,8 @@ export class FileSink<T> implements Sink<T> {
   readonly name: string;
   readonly dir: string;
   readonly prefix: string;
+  /** write keeps no record object (see Sink.keepsRecords). */
+  readonly keepsRecords = false;
   readonly #format: (value: T) => string;
   readonly #run = crypto.randomUUID().slice(0, 8);
   #seq = 0;

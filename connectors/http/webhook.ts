@@ -166,6 +166,8 @@ export function webhookSink<T>(options: WebhookSinkOptions<T>): Sink<T> & { read
     open() {
       if (run.signal.aborted) run = new AbortController();
     },
+    // write reads the record's fields before it returns and keeps no record object.
+    keepsRecords: false,
     write(value, record) {
       // Synchronously: a value without a body or key throws its BadRecordError from write (dead letters).
       const body = encodeRecord("body", options.body ?? JSON.stringify, value) as string | undefined;

@@ -386,6 +386,8 @@ export function kafkaSink<T>(options: KafkaSinkOptions<T>): Sink<T> {
         throw err;
       }
     },
+    // write reads the record's fields before it returns and keeps no record object.
+    keepsRecords: false,
     write(value) {
       // Before the batch is touched: a value that cannot be serialised (or keyed) throws a BadRecordError and goes to dead letters.
       const message: ProducerRecord = { key: keyOf ? encodeRecord("key", keyOf, value) : null, value: encodeRecord("serialize", serialize, value) };

@@ -123,6 +123,8 @@ export function natsJetStreamSink<T>(options: NatsJetStreamSinkOptions<T>): Sink
       held = h;
       js = jetstream(h.nc);
     },
+    // write reads the record's fields before it returns and keeps no record object.
+    keepsRecords: false,
     write(value, record) {
       const client = js;
       if (client === undefined) return Promise.reject(new SinkError(`NATS sink "${options.name}" is not open`));

@@ -1187,6 +1187,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       }
       opened = true;
     },
+    // write reads the record's fields before it returns and keeps no record object.
+    keepsRecords: false,
     write(value, record) {
       lines.push(lineOf(value));
       values.push(value);

@@ -150,6 +150,8 @@ export function websocketSink<T>(options: WebSocketSinkOptions<T>): WebSocketSin
       });
       return opening;
     },
+    // write reads the record's fields before it returns and keeps no record object.
+    keepsRecords: false,
     write(value) {
       // A value that cannot be encoded, or whose topic function throws, is refused: it goes to dead letters.
       const text = encodeRecord("encode", encode, value);

@@ -1,4 +1,4 @@
-import { DEAD_LETTERS, type Element, sideRecord, type StreamRecord } from "../element.ts";
+import { DEAD_LETTERS, type Element, record, sideRecord, type StreamRecord } from "../element.ts";
 import type { SinkParticipant } from "../checkpoint/coordinator.ts";
 import { BadRecordError, ConfigError, isGressError, SinkError } from "../errors.ts";
 import type { JobContext, UserErrorPolicy } from "../operator-context.ts";
@@ -45,6 +45,8 @@ export function sinkElements<T>(
   // commit under checkpoints also observes the commit.
   const probe = job.metrics.latency;
   const transactional = participant !== undefined && typeof sink.commit === "function";
+  // The sink is done with each record object when write returns: the operator before may refill one.
+  const transient = sink.keepsRecords === false;
   const fail = (err: unknown, what: string): SinkError =>
     new SinkError(`sink "${sink.name}" failed to ${what}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -65,10 +67,10 @@ export function sinkElements<T>(
       downstream.error(fail(err, what));
     };
     /** Dead-letters `e` when `err` says the sink cannot take this one record (and the policy allows); else false. */
-    const rejected = (e: StreamRecord<T>, err: unknown): boolean => {
+    const rejected = (value: T, timestamp: number, err: unknown): boolean => {
       if (onRecordError === "fail" || failed || !isGressError(err, "ERR_BAD_RECORD")) return false;
       job.metrics.operator(who).deadLetters++;
-      downstream.next(sideRecord(DEAD_LETTERS.id, e.value, e.timestamp, `sink "${sink.name}": ${err.message}`));
+      downstream.next(sideRecord(DEAD_LETTERS.id, value, timestamp, `sink "${sink.name}": ${err.message}`));
       return true;
     };
     // Runs once per asynchronous write: nothing here may allocate or touch shared sets unless there is work to do.
@@ -115,14 +117,15 @@ export function sinkElements<T>(
       },
       (err: unknown) => onError(err, "open"),
     );
-    const pending = (result: PromiseLike<void>, e: StreamRecord<T>): void => {
+    // Keeps the record's value and time, not the record object: it may be refilled (keepsRecords: false).
+    const pending = (result: PromiseLike<void>, value: T, timestamp: number): void => {
       m.inFlight = ++inFlight;
       if (inFlight >= maxInFlight && !pressing) {
         pressing = true;
         job.flow.press(who);
       }
       result.then(settle, (err: unknown) => {
-        if (!rejected(e, err)) return onError(err, "write");
+        if (!rejected(value, timestamp, err)) return onError(err, "write");
         m.written--; // settle counts a write; this one was dead-lettered instead
         settle();
       });
@@ -138,9 +141,11 @@ export function sinkElements<T>(
     const write = (e: StreamRecord<T>): void => {
       if (failed) return;
       if (!ready) {
+        const own = transient ? record(e.value, e.timestamp, e.key, e.split) : e;
         pending(
-          opened.then(() => sink.write(e.value, e)),
-          e,
+          opened.then(() => sink.write(own.value, own)),
+          e.value,
+          e.timestamp,
         );
         return;
       }
@@ -151,10 +156,10 @@ export function sinkElements<T>(
         // Anything but a thenable (undefined, or null from JavaScript) is a write that is done already.
         async = result !== undefined && result !== null && typeof (result as Partial<PromiseLike<void>>).then === "function";
       } catch (err) {
-        if (!rejected(e, err)) onError(err, "write");
+        if (!rejected(e.value, e.timestamp, err)) onError(err, "write");
         return;
       }
-      if (async) pending(result as PromiseLike<void>, e);
+      if (async) pending(result as PromiseLike<void>, e.value, e.timestamp);
       else {
         m.written++;
         if (probe.seq !== seen) m.observeWritten(claimSample(), transactional);
@@ -227,7 +232,8 @@ export function sinkElements<T>(
     };
     return {
       next(e) {
-        if (gated) held.push(e);
+        // A held record is kept past this call: its own object when the one given may be refilled.
+        if (gated) held.push(transient && e.kind === "record" ? record(e.value, e.timestamp, e.key, e.split) : e);
         else if (e.kind === "record") write(e);
         else handle_(e);
       },
@@ -237,6 +243,7 @@ export function sinkElements<T>(
         else finish();
       },
       completesItself: true,
+      ...(transient ? { records: "consume" as const } : {}),
       // Also runs when anything upstream failed or the job was cancelled: the pipeline stops, so must the
       // pressure it put on sources, and the sink closes (unless finish already closed it).
       teardown() {

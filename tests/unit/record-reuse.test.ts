@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { type Element, Job, operate, type OperatorBody, record, sinkFn, type Source, type SourceContext } from "../../lib/index.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BadRecordError, DEAD_LETTERS, type Element, Job, operate, type OperatorBody, record, type Sink, sinkFn, type Source, type SourceContext } from "../../lib/index.ts";
+import { LmdbStateBackend } from "../../lib/state/lmdb.ts";
 import { chain, DirectSource, type Downstream, type OperatorInit } from "../../lib/operate.ts";
 
 // A source hands one record object to a chain again and again when the chain is transient: no operator in
@@ -170,5 +174,110 @@ describe("record reuse by map and flatMap", () => {
       );
       assert.equal(new Set(seen.map((s) => s.obj)).size, 1, `${op}: one record object, refilled`);
     }
+  });
+});
+
+describe("record reuse by sinks (keepsRecords: false)", () => {
+  /** A sink that notes the record objects it is given, the value and time each had, and keeps the value. */
+  function watchingSink(keepsRecords: boolean | undefined, seen: { obj: unknown; value: number; timestamp: number }[], extra: Partial<Sink<number>> = {}): Sink<number> {
+    return {
+      name: "watching",
+      ...(keepsRecords === undefined ? {} : { keepsRecords }),
+      write(value, r) {
+        seen.push({ obj: r, value, timestamp: r.timestamp });
+      },
+      ...extra,
+    };
+  }
+
+  it("a sink that keeps no record object is handed one, refilled; any other sink a new one per record", async () => {
+    for (const keeps of [false, undefined, true]) {
+      const job = new Job({ name: `sink-reuse-${keeps}` });
+      const seen: { obj: unknown; value: number; timestamp: number }[] = [];
+      job
+        .source(new ManualSource())
+        .map((v) => v + 1)
+        .sinkTo(watchingSink(keeps, seen));
+      await job.run();
+      assert.deepEqual(
+        seen.map((s) => [s.value, s.timestamp]),
+        [
+          [2, 10],
+          [3, 20],
+          [4, 30],
+        ],
+      );
+      assert.equal(new Set(seen.map((s) => s.obj)).size, keeps === false ? 1 : 3, `keepsRecords ${keeps}`);
+    }
+  });
+
+  it("records held behind a checkpoint barrier keep their values when the sink's record object is refilled", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gress-reuse-"));
+    try {
+      const job = new Job({ name: "sink-reuse-held", state: new LmdbStateBackend({ path: dir, mapSize: 64 * 1024 * 1024, durability: "process" }), checkpoints: { intervalMs: 2, log: () => {} } });
+      const seen: { obj: unknown; value: number; timestamp: number }[] = [];
+      let preCommitting = false;
+      let emittedMeanwhile = 0;
+      const slowPreCommit = async (): Promise<unknown> => {
+        preCommitting = true;
+        // Long enough that records after the barrier arrive, and are held, before it resolves.
+        await new Promise((r) => setTimeout(r, 3));
+        preCommitting = false;
+        return null;
+      };
+      // Emits batches of 100 on every timer turn and does not stop on pause (as a source may still deliver a batch it
+      // has fetched): records reach the sink while a barrier holds it.
+      let emitted = 0;
+      const eager: Source<number> = {
+        name: "eager",
+        open(ctx) {
+          const batch = (): void => {
+            if (preCommitting) emittedMeanwhile++;
+            for (let k = 0; k < 100 && emitted < 20_000; k++) ctx.emit(emitted, emitted++);
+            if (emitted < 20_000) setTimeout(batch, 0);
+            else ctx.end();
+          };
+          setTimeout(batch, 0);
+        },
+        pause() {},
+        resume() {},
+        positions: () => ({ eager: emitted }),
+        close() {},
+      };
+      job
+        .source(eager)
+        .map((v) => v * 2)
+        .sinkTo(watchingSink(false, seen, { preCommit: slowPreCommit, commit: async () => {} }));
+      await job.run();
+      await job.state.close();
+      assert.ok(emittedMeanwhile > 0, "batches came while a pre-commit held the sink");
+      assert.deepEqual(
+        seen.map((s) => s.value),
+        Array.from({ length: 20_000 }, (_, i) => i * 2),
+        "every record once, in order, with its own value",
+      );
+      assert.ok(new Set(seen.map((s) => s.obj)).size < 20_000, "the sink was handed refilled record objects");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a write that fails later for a bad record dead-letters that record's value, though its object was refilled since", async () => {
+    const job = new Job({ name: "sink-reuse-async-bad" });
+    const written: number[] = [];
+    const sink: Sink<number> = {
+      name: "async",
+      keepsRecords: false,
+      write(value) {
+        written.push(value);
+        return new Promise<void>((resolve, reject) => setTimeout(() => (value === 2 ? reject(new BadRecordError(`no room for ${value}`)) : resolve()), 1));
+      },
+    };
+    const out = job.source(new ManualSource()).sinkTo(sink);
+    const dead: string[] = [];
+    out.sideRecords(DEAD_LETTERS).subscribe((r) => void dead.push(`${String(r.value)} at ${r.timestamp}: ${r.reason}`));
+    await job.run();
+    assert.deepEqual(written, [1, 2, 3]);
+    assert.deepEqual(dead, ['2 at 20: sink "async": no room for 2']);
   });
 });
