@@ -490,7 +490,8 @@ export class Task {
     await producer.begin(false);
     o.log(
       `task ${o.taskId} started in ${(performance.now() - began).toFixed(0)} ms: restored ${restored.applied} changelog records from offset ${restored.from}` +
-        (cp === undefined ? ", no checkpoint yet" : `, checkpoint ${cp.id}`),
+        (cp === undefined ? ", no checkpoint yet" : `, checkpoint ${cp.id}`) +
+        (restored.discarded === "age" ? " (its local copy was older than the changelog's delete.retention.ms, so it was restored in full)" : ""),
     );
     this.#running = job.run().then(
       () => ended(undefined),
@@ -501,7 +502,10 @@ export class Task {
   /** Reads the task's changelog partition (read_committed) from the local copy's offset to its end into LMDB. */
   async #restore(backend: LmdbStateBackend): Promise<RestoreResult> {
     const o = this.#o;
-    const restore = beginRestore(backend, { fingerprint: o.topology.fingerprint, topology: o.topology.description });
+    // Compaction drops a tombstone once delete.retention.ms has passed: a local copy older than that may
+    // miss deletes made since (a fired window would come back), so it is discarded and restored in full.
+    const maxLocalAgeMs = deleteRetentionMs(await o.client.topicConfig(o.changelogTopic));
+    const restore = beginRestore(backend, { fingerprint: o.topology.fingerprint, topology: o.topology.description, maxLocalAgeMs });
     // After the fence no transaction of this task is open, so the end offset is stable.
     const end = (await o.client.endOffsets(o.changelogTopic)).get(o.partition) ?? 0;
     this.#restoring = { restore, end };
@@ -616,4 +620,13 @@ export class Task {
     this.#unregister?.();
     await this.#backend?.close().catch(() => undefined);
   }
+}
+
+/** Kafka's default `delete.retention.ms` (24 h), for a broker that does not report it. */
+const DEFAULT_DELETE_RETENTION_MS = 86_400_000;
+
+/** The changelog topic's `delete.retention.ms` (DescribeConfigs reports defaults too); Kafka's default if absent or unreadable. */
+export function deleteRetentionMs(config: ReadonlyMap<string, string>): number {
+  const v = Number(config.get("delete.retention.ms"));
+  return Number.isFinite(v) && v >= 0 ? v : DEFAULT_DELETE_RETENTION_MS;
 }

@@ -133,6 +133,46 @@ describe(`scale-out workers on Kafka (${clientName()}, real broker)`, () => {
     await checkOutput(output, count, keys);
   });
 
+  it("a local copy older than the changelog's delete.retention.ms is discarded and the task restored in full (compaction may have dropped tombstones since)", { timeout: 120_000 }, async () => {
+    const count = 400;
+    const keys = 10;
+    const { input, output } = await setup(2, count, keys);
+    const cfg = config(input, output, uniqueName("so-age"), 1000);
+    // The changelog the worker would create, made first with a short delete.retention.ms (the worker accepts an
+    // existing compacted changelog with the right partition count).
+    const admin = kafka().admin();
+    await admin.connect();
+    try {
+      await admin.createTopics({
+        topics: [{ topic: `gress-${cfg.job}-0-changelog`, numPartitions: 2, replicationFactor: 1, configEntries: [{ name: "cleanup.policy", value: "compact" }, { name: "delete.retention.ms", value: "2000" }] }],
+        waitForLeaders: true,
+      });
+    } finally {
+      await admin.disconnect();
+    }
+    const counter = await outputCounter(output);
+    const a = startWorker(cfg);
+    let b: ReturnType<typeof startWorker> | undefined;
+    try {
+      await until("all output", () => counter.count() >= count, 60_000, [a]);
+      a.child.kill("SIGTERM");
+      assert.deepEqual(await a.exited, { code: 0, signal: null }, a.log);
+      // Past delete.retention.ms since the local copies' last checkpoint.
+      await new Promise((r) => setTimeout(r, 2500));
+      b = startWorker(cfg);
+      const again = b;
+      await until("worker B running both tasks", () => current(again).length === 2, 60_000, [again]);
+      const full = [...again.log.matchAll(/task 0_\d started in \d+ ms: restored [1-9]\d* changelog records from offset 0, checkpoint \d+ \(its local copy was older than the changelog's delete\.retention\.ms/g)];
+      assert.equal(full.length, 2, again.log);
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      b?.child.kill("SIGTERM");
+      await counter.stop();
+    }
+    assert.deepEqual(await b.exited, { code: 0, signal: null }, b.log);
+    await checkOutput(output, count, keys);
+  });
+
   it("a worker joining moves a task: its old owner checkpoints it before rejoining the group, and the new owner starts from that checkpoint (no periodic checkpoint in the run)", { timeout: 180_000 }, async () => {
     const count = 1200;
     const keys = 20;
