@@ -38,8 +38,8 @@
  *
  * (durable, invisible, surviving a crash of Gress or of the server), and the commit runs `COMMIT PREPARED` of
  * the id the checkpoint's handle holds; a prepared transaction that is gone counts as committed only if its
- * progress row is there, or for a handle of an earlier run (recovery, a savepoint) a later one (only the last
- * 100 progress rows are kept; see commitPrepared). `<hash>` hashes the exact job, sink and table, `<run>` is
+ * progress row is there, or for a handle of an earlier run (recovery) a later one (only the last 100 progress
+ * rows are kept; see commitPrepared). `<hash>` hashes the exact job, sink and table, `<run>` is
  * new at every open. At open, after recovery committed the restored checkpoint's transaction and before any
  * DDL (a leftover holds a lock on the table), every prepared transaction of this job and sink that is left is
  * rolled back: pre-commits of checkpoints that never completed, whose rows are replayed.
@@ -813,6 +813,9 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       // Not awaited: the statements that follow on this connection go out right behind it (postgres.js
       // pipelines them), and fail with it; a round trip less per transaction (one per checkpoint when prepared).
       onDirect(d, "begin").catch(() => undefined);
+      // The transaction stays open between batches until the checkpoint (or the end of the input): a server's
+      // idle_in_transaction_session_timeout shorter than that would end the session under it.
+      onDirect(d, "set local idle_in_transaction_session_timeout = 0").catch(() => undefined);
     }
     return direct;
   };
@@ -914,7 +917,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    * Which progress rows say so. A handle of this open (its run tag): its own row. The coordinator commits a
    * checkpoint before it sends the next one's barrier, so no later checkpoint of this run has committed (or
    * trimmed) anything yet; and this run prepared the transaction only because no row of the checkpoint existed.
-   * A handle of an earlier run (recovery, a restore from a savepoint): its own row may have been trimmed (each
+   * A handle of an earlier run (recovery): its own row may have been trimmed (each
    * commit deletes the rows more than 100 checkpoints behind it), so any row at or after its checkpoint. That
    * is sound for the runs that led here: a later checkpoint's transaction is prepared after its barrier, which
    * comes only after this checkpoint's commit returned (a commit that fails fails the job, and the restart
@@ -955,10 +958,13 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
         [scope.job, name, checkpointId, checkpointId - 100],
       );
       if (inserted?.n === 0) {
-        // This checkpoint was committed before (a job restored from an older savepoint replays it): as on the
-        // staging path, committing it again does nothing.
+        // Checkpoint ids continue above the progress rows (committedCheckpoint), so a row of this one means
+        // another instance of the job and sink wrote it: refused, never dropped in silence.
         await onDirect(d, "rollback");
-        return null;
+        throw new SinkError(
+          `postgres sink "${name}" (table ${o.table}): checkpoint ${checkpointId} of job "${scope.job}" has a progress row already, so another instance of this job and sink is committing to the same table; this checkpoint's rows were rolled back`,
+          { details: { sink: name, checkpoint: checkpointId } },
+        );
       }
       await onDirect(d, `prepare transaction '${gid}'`);
     } catch (err) {
