@@ -354,7 +354,10 @@ export class RepartitionPurger {
     });
   }
 
-  /** No purge starts after this (the task stops); one under way finishes by itself, its failure unlogged. */
+  /**
+   * No purge starts after this (the task stops), and one under way sends no further request (its failure goes
+   * unlogged); wait for {@link inFlight} before the client closes.
+   */
   close(): void {
     this.#closed = true;
   }
@@ -363,6 +366,7 @@ export class RepartitionPurger {
     const partition = this.#o.partition;
     try {
       for (const [topic, offset] of due) {
+        if (this.#closed) return;
         await this.#o.deleteRecords(topic, [{ partition, offset }]);
         this.#purged.set(topic, offset);
       }

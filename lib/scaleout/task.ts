@@ -611,6 +611,9 @@ export class Task {
       );
     }
     this.#purger?.close();
+    // A purge under way uses the worker's client, which the worker closes once its tasks stopped.
+    const purging = this.#purger?.inFlight;
+    if (purging !== undefined) await settledWithin(purging, PURGE_WAIT_MS);
     for (const r of new Set(this.#routed.values())) await r.stop();
     job?.cancel();
     await this.#running?.catch(() => undefined);
@@ -621,6 +624,9 @@ export class Task {
     await this.#backend?.close().catch(() => undefined);
   }
 }
+
+/** How long a stopping task waits for its repartition purge under way (one DeleteRecords request). */
+const PURGE_WAIT_MS = 5_000;
 
 /** Kafka's default `delete.retention.ms` (24 h), for a broker that does not report it. */
 const DEFAULT_DELETE_RETENTION_MS = 86_400_000;

@@ -100,6 +100,34 @@ describe("RepartitionPurger", () => {
     assert.match(logs[1] as string, /works again/);
   });
 
+  it("a purge under way when it is closed sends no further request", async () => {
+    const calls: string[] = [];
+    let release!: () => void;
+    const clock = { t: 1_000 };
+    const purger = new RepartitionPurger({
+      taskId: "0_1",
+      topics: ["r1", "r2"],
+      partition: 1,
+      intervalMs: 100,
+      now: () => clock.t,
+      log: () => {},
+      deleteRecords: async (topic) => {
+        calls.push(topic);
+        if (topic === "r1") await new Promise<void>((r) => (release = r));
+      },
+    });
+    clock.t += 1_000;
+    purger.committed([
+      { topic: "r1", partition: 1, offset: 10 },
+      { topic: "r2", partition: 1, offset: 20 },
+    ]);
+    assert.deepEqual(calls, ["r1"], "the first topic's request is out");
+    purger.close();
+    release();
+    await settle(purger);
+    assert.deepEqual(calls, ["r1"], "none for the second topic after close");
+  });
+
   it("starts nothing once closed", async () => {
     const { purger, calls, clock } = setup();
     purger.close();
