@@ -7,6 +7,8 @@
  * file is gone but whose final file exists did already happen — and `abort` deletes it. On open, leftover
  * temporary files (transactions that never reached a durable checkpoint) are deleted; the coordinator has
  * re-committed the restored checkpoint's pending handles before that. Readers see only committed part files.
+ * A committed part file is never overwritten: the job numbers its checkpoints above the highest part file in
+ * the directory (`committedCheckpoint`, asked at every start), and a commit that would replace one fails.
  *
  * Without checkpoints, the records are committed as one part file at the end of a bounded input.
  *

@@ -51,7 +51,10 @@ export interface WebhookSinkOptions<T> {
   readonly url: string;
   /** Extra request headers (e.g. authorization). */
   readonly headers?: Readonly<Record<string, string>>;
-  /** The idempotency key of a record. Default: `<name>-<ordinal>`. */
+  /**
+   * The idempotency key of a record. Default: `<name>-<ordinal>`. `record` is valid during the call only (the
+   * job refills the object for the next record): keep its fields, not it.
+   */
   readonly idempotencyKey?: (value: T, record: StreamRecord<T>) => string;
   /** The request body. Default: JSON of the value. */
   readonly body?: (value: T) => string;

@@ -7,6 +7,10 @@
  * lets anyone but the producer send EndTxn, and it lacks KIP-447. So the transactional producer is put
  * together from kafkajs' own parts (cluster, EOS manager, message producer), which exposes the id and epoch
  * for the handle, and `endTransaction` sends EndTxn for a handle to the transaction coordinator directly.
+ *
+ * For the scale-out rejoin checkpoint (a group assignor's `beforeRejoin`), ./kafkajs-rejoin.ts wraps
+ * kafkajs' `Broker.prototype.joinGroup` once per process: a consumer that registered a hook runs it before its
+ * JoinGroup goes out; every other consumer's JoinGroup is unchanged.
  * @module
  */
 import { Buffer } from "node:buffer";

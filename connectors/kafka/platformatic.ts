@@ -1,7 +1,7 @@
 /**
  * The {@link KafkaClient} on `@platformatic/kafka` (pinned; maintained, pure TypeScript, KIP-447 offset commits
  * with group metadata, cooperative rebalancing). Select it with `client: platformaticKafkaClient({ brokers })` on
- * a Kafka source or sink; kafkajs stays the default.
+ * a Kafka source or sink. It is the default (`defaultKafkaClient()`) when it is installed; kafkajs otherwise.
  *
  * What this adapter does itself, and why:
  * - **Fetching.** The consumer joins the group through the library (membership, heartbeats, assignment) but runs
@@ -20,6 +20,11 @@
  *   coordinator through the library's client base (`kGetApi`, `kGetConnection`, exported for client subclasses).
  * - **Partitioning.** Keys go to partitions with the Java client's murmur2 mapping (the library's
  *   `compatibilityPartitioner`), as kafkajs does, so both clients put a key in the same partition.
+ * - **Static membership's fencing.** The consumer's group API lookup (`kGetApi`) is wrapped on the instance: on
+ *   FENCED_INSTANCE_ID the member stops rejoining and sends no LeaveGroup (see watchFencing below).
+ * - **A checkpoint before each rejoin.** The group assignor's `beforeRejoin` hook (scale-out tasks checkpoint
+ *   what they did up to a rebalance) runs from the group protocol's metadata callback (`protocolsMetadata`),
+ *   which the library awaits before every JoinGroup.
  *
  * Loading: `@platformatic/kafka` is an optional peer dependency of Gress (its engines ask for a newer Node.js
  * than Gress does), so `gress/kafka` does not import it. `platformaticKafkaClient()` loads it with a dynamic

@@ -49,7 +49,10 @@ export type NatsJetStreamSinkOptions<T> = NatsConnectOptions & {
   readonly name: string;
   /** Subject to publish to, fixed or per record. It must be bound to a stream. */
   readonly subject: string | ((value: T) => string);
-  /** Deduplication id of a record. Default: `<idPrefix>:<ordinal>`, the ordinal checkpointed. */
+  /**
+   * Deduplication id of a record. Default: `<idPrefix>:<ordinal>`, the ordinal checkpointed. `record` is
+   * valid during the call only (the job refills the object for the next record): keep its fields, not it.
+   */
   readonly msgId?: (value: T, record: StreamRecord<T>) => string;
   /** Prefix of the default ids. Default: the sink name. */
   readonly idPrefix?: string;
