@@ -23,6 +23,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
@@ -100,16 +101,22 @@ export function workerFlags(flags: Record<string, string>, name: string): Worker
 
 /**
  * Worker `index`'s group instance id: `<prefix>-<index>` with `--instance-id PREFIX`, by default
- * `<job>-<host>-<index>` when the client has static membership (@platformatic/kafka), none with
- * `--instance-id none` or on kafkajs. Stable across restarts of the same worker on the same host, unique per
- * worker of one command; commands on several hosts differ by host name.
+ * `<job>-<host>-<dir>-<index>` when the client has static membership (@platformatic/kafka), where `<dir>` is a
+ * short hash of the absolute state directory; none with `--instance-id none` or on kafkajs. Stable across
+ * restarts of the same worker (same host, same state directory), unique per worker of one command; commands
+ * on several hosts differ by host name, and two commands on one host by their state directories (which they
+ * cannot share anyway), so neither fences the other's workers.
  */
 export function workerInstanceId(o: WorkerFlags, index: number, host: string = hostname()): string | undefined {
   const prefix = o["instance-id"];
   if (prefix === "none") return undefined;
   if (prefix !== undefined) return `${prefix}-${index}`;
   if ((o["kafka-client"] ?? defaultKafkaClient()) === "kafkajs") return undefined;
-  return `${o.name}-${host.replace(/\s/g, "_")}-${index}`;
+  const dir = createHash("sha256")
+    .update(resolve(o["state-dir"] ?? join("state", o.name)))
+    .digest("hex")
+    .slice(0, 8);
+  return `${o.name}-${host.replace(/\s/g, "_")}-${dir}-${index}`;
 }
 
 /** Imports the pipeline module's default export (a ConfigError when it is not a function). */

@@ -125,7 +125,7 @@ const COMMANDS: readonly CommandSpec[] = [
       {
         name: "instance-id",
         arg: "PREFIX|none",
-        help: "scale-out: static membership, worker I's group instance id is PREFIX-I (default <job>-<host>-I on platformatic; none on kafkajs): a worker restarted within the session timeout gets its tasks back without a rebalance; none: dynamic members",
+        help: "scale-out: static membership, worker I's group instance id is PREFIX-I (default <job>-<host>-<state-dir hash>-I on platformatic; none on kafkajs): a worker restarted within the session timeout gets its tasks back without a rebalance; none: dynamic members",
       },
       { name: "worker-index", arg: "I", help: "scale-out: run one worker (index I: /metrics on port + I, state in <state-dir>/worker-I); --workers starts these" },
       HELP_OPTION,

@@ -83,8 +83,14 @@ describe("gress run --workers: static membership (--instance-id)", () => {
   const pipeline = fixture("pipeline.ts");
   const flags = (extra: Record<string, string>): WorkerFlags => workerFlags({ brokers: "127.0.0.1:1", workers: "2", ...extra }, "orders");
 
-  it("each worker's group instance id: <job>-<host>-<index> by default on @platformatic/kafka, <prefix>-<index> with a prefix, none with none or on kafkajs", () => {
-    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic" }), 1, "node-a"), "orders-node-a-1");
+  it("each worker's group instance id: <job>-<host>-<state dir hash>-<index> by default on @platformatic/kafka, <prefix>-<index> with a prefix, none with none or on kafkajs", () => {
+    const byDefault = workerInstanceId(flags({ "kafka-client": "platformatic" }), 1, "node-a");
+    assert.match(byDefault ?? "", /^orders-node-a-[0-9a-f]{8}-1$/);
+    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic" }), 1, "node-a"), byDefault, "stable for the same state directory");
+    assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic", "state-dir": "state/orders" }), 1, "node-a"), byDefault, "state/<job> is the default directory");
+    const other = workerInstanceId(flags({ "kafka-client": "platformatic", "state-dir": "/srv/other" }), 1, "node-a");
+    assert.match(other ?? "", /^orders-node-a-[0-9a-f]{8}-1$/);
+    assert.notEqual(other, byDefault, "a second command on the host with its own state directory gets other ids");
     assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic", "instance-id": "eu-1" }), 0, "node-a"), "eu-1-0");
     assert.equal(workerInstanceId(flags({ "kafka-client": "platformatic", "instance-id": "none" }), 0, "node-a"), undefined);
     assert.equal(workerInstanceId(flags({ "kafka-client": "kafkajs" }), 0, "node-a"), undefined);
