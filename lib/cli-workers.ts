@@ -39,7 +39,7 @@ import { restoreMetrics } from "./scaleout/changelog.ts";
 import { checkScaleOutSources } from "./scaleout/config-checks.ts";
 import { statusMetrics } from "./scaleout/status.ts";
 import { type BuildPipeline, TaskJob } from "./scaleout/task.ts";
-import { kafkaTopicsOf } from "./scaleout/task-io.ts";
+import { scaleOutSourceInfo } from "./scaleout/task-io.ts";
 import { runScaledOut, type ScaleOutWorker } from "./scaleout/worker.ts";
 
 /** The run options that make sense for a scale-out job; the others (restart strategies, savepoints, retained checkpoints) belong to single-process mode. */
@@ -130,7 +130,7 @@ async function loadPipeline(file: string): Promise<BuildPipeline> {
 async function checkSources(name: string, build: BuildPipeline): Promise<void> {
   const probe = new TaskJob({ name }, undefined);
   await build(probe);
-  checkScaleOutSources(probe.givenSources.map((s) => ({ name: s.name, kind: kafkaTopicsOf(s) === undefined ? `not Kafka: ${s.constructor.name}` : "kafka" })));
+  checkScaleOutSources(probe.givenSources.map((s) => scaleOutSourceInfo(s, `not Kafka: ${s.constructor.name}`)));
 }
 
 /** The runtime's own arguments before the script: Deno does not report the flags it was started with. */

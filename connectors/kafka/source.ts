@@ -32,7 +32,7 @@ import type { CancelTimer } from "../../lib/clock.ts";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
 import type { Positions, Source, SourceContext, SourceProgress } from "../../lib/source.ts";
-import { BIND_TASK, SOURCE_TOPICS, type TaskBindable } from "../../lib/scaleout/task-io.ts";
+import { BIND_TASK, SOURCE_BOUNDED, SOURCE_TOPICS, type TaskBindable } from "../../lib/scaleout/task-io.ts";
 import { type AsyncDecoder, type Decoder, deadLetterOf, jsonDecoder } from "../ingest/decode.ts";
 import { TokenBucket, type TokenBucketOptions } from "../ingest/token-bucket.ts";
 import type { KafkaBatch, KafkaClient, KafkaConsumer, PartitionOffset } from "./client.ts";
@@ -278,6 +278,7 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
   const source: Source<T> & TaskBindable = {
     name,
     [SOURCE_TOPICS]: o.topics,
+    [SOURCE_BOUNDED]: o.bounded === true,
     [BIND_TASK](io) {
       // A scale-out task: its routed client (the task's partitions only; see the module comment).
       client = io.client;

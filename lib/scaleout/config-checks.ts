@@ -58,6 +58,8 @@ export function checkChangelogTopic(topic: string, config: ReadonlyMap<string, s
 export interface ScaleOutSourceInfo {
   readonly name: string;
   readonly kind: string;
+  /** A bounded Kafka source (`bounded: true`). */
+  readonly bounded?: boolean;
 }
 
 /**
@@ -67,6 +69,15 @@ export interface ScaleOutSourceInfo {
  */
 export function checkScaleOutSources(sources: readonly ScaleOutSourceInfo[]): void {
   const others = sources.filter((s) => s.kind !== "kafka");
+  const bounded = sources.filter((s) => s.kind === "kafka" && s.bounded === true);
+  if (others.length === 0 && bounded.length > 0) {
+    // Its tasks would end one by one, each at the end offsets its current owner saw, and the job would not.
+    const list = bounded.map((s) => `"${s.name}"`).join(", ");
+    throw new ConfigError(
+      `a scale-out job runs until it is stopped, but Kafka source${bounded.length > 1 ? "s" : ""} ${list} ${bounded.length > 1 ? "are" : "is"} bounded (bounded: true): a scale-out job does not end when its input does; run a bounded job in single-process mode, or drop bounded and stop the workers when the input is read (gress status shows each task's lag)`,
+      bounded.map((s) => ({ path: ["sources", s.name, "bounded"], code: "not_supported", message: "bounded source in scale-out mode" })),
+    );
+  }
   if (others.length === 0) return;
   const list = others.map((s) => `"${s.name}" (${s.kind})`).join(", ");
   throw new ConfigError(

@@ -43,16 +43,26 @@ export const TASK_SINK: unique symbol = Symbol.for("gress.scaleout.taskSink");
 /** The symbol under which a Kafka source names the topics it reads (so that a worker knows its tasks). */
 export const SOURCE_TOPICS: unique symbol = Symbol.for("gress.scaleout.sourceTopics");
 
+/** The symbol under which a Kafka source says that it is bounded (reads to the end offsets seen at open, then ends). */
+export const SOURCE_BOUNDED: unique symbol = Symbol.for("gress.scaleout.sourceBounded");
+
 /** A source (or other object) that a task can bind. */
 export interface TaskBindable {
   [BIND_TASK]?: (io: TaskKafkaIo) => void;
   readonly [SOURCE_TOPICS]?: readonly string[];
+  readonly [SOURCE_BOUNDED]?: boolean;
 }
 
 /** The topics a source reads when it is a Kafka source, else undefined. */
 export function kafkaTopicsOf(source: unknown): readonly string[] | undefined {
   const topics = (source as TaskBindable | null)?.[SOURCE_TOPICS];
   return Array.isArray(topics) ? topics : undefined;
+}
+
+/** What a scale-out job checks of each of its sources (see checkScaleOutSources in config-checks.ts). */
+export function scaleOutSourceInfo(source: { readonly name: string }, otherKind: string): { name: string; kind: string; bounded: boolean } {
+  const kafka = kafkaTopicsOf(source) !== undefined;
+  return { name: source.name, kind: kafka ? "kafka" : otherKind, bounded: kafka && (source as TaskBindable)[SOURCE_BOUNDED] === true };
 }
 
 const tasks = new Map<string, TaskKafkaIo>();

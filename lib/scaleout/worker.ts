@@ -57,7 +57,7 @@ import { type TopologyFingerprint, topologyFingerprint } from "./fingerprint.ts"
 import { REPARTITION_PURGE_INTERVAL_MS } from "./shuffle-io.ts";
 import { kafkajsStatusSender, StatusPublisher, type TaskStatusRecord } from "./status.ts";
 import { type BuildPipeline, isGroupGenerationError, isMigrationError, Task, TaskJob } from "./task.ts";
-import { kafkaTopicsOf } from "./task-io.ts";
+import { kafkaTopicsOf, scaleOutSourceInfo } from "./task-io.ts";
 import { settledWithin } from "./wait.ts";
 
 /**
@@ -304,7 +304,7 @@ class Worker {
     const probe = new TaskJob({ name: this.#o.name }, undefined, { job: this.#o.name, client: this.#client, runtime: undefined });
     await this.#build(probe);
     const sources = probe.givenSources.map((s) => ({ source: s, topics: kafkaTopicsOf(s) }));
-    checkScaleOutSources(sources.map((s) => ({ name: s.source.name, kind: s.topics === undefined ? "not Kafka" : "kafka" })));
+    checkScaleOutSources(sources.map((s) => scaleOutSourceInfo(s.source, "not Kafka")));
     const shuffleTopics = new Set(probe.shuffles.map((s) => s.topic));
     const inputs = [...new Set(sources.flatMap((s) => s.topics ?? []))].filter((t) => !shuffleTopics.has(t)).sort();
     const counts = new Map<string, number>();

@@ -70,6 +70,13 @@ describe("gress run --workers: bad input", () => {
     assert.match(r.err, /--brokers is a scale-out option: give --workers N with it/);
   });
 
+  it("a pipeline with a bounded Kafka source is refused before any worker starts, naming it", async () => {
+    const r = await cli(["run", fixture("scaleout-bounded-pipeline.ts"), "--workers", "2", "--brokers", "127.0.0.1:1"]);
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /a scale-out job runs until it is stopped, but Kafka source "backfill" is bounded \(bounded: true\)/);
+    assert.doesNotMatch(r.err, /started \d+ workers/);
+  });
+
   it("a pipeline with a non-Kafka source is refused before any worker starts, naming that source and not the Kafka one", async () => {
     const r = await cli(["run", fixture("scaleout-mixed-sources-pipeline.ts"), "--workers", "2", "--brokers", "127.0.0.1:1"]);
     assert.equal(r.code, 1, r.err);

@@ -79,6 +79,28 @@ describe("checkScaleOutSources", () => {
     const one = configError(() => checkScaleOutSources([{ name: "live", kind: "websocket" }]));
     assert.match(one.message, /source "live" \(websocket\) is not Kafka: ingest into a Kafka topic first/);
   });
+  it("refuses a bounded Kafka source, naming it: a scale-out job does not end when its input does", () => {
+    checkScaleOutSources([{ name: "orders", kind: "kafka", bounded: false }]);
+    const e = configError(() =>
+      checkScaleOutSources([
+        { name: "orders", kind: "kafka" },
+        { name: "backfill", kind: "kafka", bounded: true },
+      ]),
+    );
+    assert.match(e.message, /Kafka source "backfill" is bounded \(bounded: true\): a scale-out job does not end when its input does; run a bounded job in single-process mode/);
+    assert.doesNotMatch(e.message, /"orders"/);
+  });
+});
+
+describe("a scale-out worker with a bounded Kafka source", () => {
+  it("fails to start with the ConfigError, before it contacts the brokers", { timeout: 60_000 }, async () => {
+    const brokers = ["127.0.0.1:9"]; // nothing listens there
+    const worker = runScaledOut({ name: "bounded", kafka: { brokers, client: "platformatic" }, state: tempDir(), log: () => {} }, (job) => {
+      job.source(kafkaSource({ name: "backfill", brokers, topics: ["orders"], groupId: "g", bounded: true })).sinkTo(sinkFn("out", () => {}));
+    });
+    await assert.rejects(worker.started, (e: Error) => isGressError(e, "ERR_CONFIG") && /Kafka source "backfill" is bounded/.test(e.message));
+    await worker.done.catch(() => undefined);
+  });
 });
 
 describe("a scale-out worker whose brokers cannot be reached", () => {
