@@ -7,7 +7,8 @@
  * pre-commit handle) and recovery restores it through `commit`, so replayed results get the ids they had
  * before the crash — as long as the pipeline is deterministic between the source and the sink. A run
  * without a checkpoint starts at n = 0, which also deduplicates the replay after a crash before the first
- * checkpoint; so a deliberate fresh start within the stream's duplicate window needs a new `idPrefix`.
+ * checkpoint; so a deliberate fresh start within the stream's duplicate window needs a new `idPrefix`, and so
+ * does a restore from a savepoint (a savepoint carries no sink handles: n starts at 0 again).
  * Give `msgId` (a function of the record, e.g. its key and window end) when the pipeline is not
  * deterministic. A restart (close, then open again) counts the same way: from the restored checkpoint's n.
  *
