@@ -5,16 +5,19 @@
  * - **Topic.** `gress-<job>-status`, compacted (one partition, small segments so that compaction keeps it short),
  *   created by each worker at start if missing. Key: the task id. Value: JSON, a {@link TaskStatusRecord}. Written
  *   without a transaction: it is a report, not output, and must not wait for a checkpoint.
- * - **Writers.** Each worker runs one {@link StatusPublisher}: every `intervalMs` (default 1 000), and soon after a
- *   task started (its restore ended), one record per task it runs; when the worker stops, a last record per task
- *   with state "stopped". A revoked or migrated task gets no "stopped" record: its new owner's records replace its
- *   old ones. A worker killed without warning writes nothing more, so its records age: a reader marks a record
- *   older than its `staleAfterMs` as stale (the worker may be dead) until the task's new owner writes.
+ * - **Writers.** Each worker runs one {@link StatusPublisher}: every `intervalMs` (default 1 000), soon after a
+ *   task started (its restore ended), and before the worker rejoins its group (its tasks paused and checkpointed:
+ *   what a task that moves had done when it was handed over), one record per task it runs; when the worker stops,
+ *   a last record per task with state "stopped". A revoked or migrated task gets no "stopped" record: its new
+ *   owner's records replace its old ones. A worker killed without warning writes nothing more, so its records
+ *   age: a reader marks a record older than its `staleAfterMs` as stale (the worker may be dead) until the
+ *   task's new owner writes.
  * - **Readers.** {@link mergeTaskStatus} folds the topic's records, in offset order, into the latest per task; a
  *   record that is not a status record (garbage, another version) is left out with a warning naming its offset,
  *   never an exception. A tombstone (null value) forgets the task.
  * - **Failures.** Publishing is best effort: a failed send or topic creation is logged (once, then again when it
  *   recovers) and never fails the worker; a status topic that is not compacted is used anyway, with a warning.
+ *   A worker's stop waits at most 2 s for its last records, and its status producer does not outlive the stop.
  * What a record says of a task: its state (starting: fencing; restoring; running; stopped), its restore (offsets
  * from/at/end of its changelog partition, records applied), its event-time watermark (the lowest watermark of its
  * operators that have one) and per input partition the source's watermark, records in (its input sources) and
@@ -238,18 +241,33 @@ export interface StatusSender {
   close(): Promise<void>;
 }
 
-/** A plain (not transactional, not idempotent) kafkajs producer for the status topic. */
+/**
+ * How long {@link kafkajsStatusSender}'s close waits for a connect under way (StatusPublisher.stop has waited for
+ * the sends already); a connect that completes later disconnects itself.
+ */
+const CLOSE_CONNECT_WAIT_MS = 500;
+
+/**
+ * A plain (not transactional, not idempotent) kafkajs producer for the status topic, connected at the first
+ * send. Closed, it refuses sends and connects no more: a connect still under way at close (the broker slow or
+ * away) disconnects as soon as it completes, so no producer outlives the worker that closed it.
+ */
 export function kafkajsStatusSender(brokers: readonly string[], clientId: string): StatusSender {
-  let producer: Producer | undefined;
   let connecting: Promise<Producer> | undefined;
+  let closed = false;
   const connected = (): Promise<Producer> => {
+    if (closed) return Promise.reject(new Error(`status sender ${clientId} is closed`));
     connecting ??= (async () => {
       const p = new Kafka({ brokers: [...brokers], clientId, logLevel: logLevel.NOTHING, retry: { retries: 2 } }).producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
       await p.connect();
-      producer = p;
+      if (closed) {
+        // Closed while this connected (close() waits only briefly for a connect): undo it, send nothing.
+        await p.disconnect().catch(() => undefined);
+        throw new Error(`status sender ${clientId} is closed`);
+      }
       return p;
     })().catch((e: unknown) => {
-      connecting = undefined;
+      if (!closed) connecting = undefined;
       throw e;
     });
     return connecting;
@@ -259,7 +277,16 @@ export function kafkajsStatusSender(brokers: readonly string[], clientId: string
       await (await connected()).send({ topic, acks: 1, messages: records.map((r) => ({ key: r.key, value: Buffer.from(r.value) })) });
     },
     async close() {
-      await producer?.disconnect().catch(() => undefined);
+      if (closed) return;
+      closed = true;
+      const c = connecting;
+      if (c === undefined) return;
+      // A connect under way disconnects itself when it completes (above); one done already is disconnected here.
+      if (!(await settledWithin(c, CLOSE_CONNECT_WAIT_MS))) return;
+      await c.then(
+        (p) => p.disconnect().catch(() => undefined),
+        () => undefined,
+      );
     },
   };
 }
@@ -347,6 +374,19 @@ export class StatusPublisher {
   publish(): void {
     if (this.#stopped || this.#o.sender === undefined) return;
     this.#enqueue(this.current());
+  }
+
+  /**
+   * Publishes one record per task now and waits, at most `withinMs`, until it was sent (or failed: logged as
+   * any). True when it went out in time. Before the worker rejoins its group, while its tasks are paused: a task
+   * it gives up is then reported as it was handed over (what it read, its watermark, its last checkpoint), and
+   * that record precedes its next owner's in the topic. Without it, progress made since the last interval's
+   * record was never reported, as a revoked task gets no record of its own (see the module header).
+   */
+  async publishAndWait(withinMs: number): Promise<boolean> {
+    if (this.#stopped || this.#o.sender === undefined) return false;
+    this.#enqueue(this.current());
+    return settledWithin(this.#sending, withinMs);
   }
 
   #enqueue(records: readonly TaskStatusRecord[]): void {

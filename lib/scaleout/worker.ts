@@ -104,6 +104,11 @@ export interface ScaleOutOptions {
    * (DeleteRecords, as Kafka Streams' `repartition.purge.interval.ms`), in ms. Default 30 000.
    */
   readonly repartitionPurgeIntervalMs?: number;
+  /**
+   * How often the worker writes a status record per task to `gress-<name>-status` (what `gress status` shows),
+   * in ms; it also writes one when a task started and before each rejoin of the group. Default 1 000.
+   */
+  readonly statusIntervalMs?: number;
   /** Where the worker logs tasks starting, stopping and moving. Default: console.error. */
   readonly log?: (message: string) => void;
 }
@@ -167,6 +172,8 @@ const key = (tp: TopicPartition): string => `${tp.topic}\u0000${tp.partition}`;
 const REJOIN_CHECKPOINT_REUSE_MS = 1000;
 /** #beforeRejoin's paused tasks still without an assignment after this long (or the session timeout, if longer) are logged. */
 const HELD_WARNING_MS = 30_000;
+/** #beforeRejoin waits at most this long (and within its budget) for its tasks' status records to be sent. */
+const STATUS_BEFORE_REJOIN_MS = 1000;
 
 /** An instance id is non-empty without whitespace (as Kafka's), and needs a client with static membership. */
 function checkInstanceId(o: ScaleOutOptions, client: KafkaClientName | undefined): void {
@@ -258,6 +265,11 @@ class Worker {
     if (purge !== undefined && !(typeof purge === "number" && Number.isFinite(purge) && purge >= 0)) {
       const message = `must be a number of ms >= 0, got ${String(purge)}`;
       throw new ConfigError(`scale-out job "${o.name}": repartitionPurgeIntervalMs ${message}`, [{ path: ["repartitionPurgeIntervalMs"], code: "invalid", message }]);
+    }
+    const status = o.statusIntervalMs;
+    if (status !== undefined && !(typeof status === "number" && Number.isFinite(status) && status > 0)) {
+      const message = `must be a number of ms > 0, got ${String(status)}`;
+      throw new ConfigError(`scale-out job "${o.name}": statusIntervalMs ${message}`, [{ path: ["statusIntervalMs"], code: "invalid", message }]);
     }
     this.#o = o;
     this.#build = build;
@@ -359,7 +371,7 @@ class Worker {
     if (this.#stopped) return;
     const k = this.#o.kafka;
     const sender = "consumer" in k ? undefined : kafkajsStatusSender(k.brokers, `gress-${this.#o.name}-status`);
-    this.#status = new StatusPublisher({ job: this.#o.name, client: this.#client, sender, tasks: () => this.#tasks.values(), member: () => this.#consumer?.groupMetadata()?.memberId, log: this.#log });
+    this.#status = new StatusPublisher({ job: this.#o.name, client: this.#client, sender, tasks: () => this.#tasks.values(), member: () => this.#consumer?.groupMetadata()?.memberId, log: this.#log, ...(this.#o.statusIntervalMs === undefined ? {} : { intervalMs: this.#o.statusIntervalMs }) });
     this.#status.start();
     const assignor: GroupAssignor = {
       name: "gress-tasks",
@@ -421,7 +433,8 @@ class Worker {
   /**
    * Before the group consumer joins the group again: pauses every running task's input and checkpoints each
    * in its transaction (they keep running), waiting at most half the session timeout (5 s at most), so that
-   * the JoinGroup still goes out in time. A moved task's next owner then starts from this checkpoint. Nothing
+   * the JoinGroup still goes out in time. A moved task's next owner then starts from this checkpoint. Then each
+   * task's status record (lib/scaleout/status.ts) as handed over, sent before the JoinGroup (1 s at most). Nothing
    * is checkpointed when the group dropped this member (its tasks may be another member's already), nor again
    * when a checkpoint of the same tasks ended less than a second ago (the client retries a failed JoinGroup,
    * running this before each attempt, and the tasks have read nothing since: they are still paused).
@@ -466,6 +479,9 @@ class Worker {
     );
     const inTime = await settledWithin(all, waitMs);
     if (inTime && !failed) this.#rejoinCheckpoint = { at: performance.now(), tasks: new Set(tasks) };
+    // The tasks as they are handed over (paused, checkpointed), on the status topic before the JoinGroup, so
+    // before any record of a moved task's next owner; within what is left of the wait (1 s at most).
+    await this.#status?.publishAndWait(Math.min(STATUS_BEFORE_REJOIN_MS, Math.max(0, waitMs - (performance.now() - began))));
     const list = tasks.map((t) => `task ${t.id}: ${outcome.get(t.id) ?? "checkpoint still under way"}`).join("; ");
     this.#log(
       inTime

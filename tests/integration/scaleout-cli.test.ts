@@ -4,10 +4,13 @@
  * input record exactly once, with per-key sequence numbers 1..n. `gress status` reports the two members with the
  * same tasks and, at the end, no lag. From the status topic (lib/scaleout/status.ts) it reports each task's
  * worker, a finished restore and an event-time watermark that advances to the task's last input (t0 + 2 × its
- * last i − bound − 1), also on the workers' /metrics. Then worker 1 is killed with SIGKILL: its tasks' records
- * are marked STALE (after --stale-after 3 s, before the group moves them), then the tasks run on worker 0, fresh
- * and restored from their changelogs. SIGTERM to the parent stops worker 0 gracefully (the parent exits 137, for
- * the killed worker), and its tasks' last records say "stopped".
+ * last i − bound − 1), also on the workers' /metrics. The test follows every record of the status topic: a task
+ * that moved when it had read its input to the end reads nothing on its new owner (no watermark there: a
+ * source's watermark is not state), and its old owner's last record, sent before it rejoined the group, shows
+ * that end. Then worker 1 is killed with SIGKILL: its tasks' records are marked STALE (after --stale-after 3 s,
+ * before the group moves them), then the tasks run on worker 0, fresh and restored from their changelogs.
+ * SIGTERM to the parent stops worker 0 gracefully (the parent exits 137, for the killed worker), and its tasks'
+ * last records say "stopped".
  * Runs on the client GRESS_KAFKA_CLIENT names (@platformatic/kafka by default).
  */
 import assert from "node:assert/strict";
@@ -21,7 +24,8 @@ import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { readJobStatus, readTaskStatus } from "../../lib/cli-status.ts";
 import { main } from "../../lib/cli.ts";
-import type { TaskStatusView } from "../../lib/scaleout/status.ts";
+import { decodeTaskStatus, type TaskStatusRecord, type TaskStatusView } from "../../lib/scaleout/status.ts";
+import { splitOf } from "../../connectors/kafka/index.ts";
 import { checkSequences, events } from "./kafka-eos-support.ts";
 import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
@@ -94,23 +98,11 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     };
-    // Each task's first and highest watermark in the status topic, read all along, to see it advance. (A task
-    // that moves after its input was all read has none on its new owner: a source's watermark is not state.)
-    const watermarks = new Map<string, { first: number; max: number }>();
-    const observe = (read: readonly TaskStatusView[]): void => {
-      for (const { record: r } of read) {
-        if (r.watermark === null) continue;
-        const w = watermarks.get(r.task);
-        watermarks.set(r.task, { first: w?.first ?? r.watermark, max: Math.max(w?.max ?? r.watermark, r.watermark) });
-      }
-    };
-    let polling = true;
-    const poller = (async () => {
-      while (polling) {
-        observe((await readTaskStatus(brokers(), name, { waitMs: 2000 }).catch(() => ({ tasks: [] }))).tasks);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    })();
+    // Every record of the status topic, in order, to see each task's watermark advance: a reader of the latest
+    // records only (gress status) can miss the records a task's old owner sent between two of its reads.
+    const history: TaskStatusRecord[] = [];
+    const follower = kafka().consumer({ groupId: uniqueName("so-cli-status"), maxWaitTimeInMs: 100 });
+    let following = false;
     try {
       // Both workers in the group, 2 tasks each, disjoint, all 4 covered: seen on their own ports.
       let split: string[][] = [];
@@ -164,6 +156,16 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         throw new Error(`${e instanceof Error ? e.message : String(e)}\nstatus records: ${JSON.stringify(tasks)}`);
       });
       for (const t of tasks) assert.equal(t.record.restore?.done, true, `task ${t.record.task}'s restore is done: ${JSON.stringify(t.record)}`);
+      // The topic exists now (records are in it): follow it from its start.
+      await follower.connect();
+      following = true;
+      await follower.subscribe({ topics: [`gress-${name}-status`], fromBeginning: true });
+      await follower.run({
+        eachMessage: async ({ message: m }) => {
+          const d = decodeTaskStatus(m.key === null ? null : new Uint8Array(m.key), m.value === null ? null : new Uint8Array(m.value));
+          if (d.kind === "status") history.push(d.record);
+        },
+      });
       // The same fields on each worker's /metrics.
       for (const [i, ts] of split.entries()) {
         const text = await (await fetch(`http://127.0.0.1:${port + i}/metrics`)).text();
@@ -205,8 +207,6 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
       assert.match(printed.join("\n"), new RegExp(`^ {2}warning: gress-${name}-status offset \\d+: record left out, not UTF-8 JSON`, "m"));
       assert.match(printed.join("\n"), /^ {2}0_3 .* 0 +\d+ \(\d+\.\d s ago\)$/m);
 
-      polling = false;
-      await poller;
       // Each task's watermark advanced to its last input record's: t0 + 2 × its last i − bound − 1.
       const lastI = new Map<number, number>();
       for (const m of await readCommitted(input, 30_000)) {
@@ -218,21 +218,31 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         "every task's final watermark",
         async () => {
           tasks = (await readTaskStatus(brokers(), name, { staleAfterMs: 3000 })).tasks;
-          observe(tasks);
-          return tasks.length === 4 && tasks.every((t) => t.record.recordsIn === 0 || t.record.watermark === finalWatermark(t.record.task));
+          // (and the follower has these records too)
+          const followed = (r: TaskStatusRecord): boolean => history.some((h) => h.task === r.task && h.at === r.at && h.worker.pid === r.worker.pid);
+          return tasks.length === 4 && tasks.every((t) => (t.record.recordsIn === 0 || t.record.watermark === finalWatermark(t.record.task)) && followed(t.record));
         },
         15_000,
       ).catch(() => undefined);
       assert.equal(tasks.length, 4);
       for (const t of tasks) {
         const task = t.record.task;
-        const w = watermarks.get(task);
-        // Up to its last input's; exactly that where the current owner read the last records (a revoked task's
-        // last watermark is not published: its new owner's records replace its old owner's).
-        assert.ok(w !== undefined && w.first < w.max && w.max <= finalWatermark(task), `task ${task}'s watermark advanced towards its last input's (${finalWatermark(task)}): ${JSON.stringify(w)}`);
+        const own = history.filter((r) => r.task === task);
+        const seen = own.map((r) => `${r.worker.pid}:${r.state}:${r.watermark === null ? "-" : r.watermark - t0}:${r.recordsIn}`).join(" ");
+        const w = own.flatMap((r) => (r.watermark === null ? [] : [r.watermark]));
+        // Up to its last input's, from below.
+        assert.ok(w.length > 0 && w[0]! < Math.max(...w) && Math.max(...w) <= finalWatermark(task), `task ${task}'s watermark advanced towards its last input's (${finalWatermark(task) - t0} after t0): ${seen}`);
         // On the task's current owner: the final watermark, or none when it read nothing there.
-        assert.equal(t.record.watermark, t.record.recordsIn === 0 ? null : finalWatermark(task), `task ${task}: ${JSON.stringify(t.record)}`);
+        assert.equal(t.record.watermark, t.record.recordsIn === 0 ? null : finalWatermark(task), `task ${task}: ${JSON.stringify(t.record)}; all its records (pid:state:watermark-t0:in): ${seen}`);
         assert.equal(t.record.recordsOut, t.record.recordsIn, `task ${task}: ${JSON.stringify(t.record)}`);
+        if (t.record.recordsIn === 0) {
+          // It moved after its old owner had read its input to the end: the old owner's last record, sent
+          // before it rejoined the group, has its partition's watermark at the end (the task's own may trail
+          // by an emission period).
+          const before = own.filter((r) => r.worker.pid !== t.record.worker.pid).at(-1);
+          const split = splitOf(input, Number(task.split("_")[1]));
+          assert.equal(before?.splits?.[split], finalWatermark(task), `task ${task}'s old owner reported the end of its input: ${seen}; its last record: ${JSON.stringify(before)}`);
+        }
       }
       assert.ok(
         tasks.some((t) => t.record.recordsIn > 0),
@@ -277,8 +287,7 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
         assert.ok(r.applied > 0 && r.offset === r.end, `task ${task} restored its changelog on worker 0: ${JSON.stringify(r)}`);
       }
     } finally {
-      polling = false;
-      await poller;
+      if (following) await follower.disconnect();
       if (parent.exitCode === null) process.kill(parent.pid!, "SIGTERM");
       await watch.disconnect();
     }

@@ -3,7 +3,8 @@
  * kind of bad record as "invalid" with a reason, never an exception), the merge of the topic's records into the
  * latest per task with staleness, a task's record computed from its Job's metrics, the /metrics gauges, the
  * publisher's best-effort behaviour (a topic that is not compacted, a failing send, the "stopped" records at
- * stop), and the task lines of `gress status`. The same on the real broker: tests/integration/scaleout-cli.test.ts.
+ * stop, the bounded wait of a publish before a rejoin), the statusIntervalMs option's check, and the task lines
+ * of `gress status`. The same on the real broker: tests/integration/scaleout-cli.test.ts and scaleout-status.test.ts.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -23,6 +24,8 @@ import {
   taskStatus,
 } from "../../lib/scaleout/status.ts";
 import type { TaskJob } from "../../lib/scaleout/task.ts";
+import { runScaledOut } from "../../lib/scaleout/worker.ts";
+import { ConfigError } from "../../lib/errors.ts";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -285,6 +288,50 @@ describe("StatusPublisher stop", () => {
     const took = performance.now() - began;
     assert.ok(took >= 1900 && took < 4000, `stop took ${took} ms`);
     assert.deepEqual(log, ["status topic gress-j-status: the last status records were not sent within 2000 ms; stopping without them"]);
+  });
+});
+
+describe("StatusPublisher.publishAndWait (before a rejoin)", () => {
+  const client = { createTopic: async () => {}, topicConfig: async () => new Map([["cleanup.policy", "compact"]]) } as unknown as KafkaClient;
+
+  it("sends a record per task now and resolves true once it was sent; after stop it sends nothing", async () => {
+    const sent: string[] = [];
+    const sender: StatusSender = { send: async (_, records) => void sent.push(...records.map((r) => r.key)), close: async () => {} };
+    const p = new StatusPublisher({ job: "j", client, sender, tasks: () => [fakeTask("0_0", "running").task, fakeTask("0_1", "running").task], member: () => "m", log: () => {}, intervalMs: 60_000 });
+    p.start();
+    assert.equal(await p.publishAndWait(1000), true);
+    assert.deepEqual(sent, ["0_0", "0_1"]);
+    await p.stop([]);
+    assert.equal(await p.publishAndWait(1000), false);
+    assert.deepEqual(sent, ["0_0", "0_1"]);
+  });
+
+  it("waits no longer than it is given for a send that hangs", async () => {
+    const log: string[] = [];
+    let release!: () => void;
+    const hanging = new Promise<void>((r) => (release = r));
+    const sender: StatusSender = { send: () => hanging, close: async () => {} };
+    const p = new StatusPublisher({ job: "j", client, sender, tasks: () => [fakeTask("0_0", "running").task], member: () => undefined, log: (m) => log.push(m), intervalMs: 60_000 });
+    p.start();
+    const began = performance.now();
+    assert.equal(await p.publishAndWait(300), false);
+    const took = performance.now() - began;
+    assert.ok(took >= 250 && took < 2000, `publishAndWait took ${took} ms`);
+    release();
+    await p.stop([]);
+    assert.deepEqual(log, []);
+  });
+});
+
+describe("runScaledOut statusIntervalMs", () => {
+  it("is refused unless a number of ms > 0, with a ConfigError naming it", () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, "1000" as unknown as number]) {
+      assert.throws(
+        () => runScaledOut({ name: "j", kafka: { brokers: ["127.0.0.1:1"] }, state: "unused", statusIntervalMs: bad }, () => {}),
+        (e: unknown) => e instanceof ConfigError && /scale-out job "j": statusIntervalMs must be a number of ms > 0, got /.test(e.message) && e.issues[0]?.path[0] === "statusIntervalMs",
+        String(bad),
+      );
+    }
   });
 });
 
