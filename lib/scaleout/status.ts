@@ -16,7 +16,8 @@
  *   record that is not a status record (garbage, another version) is left out with a warning naming its offset,
  *   never an exception. A tombstone (null value) forgets the task.
  * - **Failures.** Publishing is best effort: a failed send or topic creation is logged (once, then again when it
- *   recovers) and never fails the worker; a status topic that is not compacted is used anyway, with a warning.
+ *   recovers; both are tried again at the next interval) and never fails the worker; a status topic that is not
+ *   compacted is used anyway, with a warning.
  *   A worker's stop waits at most 2 s for its last records, and its status producer does not outlive the stop.
  * What a record says of a task: its state (starting: fencing; restoring; running; stopped), its restore (offsets
  * from/at/end of its changelog partition, records applied), its event-time watermark (the lowest watermark of its
@@ -325,6 +326,8 @@ export class StatusPublisher {
   #soon: ReturnType<typeof setTimeout> | undefined;
   #sending: Promise<void> = Promise.resolve();
   #failing = false;
+  /** The last creation or check of the topic failed (logged once until it works). */
+  #topicFailing = false;
   #stopped = false;
 
   constructor(o: StatusPublisherOptions) {
@@ -347,9 +350,14 @@ export class StatusPublisher {
       if (!policy.split(",").includes("compact")) {
         this.#o.log(`status topic ${this.#topic} has cleanup.policy=${policy || "(unknown)"}, not compact: it keeps every status record until retention, and gress status reads them all (set cleanup.policy=compact)`);
       }
+      if (this.#topicFailing) this.#o.log(`status topic ${this.#topic}: created or checked, publishing`);
+      this.#topicFailing = false;
       return true;
     } catch (e) {
-      this.#o.log(`status topic ${this.#topic} could not be created or checked, no task status is published (gress status shows none): ${e instanceof Error ? e.message : String(e)}`);
+      if (!this.#topicFailing) {
+        this.#o.log(`status topic ${this.#topic} could not be created or checked, no task status is published until it can (gress status shows none), trying again every interval: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      this.#topicFailing = true;
       return false;
     }
   }
@@ -393,7 +401,11 @@ export class StatusPublisher {
     for (const r of records) this.#last.set(r.task, r);
     if (records.length === 0) return;
     this.#sending = this.#sending.then(async () => {
-      if (!(await (this.#ready ?? Promise.resolve(false)))) return;
+      if (!(await (this.#ready ?? Promise.resolve(false)))) {
+        // The topic could not be created or checked (the brokers away at start): again for the next records.
+        if (!this.#stopped && this.#ready !== undefined) this.#ready = this.#prepare();
+        return;
+      }
       try {
         await this.#o.sender?.send(
           this.#topic,

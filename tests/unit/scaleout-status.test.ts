@@ -275,6 +275,41 @@ describe("StatusPublisher", () => {
   });
 });
 
+describe("StatusPublisher, a status topic that cannot be created at start", () => {
+  it("publishes nothing while it fails, logs that once, tries again with the next records, and publishes once it works", async () => {
+    let up = false;
+    let attempts = 0;
+    const log: string[] = [];
+    const sent: string[] = [];
+    const client = {
+      createTopic: async () => {
+        attempts++;
+        if (!up) throw new Error("brokers away");
+      },
+      topicConfig: async () => new Map([["cleanup.policy", "compact"]]),
+    } as unknown as KafkaClient;
+    const sender: StatusSender = { send: async (_, records) => void sent.push(...records.map((r) => r.key)), close: async () => {} };
+    const p = new StatusPublisher({ job: "j", client, sender, tasks: () => [fakeTask("0_0", "running").task], member: () => "m", log: (m) => log.push(m), intervalMs: 60_000 });
+    p.start();
+    p.publish();
+    p.publish();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(sent, []);
+    assert.equal(log.length, 1, log.join("\n"));
+    assert.match(log[0]!, /status topic gress-j-status could not be created or checked, no task status is published until it can .*trying again every interval: brokers away/);
+    up = true;
+    // The next interval's records wait for the check retried after the last failure; each failed wait retries.
+    for (let i = 0; i < 3 && sent.length === 0; i++) {
+      p.publish();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await p.stop([]);
+    assert.ok(attempts >= 2, `the topic was tried again (${attempts} attempts)`);
+    assert.deepEqual(sent.slice(-1), ["0_0"], "published once the topic could be created");
+    assert.match(log.at(-1)!, /created or checked, publishing/);
+  });
+});
+
 describe("StatusPublisher stop", () => {
   it("does not wait more than 2 s for a send that hangs", async () => {
     const log: string[] = [];
