@@ -4,8 +4,8 @@
  * or without a final newline, read through csvSource in random chunk sizes. The rows must equal both the rows
  * written and what a character-at-a-time reference parser makes of the same text.
  *
- * Typed columns the same way: random schemas of string, integer and number columns, with or without a
- * header (in any column order, with an extra column), rows mixing quoted and bare fields (a row without a
+ * Typed columns the same way, with a random delimiter (`,` `;` tab `|`, also inside string fields): random schemas
+ * of string, integer and number columns, with or without a header (in any column order, with an extra column), rows mixing quoted and bare fields (a row without a
  * quote takes the source's fast path, one with a quote the field array), integer texts at and past the
  * edges of the digit-by-digit reading, and rows with a field too many or too few. Each record must come out
  * as the reference's fields converted by the documented rules, or as a dead letter with the reason those
@@ -23,7 +23,7 @@ import { tempDirs } from "../support/temp.ts";
 const tempDir = tempDirs("gress-csv-prop-");
 
 /** RFC 4180 one character at a time; a quote inside a bare field is kept, a CR is a line end only before LF. */
-function reference(text: string): string[][] {
+function reference(text: string, delimiter = ","): string[][] {
   const rows: string[][] = [];
   let i = 0;
   while (i < text.length) {
@@ -47,10 +47,10 @@ function reference(text: string): string[][] {
           }
         }
       } else {
-        while (i < text.length && text[i] !== "," && text[i] !== "\n" && !(text[i] === "\r" && text[i + 1] === "\n")) f += text[i++];
+        while (i < text.length && text[i] !== delimiter && text[i] !== "\n" && !(text[i] === "\r" && text[i + 1] === "\n")) f += text[i++];
       }
       row.push(f);
-      if (text[i] === ",") {
+      if (text[i] === delimiter) {
         i++;
         continue;
       }
@@ -135,7 +135,7 @@ function convert(type: ColumnType, column: string, text: string): { value: unkno
 type Outcome = { row: unknown } | { dead: string };
 
 /** Records in file order: rows emitted and dead letters (the reason after the file, line and byte prefix). */
-function readTyped(path: string, options: { header: boolean; columns: Record<string, ColumnType>; chunkBytes: number }): Promise<Outcome[]> {
+function readTyped(path: string, options: { header: boolean; columns: Record<string, ColumnType>; chunkBytes: number; delimiter: string }): Promise<Outcome[]> {
   const src = csvSource<Record<string, unknown>>({ path, batch: 5, ...options });
   const out: Outcome[] = [];
   return new Promise((resolve, reject) => {
@@ -160,15 +160,18 @@ const integerText = fc.oneof(
   fc.constantFrom("", "-", "-0", "007", "+5", " 12", "12 ", "1e3", "0x10", "12.5", "1.0", "abc", "1:0", "/5", "9007199254740991", "9007199254740992", "999999999999999", "-999999999999999", "1000000000000000", "١٢"),
 );
 const numberText = fc.oneof(fc.double({ noNaN: true }).map(String), integerText, fc.constantFrom("Infinity", "NaN", ".5", "1e400"));
-const textOf = (type: ColumnType): fc.Arbitrary<string> => (type === "integer" ? integerText : type === "number" ? numberText : field);
-/** A field written bare where RFC 4180 allows it and `bare` asks for it, else quoted. */
-function write(f: string, bare: boolean): string {
-  const canBeBare = !/[,\n\r]/.test(f) && !f.startsWith('"');
+/** The delimiters the typed test picks from; a string field may hold any of them. */
+const DELIMITERS = [",", ";", "\t", "|"] as const;
+const typedField = fc.array(fc.constantFrom("a", " ", '"', "\n", "\r", "é", "😀", ...DELIMITERS), { maxLength: 6 }).map((cs) => cs.join(""));
+const textOf = (type: ColumnType): fc.Arbitrary<string> => (type === "integer" ? integerText : type === "number" ? numberText : typedField);
+/** A field written bare where RFC 4180 allows it (no delimiter, line break or leading quote) and `bare` asks for it, else quoted. */
+function write(f: string, bare: boolean, delimiter: string): string {
+  const canBeBare = !f.includes(delimiter) && !/[\n\r]/.test(f) && !f.startsWith('"');
   return bare && canBeBare ? f : `"${f.replaceAll('"', '""')}"`;
 }
 
 describe("CSV source with typed columns against a reference", () => {
-  it("random schemas, header or not, quoted and bare fields, bad values and wrong field counts: the reference's rows and reasons, in order", async () => {
+  it("random schemas and delimiters (, ; tab |), header or not, quoted and bare fields, bad values and wrong field counts: the reference's rows and reasons, in order", async () => {
     const dir = tempDir();
     const schema = fc.array(fc.constantFrom<ColumnType>("string", "integer", "number"), { minLength: 1, maxLength: 4 });
     const plan = schema.chain((types) =>
@@ -181,7 +184,7 @@ describe("CSV source with typed columns against a reference", () => {
         rows: fc.array(
           fc.record({
             fields: fc.tuple(...types.map((t) => fc.array(fc.tuple(textOf(t), fc.boolean()), { minLength: 1, maxLength: 1 }))),
-            extraField: fc.tuple(field, fc.boolean()),
+            extraField: fc.tuple(typedField, fc.boolean()),
             // 0: as many fields as the file has; 1: one too many; 2: one too few.
             count: fc.constantFrom(0, 0, 0, 0, 1, 2),
           }),
@@ -190,29 +193,30 @@ describe("CSV source with typed columns against a reference", () => {
         crlf: fc.boolean(),
         finalNewline: fc.boolean(),
         chunkBytes: fc.integer({ min: 16, max: 80 }),
+        delimiter: fc.constantFrom(...DELIMITERS),
       }),
     );
     await fc.assert(
-      fc.asyncProperty(plan, async ({ types, header, order, extra, rows, crlf, finalNewline, chunkBytes }) => {
+      fc.asyncProperty(plan, async ({ types, header, order, extra, rows, crlf, finalNewline, chunkBytes, delimiter }) => {
         const names = types.map((_, c) => `c${c}`);
         const columns: Record<string, ColumnType> = Object.fromEntries(names.map((n, c) => [n, types[c] as ColumnType]));
         // Field c of the file holds column layout[c] (-1: the extra column).
         const layout = header ? [...order, ...(extra ? [-1] : [])] : types.map((_, c) => c);
-        const lines: string[] = header ? [layout.map((c) => (c < 0 ? "extra" : (names[c] as string))).join(",")] : [];
+        const lines: string[] = header ? [layout.map((c) => (c < 0 ? "extra" : (names[c] as string))).join(delimiter)] : [];
         for (const r of rows) {
           const fields = layout.map((c) => (c < 0 ? r.extraField : (r.fields[c]?.[0] as [string, boolean])));
           if (r.count === 1) fields.push(r.extraField);
           if (r.count === 2) fields.pop();
-          const written = fields.map(([f, bare]) => write(f, bare));
+          const written = fields.map(([f, bare]) => write(f, bare, delimiter));
           // An empty line is skipped by the source, and is no record to compare: write one field quoted.
-          lines.push(written.length === 0 || (written.length === 1 && written[0] === "") ? '""' : written.join(","));
+          lines.push(written.length === 0 || (written.length === 1 && written[0] === "") ? '""' : written.join(delimiter));
         }
         const eol = crlf ? "\r\n" : "\n";
         const text = lines.join(eol) + (finalNewline ? eol : "");
         const path = join(dir, "typed.csv");
         writeFileSync(path, text);
 
-        const records = reference(text);
+        const records = reference(text, delimiter);
         const expected: Outcome[] = [];
         for (const fields of header ? records.slice(1) : records) {
           if (fields.length !== layout.length) {
@@ -228,7 +232,7 @@ describe("CSV source with typed columns against a reference", () => {
           }
           expected.push(error === undefined ? { row } : { dead: error });
         }
-        assert.deepStrictEqual(await readTyped(path, { header, columns, chunkBytes }), expected);
+        assert.deepStrictEqual(await readTyped(path, { header, columns, chunkBytes, delimiter }), expected);
       }),
       { numRuns: 300 },
     );
