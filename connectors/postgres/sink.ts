@@ -596,6 +596,11 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   /** The scope of this run: per job until open() finds the sink in a scale-out task. */
   let scope = scopeOf(o.job, undefined);
   /** The scope a handle's checkpoint was staged in (a task's handle names its task and incarnation). */
+  /** The job column of this sink's progress rows in the job named `jobName`: `<job>`, or `<job>/<task>` in a scale-out task. */
+  const progressJob = (jobName: string | undefined): string => {
+    const task = taskIoOf(jobName);
+    return task === undefined ? o.job : `${o.job}/${task.taskId}`;
+  };
   const scopeOfHandle = (h: PostgresSinkHandle): Scope => (h.owner === undefined ? scope : scopeOf(h.job, h.owner));
 
   const ownSql = options.sql === undefined;
@@ -925,8 +930,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    * commits r first and then takes checkpoints above r only, so a row at or above this checkpoint written by a
    * run restored from r >= it follows this commit too. Rows it cannot tell apart, and takes as a commit of this
    * checkpoint although they are not: those of a run restored to a checkpoint before this one (then restored
-   * back to this one), of a fresh start of the job (checkpoint ids begin again at 1), or of a second live
-   * instance with the same job and sink names. Each of those needs this transaction rolled back outside the
+   * back to this one), or of a second live instance with the same job and sink names (a fresh start numbers its
+   * checkpoints above the progress rows, see committedCheckpoint). Each of those needs this transaction rolled back outside the
    * sink as well for rows to be lost; a handle of this open never depends on them.
    */
   const commitPrepared = async (checkpointId: number, h: PostgresSinkHandle & { readonly gid: string }): Promise<void> => {
@@ -1152,7 +1157,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
       failure = undefined;
       inflight = Promise.resolve();
       const task = taskIoOf(ctx?.jobName);
-      scope = task === undefined ? scopeOf(o.job, undefined) : scopeOf(`${o.job}/${task.taskId}`, crypto.randomUUID());
+      scope = scopeOf(progressJob(ctx?.jobName), task === undefined ? undefined : crypto.randomUUID());
       const s = conn();
       try {
         const twoPhaseRun = !atLeastOnce && task === undefined;
@@ -1272,10 +1277,8 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     },
     async committedCheckpoint(jobName) {
       if (atLeastOnce) return undefined;
-      const task = taskIoOf(jobName);
-      const key = task === undefined ? o.job : `${o.job}/${task.taskId}`;
       try {
-        const [row] = await conn().unsafe(`select max(checkpoint_id)::text as top from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2`, [key, name]);
+        const [row] = await conn().unsafe(`select max(checkpoint_id)::text as top from ${q(PROGRESS_TABLE)} where job = $1 and sink = $2`, [progressJob(jobName), name]);
         return row?.top === null || row?.top === undefined ? undefined : Number(row.top);
       } catch (err) {
         if ((err as { code?: unknown }).code === "42P01") return undefined; // no progress table yet: nothing committed
