@@ -12,7 +12,8 @@ import { RepartitionPurger } from "../../lib/scaleout/shuffle-io.ts";
 
 type Call = { topic: string; partitions: { partition: number; offset: number }[] };
 
-function setup(fail: () => Error | undefined = () => undefined): { purger: RepartitionPurger; calls: Call[]; logs: string[]; clock: { t: number } } {
+/** `fail` makes a request fail; `hold` (awaited after the request is recorded) keeps one under way. */
+function setup(fail: () => Error | undefined = () => undefined, hold: (topic: string) => Promise<void> | undefined = () => undefined): { purger: RepartitionPurger; calls: Call[]; logs: string[]; clock: { t: number } } {
   const calls: Call[] = [];
   const logs: string[] = [];
   const clock = { t: 1_000 };
@@ -25,6 +26,7 @@ function setup(fail: () => Error | undefined = () => undefined): { purger: Repar
     log: (m) => void logs.push(m),
     deleteRecords: async (topic, partitions) => {
       calls.push({ topic, partitions: partitions.map((p) => ({ ...p })) });
+      await hold(topic);
       const err = fail();
       if (err !== undefined) throw err;
     },
@@ -101,31 +103,19 @@ describe("RepartitionPurger", () => {
   });
 
   it("a purge under way when it is closed sends no further request", async () => {
-    const calls: string[] = [];
     let release!: () => void;
-    const clock = { t: 1_000 };
-    const purger = new RepartitionPurger({
-      taskId: "0_1",
-      topics: ["r1", "r2"],
-      partition: 1,
-      intervalMs: 100,
-      now: () => clock.t,
-      log: () => {},
-      deleteRecords: async (topic) => {
-        calls.push(topic);
-        if (topic === "r1") await new Promise<void>((r) => (release = r));
-      },
-    });
+    const { purger, calls, clock } = setup(undefined, (topic) => (topic === "r1" ? new Promise<void>((r) => (release = r)) : undefined));
+    const topics = (): string[] => calls.map((c) => c.topic);
     clock.t += 1_000;
     purger.committed([
       { topic: "r1", partition: 1, offset: 10 },
       { topic: "r2", partition: 1, offset: 20 },
     ]);
-    assert.deepEqual(calls, ["r1"], "the first topic's request is out");
+    assert.deepEqual(topics(), ["r1"], "the first topic's request is out");
     purger.close();
     release();
     await settle(purger);
-    assert.deepEqual(calls, ["r1"], "none for the second topic after close");
+    assert.deepEqual(topics(), ["r1"], "none for the second topic after close");
   });
 
   it("starts nothing once closed", async () => {
