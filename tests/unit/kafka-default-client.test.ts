@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { chooseKafkaClient, resolveKafkaClient } from "../../connectors/kafka/default-client.ts";
+import { platformaticKafkaClient } from "../../connectors/kafka/index.ts";
 import { isGressError } from "../../lib/index.ts";
 
 describe("the default Kafka client", () => {
@@ -35,5 +36,13 @@ describe("the default Kafka client", () => {
     const given = resolveKafkaClient(["127.0.0.1:9"], "t", "kafkajs");
     assert.equal(resolveKafkaClient(["127.0.0.1:9"], "t", given), given);
     await given.close();
+  });
+  it("platformaticKafkaClient refuses a readRecords that is neither \"gress\" nor \"library\", naming the option", () => {
+    for (const bad of ["fast", "", "Library"]) {
+      assert.throws(
+        () => platformaticKafkaClient({ brokers: ["127.0.0.1:9"], readRecords: bad as "gress" }),
+        (e: Error) => isGressError(e, "ERR_CONFIG") && e.message === `platformaticKafkaClient: readRecords must be "gress" or "library", got ${JSON.stringify(bad)}`,
+      );
+    }
   });
 });

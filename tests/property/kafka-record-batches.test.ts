@@ -1,0 +1,218 @@
+/**
+ * Gress's reader of Kafka record batches (connectors/kafka/record-batches.ts) against a model: random
+ * partitions of plain and transactional batches (with commit and abort markers), gzip-compressed or not, with
+ * gaps in the offsets (as compaction leaves), negative and large timestamp deltas, log-append time, null and
+ * empty keys and values, headers, a fetch that starts in the middle of a batch and one that ends in a partial
+ * batch. Each partition is written by an encoder in this file and read back; the messages must be the
+ * model's, under read_committed and read_uncommitted. The encoder is checked against @platformatic/kafka's
+ * own reader of the same bytes, so the two cannot agree on a misreading of the format.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { describe, it } from "node:test";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { Reader, readRecordsBatches } from "@platformatic/kafka";
+import fc from "fast-check";
+import { readRecordBatches } from "../../connectors/kafka/record-batches.ts";
+
+interface Rec {
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+  readonly timestampDelta: number;
+  /** Offsets skipped before this record (compaction). */
+  readonly gap: number;
+  readonly headers: readonly (readonly [Uint8Array, Uint8Array | null])[];
+}
+type Step =
+  | { readonly kind: "plain"; readonly records: readonly Rec[]; readonly gzip: boolean; readonly appendTime: boolean; readonly gap: number }
+  | { readonly kind: "txn"; readonly producer: number; readonly records: readonly Rec[]; readonly gzip: boolean; readonly appendTime: boolean; readonly gap: number }
+  | { readonly kind: "end"; readonly producer: number; readonly commit: boolean };
+
+/** A zigzag varint, for values up to 2^53. */
+function varint(n: number): number[] {
+  let z = n >= 0 ? n * 2 : -n * 2 - 1;
+  const out: number[] = [];
+  while (z >= 128) {
+    out.push((z % 128) | 0x80);
+    z = Math.floor(z / 128);
+  }
+  out.push(z);
+  return out;
+}
+const sized = (b: Uint8Array | null): number[] => (b === null ? varint(-1) : [...varint(b.length), ...b]);
+
+function encodeRecord(r: { key: Uint8Array | null; value: Uint8Array | null; timestampDelta: number; headers: Rec["headers"] }, offsetDelta: number): number[] {
+  const body = [0, ...varint(r.timestampDelta), ...varint(offsetDelta), ...sized(r.key), ...sized(r.value), ...varint(r.headers.length)];
+  for (const [k, v] of r.headers) body.push(...sized(k), ...sized(v));
+  return [...varint(body.length), ...body];
+}
+
+/** A v2 record batch. */
+function encodeBatch(b: { firstOffset: number; attributes: number; lastOffsetDelta: number; firstTimestamp: number; maxTimestamp: number; producerId: number; count: number; records: Buffer }): Buffer {
+  const head = Buffer.alloc(61);
+  head.writeBigInt64BE(BigInt(b.firstOffset), 0);
+  head.writeInt32BE(61 - 12 + b.records.length, 8);
+  head.writeInt32BE(0, 12); // partition leader epoch
+  head.writeInt8(2, 16); // magic
+  head.writeUInt32BE(0, 17); // crc: neither reader checks it
+  head.writeInt16BE(b.attributes, 21);
+  head.writeInt32BE(b.lastOffsetDelta, 23);
+  head.writeBigInt64BE(BigInt(b.firstTimestamp), 27);
+  head.writeBigInt64BE(BigInt(b.maxTimestamp), 35);
+  head.writeBigInt64BE(BigInt(b.producerId), 43);
+  head.writeInt16BE(0, 51);
+  head.writeInt32BE(0, 53);
+  head.writeInt32BE(b.count, 57);
+  return Buffer.concat([head, b.records]);
+}
+
+const TRANSACTIONAL = 1 << 4;
+const CONTROL = 1 << 5;
+const LOG_APPEND_TIME = 1 << 3;
+const FIRST_TIMESTAMP = 1_700_000_000_000;
+
+interface Expected {
+  readonly offset: number;
+  readonly timestamp: number;
+  readonly key: Uint8Array | null;
+  readonly value: Uint8Array | null;
+}
+
+/** Writes the steps from `firstOffset` on; returns the bytes, every data record and the aborted transactions. */
+function encode(steps: readonly Step[], firstOffset: number) {
+  const parts: Buffer[] = [];
+  const records: { readonly offset: number; readonly timestamp: number; readonly key: Uint8Array | null; readonly value: Uint8Array | null; readonly producer: number | undefined; readonly txn: number | undefined }[] = [];
+  const aborted: { producerId: bigint; firstOffset: bigint }[] = [];
+  /** Per producer: the open transaction's number and its first offset. */
+  const open = new Map<number, { readonly txn: number; readonly first: number }>();
+  const outcome = new Map<number, boolean>(); // txn -> committed
+  let txns = 0;
+  let offset = firstOffset;
+  for (const s of steps) {
+    if (s.kind === "end") {
+      const t = open.get(s.producer);
+      if (t === undefined) continue;
+      open.delete(s.producer);
+      outcome.set(t.txn, s.commit);
+      if (!s.commit) aborted.push({ producerId: BigInt(s.producer), firstOffset: BigInt(t.first) });
+      const key = Buffer.alloc(4);
+      key.writeInt16BE(0, 0);
+      key.writeInt16BE(s.commit ? 1 : 0, 2);
+      const rec = Buffer.from(encodeRecord({ key, value: Buffer.from([0, 0, 0, 0, 0, 0]), timestampDelta: 0, headers: [] }, 0));
+      parts.push(encodeBatch({ firstOffset: offset, attributes: TRANSACTIONAL | CONTROL, lastOffsetDelta: 0, firstTimestamp: FIRST_TIMESTAMP, maxTimestamp: FIRST_TIMESTAMP, producerId: s.producer, count: 1, records: rec }));
+      offset += 1;
+      continue;
+    }
+    offset += s.gap;
+    let producer: number | undefined;
+    let txn: number | undefined;
+    if (s.kind === "txn") {
+      producer = s.producer;
+      let t = open.get(s.producer);
+      if (t === undefined) open.set(s.producer, (t = { txn: txns++, first: offset }));
+      txn = t.txn;
+    }
+    let delta = 0;
+    const bytes: number[] = [];
+    const deltas: number[] = [];
+    for (const r of s.records) {
+      delta += r.gap;
+      deltas.push(delta);
+      bytes.push(...encodeRecord(r, delta));
+      delta++;
+    }
+    const lastOffsetDelta = deltas[deltas.length - 1] as number;
+    const maxTimestamp = FIRST_TIMESTAMP + Math.max(...s.records.map((r) => r.timestampDelta)) + 7;
+    s.records.forEach((r, i) => {
+      records.push({ offset: offset + (deltas[i] as number), timestamp: s.appendTime ? maxTimestamp : FIRST_TIMESTAMP + r.timestampDelta, key: r.key, value: r.value, producer, txn });
+    });
+    const raw = Buffer.from(bytes);
+    const attributes = (s.gzip ? 1 : 0) | (s.appendTime ? LOG_APPEND_TIME : 0) | (s.kind === "txn" ? TRANSACTIONAL : 0);
+    parts.push(encodeBatch({ firstOffset: offset, attributes, lastOffsetDelta, firstTimestamp: FIRST_TIMESTAMP, maxTimestamp, producerId: producer ?? -1, count: s.records.length, records: s.gzip ? gzipSync(raw) : raw }));
+    offset += lastOffsetDelta + 1;
+  }
+  // Still open at the end: aborted (a read_committed fetch would not get past them otherwise).
+  for (const [producer, t] of open) {
+    outcome.set(t.txn, false);
+    aborted.push({ producerId: BigInt(producer), firstOffset: BigInt(t.first) });
+  }
+  return { bytes: Buffer.concat(parts), parts, records, aborted, outcome, end: offset };
+}
+
+const bytesArb = fc.oneof(fc.constant(null), fc.uint8Array({ maxLength: 40 }));
+const recArb: fc.Arbitrary<Rec> = fc.record({
+  key: bytesArb,
+  value: bytesArb,
+  timestampDelta: fc.oneof(fc.integer({ min: -5_000, max: 5_000 }), fc.integer({ min: 0, max: 2 ** 40 })),
+  gap: fc.oneof({ weight: 4, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 300 }) }),
+  headers: fc.array(fc.tuple(fc.uint8Array({ maxLength: 8 }), bytesArb), { maxLength: 2 }),
+});
+const dataArb = { records: fc.array(recArb, { minLength: 1, maxLength: 12 }), gzip: fc.boolean(), appendTime: fc.boolean(), gap: fc.integer({ min: 0, max: 3 }) };
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ kind: fc.constant("plain" as const), ...dataArb }),
+  fc.record({ kind: fc.constant("txn" as const), producer: fc.integer({ min: 1, max: 3 }), ...dataArb }),
+  fc.record({ kind: fc.constant("end" as const), producer: fc.integer({ min: 1, max: 3 }), commit: fc.boolean() }),
+);
+
+const gunzip = (codec: number, compressed: Buffer): Buffer => {
+  assert.equal(codec, 1, "only gzip batches are written");
+  return gunzipSync(compressed);
+};
+const plain = (m: Expected) => ({ offset: m.offset, timestamp: m.timestamp, key: m.key === null ? null : [...m.key], value: m.value === null ? null : [...m.value] });
+
+describe("Kafka record batches: Gress's reader against a model", () => {
+  it("reads what was written: offsets, timestamps, keys, values; control and aborted batches left out under read_committed", () => {
+    fc.assert(
+      fc.property(
+        fc.array(stepArb, { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.nat(),
+        fc.boolean(),
+        fc.option(fc.nat(), { nil: undefined }),
+        (steps, firstOffset, fromPick, readCommitted, partialPick) => {
+          const w = encode(steps, firstOffset);
+          // The fetch may start in the middle of a batch, and may end in a part of one more batch.
+          const from = firstOffset + (fromPick % (w.end - firstOffset + 1));
+          let bytes = w.bytes;
+          const last = w.parts[w.parts.length - 1];
+          if (partialPick !== undefined && last !== undefined && last.length > 1) bytes = Buffer.concat([bytes, last.subarray(0, 1 + (partialPick % (last.length - 1)))]);
+          const got = readRecordBatches(bytes, w.aborted, from, readCommitted, gunzip);
+          const want = w.records.filter((r) => r.offset >= from && (!readCommitted || r.txn === undefined || w.outcome.get(r.txn) === true));
+          assert.deepEqual(got.messages.map(plain), want.map(plain));
+          assert.equal(got.end, w.parts.length > 0 ? w.end : -1);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("the encoder agrees with @platformatic/kafka's own reader of the same bytes", () => {
+    fc.assert(
+      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 8 }), fc.integer({ min: 0, max: 2 ** 40 }), (steps, firstOffset) => {
+        const w = encode(steps, firstOffset);
+        const batches = readRecordsBatches(Reader.from(w.bytes));
+        assert.equal(batches.length, w.parts.length);
+        const theirs: Expected[] = [];
+        for (const b of batches) {
+          if ((b.attributes & CONTROL) !== 0) continue;
+          const appendTime = (b.attributes & LOG_APPEND_TIME) !== 0;
+          for (const r of b.records) {
+            theirs.push({ offset: Number(b.firstOffset) + r.offsetDelta, timestamp: appendTime ? Number(b.maxTimestamp) : Number(b.firstTimestamp + r.timestampDelta), key: r.key ?? null, value: r.value ?? null });
+          }
+        }
+        assert.deepEqual(theirs.map(plain), w.records.map(plain));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("refuses bytes that are not a v2 batch, or a record that runs past its batch, with an error naming the offset", () => {
+    const w = encode([{ kind: "plain", records: [{ key: null, value: Buffer.from("abc"), timestampDelta: 0, gap: 0, headers: [] }], gzip: false, appendTime: false, gap: 0 }], 42);
+    const v1 = Buffer.from(w.bytes);
+    v1.writeInt8(1, 16);
+    assert.throws(() => readRecordBatches(v1, [], 0, false, gunzip), /record batch at offset 42 has format v1/);
+    const cut = Buffer.from(w.bytes);
+    cut.writeInt8(40, 61); // the first record's length (zigzag 20) now runs past the batch
+    assert.throws(() => readRecordBatches(cut, [], 0, false, gunzip), /record 0 of the batch at offset 42 runs past its batch/);
+  });
+});
