@@ -80,6 +80,56 @@ for (const [name, make] of Object.entries(withReaders)) {
       }
     });
 
+    it("gzip-compressed batches, null and empty keys and values, and a topic with broker (log-append) timestamps read like plain batches", { timeout: 120_000 }, async () => {
+      const compressed = uniqueName(`cc-gz-${name}`);
+      await createTopic(compressed, 2);
+      const value = (i: number): string | null => (i % 7 === 0 ? null : i % 11 === 0 ? "" : `v${i}`);
+      const key = (i: number): string | null => (i % 5 === 0 ? null : i % 13 === 0 ? "" : `k${i}`);
+      await produce(
+        compressed,
+        Array.from({ length: 400 }, (_, i) => {
+          const k = key(i);
+          return { ...(k === null ? {} : { key: k }), value: value(i), partition: i % 2, timestamp: 1_700_000_000_000 + i };
+        }),
+        { gzip: true },
+      );
+      const appended = uniqueName(`cc-lat-${name}`);
+      await createTopic(appended, 1, { "message.timestamp.type": "LogAppendTime" });
+      const before = Date.now();
+      await produce(appended, Array.from({ length: 50 }, (_, i) => ({ value: `a${i}`, timestamp: 1_600_000_000_000 })));
+      const after = Date.now();
+      for (const [topic, count] of [
+        [compressed, 400],
+        [appended, 50],
+      ] as const) {
+        const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+        try {
+          const got = await consumeUntil(consumer, (g) => g.length >= count);
+          assert.equal(got.length, count, topic);
+          if (topic === compressed) {
+            const byIndex = new Map(got.map((m) => [m.partition + 2 * m.offset, m]));
+            assert.equal(byIndex.size, 400, "each message once");
+            for (let i = 0; i < 400; i++) {
+              const m = byIndex.get(i);
+              assert.ok(m !== undefined, `message ${i}`);
+              assert.equal(text(m.value), value(i), `value of ${i}`);
+              assert.equal(text(m.key), key(i), `key of ${i}`);
+              assert.equal(m.timestamp, 1_700_000_000_000 + i);
+            }
+          } else {
+            assert.deepEqual(
+              got.map((m) => text(m.value)),
+              Array.from({ length: 50 }, (_, i) => `a${i}`),
+            );
+            // The broker's append time, not the producer's timestamp (the broker clock is this machine's).
+            for (const m of got) assert.ok(m.timestamp >= before - 1000 && m.timestamp <= after + 1000, `append time ${m.timestamp} within [${before}, ${after}]`);
+          }
+        } finally {
+          await consumer.stop();
+        }
+      }
+    });
+
     it("a handler that takes only part of a batch gets the rest again, and a seek re-reads from the given offset", { timeout: 120_000 }, async () => {
       const topic = uniqueName(`cc-${name}`);
       await createTopic(topic, 1);

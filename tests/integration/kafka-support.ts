@@ -8,7 +8,7 @@
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import { after } from "node:test";
-import { Kafka, logLevel } from "kafkajs";
+import { CompressionTypes, Kafka, logLevel } from "kafkajs";
 import type { KafkaClient } from "../../connectors/kafka/client.ts";
 import { kafkajsClient } from "../../connectors/kafka/kafkajs.ts";
 import { platformaticKafkaClient } from "../../connectors/kafka/platformatic.ts";
@@ -59,11 +59,12 @@ export function kafka(): Kafka {
 }
 
 /** Creates a topic with `partitions` partitions. */
-export async function createTopic(topic: string, partitions: number): Promise<void> {
+export async function createTopic(topic: string, partitions: number, config: Readonly<Record<string, string>> = {}): Promise<void> {
   const admin = kafka().admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+    const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: true });
   } finally {
     await admin.disconnect();
   }
@@ -78,7 +79,7 @@ export interface TestMessage {
 }
 
 /** Produces messages (non-transactionally, acks=all), in order, in batches. */
-export async function produce(topic: string, messages: readonly TestMessage[]): Promise<void> {
+export async function produce(topic: string, messages: readonly TestMessage[], options: { readonly gzip?: boolean } = {}): Promise<void> {
   const producer = kafka().producer({ allowAutoTopicCreation: false });
   await producer.connect();
   try {
@@ -86,6 +87,7 @@ export async function produce(topic: string, messages: readonly TestMessage[]): 
       await producer.send({
         topic,
         acks: -1,
+        ...(options.gzip === true ? { compression: CompressionTypes.GZIP } : {}),
         messages: messages.slice(i, i + 5000).map((m) => ({
           value: m.value === null || typeof m.value === "string" ? m.value : Buffer.from(m.value),
           ...(m.key === undefined ? {} : { key: m.key }),
