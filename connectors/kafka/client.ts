@@ -265,11 +265,12 @@ export interface KafkaConsumer {
   /** This member's group metadata, for offsets committed in a transaction; undefined before it joined. */
   groupMetadata(): GroupMetadata | undefined;
   /**
-   * Called once when the consumer cannot stay in its group and will not rejoin by itself: another member joined
-   * with its `groupInstanceId` (FENCED_INSTANCE_ID). It should then be stopped. Left out by a client that has
-   * no such failure (kafkajs: no static membership).
+   * Called once when the consumer fails for good and should be stopped: `"fenced"` when another member joined
+   * with its `groupInstanceId` (FENCED_INSTANCE_ID) and it will not rejoin by itself; `"unreadable"` when it
+   * fetched records it cannot read (a compression codec this runtime lacks, a corrupt record batch), which
+   * fetching again would only fetch again. Left out by a client that has neither failure (kafkajs).
    */
-  onFailure?(listener: (error: Error) => void): void;
+  onFailure?(listener: (error: Error, kind: "fenced" | "unreadable") => void): void;
   /**
    * Stops fetching and closes. It leaves the group (LeaveGroup: its partitions move at once) unless
    * `leaveGroup` is false, which a static member (`groupInstanceId`) uses to keep its place and assignment

@@ -40,7 +40,8 @@
  * Runtimes: the library declares Node ≥ 22; on Node 20 the only missing piece it uses is `Promise.withResolvers`
  * (ES2024), which is installed, when absent, by that lazy load, right before the library is imported (never
  * by merely importing `gress/kafka`). Node 20 has no zstd in `node:zlib`, so zstd-compressed topics need
- * Node ≥ 22 with this client. Bun and Deno run it as is.
+ * Node ≥ 22 with this client: on Node 20 the consumer reports such records as unreadable (`onFailure`, and a
+ * Kafka source fails its job) instead of fetching them again for ever. Bun and Deno run it as is.
  * @module
  */
 import { Buffer } from "node:buffer";
@@ -214,6 +215,11 @@ export interface PlatformaticKafkaClientOptions {
 const ALREADY_ENDED = ["INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED", "INVALID_TXN_STATE", "INVALID_PRODUCER_ID_MAPPING"];
 /** Errors after which EndTxn is sent again (to a coordinator looked up again). */
 const RETRIABLE = ["CONCURRENT_TRANSACTIONS", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"];
+/** The protocol's error code OFFSET_OUT_OF_RANGE. */
+const OFFSET_OUT_OF_RANGE = 1;
+/** Fetched records that this runtime cannot read: fetching them again would not help. */
+class UnreadableRecords extends Error {}
+
 /** How long the broker holds a fetch that has nothing new, ms. */
 const FETCH_MAX_WAIT_MS = 100;
 /** The most one fetch response may hold, as the library's default (each partition: maxBytesPerPartition). */
@@ -478,7 +484,7 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
   let fenced: Error | undefined;
   /** Static membership: stop() was asked to keep this member's place (no LeaveGroup). */
   let keepPlace = false;
-  const failures: ((e: Error) => void)[] = [];
+  const failures: ((e: Error, kind: "fenced" | "unreadable") => void)[] = [];
   const c = (): Consumer =>
     (consumer ??= watchFencing(
       new (lib().Consumer)({
@@ -513,7 +519,7 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
         );
         // Its rejoin is refused from now on (watchFencing), and the library reports that as an "error" event.
         consumer?.on("error", () => undefined);
-        for (const l of failures) l(fenced);
+        for (const l of failures) l(fenced, "fenced");
       },
     ));
   const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
@@ -531,6 +537,8 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
   let running = false;
   let loop: Promise<void> | undefined;
   let wake: (() => void) | undefined;
+  /** Fetches so far: the partition a fetch names first (see fetchOnce). */
+  let rotation = 0;
   /** The positions of newly assigned partitions being looked up; fetching waits for it. */
   let positioning: Promise<void> = Promise.resolve();
 
@@ -595,7 +603,7 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
     for (const t of response.responses) {
       for (const p of t.partitions) {
         const a = assigned.get(key(names.get(t.topicId) ?? "", p.partitionIndex));
-        if (a !== undefined && p.errorCode !== 0) {
+        if (a !== undefined && p.errorCode === OFFSET_OUT_OF_RANGE) {
           a.offset = undefined;
           reset.push(a);
         }
@@ -634,7 +642,11 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
     let messages: KafkaMessage[];
     let end: number;
     if (Buffer.isBuffer(records)) {
-      ({ messages, end } = readRecordBatches(records, p.abortedTransactions ?? [], requested, readCommitted, decompress));
+      try {
+        ({ messages, end } = readRecordBatches(records, p.abortedTransactions ?? [], requested, readCommitted, decompress));
+      } catch (e) {
+        throw new UnreadableRecords(`kafka: the records of ${a.topic}-${a.partition} fetched from offset ${requested} cannot be read: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
       if (end < 0) return;
     } else {
       if (records.length === 0) return;
@@ -642,7 +654,8 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
       const last = records[records.length - 1] as RecordsBatch;
       end = Number(last.firstOffset) + last.lastOffsetDelta + 1;
     }
-    let next = end;
+    // Never back: a response whose batches all end before the requested offset moves nothing.
+    let next = Math.max(end, requested);
     if (messages.length > 0) {
       // Lag counts to where this consumer can read: the last stable offset under read_committed.
       const highWatermark = Number(readCommitted ? p.lastStableOffset : p.highWatermark);
@@ -675,7 +688,11 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
     if (!running) return;
     const byNode = new Map<number, { topicId: string; partitions: { partition: number; fetchOffset: bigint; partitionMaxBytes: number; currentLeaderEpoch: number; lastFetchedEpoch: number }[] }[]>();
     const requested = new Map<string, number>();
-    for (const a of wanted) {
+    // The broker fills a fetch response in the order the request names the partitions, up to its byte limit:
+    // each fetch starts at another partition, so that none waits for ever behind others that always have data
+    // (the broker rotates a fetch session's partitions; a fetch without a session names them anew each time).
+    const first = rotation++ % wanted.length;
+    for (const a of first === 0 ? wanted : [...wanted.slice(first), ...wanted.slice(0, first)]) {
       const t = metadata.topics.get(a.topic);
       const leader = t?.partitions[a.partition]?.leader;
       if (t === undefined || leader === undefined) continue;
@@ -706,17 +723,30 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
   };
 
   const run = async (handler: BatchHandler): Promise<void> => {
-    let failures = 0;
+    let attempts = 0;
     while (running) {
       try {
         await fetchOnce(handler);
-        failures = 0;
+        attempts = 0;
       } catch (e) {
         if (!running) return;
+        // Records this runtime cannot read would be fetched again and again: fail for good, naming them. The
+        // library's own reader (readRecords: "library") reports a codec it lacks the same way.
+        const unreadable =
+          e instanceof UnreadableRecords
+            ? e
+            : lib().findErrorBy(e as Error, "code", lib().UnsupportedCompressionError.code) !== null
+              ? new UnreadableRecords(`kafka: fetched records cannot be read: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+              : undefined;
+        if (unreadable !== undefined) {
+          running = false;
+          for (const l of failures) l(unreadable, "unreadable");
+          return;
+        }
         if (await resetOutOfRange(e).catch(() => false)) continue;
         // Leaders move, brokers restart: back off and fetch again from the same positions, as kafkajs restarts.
         c().clearMetadata();
-        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures++, 6)));
+        await sleep(Math.min(5000, 100 * 2 ** Math.min(attempts++, 6)));
       }
     }
   };
@@ -788,7 +818,7 @@ function groupConsumer(base: Base, o: ConsumerOptions, ownReader: boolean): Kafk
     },
     onFailure(listener) {
       failures.push(listener);
-      if (fenced !== undefined) listener(fenced);
+      if (fenced !== undefined) listener(fenced, "fenced");
     },
     groupMetadata(): GroupMetadata | undefined {
       const m = consumer;
@@ -926,8 +956,8 @@ function assignorOptions(
 }
 
 /**
- * The messages of a partition's batches from `from` on, as the library read them (its own fetch(), used when
- * the broker has no Fetch v17). With read_committed, skips control batches and the batches of aborted
+ * The messages of a partition's batches from `from` on, as the library read them (its own fetch(), used with
+ * `readRecords: "library"` and when the library would not use Fetch v17). With read_committed, skips control batches and the batches of aborted
  * transactions ({@link CommittedFilter}).
  */
 function messagesOf(

@@ -184,6 +184,7 @@ class Cursor {
   varint(): number {
     const buf = this.#buf;
     let at = this.at;
+    if (at >= this.#end) throw new Error("kafka: a record batch ends inside a record");
     let b = buf[at++] as number;
     let n = b & 0x7f;
     for (let shift = 7; b >= 0x80; shift += 7) {
@@ -199,6 +200,7 @@ class Cursor {
   varlong(): number {
     const buf = this.#buf;
     let at = this.at;
+    if (at >= this.#end) throw new Error("kafka: a record batch ends inside a record");
     let b = buf[at++] as number;
     let n = b & 0x7f;
     for (let scale = 128; b >= 0x80; scale *= 128) {

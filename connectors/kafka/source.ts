@@ -333,6 +333,10 @@ export function kafkaSource<T = unknown>(options: KafkaSourceOptions<T>): Source
         ...(o.readCommitted === undefined ? {} : { readCommitted: o.readCommitted }),
         ...(o.sessionTimeoutMs === undefined ? {} : { sessionTimeoutMs: o.sessionTimeoutMs }),
       });
+      // A consumer that failed for good (records it cannot read) fails the job, which says why; it would not heal.
+      consumer.onFailure?.((err) => {
+        if (!closed) ctx.fail(new SourceError(`kafka source "${name}": ${err.message}`, { cause: err }));
+      });
       consumer.onPositionAdvanced((t) => {
         // Control records (transaction markers) move the fetch position without a message; for a bounded
         // source that is how the end of a partition that ends in a marker is reached.

@@ -390,7 +390,12 @@ class Worker {
     });
     this.#consumer = consumer;
     // Another worker took this one's instance id: it owns the place and these tasks now; this one must not loop.
-    consumer.onFailure?.((err) => {
+    consumer.onFailure?.((err, kind) => {
+      if (kind !== "fenced") {
+        // Records the consumer cannot read (a codec this runtime lacks, a corrupt batch): fetching again would not help.
+        this.#fail(new SourceError(`scale-out job "${this.#o.name}": ${err.message}`, { cause: err }));
+        return;
+      }
       this.#fencedOut = true;
       this.#fail(
         new ConfigError(

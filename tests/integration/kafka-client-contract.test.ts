@@ -6,9 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import * as zlib from "node:zlib";
 import type { GroupAssignor, KafkaBatch, KafkaClient, KafkaConsumer, KafkaMessage, Rebalance, TopicPartition } from "../../connectors/kafka/client.ts";
-import { kafkajsClient, platformaticKafkaClient } from "../../connectors/kafka/index.ts";
-import { brokers, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
+import { kafkajsClient, kafkaSource, platformaticKafkaClient } from "../../connectors/kafka/index.ts";
+import { isGressError, Job, sinkFn } from "../../lib/index.ts";
+import { brokers, createTopic, kafka, produce, produceWithJava, readCommitted, uniqueName } from "./kafka-support.ts";
 
 const clients: Record<string, () => KafkaClient> = {
   kafkajs: () => kafkajsClient({ brokers: brokers() }),
@@ -729,6 +731,75 @@ describe("KafkaClient contract: KIP-447 on @platformatic/kafka (real broker)", (
       await producer.disconnect();
       await second.stop();
       await first.stop();
+      await client.close();
+    }
+  });
+});
+
+/** Node.js 20 has no zstd in node:zlib (22 has): @platformatic/kafka cannot read zstd batches there. */
+const hasZstd = typeof (zlib as { zstdDecompressSync?: unknown }).zstdDecompressSync === "function";
+
+describe(`KafkaClient contract: zstd batches on a runtime ${hasZstd ? "with" : "without"} zstd (@platformatic/kafka, real broker)`, () => {
+  for (const readRecords of ["gress", "library"] as const) {
+    it(`readRecords "${readRecords}": ${hasZstd ? "they are read" : "the consumer fails for good, once, naming why, and delivers nothing (no endless refetch)"}`, { timeout: 120_000 }, async () => {
+      const topic = uniqueName(`cc-zstd-${readRecords}`);
+      await createTopic(topic, 1);
+      await produceWithJava(topic, ["z1", "z2", "z3"], "zstd");
+      const client = platformaticKafkaClient({ brokers: brokers(), readRecords });
+      const consumer = client.consumer({ groupId: uniqueName("g"), topics: [topic], fromBeginning: true });
+      const failures: { error: Error; kind: string }[] = [];
+      consumer.onFailure?.((error, kind) => failures.push({ error, kind }));
+      try {
+        if (hasZstd) {
+          const got = await consumeUntil(consumer, (g) => g.length >= 3);
+          assert.deepEqual(
+            got.map((m) => text(m.value)),
+            ["z1", "z2", "z3"],
+          );
+          assert.deepEqual(failures, []);
+          return;
+        }
+        const got: KafkaMessage[] = [];
+        await consumer.start(async (b) => {
+          got.push(...b.messages);
+          return (b.messages.at(-1) as KafkaMessage).offset + 1;
+        });
+        await waitUntil(() => failures.length > 0, 30_000, "the consumer's failure");
+        // Another second: a consumer that kept fetching would report again, or deliver.
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(failures.length, 1);
+        assert.equal(failures[0]?.kind, "unreadable");
+        assert.match(failures[0]?.error.message ?? "", /zstd/);
+        if (readRecords === "gress") assert.match(failures[0]?.error.message ?? "", new RegExp(`the records of ${topic}-0 fetched from offset 0 cannot be read`));
+        assert.deepEqual(got, []);
+      } finally {
+        await consumer.stop();
+        await client.close();
+      }
+    });
+  }
+
+  it(`a Kafka source on such a topic ${hasZstd ? "reads it" : "fails its job with a SourceError that names the source and the codec"}`, { timeout: 120_000 }, async () => {
+    const topic = uniqueName("cc-zstd-job");
+    await createTopic(topic, 1);
+    await produceWithJava(topic, ["1", "2", "3"], "zstd");
+    const client = platformaticKafkaClient({ brokers: brokers() });
+    const job = new Job({ name: uniqueName("zstd-job") });
+    const got: number[] = [];
+    job.source(kafkaSource<number>({ name: "zstd-in", client, topics: [topic], groupId: uniqueName("g"), bounded: true })).sinkTo(sinkFn("out", (v) => void got.push(v)));
+    // A job that neither ends nor fails (a consumer fetching the same batches for ever) is cancelled after 30 s,
+    // so that the assertions below fail instead of the test hanging.
+    const watchdog = setTimeout(() => job.cancel(), 30_000);
+    try {
+      if (hasZstd) {
+        await job.run();
+        assert.deepEqual(got, [1, 2, 3]);
+      } else {
+        await assert.rejects(job.run(), (e: Error) => isGressError(e, "ERR_SOURCE") && /^kafka source "zstd-in": .*zstd/.test(e.message));
+        assert.deepEqual(got, []);
+      }
+    } finally {
+      clearTimeout(watchdog);
       await client.close();
     }
   });

@@ -6,6 +6,10 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { after } from "node:test";
 import { CompressionTypes, Kafka, logLevel } from "kafkajs";
@@ -208,4 +212,24 @@ export function setDigest(values: Iterable<string>): { count: number; sum: bigin
     sumSq = (sumSq + ((h * h) & MASK)) & MASK;
   }
   return { count, sum, sumSq };
+}
+
+/**
+ * Produces text lines with Kafka's own Java console producer, from the jars scripts/services cached: for what
+ * the JavaScript clients cannot write (kafkajs has no zstd, and Node.js 20 has no zstd for the other client).
+ */
+export async function produceWithJava(topic: string, lines: readonly string[], compression: "zstd" | "gzip" | "lz4" | "snappy"): Promise<void> {
+  const cache = process.env.GRESS_SERVICES_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "gress", "services");
+  const home = existsSync(cache) ? readdirSync(cache).find((d) => /^kafka-\d/.test(d) && existsSync(join(cache, d, "libs"))) : undefined;
+  if (home === undefined) throw new Error(`no cached Kafka jars under ${cache}: run scripts/services up kafka first`);
+  const args = ["-cp", `${join(cache, home, "libs")}/*`, "kafka.tools.ConsoleProducer", "--bootstrap-server", brokers().join(","), "--topic", topic, "--compression-codec", compression];
+  const child = spawn("java", [...args, "--producer-property", "acks=all"], { stdio: ["pipe", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end(`${lines.join("\n")}\n`);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", resolve);
+  });
+  if (code !== 0) throw new Error(`the Java console producer exited with ${code}: ${stderr.slice(-2000)}`);
 }
