@@ -267,8 +267,8 @@ export interface KafkaConsumer {
   /**
    * Called once when the consumer fails for good and should be stopped: `"fenced"` when another member joined
    * with its `groupInstanceId` (FENCED_INSTANCE_ID) and it will not rejoin by itself; `"unreadable"` when it
-   * fetched records it cannot read (a compression codec this runtime lacks, a corrupt record batch), which
-   * fetching again would only fetch again. Left out by a client that has neither failure (kafkajs).
+   * fetched records it cannot read (a compression codec this runtime lacks, a corrupt record batch): fetching
+   * them again would not help. Left out by a client that has neither failure (kafkajs).
    */
   onFailure?(listener: (error: Error, kind: "fenced" | "unreadable") => void): void;
   /**
