@@ -12,7 +12,6 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { chownSync, mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -21,6 +20,7 @@ import postgres from "postgres";
 import { type PostgresSinkHandle, postgresSink, type Sql } from "../../connectors/postgres/index.ts";
 import { ConfigError, record } from "../../lib/index.ts";
 import { childCommand } from "../crash/harness.ts";
+import { freePort } from "../support/tcp-proxy.ts";
 
 function pgUrl(): string {
   const v = process.env.GRESS_PG_URL;
@@ -48,13 +48,7 @@ interface Scratch {
 }
 async function scratchServer(major: number, maxPrepared: number): Promise<Scratch> {
   const bin = `/usr/lib/postgresql/${major}/bin`;
-  const port = await new Promise<number>((resolve, reject) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on("error", reject);
-  });
+  const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "gress-pg-scratch-"));
   // PostgreSQL refuses to run as root: as root, run it as the postgres user (as scripts/services does).
   const asRoot = process.getuid?.() === 0;

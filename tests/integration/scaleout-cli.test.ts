@@ -16,7 +16,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -26,6 +25,7 @@ import { readJobStatus, readTaskStatus } from "../../lib/cli-status.ts";
 import { main } from "../../lib/cli.ts";
 import { decodeTaskStatus, type TaskStatusRecord, type TaskStatusView } from "../../lib/scaleout/status.ts";
 import { splitOf } from "../../connectors/kafka/index.ts";
+import { freePort } from "../support/tcp-proxy.ts";
 import { checkSequences, events } from "./kafka-eos-support.ts";
 import { brokers, clientName, createTopic, kafka, produce, readCommitted, uniqueName } from "./kafka-support.ts";
 
@@ -33,23 +33,6 @@ const BIN = fileURLToPath(new URL("../../bin/gress.mjs", import.meta.url));
 const PIPELINE = fileURLToPath(new URL("./scaleout-cli-pipeline.ts", import.meta.url));
 /** The pipeline's watermark bound (ms), as in scaleout-cli-pipeline.ts. */
 const BOUND_MS = 100;
-
-/** A base port p with p and p + 1 free now. */
-async function freePortPair(): Promise<number> {
-  const listen = (port: number): Promise<number | undefined> =>
-    new Promise((resolve) => {
-      const s = createServer();
-      s.once("error", () => resolve(undefined));
-      s.listen(port, "127.0.0.1", () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
-  for (;;) {
-    const p = await listen(0);
-    if (p !== undefined && p < 65535 && (await listen(p + 1)) !== undefined) return p;
-  }
-}
 
 /** The task ids a worker's /metrics lists, or undefined while it does not answer. */
 async function tasksAt(port: number): Promise<string[] | undefined> {
@@ -82,7 +65,7 @@ describe(`gress run --workers (${clientName()}, real broker)`, () => {
     let out = 0;
     await watch.run({ eachBatch: async ({ batch }) => void (out += batch.messages.length) });
 
-    const port = await freePortPair();
+    const port = await freePort(2);
     const name = uniqueName("so-cli");
     const args = ["run", PIPELINE, "--workers", "2", "--name", name, "--brokers", brokers().join(","), "--kafka-client", clientName(), "--state-dir", state, "--port", String(port), "--checkpoint-interval", "500"];
     const t0 = Date.now();

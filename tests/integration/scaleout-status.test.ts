@@ -153,20 +153,22 @@ describe(`scale-out status topic (${clientName()}, real broker)`, () => {
       assert.ok(memberB !== undefined && memberB !== memberA);
       const history = (await readAll(statusTopic(name))).filter((h) => h.record.task === moved);
       const seen = history.map((h) => `${h.offset}:${h.record.worker.member === memberA ? "A" : h.record.worker.member === memberB ? "B" : "?"}:${h.record.state}:in=${h.record.recordsIn}:wm=${h.record.watermark === null ? "-" : h.record.watermark - T0}`).join(" ");
+      // Each failure shows the task's records and both workers' logs (their rejoins, checkpoints and status sends).
+      const why = (what: string): string => `${what}: ${seen}\nlog:\n${log.join("\n")}`;
       const firstB = history.findIndex((h) => h.record.worker.member === memberB);
-      assert.ok(firstB > 0, `B's records of task ${moved} follow A's: ${seen}`);
+      assert.ok(firstB > 0, why(`B's records of task ${moved} follow A's`));
       const lastA = history
         .slice(0, firstB)
         .filter((h) => h.record.worker.member === memberA)
         .at(-1)?.record;
       // As A handed it over: all of its partition read, the partition's watermark at its last record, the
       // task's own at most that, and the checkpoint it was handed over with.
-      assert.equal(lastA?.recordsIn, PER_PARTITION, `A's last record of task ${moved} before B's first shows what A read: ${seen}`);
-      assert.equal(lastA?.splits?.[splitOf(input, Number(moved.split("_")[1]))], FINAL, seen);
-      assert.ok(lastA?.watermark !== null && lastA?.watermark !== undefined && lastA.watermark <= FINAL, seen);
-      assert.ok(lastA?.checkpoint !== undefined, `A's last record names its checkpoint: ${JSON.stringify(lastA)}`);
+      assert.equal(lastA?.recordsIn, PER_PARTITION, why(`A's last record of task ${moved} before B's first shows what A read`));
+      assert.equal(lastA?.splits?.[splitOf(input, Number(moved.split("_")[1]))], FINAL, why("the partition's watermark at its last record"));
+      assert.ok(lastA?.watermark !== null && lastA?.watermark !== undefined && lastA.watermark <= FINAL, why("the task's watermark at most the partition's"));
+      assert.ok(lastA?.checkpoint !== undefined, why(`A's last record names its checkpoint: ${JSON.stringify(lastA)}`));
       // B read nothing of it: the checkpoint A handed over with had all of it.
-      for (const h of history.slice(firstB)) if (h.record.worker.member === memberB) assert.equal(h.record.recordsIn, 0, seen);
+      for (const h of history.slice(firstB)) if (h.record.worker.member === memberB) assert.equal(h.record.recordsIn, 0, why("B read nothing of the task"));
     } finally {
       await b?.stop().catch(() => undefined);
       await a.stop().catch(() => undefined);

@@ -338,15 +338,26 @@ export async function startProxy(options: TcpProxyOptions): Promise<TcpProxy> {
   return p;
 }
 
-/** A port that was free a moment ago (bound to 127.0.0.1:0 and released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = a !== null && typeof a === "object" ? a.port : 0;
-      s.close(() => resolve(port));
+/**
+ * A base port p with p … p + count - 1 free a moment ago (each bound on 127.0.0.1 and released), for a server
+ * that something else starts later (a child process, a broker). Taken at random below 32768, out of the
+ * ephemeral range that Linux (32768–60999) and macOS (49152–65535) give outgoing connections: a port from
+ * listen(0) is in that range, and in the gap before its server bound it, a client's outgoing connection (a
+ * Kafka client's, say) could take it as its local port (seen: EADDRINUSE of a scale-out worker's /metrics port).
+ */
+export async function freePort(count = 1): Promise<number> {
+  const bindable = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = createServer();
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
     });
-  });
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    // Above the ports of scripts/services (14222 … 19093).
+    const base = 20_000 + Math.floor(Math.random() * (32_768 - 20_000 - count));
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await bindable(base + i);
+    if (free) return base;
+  }
+  throw new Error(`no ${count} free consecutive port(s) found between 20000 and 32767`);
 }

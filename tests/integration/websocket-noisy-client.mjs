@@ -1,0 +1,34 @@
+// The noisy tenant of websocket-quotas.test.ts, in a process of its own: connects as `tenant`, prints "open",
+// sends `count` JSON messages {"tenant","seq","pad"} (a pad of `padBytes`) at once, ignoring acks, and once every
+// message is acked prints {"acked":count} and exits. In its own process so that the flood's client side (the
+// strings, the framing, the socket's buffered megabytes) does not run on the test's event loop, where it was
+// counted in the calm tenant's ack latency.
+// Usage: node websocket-noisy-client.mjs <port> <tenant> <count> <padBytes>
+import process from "node:process";
+import { WebSocket } from "ws";
+
+const [portArg, tenant, countArg, padArg] = process.argv.slice(2);
+const count = Number(countArg);
+const pad = "x".repeat(Number(padArg));
+const ws = new WebSocket(`ws://127.0.0.1:${portArg}`, { headers: { "x-tenant": tenant } });
+let acked = 0;
+ws.on("error", (e) => {
+  process.stderr.write(`noisy client: ${e.message}\n`);
+  process.exit(1);
+});
+ws.on("close", (code) => {
+  if (acked < count) {
+    process.stderr.write(`noisy client: closed with ${code} after ${acked} of ${count} acks\n`);
+    process.exit(1);
+  }
+});
+ws.on("message", () => {
+  if (++acked === count) {
+    process.stdout.write(`${JSON.stringify({ acked })}\n`);
+    ws.close();
+  }
+});
+ws.once("open", () => {
+  process.stdout.write("open\n");
+  for (let seq = 0; seq < count; seq++) ws.send(JSON.stringify({ tenant, seq, pad }));
+});
