@@ -151,7 +151,14 @@ describe(`scale-out status topic (${clientName()}, real broker)`, () => {
       const moved = b.tasks[0] as string;
       const memberB = b.taskStatus[0]?.worker.member;
       assert.ok(memberB !== undefined && memberB !== memberA);
-      const history = (await readAll(statusTopic(name))).filter((h) => h.record.task === moved);
+      // B's record of the task's start goes out after it runs (the status sender's queue): read until it is there.
+      let history: { offset: number; record: TaskStatusRecord }[] = [];
+      for (let i = 0; ; i++) {
+        history = (await readAll(statusTopic(name))).filter((h) => h.record.task === moved);
+        if (history.some((h) => h.record.worker.member === memberB)) break;
+        if (i === 100) break; // the assertion below says what the topic held
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const seen = history.map((h) => `${h.offset}:${h.record.worker.member === memberA ? "A" : h.record.worker.member === memberB ? "B" : "?"}:${h.record.state}:in=${h.record.recordsIn}:wm=${h.record.watermark === null ? "-" : h.record.watermark - T0}`).join(" ");
       // Each failure shows the task's records and both workers' logs (their rejoins, checkpoints and status sends).
       const why = (what: string): string => `${what}: ${seen}\nlog:\n${log.join("\n")}`;
