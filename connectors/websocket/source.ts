@@ -11,7 +11,9 @@
  * Quotas per tenant (server mode, `quotas`): a connection's tenant is named by a header of its upgrade request
  * or by its bearer token (a connection naming no tenant is closed with 1008). Each message is charged to its
  * tenant's buckets of messages/s and bytes/s; a tenant over its quota has its own sockets paused until its
- * buckets refill, and the other tenants' sockets go on reading.
+ * buckets refill, and the other tenants' sockets go on reading. The frames a paused socket had already read
+ * (the rest of its last chunk) wait in order and are admitted, logged and acknowledged as the buckets refill,
+ * not all at once: a burst of them would delay the other tenants' messages.
  *
  * Bad messages (invalid UTF-8, malformed JSON, `__proto__`, schema violations) are logged like good ones and
  * become dead letters with the reason when read back. An oversized message (over `maxMessageBytes`) is
@@ -202,15 +204,25 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   const pausedSockets = new WeakSet<WebSocket>();
   /** Tenants with a wake-up scheduled for the end of their hold. */
   const tenantWake = new Set<string>();
+  /** Milliseconds left of `tenant`'s hold; 0 when it is not held. */
+  const holdLeft = (tenant: string): number => {
+    const until = tenantHold.get(tenant);
+    if (until === undefined) return 0;
+    const left = until - (ctxRef?.clock.now() ?? 0);
+    if (left > 0) return left;
+    tenantHold.delete(tenant);
+    return 0;
+  };
+  /**
+   * Per connection of a tenant over its quota: the frames that arrived while it was held (the rest of the
+   * chunk its socket had read before it paused, up to 64 KB), admitted in order as its buckets refill.
+   */
+  const waitingFrames = new WeakMap<WebSocket, Uint8Array[]>();
   const tenantHeld = (ws: WebSocket): boolean => {
     const tenant = tenantOf.get(ws);
-    const until = tenant === undefined ? undefined : tenantHold.get(tenant);
-    if (tenant === undefined || until === undefined) return false;
-    const left = until - (ctxRef?.clock.now() ?? 0);
-    if (left <= 0) {
-      tenantHold.delete(tenant);
-      return false;
-    }
+    if (tenant === undefined) return false;
+    const left = holdLeft(tenant);
+    if (left <= 0) return false;
     // Timers and the job's clock may disagree by a millisecond: look again when the hold ends, whoever set it.
     if (!tenantWake.has(tenant)) {
       tenantWake.add(tenant);
@@ -226,7 +238,7 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     for (const ws of sockets) {
       const s = socketOf(ws);
       if (s === undefined) continue;
-      const hold = all || tenantHeld(ws);
+      const hold = all || tenantHeld(ws) || (waitingFrames.get(ws)?.length ?? 0) > 0;
       if (hold && !pausedSockets.has(ws)) {
         pausedSockets.add(ws);
         s.pause?.();
@@ -258,8 +270,48 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     sockets.add(ws);
     let n = 0;
     ws.on("message", (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      const bytes = toBytes(data);
       void isBinary;
+      const bytes = toBytes(data);
+      if (tenant !== undefined) {
+        // Over its quota, a tenant's frames wait until its buckets refill, and behind the ones already waiting.
+        const waiting = waitingFrames.get(ws);
+        if (waiting !== undefined && waiting.length > 0) {
+          waiting.push(bytes);
+          return;
+        }
+        if (holdLeft(tenant) > 0) {
+          waitingFrames.set(ws, [bytes]);
+          admitWaiting(tenant);
+          return;
+        }
+      }
+      admit(bytes);
+    });
+    /**
+     * Admits the connection's waiting frames while its tenant is not held, one charge at a time: so a tenant
+     * over its quota is acknowledged at its quota's pace, and the frames its socket read before it paused are
+     * not processed in one burst that the other tenants' messages would wait behind.
+     */
+    const admitWaiting = (tenant: string): void => {
+      const waiting = waitingFrames.get(ws);
+      if (waiting === undefined) return;
+      while (waiting.length > 0) {
+        // Closed (or the source stopped): the sender gets no ack for these and sends them again.
+        if (ws.readyState !== WebSocket.OPEN) {
+          waiting.length = 0;
+          break;
+        }
+        const left = holdLeft(tenant);
+        if (left > 0) {
+          setTimeout(() => admitWaiting(tenant), left + 1);
+          return;
+        }
+        admit(waiting.shift() as Uint8Array);
+      }
+      // Nothing waits any more: its socket may read again.
+      applyFlow();
+    };
+    const admit = (bytes: Uint8Array): void => {
       const seq = ++n;
       const ctx = ctxRef as SourceContext<T>;
       const entry: LoggedEntry =
@@ -292,7 +344,7 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
           if (ws.readyState === WebSocket.OPEN) ws.close(1011, `not durable: ${e instanceof Error ? e.message : String(e)}`.slice(0, 120));
         },
       );
-    });
+    };
     ws.on("close", () => sockets.delete(ws));
     ws.on("error", () => {});
     applyFlow();

@@ -1,6 +1,6 @@
 // The noisy tenant of websocket-quotas.test.ts, in a process of its own: connects as `tenant`, prints "open",
 // sends `count` JSON messages {"tenant","seq","pad"} (a pad of `padBytes`) at once, ignoring acks, and once every
-// message is acked prints {"acked":count} and exits. In its own process so that the flood's client side (the
+// message is acked prints {"acked":count,"at":[...]} (each ack's time in ms after the first send) and exits. In its own process so that the flood's client side (the
 // strings, the framing, the socket's buffered megabytes) does not run on the test's event loop, where it was
 // counted in the calm tenant's ack latency.
 // Usage: node websocket-noisy-client.mjs <port> <tenant> <count> <padBytes>
@@ -12,6 +12,8 @@ const count = Number(countArg);
 const pad = "x".repeat(Number(padArg));
 const ws = new WebSocket(`ws://127.0.0.1:${portArg}`, { headers: { "x-tenant": tenant } });
 let acked = 0;
+let t0 = 0;
+const at = [];
 ws.on("error", (e) => {
   process.stderr.write(`noisy client: ${e.message}\n`);
   process.exit(1);
@@ -23,12 +25,14 @@ ws.on("close", (code) => {
   }
 });
 ws.on("message", () => {
+  at.push(Math.round(performance.now() - t0));
   if (++acked === count) {
-    process.stdout.write(`${JSON.stringify({ acked })}\n`);
+    process.stdout.write(`${JSON.stringify({ acked, at })}\n`);
     ws.close();
   }
 });
 ws.once("open", () => {
   process.stdout.write("open\n");
+  t0 = performance.now();
   for (let seq = 0; seq < count; seq++) ws.send(JSON.stringify({ tenant, seq, pad }));
 });
