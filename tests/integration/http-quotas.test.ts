@@ -10,12 +10,11 @@
  * the loop that measured: counted fairly but with it in this process, the calm p99 was 10.6 ms against 3.2 alone.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { httpSource } from "../../connectors/http/index.ts";
 import { Job } from "../../lib/job.ts";
+import { p99, startLoadClient } from "../support/load-client.ts";
 import { tempDirs } from "../support/temp.ts";
 import { capture } from "./http-ws-nats-capture.ts";
 
@@ -55,8 +54,6 @@ async function calmLoad(url: string, batches: number, from: number, warmUp: numb
   return { latencies, statuses };
 }
 
-const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.99) - 1)] as number;
-
 describe("HTTP ingest: quotas per tenant", () => {
   it("the tenant over its quota gets 429 with Retry-After; the one under it loses nothing and keeps its p99 latency", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
@@ -78,24 +75,14 @@ describe("HTTP ingest: quotas per tenant", () => {
       // Then beside a noisy tenant that ignores Retry-After: 100-record batches from 2 connections, 2 ms apart (about
       // 50 000 records/s offered against 400/s), from a process of its own: the test measures the server, not the
       // load generator's CPU on the loop that measures.
-      const noisy = spawn(process.execPath, [NOISY_CLIENT, src.url, "noisy"], { stdio: ["pipe", "pipe", "inherit"] });
-      let out = "";
-      noisy.stdout.setEncoding("utf8");
-      const started = new Promise<void>((resolve, reject) => {
-        noisy.stdout.on("data", (chunk: string) => {
-          out += chunk;
-          if (out.startsWith("started\n")) resolve();
-        });
-        noisy.once("exit", (code) => reject(new Error(`the noisy client exited (${code}) before it started`)));
-      });
-      const noisyDone = new Promise<number | null>((resolve) => noisy.once("exit", resolve));
-      await started;
+      const noisy = startLoadClient(NOISY_CLIENT, [src.url, "noisy"], "started");
+      await noisy.ready;
       // Its first requests are under way before the calm tenant's first.
       await new Promise((r) => setTimeout(r, 200));
       const beside = await calmLoad(src.url, CALM, 5 * (WARM_UP + CALM), 0);
-      noisy.stdin.end();
-      assert.equal(await noisyDone, 0, "the noisy client stopped cleanly");
-      const summary = JSON.parse(out.slice("started\n".length)) as { accepted: number; refused: number; retryAfter: string };
+      noisy.stop();
+      assert.equal(await noisy.exited, 0, "the noisy client stopped cleanly");
+      const summary = JSON.parse(noisy.result()) as { accepted: number; refused: number; retryAfter: string };
       const noisyAccepted = summary.accepted;
       const noisyRefused = summary.refused;
       const retryAfterSeen = summary.retryAfter;

@@ -11,13 +11,12 @@
  * 100 acks, the second-slowest was the p99, and two pauses of a busy machine in either phase decided the outcome.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { WebSocket } from "ws";
 import { websocketSource } from "../../connectors/websocket/index.ts";
 import { Job } from "../../lib/job.ts";
+import { p99, startLoadClient } from "../support/load-client.ts";
 import { tempDirs } from "../support/temp.ts";
 import { capture } from "./http-ws-nats-capture.ts";
 
@@ -72,8 +71,6 @@ async function calmLoad(port: number, n: number, from: number, warmUp: number): 
   return latencies;
 }
 
-const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.99) - 1)] as number;
-
 describe("WebSocket source: quotas per tenant", () => {
   it("the tenant over its quota is slowed to it; the one under it loses nothing and keeps its p99 ack latency", { timeout: 120_000 }, async () => {
     const dir = await tempDir();
@@ -87,28 +84,18 @@ describe("WebSocket source: quotas per tenant", () => {
 
       // The noisy tenant pushes 3 000 messages of 1 KB at once, ignoring acks, from a process of its own. (A paused
       // socket still delivers the frames of the chunk already read, up to 64 KB: about 60 of these.)
-      const noisy = spawn(process.execPath, [NOISY_CLIENT, String(src.port), "noisy", "3000", "1000"], { stdio: ["ignore", "pipe", "inherit"] });
-      let out = "";
-      noisy.stdout.setEncoding("utf8");
-      const opened = new Promise<void>((resolve, reject) => {
-        noisy.stdout.on("data", (chunk: string) => {
-          out += chunk;
-          if (out.startsWith("open\n")) resolve();
-        });
-        noisy.once("exit", (code) => reject(new Error(`the noisy client exited (${code}) before it connected`)));
-      });
-      const noisyDone = new Promise<number | null>((resolve) => noisy.once("exit", resolve));
-      await opened;
+      const noisy = startLoadClient(NOISY_CLIENT, [String(src.port), "noisy", "3000", "1000"], "open");
+      await noisy.ready;
       const t0 = performance.now();
       // Every ack counts here, the first ones too: they meet the noisy tenant's first chunk.
       const beside = await calmLoad(src.port, CALM, WARM_UP + CALM, 0);
       const ackedWhileCalm = src.quotaStats?.get("noisy")?.admittedRecords ?? 0;
       const elapsed = (performance.now() - t0) / 1000;
-      assert.equal(await noisyDone, 0, "the noisy client got every ack and exited");
-      assert.match(out, /^open\n\{"acked":3000,"at":\[[0-9,]*\]\}\n$/);
+      assert.equal(await noisy.exited, 0, "the noisy client got every ack and exited");
+      assert.match(noisy.result(), /^\{"acked":3000,"at":\[[0-9,]*\]\}\n$/);
       // Paced, not in bursts: once its first burst is spent, no 50 ms holds more acks than the quota refills in
       // it (15) and a few of timer slack. The frames a paused socket had read (about 60) came at once before.
-      const at = (JSON.parse(out.slice("open\n".length)) as { at: number[] }).at.filter((ms) => ms >= 500);
+      const at = (JSON.parse(noisy.result()) as { at: number[] }).at.filter((ms) => ms >= 500);
       let most = 0;
       for (let i = 0, j = 0; j < at.length; j++) {
         while ((at[j] as number) - (at[i] as number) >= 50) i++;
