@@ -14,7 +14,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { AssignerProtocol, type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message, type PartitionAssigner } from "kafkajs";
+import kafkajsPackage, { AssignerProtocol, type Consumer, Kafka, type KafkaMessage as KafkajsMessage, logLevel, type Message, type PartitionAssigner } from "kafkajs";
 // kafkajs internals: CommonJS modules deep inside the package (it has no "exports" map), imported as ES modules
 // (their default export is module.exports), so that this file loads from npm on every runtime and from a URL
 // (JSR) under Deno, where deno.json maps each path. Typed `unknown` by ./kafkajs-internals.d.ts.
@@ -28,6 +28,7 @@ import brokerModule from "kafkajs/src/broker/index.js";
 import { ConfigError } from "../../lib/errors.ts";
 import { assignmentChange } from "./assignment.ts";
 import { correctAbortedFiltering } from "./kafkajs-aborted.ts";
+import { decodedByGress, decodeFetchesFor, installFetchDecoder, type KafkajsCodec } from "./kafkajs-fetch.ts";
 import { beforeJoinWith, installRejoinHook } from "./kafkajs-rejoin.ts";
 import { sendInParts } from "./request-size.ts";
 import type {
@@ -111,6 +112,9 @@ const filterAbortedMessages = filterAbortedModule as (o: {
 correctAbortedFiltering(brokerModule as { prototype: object });
 // kafkajs has no callback before it rejoins its group: an assignor's beforeRejoin runs inside the JoinGroup call (./kafkajs-rejoin.ts).
 installRejoinHook(brokerModule as { prototype: object });
+// Gress's consumers decode their fetches with Gress's record reader, not kafkajs' (./kafkajs-fetch.ts). Installed
+// after the aborted-records correction, so that it wraps it; the correction then finds nothing left to do.
+installFetchDecoder(brokerModule as { prototype: object }, (n) => (kafkajsPackage as unknown as { CompressionCodecs: Record<number, (() => KafkajsCodec) | undefined> }).CompressionCodecs[n]?.());
 const TRANSACTION_COORDINATOR = 1;
 const READ_COMMITTED = 1;
 const BROKER_RESOURCE = 4;
@@ -173,11 +177,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * ```
  */
 export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
-  const kafka = new Kafka({
-    brokers: [...options.brokers],
-    clientId: options.clientId ?? "gress",
-    logLevel: levels[options.logLevel ?? "nothing"],
-  });
+  const config = { brokers: [...options.brokers], clientId: options.clientId ?? "gress", logLevel: levels[options.logLevel ?? "nothing"] };
+  const kafka = new Kafka(config);
   const createClusterSymbol = Object.getOwnPropertySymbols(kafka).find((s) => s.description === "private:Kafka:createCluster");
   if (createClusterSymbol === undefined) throw new Error("kafkajs internals changed: no createCluster (Gress needs kafkajs 2.2.4)");
   const createCluster = (kafka as unknown as Record<symbol, CreateCluster>)[createClusterSymbol] as CreateCluster;
@@ -191,8 +192,19 @@ export function kafkajsClient(options: KafkajsClientOptions): KafkaClient {
     return admin;
   };
 
+  // Consumers come from a kafkajs instance of their own, whose brokers decode fetches with Gress's reader
+  // (./kafkajs-fetch.ts); the transactional producer's marker lookups read kafkajs' records, from `kafka`.
+  let consumerKafka: Kafka | undefined;
+  const consumers = (): Kafka => {
+    if (consumerKafka === undefined) {
+      consumerKafka = new Kafka(config);
+      decodeFetchesFor((consumerKafka as unknown as { logger(): object }).logger());
+    }
+    return consumerKafka;
+  };
+
   return {
-    consumer: (o) => consumer(kafka, o),
+    consumer: (o) => consumer(consumers(), o),
     transactionalProducer: (o) => transactionalProducer(createCluster, rootLogger, o),
     async endTransaction(handle: TransactionHandle, commit: boolean): Promise<EndTransactionResult> {
       const cluster = createCluster({ instrumentationEmitter: new InstrumentationEmitter() });
@@ -364,7 +376,7 @@ function consumer(kafka: Kafka, o: ConsumerOptions): KafkaConsumer {
         partitionsConsumedConcurrently: 1,
         eachBatch: async ({ batch, resolveOffset, isStale, isRunning, heartbeat }) => {
           if (!isRunning() || isStale()) return;
-          const messages = convert(batch.messages);
+          const messages = decodedByGress(batch.messages) ?? convert(batch.messages);
           const highWatermark = Number(batch.highWatermark);
           // kafkajs heartbeats, and rejoins a rebalance, only between batches: a handler that takes long (a
           // rate-limited source) would keep this member out of a rebalance until the group drops it while it

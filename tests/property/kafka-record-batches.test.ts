@@ -9,6 +9,10 @@
  * @platformatic/kafka's own reader of the same bytes (every batch's offsets, producer id and kind, every
  * marker's type, every record), so a misreading of the format shared by the encoder and the reader under test
  * would also have to be shared by the library's.
+ *
+ * The kafkajs adapter's Fetch decoder (connectors/kafka/kafkajs-fetch.ts) is checked against kafkajs' own: the
+ * same random partitions in a Fetch v11 response body, decoded by each, then made into kafkajs' consumer
+ * batches; the records kafkajs would hand out and the offset it would move to must be the same.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -16,6 +20,11 @@ import { describe, it } from "node:test";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { Reader, readRecordsBatches } from "@platformatic/kafka";
 import fc from "fast-check";
+import kafkajsPackage from "kafkajs";
+import BatchModule from "kafkajs/src/consumer/batch.js";
+import fetchV11Module from "kafkajs/src/protocol/requests/fetch/v11/response.js";
+import { hideAbortedRecords, type FetchedRecords } from "../../connectors/kafka/kafkajs-aborted.ts";
+import { type DecodedFetch, decodeFetchV11, type KafkajsCodec } from "../../connectors/kafka/kafkajs-fetch.ts";
 import { readRecordBatches } from "../../connectors/kafka/record-batches.ts";
 
 interface Rec {
@@ -241,5 +250,103 @@ describe("Kafka record batches: Gress's reader against a model", () => {
     const cut = Buffer.from(w.bytes);
     cut.writeInt8(40, 61); // the first record's length (zigzag 20) now runs past the batch
     assert.throws(() => readRecordBatches(cut, [], 0, false, gunzip), /record 0 of the batch at offset 42 runs past its batch/);
+  });
+});
+
+/** kafkajs' consumer batch (its own class), and its own Fetch v11 decoder. */
+interface KafkajsBatch {
+  readonly messages: readonly { readonly offset: string | number; readonly timestamp: string | number; readonly key: Uint8Array | null; readonly value: Uint8Array | null }[];
+  lastOffset(): string | number;
+  isEmpty(): boolean;
+  isEmptyIncludingFiltered(): boolean;
+  isEmptyDueToFiltering(): boolean;
+  isEmptyControlRecord(): boolean;
+}
+const Batch = BatchModule as new (topic: string, fetchedOffset: string, partition: unknown) => KafkajsBatch;
+const kafkajsDecodeV11 = (fetchV11Module as { decode(raw: Buffer): Promise<{ responses: { partitions: FetchedRecords[] }[] }> }).decode;
+const codecs = (n: number): KafkajsCodec | undefined => (kafkajsPackage as unknown as { CompressionCodecs: Record<number, (() => KafkajsCodec) | undefined> }).CompressionCodecs[n]?.();
+
+/** A Fetch v11 response body with one topic and one partition holding `records`. */
+function fetchV11(topic: string, records: Buffer, aborted: readonly { producerId: bigint; firstOffset: bigint }[], highWatermark: number): Buffer {
+  const name = Buffer.from(topic);
+  const head = Buffer.alloc(4 + 2 + 4 + 4 + 2 + name.length + 4 + 4 + 2 + 8 + 8 + 8 + 4);
+  let at = 0;
+  at = head.writeInt32BE(0, at); // throttle time
+  at = head.writeInt16BE(0, at); // error code
+  at = head.writeInt32BE(0, at); // session id
+  at = head.writeInt32BE(1, at); // topics
+  at = head.writeInt16BE(name.length, at);
+  at += name.copy(head, at);
+  at = head.writeInt32BE(1, at); // partitions
+  at = head.writeInt32BE(0, at); // partition
+  at = head.writeInt16BE(0, at); // error code
+  at = head.writeBigInt64BE(BigInt(highWatermark), at);
+  at = head.writeBigInt64BE(BigInt(highWatermark), at); // last stable offset
+  at = head.writeBigInt64BE(0n, at); // log start offset
+  head.writeInt32BE(aborted.length, at);
+  const list = Buffer.alloc(16 * aborted.length);
+  aborted.forEach((a, i) => {
+    list.writeBigInt64BE(a.producerId, 16 * i);
+    list.writeBigInt64BE(a.firstOffset, 16 * i + 8);
+  });
+  const tail = Buffer.alloc(8);
+  tail.writeInt32BE(-1, 0); // preferred read replica
+  tail.writeInt32BE(records.length, 4);
+  return Buffer.concat([head, list, tail, records]);
+}
+
+/** What kafkajs' consumer makes of a batch: the records it hands out and the offset it moves to. */
+const outcome = (b: KafkajsBatch) => ({
+  messages: b.messages.map((m) => ({ offset: Number(m.offset), timestamp: Number(m.timestamp), key: m.key === null ? null : [...m.key], value: m.value === null ? null : [...m.value] })),
+  lastOffset: Number(b.lastOffset()),
+  isEmpty: b.isEmpty(),
+  isEmptyIncludingFiltered: b.isEmptyIncludingFiltered(),
+  isEmptyDueToFiltering: b.isEmptyDueToFiltering(),
+  isEmptyControlRecord: b.isEmptyControlRecord(),
+});
+
+describe("kafkajs Fetch v11: Gress's decoder against kafkajs' own", () => {
+  it("kafkajs' consumer hands out the same records and moves to the same offset from either decoding", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(stepArb, { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.nat(),
+        fc.boolean(),
+        fc.option(fc.nat(), { nil: undefined }),
+        fc.nat(),
+        async (steps, firstOffset, fromPick, readCommitted, partialPick, skipPick) => {
+          const w = encode(steps, firstOffset);
+          if (w.parts.length === 0) return;
+          const k = skipPick % w.parts.length;
+          const start = (w.heads[k] as { first: number }).first;
+          const from = start + (fromPick % (w.end - start + 1));
+          let bytes = Buffer.concat(w.parts.slice(k));
+          const last = w.parts[w.parts.length - 1];
+          if (partialPick !== undefined && last !== undefined && last.length > 1) bytes = Buffer.concat([bytes, last.subarray(0, 1 + (partialPick % (last.length - 1)))]);
+          const aborted = readCommitted ? w.aborted.filter((a) => a.marker >= start).map(({ producerId, firstOffset }) => ({ producerId, firstOffset })) : [];
+          const raw = fetchV11("t", bytes, aborted, w.end);
+
+          const theirs = await kafkajsDecodeV11(raw);
+          const theirPartition = theirs.responses[0]?.partitions[0] as FetchedRecords;
+          if (readCommitted) hideAbortedRecords(theirPartition); // as every kafkajs fetch is corrected (kafkajs-aborted.ts)
+          const ours = (await decodeFetchV11(raw, new Map([["t", new Map([[0, from]])]]), readCommitted, codecs)) as DecodedFetch;
+          assert.ok(ours !== undefined, "v2 batches are decoded by Gress");
+          const ourPartition = ours.responses[0]?.partitions[0];
+          assert.equal(ourPartition?.highWatermark, String(w.end));
+          assert.deepEqual(outcome(new Batch("t", String(from), ourPartition)), outcome(new Batch("t", String(from), theirPartition)));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("leaves a record set in the old message format to kafkajs' decoder", async () => {
+    const w = encode([{ kind: "plain", records: [{ key: null, value: Buffer.from("abc"), timestampDelta: 0, gap: 0, headers: [] }], gzip: false, appendTime: false, gap: 0 }], 42);
+    const v1 = Buffer.from(w.bytes);
+    v1.writeInt8(1, 16);
+    assert.equal(await decodeFetchV11(fetchV11("t", v1, [], 43), new Map(), true, codecs), undefined);
+    const v2 = await decodeFetchV11(fetchV11("t", w.bytes, [], 43), new Map(), true, codecs);
+    assert.deepEqual(v2?.responses[0]?.partitions[0]?.messages.map((m) => [m.offset, String(m.value)]), [[42, "abc"]]);
   });
 });
