@@ -228,27 +228,44 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
       tenantWake.add(tenant);
       setTimeout(() => {
         tenantWake.delete(tenant);
-        applyFlow();
+        applyFlow(tenant);
       }, left + 1);
     }
     return true;
   };
-  const applyFlow = (): void => {
-    const all = held();
-    for (const ws of sockets) {
-      const s = socketOf(ws);
-      if (s === undefined) continue;
-      const hold = all || tenantHeld(ws) || (waitingFrames.get(ws)?.length ?? 0) > 0;
-      if (hold && !pausedSockets.has(ws)) {
-        pausedSockets.add(ws);
-        s.pause?.();
-      } else if (!hold && pausedSockets.has(ws)) {
-        pausedSockets.delete(ws);
-        s.resume?.();
-      }
+  /** The connections of each tenant, for a change of its hold. */
+  const connectionsOf = new Map<string, Set<WebSocket>>();
+  /** What {@link held} said when the sockets were last brought in line with it. */
+  let heldAll = false;
+  /** Pauses or resumes one connection's socket for what holds it now. */
+  const flowOf = (ws: WebSocket): void => {
+    const s = socketOf(ws);
+    if (s === undefined) return;
+    const hold = heldAll || tenantHeld(ws) || (waitingFrames.get(ws)?.length ?? 0) > 0;
+    if (hold && !pausedSockets.has(ws)) {
+      pausedSockets.add(ws);
+      s.pause?.();
+    } else if (!hold && pausedSockets.has(ws)) {
+      pausedSockets.delete(ws);
+      s.resume?.();
     }
   };
-  logged.onPressure(applyFlow);
+  /**
+   * Brings the sockets in line with what holds them. Every connection when the source-wide hold changed (the
+   * log's pressure, the backlog, the rate limit); else only those whose own state may have changed: one
+   * connection, or every connection of a tenant whose hold began or ended. So a message costs a few checks,
+   * not one per open connection.
+   */
+  const applyFlow = (scope?: WebSocket | string): void => {
+    const all = held();
+    if (all !== heldAll) {
+      heldAll = all;
+      for (const ws of sockets) flowOf(ws);
+    } else if (typeof scope === "string") {
+      for (const ws of connectionsOf.get(scope) ?? []) flowOf(ws);
+    } else if (scope !== undefined) flowOf(scope);
+  };
+  logged.onPressure(() => applyFlow());
 
   const attach = (ws: WebSocket, req?: IncomingMessage): void => {
     const quotaTenant = options.quotas?.tenant;
@@ -266,6 +283,9 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
         return;
       }
       tenantOf.set(ws, tenant);
+      let own = connectionsOf.get(tenant);
+      if (own === undefined) connectionsOf.set(tenant, (own = new Set()));
+      own.add(ws);
     }
     sockets.add(ws);
     let n = 0;
@@ -309,7 +329,7 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
         admit(waiting.shift() as Uint8Array);
       }
       // Nothing waits any more: its socket may read again.
-      applyFlow();
+      applyFlow(ws);
     };
     const admit = (bytes: Uint8Array): void => {
       const seq = ++n;
@@ -324,19 +344,25 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
         const wait = bucket.delayFor(1);
         if (wait > 0) {
           rateHoldUntil = ctx.clock.now() + wait;
-          setTimeout(applyFlow, wait);
+          setTimeout(() => applyFlow(), wait);
         }
       }
+      // A frame is admitted only while its tenant is not held: a charge that leaves a wait starts a hold,
+      // which pauses every connection of the tenant.
+      let holdStarted = false;
       if (tenant !== undefined && quotas !== undefined) {
         const wait = quotas.charge(tenant, 1, bytes.byteLength);
-        if (wait > 0) tenantHold.set(tenant, ctx.clock.now() + wait);
+        if (wait > 0) {
+          tenantHold.set(tenant, ctx.clock.now() + wait);
+          holdStarted = true;
+        }
       }
-      applyFlow();
+      applyFlow(holdStarted ? tenant : ws);
       logged.append([entry]).then(
         () => {
           inFlight--;
           if (ackFrame !== false && ws.readyState === WebSocket.OPEN) ws.send(ackFrame(seq));
-          applyFlow();
+          applyFlow(ws);
         },
         (e: unknown) => {
           inFlight--;
@@ -345,9 +371,15 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
         },
       );
     };
-    ws.on("close", () => sockets.delete(ws));
+    ws.on("close", () => {
+      sockets.delete(ws);
+      if (tenant === undefined) return;
+      const own = connectionsOf.get(tenant);
+      own?.delete(ws);
+      if (own?.size === 0) connectionsOf.delete(tenant);
+    });
     ws.on("error", () => {});
-    applyFlow();
+    applyFlow(ws);
   };
 
   const start = (): Promise<void> => {
@@ -398,6 +430,7 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
     }
     for (const ws of sockets) ws.terminate();
     sockets.clear();
+    connectionsOf.clear();
     client?.terminate();
     client = undefined;
     const s = server;
