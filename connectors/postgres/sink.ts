@@ -293,6 +293,9 @@ function fnv(s: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** The byte that ends every row of COPY text. */
+const NEWLINE_BYTE = 10;
+
 /** The width in bits of PostgreSQL's integer types: a value of one is in [-2^(bits-1), 2^(bits-1)). */
 const INTEGER_BITS: Readonly<Record<string, number>> = { smallint: 16, int2: 16, integer: 32, int: 32, int4: 32, bigint: 64, int8: 64 };
 
@@ -605,9 +608,18 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
 
   const ownSql = options.sql === undefined;
   let sql: Sql | undefined = options.sql;
-  /** A batch of rows on its way into the staging table. */
+  /**
+   * A batch of rows on its way into the staging table (or the table). Its rows are kept until its COPY ended,
+   * for a row the server refuses (see restage): as their COPY text once it was sent, not as the line strings
+   * it was built from. A COPY holds up to `copyRows` rows, and keeping that many small strings alive across
+   * garbage collections cost more than a third of the sink's time.
+   */
   interface Batch {
-    readonly lines: string[];
+    /** The rows' COPY lines (without the seq and checkpoint columns) until `text` is built from them. */
+    lines: string[] | undefined;
+    /** The rows' COPY text, each row one line ending in a newline (a field holds none: COPY escapes them). */
+    text: Buffer | undefined;
+    readonly rows: number;
     readonly values: T[];
     readonly times: number[];
     readonly seq: number;
@@ -687,7 +699,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    */
   const stage = async (batch: Batch, from: number, to: number): Promise<void> => {
     if (from >= to) return;
-    const text = batchText(batch, from, to);
+    const text = textOf(batch, from, to);
     if (!straight) return copyIn(conn(), scope.copySql, text);
     const d = await directConn();
     await onDirect(d, `savepoint ${SAVEPOINT}`);
@@ -699,18 +711,31 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     }
     await onDirect(d, `release savepoint ${SAVEPOINT}`);
   };
-  const batchText = (batch: Batch, from: number, to: number): Buffer => {
-    const tag = batch.tag;
-    let text: string;
-    // Straight into the table (no key then): the row's own columns only.
-    const end = straight ? "\n" : scope.suffix(tag);
-    if (o.key === undefined) {
-      text = (from === 0 && to === batch.lines.length ? batch.lines : batch.lines.slice(from, to)).join(end) + end;
-    } else {
-      text = "";
-      for (let i = from; i < to; i++) text += `${batch.lines[i]}\t${batch.seq + i}${end}`;
+  /** The COPY text of rows [from, to) of a batch; the whole batch's is built once, and then replaces its lines. */
+  const textOf = (batch: Batch, from: number, to: number): Buffer => {
+    if (batch.text === undefined) {
+      const lines = batch.lines as string[];
+      // Straight into the table (no key then): the row's own columns only.
+      const end = straight ? "\n" : scope.suffix(batch.tag);
+      let text: string;
+      if (o.key === undefined) text = lines.join(end) + end;
+      else {
+        text = "";
+        for (let i = 0; i < lines.length; i++) text += `${lines[i]}\t${batch.seq + i}${end}`;
+      }
+      batch.text = Buffer.from(text, "utf8");
+      batch.lines = undefined;
     }
-    return Buffer.from(text, "utf8");
+    const text = batch.text;
+    if (from === 0 && to === batch.rows) return text;
+    // Rows [from, to): between the from-th and the to-th newline.
+    let start = 0;
+    let at = 0;
+    for (let row = 0; row < to; row++) {
+      if (row === from) start = at;
+      at = text.indexOf(NEWLINE_BYTE, at) + 1;
+    }
+    return text.subarray(start, at);
   };
   /**
    * After the server refused a COPY: the row it names goes to dead letters with the server's reason, and the
@@ -719,17 +744,17 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
    */
   const restage = async (batches: readonly Batch[], err: unknown): Promise<void> => {
     const bad = badCopyLine(err);
-    const total = batches.reduce((n, b) => n + b.lines.length, 0);
+    const total = batches.reduce((n, b) => n + b.rows, 0);
     if (bad === undefined || bad.line > total || deadLetter === undefined) throw err;
     let offset = 0;
     for (const b of batches) {
       const at = bad.line - 1 - offset;
-      if (at >= 0 && at < b.lines.length) {
+      if (at >= 0 && at < b.rows) {
         deadLetter(b.values[at], b.times[at] as number, bad.reason);
         await stageAll(b, 0, at);
-        await stageAll(b, at + 1, b.lines.length);
-      } else await stageAll(b, 0, b.lines.length);
-      offset += b.lines.length;
+        await stageAll(b, at + 1, b.rows);
+      } else await stageAll(b, 0, b.rows);
+      offset += b.rows;
     }
   };
   /** Copies rows [from, to) of a batch in one COPY, dead-lettering the rows the server refuses. */
@@ -737,7 +762,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     try {
       await stage(batch, from, to);
     } catch (err) {
-      const sub: Batch = { ...batch, lines: batch.lines.slice(from, to), values: batch.values.slice(from, to), times: batch.times.slice(from, to), seq: batch.seq + from };
+      const sub: Batch = { ...batch, lines: undefined, text: textOf(batch, from, to), rows: to - from, values: batch.values.slice(from, to), times: batch.times.slice(from, to), seq: batch.seq + from };
       await restage([sub], err);
     }
   };
@@ -767,10 +792,10 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
     }
     const s = streaming;
     s.batches.push(batch);
-    s.rows += batch.lines.length;
+    s.rows += batch.rows;
     stagedUpTo = Math.max(stagedUpTo, batch.tag);
     try {
-      await s.copy.write(batchText(batch, 0, batch.lines.length));
+      await s.copy.write(textOf(batch, 0, batch.rows));
     } catch (err) {
       streaming = undefined;
       await undoCopy(err);
@@ -998,7 +1023,7 @@ export function postgresSink<T>(options: PostgresSinkOptions<T>): Sink<T> & { re
   const flushBuffer = (tag: number): Promise<void> => {
     if (failure !== undefined) return Promise.reject(failure);
     if (lines.length === 0) return run(async () => {});
-    const batch: Batch = { lines, values, times, seq, tag };
+    const batch: Batch = { lines, text: undefined, rows: lines.length, values, times, seq, tag };
     seq += lines.length;
     lines = [];
     values = [];
