@@ -239,7 +239,8 @@ export function websocketSource<T = unknown>(options: WebSocketSourceOptions<T>)
   let heldAll = false;
   /** Pauses or resumes one connection's socket for what holds it now. */
   const flowOf = (ws: WebSocket): void => {
-    const s = socketOf(ws);
+    // A closed connection (an ack that settles after its close) has nothing left to pause.
+    const s = sockets.has(ws) ? socketOf(ws) : undefined;
     if (s === undefined) return;
     const hold = heldAll || tenantHeld(ws) || (waitingFrames.get(ws)?.length ?? 0) > 0;
     if (hold && !pausedSockets.has(ws)) {
