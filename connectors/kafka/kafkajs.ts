@@ -25,10 +25,12 @@ import partitionersModule from "kafkajs/src/producer/partitioners/index.js";
 import emitterModule from "kafkajs/src/instrumentation/emitter.js";
 import filterAbortedModule from "kafkajs/src/consumer/filterAbortedMessages.js";
 import brokerModule from "kafkajs/src/broker/index.js";
+import requestQueueModule from "kafkajs/src/network/requestQueue/index.js";
 import { ConfigError } from "../../lib/errors.ts";
 import { assignmentChange } from "./assignment.ts";
 import { correctAbortedFiltering } from "./kafkajs-aborted.ts";
 import { decodedByGress, decodeFetchesFor, installFetchDecoder, type KafkajsCodec } from "./kafkajs-fetch.ts";
+import { stopIdleQueueChecks } from "./kafkajs-request-queue.ts";
 import { beforeJoinWith, installRejoinHook } from "./kafkajs-rejoin.ts";
 import { sendInParts } from "./request-size.ts";
 import type {
@@ -112,6 +114,8 @@ const filterAbortedMessages = filterAbortedModule as (o: {
 correctAbortedFiltering(brokerModule as { prototype: object });
 // kafkajs has no callback before it rejoins its group: an assignor's beforeRejoin runs inside the JoinGroup call (./kafkajs-rejoin.ts).
 installRejoinHook(brokerModule as { prototype: object });
+// kafkajs' request queues poll themselves every millisecond while idle, with a negative delay (./kafkajs-request-queue.ts).
+stopIdleQueueChecks(requestQueueModule as { prototype: object });
 // Gress's consumers decode their fetches with Gress's record reader, not kafkajs' (./kafkajs-fetch.ts). Installed
 // after the aborted-records correction, so that it wraps it; the correction then finds nothing left to do.
 installFetchDecoder(brokerModule as { prototype: object }, (n) => (kafkajsPackage as unknown as { CompressionCodecs: Record<number, (() => KafkajsCodec) | undefined> }).CompressionCodecs[n]?.());
