@@ -175,6 +175,24 @@ const gunzip = (codec: number, compressed: Buffer): Buffer => {
   assert.equal(codec, 1, "only gzip batches are written");
   return gunzipSync(compressed);
 };
+/**
+ * What a fetch of the written partition gets: it starts at a batch (maybe not the first: in the middle of a
+ * transaction), maybe in the middle of it, and may end in a part of one more batch. With it, as the broker
+ * sends them, the aborted transactions that overlap the fetched range (whose abort marker is in it).
+ */
+function fetched(w: ReturnType<typeof encode>, fromPick: number, partialPick: number | undefined, skipPick: number) {
+  const k = skipPick % w.parts.length;
+  const start = (w.heads[k] as { first: number }).first;
+  const from = start + (fromPick % (w.end - start + 1));
+  let bytes = Buffer.concat(w.parts.slice(k));
+  const last = w.parts[w.parts.length - 1];
+  if (partialPick !== undefined && last !== undefined && last.length > 1) bytes = Buffer.concat([bytes, last.subarray(0, 1 + (partialPick % (last.length - 1)))]);
+  const aborted = w.aborted.filter((a) => a.marker >= start).map(({ producerId, firstOffset }) => ({ producerId, firstOffset }));
+  return { from, bytes, aborted };
+}
+/** The arbitraries of a fetch: where it starts, whether the partition is read committed, its partial end, its first batch. */
+const fetchArbs = [fc.nat(), fc.boolean(), fc.option(fc.nat(), { nil: undefined }), fc.nat()] as const;
+
 const plain = (m: Expected) => ({ offset: m.offset, timestamp: m.timestamp, key: m.key === null ? null : [...m.key], value: m.value === null ? null : [...m.value] });
 
 describe("Kafka record batches: Gress's reader against a model", () => {
@@ -183,10 +201,7 @@ describe("Kafka record batches: Gress's reader against a model", () => {
       fc.property(
         fc.array(stepArb, { minLength: 1, maxLength: 12 }),
         fc.integer({ min: 0, max: 2 ** 40 }),
-        fc.nat(),
-        fc.boolean(),
-        fc.option(fc.nat(), { nil: undefined }),
-        fc.nat(),
+        ...fetchArbs,
         (steps, firstOffset, fromPick, readCommitted, partialPick, skipPick) => {
           const w = encode(steps, firstOffset);
           if (w.parts.length === 0) {
@@ -194,16 +209,7 @@ describe("Kafka record batches: Gress's reader against a model", () => {
             assert.deepEqual(readRecordBatches(Buffer.alloc(0), [], firstOffset, readCommitted, gunzip), { messages: [], end: -1 });
             return;
           }
-          // The fetch starts at a batch (maybe not the first: in the middle of a transaction), and may start in
-          // the middle of it, and may end in a part of one more batch.
-          const k = skipPick % w.parts.length;
-          const start = (w.heads[k] as { first: number }).first;
-          const from = start + (fromPick % (w.end - start + 1));
-          let bytes = Buffer.concat(w.parts.slice(k));
-          const last = w.parts[w.parts.length - 1];
-          if (partialPick !== undefined && last !== undefined && last.length > 1) bytes = Buffer.concat([bytes, last.subarray(0, 1 + (partialPick % (last.length - 1)))]);
-          // As the broker: the aborted transactions that overlap the fetched range, i.e. whose abort marker is in it.
-          const aborted = w.aborted.filter((a) => a.marker >= start).map(({ producerId, firstOffset }) => ({ producerId, firstOffset }));
+          const { from, bytes, aborted } = fetched(w, fromPick, partialPick, skipPick);
           const got = readRecordBatches(bytes, aborted, from, readCommitted, gunzip);
           const want = w.records.filter((r) => r.offset >= from && (!readCommitted || r.txn === undefined || w.outcome.get(r.txn) === true));
           assert.deepEqual(got.messages.map(plain), want.map(plain));
@@ -297,7 +303,7 @@ function fetchV11(topic: string, records: Buffer, aborted: readonly { producerId
 
 /** What kafkajs' consumer makes of a batch: the records it hands out and the offset it moves to. */
 const outcome = (b: KafkajsBatch) => ({
-  messages: b.messages.map((m) => ({ offset: Number(m.offset), timestamp: Number(m.timestamp), key: m.key === null ? null : [...m.key], value: m.value === null ? null : [...m.value] })),
+  messages: b.messages.map((m) => plain({ offset: Number(m.offset), timestamp: Number(m.timestamp), key: m.key, value: m.value })),
   lastOffset: Number(b.lastOffset()),
   isEmpty: b.isEmpty(),
   isEmptyIncludingFiltered: b.isEmptyIncludingFiltered(),
@@ -311,21 +317,14 @@ describe("kafkajs Fetch v11: Gress's decoder against kafkajs' own", () => {
       fc.asyncProperty(
         fc.array(stepArb, { minLength: 1, maxLength: 10 }),
         fc.integer({ min: 0, max: 2 ** 40 }),
-        fc.nat(),
-        fc.boolean(),
-        fc.option(fc.nat(), { nil: undefined }),
-        fc.nat(),
+        ...fetchArbs,
         async (steps, firstOffset, fromPick, readCommitted, partialPick, skipPick) => {
           const w = encode(steps, firstOffset);
           if (w.parts.length === 0) return;
-          const k = skipPick % w.parts.length;
-          const start = (w.heads[k] as { first: number }).first;
-          const from = start + (fromPick % (w.end - start + 1));
-          let bytes = Buffer.concat(w.parts.slice(k));
-          const last = w.parts[w.parts.length - 1];
-          if (partialPick !== undefined && last !== undefined && last.length > 1) bytes = Buffer.concat([bytes, last.subarray(0, 1 + (partialPick % (last.length - 1)))]);
-          const aborted = readCommitted ? w.aborted.filter((a) => a.marker >= start).map(({ producerId, firstOffset }) => ({ producerId, firstOffset })) : [];
-          const raw = fetchV11("t", bytes, aborted, w.end);
+          const f = fetched(w, fromPick, partialPick, skipPick);
+          const from = f.from;
+          // A read_uncommitted fetch gets no aborted list from the broker.
+          const raw = fetchV11("t", f.bytes, readCommitted ? f.aborted : [], w.end);
 
           const theirs = await kafkajsDecodeV11(raw);
           const theirPartition = theirs.responses[0]?.partitions[0] as FetchedRecords;
