@@ -14,8 +14,14 @@ import { tempDirs } from "../support/temp.ts";
 const tempDir = tempDirs("gress-file-");
 
 /** Runs a file source directly; stops after `stopAfter` values and returns them with the position then. */
-function readSource(path: string, from: Positions | undefined, stopAfter = Number.POSITIVE_INFINITY, chunkBytes?: number): Promise<{ values: unknown[]; dead: string[]; position: Positions }> {
-  const src = fileSource({ path, ...(chunkBytes === undefined ? {} : { chunkBytes }), batch: 3 });
+function readSource(
+  path: string,
+  from: Positions | undefined,
+  stopAfter = Number.POSITIVE_INFINITY,
+  chunkBytes?: number,
+  maxDepth?: number,
+): Promise<{ values: unknown[]; dead: string[]; position: Positions }> {
+  const src = fileSource({ path, ...(chunkBytes === undefined ? {} : { chunkBytes }), ...(maxDepth === undefined ? {} : { maxDepth }), batch: 3 });
   const values: unknown[] = [];
   const dead: string[] = [];
   return new Promise((resolve, reject) => {
@@ -59,6 +65,114 @@ describe("NDJSON file source", () => {
         assert.deepEqual([...head.values, ...tail.values], rows);
       }),
       { numRuns: 200 },
+    );
+  });
+
+  // Lines of every kind the source tells apart: records (ASCII or not, short or longer than maxDepth,
+  // nested too deeply), blank lines, lines that are not JSON, CRLF ends. The reference reads them one by one.
+  const depthOf = (v: unknown): number => (typeof v === "object" && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0);
+  const MAX_DEPTH = 6;
+  const lineArb = fc.oneof(
+    fc.record({ n: fc.integer(), s: fc.string({ maxLength: 12 }) }, { noNullPrototype: true }).map((r) => JSON.stringify(r)),
+    fc.record({ s: fc.string({ maxLength: 4, unit: "grapheme" }) }, { noNullPrototype: true }).map((r) => JSON.stringify(r)),
+    fc.integer({ min: 1, max: 9 }).map((d) => `${"[".repeat(d)}1${"]".repeat(d)}`),
+    fc.constantFrom("", "  ", "\t", "not json", "{oops", "[1,", "1 2"),
+  );
+  const fileArb = fc.array(fc.tuple(lineArb, fc.boolean()), { minLength: 1, maxLength: 40 });
+  /** The file's text, and what reading it line by line gives: the records, and the line and byte offset of each bad line. */
+  const expected = (lines: readonly (readonly [string, boolean])[], finalNewline: boolean) => {
+    const text = lines.map(([l, crlf], i) => l + (i < lines.length - 1 || finalNewline ? (crlf ? "\r\n" : "\n") : "")).join("");
+    const values: unknown[] = [];
+    const dead: string[] = [];
+    let offset = 0;
+    lines.forEach(([l, crlf], i) => {
+      if (l.trim() !== "") {
+        let v: unknown;
+        let ok = true;
+        try {
+          v = JSON.parse(l);
+        } catch {
+          ok = false;
+        }
+        if (ok && depthOf(v) <= MAX_DEPTH) values.push(v);
+        else dead.push(`line ${i + 1} (byte ${offset})`);
+      }
+      offset += Buffer.byteLength(l) + (crlf ? 2 : 1);
+    });
+    return { text, values, dead };
+  };
+  const whereOf = (reason: string): string => /line \d+ \(byte \d+\)/.exec(reason)?.[0] ?? reason;
+
+  it("law: every kind of line is read as the line-by-line reference reads it, with the line and byte offset of each bad one", async () => {
+    const dir = tempDir();
+    await fc.assert(
+      fc.asyncProperty(fileArb, fc.boolean(), fc.integer({ min: 16, max: 4096 }), async (lines, finalNewline, chunk) => {
+        const path = join(dir, "in.ndjson");
+        const want = expected(lines, finalNewline);
+        writeFileSync(path, want.text);
+        const all = await readSource(path, undefined, Number.POSITIVE_INFINITY, chunk, MAX_DEPTH);
+        assert.deepEqual(all.values, want.values);
+        assert.deepEqual(all.dead.map(whereOf), want.dead);
+        assert.deepEqual(all.position, { file: Buffer.byteLength(want.text) });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("law: stopped after any k records of a file with bad and blank lines, and resumed from its position: every record and dead letter once", async () => {
+    const dir = tempDir();
+    await fc.assert(
+      fc.asyncProperty(fileArb, fc.nat(), fc.integer({ min: 16, max: 4096 }), async (lines, cut, chunk) => {
+        const path = join(dir, "in.ndjson");
+        const want = expected(lines, true);
+        fc.pre(want.values.length > 0);
+        writeFileSync(path, want.text);
+        // The chunk of up to 4 KiB often holds the whole file: the records cut after the k-th are not emitted.
+        const k = (cut % want.values.length) + 1;
+        const head = await readSource(path, undefined, k, chunk, MAX_DEPTH);
+        const tail = await readSource(path, head.position, Number.POSITIVE_INFINITY, chunk, MAX_DEPTH);
+        assert.deepEqual([...head.values, ...tail.values], want.values);
+        assert.deepEqual([...head.dead, ...tail.dead].map(whereOf), want.dead);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("paused from inside emit with records cut and not emitted: the position is the last emitted record's end, and resume goes on from there", async () => {
+    const path = join(tempDir(), "in.ndjson");
+    const rows = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    writeFileSync(path, `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const src = fileSource<{ i: number }>({ path });
+    const values: { i: number }[] = [];
+    const positions: Positions[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const ctx: SourceContext<{ i: number }> = {
+        emit(v) {
+          values.push(v);
+          // Every 100th record pauses the source; it resumes on a later turn.
+          if (v.i % 100 === 99) {
+            src.pause();
+            positions.push(src.positions());
+            setTimeout(() => src.resume(), 1);
+          }
+        },
+        announceSplits: () => {},
+        deadLetter: () => reject(new Error("no dead letter expected")),
+        userError: () => reject(new Error("no user error expected")),
+        end: resolve,
+        fail: reject,
+        paused: false,
+        ended: false,
+        clock: new SystemClock(),
+      };
+      Promise.resolve(src.open(ctx)).catch(reject);
+    });
+    await src.close();
+    assert.deepEqual(values, rows);
+    const endOf = (i: number): number => rows.slice(0, i + 1).reduce((n, r) => n + JSON.stringify(r).length + 1, 0);
+    assert.deepEqual(
+      positions,
+      rows.filter((r) => r.i % 100 === 99).map((r) => ({ file: endOf(r.i) })),
     );
   });
 
