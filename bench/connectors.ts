@@ -23,7 +23,9 @@
  *   decode per chunk, lines cut with indexOf, a CSV line without a quote split with indexOf and one with
  *   quotes by a small state machine, a row object per CSV line with its integer columns checked as
  *   csvSource checks them (empty is null, anything but a safe integer is refused; JSON.parse per NDJSON
- *   line), the same filter and sum.
+ *   line), the same filter and sum. And an NDJSON file of 300k longer rows (about 330 bytes, with an array
+ *   and a nested object: longer than the default maxDepth, so the source's check that no line nests too
+ *   deeply is part of what is measured).
  *   Needs no services (`GRESS_BENCH_ONLY=file` runs only this part).
  *
  * `npm run bench -- connectors`
@@ -371,6 +373,22 @@ function writeRows(count: number, csvPath: string, ndjsonPath: string): number {
 }
 
 /**
+ * Writes an NDJSON file of `count` longer rows (about 330 bytes: a long text, an array, a nested object),
+ * longer than the default maxDepth of 128; returns the sum both sides must compute.
+ */
+function writeLongRows(count: number, path: string): number {
+  const lines: string[] = [];
+  let expected = 0;
+  for (let id = 0; id < count; id++) {
+    const amount = (id * 37) % 500;
+    lines.push(JSON.stringify({ id, user: `u${id % 1000}`, amount, note: `${"lorem ipsum ".repeat(20)}${id % 97}`, tags: ["a", `t${id % 13}`], geo: { lat: 48.1 + (id % 10) / 100, lon: 11.5 } }));
+    if (amount >= 100) expected += amount;
+  }
+  writeFileSync(path, `${lines.join("\n")}\n`);
+  return expected;
+}
+
+/**
  * An "integer" column as csvSource reads it: empty is null, anything but a safe integer is a bad row (the
  * source sends it to dead letters; here it stops the run).
  */
@@ -387,10 +405,13 @@ async function fileBench(): Promise<void> {
   const csvPath = join(dir, "rows.csv");
   const ndjsonPath = join(dir, "rows.ndjson");
   const expected = writeRows(count, csvPath, ndjsonPath);
+  const longCount = 300_000;
+  const longPath = join(dir, "long.ndjson");
+  const longExpected = writeLongRows(longCount, longPath);
   const keep = (r: { amount: number }): boolean => r.amount >= 100;
 
   // Rows are counted by the source's own metric (the baseline counts inline), not by an extra operator.
-  const gress = (source: () => ReturnType<typeof csvSource<Row>>) => async (): Promise<number> => {
+  const gress = (source: () => ReturnType<typeof csvSource<Row>>, rows = count, sum = expected) => async (): Promise<number> => {
     const job = new Job({ name: "bench-file" });
     let kept = 0;
     const src = source();
@@ -401,11 +422,12 @@ async function fileBench(): Promise<void> {
       .sinkTo(sinkFn("sum", (a) => void (kept += a)));
     await job.run();
     const emitted = job.metrics.source(src.name).emitted;
-    if (kept !== expected || emitted !== count) throw new Error(`gress computed ${kept} from ${emitted} rows, expected ${expected} from ${count}`);
+    if (kept !== sum || emitted !== rows) throw new Error(`gress computed ${kept} from ${emitted} rows, expected ${sum} from ${rows}`);
     return emitted;
   };
   const gressCsv = gress(() => csvSource<Row>({ path: csvPath, header: true, columns: { id: "integer", user: "string", amount: "integer", note: "string" } }));
   const gressNdjson = gress(() => fileSource<Row>({ path: ndjsonPath }));
+  const gressLong = gress(() => fileSource<Row>({ path: longPath }), longCount, longExpected);
 
   /** A hand-written CSV record parser: indexOf on the line for a bare record, a state machine for a quoted one. */
   const fields: string[] = [];
@@ -459,15 +481,15 @@ async function fileBench(): Promise<void> {
     if (kept !== expected) throw new Error(`hand-written CSV computed ${kept}, expected ${expected}`);
     return n;
   };
-  const rawNdjson = async (): Promise<number> => {
+  const rawNdjsonOf = (path: string, sum: number) => async (): Promise<number> => {
     let n = 0;
     let kept = 0;
-    await chunkedLines(ndjsonPath, (text, i, end) => {
+    await chunkedLines(path, (text, i, end) => {
       n++;
       const row = JSON.parse(text.slice(i, end)) as Row;
       if (keep(row)) kept += row.amount;
     });
-    if (kept !== expected) throw new Error(`hand-written NDJSON computed ${kept}, expected ${expected}`);
+    if (kept !== sum) throw new Error(`hand-written NDJSON computed ${kept}, expected ${sum}`);
     return n;
   };
 
@@ -475,7 +497,8 @@ async function fileBench(): Promise<void> {
   // time much less (both sides run in this process; reads and GC threads included).
   const parts = [
     { label: "CSV, 1M rows", name: "file csv vs hand-written (1M rows)", gress: cpuTimed(gressCsv), raw: cpuTimed(rawCsv) },
-    { label: "NDJSON, 1M rows", name: "file ndjson vs hand-written (1M)", gress: cpuTimed(gressNdjson), raw: cpuTimed(rawNdjson) },
+    { label: "NDJSON, 1M rows", name: "file ndjson vs hand-written (1M)", gress: cpuTimed(gressNdjson), raw: cpuTimed(rawNdjsonOf(ndjsonPath, expected)) },
+    { label: "NDJSON, 300k rows of 330 bytes", name: "file ndjson long rows (300k)", gress: cpuTimed(gressLong), raw: cpuTimed(rawNdjsonOf(longPath, longExpected)) },
   ];
   for (const p of parts) {
     const r = await compare(p.name, p.gress.timed, p.raw.timed, 5);

@@ -134,14 +134,14 @@ export function recordText(text: string, i: number, end: number): string {
 class NdjsonReader<T> implements RecordReader<T> {
   newlines = 1;
   readonly needsHeader = false;
-  /** The longest line that needs no depth scan, parsed with JSON.parse by the source itself; -1 with a parse function. */
-  readonly plainMax: number;
+  /** The depth limit when the source parses lines with JSON.parse itself (see FileSource.#cut); -1 with a parse function. */
+  readonly plainDepth: number;
   readonly #parse: ((line: string) => T) | undefined;
   readonly #maxDepth: number | undefined;
   constructor(parse: ((line: string) => T) | undefined, maxDepth: number | undefined) {
     this.#parse = parse;
     this.#maxDepth = maxDepth;
-    this.plainMax = parse === undefined ? (maxDepth ?? Number.MAX_SAFE_INTEGER) : -1;
+    this.plainDepth = parse === undefined ? (maxDepth ?? Number.MAX_SAFE_INTEGER) : -1;
   }
   reset(): void {}
   end(text: string, i: number, final: boolean): number {
@@ -171,6 +171,39 @@ class NdjsonReader<T> implements RecordReader<T> {
   }
 }
 
+/**
+ * Counts the `{` and `[` of the lines of one text with indexOf: a line with at most `limit` of them cannot
+ * nest deeper than `limit`, so it needs no depth scan. Each character's next place is remembered from line to
+ * line (lines are asked about in order), so a text without one is searched once, not once per line.
+ */
+class Openers {
+  readonly #text: string;
+  /** Where the next `{` and `[` at or after the last line asked about are; the text's length when there is none. */
+  #brace = -1;
+  #bracket = -1;
+  constructor(text: string) {
+    this.#text = text;
+  }
+  /** True when text[i..end) holds at most `limit` of them. */
+  atMost(i: number, end: number, limit: number): boolean {
+    const text = this.#text;
+    let n = 0;
+    let b = this.#brace < i ? nextOf(text, "{", i) : this.#brace;
+    for (; b < end && n <= limit; b = nextOf(text, "{", b + 1)) n++;
+    this.#brace = b;
+    let k = this.#bracket < i ? nextOf(text, "[", i) : this.#bracket;
+    for (; k < end && n <= limit; k = nextOf(text, "[", k + 1)) n++;
+    this.#bracket = k;
+    return n <= limit;
+  }
+}
+
+/** The index of the first `c` in text at or after `from`; text.length when there is none. */
+function nextOf(text: string, c: string, from: number): number {
+  const p = text.indexOf(c, from);
+  return p < 0 ? text.length : p;
+}
+
 /** A line nested too deeply: its dead letter keeps only a preview. */
 class DeepLine extends Error {}
 
@@ -192,8 +225,8 @@ export class FileSource<T> implements Source<T> {
   readonly #path: string;
   readonly #timestamp: ((value: T) => number) | undefined;
   readonly #reader: RecordReader<T>;
-  /** NDJSON parsed with JSON.parse: the longest line #cut parses the short way; -1 for any other reader. */
-  readonly #plainMax: number;
+  /** NDJSON parsed with JSON.parse: the depth limit of its lines (see #cut); -1 for any other reader. */
+  readonly #plainDepth: number;
   readonly #batch: number;
   readonly #chunk: number;
   readonly #decoder = new TextDecoder();
@@ -217,6 +250,8 @@ export class FileSource<T> implements Source<T> {
   #text = "";
   /** Index in #text of the next record to cut, whose first byte is #buf[#start]. */
   #ti = 0;
+  /** The `{` and `[` of #text, looked for line by line (see #cut). */
+  #openers = new Openers("");
   /**
    * The records cut from #text and not yet emitted (see #cut): #cutAt to #cutLength. For each: its kind,
    * its value (the record, the raw text of a bad one, the error that ends the job), its event time with a
@@ -260,7 +295,7 @@ export class FileSource<T> implements Source<T> {
     this.#timestamp = options.timestamp;
     const ndjson = reader === undefined ? new NdjsonReader<T>(options.parse, options.parse === undefined ? (o.maxDepth ?? DEFAULT_MAX_DEPTH) : undefined) : undefined;
     this.#reader = reader ?? (ndjson as NdjsonReader<T>);
-    this.#plainMax = ndjson?.plainMax ?? -1;
+    this.#plainDepth = ndjson?.plainDepth ?? -1;
     this.#batch = o.batch ?? 4096;
     this.#chunk = o.chunkBytes ?? 1 << 20;
   }
@@ -417,6 +452,7 @@ export class FileSource<T> implements Source<T> {
       if (end <= this.#start) return false;
     } else if (end <= this.#start) return false;
     this.#text = this.#decoder.decode(buf.subarray(this.#start, end));
+    this.#openers = new Openers(this.#text);
     this.#ti = 0;
     this.#textEnd = end;
     this.#final = end === buf.length && this.#eof;
@@ -486,8 +522,8 @@ export class FileSource<T> implements Source<T> {
     const reader = this.#reader;
     const final = this.#final;
     const stamp = this.#timestamp;
-    // NDJSON parsed with JSON.parse, in an ASCII chunk: lines this long or shorter take the short way.
-    const plainMax = this.#ascii ? this.#plainMax : -1;
+    // NDJSON parsed with JSON.parse, in an ASCII chunk: lines that cannot nest deeper than this take the short way.
+    const plainDepth = this.#ascii ? this.#plainDepth : -1;
     // The file offset of buffer index b is base + b.
     const base = this.#offset - this.#start;
     let i = this.#ti;
@@ -495,11 +531,12 @@ export class FileSource<T> implements Source<T> {
     let line = this.#line;
     let k = 0;
     for (; k < SLAB && i < text.length; k++) {
-      if (plainMax >= 0) {
+      if (plainDepth >= 0) {
         const nl = text.indexOf("\n", i);
-        // Most lines of most files: no carriage return, too short to need a depth scan; a character index
-        // is a byte index. The same as the general way below gives, in fewer steps.
-        if (nl > i && nl - i <= plainMax && text.charCodeAt(nl - 1) !== CR) {
+        // Most lines of most files: no carriage return, and too short, or with too few `{` and `[`, to nest
+        // deeper than the limit (no depth scan); a character index is a byte index. The same as the general
+        // way below gives, in fewer steps.
+        if (nl > i && text.charCodeAt(nl - 1) !== CR && (nl - i <= plainDepth || this.#openers.atMost(i, nl, plainDepth))) {
           let kind = RECORD;
           try {
             const value = JSON.parse(text.slice(i, nl)) as T;

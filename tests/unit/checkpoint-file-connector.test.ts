@@ -76,7 +76,7 @@ describe("NDJSON file source", () => {
     fc.record({ n: fc.integer(), s: fc.string({ maxLength: 12 }) }, { noNullPrototype: true }).map((r) => JSON.stringify(r)),
     fc.record({ s: fc.string({ maxLength: 4, unit: "grapheme" }) }, { noNullPrototype: true }).map((r) => JSON.stringify(r)),
     fc.integer({ min: 1, max: 9 }).map((d) => `${"[".repeat(d)}1${"]".repeat(d)}`),
-    fc.constantFrom("", "  ", "\t", "not json", "{oops", "[1,", "1 2"),
+    fc.constantFrom("", "  ", "\t", "not json", "{oops", "[1,", "1 2", '{"s":"[[[[{{{{"}', '[{"a":[{"b":[1]}]}]'),
   );
   const fileArb = fc.array(fc.tuple(lineArb, fc.boolean()), { minLength: 1, maxLength: 40 });
   /** The file's text, and what reading it line by line gives: the records, and the line and byte offset of each bad line. */
