@@ -522,8 +522,9 @@ export class FileSource<T> implements Source<T> {
     const reader = this.#reader;
     const final = this.#final;
     const stamp = this.#timestamp;
-    // NDJSON parsed with JSON.parse, in an ASCII chunk: lines that cannot nest deeper than this take the short way.
-    const plainDepth = this.#ascii ? this.#plainDepth : -1;
+    // NDJSON parsed with JSON.parse: lines that cannot nest deeper than this take the short way.
+    const plainDepth = this.#plainDepth;
+    const ascii = this.#ascii;
     // The file offset of buffer index b is base + b.
     const base = this.#offset - this.#start;
     let i = this.#ti;
@@ -533,10 +534,10 @@ export class FileSource<T> implements Source<T> {
     for (; k < SLAB && i < text.length; k++) {
       if (plainDepth >= 0) {
         const nl = text.indexOf("\n", i);
-        // Most lines of most files: no carriage return, and too short, or with too few `{` and `[`, to nest
-        // deeper than the limit (no depth scan); a character index is a byte index. The same as the general
-        // way below gives, in fewer steps.
-        if (nl > i && text.charCodeAt(nl - 1) !== CR && (nl - i <= plainDepth || this.#openers.atMost(i, nl, plainDepth))) {
+        // Every line with its newline, too short or with too few `{` and `[` to nest deeper than the limit
+        // (no depth scan): the same as the general way below gives, in fewer steps. A carriage return before
+        // the newline is whitespace to JSON.parse, and blank to trim().
+        if (nl > i && (nl - i <= plainDepth || this.#openers.atMost(i, nl, plainDepth))) {
           let kind = RECORD;
           try {
             const value = JSON.parse(text.slice(i, nl)) as T;
@@ -547,7 +548,9 @@ export class FileSource<T> implements Source<T> {
             kind = text.slice(i, nl).trim() === "" ? SKIPPED : this.#refuse(k, err, text, i, nl + 1, line, base + start);
           }
           this.#kinds[k] = kind;
-          start += nl + 1 - i;
+          // In an ASCII chunk a character index is a byte index; otherwise the line ends at the buffer's next
+          // newline byte (the text's newlines are its newline bytes, one for one).
+          start = ascii ? start + (nl + 1 - i) : this.#buf.indexOf(NEWLINE, start) + 1;
           this.#offsets[k] = base + start;
           i = nl + 1;
           line++;
