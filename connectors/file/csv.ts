@@ -71,7 +71,10 @@ export interface CsvSourceOptions<T> {
   readonly header?: boolean;
   /** One character between fields, not a quote or a line break. Default ",". */
   readonly delimiter?: string;
-  /** Event time of a row. Default: processing time. */
+  /**
+   * Event time of a row. Default: processing time. Called when the row is parsed, up to 256 records before it
+   * is emitted, and again for rows read again after a restart: keep it free of side effects.
+   */
   readonly timestamp?: (row: T) => number;
   /** Records emitted per event-loop turn. Default 4096. */
   readonly batch?: number;

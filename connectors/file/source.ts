@@ -49,7 +49,10 @@ export interface FileSourceOptions<T> {
   readonly path: string;
   /** Source name, unique in the job. Default "file". */
   readonly name?: string;
-  /** Event time of a value. Default: processing time. */
+  /**
+   * Event time of a value. Default: processing time. Called when the line is parsed, up to 256 records before
+   * the value is emitted, and again for lines read again after a restart: keep it free of side effects.
+   */
   readonly timestamp?: (value: T) => number;
   /** Turns a line into a value. Default JSON.parse. A throw sends the line to dead letters. */
   readonly parse?: (line: string) => T;
