@@ -31,6 +31,7 @@
 import { z } from "zod";
 import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
+import { NextIndex } from "./next-index.ts";
 import { FileSource, type RecordReader, SKIP } from "./source.ts";
 
 /**
@@ -125,21 +126,16 @@ export class CsvParser {
   plain = false;
   stop = 0;
   readonly delimiter: string;
-  readonly #delim: string;
   readonly #delimCode: number;
-  #qText = "";
-  /** Where the last quote search in #qText started, and the first quote from there (text.length: none). */
-  #qFrom = 0;
-  #q = 0;
-  #dText = "";
-  /** The same for the delimiter (a file of one column would otherwise search to the end for each record). */
-  #dFrom = 0;
-  #d = 0;
+  /** The next quote. */
+  readonly #quote = new NextIndex('"');
+  /** The next delimiter: a file with fewer delimiters than its rows promise is not searched to the end for each record. */
+  readonly #delimiter: NextIndex;
 
   constructor(delimiter = ",") {
     this.delimiter = delimiter;
-    this.#delim = delimiter;
     this.#delimCode = delimiter.charCodeAt(0);
+    this.#delimiter = new NextIndex(delimiter);
   }
 
   /**
@@ -151,15 +147,7 @@ export class CsvParser {
     const nl = text.indexOf("\n", i);
     if (nl < 0 && !final) return -1;
     const stop = nl < 0 ? text.length : nl;
-    // Valid for a text of the same content searched from at or before i (the same text, or the same bytes
-    // decoded again), up to the quote it found.
-    if (this.#qText !== text || i < this.#qFrom || this.#q < i) {
-      const q = text.indexOf('"', i);
-      this.#qText = text;
-      this.#qFrom = i;
-      this.#q = q < 0 ? text.length : q;
-    }
-    if (this.#q >= stop) {
+    if (this.#quote.in(text, i) >= stop) {
       let e = stop;
       if (e > i && text.charCodeAt(e - 1) === CR) e--;
       this.plain = this.lazy;
@@ -179,7 +167,7 @@ export class CsvParser {
     if (e > i) {
       let a = i;
       for (;;) {
-        const c = this.delimiterAt(text, a);
+        const c = this.#delimiter.in(text, a);
         if (c >= e) {
           fields[k++] = text.slice(a, e);
           break;
@@ -189,20 +177,6 @@ export class CsvParser {
       }
     }
     this.count = k;
-  }
-
-  /**
-   * The first delimiter at or after `a` in `text`, or text.length: remembered per text, so that a file with
-   * fewer delimiters than its rows promise is not searched to the end once per record.
-   */
-  delimiterAt(text: string, a: number): number {
-    if (this.#dText !== text || a < this.#dFrom || this.#d < a) {
-      const d = text.indexOf(this.#delim, a);
-      this.#dText = text;
-      this.#dFrom = a;
-      this.#d = d < 0 ? text.length : d;
-    }
-    return this.#d;
   }
 
   #quoted(text: string, i: number, final: boolean): number {

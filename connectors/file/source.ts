@@ -29,6 +29,7 @@ import { validate } from "../../lib/config.ts";
 import { SourceError } from "../../lib/errors.ts";
 import { runSoon } from "../../lib/runtime.ts";
 import { DEFAULT_MAX_DEPTH, depthViolation } from "../ingest/decode.ts";
+import { NextIndex } from "./next-index.ts";
 import type { Positions, Source, SourceContext, SourceProgress } from "../../lib/source.ts";
 
 /**
@@ -175,36 +176,20 @@ class NdjsonReader<T> implements RecordReader<T> {
 }
 
 /**
- * Counts the `{` and `[` of the lines of one text with indexOf: a line with at most `limit` of them cannot
- * nest deeper than `limit`, so it needs no depth scan. Each character's next place is remembered from line to
- * line (lines are asked about in order), so a text without one is searched once, not once per line.
+ * Counts the `{` and `[` of a line with indexOf: a line with at most `limit` of them cannot nest deeper than
+ * `limit`, so it needs no depth scan. Asked about the lines of a text in order, it searches for each
+ * character once per occurrence (see {@link NextIndex}), so a text without one is searched once.
  */
 class Openers {
-  readonly #text: string;
-  /** Where the next `{` and `[` at or after the last line asked about are; the text's length when there is none. */
-  #brace = -1;
-  #bracket = -1;
-  constructor(text: string) {
-    this.#text = text;
-  }
+  readonly #brace = new NextIndex("{");
+  readonly #bracket = new NextIndex("[");
   /** True when text[i..end) holds at most `limit` of them. */
-  atMost(i: number, end: number, limit: number): boolean {
-    const text = this.#text;
+  atMost(text: string, i: number, end: number, limit: number): boolean {
     let n = 0;
-    let b = this.#brace < i ? nextOf(text, "{", i) : this.#brace;
-    for (; b < end && n <= limit; b = nextOf(text, "{", b + 1)) n++;
-    this.#brace = b;
-    let k = this.#bracket < i ? nextOf(text, "[", i) : this.#bracket;
-    for (; k < end && n <= limit; k = nextOf(text, "[", k + 1)) n++;
-    this.#bracket = k;
+    for (let b = this.#brace.in(text, i); b < end && n <= limit; b = this.#brace.in(text, b + 1)) n++;
+    for (let b = this.#bracket.in(text, i); b < end && n <= limit; b = this.#bracket.in(text, b + 1)) n++;
     return n <= limit;
   }
-}
-
-/** The index of the first `c` in text at or after `from`; text.length when there is none. */
-function nextOf(text: string, c: string, from: number): number {
-  const p = text.indexOf(c, from);
-  return p < 0 ? text.length : p;
 }
 
 /** A line nested too deeply: its dead letter keeps only a preview. */
@@ -254,7 +239,7 @@ export class FileSource<T> implements Source<T> {
   /** Index in #text of the next record to cut, whose first byte is #buf[#start]. */
   #ti = 0;
   /** The `{` and `[` of #text, looked for line by line (see #cut). */
-  #openers = new Openers("");
+  readonly #openers = new Openers();
   /**
    * The records cut from #text and not yet emitted (see #cut): #cutAt to #cutLength. For each: its kind,
    * its value (the record, the raw text of a bad one, the error that ends the job), its event time with a
@@ -455,7 +440,6 @@ export class FileSource<T> implements Source<T> {
       if (end <= this.#start) return false;
     } else if (end <= this.#start) return false;
     this.#text = this.#decoder.decode(buf.subarray(this.#start, end));
-    this.#openers = new Openers(this.#text);
     this.#ti = 0;
     this.#textEnd = end;
     this.#final = end === buf.length && this.#eof;
@@ -540,7 +524,7 @@ export class FileSource<T> implements Source<T> {
         // Every line with its newline, too short or with too few `{` and `[` to nest deeper than the limit
         // (no depth scan): the same as the general way below gives, in fewer steps. A carriage return before
         // the newline is whitespace to JSON.parse, and blank to trim().
-        if (nl > i && (nl - i <= plainDepth || this.#openers.atMost(i, nl, plainDepth))) {
+        if (nl > i && (nl - i <= plainDepth || this.#openers.atMost(text, i, nl, plainDepth))) {
           let kind = RECORD;
           try {
             const value = JSON.parse(text.slice(i, nl)) as T;

@@ -102,14 +102,19 @@ describe("NDJSON file source", () => {
     return { text, values, dead };
   };
   const whereOf = (reason: string): string => /line \d+ \(byte \d+\)/.exec(reason)?.[0] ?? reason;
+  /** Writes the file of `lines` as in.ndjson in `dir`; returns its path and what reading it must give. */
+  const written = (dir: string, lines: readonly (readonly [string, boolean])[], finalNewline: boolean) => {
+    const path = join(dir, "in.ndjson");
+    const want = expected(lines, finalNewline);
+    writeFileSync(path, want.text);
+    return { path, want };
+  };
 
   it("law: every kind of line is read as the line-by-line reference reads it, with the line and byte offset of each bad one", async () => {
     const dir = tempDir();
     await fc.assert(
       fc.asyncProperty(fileArb, fc.boolean(), fc.integer({ min: 16, max: 4096 }), async (lines, finalNewline, chunk) => {
-        const path = join(dir, "in.ndjson");
-        const want = expected(lines, finalNewline);
-        writeFileSync(path, want.text);
+        const { path, want } = written(dir, lines, finalNewline);
         const all = await readSource(path, undefined, Number.POSITIVE_INFINITY, chunk, MAX_DEPTH);
         assert.deepEqual(all.values, want.values);
         assert.deepEqual(all.dead.map(whereOf), want.dead);
@@ -123,10 +128,8 @@ describe("NDJSON file source", () => {
     const dir = tempDir();
     await fc.assert(
       fc.asyncProperty(fileArb, fc.nat(), fc.integer({ min: 16, max: 4096 }), async (lines, cut, chunk) => {
-        const path = join(dir, "in.ndjson");
-        const want = expected(lines, true);
+        const { path, want } = written(dir, lines, true);
         fc.pre(want.values.length > 0);
-        writeFileSync(path, want.text);
         // The chunk of up to 4 KiB often holds the whole file: the records cut after the k-th are not emitted.
         const k = (cut % want.values.length) + 1;
         const head = await readSource(path, undefined, k, chunk, MAX_DEPTH);
